@@ -1,0 +1,355 @@
+package alloc
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/shm"
+)
+
+// Sentinel errors of the allocator; handle.ErrBadHandle and
+// handle.ErrStaleHandle come back from Resolve and Free.
+var (
+	// ErrOutOfMemory: the store is at its maximum size and no superblock
+	// is free. The allocation fails cleanly; frees make room again.
+	ErrOutOfMemory = errors.New("out of memory")
+	// ErrTooLarge: a request larger than a region can hold.
+	ErrTooLarge = errors.New("allocation larger than a region")
+	// ErrLogFull: a slot holds LogCapacity allocations it has not handed
+	// over (a transaction that allocates too much).
+	ErrLogFull = errors.New("allocation log full")
+)
+
+// Rank is alloc's place in shm's layer order (recovery runs high to low).
+const Rank = 10
+
+// Allocator is one process's access to a store's allocator. It is safe for
+// concurrent use; each Heap belongs to the goroutine that leased its slot.
+type Allocator struct {
+	st    *shm.Store
+	g     *global
+	geo   geometry
+	rsize uint64
+	heaps []atomic.Pointer[Heap] // by slot; process-local
+}
+
+// New binds an allocator to st and registers its recovery with st.
+func New(st *shm.Store) (*Allocator, error) {
+	geo, err := newGeometry(st.RegionSize())
+	if err != nil {
+		return nil, err
+	}
+	a := &Allocator{st: st, g: (*global)(st.GlobalPart(shm.PartAlloc)), geo: geo, rsize: st.RegionSize(),
+		heaps: make([]atomic.Pointer[Heap], st.NumSlots())}
+	stamp := formatStamp()
+	if !st.ReadOnly() {
+		a.g.stamp.CompareAndSwap(0, stamp)
+	}
+	if v := a.g.stamp.Load(); v != stamp && v != 0 {
+		return nil, fmt.Errorf("alloc: store %q has allocator format %#x, this build's is %#x: %w",
+			st.Name(), v, stamp, shm.ErrLayout)
+	}
+	if !st.ReadOnly() {
+		st.AddLayer(Rank, "alloc", a)
+	}
+	return a, nil
+}
+
+// Store is the store this allocator serves.
+func (a *Allocator) Store() *shm.Store { return a.st }
+
+// Heap is a slot's heap, used by the one goroutine that leased the slot.
+type Heap struct {
+	a    *Allocator
+	slot int
+	mine uint32 // slot + 1: the value of desc.owner for our superblocks
+	sh   *slotHeap
+	cur  [NumClasses + 1]current
+	// chunk caches the addresses of the slot's log chunks (process-local).
+	chunk [logChunks]unsafe.Pointer
+}
+
+// current caches where the heap's current superblock of a class is mapped.
+type current struct {
+	d        *desc
+	states   unsafe.Pointer
+	blocks   unsafe.Pointer
+	size     uint32
+	granule0 uint32 // granule offset of block 0 in its region
+	granules uint32 // block size in granules
+	region   uint16
+}
+
+// Lease leases a slot of the store and returns its heap. Release it when
+// done; the heap keeps its superblocks for the next lease.
+func (a *Allocator) Lease() (*Heap, error) {
+	slot, err := a.st.Lease()
+	if err != nil {
+		return nil, err
+	}
+	return a.Heap(slot), nil
+}
+
+// Heap returns the heap of a slot the caller has leased.
+func (a *Allocator) Heap(slot int) *Heap {
+	if h := a.heaps[slot].Load(); h != nil {
+		return h
+	}
+	h := &Heap{a: a, slot: slot, mine: uint32(slot + 1), sh: a.slotHeap(slot)}
+	for c := 1; c <= NumClasses; c++ {
+		if id := h.sh.current[c]; id != 0 {
+			if d, base, err := a.descOf(id); err == nil && d.owner.Load() == h.mine {
+				h.install(c, id, d, base)
+			} else {
+				h.sh.current[c] = 0
+			}
+		}
+	}
+	a.heaps[slot].Store(h)
+	return h
+}
+
+// Release gives the heap's slot back to the process's pool.
+func (h *Heap) Release() { h.a.st.Release(h.slot) }
+
+// Slot is the slot this heap belongs to.
+func (h *Heap) Slot() int { return h.slot }
+
+func (a *Allocator) slotHeap(slot int) *slotHeap {
+	return (*slotHeap)(a.st.SlotPart(slot, shm.PartAlloc))
+}
+
+func (a *Allocator) meta(base unsafe.Pointer) *regionMeta { return (*regionMeta)(base) }
+
+func (a *Allocator) descAt(base unsafe.Pointer, idx uint32) *desc {
+	return (*desc)(unsafe.Add(base, a.geo.descOff+uintptr(idx)*descSize))
+}
+
+func (a *Allocator) bitmap(base unsafe.Pointer) []uint64 {
+	return unsafe.Slice((*uint64)(unsafe.Add(base, a.geo.bitmapOff)), (a.geo.nsb+63)/64)
+}
+
+func sbBase(base unsafe.Pointer, idx uint32) unsafe.Pointer {
+	return unsafe.Add(base, uintptr(idx)<<sbShift)
+}
+
+// descOf maps a superblock id to its descriptor and its region's base.
+func (a *Allocator) descOf(id sbID) (*desc, unsafe.Pointer, error) {
+	base, err := a.st.Region(id.region())
+	if err != nil {
+		return nil, nil, err
+	}
+	if id.index() >= a.geo.nsb {
+		return nil, nil, fmt.Errorf("alloc: superblock %#x out of range: %w", uint32(id), handle.ErrBadHandle)
+	}
+	return a.descAt(base, id.index()), base, nil
+}
+
+// statesOf is the state array of a small superblock of class c.
+func statesOf(d *desc, sb unsafe.Pointer, c int) unsafe.Pointer {
+	if Classes[c].StatesDesc {
+		return unsafe.Pointer(&d.states[0])
+	}
+	return sb
+}
+
+func stateAt(states unsafe.Pointer, i uint32) *uint32 {
+	return (*uint32)(unsafe.Add(states, uintptr(i)*4))
+}
+
+func (h *Heap) install(c int, id sbID, d *desc, base unsafe.Pointer) {
+	sb := sbBase(base, id.index())
+	cl := &Classes[c]
+	h.cur[c] = current{
+		d:        d,
+		states:   statesOf(d, sb, c),
+		blocks:   unsafe.Add(sb, cl.BlockStart),
+		size:     cl.Size,
+		granule0: (id.index()<<sbShift + cl.BlockStart) / handle.Granule,
+		granules: cl.Size / handle.Granule,
+		region:   id.region(),
+	}
+	h.sh.current[c] = id
+}
+
+// Alloc allocates n bytes (n > 0) and returns the block's handle and its
+// first n bytes. The handle is logged in the slot until ForgetLog (the
+// caller has linked it into shared data) or FreeLog (abort): if the process
+// dies first, recovery frees it.
+//
+// The fast path touches only the slot's own superblock: no lock, no atomic.
+func (h *Heap) Alloc(n int) (handle.Handle, []byte, error) {
+	if uint(n-1) >= MaxSmall {
+		return h.allocLarge(n)
+	}
+	c := ClassOf(n)
+	cu := &h.cur[c]
+	for cu.d == nil || (cu.d.localHead == 0 && cu.d.fresh >= cu.d.nblocks) {
+		if err := h.refill(c); err != nil {
+			return handle.Null, nil, err
+		}
+	}
+	d := cu.d
+	i := d.fresh
+	if d.localHead != 0 {
+		i = d.localHead - 1
+	}
+	blk := unsafe.Add(cu.blocks, uintptr(i)*uintptr(cu.size))
+	sp := stateAt(cu.states, i)
+	gen := (*sp + 1) & stateCount // the owner's free block: nobody else writes it
+	hd := handle.Make(cu.region, cu.granule0+i*cu.granules, uint16(gen))
+	// Log before the state flips, so that an allocated block is never
+	// unlogged (see the package comment).
+	if k := h.sh.logN; k < logInline {
+		h.sh.inline[k] = hd
+		h.sh.logN = k + 1
+	} else if err := h.logSlow(hd); err != nil {
+		return handle.Null, nil, err
+	}
+	if poisonOn {
+		checkPoison(blk, cu.size, hd)
+	}
+	*sp = gen
+	if d.localHead != 0 {
+		d.localHead = *(*uint32)(blk)
+		d.localFree--
+	} else {
+		d.fresh++
+	}
+	return hd, unsafe.Slice((*byte)(blk), n), nil
+}
+
+// Free frees the block hd names. A stale or forged handle is refused with
+// ErrStaleHandle or ErrBadHandle and changes nothing. Freeing does not
+// touch the allocation log: a logged handle that was freed no longer
+// matches its block's generation and is skipped by FreeLog and recovery.
+func (h *Heap) Free(hd handle.Handle) error {
+	b, err := h.a.locate(hd)
+	if err != nil {
+		return err
+	}
+	if b.large {
+		return h.a.freeLarge(hd, b)
+	}
+	d := b.d
+	next := (b.state + 1) & stateCount
+	if poisonOn {
+		poison(b.ptr, b.size)
+	}
+	if d.owner.Load() != h.mine {
+		// Remote: one CAS makes the block free; the owner collects it.
+		if !atomic.CompareAndSwapUint32(b.sp, b.state, next|statePending) {
+			return staleErr(hd)
+		}
+		d.remote.Add(1)
+		return nil
+	}
+	// Local: our own superblock; the CAS still guards against a
+	// concurrent double free through a copied handle.
+	if !atomic.CompareAndSwapUint32(b.sp, b.state, next) {
+		return staleErr(hd)
+	}
+	*(*uint32)(b.ptr) = d.localHead
+	d.localHead = b.index + 1
+	d.localFree++
+	if d.localFree == d.fresh && h.a.g.atMax.Load() != 0 {
+		// At the maximum size, a wholly free superblock goes back at once
+		// so that other classes and processes can use it.
+		h.releaseCurrent(int(b.class))
+	}
+	return nil
+}
+
+// Resolve returns the block hd names, after the checks of DESIGN.md section
+// 3: region in range and mapped (mapping it now if another process made
+// it), offset in a superblock's block area and on a block boundary of its
+// class, block allocated with the handle's generation. The slice covers the
+// whole block (its class size, or the whole run of a large block).
+func (a *Allocator) Resolve(hd handle.Handle) ([]byte, error) {
+	b, err := a.locate(hd)
+	if err != nil {
+		return nil, err
+	}
+	return unsafe.Slice((*byte)(b.ptr), b.size), nil
+}
+
+// blockRef is what locate found.
+type blockRef struct {
+	d     *desc
+	sp    *uint32 // state word (large: &d.large)
+	ptr   unsafe.Pointer
+	state uint32 // state when validated
+	size  uint32
+	index uint32
+	class uint32
+	large bool
+	id    sbID
+}
+
+func (a *Allocator) locate(hd handle.Handle) (blockRef, error) {
+	var b blockRef
+	gen := hd.Gen()
+	if hd.IsNull() {
+		return b, fmt.Errorf("alloc: null handle: %w", handle.ErrBadHandle)
+	}
+	if gen&1 == 0 {
+		return b, fmt.Errorf("alloc: handle %v: even generation: %w", hd, handle.ErrBadHandle)
+	}
+	base, err := a.st.Region(hd.Region())
+	if err != nil {
+		return b, fmt.Errorf("alloc: handle %v: %w: %w", hd, handle.ErrBadHandle, err)
+	}
+	off := hd.Offset()
+	if off >= a.rsize {
+		return b, fmt.Errorf("alloc: handle %v: offset beyond region: %w", hd, handle.ErrBadHandle)
+	}
+	idx := uint32(off >> sbShift)
+	if idx < a.geo.metaSBs {
+		return b, fmt.Errorf("alloc: handle %v: offset in region metadata: %w", hd, handle.ErrBadHandle)
+	}
+	d := a.descAt(base, idx)
+	kc := d.kc.Load()
+	b.d, b.index, b.id = d, 0, mkSB(hd.Region(), idx)
+	switch kc & 0xff {
+	case kindSmall:
+		c := kc >> 8 & 0xff
+		if c == 0 || c > NumClasses {
+			return b, fmt.Errorf("alloc: handle %v: superblock with class %d: %w", hd, c, handle.ErrBadHandle)
+		}
+		cl := &Classes[c]
+		within := uint32(off) & (SuperblockSize - 1)
+		if within < cl.BlockStart {
+			return b, fmt.Errorf("alloc: handle %v: offset in a state array: %w", hd, handle.ErrBadHandle)
+		}
+		rel := within - cl.BlockStart
+		i := rel / cl.Size
+		if rel%cl.Size != 0 || i >= cl.Blocks {
+			return b, fmt.Errorf("alloc: handle %v: not on a %d-byte block boundary: %w", hd, cl.Size, handle.ErrStaleHandle)
+		}
+		sb := sbBase(base, idx)
+		b.sp = stateAt(statesOf(d, sb, int(c)), i)
+		b.ptr = unsafe.Add(sb, within)
+		b.size, b.index, b.class = cl.Size, i, c
+	case kindLargeHead:
+		if off&(SuperblockSize-1) != 0 {
+			return b, fmt.Errorf("alloc: handle %v: inside a large block: %w", hd, handle.ErrStaleHandle)
+		}
+		b.sp = (*uint32)(unsafe.Pointer(&d.large))
+		b.ptr = sbBase(base, idx)
+		b.size, b.large = d.runLen<<sbShift, true
+	default:
+		return b, fmt.Errorf("alloc: handle %v: superblock not allocated: %w", hd, handle.ErrStaleHandle)
+	}
+	b.state = atomic.LoadUint32(b.sp)
+	if b.state&1 == 0 || uint16(b.state) != gen {
+		return b, fmt.Errorf("alloc: handle %v: block freed (generation now %d): %w", hd, uint16(b.state), handle.ErrStaleHandle)
+	}
+	return b, nil
+}
+
+func staleErr(hd handle.Handle) error {
+	return fmt.Errorf("alloc: free %v: %w (freed concurrently)", hd, handle.ErrStaleHandle)
+}

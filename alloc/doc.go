@@ -1,0 +1,86 @@
+// Package alloc is a Hoard-style allocator for blocks of shared memory,
+// addressed by handles, that a process may die in the middle of at any
+// instruction without losing or leaking a block.
+//
+// # The walk through an allocation
+//
+//  1. Size class. A request of up to MaxSmall (a quarter superblock, 16 KiB)
+//     is rounded up to one of 39 size classes: 16, 24, ... 64 in steps of 8,
+//     then four classes per doubling (80, 96, 112, 128, 160, ...). Blocks are
+//     8-byte aligned so that they can hold 64-bit atomics; that alignment is
+//     why 16→32 has only the classes 24 and 32 (a 17-byte request wastes 7
+//     bytes, 29%); everywhere else internal fragmentation is at most 25%.
+//     Larger requests take a run of whole superblocks.
+//  2. Superblock. A region file is cut into 64 KiB superblocks. Its first
+//     superblocks hold the region's metadata: a pool bitmap and one 64-byte
+//     descriptor per superblock (out of band, so that no user write and no
+//     forged handle can make the allocator trust user memory). A small-class
+//     superblock begins with its state array, one 32-bit word per block,
+//     then the blocks.
+//  3. Heap. Each slot (a goroutine's lease on the store) owns a heap: one
+//     current superblock per class. Allocation pops the current superblock's
+//     local free list (owner-only: no lock, no atomic), or bumps its
+//     never-used tail. When it is exhausted the heap collects the remote
+//     frees it has received, or gives it to the global heap and takes
+//     another.
+//  4. Global heap. Per class, superblocks nobody owns sit in four bins by
+//     fullness under one lock per class. The heap takes the fullest that has
+//     room (Hoard: emptier superblocks get the chance to drain). Below that,
+//     the pool of free superblocks (one lock) hands out fresh ones; empty
+//     superblocks of other classes are reclaimed into it when it runs dry;
+//     a new region is created when even that fails; ErrOutOfMemory at the
+//     store's maximum size.
+//  5. Free. A block freed by its superblock's owner goes back on the local
+//     free list. Any other process marks it free with one CAS on its state
+//     word (the remote free of mimalloc, see below) and bumps a hint counter;
+//     the owner collects such blocks when its free list runs out.
+//
+// Hoard's invariant bounds how much a heap holds beyond its use by K
+// superblocks per class; here K = 1, structurally: a heap holds exactly its
+// current superblock of each class. Hoard's emptiness threshold (one
+// quarter) shows up where the structure leaves a choice: superblocks in the
+// global heap are binned by quarters of fullness; a heap collects remote
+// frees only once a superblock has received at least an eighth of its
+// blocks back; and once the store has reached its maximum size, a heap
+// hands back a current superblock as soon as it is wholly free, so that
+// frees make room for other classes and other processes.
+//
+// # Block states, and why a crash loses nothing
+//
+// A block's state word counts: even means free, odd means allocated. A
+// handle carries the low 16 bits of the count it was allocated at, so a
+// handle to a freed block stops resolving, and a forged one almost never
+// does. Bit 31 marks a block freed remotely and not yet collected.
+//
+// The state array is the truth; free lists, counts and bins are derived and
+// can be rebuilt:
+//
+//   - the owner's free list is exactly the free, not-pending blocks below
+//     the bump index; if the owner dies mid-operation, recovery rebuilds it
+//     from the states (no one else changes such a block: remote frees only
+//     move allocated blocks to pending);
+//   - a remote free is a single CAS, complete or not at any instant;
+//   - an allocation writes the new handle into the slot's allocation log
+//     before it flips the state, so an allocated block is always either
+//     logged or handed over by the caller's own protocol; recovery frees
+//     logged handles, and a handle whose generation no longer matches is
+//     skipped, which makes recovery idempotent;
+//   - bins and the pool bitmap are rebuilt from the descriptors by whoever
+//     steals their lock from a dead holder (shm.Mutex reports the theft).
+//
+// The design's remote-free stack (a CAS-pushed list drained by the owner)
+// is replaced by the pending bit: a stack push and the state change are two
+// words, and a pusher killed between them leaves a block that is free but on
+// no list, which recovery cannot tell apart from one that is being pushed by
+// a live process. Collecting by scanning the state array costs one pass over
+// at most 16 KiB, amortized over at least an eighth of the superblock's
+// blocks. See the issue's closing note for the measurements.
+//
+// Stores within the dead process's own CPU are all visible to the recoverer:
+// it learns of the death through the kernel (an OFD lock released), and the
+// Go compiler keeps the order of stores through pointers, so "log before
+// flip" holds in what the recoverer reads.
+//
+// This package must never import txn, objects, reclaim or ipc, and never
+// keep a Go pointer in shared memory.
+package alloc

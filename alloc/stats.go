@@ -1,0 +1,91 @@
+package alloc
+
+import (
+	"sync/atomic"
+	"unsafe"
+)
+
+// ClassStats describes one size class across the store.
+type ClassStats struct {
+	Class       int     `json:"class"`
+	Size        uint32  `json:"size"`
+	Superblocks int     `json:"superblocks"`
+	Owned       int     `json:"owned"`  // held by a heap
+	Global      int     `json:"global"` // in the global heap's bins
+	BlocksUsed  uint64  `json:"blocks_used"`
+	BlocksFree  uint64  `json:"blocks_free"`
+	Frag        float64 `json:"fragmentation"` // 1 - used bytes / reserved bytes
+}
+
+// Stats describes the allocator's use of the store. The counts are read
+// without locks: exact when the store is quiet, a close snapshot otherwise.
+type Stats struct {
+	Regions         int          `json:"regions"`
+	RegionBytes     uint64       `json:"region_bytes"`   // mapped: regions x region size
+	MetaBytes       uint64       `json:"meta_bytes"`     // region metadata superblocks
+	ReservedBytes   uint64       `json:"reserved_bytes"` // superblocks in use, small and large
+	UsedBytes       uint64       `json:"used_bytes"`     // allocated blocks, at their class size
+	FreeBytes       uint64       `json:"free_bytes"`     // region bytes not in use by blocks
+	FreeSuperblocks int          `json:"free_superblocks"`
+	LargeBlocks     int          `json:"large_blocks"`
+	LargeBytes      uint64       `json:"large_bytes"`
+	Classes         []ClassStats `json:"classes"` // classes with superblocks only
+}
+
+// Stats walks the descriptors and state arrays.
+func (a *Allocator) Stats() Stats {
+	var s Stats
+	var cls [NumClasses + 1]ClassStats
+	s.Regions = int(a.st.Regions())
+	s.RegionBytes = uint64(s.Regions) * a.rsize
+	s.MetaBytes = uint64(s.Regions) * uint64(a.geo.metaSBs) * SuperblockSize
+	a.eachDesc(func(id sbID, d *desc, base unsafe.Pointer) {
+		switch d.kind() {
+		case kindFree:
+			s.FreeSuperblocks++
+		case kindLargeHead:
+			s.ReservedBytes += uint64(d.runLen) * SuperblockSize
+			if d.large.Load()&1 != 0 {
+				s.LargeBlocks++
+				s.LargeBytes += uint64(d.runLen) * SuperblockSize
+			}
+		case kindTransit:
+			s.ReservedBytes += SuperblockSize
+		case kindSmall:
+			c := int(d.class())
+			if c == 0 || c > NumClasses {
+				return
+			}
+			s.ReservedBytes += SuperblockSize
+			cs := &cls[c]
+			cs.Superblocks++
+			if d.owner.Load() != 0 {
+				cs.Owned++
+			} else {
+				cs.Global++
+			}
+			states := statesOf(d, sbBase(base, id.index()), c)
+			for i := uint32(0); i < Classes[c].Blocks; i++ {
+				if atomic.LoadUint32(stateAt(states, i))&1 != 0 {
+					cs.BlocksUsed++
+				} else {
+					cs.BlocksFree++
+				}
+			}
+		}
+	})
+	for c := 1; c <= NumClasses; c++ {
+		cs := cls[c]
+		if cs.Superblocks == 0 {
+			continue
+		}
+		cs.Class, cs.Size = c, Classes[c].Size
+		used := cs.BlocksUsed * uint64(cs.Size)
+		s.UsedBytes += used
+		cs.Frag = 1 - float64(used)/float64(uint64(cs.Superblocks)*SuperblockSize)
+		s.Classes = append(s.Classes, cs)
+	}
+	s.UsedBytes += s.LargeBytes
+	s.FreeBytes = s.RegionBytes - s.MetaBytes - s.UsedBytes
+	return s
+}

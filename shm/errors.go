@@ -1,0 +1,37 @@
+package shm
+
+import "errors"
+
+// Sentinel errors. Functions wrap them with context (store name, path, what
+// was expected); test with errors.Is.
+var (
+	// ErrLayout: the files are not a store this build can use (bad magic,
+	// other layout version, other layout stamp, truncated).
+	ErrLayout = errors.New("incompatible store layout")
+	// ErrNotFound: no store by that name.
+	ErrNotFound = errors.New("store not found")
+	// ErrExists: a store by that name exists (Create with Exclusive).
+	ErrExists = errors.New("store exists")
+	// ErrClosed: the Store was closed.
+	ErrClosed = errors.New("store closed")
+	// ErrForked: the Store was opened by the parent of this process; the Go
+	// runtime does not survive fork, and the parent's slots are not ours.
+	ErrForked = errors.New("store used in a forked child")
+	// ErrPermission: the files belong to another user or their mode keeps
+	// this process out.
+	ErrPermission = errors.New("permission denied")
+	// ErrStoreFull: every region the store may have exists (its maximum size).
+	ErrStoreFull = errors.New("store at maximum size")
+	// ErrTooManyProcs: the process table is full.
+	ErrTooManyProcs = errors.New("too many attached processes")
+	// ErrInUse: live processes are attached (Remove without force).
+	ErrInUse = errors.New("store in use")
+	// ErrBadOption: an Options field is out of range.
+	ErrBadOption = errors.New("bad option")
+)
+
+// ErrNoRegion: a region number that is out of range or not created.
+var ErrNoRegion = errors.New("no such region")
+
+// ErrNoSlots: every slot of the store is owned by a live process.
+var ErrNoSlots = errors.New("no free slot")

@@ -1,0 +1,119 @@
+//go:build linux && (amd64 || arm64)
+
+package shm
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// leasePool is this process's share of the slot table: the slots it has
+// claimed (Owner = proc+1) and which of them are not leased right now.
+// Process-local; guarded by mu.
+type leasePool struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	limit  int
+	owned  []int
+	free   []int
+	leased int
+	done   bool
+}
+
+func (p *leasePool) init(limit int) {
+	p.cond.L = &p.mu
+	p.limit = limit
+}
+
+// drain forbids new leases and returns the owned slots, or reports how many
+// are still leased (and forbids nothing).
+func (p *leasePool) drain() ([]int, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.leased > 0 {
+		return nil, p.leased
+	}
+	p.done = true
+	return p.owned, 0
+}
+
+// Lease hands the calling goroutine a slot of its own until Release. It
+// reuses one of this process's slots, claims a new one from the table while
+// the process is below its limit, and otherwise waits for a Release. It
+// fails with ErrTooManyProcs-like exhaustion only when the whole table is
+// owned by live processes.
+func (s *Store) Lease() (int, error) {
+	if err := s.Guard(); err != nil {
+		return -1, err
+	}
+	if s.proc < 0 {
+		return -1, fmt.Errorf("shm: lease a slot of %q: store opened read-only: %w", s.name, ErrBadOption)
+	}
+	p := &s.leases
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		if p.done {
+			return -1, fmt.Errorf("shm: lease a slot of %q: %w", s.name, ErrClosed)
+		}
+		if n := len(p.free); n > 0 {
+			slot := p.free[n-1]
+			p.free = p.free[:n-1]
+			p.leased++
+			s.markLeased(slot)
+			return slot, nil
+		}
+		if len(p.owned) < p.limit {
+			if slot, ok := s.claimSlot(); ok {
+				p.owned = append(p.owned, slot)
+				p.leased++
+				s.markLeased(slot)
+				return slot, nil
+			}
+			if len(p.owned) == 0 {
+				return -1, fmt.Errorf("shm: lease a slot of %q: all %d slots owned by other processes: %w",
+					s.name, s.NumSlots(), ErrNoSlots)
+			}
+		}
+		p.cond.Wait()
+	}
+}
+
+// Release gives a leased slot back to this process's pool.
+func (s *Store) Release(slot int) {
+	p := &s.leases
+	p.mu.Lock()
+	s.Slot(slot).LeasedAt.Store(0)
+	p.free = append(p.free, slot)
+	p.leased--
+	p.mu.Unlock()
+	p.cond.Broadcast()
+}
+
+func (s *Store) markLeased(slot int) {
+	h := s.Slot(slot)
+	h.Leases.Add(1)
+	h.LeasedAt.Store(time.Now().UnixNano())
+}
+
+// claimSlot takes a free slot of the table for this process. The search
+// starts at a point that depends on the process so that attaching
+// processes do not all race for slot 0.
+func (s *Store) claimSlot() (int, bool) {
+	n := s.NumSlots()
+	start := (s.proc * int(s.hdr.SlotsPerProc)) % n
+	for k := 0; k < n; k++ {
+		i := (start + k) % n
+		h := s.Slot(i)
+		if h.Owner.Load() == 0 && h.Owner.CompareAndSwap(0, uint32(s.proc+1)) {
+			return i, true
+		}
+	}
+	return -1, false
+}
+
+// SlotOwned reports whether slot i belongs to this process.
+func (s *Store) SlotOwned(i int) bool {
+	return s.proc >= 0 && s.Slot(i).Owner.Load() == uint32(s.proc+1)
+}

@@ -1,0 +1,578 @@
+//go:build linux && (amd64 || arm64)
+
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/edsrzf/mmap-go"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultDir is where stores live unless Options.Dir or SHMSTORE_DIR says
+// otherwise: tmpfs, so memory-speed and gone at reboot.
+const DefaultDir = "/dev/shm/shmstore"
+
+// Defaults for Options fields left zero.
+const (
+	DefaultRegionSize   = 64 << 20
+	DefaultMaxSize      = 4 << 30
+	DefaultMode         = fs.FileMode(0o600)
+	DefaultProcs        = 64
+	DefaultSlots        = 256
+	DefaultSlotsPerProc = 16
+)
+
+// Limits on Options fields.
+const (
+	MinRegionSize = 1 << 20
+	MaxRegionSize = 4 << 30
+	maxProcs      = 1<<10 - 1 // the process index must fit a lock token
+)
+
+// CreateMode says what Open does about a store that does or does not exist.
+type CreateMode int
+
+// The create modes.
+const (
+	CreateIfMissing CreateMode = iota // open, creating it if it does not exist
+	MustExist                         // open; ErrNotFound if it does not exist
+	MustCreate                        // create; ErrExists if it exists
+)
+
+// Options configure Open. The sizes and table sizes are fixed when a store
+// is created; opening an existing store uses the store's own.
+type Options struct {
+	// Dir is the directory that holds stores. Empty: $SHMSTORE_DIR, else
+	// DefaultDir.
+	Dir string
+	// RegionSize is the size of each region file, a multiple of 1 MiB from
+	// 1 MiB to 4 GiB. Zero: DefaultRegionSize.
+	RegionSize int64
+	// MaxSize bounds the bytes of all regions together; it is rounded down
+	// to a whole number of regions (at least one). Zero: DefaultMaxSize.
+	MaxSize int64
+	// Mode is the permission of the store's files (0600 by default); the
+	// directory gets the matching execute bits. Widen it to share a store
+	// with a group.
+	Mode fs.FileMode
+	// Procs is the number of processes that may be attached at once.
+	Procs int
+	// Slots is the number of transaction slots in the store.
+	Slots int
+	// SlotsPerProc is the most slots one process leases at once; further
+	// callers wait for one to be returned.
+	SlotsPerProc int
+	// Create says whether to create the store.
+	Create CreateMode
+	// ReadOnly maps the store read-only and does not attach: for
+	// inspection, which never writes. Such a Store cannot lease slots.
+	ReadOnly bool
+}
+
+// BaseDir returns the directory that holds stores for these options.
+func (o Options) BaseDir() string {
+	if o.Dir != "" {
+		return o.Dir
+	}
+	if d := os.Getenv("SHMSTORE_DIR"); d != "" {
+		return d
+	}
+	return DefaultDir
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.RegionSize == 0 {
+		o.RegionSize = DefaultRegionSize
+	}
+	if o.MaxSize == 0 {
+		o.MaxSize = DefaultMaxSize
+	}
+	if o.Mode == 0 {
+		o.Mode = DefaultMode
+	}
+	if o.Procs == 0 {
+		o.Procs = DefaultProcs
+	}
+	if o.Slots == 0 {
+		o.Slots = DefaultSlots
+	}
+	if o.SlotsPerProc == 0 {
+		o.SlotsPerProc = DefaultSlotsPerProc
+	}
+	switch {
+	case o.RegionSize < MinRegionSize || o.RegionSize > MaxRegionSize || o.RegionSize%MinRegionSize != 0:
+		return o, fmt.Errorf("region size %d: want a multiple of 1 MiB from 1 MiB to 4 GiB: %w", o.RegionSize, ErrBadOption)
+	case o.MaxSize < o.RegionSize:
+		return o, fmt.Errorf("max size %d is below the region size %d: %w", o.MaxSize, o.RegionSize, ErrBadOption)
+	case o.MaxSize/o.RegionSize > 1<<16-1:
+		return o, fmt.Errorf("max size %d needs more than 65535 regions of %d bytes: %w", o.MaxSize, o.RegionSize, ErrBadOption)
+	case o.Mode&^0o777 != 0 || o.Mode&0o600 != 0o600:
+		return o, fmt.Errorf("mode %v: want permission bits including 0600: %w", o.Mode, ErrBadOption)
+	case o.Procs < 1 || o.Procs > maxProcs:
+		return o, fmt.Errorf("procs %d: want 1 to %d: %w", o.Procs, maxProcs, ErrBadOption)
+	case o.Slots < 1 || o.Slots > 1<<16:
+		return o, fmt.Errorf("slots %d: want 1 to 65536: %w", o.Slots, ErrBadOption)
+	case o.SlotsPerProc < 1 || o.SlotsPerProc > o.Slots:
+		return o, fmt.Errorf("slots per process %d: want 1 to %d: %w", o.SlotsPerProc, o.Slots, ErrBadOption)
+	}
+	return o, nil
+}
+
+// ValidName reports whether name can name a store: 1 to 200 characters of
+// letters, digits, '.', '_' and '-', not starting with '.'.
+func ValidName(name string) error {
+	if name == "" || len(name) > 200 || name[0] == '.' {
+		return fmt.Errorf("store name %q: want 1 to 200 letters, digits, '.', '_' or '-', not starting with '.': %w", name, ErrBadOption)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("store name %q: character %q not allowed: %w", name, c, ErrBadOption)
+		}
+	}
+	return nil
+}
+
+// Store is one process's view of a store: its mappings, its entry in the
+// process table and the slots it leases. It is safe for concurrent use by
+// the goroutines of one process; it must not be used after fork.
+type Store struct {
+	name     string
+	dir      string
+	readOnly bool
+
+	lockFile *os.File // OFD locks: byte 0 create lock, byte 1+proc liveness
+	ctl      mmap.MMap
+	hdr      *Header
+	layout   controlLayout
+
+	proc  int    // index in the process table, -1 when not attached
+	token uint32 // lock token (see Mutex); 0 when not attached
+
+	regions  []atomic.Pointer[regionMap] // by region id; nil until mapped here
+	regionMu sync.Mutex                  // serializes mapping a region in this process
+
+	forkGuard []byte // private page with MADV_WIPEONFORK: reads 0 in a forked child
+
+	closed   atomic.Bool
+	deadSeen atomic.Bool // a dead process was seen; RecoverDead should run soon
+
+	layersMu sync.Mutex
+	layers   []layerEntry
+
+	leases leasePool
+}
+
+type regionMap struct {
+	mem  mmap.MMap
+	base unsafe.Pointer
+}
+
+// Open opens (and by default creates) the store name.
+func Open(name string, opts Options) (*Store, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("shm: open %q: %w", name, err)
+	}
+	if o.ReadOnly && o.Create != MustExist {
+		o.Create = MustExist
+	}
+	s := &Store{name: name, dir: filepath.Join(o.BaseDir(), name), readOnly: o.ReadOnly, proc: -1}
+	if err := s.open(o); err != nil {
+		s.unmap()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) open(o Options) error {
+	if err := s.makeDirs(o); err != nil {
+		return err
+	}
+	flag := os.O_RDWR | os.O_CREATE
+	if o.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	var err error
+	s.lockFile, err = os.OpenFile(filepath.Join(s.dir, "lock"), flag, o.Mode)
+	if err != nil {
+		return s.fileError("open lock file", err)
+	}
+	// Byte 0 serializes creation against opening: the creator holds it
+	// while it writes the header, openers wait for it and then see Magic.
+	lt := int16(unix.F_WRLCK)
+	if o.ReadOnly {
+		lt = unix.F_RDLCK
+	}
+	if err := ofdLock(s.lockFile, 0, lt, true); err != nil {
+		return fmt.Errorf("shm: store %q: take create lock: %w", s.name, err)
+	}
+	err = s.openControl(o)
+	_ = ofdUnlock(s.lockFile, 0)
+	if err != nil {
+		return err
+	}
+	s.regions = make([]atomic.Pointer[regionMap], s.hdr.MaxRegions+1)
+	if err := s.makeForkGuard(); err != nil {
+		return err
+	}
+	if !o.ReadOnly {
+		if err := s.attach(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) makeDirs(o Options) error {
+	base := o.BaseDir()
+	if o.Create == MustExist {
+		if _, err := os.Stat(filepath.Join(s.dir, "control")); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("shm: store %q in %s: %w", s.name, base, ErrNotFound)
+			}
+			return s.fileError("stat control file", err)
+		}
+		return nil
+	}
+	if _, err := os.Stat(base); errors.Is(err, fs.ErrNotExist) {
+		perm := fs.FileMode(0o700)
+		if o.Dir == "" && os.Getenv("SHMSTORE_DIR") == "" {
+			// The shared default directory is like /tmp: every user may
+			// keep stores there, each store directory is private.
+			perm = 0o1777
+		}
+		if err := os.MkdirAll(base, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+			return s.fileError("create "+base, err)
+		}
+		_ = os.Chmod(base, perm) // undo the umask; a race with another creator sets the same bits
+	}
+	dirMode := o.Mode | (o.Mode&0o444)>>2 // x wherever r
+	if err := os.Mkdir(s.dir, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return s.fileError("create store directory", err)
+	} else if err == nil {
+		_ = os.Chmod(s.dir, dirMode)
+	}
+	return nil
+}
+
+// fileError names a permission problem as such, with who owns what.
+func (s *Store) fileError(what string, err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		owner := ""
+		if fi, serr := os.Stat(s.dir); serr == nil {
+			if st, ok := fi.Sys().(*unix.Stat_t); ok {
+				owner = fmt.Sprintf(" (directory %s is mode %v, owner uid %d; this process is uid %d)",
+					s.dir, fi.Mode().Perm(), st.Uid, os.Getuid())
+			}
+		}
+		return fmt.Errorf("shm: store %q: %s%s: %w: %w", s.name, what, owner, ErrPermission, err)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("shm: store %q: %s: %w: %w", s.name, what, ErrNotFound, err)
+	}
+	return fmt.Errorf("shm: store %q: %s: %w", s.name, what, err)
+}
+
+// openControl creates the control segment if nobody completed it, then
+// checks it: magic, then version, then stamp, then size, each with its own
+// message. The caller holds the create lock.
+func (s *Store) openControl(o Options) error {
+	path := filepath.Join(s.dir, "control")
+	flag := os.O_RDWR | os.O_CREATE
+	if o.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, o.Mode)
+	if err != nil {
+		return s.fileError("open control file", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return s.fileError("stat control file", err)
+	}
+	var magic uint64
+	if fi.Size() >= 8 {
+		var b [8]byte
+		if _, err := f.ReadAt(b[:], 0); err != nil {
+			return s.fileError("read control file", err)
+		}
+		magic = *(*uint64)(unsafe.Pointer(&b[0]))
+	}
+	if magic == 0 {
+		// Nobody finished creating it (or it is new): we hold the create
+		// lock, so any creator is gone. Start over.
+		if o.Create == MustExist || o.ReadOnly {
+			return fmt.Errorf("shm: store %q: control file is incomplete (creation never finished): %w", s.name, ErrNotFound)
+		}
+		return s.create(f, o)
+	}
+	if o.Create == MustCreate {
+		return fmt.Errorf("shm: store %q in %s: %w", s.name, filepath.Dir(s.dir), ErrExists)
+	}
+	return s.verifyAndMap(f, fi.Size())
+}
+
+func (s *Store) create(f *os.File, o Options) error {
+	maxRegions := uint32(o.MaxSize / o.RegionSize)
+	l := computeLayout(maxRegions, uint32(o.Procs), uint32(o.Slots))
+	if err := f.Truncate(0); err != nil {
+		return s.fileError("truncate control file", err)
+	}
+	if err := f.Truncate(int64(l.size)); err != nil {
+		return s.fileError("size control file", err)
+	}
+	m, err := mmap.MapRegion(f, int(l.size), mmap.RDWR, 0, 0)
+	if err != nil {
+		return fmt.Errorf("shm: store %q: map control file: %w", s.name, err)
+	}
+	s.ctl, s.layout = m, l
+	s.hdr = (*Header)(unsafe.Pointer(&m[0]))
+	h := s.hdr
+	h.Version = LayoutVersion
+	h.HeaderSize = uint32(unsafe.Sizeof(Header{}))
+	h.Stamp = layoutStamp()
+	h.RegionSize = uint64(o.RegionSize)
+	h.MaxRegions = maxRegions
+	h.Procs = uint32(o.Procs)
+	h.Slots = uint32(o.Slots)
+	h.SlotsPerProc = uint32(o.SlotsPerProc)
+	h.Mode = uint32(o.Mode)
+	h.Created = time.Now().UnixNano()
+	h.ControlSize = uint64(l.size)
+	// Publish: everything above is visible to whoever loads Magic.
+	h.Magic.Store(Magic)
+	return nil
+}
+
+func (s *Store) verifyAndMap(f *os.File, size int64) error {
+	name := s.name
+	if size < int64(unsafe.Sizeof(Header{})) {
+		return fmt.Errorf("shm: store %q: control file truncated to %d bytes (a header is %d): %w",
+			name, size, unsafe.Sizeof(Header{}), ErrLayout)
+	}
+	var raw [unsafe.Sizeof(Header{})]byte
+	if _, err := f.ReadAt(raw[:], 0); err != nil {
+		return s.fileError("read control header", err)
+	}
+	h := (*Header)(unsafe.Pointer(&raw[0]))
+	switch {
+	case h.Magic.Load() != Magic:
+		return fmt.Errorf("shm: store %q: control file has magic %#x, want %#x (not a shmstore control file): %w",
+			name, h.Magic.Load(), Magic, ErrLayout)
+	case h.Version != LayoutVersion:
+		return fmt.Errorf("shm: store %q: layout version %d, this build reads version %d: %w",
+			name, h.Version, LayoutVersion, ErrLayout)
+	case h.Stamp != layoutStamp() || h.HeaderSize != uint32(unsafe.Sizeof(Header{})):
+		return fmt.Errorf("shm: store %q: layout stamp %#x, this build's is %#x (built with other struct sizes or word size): %w",
+			name, h.Stamp, layoutStamp(), ErrLayout)
+	}
+	okSizes := h.RegionSize >= MinRegionSize && h.RegionSize <= MaxRegionSize && h.RegionSize%MinRegionSize == 0 &&
+		h.MaxRegions >= 1 && h.MaxRegions < 1<<16 && h.Procs >= 1 && h.Procs <= maxProcs &&
+		h.Slots >= 1 && h.Slots <= 1<<16 && h.SlotsPerProc >= 1 && h.SlotsPerProc <= h.Slots
+	if !okSizes {
+		return fmt.Errorf("shm: store %q: header sizes out of range (region %d, regions %d, procs %d, slots %d): %w",
+			name, h.RegionSize, h.MaxRegions, h.Procs, h.Slots, ErrLayout)
+	}
+	l := computeLayout(h.MaxRegions, h.Procs, h.Slots)
+	if h.ControlSize != uint64(l.size) || size < int64(l.size) {
+		return fmt.Errorf("shm: store %q: control file is %d bytes, its header wants %d (truncated or damaged): %w",
+			name, size, l.size, ErrLayout)
+	}
+	prot := mmap.RDWR
+	if s.readOnly {
+		prot = mmap.RDONLY
+	}
+	m, err := mmap.MapRegion(f, int(l.size), prot, 0, 0)
+	if err != nil {
+		return fmt.Errorf("shm: store %q: map control file: %w", name, err)
+	}
+	s.ctl, s.layout = m, l
+	s.hdr = (*Header)(unsafe.Pointer(&m[0]))
+	if s.hdr.Regions.Load() > s.hdr.MaxRegions {
+		return fmt.Errorf("shm: store %q: %d regions published, at most %d allowed: %w",
+			name, s.hdr.Regions.Load(), s.hdr.MaxRegions, ErrLayout)
+	}
+	return nil
+}
+
+func (s *Store) makeForkGuard() error {
+	g, err := unix.Mmap(-1, 0, PageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return fmt.Errorf("shm: fork guard: %w", err)
+	}
+	if err := unix.Madvise(g, unix.MADV_WIPEONFORK); err != nil {
+		_ = unix.Munmap(g)
+		return fmt.Errorf("shm: fork guard (MADV_WIPEONFORK needs Linux 4.14): %w", err)
+	}
+	g[0] = 1
+	s.forkGuard = g
+	return nil
+}
+
+// Guard returns ErrForked in a forked child and ErrClosed after Close. Every
+// entry point of the layers above calls it (it is one load and one branch).
+func (s *Store) Guard() error {
+	if s.closed.Load() {
+		return fmt.Errorf("shm: store %q: %w", s.name, ErrClosed)
+	}
+	if s.forkGuard[0] == 0 {
+		return fmt.Errorf("shm: store %q opened by parent process: %w", s.name, ErrForked)
+	}
+	return nil
+}
+
+// Name is the store's name.
+func (s *Store) Name() string { return s.name }
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// ReadOnly reports whether the store was opened for inspection only.
+func (s *Store) ReadOnly() bool { return s.readOnly }
+
+// Header returns the control segment's header.
+func (s *Store) Header() *Header { return s.hdr }
+
+// RegionSize is the size of every region file.
+func (s *Store) RegionSize() uint64 { return s.hdr.RegionSize }
+
+// ProcIndex is this process's index in the process table, -1 if not attached.
+func (s *Store) ProcIndex() int { return s.proc }
+
+// Token is this process's lock token (see Mutex), 0 if not attached.
+func (s *Store) Token() uint32 { return s.token }
+
+// ControlBytes is the size of the control segment.
+func (s *Store) ControlBytes() uint64 { return uint64(s.layout.size) }
+
+// GlobalPart returns the start of layer p's global area.
+func (s *Store) GlobalPart(p Part) unsafe.Pointer {
+	return unsafe.Pointer(&s.ctl[s.layout.globalPart[p]])
+}
+
+// NumSlots is the number of slots in the store.
+func (s *Store) NumSlots() int { return int(s.hdr.Slots) }
+
+// Slot returns the header of slot i.
+func (s *Store) Slot(i int) *SlotHeader {
+	return (*SlotHeader)(unsafe.Pointer(&s.ctl[s.layout.slotTable+uintptr(i)*SlotSize]))
+}
+
+// SlotPart returns the start of layer p's part of slot i.
+func (s *Store) SlotPart(i int, p Part) unsafe.Pointer {
+	return unsafe.Pointer(&s.ctl[s.layout.slotTable+uintptr(i)*SlotSize+SlotPartOffset[p]])
+}
+
+// NumProcs is the size of the process table.
+func (s *Store) NumProcs() int { return int(s.hdr.Procs) }
+
+// Proc returns entry i of the process table.
+func (s *Store) Proc(i int) *ProcEntry {
+	return (*ProcEntry)(unsafe.Pointer(&s.ctl[s.layout.procTable+uintptr(i)*unsafe.Sizeof(ProcEntry{})]))
+}
+
+// Close gives back this process's slots (each layer tidies its part), leaves
+// the process table and unmaps the store. Memory obtained from the store
+// must not be used afterwards. While a slot is still leased Close does
+// nothing and fails with ErrInUse: release them first.
+func (s *Store) Close() error {
+	if s.forkGuard != nil && s.forkGuard[0] == 0 {
+		return fmt.Errorf("shm: close store %q: %w", s.name, ErrForked)
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("shm: close store %q: %w", s.name, ErrClosed)
+	}
+	var owned []int
+	if s.proc >= 0 {
+		var leased int
+		if owned, leased = s.leases.drain(); leased > 0 {
+			return fmt.Errorf("shm: close store %q: %d slots still leased: %w", s.name, leased, ErrInUse)
+		}
+	}
+	if !s.closed.CompareAndSwap(false, true) {
+		return fmt.Errorf("shm: close store %q: %w", s.name, ErrClosed)
+	}
+	var err error
+	if s.proc >= 0 {
+		err = s.detach(owned)
+	}
+	s.unmap()
+	return err
+}
+
+func (s *Store) unmap() {
+	for i := range s.regions {
+		if r := s.regions[i].Load(); r != nil {
+			_ = r.mem.Unmap()
+			s.regions[i].Store(nil)
+		}
+	}
+	if s.ctl != nil {
+		_ = s.ctl.Unmap()
+		s.ctl, s.hdr = nil, nil
+	}
+	if s.lockFile != nil {
+		_ = s.lockFile.Close() // drops our OFD locks
+		s.lockFile = nil
+	}
+	// The fork guard page stays mapped: Guard may still read it after Close.
+}
+
+// List returns the names of the stores in the directory opts names, sorted.
+func List(opts Options) ([]string, error) {
+	base := opts.BaseDir()
+	ents, err := os.ReadDir(base)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("shm: list %s: %w", base, err)
+	}
+	var names []string
+	for _, e := range ents {
+		if !e.IsDir() || ValidName(e.Name()) != nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(base, e.Name(), "control")); err == nil {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Remove deletes the store name. Unless force is set it refuses, with
+// ErrInUse, while live processes are attached; with force, attached
+// processes keep their mappings until they exit, but the files are gone.
+func Remove(name string, opts Options, force bool) error {
+	opts.ReadOnly, opts.Create = true, MustExist
+	s, err := Open(name, opts)
+	if err != nil {
+		return err
+	}
+	live := s.LiveProcs()
+	dir := s.dir
+	_ = s.Close()
+	if len(live) > 0 && !force {
+		return fmt.Errorf("shm: remove %q: %d live processes attached (pids %v); use force to remove anyway: %w",
+			name, len(live), live, ErrInUse)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("shm: remove %q: %w", name, err)
+	}
+	return nil
+}
