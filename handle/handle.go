@@ -77,10 +77,14 @@ func (h Handle) Offset() uint64 { return uint64(h.Granule()) * Granule }
 // Gen is the generation the block had when this handle was made.
 func (h Handle) Gen() uint16 { return uint16(h) }
 
-// String formats h as "r<region>+<offset hex>#<gen>", or "null".
+// String formats h as "r<region>+<offset hex>#<gen>", "null", or (for a
+// value no block can have: region 0 but not null) as a hex number.
 func (h Handle) String() string {
 	if h.IsNull() {
 		return "null"
+	}
+	if h.Region() == 0 {
+		return fmt.Sprintf("%#x", uint64(h))
 	}
 	return fmt.Sprintf("r%d+%#x#%d", h.Region(), h.Offset(), h.Gen())
 }

@@ -207,6 +207,9 @@ func (s *Store) RecoverDead() (int, error) {
 	}
 	s.Lock(&s.hdr.recoverLock) // stolen or not: recovery is idempotent
 	defer s.Unlock(&s.hdr.recoverLock)
+	// A dead holder seen so far (recoverLock's own, too) is dead before
+	// the scan below, which recovers it.
+	s.deadSeen.Store(false)
 	n := 0
 	for _, i := range s.DeadProcs() { // again, under the lock
 		if err := s.recoverProc(i); err != nil {

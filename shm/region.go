@@ -96,6 +96,10 @@ func (s *Store) Grow(have uint32) (uint32, error) {
 	if err := s.Guard(); err != nil {
 		return 0, err
 	}
+	if s.proc < 0 {
+		// The control segment is mapped read-only: locking would fault.
+		return s.hdr.Regions.Load(), fmt.Errorf("shm: grow %q: store opened read-only: %w", s.name, ErrBadOption)
+	}
 	s.Lock(&s.hdr.growLock) // a stolen growLock needs no repair: growth is idempotent
 	defer s.Unlock(&s.hdr.growLock)
 	n := s.hdr.Regions.Load()
@@ -110,6 +114,7 @@ func (s *Store) Grow(have uint32) (uint32, error) {
 	if err != nil {
 		return n, s.fileError(fmt.Sprintf("create region %d", id), err)
 	}
+	_ = f.Chmod(os.FileMode(s.hdr.Mode)) // undo the umask (best effort: only the owner may)
 	err = f.Truncate(int64(s.hdr.RegionSize))
 	if cerr := f.Close(); err == nil {
 		err = cerr

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -273,7 +274,7 @@ func (s *Store) fileError(what string, err error) error {
 	if errors.Is(err, fs.ErrPermission) {
 		owner := ""
 		if fi, serr := os.Stat(s.dir); serr == nil {
-			if st, ok := fi.Sys().(*unix.Stat_t); ok {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok { // os.Stat fills a syscall.Stat_t, not a unix.Stat_t
 				owner = fmt.Sprintf(" (directory %s is mode %v, owner uid %d; this process is uid %d)",
 					s.dir, fi.Mode().Perm(), st.Uid, os.Getuid())
 			}
@@ -335,6 +336,10 @@ func (s *Store) create(f *os.File, o Options) error {
 	if err := f.Truncate(int64(l.size)); err != nil {
 		return s.fileError("size control file", err)
 	}
+	// O_CREATE's mode went through the umask: set the store's mode (best
+	// effort: only the owner may, and a group member re-creating keeps it).
+	_ = f.Chmod(o.Mode)
+	_ = s.lockFile.Chmod(o.Mode)
 	m, err := mmap.MapRegion(f, int(l.size), mmap.RDWR, 0, 0)
 	if err != nil {
 		return fmt.Errorf("shm: store %q: map control file: %w", s.name, err)
