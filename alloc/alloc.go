@@ -312,6 +312,19 @@ func (a *Allocator) locate(hd handle.Handle) (blockRef, error) {
 	}
 	d := a.descAt(base, idx)
 	kc := d.kc.Load()
+	if kc&0xff == kindLargeTail {
+		// Inside a span of a size class, or inside a large block: the
+		// head's descriptor decides.
+		back := d.runLen
+		if back == 0 || back > idx-a.geo.metaSBs || back >= maxSpan {
+			return b, fmt.Errorf("alloc: handle %v: inside a large block: %w", hd, handle.ErrStaleHandle)
+		}
+		idx -= back
+		d = a.descAt(base, idx)
+		if kc = d.kc.Load(); kc&0xff != kindSmall {
+			return b, fmt.Errorf("alloc: handle %v: inside a large block: %w", hd, handle.ErrStaleHandle)
+		}
+	}
 	b.d, b.index, b.id = d, 0, mkSB(hd.Region(), idx)
 	switch kc & 0xff {
 	case kindSmall:
@@ -320,13 +333,16 @@ func (a *Allocator) locate(hd handle.Handle) (blockRef, error) {
 			return b, fmt.Errorf("alloc: handle %v: superblock with class %d: %w", hd, c, handle.ErrBadHandle)
 		}
 		cl := &Classes[c]
-		within := uint32(off) & (SuperblockSize - 1)
+		within := uint32(off - uint64(idx)<<sbShift)
+		if within >= cl.Span<<sbShift {
+			return b, fmt.Errorf("alloc: handle %v: beyond its span: %w", hd, handle.ErrStaleHandle)
+		}
 		if within < cl.BlockStart {
 			return b, fmt.Errorf("alloc: handle %v: offset in a state array: %w", hd, handle.ErrBadHandle)
 		}
 		rel := within - cl.BlockStart
-		i := rel / cl.Size
-		if rel%cl.Size != 0 || i >= cl.Blocks {
+		i := cl.blockIndex(rel)
+		if i*cl.Size != rel || i >= cl.Blocks {
 			return b, fmt.Errorf("alloc: handle %v: not on a %d-byte block boundary: %w", hd, cl.Size, handle.ErrStaleHandle)
 		}
 		sb := sbBase(base, idx)

@@ -27,7 +27,7 @@ func lease(t testing.TB, a *Allocator) *Heap {
 func TestAllocResolveFree(t *testing.T) {
 	st, a := openTest(t, testDir(t), shm.Options{})
 	h := lease(t, a)
-	sizes := []int{1, 8, 16, 17, 24, 100, 1000, 4096, 16383, MaxSmall, MaxSmall + 1, 100 << 10, 1 << 20}
+	sizes := []int{1, 8, 16, 17, 24, 100, 1000, 4096, 16383, 16385, 20 << 10, 40<<10 + 3, 100 << 10, MaxSmall, MaxSmall + 1, 1 << 20}
 	var hds []handle.Handle
 	for _, n := range sizes {
 		hd, b, err := h.Alloc(n)

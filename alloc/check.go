@@ -144,8 +144,22 @@ func (a *Allocator) Check() []string {
 				}
 			case kindLargeTail:
 				hk := k - d.runLen
-				if d.runLen == 0 || d.runLen > k || a.descAt(base, hk).kind() != kindLargeHead {
-					report("superblock %s: large tail without a head", sbName(id))
+				if d.runLen == 0 || d.runLen > k {
+					report("superblock %s: run tail without a head", sbName(id))
+					break
+				}
+				hd := a.descAt(base, hk)
+				switch hd.kind() {
+				case kindLargeHead, kindTransit:
+					if d.runLen >= hd.runLen {
+						report("superblock %s: tail %d of a run of %d", sbName(id), d.runLen, hd.runLen)
+					}
+				case kindSmall:
+					if c := hd.class(); c == 0 || c > NumClasses || d.runLen >= Classes[c].Span {
+						report("superblock %s: tail %d of a span of class %d", sbName(id), d.runLen, c)
+					}
+				default:
+					report("superblock %s: run tail whose head has kind %d", sbName(id), hd.kind())
 				}
 			case kindTransit:
 				if live, _ := ownerOK(d.owner.Load()); !live {

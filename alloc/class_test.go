@@ -21,9 +21,19 @@ func TestSizeClasses(t *testing.T) {
 			require.LessOrEqual(t, cl.Blocks, uint32(descStates))
 		}
 		require.GreaterOrEqual(t, cl.BlockStart, statesBytes)
-		require.LessOrEqual(t, cl.BlockStart+cl.Blocks*cl.Size, uint32(SuperblockSize), "class %d overflows", c)
-		// The superblock could not hold one more block.
-		require.Greater(t, cl.BlockStart+(cl.Blocks+1)*cl.Size+4, uint32(SuperblockSize), "class %d wastes a block", c)
+		span := cl.Span * SuperblockSize
+		require.True(t, cl.Span >= 1 && cl.Span <= maxSpan, "class %d span %d", c, cl.Span)
+		if cl.Size <= SuperblockSize/4 {
+			require.Equal(t, uint32(1), cl.Span, "classes up to a quarter superblock live in one")
+		}
+		require.LessOrEqual(t, cl.BlockStart+cl.Blocks*cl.Size, span, "class %d overflows", c)
+		if cl.StatesDesc {
+			require.Equal(t, min(span/cl.Size, descStates), cl.Blocks)
+		} else {
+			// The span could not hold one more block.
+			require.Greater(t, cl.BlockStart+(cl.Blocks+1)*cl.Size+4, span, "class %d wastes a block", c)
+		}
+		require.GreaterOrEqual(t, use(cl), 0.75, "class %d uses %.2f of its span", c, use(cl))
 		prev = cl.Size
 	}
 	require.Equal(t, uint32(16), Classes[1].Size)
@@ -70,4 +80,15 @@ func TestFindZeroRun(t *testing.T) {
 	require.Equal(t, uint32(63), i)
 	_, ok = findZeroRun([]uint64{^uint64(0) >> 1}, 63, 1)
 	require.False(t, ok, "bits past nbits do not count")
+}
+
+func TestReciprocal(t *testing.T) {
+	for c := 1; c <= NumClasses; c++ {
+		cl := &Classes[c]
+		for rel := uint32(0); rel < cl.Span*SuperblockSize; rel++ {
+			if got := cl.blockIndex(rel); got != rel/cl.Size {
+				t.Fatalf("class %d (%d bytes): blockIndex(%d) = %d, want %d", c, cl.Size, rel, got, rel/cl.Size)
+			}
+		}
+	}
 }

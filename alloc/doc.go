@@ -4,13 +4,17 @@
 //
 // # The walk through an allocation
 //
-//  1. Size class. A request of up to MaxSmall (a quarter superblock, 16 KiB)
-//     is rounded up to one of 39 size classes: 16, 24, ... 64 in steps of 8,
-//     then four classes per doubling (80, 96, 112, 128, 160, ...). Blocks are
-//     8-byte aligned so that they can hold 64-bit atomics; that alignment is
-//     why 16→32 has only the classes 24 and 32 (a 17-byte request wastes 7
-//     bytes, 29%); everywhere else internal fragmentation is at most 25%.
-//     Larger requests take a run of whole superblocks.
+//  1. Size class. A request of up to MaxSmall (128 KiB) is rounded up to one
+//     of 51 size classes: 16, 24, ... 64 in steps of 8, then four classes
+//     per doubling (80, 96, 112, 128, 160, ...). Blocks are 8-byte aligned so
+//     that they can hold 64-bit atomics; that alignment is why 16→32 has
+//     only the classes 24 and 32 (a 17-byte request wastes 7 bytes, 29%);
+//     everywhere else internal fragmentation is at most 25%. Classes up to a
+//     quarter superblock live in one superblock; the ones above in spans of
+//     up to 8 superblocks chosen so that at least 97% of the span is blocks
+//     (a 20 KiB block would otherwise reserve 64 KiB: on a log-uniform mix
+//     of 16 B to 256 KiB the reserved/requested ratio drops from 1.36 to
+//     1.16). Larger requests take a run of whole superblocks of their own.
 //  2. Superblock. A region file is cut into 64 KiB superblocks. Its first
 //     superblocks hold the region's metadata: a pool bitmap and one 64-byte
 //     descriptor per superblock (out of band, so that no user write and no

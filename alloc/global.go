@@ -63,19 +63,24 @@ func (a *Allocator) toPool(id sbID, d *desc, states unsafe.Pointer) {
 	}
 	d.genFloor = (floor + 2) &^ 1 & stateCount
 	d.kc.Store(mkKC(kindTransit, 0, 0)) // owner unchanged: a crash leaves it to recovery
-	a.poolReturn(id, d, 1)
+	a.poolReturn(id, d)
 }
 
-// poolReturn marks a run of n superblocks starting at id free.
-func (a *Allocator) poolReturn(id sbID, d *desc, n uint32) {
+// poolReturn marks the run a transit head d starts (d.runLen superblocks)
+// free. Every superblock of the run takes the head's generation floor: a
+// later run may start at any of them, and its states must start above every
+// generation handed out in its bytes.
+func (a *Allocator) poolReturn(id sbID, d *desc) {
 	base := a.st.MappedRegion(id.region())
 	if a.st.Lock(&a.g.poolLock) {
 		a.rebuildPoolLocked()
 	}
 	bm := a.bitmap(base)
+	n, floor := max(d.runLen, 1), d.genFloor
 	for j := uint32(0); j < n; j++ {
 		k := id.index() + j
 		dj := a.descAt(base, k)
+		dj.genFloor = max(dj.genFloor, floor)
 		dj.runLen = 0
 		dj.kc.Store(mkKC(kindFree, 0, 0))
 		dj.owner.Store(0)
@@ -166,12 +171,12 @@ func (a *Allocator) fromBins(c int, mine uint32) (sbID, *desc, unsafe.Pointer) {
 
 // carve takes a free superblock from the pool and sets it up for class c.
 func (a *Allocator) carve(c int, mine uint32) (sbID, *desc, unsafe.Pointer, error) {
-	id, base, err := a.takeRun(1, mine, kindTransit)
+	cl := &Classes[c]
+	id, base, err := a.takeRun(cl.Span, mine, kindTransit)
 	if err != nil {
 		return 0, nil, nil, err
 	}
 	d := a.descAt(base, id.index())
-	cl := &Classes[c]
 	sb := sbBase(base, id.index())
 	states := statesOf(d, sb, c)
 	floor := d.genFloor &^ 1 & stateCount

@@ -94,7 +94,7 @@ func (a *Allocator) recoverSuperblocks(dead map[uint32]bool) {
 	}
 	for _, id := range transit {
 		d, _, _ := a.descOf(id)
-		a.poolReturn(id, d, 1)
+		a.poolReturn(id, d)
 	}
 	for _, id := range large {
 		d, _, _ := a.descOf(id)

@@ -9,7 +9,7 @@ import (
 type ClassStats struct {
 	Class       int     `json:"class"`
 	Size        uint32  `json:"size"`
-	Superblocks int     `json:"superblocks"`
+	Superblocks int     `json:"superblocks"` // spans, for classes whose span is several superblocks
 	Owned       int     `json:"owned"`  // held by a heap
 	Global      int     `json:"global"` // in the global heap's bins
 	BlocksUsed  uint64  `json:"blocks_used"`
@@ -50,13 +50,13 @@ func (a *Allocator) Stats() Stats {
 				s.LargeBytes += uint64(d.runLen) * SuperblockSize
 			}
 		case kindTransit:
-			s.ReservedBytes += SuperblockSize
+			s.ReservedBytes += uint64(max(d.runLen, 1)) * SuperblockSize
 		case kindSmall:
 			c := int(d.class())
 			if c == 0 || c > NumClasses {
 				return
 			}
-			s.ReservedBytes += SuperblockSize
+			s.ReservedBytes += uint64(Classes[c].Span) * SuperblockSize
 			cs := &cls[c]
 			cs.Superblocks++
 			if d.owner.Load() != 0 {
@@ -82,7 +82,7 @@ func (a *Allocator) Stats() Stats {
 		cs.Class, cs.Size = c, Classes[c].Size
 		used := cs.BlocksUsed * uint64(cs.Size)
 		s.UsedBytes += used
-		cs.Frag = 1 - float64(used)/float64(uint64(cs.Superblocks)*SuperblockSize)
+		cs.Frag = 1 - float64(used)/float64(uint64(cs.Superblocks)*uint64(Classes[c].Span)*SuperblockSize)
 		s.Classes = append(s.Classes, cs)
 	}
 	s.UsedBytes += s.LargeBytes

@@ -24,7 +24,7 @@ func FuzzResolve(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = os.RemoveAll(dir) })
-	st, err := shm.Open("fuzz", shm.Options{Dir: dir, RegionSize: 4 << 20, MaxSize: 16 << 20})
+	st, err := shm.Open("fuzz", shm.Options{Dir: dir, RegionSize: 16 << 20, MaxSize: 512 << 20})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -45,8 +45,11 @@ func FuzzResolve(f *testing.F) {
 	var freed []handle.Handle
 	for i := 0; i < 3000; i++ {
 		n := 16 + r.IntN(3000)
-		if i%100 == 0 {
-			n = alloc.MaxSmall + r.IntN(300<<10)
+		switch i % 50 {
+		case 0:
+			n = alloc.MaxSmall + r.IntN(300<<10) // a large block
+		case 1, 2, 3:
+			n = 16<<10 + r.IntN(alloc.MaxSmall-16<<10) // a class spanning superblocks
 		}
 		hd, b, err := h.Alloc(n)
 		if err != nil {
