@@ -43,9 +43,9 @@ var Classes [NumClasses + 1]SizeClass
 const descStates = 4
 
 var (
-	smallLookup [1024/handle.Granule + 1]uint8       // (n+7)/8 -> class, n <= 1024
-	midLookup   [SuperblockSize/4/128 + 1]uint8      // (n+127)/128 -> class, n <= 16 KiB
-	largeLookup [MaxSmall/4096 + 1]uint8             // (n+4095)/4096 -> class, n <= MaxSmall
+	smallLookup [1024/handle.Granule + 1]uint8  // (n+7)/8 -> class, n <= 1024
+	midLookup   [SuperblockSize/4/128 + 1]uint8 // (n+127)/128 -> class, n <= 16 KiB
+	largeLookup [MaxSmall/4096 + 1]uint8        // (n+4095)/4096 -> class, n <= MaxSmall
 )
 
 // layoutClass fits blocks of size s into a span: the most blocks with their

@@ -10,8 +10,8 @@ type ClassStats struct {
 	Class       int     `json:"class"`
 	Size        uint32  `json:"size"`
 	Superblocks int     `json:"superblocks"` // spans, for classes whose span is several superblocks
-	Owned       int     `json:"owned"`  // held by a heap
-	Global      int     `json:"global"` // in the global heap's bins
+	Owned       int     `json:"owned"`       // held by a heap
+	Global      int     `json:"global"`      // in the global heap's bins
 	BlocksUsed  uint64  `json:"blocks_used"`
 	BlocksFree  uint64  `json:"blocks_free"`
 	Frag        float64 `json:"fragmentation"` // 1 - used bytes / reserved bytes
