@@ -3,9 +3,11 @@ package alloc
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/shm"
 )
 
 // Check walks all allocator metadata and returns every problem it finds,
@@ -13,8 +15,8 @@ import (
 //
 //   - every region published has its metadata and a bitmap that agrees with
 //     the descriptors; free counts agree;
-//   - descriptors are well formed: known kind and class, large runs whose
-//     tails point at their head;
+//   - descriptors are well formed: known kind and class, runs and spans
+//     whose tails point at their head;
 //   - a superblock is owned by a live slot, or sits in exactly one bin of
 //     its class, or is free in the pool; a superblock or log owned by a slot
 //     whose process is dead is reported (recovery has not run);
@@ -23,9 +25,13 @@ import (
 //     no free block is missing from it (a leak);
 //   - a freed large block not returned to the pool.
 //
-// Superblocks owned by live slots of other processes are only checked for
-// form: their owner may be halfway through an allocation. The caller's own
-// slots must be idle. Check only reads.
+// Check may run while other processes work: it reads each class's bins
+// under that class's lock and the pool under the pool lock (one at a time),
+// skips the insides of superblocks that live processes own, and looks again
+// under the lock before it reports something a live process could be in
+// the middle of. The caller's own slots must be idle. Check takes locks but
+// writes no allocator state; on a read-only store it takes none and is
+// exact only when the store is quiet.
 func (a *Allocator) Check() []string {
 	var probs []string
 	report := func(format string, args ...any) {
@@ -43,63 +49,186 @@ func (a *Allocator) Check() []string {
 		}
 		return true, int(p-1) == a.st.ProcIndex()
 	}
-	inBins := map[sbID]int{}
-	for c := 1; c <= NumClasses; c++ {
-		ch := &a.g.classes[c]
-		if h := ch.lock.Holder(); h != 0 && !a.st.TokenAlive(h) {
-			report("class %d lock held by dead process %d", c, h&0x3ff-1)
+	// withLock runs f holding m, unless the store is mapped read-only or m's
+	// holder is dead (then recovery's business: reported, not taken).
+	withLock := func(what string, m *shm.Mutex, repair func(), f func()) {
+		if h := m.Holder(); h != 0 && !a.st.TokenAlive(h) {
+			report("%s lock held by dead process %d", what, shm.TokenProc(h))
+			f()
+			return
 		}
-		for bin := 0; bin < numBins; bin++ {
-			id := ch.head[bin]
-			for k := uint32(0); id != 0; k++ {
-				if k > ch.n[bin] {
-					report("class %d bin %d: list longer than its count %d (cycle?)", c, bin, ch.n[bin])
-					break
+		if a.st.ReadOnly() {
+			f()
+			return
+		}
+		if a.st.Lock(m) {
+			repair() // its holder died just now: the guarded data is rebuilt first
+		}
+		defer a.st.Unlock(m)
+		f()
+	}
+
+	// 1. The bins, class by class: while the class lock is held no member
+	// can leave, and nobody allocates from a member.
+	inBins := map[sbID]bool{}
+	for c := 1; c <= NumClasses; c++ {
+		withLock(fmt.Sprintf("class %d", c), &a.g.classes[c].lock, func() { a.rebuildBinsLocked(c) }, func() {
+			a.checkBinsLocked(c, inBins, ownerOK, report)
+		})
+	}
+	// 2. The pool: bitmaps and free counts against the descriptors.
+	withLock("pool", &a.g.poolLock, a.rebuildPoolLocked, func() { a.checkPoolLocked(report) })
+
+	// 3. Everything else, without locks: what looks wrong is looked at
+	// again under the lock that would make it right.
+	var lostSmall []sbID
+	var freedLarge []sbID
+	freedState := map[sbID]uint32{}
+	a.eachRegion(report, func(r uint16, base unsafe.Pointer) {
+		for k := a.geo.metaSBs; k < a.geo.nsb; k++ {
+			id := mkSB(r, k)
+			d := a.descAt(base, k)
+			switch d.kind() {
+			case kindSmall:
+				if inBins[id] {
+					continue
 				}
-				d, _, err := a.descOf(id)
-				if err != nil {
-					report("class %d bin %d: superblock %#x: %v", c, bin, uint32(id), err)
-					break
+				o := d.owner.Load()
+				if o == 0 {
+					lostSmall = append(lostSmall, id)
+					continue
 				}
-				inBins[id]++
-				if d.kind() != kindSmall || int(d.class()) != c || int(d.bin()) != bin+1 || d.owner.Load() != 0 {
-					report("superblock %s in class %d bin %d has kind %d class %d bin %d owner %d",
-						sbName(id), c, bin, d.kind(), d.class(), int(d.bin())-1, d.owner.Load())
+				if live, _ := ownerOK(o); !live {
+					report("superblock %s owned by slot %d of a dead or departed process", sbName(id), o-1)
 				}
-				next := sbID(d.binNext)
-				if nd, _, err := a.descOf(next); err != nil || sbID(nd.binPrev) != id {
-					report("superblock %s in class %d bin %d: broken links", sbName(id), c, bin)
-					break
+				a.checkSmall(id, d, base, ownerOK, report)
+			case kindLargeHead:
+				st := d.large.Load()
+				o := d.owner.Load()
+				if live, _ := ownerOK(o); o != 0 && !live {
+					report("large block at %s in transit by slot %d of a dead process", sbName(id), o-1)
+				} else if st&1 == 0 && o == 0 {
+					freedLarge = append(freedLarge, id)
+					freedState[id] = st
 				}
-				if next == ch.head[bin] {
-					if k+1 != ch.n[bin] {
-						report("class %d bin %d holds %d superblocks, count says %d", c, bin, k+1, ch.n[bin])
-					}
-					break
+			case kindTransit:
+				if live, _ := ownerOK(d.owner.Load()); !live {
+					report("superblock %s in transit by slot %d of a dead process", sbName(id), int(d.owner.Load())-1)
 				}
-				id = next
+			case kindFree, kindLargeTail: // checked under the pool lock
+			default:
+				report("superblock %s: unknown kind %d", sbName(id), d.kind())
 			}
 		}
+	})
+	for _, id := range lostSmall {
+		d, _, _ := a.descOf(id)
+		c := int(d.class())
+		if c == 0 || c > NumClasses {
+			report("superblock %s: class %d out of range", sbName(id), c)
+			continue
+		}
+		withLock(fmt.Sprintf("class %d", c), &a.g.classes[c].lock, func() { a.rebuildBinsLocked(c) }, func() {
+			if d.kind() == kindSmall && d.owner.Load() == 0 && d.bin() == 0 {
+				report("superblock %s of class %d belongs to the global heap but is in no bin", sbName(id), c)
+			}
+		})
 	}
-	if h := a.g.poolLock.Holder(); h != 0 && !a.st.TokenAlive(h) {
-		report("pool lock held by dead process %d", h&0x3ff-1)
+	// A live freer returns its run right after its CAS; only a freed state
+	// that stays the same while we look three times is left behind.
+	for wait := 20 * time.Millisecond; len(freedLarge) > 0 && wait <= 80*time.Millisecond; wait *= 2 {
+		time.Sleep(wait)
+		still := freedLarge[:0]
+		for _, id := range freedLarge {
+			d, _, _ := a.descOf(id)
+			if st := d.large.Load(); d.kind() == kindLargeHead && st == freedState[id] && d.owner.Load() == 0 {
+				still = append(still, id)
+			}
+		}
+		freedLarge = still
 	}
+	for _, id := range freedLarge {
+		report("large block at %s is free (state %d) but not returned to the pool", sbName(id), freedState[id])
+	}
+	a.checkSlots(report)
+	return probs
+}
+
+// eachRegion calls f for every region whose file is intact, and reports
+// the others.
+func (a *Allocator) eachRegion(report func(string, ...any), f func(r uint16, base unsafe.Pointer)) {
 	for r := uint16(1); uint32(r) <= a.st.Regions(); r++ {
+		if !a.st.RegionFileOK(r) {
+			report("region %d: file missing or not %d bytes: not walked", r, a.rsize)
+			continue
+		}
 		base, err := a.st.Region(r)
 		if err != nil {
 			report("region %d: %v", r, err)
 			continue
 		}
+		f(r, base)
+	}
+}
+
+// checkBinsLocked walks class c's bins and checks each member in full.
+// REQUIRES: class lock held (or the store quiet).
+func (a *Allocator) checkBinsLocked(c int, inBins map[sbID]bool, ownerOK func(uint32) (bool, bool), report func(string, ...any)) {
+	ch := &a.g.classes[c]
+	for bin := 0; bin < numBins; bin++ {
+		id := ch.head[bin]
+		for k := uint32(0); id != 0; k++ {
+			if k > ch.n[bin] {
+				report("class %d bin %d: list longer than its count %d (cycle?)", c, bin, ch.n[bin])
+				break
+			}
+			d, base, err := a.descOf(id)
+			if err != nil || !a.st.RegionFileOK(id.region()) {
+				report("class %d bin %d: superblock %#x: unreachable (%v)", c, bin, uint32(id), err)
+				break
+			}
+			if inBins[id] {
+				report("superblock %s is in two bins", sbName(id))
+				break
+			}
+			inBins[id] = true
+			if d.kind() != kindSmall || int(d.class()) != c || int(d.bin()) != bin+1 || d.owner.Load() != 0 {
+				report("superblock %s in class %d bin %d has kind %d class %d bin %d owner %d",
+					sbName(id), c, bin, d.kind(), d.class(), int(d.bin())-1, d.owner.Load())
+			} else {
+				a.checkSmall(id, d, base, ownerOK, report)
+			}
+			next := sbID(d.binNext)
+			if nd, _, err := a.descOf(next); err != nil || sbID(nd.binPrev) != id {
+				report("superblock %s in class %d bin %d: broken links", sbName(id), c, bin)
+				break
+			}
+			if next == ch.head[bin] {
+				if k+1 != ch.n[bin] {
+					report("class %d bin %d holds %d superblocks, count says %d", c, bin, k+1, ch.n[bin])
+				}
+				break
+			}
+			id = next
+		}
+	}
+}
+
+// checkPoolLocked compares each region's bitmap and free count with the
+// descriptors' kinds, and checks runs and spans head to tail. REQUIRES:
+// pool lock held (or the store quiet).
+func (a *Allocator) checkPoolLocked(report func(string, ...any)) {
+	a.eachRegion(func(string, ...any) {}, func(r uint16, base unsafe.Pointer) {
 		m := a.meta(base)
 		if m.magic != regionMagic {
 			// Never carved from: must be all free.
 			for k := a.geo.metaSBs; k < a.geo.nsb; k++ {
 				if a.descAt(base, k).kind() != kindFree {
 					report("region %d never initialised but superblock %d is in use", r, k)
-					break
+					return
 				}
 			}
-			continue
+			return
 		}
 		bm := a.bitmap(base)
 		free := uint32(0)
@@ -111,68 +240,68 @@ func (a *Allocator) Check() []string {
 				}
 				continue
 			}
-			id := mkSB(r, k)
 			d := a.descAt(base, k)
 			kind := d.kind()
 			if (kind == kindFree) == used {
-				report("superblock %s: kind %d but bitmap says used=%v", sbName(id), kind, used)
+				report("superblock %s: kind %d but bitmap says used=%v", sbName(mkSB(r, k)), kind, used)
+			}
+			// Runs and spans are made and undone under the pool lock.
+			switch kind {
+			case kindLargeHead:
+				a.checkRun(mkSB(r, k), d, base, report)
+			case kindLargeTail:
+				a.checkTail(mkSB(r, k), d, base, report)
 			}
 			if !used {
 				free++
-			}
-			switch kind {
-			case kindFree:
-			case kindSmall:
-				a.checkSmall(id, d, base, inBins[id], ownerOK, report)
-			case kindLargeHead:
-				if d.runLen == 0 || k+d.runLen > a.geo.nsb {
-					report("large block at %s: run of %d superblocks out of range", sbName(id), d.runLen)
-					break
-				}
-				for j := uint32(1); j < d.runLen; j++ {
-					t := a.descAt(base, k+j)
-					if t.kind() != kindLargeTail || t.runLen != j {
-						report("large block at %s: superblock %d of its run has kind %d back %d", sbName(id), j, t.kind(), t.runLen)
-					}
-				}
-				st := d.large.Load()
-				o := d.owner.Load()
-				if live, _ := ownerOK(o); st&1 == 0 && !live {
-					report("large block at %s is free (state %d) but not returned to the pool", sbName(id), st)
-				} else if o != 0 && !live {
-					report("large block at %s in transit by slot %d of a dead process", sbName(id), o-1)
-				}
-			case kindLargeTail:
-				hk := k - d.runLen
-				if d.runLen == 0 || d.runLen > k {
-					report("superblock %s: run tail without a head", sbName(id))
-					break
-				}
-				hd := a.descAt(base, hk)
-				switch hd.kind() {
-				case kindLargeHead, kindTransit:
-					if d.runLen >= hd.runLen {
-						report("superblock %s: tail %d of a run of %d", sbName(id), d.runLen, hd.runLen)
-					}
-				case kindSmall:
-					if c := hd.class(); c == 0 || c > NumClasses || d.runLen >= Classes[c].Span {
-						report("superblock %s: tail %d of a span of class %d", sbName(id), d.runLen, c)
-					}
-				default:
-					report("superblock %s: run tail whose head has kind %d", sbName(id), hd.kind())
-				}
-			case kindTransit:
-				if live, _ := ownerOK(d.owner.Load()); !live {
-					report("superblock %s in transit by slot %d of a dead process", sbName(id), int(d.owner.Load())-1)
-				}
-			default:
-				report("superblock %s: unknown kind %d", sbName(id), kind)
 			}
 		}
 		if free != m.free {
 			report("region %d: %d superblocks free, its count says %d", r, free, m.free)
 		}
+	})
+}
+
+// checkRun checks that a large block's tails point back at it.
+func (a *Allocator) checkRun(id sbID, d *desc, base unsafe.Pointer, report func(string, ...any)) {
+	k := id.index()
+	if d.runLen == 0 || k+d.runLen > a.geo.nsb {
+		report("large block at %s: run of %d superblocks out of range", sbName(id), d.runLen)
+		return
 	}
+	for j := uint32(1); j < d.runLen; j++ {
+		t := a.descAt(base, k+j)
+		if t.kind() != kindLargeTail || t.runLen != j {
+			report("large block at %s: superblock %d of its run has kind %d back %d", sbName(id), j, t.kind(), t.runLen)
+		}
+	}
+}
+
+// checkTail checks that a run or span tail has a head that covers it.
+func (a *Allocator) checkTail(id sbID, d *desc, base unsafe.Pointer, report func(string, ...any)) {
+	k := id.index()
+	if d.runLen == 0 || d.runLen > k-a.geo.metaSBs {
+		report("superblock %s: run tail without a head", sbName(id))
+		return
+	}
+	hd := a.descAt(base, k-d.runLen)
+	switch hd.kind() {
+	case kindLargeHead, kindTransit:
+		if d.runLen >= hd.runLen {
+			report("superblock %s: tail %d of a run of %d", sbName(id), d.runLen, hd.runLen)
+		}
+	case kindSmall:
+		if c := hd.class(); c == 0 || c > NumClasses || d.runLen >= Classes[c].Span {
+			report("superblock %s: tail %d of a span of class %d", sbName(id), d.runLen, c)
+		}
+	default:
+		report("superblock %s: run tail whose head has kind %d", sbName(id), hd.kind())
+	}
+}
+
+// checkSlots reports allocator state kept by slots that no live process
+// owns (recovery clears it).
+func (a *Allocator) checkSlots(report func(string, ...any)) {
 	for s := 0; s < a.st.NumSlots(); s++ {
 		p := a.st.Slot(s).Owner.Load()
 		sh := a.slotHeap(s)
@@ -193,26 +322,18 @@ func (a *Allocator) Check() []string {
 			}
 		}
 	}
-	return probs
 }
 
-func (a *Allocator) checkSmall(id sbID, d *desc, base unsafe.Pointer, bins int, ownerOK func(uint32) (bool, bool), report func(string, ...any)) {
+// checkSmall checks a small superblock's counts and, unless a live process
+// other than this one owns it, its free list against its state array.
+func (a *Allocator) checkSmall(id sbID, d *desc, base unsafe.Pointer, ownerOK func(uint32) (bool, bool), report func(string, ...any)) {
 	c := int(d.class())
 	if c == 0 || c > NumClasses {
 		report("superblock %s: class %d out of range", sbName(id), c)
 		return
 	}
 	cl := &Classes[c]
-	o := d.owner.Load()
-	live, idleHere := ownerOK(o)
-	switch {
-	case o == 0 && bins != 1:
-		report("superblock %s of class %d belongs to the global heap but is in %d bins", sbName(id), c, bins)
-	case o != 0 && bins != 0:
-		report("superblock %s owned by slot %d is also in a bin", sbName(id), o-1)
-	case o != 0 && !live:
-		report("superblock %s owned by slot %d of a dead or departed process", sbName(id), o-1)
-	}
+	live, idleHere := ownerOK(d.owner.Load())
 	if d.nblocks != cl.Blocks || d.fresh > d.nblocks || d.localFree > d.fresh {
 		report("superblock %s: counts out of range (blocks %d/%d, fresh %d, local free %d)",
 			sbName(id), d.nblocks, cl.Blocks, d.fresh, d.localFree)

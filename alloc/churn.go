@@ -25,7 +25,7 @@ import (
 // adopted into the log before the swap, a new block stays logged until the
 // swap is done. A worker killed at any point leaks nothing; at worst a
 // mailbox cell names a block that recovery freed (a stale handle, which
-// DrainMailbox counts).
+// Churn and DrainMailbox count and skip).
 type ChurnOptions struct {
 	Mailbox  handle.Handle // from NewMailbox
 	Worker   uint64        // tag written into blocks (non-zero, below 2^32)
@@ -42,6 +42,7 @@ type ChurnStats struct {
 	Frees       uint64 `json:"frees"`
 	RemoteFrees uint64 `json:"remote_frees"` // frees of blocks another worker allocated
 	Bytes       uint64 `json:"bytes"`        // bytes requested
+	Stale       uint64 `json:"stale"`        // mailbox handles already freed by recovery (after a kill)
 	Seconds     float64
 }
 
@@ -153,12 +154,18 @@ func Churn(h *Heap, o ChurnOptions) (ChurnStats, error) {
 		}
 		if old != handle.Null {
 			w, err := freeTagged(h, old)
-			if err != nil {
+			switch {
+			case errors.Is(err, handle.ErrStaleHandle):
+				// A worker killed between its swap and clearing its log:
+				// recovery freed the block it had just put here.
+				s.Stale++
+			case err != nil:
 				return s, err
-			}
-			s.Frees++
-			if w != o.Worker {
-				s.RemoteFrees++
+			default:
+				s.Frees++
+				if w != o.Worker {
+					s.RemoteFrees++
+				}
 			}
 		}
 		h.ForgetLog()

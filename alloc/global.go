@@ -443,7 +443,7 @@ func (a *Allocator) rebuildBinsLocked(c int) {
 func (a *Allocator) rebuildPoolLocked() {
 	for r := uint16(1); uint32(r) <= a.st.Regions(); r++ {
 		base, err := a.st.Region(r)
-		if err != nil {
+		if err != nil || !a.st.RegionFileOK(r) {
 			continue
 		}
 		bm := a.bitmap(base)
@@ -464,11 +464,12 @@ func (a *Allocator) rebuildPoolLocked() {
 	}
 }
 
-// eachDesc calls f for every non-metadata superblock of every region.
+// eachDesc calls f for every non-metadata superblock of every region
+// whose file is intact (a damaged one is reported by Check, not touched).
 func (a *Allocator) eachDesc(f func(id sbID, d *desc, base unsafe.Pointer)) {
 	for r := uint16(1); uint32(r) <= a.st.Regions(); r++ {
 		base, err := a.st.Region(r)
-		if err != nil {
+		if err != nil || !a.st.RegionFileOK(r) {
 			continue
 		}
 		for k := a.geo.metaSBs; k < a.geo.nsb; k++ {

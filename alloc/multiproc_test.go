@@ -132,6 +132,12 @@ func sumStats(t *testing.T, ws []*worker) ChurnStats {
 func TestMultiProcessStress(t *testing.T) {
 	dir, st, a, h, mb, used0, seed := stressSetup(t)
 	ws := startChurners(t, dir, mb, 4, 3*time.Second, seed)
+	// Check while they work: it must not mistake work in progress for damage.
+	checks := 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); checks++ {
+		require.Empty(t, append(st.Check(), a.Check()...), "check #%d on the busy store", checks)
+	}
+	t.Logf("%d checks of the busy store, all clean", checks)
 	for i, w := range ws {
 		require.NoError(t, w.cmd.Wait(), "worker %d: %s", i+1, w.out.String())
 	}

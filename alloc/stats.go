@@ -9,7 +9,7 @@ import (
 type ClassStats struct {
 	Class       int     `json:"class"`
 	Size        uint32  `json:"size"`
-	Superblocks int     `json:"superblocks"` // spans, for classes whose span is several superblocks
+	Superblocks int     `json:"superblocks"` // spans (of Classes[Class].Span superblocks each)
 	Owned       int     `json:"owned"`       // held by a heap
 	Global      int     `json:"global"`      // in the global heap's bins
 	BlocksUsed  uint64  `json:"blocks_used"`

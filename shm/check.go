@@ -29,6 +29,11 @@ func (s *Store) Check() []string {
 			report("slot %d owned by process entry %d, which is free", j, int(o)-1)
 		}
 	}
+	// The listing first, the count second: a region file is created
+	// before the count that publishes it, so every file listed is at most
+	// one past the count read afterwards (a grower still at work, or one
+	// that died, whose file the next grower reuses).
+	ents, _ := os.ReadDir(s.dir)
 	n := s.hdr.Regions.Load()
 	for id := uint16(1); uint32(id) <= n; id++ {
 		fi, err := os.Stat(s.RegionPath(id))
@@ -39,15 +44,10 @@ func (s *Store) Check() []string {
 			report("region %d is %d bytes, want %d", id, fi.Size(), s.hdr.RegionSize)
 		}
 	}
-	ents, _ := os.ReadDir(s.dir)
 	for _, e := range ents {
 		var id int
-		if _, err := fmt.Sscanf(e.Name(), "region-%05d", &id); err == nil && strings.HasPrefix(e.Name(), "region-") && uint32(id) > n {
-			// A grower that died before publishing leaves such a file; the
-			// next grower reuses it, so it is no leak, only noted.
-			if id != int(n)+1 {
-				report("region file %s beyond the %d published regions", filepath.Join(s.dir, e.Name()), n)
-			}
+		if _, err := fmt.Sscanf(e.Name(), "region-%05d", &id); err == nil && strings.HasPrefix(e.Name(), "region-") && uint32(id) > n+1 {
+			report("region file %s beyond the %d published regions", filepath.Join(s.dir, e.Name()), n)
 		}
 	}
 	for _, m := range []struct {

@@ -142,3 +142,11 @@ func (s *Store) RegionCreated(id uint16) time.Time {
 func (s *Store) regionEntry(id uint16) *RegionEntry {
 	return (*RegionEntry)(unsafe.Pointer(&s.ctl[s.layout.regionTable+uintptr(id)*unsafe.Sizeof(RegionEntry{})]))
 }
+
+// RegionFileOK reports whether region id's file still has its full size.
+// A file cut short under a live mapping makes every access past its end
+// fault (SIGBUS), so inspection asks before it walks a region.
+func (s *Store) RegionFileOK(id uint16) bool {
+	fi, err := os.Stat(s.RegionPath(id))
+	return err == nil && fi.Size() == int64(s.hdr.RegionSize)
+}

@@ -1,0 +1,328 @@
+//go:build linux && (amd64 || arm64)
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/alloc"
+	"github.com/shmstore/shmstore/handle"
+)
+
+// benchOptions are the flags and arguments of
+// `shmctl bench NAME [--procs N] [--duration D] [--min-size S] [--max-size S] [--mailbox N]`.
+type benchOptions struct {
+	globalOptions
+	name     string
+	procs    int
+	duration time.Duration
+	ops      int
+	minSize  byteSize
+	maxSize  byteSize
+	mailbox  int
+	seed     uint64
+}
+
+// newBenchOptions returns bench's options with their defaults.
+func newBenchOptions(g globalOptions) *benchOptions {
+	return &benchOptions{globalOptions: g, procs: 4, duration: 3 * time.Second,
+		minSize: 16, maxSize: 4 << 10, mailbox: 1024}
+}
+
+// addFlags registers bench's flags.
+func (o *benchOptions) addFlags(fs *flag.FlagSet) {
+	o.addGlobalFlags(fs)
+	fs.IntVar(&o.procs, "procs", o.procs, "`N` worker processes")
+	fs.DurationVar(&o.duration, "duration", o.duration, "how long each worker runs (`DURATION`: 500ms, 3s, 1m)")
+	fs.IntVar(&o.ops, "ops", o.ops, "stop each worker after `N` allocations (0: only --duration)")
+	fs.Var(&o.minSize, "min-size", "smallest request `SIZE`, at least 16")
+	fs.Var(&o.maxSize, "max-size", "largest request `SIZE`; sizes are log-uniform in between")
+	fs.IntVar(&o.mailbox, "mailbox", o.mailbox, "`N` cells in the shared mailbox that blocks are swapped through")
+	fs.Uint64Var(&o.seed, "seed", 0, "random `SEED` (0: from the clock; printed)")
+}
+
+// setArgs takes the store name.
+func (o *benchOptions) setArgs(args []string) error { return storeNameArg(&o.name, args) }
+
+// Validate checks the workload's shape.
+func (o *benchOptions) Validate() error {
+	if err := validStoreName(o.name); err != nil {
+		return err
+	}
+	switch {
+	case o.procs < 1 || o.procs > 1000:
+		return fmt.Errorf("procs %d: want 1 to 1000", o.procs)
+	case o.duration <= 0:
+		return fmt.Errorf("duration %v: want more than 0", o.duration)
+	case o.ops < 0:
+		return fmt.Errorf("ops %d: want 0 or more", o.ops)
+	case o.mailbox < 1 || o.mailbox > 1<<20:
+		return fmt.Errorf("mailbox %d: want 1 to %d cells", o.mailbox, 1<<20)
+	}
+	return validChurnSizes(int64(o.minSize), int64(o.maxSize))
+}
+
+// benchWorker is one worker's line in bench's report.
+type benchWorker struct {
+	Worker int `json:"worker"`
+	PID    int `json:"pid"`
+	benchCounts
+}
+
+// benchCounts are the counts and rates of a worker or of all of them.
+type benchCounts struct {
+	Allocs      uint64 `json:"allocs"`
+	Frees       uint64 `json:"frees"`
+	RemoteFrees uint64 `json:"remote_frees"`
+	Bytes       uint64 `json:"bytes"`
+	// Ops is allocations plus frees.
+	Ops uint64 `json:"ops"`
+	// Seconds is the worker's running time (for the total: the longest).
+	Seconds float64 `json:"seconds"`
+	// OpsPerSec is Ops/Seconds (for the total: the sum over the workers).
+	OpsPerSec float64 `json:"ops_per_sec"`
+	// RemoteFreeFraction is RemoteFrees/Frees: frees of blocks another
+	// worker allocated.
+	RemoteFreeFraction float64 `json:"remote_free_fraction"`
+}
+
+// benchReport is what bench prints with --json.
+type benchReport struct {
+	Store        string        `json:"store"`
+	Procs        int           `json:"procs"`
+	Duration     float64       `json:"duration_seconds"`
+	MinSize      int64         `json:"min_size"`
+	MaxSize      int64         `json:"max_size"`
+	Mailbox      int           `json:"mailbox_cells"`
+	Seed         uint64        `json:"seed"`
+	Workers      []benchWorker `json:"workers"`
+	Total        benchCounts   `json:"total"`
+	Recovered    int           `json:"recovered"`
+	StaleHandles int           `json:"stale_handles"`
+}
+
+// workerProc is one started worker process.
+type workerProc struct {
+	id     int
+	cmd    *exec.Cmd
+	gate   io.WriteCloser
+	stdout bytes.Buffer
+	stderr bytes.Buffer
+}
+
+// run creates the mailbox, starts the workers, opens the gate, waits for
+// them, drains the mailbox and reports.
+func (o *benchOptions) run(w io.Writer) error {
+	if o.seed == 0 {
+		o.seed = uint64(time.Now().UnixNano())
+	}
+	opts := o.storeOptions()
+	opts.Create = shmstore.MustExist
+	st, err := shmstore.Open(o.name, opts)
+	if err != nil {
+		return o.storeError(o.name, err)
+	}
+	defer st.Close()
+	h, err := st.Allocator().Lease()
+	if err != nil {
+		return fmt.Errorf("store %q: lease a slot: %w", o.name, err)
+	}
+	mb, err := alloc.NewMailbox(h, o.mailbox)
+	h.Release()
+	if err != nil {
+		return fmt.Errorf("store %q: make a mailbox of %d cells: %w", o.name, o.mailbox, err)
+	}
+
+	results, werr := o.runWorkers(mb)
+
+	// Whatever happened to the workers, repair what a dead one left and
+	// give the mailbox's blocks back.
+	rep := benchReport{Store: o.name, Procs: o.procs, Duration: o.duration.Seconds(),
+		MinSize: int64(o.minSize), MaxSize: int64(o.maxSize), Mailbox: o.mailbox, Seed: o.seed,
+		Workers: []benchWorker{}}
+	rep.Recovered, err = st.Recover()
+	if err != nil {
+		return errors.Join(werr, fmt.Errorf("store %q: recover dead workers: %w", o.name, err))
+	}
+	if h, err = st.Allocator().Lease(); err != nil {
+		return errors.Join(werr, fmt.Errorf("store %q: lease a slot to drain the mailbox: %w", o.name, err))
+	}
+	rep.StaleHandles, err = alloc.DrainMailbox(h, mb)
+	h.Release()
+	if err != nil {
+		return errors.Join(werr, fmt.Errorf("store %q: drain the mailbox: %w", o.name, err))
+	}
+
+	if werr != nil {
+		return werr // the others' results are not a benchmark of --procs workers
+	}
+
+	for _, r := range results {
+		bw := benchWorker{Worker: int(r.Worker), PID: r.PID}
+		bw.Allocs, bw.Frees, bw.RemoteFrees, bw.Bytes, bw.Seconds = r.Allocs, r.Frees, r.RemoteFrees, r.Bytes, r.Seconds
+		bw.Ops = bw.Allocs + bw.Frees
+		if bw.Seconds > 0 {
+			bw.OpsPerSec = float64(bw.Ops) / bw.Seconds
+		}
+		bw.RemoteFreeFraction = fraction(bw.RemoteFrees, bw.Frees)
+		rep.Workers = append(rep.Workers, bw)
+		t := &rep.Total
+		t.Allocs += bw.Allocs
+		t.Frees += bw.Frees
+		t.RemoteFrees += bw.RemoteFrees
+		t.Bytes += bw.Bytes
+		t.Ops += bw.Ops
+		t.Seconds = max(t.Seconds, bw.Seconds)
+		t.OpsPerSec += bw.OpsPerSec
+	}
+	rep.Total.RemoteFreeFraction = fraction(rep.Total.RemoteFrees, rep.Total.Frees)
+	if o.JSON {
+		return writeJSON(w, rep)
+	}
+	return rep.writeText(w)
+}
+
+// fraction is a/b, 0 when b is 0.
+func fraction(a, b uint64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// runWorkers starts the worker processes, lets them run together and
+// collects what each reports. Every started worker is waited for; a worker
+// that outlives its duration by far is killed.
+func (o *benchOptions) runWorkers(mb handle.Handle) ([]workerResult, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find this program to start workers: %w", err)
+	}
+	// An interrupt (Ctrl-C reaches the workers too) or a worker that
+	// outlives its duration by far stops them all; bench still recovers
+	// them and drains the mailbox.
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sigCtx, 2*o.duration+30*time.Second)
+	defer cancel()
+	workers := make([]*workerProc, 0, o.procs)
+	var startErr error
+	for id := 1; id <= o.procs; id++ {
+		wp := &workerProc{id: id}
+		wp.cmd = exec.CommandContext(ctx, exe, churnCommand,
+			"--dir", o.baseDir(),
+			"--mailbox", mb.String(),
+			"--worker", strconv.Itoa(id),
+			"--duration", o.duration.String(),
+			"--ops", strconv.Itoa(o.ops),
+			"--min-size", strconv.FormatInt(int64(o.minSize), 10),
+			"--max-size", strconv.FormatInt(int64(o.maxSize), 10),
+			"--seed", strconv.FormatUint(o.seed, 10),
+			"--gate", "--", o.name)
+		wp.cmd.Stdout, wp.cmd.Stderr = &wp.stdout, &wp.stderr
+		// A worker must not outlive bench: if bench dies, so do they (the
+		// store recovers them like any dead process).
+		wp.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if wp.gate, err = wp.cmd.StdinPipe(); err == nil {
+			err = wp.cmd.Start()
+		}
+		if err != nil {
+			startErr = fmt.Errorf("start worker %d: %w", id, err)
+			break
+		}
+		workers = append(workers, wp)
+	}
+	if startErr != nil {
+		cancel() // kills the started workers, still waiting at the gate
+	}
+	for _, wp := range workers {
+		_ = wp.gate.Close() // go
+	}
+	var results []workerResult
+	var errs []error
+	if startErr != nil {
+		errs = append(errs, startErr)
+	}
+	for _, wp := range workers {
+		err := wp.cmd.Wait()
+		if startErr != nil {
+			continue
+		}
+		switch {
+		case err != nil && (sigCtx.Err() != nil || interrupted(wp.cmd.ProcessState)):
+			errs = append(errs, fmt.Errorf("worker %d (pid %d) stopped: interrupted", wp.id, wp.cmd.Process.Pid))
+			continue
+		case err != nil && ctx.Err() != nil:
+			errs = append(errs, fmt.Errorf("worker %d (pid %d) did not finish in time and was killed", wp.id, wp.cmd.Process.Pid))
+			continue
+		case err != nil:
+			errs = append(errs, wp.failure(err))
+			continue
+		}
+		var r workerResult
+		if err := json.Unmarshal(wp.stdout.Bytes(), &r); err != nil {
+			errs = append(errs, fmt.Errorf("worker %d (pid %d): unreadable report %q: %w",
+				wp.id, wp.cmd.Process.Pid, oneLine(wp.stdout.String()), err))
+			continue
+		}
+		results = append(results, r)
+	}
+	return results, errors.Join(errs...)
+}
+
+// interrupted reports whether a process ended by SIGINT or SIGTERM (Ctrl-C
+// reaches the workers directly, perhaps before bench hears of it).
+func interrupted(ps *os.ProcessState) bool {
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && (ws.Signal() == syscall.SIGINT || ws.Signal() == syscall.SIGTERM)
+}
+
+// failure describes how a worker failed: its own error line, or how it
+// ended.
+func (wp *workerProc) failure(err error) error {
+	pid := wp.cmd.Process.Pid
+	if msg := strings.TrimPrefix(oneLine(wp.stderr.String()), "shmctl: "); msg != "" {
+		return fmt.Errorf("worker %d (pid %d) failed: %s", wp.id, pid, msg)
+	}
+	return fmt.Errorf("worker %d (pid %d) failed: %w", wp.id, pid, err)
+}
+
+// writeText prints the parameters, a table of the workers and their total,
+// and what draining the mailbox found.
+func (r *benchReport) writeText(w io.Writer) error {
+	fmt.Fprintf(w, "bench %q: %d workers for %v, sizes %s to %s, mailbox of %d cells, seed %d\n\n",
+		r.Store, r.Procs, time.Duration(r.Duration*float64(time.Second)), formatSize(uint64(r.MinSize)),
+		formatSize(uint64(r.MaxSize)), r.Mailbox, r.Seed)
+	t := newTable(w)
+	fmt.Fprintln(t, "WORKER\tPID\tALLOCS\tFREES\tREMOTE FREES\tREMOTE\tSECONDS\tOPS/S")
+	for _, b := range r.Workers {
+		fmt.Fprintf(t, "%d\t%d\t%s\n", b.Worker, b.PID, b.benchCounts.cells())
+	}
+	fmt.Fprintf(t, "total\t\t%s\n", r.Total.cells())
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\nmailbox drained (%d stale handles); %d dead workers recovered\n",
+		r.StaleHandles, r.Recovered)
+	return err
+}
+
+// cells formats the counts as tab-separated table cells.
+func (c *benchCounts) cells() string {
+	return fmt.Sprintf("%d\t%d\t%d\t%.1f%%\t%.2f\t%.0f", c.Allocs, c.Frees, c.RemoteFrees,
+		100*c.RemoteFreeFraction, c.Seconds, c.OpsPerSec)
+}

@@ -1,0 +1,54 @@
+//go:build linux && (amd64 || arm64)
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCreate(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+
+	out := mustRun(t, "--dir", dir, "create", "plain")
+	require.Equal(t, `created store "plain" in `+filepath.Join(dir, "plain")+
+		": regions of 64 MiB, at most 4 GiB (64 regions), mode 0600\n", out)
+	fi, err := os.Stat(filepath.Join(dir, "plain", "control"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	var rep createReport
+	runJSON(t, &rep, "create", "wide", "--dir", dir, "--region-size", "2M", "--max-size", "10MiB", "--mode", "0660")
+	require.Equal(t, createReport{Name: "wide", Dir: filepath.Join(dir, "wide"), RegionSize: 2 << 20,
+		MaxRegions: 5, MaxSize: 10 << 20, Mode: "0660", Procs: 64, Slots: 256}, rep)
+	fi, err = os.Stat(filepath.Join(dir, "wide", "control"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o660), fi.Mode().Perm())
+
+	// The max size is rounded down to whole regions.
+	runJSON(t, &rep, "--dir", dir, "create", "round", "--region-size", "4MiB", "--max-size", "10MiB")
+	require.Equal(t, 2, rep.MaxRegions)
+	require.Equal(t, uint64(8<<20), rep.MaxSize)
+
+	r := shmctl(t, "--dir", dir, "create", "wide")
+	requireOneLineError(t, r, 1, `store "wide" already exists`)
+	var info infoReport
+	runJSON(t, &info, "--dir", dir, "info", "wide")
+	require.Equal(t, uint64(2<<20), info.RegionSize, "a failed create changes nothing")
+}
+
+func TestCreateFlagsAnywhere(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	// Global flags after the command, flags after the name, "--" before a
+	// name that looks like a flag.
+	out := mustRun(t, "create", "--region-size=1MiB", "a", "--dir", dir, "--max-size", "1MiB")
+	require.True(t, strings.HasPrefix(out, `created store "a"`), out)
+	out = mustRun(t, "--dir", dir, "create", "--max-size", "1MiB", "--region-size", "1MiB", "--", "-dash")
+	require.True(t, strings.HasPrefix(out, `created store "-dash"`), out)
+}

@@ -1,0 +1,98 @@
+//go:build linux && (amd64 || arm64)
+
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/shmstore/shmstore"
+)
+
+// lsOptions are the flags of `shmctl ls`.
+type lsOptions struct {
+	globalOptions
+}
+
+// addFlags registers the global flags (ls has none of its own).
+func (o *lsOptions) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
+
+// setArgs refuses arguments: ls lists the whole directory.
+func (o *lsOptions) setArgs(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("takes no arguments, got %q", args[0])
+	}
+	return nil
+}
+
+// Validate has nothing to check.
+func (o *lsOptions) Validate() error { return nil }
+
+// lsEntry is one store in ls's output. A store that cannot be opened is
+// listed with Error set and the other fields zero.
+type lsEntry struct {
+	Name        string    `json:"name"`
+	Regions     int       `json:"regions"`
+	MaxRegions  int       `json:"max_regions"`
+	RegionSize  uint64    `json:"region_size"`
+	MappedBytes uint64    `json:"mapped_bytes"`
+	MaxSize     uint64    `json:"max_size"`
+	LiveProcs   int       `json:"live_procs"`
+	DeadProcs   int       `json:"dead_procs"`
+	Created     time.Time `json:"created"`
+	Error       string    `json:"error,omitempty"`
+}
+
+// run lists the stores, opening each read-only.
+func (o *lsOptions) run(w io.Writer) error {
+	opts := o.storeOptions()
+	names, err := shmstore.List(opts)
+	if err != nil {
+		return err
+	}
+	entries := []lsEntry{}
+	for _, name := range names {
+		entries = append(entries, o.describe(name))
+	}
+	if o.JSON {
+		return writeJSON(w, entries)
+	}
+	t := newTable(w)
+	fmt.Fprintln(t, "NAME\tREGIONS\tSIZE\tMAX SIZE\tLIVE\tDEAD\tCREATED")
+	for _, e := range entries {
+		if e.Error != "" {
+			fmt.Fprintf(t, "%s\t-\t-\t-\t-\t-\terror: %s\n", e.Name, oneLine(e.Error))
+			continue
+		}
+		fmt.Fprintf(t, "%s\t%d/%d\t%s\t%s\t%d\t%d\t%s\n", e.Name, e.Regions, e.MaxRegions,
+			formatSize(e.MappedBytes), formatSize(e.MaxSize), e.LiveProcs, e.DeadProcs,
+			e.Created.Format(time.DateTime))
+	}
+	return t.Flush()
+}
+
+// describe opens store name read-only and summarizes it.
+func (o *lsOptions) describe(name string) lsEntry {
+	opts := o.storeOptions()
+	opts.ReadOnly = true
+	st, err := shmstore.Open(name, opts)
+	if err != nil {
+		return lsEntry{Name: name, Error: o.storeError(name, err).Error()}
+	}
+	defer st.Close()
+	s := st.Shm()
+	e := lsEntry{
+		Name:       name,
+		Regions:    int(s.Regions()),
+		MaxRegions: int(s.MaxRegions()),
+		RegionSize: s.RegionSize(),
+		LiveProcs:  len(s.LiveProcs()),
+		DeadProcs:  len(s.DeadProcs()),
+		Created:    time.Unix(0, s.Header().Created),
+	}
+	e.MappedBytes = uint64(e.Regions) * e.RegionSize
+	e.MaxSize = uint64(e.MaxRegions) * e.RegionSize
+	return e
+}

@@ -1,0 +1,262 @@
+//go:build linux && (amd64 || arm64)
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/shmstore/shmstore"
+)
+
+// Environment of the helper process the tests start (see holdStore).
+const (
+	roleEnv  = "SHMCTL_TEST_ROLE"
+	dirEnv   = "SHMCTL_TEST_DIR"
+	storeEnv = "SHMCTL_TEST_STORE"
+)
+
+// TestMain lets this test binary stand in for shmctl's own processes: a
+// bench worker (bench, run in-process, re-executes os.Executable) and a
+// helper that attaches and waits to be killed.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == churnCommand {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	if os.Getenv(roleEnv) == "hold" {
+		os.Exit(holdStore())
+	}
+	os.Exit(m.Run())
+}
+
+// holdStore attaches to the store named in the environment, leases a slot,
+// allocates without handing the blocks over, says "ready" and waits for
+// standard input to close (or to be killed).
+func holdStore() int {
+	st, err := shmstore.Open(os.Getenv(storeEnv), shmstore.Options{Dir: os.Getenv(dirEnv), Create: shmstore.MustExist})
+	if err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		return 1
+	}
+	h, err := st.Allocator().Lease()
+	if err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		return 1
+	}
+	for _, n := range []int{100, 5000, 100 << 10} {
+		if _, _, err := h.Alloc(n); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			return 1
+		}
+	}
+	os.Stdout.WriteString("ready\n")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// testDir makes a directory for stores on tmpfs, removed when the test
+// ends.
+func testDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "shmctl-test-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
+// result is what one run of shmctl produced.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// shmctl runs a command line in-process.
+func shmctl(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return result{code, out.String(), errb.String()}
+}
+
+// mustRun runs a command line that must succeed and returns its output.
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	r := shmctl(t, args...)
+	require.Equal(t, 0, r.code, "shmctl %s: stderr %q", strings.Join(args, " "), r.stderr)
+	require.Empty(t, r.stderr)
+	return r.stdout
+}
+
+// runJSON runs a command line that must succeed with --json and decodes
+// its output into v.
+func runJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	out := mustRun(t, append(args, "--json")...)
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(v), "output %q", out)
+}
+
+// requireOneLineError checks a failure: the exit status, nothing on
+// stdout, and one line on stderr, prefixed, mentioning each of want.
+func requireOneLineError(t *testing.T, r result, code int, want ...string) {
+	t.Helper()
+	require.Equal(t, code, r.code, "stderr %q", r.stderr)
+	require.Empty(t, r.stdout)
+	require.True(t, strings.HasPrefix(r.stderr, "shmctl: "), "stderr %q", r.stderr)
+	require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
+	require.True(t, strings.HasSuffix(r.stderr, "\n"))
+	for _, w := range want {
+		require.Contains(t, r.stderr, w)
+	}
+	require.NotContains(t, r.stderr, "goroutine")
+	require.NotContains(t, r.stderr, "Usage")
+}
+
+// createStore creates a small store for a test.
+func createStore(t *testing.T, dir, name string) {
+	t.Helper()
+	mustRun(t, "--dir", dir, "create", name, "--region-size", "1MiB", "--max-size", "16MiB")
+}
+
+// openAttached attaches the test process to a store; closed at cleanup.
+func openAttached(t *testing.T, dir, name string) *shmstore.Store {
+	t.Helper()
+	st, err := shmstore.Open(name, shmstore.Options{Dir: dir, Create: shmstore.MustExist})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// startHolder starts a helper process attached to the store, holding
+// unhanded allocations, and returns once it is ready.
+func startHolder(t *testing.T, dir, name string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), roleEnv+"=hold", dirEnv+"="+dir, storeEnv+"="+name)
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr // a failing helper explains itself
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Process.Kill() // ours: harmless if it already exited
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err, "helper exited before it was ready")
+	require.Equal(t, "ready\n", line)
+	return cmd
+}
+
+// fingerprint hashes every file of a store with its size and mtime, to
+// show that a command wrote nothing.
+func fingerprint(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	fp := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		v := fi.Mode().String() + " " + fi.ModTime().Format(time.RFC3339Nano)
+		if d.Type().IsRegular() {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			v += " " + hex.EncodeToString(sum[:])
+		}
+		fp[path] = v
+		return nil
+	})
+	require.NoError(t, err)
+	return fp
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "s")
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"no command"}},
+		{[]string{"frob"}, []string{`unknown command "frob"`}},
+		{[]string{"--bogus", "ls"}, []string{"-bogus"}},
+		{[]string{"--dir", dir, "ls", "--bogus"}, []string{"ls:", "-bogus"}},
+		{[]string{"--dir", dir, "ls", "extra"}, []string{"ls:", "no arguments"}},
+		{[]string{"--dir", dir, "info"}, []string{"info:", "missing store NAME"}},
+		{[]string{"--dir", dir, "info", "a", "b"}, []string{"info:", "one store NAME"}},
+		{[]string{"--dir", dir, "info", "a/b"}, []string{`bad store name "a/b"`}},
+		{[]string{"--dir", dir, "check", ".hidden"}, []string{`bad store name ".hidden"`}},
+		{[]string{"--dir", dir, "create", "x", "--region-size", "12XB"}, []string{"create:", `bad size "12XB"`}},
+		{[]string{"--dir", dir, "create", "x", "--max-size", "64MB"}, []string{"ambiguous"}},
+		{[]string{"--dir", dir, "create", "x", "--region-size", "3000000"}, []string{"region size 3000000"}},
+		{[]string{"--dir", dir, "create", "x", "--region-size", "8MiB", "--max-size", "4MiB"}, []string{"below the region size"}},
+		{[]string{"--dir", dir, "create", "x", "--mode", "0400"}, []string{"mode 0400"}},
+		{[]string{"--dir", dir, "create", "x", "--mode", "rw"}, []string{`bad mode "rw"`}},
+		{[]string{"--dir", dir, "bench", "s", "--procs", "0"}, []string{"procs 0"}},
+		{[]string{"--dir", dir, "bench", "s", "--duration", "soon"}, []string{"-duration"}},
+		{[]string{"--dir", dir, "bench", "s", "--min-size", "8"}, []string{"min size 8"}},
+		{[]string{"--dir", dir, "bench", "s", "--min-size", "1KiB", "--max-size", "512"}, []string{"below the min size"}},
+		{[]string{"help", "frob"}, []string{`unknown command "frob"`}},
+	} {
+		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {
+			requireOneLineError(t, shmctl(t, tc.args...), 2, tc.want...)
+		})
+	}
+	// Nothing of the above created anything.
+	names, err := shmstore.List(shmstore.Options{Dir: dir})
+	require.NoError(t, err)
+	require.Equal(t, []string{"s"}, names)
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}} {
+		out := mustRun(t, args...)
+		for _, c := range []string{"create", "ls", "info", "check", "rm", "bench", "help", "--dir", "--json"} {
+			require.Contains(t, out, c)
+		}
+		require.NotContains(t, out, churnCommand)
+	}
+	for _, args := range [][]string{{"help", "bench"}, {"bench", "--help"}, {"bench", "-h"}} {
+		out := mustRun(t, args...)
+		require.Contains(t, out, "Usage: shmctl bench")
+		for _, f := range []string{"--procs N", "--duration DURATION", "--min-size SIZE", "--max-size SIZE", "--mailbox N", "--json"} {
+			require.Contains(t, out, f)
+		}
+	}
+}
+
+func TestRunRuntimeErrorIsOneLine(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	for _, cmd := range []string{"info", "check", "rm", "bench"} {
+		r := shmctl(t, "--dir", dir, cmd, "nosuch")
+		requireOneLineError(t, r, 1, cmd+":", `"nosuch"`, dir)
+	}
+}

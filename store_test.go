@@ -1,0 +1,129 @@
+package shmstore_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/shmstore/shmstore"
+)
+
+func testDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "shmstore-test-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
+func TestOpenAllocCheckRemove(t *testing.T) {
+	dir := testDir(t)
+	opts := shmstore.Options{Dir: dir}
+	st, err := shmstore.Open("s", opts)
+	require.NoError(t, err)
+	h, err := st.Allocator().Lease()
+	require.NoError(t, err)
+	hd, b, err := h.Alloc(100)
+	require.NoError(t, err)
+	copy(b, "hello")
+	h.ForgetLog()
+	h.Release()
+
+	// Another attachment sees the block by its handle.
+	st2, err := shmstore.Open("s", shmstore.Options{Dir: dir, Create: shmstore.MustExist})
+	require.NoError(t, err)
+	got, err := st2.Allocator().Resolve(hd)
+	require.NoError(t, err)
+	require.Equal(t, "hello", string(got[:5]))
+	require.NoError(t, st2.Check())
+	require.NoError(t, st2.Close())
+	require.ErrorIs(t, st2.Close(), shmstore.ErrClosed)
+
+	names, err := shmstore.List(opts)
+	require.NoError(t, err)
+	require.Equal(t, []string{"s"}, names)
+	require.ErrorIs(t, shmstore.Remove("s", opts, false), shmstore.ErrInUse, "st is still attached")
+	require.NoError(t, st.Close())
+	require.NoError(t, shmstore.Remove("s", opts, false))
+	_, err = shmstore.Open("s", shmstore.Options{Dir: dir, Create: shmstore.MustExist})
+	require.ErrorIs(t, err, shmstore.ErrNotFound)
+}
+
+func TestCheckReportsProblems(t *testing.T) {
+	st, err := shmstore.Open("s", shmstore.Options{Dir: testDir(t)})
+	require.NoError(t, err)
+	defer st.Close()
+	require.NoError(t, st.Check())
+	h, err := st.Allocator().Lease()
+	require.NoError(t, err)
+	_, _, err = h.Alloc(64) // grows region 1
+	require.NoError(t, err)
+	h.FreeLog()
+	h.Release()
+	// Cut short under a live mapping: touching the lost pages would fault,
+	// so Check reports the file instead of walking it.
+	require.NoError(t, os.Truncate(st.Shm().RegionPath(1), 4096))
+	err = st.Check()
+	require.ErrorIs(t, err, shmstore.ErrCheck)
+	require.Contains(t, err.Error(), "region 1 is 4096 bytes")
+}
+
+func TestBadOptions(t *testing.T) {
+	_, err := shmstore.Open("bad/name", shmstore.Options{Dir: testDir(t)})
+	require.ErrorIs(t, err, shmstore.ErrBadOption)
+	_, err = shmstore.Open("s", shmstore.Options{Dir: testDir(t), RegionSize: 12345})
+	require.ErrorIs(t, err, shmstore.ErrBadOption)
+	require.True(t, errors.Is(err, shmstore.ErrBadOption))
+}
+
+// Open a store, allocate a block that every process attached to the store
+// can reach by its handle, and check the store.
+func ExampleOpen() {
+	dir, _ := os.MkdirTemp("/dev/shm", "shmstore-example-")
+	defer os.RemoveAll(dir)
+
+	st, err := shmstore.Open("example", shmstore.Options{Dir: dir})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer st.Close()
+
+	h, err := st.Allocator().Lease() // a slot's heap, for this goroutine
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	hd, b, err := h.Alloc(64)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	copy(b, "shared")
+	h.ForgetLog() // handed over: a crash of this process no longer frees it
+	h.Release()
+
+	b2, _ := st.Allocator().Resolve(hd) // what any other process would do
+	fmt.Println(string(b2[:6]), st.Check() == nil)
+	// Output: shared true
+}
+
+// A freed block's handle is stale: it never resolves to the memory again.
+func ExampleStore_Allocator() {
+	dir, _ := os.MkdirTemp("/dev/shm", "shmstore-example-")
+	defer os.RemoveAll(dir)
+	st, _ := shmstore.Open("example", shmstore.Options{Dir: dir})
+	defer st.Close()
+	h, _ := st.Allocator().Lease()
+	defer h.Release()
+
+	hd, _, _ := h.Alloc(32)
+	h.ForgetLog()
+	_ = h.Free(hd)
+	_, err := st.Allocator().Resolve(hd)
+	fmt.Println(errors.Is(err, shmstore.ErrStaleHandle))
+	// Output: true
+}
