@@ -6,18 +6,15 @@ import (
 	"os"
 	"testing"
 
+	"github.com/shmstore/shmstore/shm/shmtest"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore"
 )
 
-func testDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/dev/shm", "shmstore-test-")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
+// testDir is shmtest.Dir: a tmpfs directory removed when the test ends.
+func testDir(t testing.TB) string { return shmtest.Dir(t) }
 
 func TestOpenAllocCheckRemove(t *testing.T) {
 	dir := testDir(t)

@@ -34,6 +34,12 @@ type ChurnOptions struct {
 	MinSize  int           // smallest request, >= 16
 	MaxSize  int           // largest request; sizes are log-uniform in [MinSize, MaxSize]
 	Seed     uint64
+	// PauseEvery and Pause make the worker sleep Pause after every
+	// PauseEvery operations, so that processes sharing few cores take
+	// turns often and really pass blocks to each other (a worker that runs
+	// alone for a whole time slice mostly takes back its own blocks).
+	PauseEvery int
+	Pause      time.Duration
 }
 
 // ChurnStats counts what a Churn run did.
@@ -128,6 +134,9 @@ func Churn(h *Heap, o ChurnOptions) (ChurnStats, error) {
 	start := time.Now()
 	deadline := start.Add(o.Duration)
 	for i := 0; (o.Ops == 0 || i < o.Ops) && (o.Duration == 0 || i%64 != 0 || time.Now().Before(deadline)); i++ {
+		if o.PauseEvery > 0 && i > 0 && i%o.PauseEvery == 0 {
+			time.Sleep(o.Pause)
+		}
 		n := int(math.Exp(lo + r.Float64()*(hi-lo)))
 		hd, b, err := h.Alloc(n)
 		if err != nil {

@@ -1,23 +1,17 @@
 package alloc
 
 import (
-	"os"
 	"testing"
+
+	"github.com/shmstore/shmstore/shm/shmtest"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore/shm"
 )
 
-// testDir makes a directory for stores on tmpfs and removes it, whatever
-// the test's outcome.
-func testDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/dev/shm", "shmstore-test-")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
+// testDir is shmtest.Dir: a tmpfs directory removed when the test ends.
+func testDir(t testing.TB) string { return shmtest.Dir(t) }
 
 // openTest opens (creating) a store in dir with an allocator.
 func openTest(t testing.TB, dir string, o shm.Options) (*shm.Store, *Allocator) {

@@ -58,7 +58,10 @@ func churnWorker() int {
 	if err != nil {
 		return fail(err)
 	}
-	s, err := Churn(h, ChurnOptions{Mailbox: mb, Worker: worker, Duration: dur, MinSize: 16, MaxSize: 256 << 10, Seed: seed})
+	// Paced so that 4 workers on 2 cores interleave finely, as they would
+	// on 4 cores: most frees are then of blocks another process allocated.
+	s, err := Churn(h, ChurnOptions{Mailbox: mb, Worker: worker, Duration: dur, MinSize: 16, MaxSize: 256 << 10, Seed: seed,
+		PauseEvery: 64, Pause: 50 * time.Microsecond})
 	if err != nil {
 		return fail(err)
 	}

@@ -4,12 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
-	"os"
 	"testing"
 
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/shm"
+	"github.com/shmstore/shmstore/shm/shmtest"
 )
 
 // FuzzResolve feeds arbitrary 64-bit values to the allocator's resolution
@@ -19,11 +19,7 @@ import (
 // The seed corpus (live, freed, and near-miss handles) runs in every
 // `go test`; `go test -fuzz=FuzzResolve ./handle/` explores further.
 func FuzzResolve(f *testing.F) {
-	dir, err := os.MkdirTemp("/dev/shm", "shmstore-test-")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = os.RemoveAll(dir) })
+	dir := shmtest.Dir(f)
 	st, err := shm.Open("fuzz", shm.Options{Dir: dir, RegionSize: 16 << 20, MaxSize: 512 << 20})
 	if err != nil {
 		f.Fatal(err)

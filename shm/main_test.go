@@ -19,6 +19,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/shmstore/shmstore/shm/shmtest"
+
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -182,15 +184,8 @@ func runChild(role, raw string) int {
 	return fail("unknown role")
 }
 
-// testDir makes a directory for stores on tmpfs, removed whatever the
-// test's outcome.
-func testDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/dev/shm", "shmstore-test-")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
+// testDir is shmtest.Dir: a tmpfs directory removed when the test ends.
+func testDir(t testing.TB) string { return shmtest.Dir(t) }
 
 // smallOpts are options for a small store in dir.
 func smallOpts(dir string) Options {

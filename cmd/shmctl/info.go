@@ -12,6 +12,7 @@ import (
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/alloc"
+	"github.com/shmstore/shmstore/shm"
 )
 
 // infoOptions are the flags and arguments of `shmctl info NAME`.
@@ -31,29 +32,29 @@ func (o *infoOptions) Validate() error { return validStoreName(o.name) }
 
 // infoReport is what info prints with --json.
 type infoReport struct {
-	Name            string        `json:"name"`
-	Dir             string        `json:"dir"`
-	Created         time.Time     `json:"created"`
-	RegionSize      uint64        `json:"region_size"`
-	Regions         int           `json:"regions"`
-	MaxRegions      int           `json:"max_regions"`
-	MaxSize         uint64        `json:"max_size"`
-	ControlBytes    uint64        `json:"control_bytes"`
-	MappedBytes     uint64        `json:"mapped_bytes"`
-	MetaBytes       uint64        `json:"meta_bytes"`
-	ReservedBytes   uint64        `json:"reserved_bytes"`
-	UsedBytes       uint64        `json:"used_bytes"`
-	FreeBytes       uint64        `json:"free_bytes"`
-	FreeSuperblocks int           `json:"free_superblocks"`
-	LargeBlocks     int           `json:"large_blocks"`
-	LargeBytes      uint64        `json:"large_bytes"`
-	Slots           int           `json:"slots"`
-	SlotsPerProc    int           `json:"slots_per_proc"`
-	ProcTable       int           `json:"proc_table"`
-	Recovered       uint64        `json:"recovered"`
-	RegionList      []infoRegion  `json:"region_list"`
-	Classes         []infoClass   `json:"classes"`
-	Processes       []infoProcess `json:"processes"`
+	Name            string         `json:"name"`
+	Dir             string         `json:"dir"`
+	Created         time.Time      `json:"created"`
+	RegionSize      uint64         `json:"region_size"`
+	Regions         int            `json:"regions"`
+	MaxRegions      int            `json:"max_regions"`
+	MaxSize         uint64         `json:"max_size"`
+	ControlBytes    uint64         `json:"control_bytes"`
+	MappedBytes     uint64         `json:"mapped_bytes"`
+	MetaBytes       uint64         `json:"meta_bytes"`
+	ReservedBytes   uint64         `json:"reserved_bytes"`
+	UsedBytes       uint64         `json:"used_bytes"`
+	FreeBytes       uint64         `json:"free_bytes"`
+	FreeSuperblocks int            `json:"free_superblocks"`
+	LargeBlocks     int            `json:"large_blocks"`
+	LargeBytes      uint64         `json:"large_bytes"`
+	Slots           int            `json:"slots"`
+	SlotsPerProc    int            `json:"slots_per_proc"`
+	ProcTable       int            `json:"proc_table"`
+	Recovered       uint64         `json:"recovered"`
+	RegionList      []infoRegion   `json:"region_list"`
+	Classes         []infoClass    `json:"classes"`
+	Processes       []shm.ProcInfo `json:"processes"`
 }
 
 // infoRegion is one region file.
@@ -76,16 +77,6 @@ type infoClass struct {
 	BlocksUsed      uint64  `json:"blocks_used"`
 	BlocksFree      uint64  `json:"blocks_free"`
 	Fragmentation   float64 `json:"fragmentation"`
-}
-
-// infoProcess is one used entry of the process table.
-type infoProcess struct {
-	Index    int       `json:"index"`
-	PID      int       `json:"pid"`
-	Alive    bool      `json:"alive"`
-	State    string    `json:"state"`
-	Attached time.Time `json:"attached"`
-	Slots    []int     `json:"slots"`
 }
 
 // run opens the store read-only and describes it.
@@ -132,7 +123,7 @@ func collectInfo(st *shmstore.Store) infoReport {
 		Recovered:       h.Recovered.Load(),
 		RegionList:      []infoRegion{},
 		Classes:         []infoClass{},
-		Processes:       []infoProcess{},
+		Processes:       []shm.ProcInfo{},
 	}
 	for id := 1; id <= stats.Regions; id++ {
 		rep.RegionList = append(rep.RegionList, infoRegion{ID: id,
@@ -148,12 +139,10 @@ func collectInfo(st *shmstore.Store) infoReport {
 			BlocksUsed: c.BlocksUsed, BlocksFree: c.BlocksFree, Fragmentation: c.Frag})
 	}
 	for _, p := range s.Procs() {
-		slots := p.Slots
-		if slots == nil {
-			slots = []int{}
+		if p.Slots == nil {
+			p.Slots = []int{} // [] rather than null in JSON
 		}
-		rep.Processes = append(rep.Processes, infoProcess{Index: p.Index, PID: p.PID, Alive: p.Alive,
-			State: p.State, Attached: p.Attached, Slots: slots})
+		rep.Processes = append(rep.Processes, p)
 	}
 	return rep
 }

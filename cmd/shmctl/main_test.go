@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmstore/shmstore/shm/shmtest"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore"
@@ -67,15 +69,8 @@ func holdStore() int {
 	return 0
 }
 
-// testDir makes a directory for stores on tmpfs, removed when the test
-// ends.
-func testDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/dev/shm", "shmctl-test-")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
+// testDir is shmtest.Dir: a tmpfs directory removed when the test ends.
+func testDir(t *testing.T) string { return shmtest.Dir(t) }
 
 // result is what one run of shmctl produced.
 type result struct {
