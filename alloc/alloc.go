@@ -70,6 +70,8 @@ type Heap struct {
 	cur  [NumClasses + 1]current
 	// chunk caches the addresses of the slot's log chunks (process-local).
 	chunk [logChunks]unsafe.Pointer
+	// repairing is set while a broken free list is rebuilt.
+	repairing bool
 }
 
 // current caches where the heap's current superblock of a class is mapped.
@@ -112,8 +114,10 @@ func (a *Allocator) Heap(slot int) *Heap {
 	return h
 }
 
-// Release gives the heap's slot back to the process's pool.
-func (h *Heap) Release() { h.a.st.Release(h.slot) }
+// Release gives the heap's slot back to the process's pool; the heap must
+// not be used again until the slot is leased anew. Releasing twice fails
+// with shm.ErrNotLeased.
+func (h *Heap) Release() error { return h.a.st.Release(h.slot) }
 
 // Slot is the slot this heap belongs to.
 func (h *Heap) Slot() int { return h.slot }
@@ -199,7 +203,17 @@ func (h *Heap) Alloc(n int) (handle.Handle, []byte, error) {
 	}
 	blk := unsafe.Add(cu.blocks, uintptr(i)*uintptr(cu.size))
 	sp := stateAt(cu.states, i)
-	gen := (*sp + 1) & stateCount // the owner's free block: nobody else writes it
+	st := *sp // the owner's free block: nobody else writes its state
+	next := uint32(0)
+	if d.localHead != 0 {
+		next = *(*uint32)(blk)
+	}
+	if st&(1|statePending) != 0 || next > d.fresh {
+		// The link lives in the free block's memory: a stray write through
+		// a stale pointer broke the list. The states are the truth.
+		return h.allocAfterRepair(n, c)
+	}
+	gen := (st + 1) & stateCount
 	hd := handle.Make(cu.region, cu.granule0+i*cu.granules, uint16(gen))
 	// Log before the state flips, so that an allocated block is never
 	// unlogged (see the package comment).
@@ -214,12 +228,29 @@ func (h *Heap) Alloc(n int) (handle.Handle, []byte, error) {
 	}
 	*sp = gen
 	if d.localHead != 0 {
-		d.localHead = *(*uint32)(blk)
+		d.localHead = next
 		d.localFree--
 	} else {
 		d.fresh++
 	}
 	return hd, unsafe.Slice((*byte)(blk), n), nil
+}
+
+// allocAfterRepair rebuilds a current superblock's free list from its
+// states (a block's link was overwritten) and allocates again.
+func (h *Heap) allocAfterRepair(n, c int) (handle.Handle, []byte, error) {
+	if h.repairing {
+		// Still unusable after a rebuild: give the superblock up.
+		h.releaseCurrent(c)
+		return h.Alloc(n)
+	}
+	h.repairing = true
+	defer func() { h.repairing = false }()
+	cu := &h.cur[c]
+	id := h.sh.current[c]
+	h.a.repairSmall(cu.d, c, h.a.st.MappedRegion(id.region()), id, cu.states)
+	h.a.g.repairs.Add(1)
+	return h.Alloc(n)
 }
 
 // Free frees the block hd names. A stale or forged handle is refused with
@@ -255,9 +286,9 @@ func (h *Heap) Free(hd handle.Handle) error {
 	*(*uint32)(b.ptr) = d.localHead
 	d.localHead = b.index + 1
 	d.localFree++
-	if d.localFree == d.fresh && h.a.g.atMax.Load() != 0 {
-		// At the maximum size, a wholly free superblock goes back at once
-		// so that other classes and processes can use it.
+	if d.localFree == d.fresh && h.a.g.starved.Load() != 0 {
+		// Someone could not get a superblock: a wholly free one goes back
+		// at once, for other classes and processes.
 		h.releaseCurrent(int(b.class))
 	}
 	return nil
@@ -269,6 +300,9 @@ func (h *Heap) Free(hd handle.Handle) error {
 // class, block allocated with the handle's generation. The slice covers the
 // whole block (its class size, or the whole run of a large block).
 func (a *Allocator) Resolve(hd handle.Handle) ([]byte, error) {
+	if err := a.st.Guard(); err != nil {
+		return nil, err
+	}
 	b, err := a.locate(hd)
 	if err != nil {
 		return nil, err

@@ -34,6 +34,24 @@ func BenchmarkAllocFree(b *testing.B) {
 	}
 }
 
+// BenchmarkAllocFreeAtMax: the same pair once the store has reached its
+// maximum size (no allocation starved): the heap keeps its superblock.
+func BenchmarkAllocFreeAtMax(b *testing.B) {
+	_, a := openTest(b, testDir(b), shm.Options{})
+	h := lease(b, a)
+	a.g.atMax.Store(1)
+	for b.Loop() {
+		hd, _, err := h.Alloc(64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.ForgetLog()
+		if err := h.Free(hd); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 var sink []byte
 
 // BenchmarkGoMake is the in-process baseline: Go's own allocator for the

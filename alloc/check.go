@@ -279,23 +279,8 @@ func (a *Allocator) checkRun(id sbID, d *desc, base unsafe.Pointer, report func(
 
 // checkTail checks that a run or span tail has a head that covers it.
 func (a *Allocator) checkTail(id sbID, d *desc, base unsafe.Pointer, report func(string, ...any)) {
-	k := id.index()
-	if d.runLen == 0 || d.runLen > k-a.geo.metaSBs {
-		report("superblock %s: run tail without a head", sbName(id))
-		return
-	}
-	hd := a.descAt(base, k-d.runLen)
-	switch hd.kind() {
-	case kindLargeHead, kindTransit:
-		if d.runLen >= hd.runLen {
-			report("superblock %s: tail %d of a run of %d", sbName(id), d.runLen, hd.runLen)
-		}
-	case kindSmall:
-		if c := hd.class(); c == 0 || c > NumClasses || d.runLen >= Classes[c].Span {
-			report("superblock %s: tail %d of a span of class %d", sbName(id), d.runLen, c)
-		}
-	default:
-		report("superblock %s: run tail whose head has kind %d", sbName(id), hd.kind())
+	if !a.tailCovered(base, id.index(), d.runLen) {
+		report("superblock %s: run tail %d not covered by its head", sbName(id), d.runLen)
 	}
 }
 

@@ -17,10 +17,12 @@
 //     1.16). Larger requests take a run of whole superblocks of their own.
 //  2. Superblock. A region file is cut into 64 KiB superblocks. Its first
 //     superblocks hold the region's metadata: a pool bitmap and one 64-byte
-//     descriptor per superblock (out of band, so that no user write and no
-//     forged handle can make the allocator trust user memory). A small-class
-//     superblock begins with its state array, one 32-bit word per block,
-//     then the blocks.
+//     descriptor per superblock (out of band, so that no forged handle can
+//     make the allocator trust user memory). A small-class superblock
+//     begins with its state array, one 32-bit word per block, then the
+//     blocks. The one thing kept in user memory is the owner's free-list
+//     link inside each free block; a pop checks the link against the states
+//     and rebuilds the list from them if a stray write broke it.
 //  3. Heap. Each slot (a goroutine's lease on the store) owns a heap: one
 //     current superblock per class. Allocation pops the current superblock's
 //     local free list (owner-only: no lock, no atomic), or bumps its
@@ -81,9 +83,19 @@
 // blocks. See the issue's closing note for the measurements.
 //
 // Stores within the dead process's own CPU are all visible to the recoverer:
-// it learns of the death through the kernel (an OFD lock released), and the
-// Go compiler keeps the order of stores through pointers, so "log before
-// flip" holds in what the recoverer reads.
+// it learns of the death through the kernel (an OFD lock released). "Log
+// before flip" also needs the compiler to keep two plain stores in program
+// order; the Go memory model does not promise that, but the gc compiler
+// does (every store is sequenced on its SSA memory chain), and the fast
+// path depends on it instead of paying for an atomic store (XCHG on amd64).
+//
+// Known gap: a Free through a stale handle that is preempted between
+// reading the superblock's layout and its CAS, while the superblock is
+// emptied, returned and carved into another class, can CAS a word of the
+// new layout's user data if it happens to hold the expected value. It needs
+// a double free, a recycle and a preemption in one window of a few
+// instructions. Closing it needs a grace period before a superblock changes
+// layout, which the reclaim layer's epochs will give.
 //
 // This package must never import txn, objects, reclaim or ipc, and never
 // keep a Go pointer in shared memory.

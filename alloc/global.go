@@ -87,6 +87,7 @@ func (a *Allocator) poolReturn(id sbID, d *desc) {
 		bm[k/64] &^= 1 << (k % 64)
 	}
 	a.meta(base).free += n
+	a.g.starved.Store(0)
 	a.st.Unlock(&a.g.poolLock)
 }
 
@@ -215,6 +216,7 @@ func (a *Allocator) takeRun(n, owner, kind uint32) (sbID, unsafe.Pointer, error)
 			return 0, nil, fmt.Errorf("alloc: grow store: %w", err)
 		}
 		a.g.atMax.Store(1)
+		a.g.starved.Store(1)
 		if !reclaimed {
 			reclaimed = true
 			if a.reclaimEmpty(owner) > 0 {
@@ -336,8 +338,9 @@ func (a *Allocator) allocRun(n, owner uint32, log *handle.Handle) (unsafe.Pointe
 
 // freeLarge frees a large block: one CAS on its state, then the run goes
 // back to the pool. A freer that dies between the two leaves a free head
-// that recovery returns; poolReturnLarge checks under the pool lock that
-// the run is still the one it freed.
+// that recovery returns; returnLarge checks under the pool lock that the
+// run is still the one freed with that state (a run taken again starts
+// above it, so the check cannot be fooled by reuse).
 func (a *Allocator) freeLarge(hd handle.Handle, b blockRef) error {
 	next := (b.state + 1) & stateCount
 	if !b.d.large.CompareAndSwap(b.state, next) {
@@ -352,9 +355,9 @@ func (a *Allocator) returnLarge(id sbID, d *desc, freed uint32) {
 	if a.st.Lock(&a.g.poolLock) {
 		a.rebuildPoolLocked()
 	}
-	if d.kind() != kindLargeHead || d.large.Load() != freed {
+	if freed&1 != 0 || d.kind() != kindLargeHead || d.large.Load() != freed {
 		a.st.Unlock(&a.g.poolLock)
-		return // someone (recovery) returned it already
+		return // returned already (by its freer or by recovery), maybe reused
 	}
 	n := d.runLen
 	bm := a.bitmap(base)
@@ -368,6 +371,7 @@ func (a *Allocator) returnLarge(id sbID, d *desc, freed uint32) {
 		bm[k/64] &^= 1 << (k % 64)
 	}
 	a.meta(base).free += n
+	a.g.starved.Store(0)
 	a.st.Unlock(&a.g.poolLock)
 }
 
@@ -419,32 +423,50 @@ func (a *Allocator) whollyFree(d *desc, states unsafe.Pointer) bool {
 
 // rebuildBinsLocked rebuilds class c's bins from the descriptors, after the
 // class lock was taken from a dead holder who may have left a list half
-// changed. REQUIRES: class lock held.
+// changed. Its members are the small superblocks of class c that nobody
+// owns. It takes the pool lock too (the one nesting in this package: a
+// class lock, then the pool lock; never the other way), because a member
+// is defined by two fields: with both locks held no superblock can enter or
+// leave the set (entering and leaving the bins needs the class lock, and
+// going to or from the pool the pool lock), so no descriptor it reads can
+// change under it. Superblocks that heaps own are not touched.
+// REQUIRES: class lock held.
 func (a *Allocator) rebuildBinsLocked(c int) {
+	if a.st.Lock(&a.g.poolLock) {
+		a.rebuildPoolLocked()
+	}
+	defer a.st.Unlock(&a.g.poolLock)
 	ch := &a.g.classes[c]
 	ch.head = [numBins]sbID{}
 	ch.n = [numBins]uint32{}
 	a.eachDesc(func(id sbID, d *desc, _ unsafe.Pointer) {
 		kc := d.kc.Load()
-		if kc&0xff != kindSmall || int(kc>>8&0xff) != c {
+		if kc&0xff != kindSmall || int(kc>>8&0xff) != c || d.owner.Load() != 0 {
 			return
 		}
 		d.binPrev, d.binNext = 0, 0
-		d.kc.Store(mkKC(kindSmall, uint32(c), 0))
-		if d.owner.Load() != 0 {
-			return
-		}
 		a.binInsertLocked(c, id, d, binFor(d))
 	})
 }
 
 // rebuildPoolLocked recomputes every region's bitmap and free count from
-// the descriptors. REQUIRES: pool lock held.
+// the descriptors, after the pool lock was taken from a dead holder. A
+// holder that died while making or undoing a run may have left tails whose
+// head does not cover them (findRun writes the tails before the head;
+// returning a run frees the head first): those are free. REQUIRES: pool
+// lock held.
 func (a *Allocator) rebuildPoolLocked() {
 	for r := uint16(1); uint32(r) <= a.st.Regions(); r++ {
 		base, err := a.st.Region(r)
 		if err != nil || !a.st.RegionFileOK(r) {
 			continue
+		}
+		for k := a.geo.metaSBs; k < a.geo.nsb; k++ {
+			if d := a.descAt(base, k); d.kind() == kindLargeTail && !a.tailCovered(base, k, d.runLen) {
+				d.runLen = 0
+				d.kc.Store(mkKC(kindFree, 0, 0))
+				d.owner.Store(0)
+			}
 		}
 		bm := a.bitmap(base)
 		for i := range bm {
@@ -462,6 +484,23 @@ func (a *Allocator) rebuildPoolLocked() {
 		m.free = free
 		m.magic = regionMagic
 	}
+}
+
+// tailCovered reports whether the superblock back places before tail k is
+// a head whose run or span reaches k.
+func (a *Allocator) tailCovered(base unsafe.Pointer, k, back uint32) bool {
+	if back == 0 || back > k-a.geo.metaSBs {
+		return false
+	}
+	hd := a.descAt(base, k-back)
+	switch hd.kind() {
+	case kindLargeHead, kindTransit:
+		return back < hd.runLen
+	case kindSmall:
+		c := hd.class()
+		return c >= 1 && c <= NumClasses && back < Classes[c].Span
+	}
+	return false
 }
 
 // eachDesc calls f for every non-metadata superblock of every region

@@ -38,14 +38,28 @@ const (
 //	| states    [4]u32           |  state words of classes with StatesDesc
 //	+----------------------------+  64 bytes
 //
-// kc is written with an atomic store after the fields it describes, and read
-// atomically by resolvers in any process. owner is written by the owner
-// (giving the superblock up) or under the class or pool lock (taking it),
-// and read by freers: a freer that reads its own slot knows it owns the
-// superblock, because nobody else can make that so. The owner-only fields are
-// plain: only the owner's goroutine touches them while it lives, and after
-// its death only the recoverer (under the recovery lock), who sees every
-// store the dead process made (the kernel told it of the death).
+// Who writes what:
+//   - kc: atomic store after the fields it describes; by the pool-lock
+//     holder (Free <-> Transit/LargeHead/LargeTail), the carver (Transit ->
+//     Small), the class-lock holder (bin bits), the owner or recoverer
+//     (Small -> Transit on the way to the pool). Read atomically by
+//     resolvers in any process.
+//   - owner: by the owner giving the superblock up or the taker under the
+//     class or pool lock; by allocRun once its block is logged; by the
+//     recoverer for dead slots. Read by freers: a freer that reads its own
+//     slot owns the superblock, since only it can make that change.
+//   - localHead, localFree, fresh: plain, by the owner's goroutine only;
+//     after its death by the recoverer, which sees every store the dead
+//     process made (the kernel told it of the death).
+//   - nblocks: by the carver before kc is published; read-only after.
+//   - runLen, genFloor: under the pool lock (genFloor also by the owner
+//     returning a wholly free superblock, before it takes the pool lock).
+//     locate reads runLen without the lock: a torn or stale value only
+//     sends it to a descriptor it checks again.
+//   - remote: Add by freers, Store(0) by the collecting owner; a hint.
+//   - large: the large block's state; CAS by freers, store by allocRun.
+//   - binPrev, binNext: under the class lock (carve clears them before the
+//     superblock can be in a bin).
 type desc struct {
 	kc        atomic.Uint32
 	owner     atomic.Uint32
@@ -137,7 +151,7 @@ const numBins = 4
 
 // classHeap is one class's part of the global heap, on its own cache line.
 type classHeap struct {
-	lock shm.Mutex       // guards head, count and every member's binPrev/binNext
+	lock shm.Mutex       // guards head, n and members' binPrev/binNext (fromBins and reclaimEmpty peek at head unlocked to skip empty classes)
 	head [numBins]sbID   // first superblock of each bin
 	n    [numBins]uint32 // members of each bin (statistics, Check)
 	_    [shm.CacheLine - 4 - 8*numBins]byte
@@ -156,10 +170,20 @@ type classHeap struct {
 type global struct {
 	stamp atomic.Uint64
 	// atMax is set by the process that found the store at its maximum size
-	// and read by heaps deciding whether to hand back empty superblocks.
+	// and read by heaps deciding whether to collect remote frees eagerly.
 	// Never cleared: regions are not shrunk.
 	atMax atomic.Uint32
-	_     [shm.CacheLine - 12]byte
+	// starved is set by an allocation that failed for want of a superblock
+	// and cleared by whoever returns superblocks to the pool; while it is
+	// set, a heap hands back a current superblock as soon as it is wholly
+	// free. (Doing so always, at the maximum size, made a lone alloc/free
+	// pair carve and return a superblock each time: 26x slower.)
+	starved atomic.Uint32
+	// repairs counts free lists rebuilt because a link in a free block was
+	// overwritten (a write through a stale pointer). Add by the heap that
+	// found it; read by Stats.
+	repairs atomic.Uint64
+	_       [shm.CacheLine - 24]byte
 	// poolLock guards every region's bitmap and free count, and the kind
 	// changes Free <-> anything.
 	poolLock shm.Mutex

@@ -1,6 +1,7 @@
 package alloc
 
 import (
+	"fmt"
 	"sync/atomic"
 	"unsafe"
 
@@ -51,8 +52,26 @@ func (a *Allocator) Recover(deadToken uint32, slots []int) error {
 // Release gives back a live process's slot at Close (shm.Layer): its
 // unhanded allocations are freed (they were never linked anywhere) and its
 // superblocks go to the global heap.
+//
+// A live slot is between operations, so its only superblocks are its
+// current ones: no scan of the store, and nothing of anyone else touched.
 func (a *Allocator) Release(slot int) error {
-	a.recoverSuperblocks(map[uint32]bool{uint32(slot + 1): true})
+	sh := a.slotHeap(slot)
+	mine := uint32(slot + 1)
+	a.freeLogged(sh, func(hd handle.Handle) { _ = a.FreeAny(hd) })
+	for c := 1; c <= NumClasses; c++ {
+		id := sh.current[c]
+		if id == 0 {
+			continue
+		}
+		sh.current[c] = 0
+		if !a.st.RegionFileOK(id.region()) {
+			continue // cut short under us: touching it would fault
+		}
+		if d, _, err := a.descOf(id); err == nil && d.kind() == kindSmall && d.owner.Load() == mine {
+			a.toGlobal(id, d, c)
+		}
+	}
 	a.clearSlot(slot)
 	a.heaps[slot].Store(nil)
 	return nil
@@ -64,8 +83,13 @@ func (a *Allocator) recoverSuperblocks(dead map[uint32]bool) {
 		d  *desc
 		c  int
 	}
+	type freedRun struct {
+		id sbID
+		st uint32 // the freed state seen by the scan
+	}
 	var small []owned
-	var transit, large []sbID
+	var transit []sbID
+	var large []freedRun
 	a.eachDesc(func(id sbID, d *desc, base unsafe.Pointer) {
 		o := d.owner.Load()
 		switch d.kind() {
@@ -80,7 +104,7 @@ func (a *Allocator) recoverSuperblocks(dead map[uint32]bool) {
 		case kindLargeHead:
 			st := d.large.Load()
 			if st&1 == 0 && (o == 0 || dead[o] || !a.slotAlive(o)) {
-				large = append(large, id)
+				large = append(large, freedRun{id, st})
 			} else if dead[o] {
 				d.owner.Store(0) // allocated and logged: the log frees it
 			}
@@ -96,9 +120,11 @@ func (a *Allocator) recoverSuperblocks(dead map[uint32]bool) {
 		d, _, _ := a.descOf(id)
 		a.poolReturn(id, d)
 	}
-	for _, id := range large {
-		d, _, _ := a.descOf(id)
-		a.returnLarge(id, d, d.large.Load())
+	for _, r := range large {
+		// Only if still the block we saw freed: meanwhile its freer may have
+		// returned it and someone else allocated the run again.
+		d, _, _ := a.descOf(r.id)
+		a.returnLarge(r.id, d, r.st)
 	}
 }
 
@@ -141,6 +167,12 @@ func (a *Allocator) clearSlot(slot int) {
 // FreeAny frees a block without a heap: always the remote path. For
 // recovery, and for code that holds no slot.
 func (a *Allocator) FreeAny(hd handle.Handle) error {
+	if err := a.st.Guard(); err != nil {
+		return err
+	}
+	if a.st.ReadOnly() {
+		return fmt.Errorf("alloc: free %v: store %q opened read-only: %w", hd, a.st.Name(), shm.ErrBadOption)
+	}
 	b, err := a.locate(hd)
 	if err != nil {
 		return err

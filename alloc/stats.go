@@ -29,7 +29,8 @@ type Stats struct {
 	FreeSuperblocks int          `json:"free_superblocks"`
 	LargeBlocks     int          `json:"large_blocks"`
 	LargeBytes      uint64       `json:"large_bytes"`
-	Classes         []ClassStats `json:"classes"` // classes with superblocks only
+	ListRepairs     uint64       `json:"list_repairs"` // free lists rebuilt after a write into a freed block
+	Classes         []ClassStats `json:"classes"`      // classes with superblocks only
 }
 
 // Stats walks the descriptors and state arrays.
@@ -37,6 +38,7 @@ func (a *Allocator) Stats() Stats {
 	var s Stats
 	var cls [NumClasses + 1]ClassStats
 	s.Regions = int(a.st.Regions())
+	s.ListRepairs = a.g.repairs.Load()
 	s.RegionBytes = uint64(s.Regions) * a.rsize
 	s.MetaBytes = uint64(s.Regions) * uint64(a.geo.metaSBs) * SuperblockSize
 	a.eachDesc(func(id sbID, d *desc, base unsafe.Pointer) {

@@ -35,3 +35,6 @@ var ErrNoRegion = errors.New("no such region")
 
 // ErrNoSlots: every slot of the store is owned by a live process.
 var ErrNoSlots = errors.New("no free slot")
+
+// ErrNotLeased: a slot released that this process had not leased.
+var ErrNotLeased = errors.New("slot not leased")

@@ -158,8 +158,9 @@ type ProcEntry struct {
 
 // SlotHeader opens every slot. Owner is written with CAS by a process
 // claiming a free slot, and stored 0 by the process giving it back or by the
-// recoverer of a dead owner; everyone reads it. The other fields are written
-// by the owner only and read by inspectors (stale values are harmless).
+// recoverer of a dead owner; everyone reads it. Leases and LeasedAt are
+// written by the owner (LeasedAt also cleared by the recoverer) and read by
+// inspectors; stale values are harmless.
 type SlotHeader struct {
 	Owner    atomic.Uint32 // proc index + 1, 0 when free
 	_        uint32

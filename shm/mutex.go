@@ -39,9 +39,12 @@ import (
 //
 // A stolen lock means the data it guards may be half-changed: Lock reports
 // it and the caller repairs before going on (each lock's owner knows how).
-// Code in shmstore never waits for one Mutex while holding another, so no
-// wait can close a cycle, and a dead holder is the only thing that can keep
-// a Mutex held for long.
+//
+// Lock order, so that no wait can close a cycle: the recovery lock, then an
+// allocator class lock, then the allocator pool lock. Code holding a lock
+// never waits for one earlier in that order (RecoverDead is called holding
+// nothing; the pool lock's holder takes no other lock), so a dead holder is
+// the only thing that can keep a Mutex held for long.
 type Mutex struct {
 	// word is written with CAS by lockers, Swap by the holder, and read by
 	// waiters and inspectors. Taking it acquires what the last holder
@@ -71,6 +74,10 @@ func (s *Store) Lock(m *Mutex) (stolen bool) {
 			return false
 		}
 	}
+	// One deadline across wake-ups: a waiter woken often (by signals, or
+	// by releases that others win) still checks the holder every
+	// lockWaitTimeout.
+	check := time.Now().Add(lockWaitTimeout)
 	for {
 		v := m.word.Load()
 		if v == 0 {
@@ -85,11 +92,11 @@ func (s *Store) Lock(m *Mutex) (stolen bool) {
 			}
 			v |= 1
 		}
-		start := time.Now()
-		FutexWait(&m.word, v, lockWaitTimeout)
-		if time.Since(start) < lockWaitTimeout {
+		FutexWait(&m.word, v, time.Until(check))
+		if time.Now().Before(check) {
 			continue
 		}
+		check = time.Now().Add(lockWaitTimeout)
 		if m.word.Load() == v && !s.TokenAlive(v>>1) && m.word.CompareAndSwap(v, me|1) {
 			s.deadSeen.Store(true)
 			return true

@@ -89,7 +89,7 @@ func (s *Store) attach() error {
 		e.Seq.Store(seq)
 		e.State.Store(ProcAlive)
 		s.proc, s.token = i, makeToken(i, seq)
-		s.leases.init(int(s.hdr.SlotsPerProc))
+		s.leases.init(int(s.hdr.SlotsPerProc), s.NumSlots())
 		return nil
 	}
 	return fmt.Errorf("shm: attach to %q: %d entries in use (dead ones are freed by recovery): %w",

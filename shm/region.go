@@ -48,6 +48,9 @@ func (s *Store) MappedRegion(id uint16) unsafe.Pointer {
 }
 
 func (s *Store) mapRegion(id uint16) (unsafe.Pointer, error) {
+	if s.closed.Load() {
+		return nil, fmt.Errorf("shm: store %q: %w", s.name, ErrClosed)
+	}
 	if id == 0 || uint32(id) > s.hdr.MaxRegions {
 		return nil, fmt.Errorf("shm: region %d out of range 1..%d: %w", id, s.hdr.MaxRegions, ErrNoRegion)
 	}

@@ -12,18 +12,20 @@ import (
 // claimed (Owner = proc+1) and which of them are not leased right now.
 // Process-local; guarded by mu.
 type leasePool struct {
-	mu     sync.Mutex
-	cond   sync.Cond
-	limit  int
-	owned  []int
-	free   []int
-	leased int
-	done   bool
+	mu       sync.Mutex
+	cond     sync.Cond
+	limit    int
+	owned    []int
+	free     []int
+	isLeased []bool // by slot
+	leased   int
+	done     bool
 }
 
-func (p *leasePool) init(limit int) {
+func (p *leasePool) init(limit, slots int) {
 	p.cond.L = &p.mu
 	p.limit = limit
+	p.isLeased = make([]bool, slots)
 }
 
 // drain forbids new leases and returns the owned slots, or reports how many
@@ -60,6 +62,7 @@ func (s *Store) Lease() (int, error) {
 		if n := len(p.free); n > 0 {
 			slot := p.free[n-1]
 			p.free = p.free[:n-1]
+			p.isLeased[slot] = true
 			p.leased++
 			s.markLeased(slot)
 			return slot, nil
@@ -67,6 +70,7 @@ func (s *Store) Lease() (int, error) {
 		if len(p.owned) < p.limit {
 			if slot, ok := s.claimSlot(); ok {
 				p.owned = append(p.owned, slot)
+				p.isLeased[slot] = true
 				p.leased++
 				s.markLeased(slot)
 				return slot, nil
@@ -80,15 +84,23 @@ func (s *Store) Lease() (int, error) {
 	}
 }
 
-// Release gives a leased slot back to this process's pool.
-func (s *Store) Release(slot int) {
+// Release gives a leased slot back to this process's pool. Releasing a
+// slot that is not leased (twice, or another process's) is refused: the
+// slot would otherwise be handed to two goroutines at once.
+func (s *Store) Release(slot int) error {
 	p := &s.leases
 	p.mu.Lock()
+	if slot < 0 || slot >= len(p.isLeased) || !p.isLeased[slot] {
+		p.mu.Unlock()
+		return fmt.Errorf("shm: release slot %d of %q: not leased by this process: %w", slot, s.name, ErrNotLeased)
+	}
+	p.isLeased[slot] = false
 	s.Slot(slot).LeasedAt.Store(0)
 	p.free = append(p.free, slot)
 	p.leased--
 	p.mu.Unlock()
 	p.cond.Broadcast()
+	return nil
 }
 
 func (s *Store) markLeased(slot int) {

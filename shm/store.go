@@ -164,7 +164,8 @@ type Store struct {
 
 	forkGuard []byte // private page with MADV_WIPEONFORK: reads 0 in a forked child
 
-	closed   atomic.Bool
+	closeMu  sync.Mutex  // serializes Close
+	closed   atomic.Bool // set by Close once the slots are given back; read by Guard
 	deadSeen atomic.Bool // a dead process was seen; RecoverDead should run soon
 
 	layersMu sync.Mutex
@@ -498,23 +499,22 @@ func (s *Store) Close() error {
 	if s.forkGuard != nil && s.forkGuard[0] == 0 {
 		return fmt.Errorf("shm: close store %q: %w", s.name, ErrForked)
 	}
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
 	if s.closed.Load() {
-		return fmt.Errorf("shm: close store %q: %w", s.name, ErrClosed)
-	}
-	var owned []int
-	if s.proc >= 0 {
-		var leased int
-		if owned, leased = s.leases.drain(); leased > 0 {
-			return fmt.Errorf("shm: close store %q: %d slots still leased: %w", s.name, leased, ErrInUse)
-		}
-	}
-	if !s.closed.CompareAndSwap(false, true) {
 		return fmt.Errorf("shm: close store %q: %w", s.name, ErrClosed)
 	}
 	var err error
 	if s.proc >= 0 {
+		owned, leased := s.leases.drain()
+		if leased > 0 {
+			return fmt.Errorf("shm: close store %q: %d slots still leased: %w", s.name, leased, ErrInUse)
+		}
+		// The layers still use the store while they tidy the slots: closed
+		// is set only after.
 		err = s.detach(owned)
 	}
+	s.closed.Store(true)
 	s.unmap()
 	return err
 }

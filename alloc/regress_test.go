@@ -1,0 +1,248 @@
+package alloc
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/shm"
+)
+
+// Regression tests for problems a review found. Each failed before its fix.
+
+// churnLarge runs goroutines that allocate large blocks, tag them, look at
+// them again a moment later and free them, until stop; it counts blocks
+// that were freed or overwritten under their owner.
+func churnLarge(t *testing.T, a *Allocator, stop *atomic.Bool) (wait func() (bad int64, first any)) {
+	var bad atomic.Int64
+	var first atomic.Value
+	var wg sync.WaitGroup
+	fail := func(msg string) { bad.Add(1); first.CompareAndSwap(nil, msg) }
+	for w := 0; w < 3; w++ {
+		h := lease(t, a)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				hd, b, err := h.Alloc(MaxSmall + 1)
+				if err != nil {
+					fail("alloc: " + err.Error())
+					return
+				}
+				h.ForgetLog()
+				binary.LittleEndian.PutUint64(b, uint64(hd))
+				time.Sleep(time.Microsecond)
+				rb, err := a.Resolve(hd)
+				if err != nil {
+					fail("resolve own block: " + err.Error())
+					continue
+				}
+				if binary.LittleEndian.Uint64(rb) != uint64(hd) {
+					fail("own block overwritten")
+					continue
+				}
+				if err := h.Free(hd); err != nil {
+					fail("free: " + err.Error())
+				}
+			}
+		}()
+	}
+	return func() (int64, any) { wg.Wait(); return bad.Load(), first.Load() }
+}
+
+// Recovery (and Close) used to re-read a freed large block's state before
+// returning it to the pool: a block freed, returned by its freer and
+// allocated again in between was returned while live.
+func TestRecoveryScanDoesNotReturnLiveLargeBlocks(t *testing.T) {
+	st, a := openTest(t, testDir(t), shm.Options{RegionSize: 8 << 20, MaxSize: 64 << 20})
+	var stop atomic.Bool
+	wait := churnLarge(t, a, &stop)
+	scans := 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); scans++ {
+		a.recoverSuperblocks(map[uint32]bool{}) // the scan every recovery runs
+	}
+	stop.Store(true)
+	bad, first := wait()
+	require.Zero(t, bad, "after %d scans: %v", scans, first)
+	requireClean(t, st, a)
+}
+
+// An attachment that opens and closes repeatedly must not touch the large
+// blocks another attachment is using.
+func TestCloseDoesNotTouchOthersBlocks(t *testing.T) {
+	dir := testDir(t)
+	_, a := openTest(t, dir, shm.Options{RegionSize: 8 << 20, MaxSize: 256 << 20})
+	var stop atomic.Bool
+	wait := churnLarge(t, a, &stop)
+	cycles := 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); cycles++ {
+		st2, err := shm.Open("t", shm.Options{Dir: dir})
+		require.NoError(t, err)
+		a2, err := New(st2)
+		require.NoError(t, err)
+		h2, err := a2.Lease()
+		require.NoError(t, err)
+		for c := 1; c <= NumClasses; c += 5 {
+			_, _, err := h2.Alloc(int(Classes[c].Size))
+			require.NoError(t, err)
+		}
+		require.NoError(t, h2.Release())
+		require.NoError(t, st2.Close())
+	}
+	stop.Store(true)
+	bad, first := wait()
+	require.Zero(t, bad, "after %d open/close cycles: %v", cycles, first)
+}
+
+// Rebuilding a class's bins (after its lock was stolen) used to rewrite the
+// descriptors of superblocks that heaps own, racing their return to the
+// pool: one superblock ended up in the pool and in a bin.
+func TestRebuildBinsRacingOwners(t *testing.T) {
+	st, a := openTest(t, testDir(t), shm.Options{RegionSize: 4 << 20, MaxSize: 64 << 20})
+	c := ClassOf(64)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		h := lease(t, a)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				a.g.starved.Store(1) // owners hand back wholly free superblocks at once
+				var hds []handle.Handle
+				for k := 0; k < 1000; k++ {
+					hd, _, err := h.Alloc(64)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					hds = append(hds, hd)
+				}
+				h.ForgetLog()
+				for _, hd := range hds {
+					if err := h.Free(hd); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		ch := &a.g.classes[c]
+		a.st.Lock(&ch.lock)
+		a.rebuildBinsLocked(c)
+		a.st.Unlock(&ch.lock)
+	}
+	stop.Store(true)
+	wg.Wait()
+	requireClean(t, st, a)
+}
+
+// A pool-lock holder that died while returning a run (head freed, tails
+// not) left tails that nothing ever freed.
+func TestPoolHolderDeathFreesOrphanTails(t *testing.T) {
+	dir := testDir(t)
+	st, a := openTest(t, dir, shm.Options{RegionSize: 8 << 20, MaxSize: 8 << 20})
+	h := lease(t, a)
+	x, _, err := h.Alloc(3 * SuperblockSize)
+	require.NoError(t, err)
+	h.ForgetLog()
+	freeBefore := a.Stats().FreeSuperblocks
+	b, err := a.locate(x)
+	require.NoError(t, err)
+	next := (b.state + 1) & stateCount
+	require.True(t, b.d.large.CompareAndSwap(b.state, next)) // freeLarge's CAS
+	// Another process takes the pool lock, frees the head only, and dies.
+	st2, err := shm.Open("t", shm.Options{Dir: dir})
+	require.NoError(t, err)
+	st2.Lock(&a.g.poolLock)
+	base := a.st.MappedRegion(b.id.region())
+	k := b.id.index()
+	d0 := a.descAt(base, k)
+	d0.runLen = 0
+	d0.kc.Store(mkKC(kindFree, 0, 0))
+	a.bitmap(base)[k/64] &^= 1 << (k % 64)
+	require.NoError(t, st2.Close()) // gone: the pool lock still names its token
+	// The next user of the pool steals the lock and rebuilds the pool.
+	y, _, err := h.Alloc(MaxSmall + 1) // a large run: through the pool
+	require.NoError(t, err)
+	h.ForgetLog()
+	require.NoError(t, h.Free(y))
+	require.Equal(t, freeBefore+3, a.Stats().FreeSuperblocks, "the whole run is free again")
+	require.NoError(t, h.Release())
+	requireClean(t, st, a)
+}
+
+// A write into a freed block's link used to steer the next allocation to
+// any block, even a live one.
+func TestFreeListLinkOverwriteIsRepaired(t *testing.T) {
+	if poisonOn {
+		// Invariant builds catch the same write as a poison violation: see
+		// TestPoisonCatchesWriteAfterFree.
+		t.Log("poison checks on: the write is caught by them instead")
+		return
+	}
+	st, a := openTest(t, testDir(t), shm.Options{})
+	h := lease(t, a)
+	victim, vb, err := h.Alloc(64)
+	require.NoError(t, err)
+	for i := 0; i < 20; i++ {
+		_, _, err := h.Alloc(64)
+		require.NoError(t, err)
+	}
+	x, xb, err := h.Alloc(64)
+	require.NoError(t, err)
+	h.ForgetLog()
+	require.NoError(t, h.Free(x))
+	vi, err := a.locate(victim)
+	require.NoError(t, err)
+	binary.LittleEndian.PutUint32(xb, vi.index+1) // stale write: "next free is the victim"
+	binary.LittleEndian.PutUint64(vb, 0xabcdef)
+	for i := 0; i < 3; i++ {
+		_, b, err := h.Alloc(64)
+		require.NoError(t, err)
+		require.NotEqual(t, &vb[0], &b[0], "a live block handed out again")
+	}
+	require.Equal(t, uint64(0xabcdef), binary.LittleEndian.Uint64(vb))
+	require.Equal(t, uint64(1), a.Stats().ListRepairs)
+	h.FreeLog()
+	_, err = a.Resolve(victim)
+	require.NoError(t, err)
+	require.NoError(t, h.Release())
+	requireClean(t, st, a)
+}
+
+// Entry points without a slot fail cleanly on a closed or read-only store.
+func TestClosedAndReadOnlyStoresRefuse(t *testing.T) {
+	dir := testDir(t)
+	st, a := openTest(t, dir, shm.Options{})
+	h := lease(t, a)
+	hd, _, err := h.Alloc(64)
+	require.NoError(t, err)
+	h.ForgetLog()
+	require.NoError(t, h.Release())
+	require.ErrorIs(t, h.Release(), shm.ErrNotLeased, "released twice")
+
+	ro, err := shm.Open("t", shm.Options{Dir: dir, ReadOnly: true})
+	require.NoError(t, err)
+	ra, err := New(ro)
+	require.NoError(t, err)
+	_, err = ra.Resolve(hd)
+	require.NoError(t, err, "a read-only store resolves")
+	require.ErrorIs(t, ra.FreeAny(hd), shm.ErrBadOption, "but does not free")
+	require.NoError(t, ro.Close())
+	_, err = ra.Resolve(hd)
+	require.ErrorIs(t, err, shm.ErrClosed)
+
+	require.NoError(t, st.Close())
+	_, err = a.Resolve(hd)
+	require.ErrorIs(t, err, shm.ErrClosed)
+	require.True(t, errors.Is(a.FreeAny(hd), shm.ErrClosed))
+}
