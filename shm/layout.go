@@ -38,6 +38,7 @@ const (
 
 var partNames = [numParts]string{"alloc", "reclaim", "ipc", "txn"}
 
+// String names the layer that owns the part.
 func (p Part) String() string {
 	if p < 0 || p >= numParts {
 		return fmt.Sprintf("part(%d)", int(p))
