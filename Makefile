@@ -47,7 +47,7 @@ demo: build ## create the store "demo", churn it from 3 processes, show info and
 	@$(SHMCTL) rm --force $(DEMO_STORE) 2>/dev/null || true
 	$(SHMCTL) create $(DEMO_STORE)
 	@echo "== 3 processes allocate and free concurrently, handing blocks to each other"
-	$(SHMCTL) bench $(DEMO_STORE) --procs 3 --duration 3s --max-size 256KiB
+	$(SHMCTL) bench $(DEMO_STORE) --procs 3 --duration 3s --max-size 256KiB --keep
 	@echo "== what the store holds now"
 	$(SHMCTL) info $(DEMO_STORE)
 	@echo "== consistency"

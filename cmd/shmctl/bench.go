@@ -35,6 +35,7 @@ type benchOptions struct {
 	maxSize  byteSize
 	mailbox  int
 	seed     uint64
+	keep     bool
 }
 
 // newBenchOptions returns bench's options with their defaults.
@@ -53,6 +54,7 @@ func (o *benchOptions) addFlags(fs *flag.FlagSet) {
 	fs.Var(&o.maxSize, "max-size", "largest request `SIZE`; sizes are log-uniform in between")
 	fs.IntVar(&o.mailbox, "mailbox", o.mailbox, "`N` cells in the shared mailbox that blocks are swapped through")
 	fs.Uint64Var(&o.seed, "seed", 0, "random `SEED` (0: from the clock; printed)")
+	fs.BoolVar(&o.keep, "keep", false, "leave the mailbox and the blocks in it allocated, for a look with info (they stay until the store is removed)")
 }
 
 // setArgs takes the store name.
@@ -113,6 +115,7 @@ type benchReport struct {
 	Total        benchCounts   `json:"total"`
 	Recovered    int           `json:"recovered"`
 	StaleHandles int           `json:"stale_handles"`
+	KeptMailbox  string        `json:"kept_mailbox,omitempty"` // with --keep: the mailbox left allocated
 }
 
 // workerProc is one started worker process.
@@ -158,13 +161,17 @@ func (o *benchOptions) run(w io.Writer) error {
 	if err != nil {
 		return errors.Join(werr, fmt.Errorf("store %q: recover dead workers: %w", o.name, err))
 	}
-	if h, err = st.Allocator().Lease(); err != nil {
-		return errors.Join(werr, fmt.Errorf("store %q: lease a slot to drain the mailbox: %w", o.name, err))
-	}
-	rep.StaleHandles, err = alloc.DrainMailbox(h, mb)
-	h.Release()
-	if err != nil {
-		return errors.Join(werr, fmt.Errorf("store %q: drain the mailbox: %w", o.name, err))
+	if o.keep && werr == nil {
+		rep.KeptMailbox = mb.String()
+	} else {
+		if h, err = st.Allocator().Lease(); err != nil {
+			return errors.Join(werr, fmt.Errorf("store %q: lease a slot to drain the mailbox: %w", o.name, err))
+		}
+		rep.StaleHandles, err = alloc.DrainMailbox(h, mb)
+		_ = h.Release()
+		if err != nil {
+			return errors.Join(werr, fmt.Errorf("store %q: drain the mailbox: %w", o.name, err))
+		}
 	}
 
 	if werr != nil {
@@ -314,6 +321,11 @@ func (r *benchReport) writeText(w io.Writer) error {
 	}
 	fmt.Fprintf(t, "total\t\t%s\n", r.Total.cells())
 	if err := t.Flush(); err != nil {
+		return err
+	}
+	if r.KeptMailbox != "" {
+		_, err := fmt.Fprintf(w, "\nmailbox %s kept with its blocks (--keep); %d dead workers recovered\n",
+			r.KeptMailbox, r.Recovered)
 		return err
 	}
 	_, err := fmt.Fprintf(w, "\nmailbox drained (%d stale handles); %d dead workers recovered\n",

@@ -132,3 +132,21 @@ func TestBenchOps(t *testing.T) {
 	require.Less(t, rep.Total.Seconds, 10.0)
 	require.Equal(t, "store \"bo\": ok\n", mustRun(t, "--dir", dir, "check", "bo"))
 }
+
+// TestBenchKeep leaves the mailbox and its blocks allocated: info shows
+// them in use, check finds nothing wrong, and a later drain-less store is
+// removed whole.
+func TestBenchKeep(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createBenchStore(t, dir, "bk")
+	var rep benchReport
+	runJSON(t, &rep, "--dir", dir, "bench", "bk", "--procs", "2", "--ops", "1000", "--mailbox", "64", "--keep")
+	require.NotEmpty(t, rep.KeptMailbox)
+	var info infoReport
+	runJSON(t, &info, "--dir", dir, "info", "bk")
+	require.Greater(t, info.UsedBytes, uint64(64*16), "the mailbox's blocks are still allocated")
+	require.Equal(t, "store \"bk\": ok\n", mustRun(t, "--dir", dir, "check", "bk"))
+	out := mustRun(t, "--dir", dir, "bench", "bk", "--procs", "1", "--ops", "10", "--mailbox", "8")
+	require.Contains(t, out, "mailbox drained")
+}
