@@ -25,7 +25,7 @@ func (h *Heap) refill(c int) error {
 	}
 	err := h.acquire(c)
 	if h.a.st.NeedsRecovery() {
-		_, _ = h.a.st.RecoverDead() // a dead lock holder was seen; we hold no lock now
+		_, _ = h.a.st.TryRecoverDead() // a dead lock holder was seen; we hold no lock now
 	}
 	return err
 }
@@ -209,7 +209,7 @@ func (h *Heap) allocLarge(n int) (handle.Handle, []byte, error) {
 	if err != nil {
 		h.sh.logN--
 		if h.a.st.NeedsRecovery() {
-			_, _ = h.a.st.RecoverDead()
+			_, _ = h.a.st.TryRecoverDead()
 		}
 		return handle.Null, nil, err
 	}

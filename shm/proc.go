@@ -220,6 +220,17 @@ func (s *Store) RecoverDead() (int, error) {
 	return n, nil
 }
 
+// TryRecoverDead is RecoverDead for a caller that noticed a death in
+// passing (an allocator that stole a lock): when a live process is
+// recovering already it returns at once instead of waiting behind it, and
+// the flag NeedsRecovery reads stays set for a later try.
+func (s *Store) TryRecoverDead() (int, error) {
+	if h := s.hdr.recoverLock.Holder(); h != 0 && s.TokenAlive(h) {
+		return 0, nil
+	}
+	return s.RecoverDead()
+}
+
 func (s *Store) recoverProc(i int) error {
 	e := s.Proc(i)
 	tok := makeToken(i, e.Seq.Load())
