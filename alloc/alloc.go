@@ -117,7 +117,12 @@ func (a *Allocator) Heap(slot int) *Heap {
 // Release gives the heap's slot back to the process's pool; the heap must
 // not be used again until the slot is leased anew. Releasing twice fails
 // with shm.ErrNotLeased.
-func (h *Heap) Release() error { return h.a.st.Release(h.slot) }
+func (h *Heap) Release() error {
+	if h.a.g.atMax.Load() != 0 && h.a.st.Guard() == nil && h.a.st.LeasedHere(h.slot) {
+		h.trim() // the store cannot grow: what is free goes back to the pool
+	}
+	return h.a.st.Release(h.slot)
+}
 
 // Slot is the slot this heap belongs to.
 func (h *Heap) Slot() int { return h.slot }
@@ -208,9 +213,10 @@ func (h *Heap) Alloc(n int) (handle.Handle, []byte, error) {
 	if d.localHead != 0 {
 		next = *(*uint32)(blk)
 	}
-	if st&(1|statePending) != 0 || next > d.fresh {
+	if st&(1|statePending) != 0 || next > d.fresh || (d.localHead != 0 && (next == 0) != (d.localFree == 1)) {
 		// The link lives in the free block's memory: a stray write through
-		// a stale pointer broke the list. The states are the truth.
+		// a stale pointer broke the list (or cut it short). The states are
+		// the truth.
 		return h.allocAfterRepair(n, c)
 	}
 	gen := (st + 1) & stateCount
@@ -299,6 +305,10 @@ func (h *Heap) Free(hd handle.Handle) error {
 // it), offset in a superblock's block area and on a block boundary of its
 // class, block allocated with the handle's generation. The slice covers the
 // whole block (its class size, or the whole run of a large block).
+//
+// Resolve may run in any goroutine, leased slot or not, but not during the
+// store's Close (which unmaps it); inside a lease it cannot, because Close
+// refuses while slots are leased.
 func (a *Allocator) Resolve(hd handle.Handle) ([]byte, error) {
 	if err := a.st.Guard(); err != nil {
 		return nil, err

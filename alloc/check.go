@@ -30,8 +30,9 @@ import (
 // skips the insides of superblocks that live processes own, and looks again
 // under the lock before it reports something a live process could be in
 // the middle of. The caller's own slots must be idle. Check takes locks but
-// writes no allocator state; on a read-only store it takes none and is
-// exact only when the store is quiet.
+// writes no allocator state (unless it takes a lock from a dead holder:
+// then it rebuilds what the lock guards, as any taker must); on a
+// read-only store it takes none and is exact only when the store is quiet.
 func (a *Allocator) Check() []string {
 	var probs []string
 	report := func(format string, args ...any) {
@@ -129,7 +130,8 @@ func (a *Allocator) Check() []string {
 			continue
 		}
 		withLock(fmt.Sprintf("class %d", c), &a.g.classes[c].lock, func() { a.rebuildBinsLocked(c) }, func() {
-			if d.kind() == kindSmall && d.owner.Load() == 0 && d.bin() == 0 {
+			kc := d.kc.Load()
+			if kc == mkKC(kindSmall, uint32(c), 0) && d.owner.Load() == 0 {
 				report("superblock %s of class %d belongs to the global heap but is in no bin", sbName(id), c)
 			}
 		})

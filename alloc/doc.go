@@ -45,11 +45,15 @@
 // superblocks per class; here K = 1, structurally: a heap holds exactly its
 // current superblock of each class. Hoard's emptiness threshold (one
 // quarter) shows up where the structure leaves a choice: superblocks in the
-// global heap are binned by quarters of fullness; a heap collects remote
-// frees only once a superblock has received at least an eighth of its
-// blocks back; and once the store has reached its maximum size, a heap
-// hands back a current superblock as soon as it is wholly free, so that
-// frees make room for other classes and other processes.
+// global heap are binned by quarters of fullness, and a heap collects
+// remote frees only once a superblock has received at least an eighth of
+// its blocks back. So that frees make room for other classes and other
+// processes once the store cannot grow: while an allocation is starved a
+// heap hands back a current superblock as soon as it is wholly free; at the
+// end of every lease at the maximum size, and before reporting
+// ErrOutOfMemory, a heap hands back all of its wholly free ones; and the
+// pool reclaims wholly free superblocks from the bins when it runs dry.
+// (A goroutine that keeps a lease while idle keeps its heap's superblocks.)
 //
 // # Block states, and why a crash loses nothing
 //

@@ -355,9 +355,13 @@ func (a *Allocator) returnLarge(id sbID, d *desc, freed uint32) {
 	if a.st.Lock(&a.g.poolLock) {
 		a.rebuildPoolLocked()
 	}
-	if freed&1 != 0 || d.kind() != kindLargeHead || d.large.Load() != freed {
+	if o := d.owner.Load(); freed&1 != 0 || d.kind() != kindLargeHead || d.large.Load() != freed ||
+		(o != 0 && a.slotAlive(o)) {
+		// Returned already (by its freer or by recovery) and maybe taken
+		// again, or being allocated right now by a live slot (findRun
+		// hands the head over with an even state and the owner set).
 		a.st.Unlock(&a.g.poolLock)
-		return // returned already (by its freer or by recovery), maybe reused
+		return
 	}
 	n := d.runLen
 	bm := a.bitmap(base)
@@ -463,6 +467,11 @@ func (a *Allocator) rebuildPoolLocked() {
 		}
 		for k := a.geo.metaSBs; k < a.geo.nsb; k++ {
 			if d := a.descAt(base, k); d.kind() == kindLargeTail && !a.tailCovered(base, k, d.runLen) {
+				// The dead holder may have raised the head's floor already
+				// (returns go head first): the tail's must not be lower.
+				if back := d.runLen; back > 0 && back <= k-a.geo.metaSBs {
+					d.genFloor = max(d.genFloor, a.descAt(base, k-back).genFloor)
+				}
 				d.runLen = 0
 				d.kc.Store(mkKC(kindFree, 0, 0))
 				d.owner.Store(0)
@@ -493,11 +502,12 @@ func (a *Allocator) tailCovered(base unsafe.Pointer, k, back uint32) bool {
 		return false
 	}
 	hd := a.descAt(base, k-back)
-	switch hd.kind() {
+	kc := hd.kc.Load() // once: toPool turns Small(c) into Transit without the pool lock
+	switch kc & 0xff {
 	case kindLargeHead, kindTransit:
 		return back < hd.runLen
 	case kindSmall:
-		c := hd.class()
+		c := kc >> 8 & 0xff
 		return c >= 1 && c <= NumClasses && back < Classes[c].Span
 	}
 	return false

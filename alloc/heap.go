@@ -69,6 +69,12 @@ func (h *Heap) acquire(c int) error {
 	for attempt := 0; ; attempt++ {
 		if id, d, base := h.a.fromBins(c, h.mine); d != nil {
 			h.install(c, id, d, base)
+			if (d.localHead == 0) != (d.localFree == 0) {
+				// A count the list does not match: a link was overwritten
+				// while the superblock was someone else's.
+				h.a.repairSmall(d, c, base, id, h.cur[c].states)
+				h.a.g.repairs.Add(1)
+			}
 			if d.remote.Load() > 0 {
 				h.collect(c)
 			}
@@ -86,11 +92,38 @@ func (h *Heap) acquire(c int) error {
 		if !errors.Is(err, ErrOutOfMemory) || attempt > 0 {
 			return err
 		}
-		// Memory held by dead processes comes back through recovery.
+		// Before giving up: this heap's own wholly free superblocks, and
+		// the memory dead processes hold (recovery gives it back).
+		if h.trim() > 0 {
+			continue
+		}
 		if n, rerr := h.a.st.RecoverDead(); rerr != nil || n == 0 {
 			return err
 		}
 	}
+}
+
+// trim hands every wholly free current superblock of the heap back to the
+// pool (collecting remote frees first) and returns how many it gave back.
+// The heap does it at the end of each lease once the store has reached its
+// maximum size, and before an allocation reports ErrOutOfMemory, so that
+// what was freed can serve other classes and processes.
+func (h *Heap) trim() int {
+	n := 0
+	for c := 1; c <= NumClasses; c++ {
+		d := h.cur[c].d
+		if d == nil {
+			continue
+		}
+		if d.remote.Load() > 0 {
+			h.collect(c)
+		}
+		if d.localFree == d.fresh {
+			h.releaseCurrent(c)
+			n++
+		}
+	}
+	return n
 }
 
 // logSlow appends hd to the log's chunks, allocating a chunk when needed.
@@ -206,6 +239,9 @@ func (h *Heap) allocLarge(n int) (handle.Handle, []byte, error) {
 	*slot = handle.Null
 	h.sh.logN++
 	p, err := h.a.allocRun(uint32(nsb), h.mine, slot)
+	if errors.Is(err, ErrOutOfMemory) && h.trim() > 0 {
+		p, err = h.a.allocRun(uint32(nsb), h.mine, slot)
+	}
 	if err != nil {
 		h.sh.logN--
 		if h.a.st.NeedsRecovery() {

@@ -246,3 +246,107 @@ func TestClosedAndReadOnlyStoresRefuse(t *testing.T) {
 	require.ErrorIs(t, err, shm.ErrClosed)
 	require.True(t, errors.Is(a.FreeAny(hd), shm.ErrClosed))
 }
+
+// A link overwritten with 0 cut the free list short while its count still
+// promised blocks: acquire then took and re-binned the superblock forever.
+func TestFreeListCutShortIsRepaired(t *testing.T) {
+	if poisonOn {
+		t.Log("poison checks on: the write is caught by them instead")
+		return
+	}
+	st, a := openTest(t, testDir(t), shm.Options{})
+	h := lease(t, a)
+	c := ClassOf(64)
+	var hds []handle.Handle
+	var bufs [][]byte
+	hd, b, err := h.Alloc(64)
+	require.NoError(t, err)
+	hds, bufs = append(hds, hd), append(bufs, b)
+	d := h.cur[c].d
+	for d.fresh < d.nblocks {
+		hd, b, err := h.Alloc(64)
+		require.NoError(t, err)
+		hds, bufs = append(hds, hd), append(bufs, b)
+	}
+	h.ForgetLog()
+	require.NoError(t, h.Free(hds[10]))
+	require.NoError(t, h.Free(hds[20]))        // list: 20 -> 10
+	binary.LittleEndian.PutUint32(bufs[20], 0) // stray write: the list ends at 20
+	done := make(chan error, 1)
+	got := map[handle.Handle]bool{}
+	go func() {
+		for i := 0; i < 5; i++ {
+			hd, _, err := h.Alloc(64)
+			if err != nil {
+				done <- err
+				return
+			}
+			got[hd] = true
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Alloc did not return: a count the list does not match made it loop")
+	}
+	require.Len(t, got, 5)
+	require.GreaterOrEqual(t, a.Stats().ListRepairs, uint64(1))
+	h.ForgetLog()
+	requireClean(t, st, a)
+}
+
+// Once another return had cleared "starved", a heap that emptied its
+// superblock kept it while idle, and allocations failed with it free.
+func TestFreedMemoryServesOthersAtMaxSize(t *testing.T) {
+	st, a := openTest(t, testDir(t), shm.Options{RegionSize: 4 << 20, MaxSize: 4 << 20})
+	h1 := lease(t, a)
+	var large []handle.Handle
+	for {
+		hd, _, err := h1.Alloc(MaxSmall + 1) // 3 superblocks each
+		if err != nil {
+			require.ErrorIs(t, err, ErrOutOfMemory)
+			break
+		}
+		large = append(large, hd)
+	}
+	h1.ForgetLog()
+	require.NoError(t, h1.Free(large[len(large)-1])) // 3 superblocks back; starved cleared
+	large = large[:len(large)-1]
+	h2 := lease(t, a)
+	x, _, err := h2.Alloc(64) // carves one of the 3
+	require.NoError(t, err)
+	h2.ForgetLog()
+	require.NoError(t, h2.Free(x)) // wholly free again
+	require.NoError(t, h2.Release())
+	_, _, err = h1.Alloc(MaxSmall + 1)
+	require.NoError(t, err, "the idle heap gave its wholly free superblock back")
+	h1.FreeLog()
+	for _, hd := range large {
+		require.NoError(t, h1.Free(hd))
+	}
+	requireClean(t, st, a)
+}
+
+// A large head a live slot is allocating (findRun hands it over with an
+// even state and the slot as owner) must not be returned by a scan that
+// mistook it for a freed one.
+func TestReturnLargeSparesRunsBeingAllocated(t *testing.T) {
+	st, a := openTest(t, testDir(t), shm.Options{})
+	h := lease(t, a)
+	id, base, err := a.takeRun(3, h.mine, kindLargeHead)
+	require.NoError(t, err)
+	d := a.descAt(base, id.index())
+	even := d.large.Load()
+	require.Zero(t, even&1)
+	a.returnLarge(id, d, even)
+	require.Equal(t, uint32(kindLargeHead), d.kind(), "the run stays with its allocator")
+	// The allocator finishes as allocRun would; the block is then freed.
+	gen := (even + 1) & stateCount
+	hd := handle.Make(id.region(), id.index()<<sbShift/handle.Granule, uint16(gen))
+	d.large.Store(gen)
+	d.owner.Store(0)
+	require.NoError(t, h.Free(hd))
+	requireClean(t, st, a)
+}

@@ -20,10 +20,10 @@ const (
 	futexWake = 1 // FUTEX_WAKE
 )
 
-// FutexWait sleeps while *word == val, for at most d (d > 0 always: every
-// wait in shmstore re-checks liveness when it times out). It returns on a
-// wake, on a timeout, on a signal, or at once if *word != val; callers
-// re-check their condition in every case.
+// FutexWait sleeps while *word == val, for at most d (every wait in
+// shmstore has a timeout, so that liveness is re-checked; d <= 0 returns at
+// once). It returns on a wake, on a timeout, on a signal, or at once if
+// *word != val; callers re-check their condition in every case.
 func FutexWait(word *atomic.Uint32, val uint32, d time.Duration) {
 	ts := unix.NsecToTimespec(d.Nanoseconds())
 	_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(word)), futexWait,
