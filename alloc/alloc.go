@@ -264,9 +264,9 @@ func (h *Heap) allocAfterRepair(n, c int) (handle.Handle, []byte, error) {
 // touch the allocation log: a logged handle that was freed no longer
 // matches its block's generation and is skipped by FreeLog and recovery.
 func (h *Heap) Free(hd handle.Handle) error {
-	b, err := h.a.locate(hd)
-	if err != nil {
-		return err
+	b, f := h.a.find(hd)
+	if f != faultNone {
+		return h.a.faultErr(hd, f, b)
 	}
 	if b.large {
 		return h.a.freeLarge(hd, b)
@@ -313,14 +313,14 @@ func (a *Allocator) Resolve(hd handle.Handle) ([]byte, error) {
 	if err := a.st.Guard(); err != nil {
 		return nil, err
 	}
-	b, err := a.locate(hd)
-	if err != nil {
-		return nil, err
+	b, f := a.find(hd)
+	if f != faultNone {
+		return nil, a.faultErr(hd, f, b)
 	}
 	return unsafe.Slice((*byte)(b.ptr), b.size), nil
 }
 
-// blockRef is what locate found.
+// blockRef is what find found.
 type blockRef struct {
 	d     *desc
 	sp    *uint32 // state word (large: &d.large)
@@ -330,29 +330,57 @@ type blockRef struct {
 	index uint32
 	class uint32
 	large bool
-	id    sbID
 }
 
+// fault says why a handle did not resolve; faultErr words it. find returns
+// a code rather than an error so that the hot paths build no error value.
+type fault uint8
+
+const (
+	faultNone fault = iota
+	faultNull
+	faultEvenGen
+	faultRegion
+	faultBeyondRegion
+	faultMeta
+	faultInsideLarge
+	faultBadClass
+	faultBeyondSpan
+	faultStateArray
+	faultBoundary
+	faultNotAllocated
+	faultFreed
+)
+
+// locate is find with the fault as an error.
 func (a *Allocator) locate(hd handle.Handle) (blockRef, error) {
-	var b blockRef
+	b, f := a.find(hd)
+	if f != faultNone {
+		return b, a.faultErr(hd, f, b)
+	}
+	return b, nil
+}
+
+// find validates hd (see Resolve) and says where its block and state are.
+func (a *Allocator) find(hd handle.Handle) (b blockRef, f fault) {
 	gen := hd.Gen()
 	if hd.IsNull() {
-		return b, fmt.Errorf("alloc: null handle: %w", handle.ErrBadHandle)
+		return b, faultNull
 	}
 	if gen&1 == 0 {
-		return b, fmt.Errorf("alloc: handle %v: even generation: %w", hd, handle.ErrBadHandle)
+		return b, faultEvenGen
 	}
 	base, err := a.st.Region(hd.Region())
 	if err != nil {
-		return b, fmt.Errorf("alloc: handle %v: %w: %w", hd, handle.ErrBadHandle, err)
+		return b, faultRegion
 	}
 	off := hd.Offset()
 	if off >= a.rsize {
-		return b, fmt.Errorf("alloc: handle %v: offset beyond region: %w", hd, handle.ErrBadHandle)
+		return b, faultBeyondRegion
 	}
 	idx := uint32(off >> sbShift)
 	if idx < a.geo.metaSBs {
-		return b, fmt.Errorf("alloc: handle %v: offset in region metadata: %w", hd, handle.ErrBadHandle)
+		return b, faultMeta
 	}
 	d := a.descAt(base, idx)
 	kc := d.kc.Load()
@@ -361,33 +389,34 @@ func (a *Allocator) locate(hd handle.Handle) (blockRef, error) {
 		// head's descriptor decides.
 		back := d.runLen
 		if back == 0 || back > idx-a.geo.metaSBs || back >= maxSpan {
-			return b, fmt.Errorf("alloc: handle %v: inside a large block: %w", hd, handle.ErrStaleHandle)
+			return b, faultInsideLarge
 		}
 		idx -= back
 		d = a.descAt(base, idx)
 		if kc = d.kc.Load(); kc&0xff != kindSmall {
-			return b, fmt.Errorf("alloc: handle %v: inside a large block: %w", hd, handle.ErrStaleHandle)
+			return b, faultInsideLarge
 		}
 	}
-	b.d, b.index, b.id = d, 0, mkSB(hd.Region(), idx)
+	b.d = d
 	switch kc & 0xff {
 	case kindSmall:
 		c := kc >> 8 & 0xff
 		if c == 0 || c > NumClasses {
-			return b, fmt.Errorf("alloc: handle %v: superblock with class %d: %w", hd, c, handle.ErrBadHandle)
+			return b, faultBadClass
 		}
 		cl := &Classes[c]
 		within := uint32(off - uint64(idx)<<sbShift)
 		if within >= cl.Span<<sbShift {
-			return b, fmt.Errorf("alloc: handle %v: beyond its span: %w", hd, handle.ErrStaleHandle)
+			return b, faultBeyondSpan
 		}
 		if within < cl.BlockStart {
-			return b, fmt.Errorf("alloc: handle %v: offset in a state array: %w", hd, handle.ErrBadHandle)
+			return b, faultStateArray
 		}
 		rel := within - cl.BlockStart
 		i := cl.blockIndex(rel)
 		if i*cl.Size != rel || i >= cl.Blocks {
-			return b, fmt.Errorf("alloc: handle %v: not on a %d-byte block boundary: %w", hd, cl.Size, handle.ErrStaleHandle)
+			b.size = cl.Size
+			return b, faultBoundary
 		}
 		sb := sbBase(base, idx)
 		b.sp = stateAt(statesOf(d, sb, int(c)), i)
@@ -395,19 +424,58 @@ func (a *Allocator) locate(hd handle.Handle) (blockRef, error) {
 		b.size, b.index, b.class = cl.Size, i, c
 	case kindLargeHead:
 		if off&(SuperblockSize-1) != 0 {
-			return b, fmt.Errorf("alloc: handle %v: inside a large block: %w", hd, handle.ErrStaleHandle)
+			return b, faultInsideLarge
 		}
 		b.sp = (*uint32)(unsafe.Pointer(&d.large))
 		b.ptr = sbBase(base, idx)
 		b.size, b.large = d.runLen<<sbShift, true
 	default:
-		return b, fmt.Errorf("alloc: handle %v: superblock not allocated: %w", hd, handle.ErrStaleHandle)
+		return b, faultNotAllocated
 	}
 	b.state = atomic.LoadUint32(b.sp)
 	if b.state&1 == 0 || uint16(b.state) != gen {
-		return b, fmt.Errorf("alloc: handle %v: block freed (generation now %d): %w", hd, uint16(b.state), handle.ErrStaleHandle)
+		return b, faultFreed
 	}
-	return b, nil
+	return b, faultNone
+}
+
+// faultErr words a fault of hd as an error wrapping ErrBadHandle (it cannot
+// name a block) or ErrStaleHandle (it may have named one once).
+func (a *Allocator) faultErr(hd handle.Handle, f fault, b blockRef) error {
+	bad := func(why string, args ...any) error {
+		return fmt.Errorf("alloc: handle %v: %s: %w", hd, fmt.Sprintf(why, args...), handle.ErrBadHandle)
+	}
+	stale := func(why string, args ...any) error {
+		return fmt.Errorf("alloc: handle %v: %s: %w", hd, fmt.Sprintf(why, args...), handle.ErrStaleHandle)
+	}
+	switch f {
+	case faultNull:
+		return fmt.Errorf("alloc: null handle: %w", handle.ErrBadHandle)
+	case faultEvenGen:
+		return bad("even generation")
+	case faultRegion:
+		_, err := a.st.Region(hd.Region())
+		return fmt.Errorf("alloc: handle %v: %w: %w", hd, handle.ErrBadHandle, err)
+	case faultBeyondRegion:
+		return bad("offset beyond region")
+	case faultMeta:
+		return bad("offset in region metadata")
+	case faultInsideLarge:
+		return stale("inside a large block")
+	case faultBadClass:
+		return bad("superblock with an unknown class")
+	case faultBeyondSpan:
+		return stale("beyond its span")
+	case faultStateArray:
+		return bad("offset in a state array")
+	case faultBoundary:
+		return stale("not on a %d-byte block boundary", b.size)
+	case faultNotAllocated:
+		return stale("superblock not allocated")
+	case faultFreed:
+		return stale("block freed (generation now %d)", uint16(b.state))
+	}
+	return nil
 }
 
 func staleErr(hd handle.Handle) error {

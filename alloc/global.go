@@ -346,7 +346,7 @@ func (a *Allocator) freeLarge(hd handle.Handle, b blockRef) error {
 	if !b.d.large.CompareAndSwap(b.state, next) {
 		return staleErr(hd)
 	}
-	a.returnLarge(b.id, b.d, next)
+	a.returnLarge(mkSB(hd.Region(), uint32(hd.Offset()>>sbShift)), b.d, next)
 	return nil
 }
 

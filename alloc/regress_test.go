@@ -163,8 +163,8 @@ func TestPoolHolderDeathFreesOrphanTails(t *testing.T) {
 	st2, err := shm.Open("t", shm.Options{Dir: dir})
 	require.NoError(t, err)
 	st2.Lock(&a.g.poolLock)
-	base := a.st.MappedRegion(b.id.region())
-	k := b.id.index()
+	base := a.st.MappedRegion(x.Region())
+	k := uint32(x.Offset() >> sbShift)
 	d0 := a.descAt(base, k)
 	d0.runLen = 0
 	d0.kc.Store(mkKC(kindFree, 0, 0))
