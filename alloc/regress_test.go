@@ -183,12 +183,6 @@ func TestPoolHolderDeathFreesOrphanTails(t *testing.T) {
 // A write into a freed block's link used to steer the next allocation to
 // any block, even a live one.
 func TestFreeListLinkOverwriteIsRepaired(t *testing.T) {
-	if poisonOn {
-		// Invariant builds catch the same write as a poison violation: see
-		// TestPoisonCatchesWriteAfterFree.
-		t.Log("poison checks on: the write is caught by them instead")
-		return
-	}
 	st, a := openTest(t, testDir(t), shm.Options{})
 	h := lease(t, a)
 	victim, vb, err := h.Alloc(64)
@@ -250,10 +244,6 @@ func TestClosedAndReadOnlyStoresRefuse(t *testing.T) {
 // A link overwritten with 0 cut the free list short while its count still
 // promised blocks: acquire then took and re-binned the superblock forever.
 func TestFreeListCutShortIsRepaired(t *testing.T) {
-	if poisonOn {
-		t.Log("poison checks on: the write is caught by them instead")
-		return
-	}
 	st, a := openTest(t, testDir(t), shm.Options{})
 	h := lease(t, a)
 	c := ClassOf(64)
