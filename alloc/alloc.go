@@ -33,7 +33,7 @@ type Allocator struct {
 	g     *global
 	geo   geometry
 	rsize uint64
-	heaps []atomic.Pointer[Heap] // by slot; process-local
+	heaps []atomic.Pointer[heap] // by slot; process-local
 }
 
 // New binds an allocator to st and registers its recovery with st.
@@ -43,7 +43,7 @@ func New(st *shm.Store) (*Allocator, error) {
 		return nil, err
 	}
 	a := &Allocator{st: st, g: (*global)(st.GlobalPart(shm.PartAlloc)), geo: geo, rsize: st.RegionSize(),
-		heaps: make([]atomic.Pointer[Heap], st.NumSlots())}
+		heaps: make([]atomic.Pointer[heap], st.NumSlots())}
 	stamp := formatStamp()
 	if !st.ReadOnly() {
 		a.g.stamp.CompareAndSwap(0, stamp)
@@ -61,8 +61,17 @@ func New(st *shm.Store) (*Allocator, error) {
 // Store is the store this allocator serves.
 func (a *Allocator) Store() *shm.Store { return a.st }
 
-// Heap is a slot's heap, used by the one goroutine that leased the slot.
+// Heap is one lease of a slot's heap: the goroutine that leased the slot
+// allocates and frees through it until Release. It is a small value (the
+// slot's heap and the lease's number); copies name the same lease, and
+// after Release every copy is refused, even once the slot is leased again.
 type Heap struct {
+	*heap
+	lease uint64 // shm's number for this lease of the slot
+}
+
+// heap is a slot's heap as this process keeps it between leases.
+type heap struct {
 	a    *Allocator
 	slot int
 	mine uint32 // slot + 1: the value of desc.owner for our superblocks
@@ -87,20 +96,26 @@ type current struct {
 
 // Lease leases a slot of the store and returns its heap. Release it when
 // done; the heap keeps its superblocks for the next lease.
-func (a *Allocator) Lease() (*Heap, error) {
-	slot, err := a.st.Lease()
+func (a *Allocator) Lease() (Heap, error) {
+	slot, no, err := a.st.LeaseNumbered()
 	if err != nil {
-		return nil, err
+		return Heap{}, err
 	}
-	return a.Heap(slot), nil
+	return Heap{heap: a.slotCache(slot), lease: no}, nil
 }
 
-// Heap returns the heap of a slot the caller has leased.
-func (a *Allocator) Heap(slot int) *Heap {
+// Heap returns the heap of a slot the caller has leased (with shm's Lease),
+// under the slot's current lease.
+func (a *Allocator) Heap(slot int) Heap {
+	return Heap{heap: a.slotCache(slot), lease: a.st.LeaseNumber(slot)}
+}
+
+// slotCache returns this process's heap state for a slot.
+func (a *Allocator) slotCache(slot int) *heap {
 	if h := a.heaps[slot].Load(); h != nil {
 		return h
 	}
-	h := &Heap{a: a, slot: slot, mine: uint32(slot + 1), sh: a.slotHeap(slot)}
+	h := &heap{a: a, slot: slot, mine: uint32(slot + 1), sh: a.slotHeap(slot)}
 	for c := 1; c <= NumClasses; c++ {
 		if id := h.sh.current[c]; id != 0 {
 			if d, base, err := a.descOf(id); err == nil && d.owner.Load() == h.mine {
@@ -114,18 +129,27 @@ func (a *Allocator) Heap(slot int) *Heap {
 	return h
 }
 
-// Release gives the heap's slot back to the process's pool; the heap must
-// not be used again until the slot is leased anew. Releasing twice fails
-// with shm.ErrNotLeased.
-func (h *Heap) Release() error {
-	if h.a.g.atMax.Load() != 0 && h.a.st.Guard() == nil && h.a.st.LeasedHere(h.slot) {
-		h.trim() // the store cannot grow: what is free goes back to the pool
+// Release ends the lease: the slot goes back to the process's pool and the
+// heap must not be used through h again. Releasing twice, or through a
+// copy after the slot was leased anew, fails with shm.ErrNotLeased and
+// touches nothing.
+func (h Heap) Release() error {
+	if h.heap == nil {
+		return fmt.Errorf("alloc: release the zero Heap: %w", shm.ErrNotLeased)
 	}
-	return h.a.st.Release(h.slot)
+	if h.a.poolLow() && h.a.st.HoldsLease(h.slot, h.lease) {
+		h.trim() // memory is short: what is wholly free goes back to the pool
+	}
+	return h.a.st.ReleaseLease(h.slot, h.lease)
 }
 
-// Slot is the slot this heap belongs to.
-func (h *Heap) Slot() int { return h.slot }
+// Slot is the slot this heap belongs to (-1 for the zero Heap).
+func (h *heap) Slot() int {
+	if h == nil {
+		return -1
+	}
+	return h.slot
+}
 
 func (a *Allocator) slotHeap(slot int) *slotHeap {
 	return (*slotHeap)(a.st.SlotPart(slot, shm.PartAlloc))
@@ -169,7 +193,7 @@ func stateAt(states unsafe.Pointer, i uint32) *uint32 {
 	return (*uint32)(unsafe.Add(states, uintptr(i)*4))
 }
 
-func (h *Heap) install(c int, id sbID, d *desc, base unsafe.Pointer) {
+func (h *heap) install(c int, id sbID, d *desc, base unsafe.Pointer) {
 	sb := sbBase(base, id.index())
 	cl := &Classes[c]
 	h.cur[c] = current{
@@ -190,7 +214,7 @@ func (h *Heap) install(c int, id sbID, d *desc, base unsafe.Pointer) {
 // dies first, recovery frees it.
 //
 // The fast path touches only the slot's own superblock: no lock, no atomic.
-func (h *Heap) Alloc(n int) (handle.Handle, []byte, error) {
+func (h *heap) Alloc(n int) (handle.Handle, []byte, error) {
 	if uint(n-1) >= MaxSmall {
 		return h.allocLarge(n)
 	}
@@ -244,7 +268,7 @@ func (h *Heap) Alloc(n int) (handle.Handle, []byte, error) {
 
 // allocAfterRepair rebuilds a current superblock's free list from its
 // states (a block's link was overwritten) and allocates again.
-func (h *Heap) allocAfterRepair(n, c int) (handle.Handle, []byte, error) {
+func (h *heap) allocAfterRepair(n, c int) (handle.Handle, []byte, error) {
 	if h.repairing {
 		// Still unusable after a rebuild: give the superblock up.
 		h.releaseCurrent(c)
@@ -263,7 +287,7 @@ func (h *Heap) allocAfterRepair(n, c int) (handle.Handle, []byte, error) {
 // ErrStaleHandle or ErrBadHandle and changes nothing. Freeing does not
 // touch the allocation log: a logged handle that was freed no longer
 // matches its block's generation and is skipped by FreeLog and recovery.
-func (h *Heap) Free(hd handle.Handle) error {
+func (h *heap) Free(hd handle.Handle) error {
 	b, f := h.a.find(hd)
 	if f != faultNone {
 		return h.a.faultErr(hd, f, b)

@@ -12,7 +12,7 @@ import (
 	"github.com/shmstore/shmstore/shm"
 )
 
-func lease(t testing.TB, a *Allocator) *Heap {
+func lease(t testing.TB, a *Allocator) Heap {
 	t.Helper()
 	h, err := a.Lease()
 	require.NoError(t, err)
@@ -226,17 +226,17 @@ func TestTruncateLogKeepsEarlierEntries(t *testing.T) {
 // slot is recovered as a dead one. Every block must end up exactly once
 // free or allocated, and the store consistent.
 func TestRecoverCrashPoints(t *testing.T) {
-	type crash func(t *testing.T, h *Heap) (live []handle.Handle)
+	type crash func(t *testing.T, h Heap) (live []handle.Handle)
 	const c = 7 // 64-byte class
 	points := map[string]crash{
-		"logged, state not flipped": func(t *testing.T, h *Heap) []handle.Handle {
+		"logged, state not flipped": func(t *testing.T, h Heap) []handle.Handle {
 			cu := &h.cur[c]
 			i := cu.d.localHead - 1
 			gen := (*stateAt(cu.states, i) + 1) & stateCount
 			require.NoError(t, h.Adopt(handle.Make(cu.region, cu.granule0+i*cu.granules, uint16(gen))))
 			return nil
 		},
-		"state flipped, not popped": func(t *testing.T, h *Heap) []handle.Handle {
+		"state flipped, not popped": func(t *testing.T, h Heap) []handle.Handle {
 			cu := &h.cur[c]
 			i := cu.d.localHead - 1
 			sp := stateAt(cu.states, i)
@@ -245,7 +245,7 @@ func TestRecoverCrashPoints(t *testing.T) {
 			*sp = gen
 			return nil
 		},
-		"bump flipped, fresh not moved": func(t *testing.T, h *Heap) []handle.Handle {
+		"bump flipped, fresh not moved": func(t *testing.T, h Heap) []handle.Handle {
 			cu := &h.cur[c]
 			i := cu.d.fresh
 			sp := stateAt(cu.states, i)
@@ -254,7 +254,7 @@ func TestRecoverCrashPoints(t *testing.T) {
 			*sp = gen
 			return nil
 		},
-		"local free: state flipped, not linked": func(t *testing.T, h *Heap) []handle.Handle {
+		"local free: state flipped, not linked": func(t *testing.T, h Heap) []handle.Handle {
 			hd, _, err := h.Alloc(64)
 			require.NoError(t, err)
 			h.ForgetLog()
@@ -263,7 +263,7 @@ func TestRecoverCrashPoints(t *testing.T) {
 			*b.sp = (b.state + 1) & stateCount
 			return nil
 		},
-		"handed over, log cleared": func(t *testing.T, h *Heap) []handle.Handle {
+		"handed over, log cleared": func(t *testing.T, h Heap) []handle.Handle {
 			hd, _, err := h.Alloc(64)
 			require.NoError(t, err)
 			h.ForgetLog()
@@ -347,7 +347,7 @@ func TestRandomizedSingleProcess(t *testing.T) {
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 1))
 	st, a := openTest(t, testDir(t), shm.Options{RegionSize: 4 << 20, MaxSize: 64 << 20})
-	heaps := []*Heap{lease(t, a), lease(t, a), lease(t, a)}
+	heaps := []Heap{lease(t, a), lease(t, a), lease(t, a)}
 	type blk struct {
 		hd handle.Handle
 		n  int

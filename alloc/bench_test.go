@@ -156,3 +156,29 @@ func efficiency(b *testing.B, lo, hi float64, total int) float64 {
 	}
 	return float64(a.Stats().ReservedBytes) / float64(requested)
 }
+
+// BenchmarkLeaseAllocFreeRelease: a lease per operation (what each
+// transaction will do), with the store at its maximum size and memory not
+// short: the heap keeps its superblocks between leases.
+func BenchmarkLeaseAllocFreeRelease(b *testing.B) {
+	_, a := openTest(b, testDir(b), shm.Options{})
+	a.g.atMax.Store(1)
+	a.g.poolFree.Store(1 << 20)
+	for b.Loop() {
+		h, err := a.Lease()
+		if err != nil {
+			b.Fatal(err)
+		}
+		hd, _, err := h.Alloc(64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.ForgetLog()
+		if err := h.Free(hd); err != nil {
+			b.Fatal(err)
+		}
+		if err := h.Release(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -57,7 +57,7 @@ var ErrCorrupt = errors.New("block content corrupted")
 
 // NewMailbox allocates a mailbox of n cells (all empty) and hands it over
 // (it stays allocated until DrainMailbox frees it).
-func NewMailbox(h *Heap, n int) (handle.Handle, error) {
+func NewMailbox(h Heap, n int) (handle.Handle, error) {
 	mark := h.LogLen()
 	hd, b, err := h.Alloc(8 + 8*n)
 	if err != nil {
@@ -106,7 +106,7 @@ func checkTag(b []byte, hd handle.Handle) (worker uint64, err error) {
 }
 
 // freeTagged checks a block's tag and frees it, returning its worker.
-func freeTagged(h *Heap, hd handle.Handle) (uint64, error) {
+func freeTagged(h Heap, hd handle.Handle) (uint64, error) {
 	b, err := h.a.Resolve(hd)
 	if err != nil {
 		return 0, err
@@ -120,7 +120,7 @@ func freeTagged(h *Heap, hd handle.Handle) (uint64, error) {
 
 // Churn runs the workload on heap h until the duration or the operation
 // count is reached.
-func Churn(h *Heap, o ChurnOptions) (ChurnStats, error) {
+func Churn(h Heap, o ChurnOptions) (ChurnStats, error) {
 	var s ChurnStats
 	if o.MinSize < tagBytes || o.MaxSize < o.MinSize || o.Worker == 0 || o.Worker >= 1<<32 {
 		return s, fmt.Errorf("alloc: churn: sizes %d..%d (min 16), worker %d (non-zero): %w", o.MinSize, o.MaxSize, o.Worker, ErrBadSize)
@@ -186,7 +186,7 @@ func Churn(h *Heap, o ChurnOptions) (ChurnStats, error) {
 // DrainMailbox frees every block left in the mailbox and then the mailbox.
 // It returns how many cells named a block already freed (possible only
 // after a worker was killed between its swap and clearing its log).
-func DrainMailbox(h *Heap, mb handle.Handle) (stale int, err error) {
+func DrainMailbox(h Heap, mb handle.Handle) (stale int, err error) {
 	cells, err := h.a.mailboxCells(mb)
 	if err != nil {
 		return 0, err

@@ -87,8 +87,21 @@ func (a *Allocator) poolReturn(id sbID, d *desc) {
 		bm[k/64] &^= 1 << (k % 64)
 	}
 	a.meta(base).free += n
+	a.g.poolFree.Add(int64(n))
 	a.g.starved.Store(0)
 	a.st.Unlock(&a.g.poolLock)
+}
+
+// poolLowWater is how few free superblocks count as memory being short
+// once the store is at its maximum size.
+const poolLowWater = 16
+
+// poolLow reports whether memory is short: the store cannot grow and the
+// pool is (nearly) empty, or an allocation is starved. Heaps then hand
+// wholly free superblocks back at the end of a lease. (Always doing so at
+// the maximum size made lease-per-operation 5-10x slower.)
+func (a *Allocator) poolLow() bool {
+	return a.g.starved.Load() != 0 || (a.g.atMax.Load() != 0 && a.g.poolFree.Load() < poolLowWater)
 }
 
 // Bins are circular doubly linked lists through binPrev/binNext, guarded by
@@ -264,6 +277,7 @@ func (a *Allocator) findRun(n, owner, kind uint32) (sbID, unsafe.Pointer, bool) 
 			floor = max(floor, a.descAt(base, k).genFloor)
 		}
 		m.free -= n
+		a.g.poolFree.Add(-int64(n))
 		head := a.descAt(base, idx)
 		for j := uint32(1); j < n; j++ {
 			t := a.descAt(base, idx+j)
@@ -288,6 +302,7 @@ func (a *Allocator) initRegionLocked(base unsafe.Pointer) {
 	}
 	m := a.meta(base)
 	m.free = a.geo.nsb - a.geo.metaSBs
+	a.g.poolFree.Add(int64(m.free))
 	m.magic = regionMagic
 }
 
@@ -375,6 +390,7 @@ func (a *Allocator) returnLarge(id sbID, d *desc, freed uint32) {
 		bm[k/64] &^= 1 << (k % 64)
 	}
 	a.meta(base).free += n
+	a.g.poolFree.Add(int64(n))
 	a.g.starved.Store(0)
 	a.st.Unlock(&a.g.poolLock)
 }
@@ -460,6 +476,8 @@ func (a *Allocator) rebuildBinsLocked(c int) {
 // returning a run frees the head first): those are free. REQUIRES: pool
 // lock held.
 func (a *Allocator) rebuildPoolLocked() {
+	total := int64(0)
+	defer func() { a.g.poolFree.Store(total) }()
 	for r := uint16(1); uint32(r) <= a.st.Regions(); r++ {
 		base, err := a.st.Region(r)
 		if err != nil || !a.st.RegionFileOK(r) {
@@ -492,6 +510,7 @@ func (a *Allocator) rebuildPoolLocked() {
 		m := a.meta(base)
 		m.free = free
 		m.magic = regionMagic
+		total += int64(free)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 // refill makes the current superblock of class c able to serve: collect its
 // remote frees if enough came back, else hand it to the global heap and
 // take another.
-func (h *Heap) refill(c int) error {
+func (h *heap) refill(c int) error {
 	cu := &h.cur[c]
 	if d := cu.d; d != nil {
 		if r := d.remote.Load(); r > 0 && (r >= d.nblocks/8 || h.a.g.atMax.Load() != 0) {
@@ -33,7 +33,7 @@ func (h *Heap) refill(c int) error {
 // collect moves the remotely freed blocks of the current superblock of
 // class c onto its local free list. The hint is reset before the scan, so
 // frees that land during it count for the next collection.
-func (h *Heap) collect(c int) {
+func (h *heap) collect(c int) {
 	cu := &h.cur[c]
 	d := cu.d
 	d.remote.Store(0)
@@ -54,7 +54,7 @@ func (h *Heap) collect(c int) {
 
 // releaseCurrent gives the current superblock of class c to the global heap
 // (or the pool, if it is wholly free).
-func (h *Heap) releaseCurrent(c int) {
+func (h *heap) releaseCurrent(c int) {
 	cu := &h.cur[c]
 	d := cu.d
 	id := h.sh.current[c]
@@ -65,8 +65,9 @@ func (h *Heap) releaseCurrent(c int) {
 
 // acquire installs a superblock of class c that has a free block: from the
 // global heap's bins, else carved from the pool (which grows the store).
-func (h *Heap) acquire(c int) error {
-	for attempt := 0; ; attempt++ {
+func (h *heap) acquire(c int) error {
+	trimmed, recovered := false, false
+	for {
 		if id, d, base := h.a.fromBins(c, h.mine); d != nil {
 			h.install(c, id, d, base)
 			if (d.localHead == 0) != (d.localFree == 0) {
@@ -89,18 +90,29 @@ func (h *Heap) acquire(c int) error {
 			h.install(c, id, d, base)
 			return nil
 		}
-		if !errors.Is(err, ErrOutOfMemory) || attempt > 0 {
-			return err
-		}
-		// Before giving up: this heap's own wholly free superblocks, and
-		// the memory dead processes hold (recovery gives it back).
-		if h.trim() > 0 {
-			continue
-		}
-		if n, rerr := h.a.st.RecoverDead(); rerr != nil || n == 0 {
+		if !errors.Is(err, ErrOutOfMemory) || !h.relieve(&trimmed, &recovered) {
 			return err
 		}
 	}
+}
+
+// relieve tries, once each, what can make room before an allocation gives
+// up: this heap's own wholly free superblocks, then the memory that dead
+// processes hold (recovery gives it back). It reports whether it found any.
+func (h *heap) relieve(trimmed, recovered *bool) bool {
+	if !*trimmed {
+		*trimmed = true
+		if h.trim() > 0 {
+			return true
+		}
+	}
+	if !*recovered {
+		*recovered = true
+		if n, err := h.a.st.RecoverDead(); err == nil && n > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // trim hands every wholly free current superblock of the heap back to the
@@ -108,7 +120,7 @@ func (h *Heap) acquire(c int) error {
 // The heap does it at the end of each lease once the store has reached its
 // maximum size, and before an allocation reports ErrOutOfMemory, so that
 // what was freed can serve other classes and processes.
-func (h *Heap) trim() int {
+func (h *heap) trim() int {
 	n := 0
 	for c := 1; c <= NumClasses; c++ {
 		d := h.cur[c].d
@@ -127,7 +139,7 @@ func (h *Heap) trim() int {
 }
 
 // logSlow appends hd to the log's chunks, allocating a chunk when needed.
-func (h *Heap) logSlow(hd handle.Handle) error {
+func (h *heap) logSlow(hd handle.Handle) error {
 	k := h.sh.logN - logInline
 	ci := k / chunkEntries
 	if ci >= logChunks {
@@ -143,7 +155,7 @@ func (h *Heap) logSlow(hd handle.Handle) error {
 }
 
 // chunkAddr returns log chunk ci, allocating it if the slot has none.
-func (h *Heap) chunkAddr(ci int) (unsafe.Pointer, error) {
+func (h *heap) chunkAddr(ci int) (unsafe.Pointer, error) {
 	if p := h.chunk[ci]; p != nil && h.sh.chunks[ci] != handle.Null {
 		return p, nil
 	}
@@ -163,16 +175,16 @@ func (h *Heap) chunkAddr(ci int) (unsafe.Pointer, error) {
 }
 
 // LogLen is the number of allocations the slot holds unhanded.
-func (h *Heap) LogLen() int { return int(h.sh.logN) }
+func (h *heap) LogLen() int { return int(h.sh.logN) }
 
 // ForgetLog declares every logged allocation handed over (linked into shared
 // data, or freed): recovery will no longer free them. One store: a crash
 // before it frees them all, after it none.
-func (h *Heap) ForgetLog() { h.sh.logN = 0 }
+func (h *heap) ForgetLog() { h.sh.logN = 0 }
 
 // Adopt logs a handle the caller is taking out of shared data, so that a
 // crash before the caller frees it or hands it on does not leak it.
-func (h *Heap) Adopt(hd handle.Handle) error {
+func (h *heap) Adopt(hd handle.Handle) error {
 	if k := h.sh.logN; k < logInline {
 		h.sh.inline[k] = hd
 		h.sh.logN = k + 1
@@ -183,7 +195,7 @@ func (h *Heap) Adopt(hd handle.Handle) error {
 
 // FreeLog frees every logged allocation that is still allocated with its
 // logged generation (an abort), then empties the log.
-func (h *Heap) FreeLog() {
+func (h *heap) FreeLog() {
 	h.a.freeLogged(h.sh, func(hd handle.Handle) { _ = h.Free(hd) })
 }
 
@@ -209,7 +221,7 @@ func (a *Allocator) freeLogged(sh *slotHeap, free func(handle.Handle)) {
 }
 
 // allocLarge allocates a run of whole superblocks.
-func (h *Heap) allocLarge(n int) (handle.Handle, []byte, error) {
+func (h *heap) allocLarge(n int) (handle.Handle, []byte, error) {
 	if n <= 0 {
 		return handle.Null, nil, fmt.Errorf("alloc: allocate %d bytes: %w", n, ErrBadSize)
 	}
@@ -239,7 +251,7 @@ func (h *Heap) allocLarge(n int) (handle.Handle, []byte, error) {
 	*slot = handle.Null
 	h.sh.logN++
 	p, err := h.a.allocRun(uint32(nsb), h.mine, slot)
-	if errors.Is(err, ErrOutOfMemory) && h.trim() > 0 {
+	for trimmed, recovered := false, false; errors.Is(err, ErrOutOfMemory) && h.relieve(&trimmed, &recovered); {
 		p, err = h.a.allocRun(uint32(nsb), h.mine, slot)
 	}
 	if err != nil {
@@ -257,7 +269,7 @@ var ErrBadSize = errors.New("bad allocation size")
 
 // TruncateLog forgets the log entries from n on (a nested scope that handed
 // its allocations over, or a savepoint); entries before n stay logged.
-func (h *Heap) TruncateLog(n int) {
+func (h *heap) TruncateLog(n int) {
 	if n >= 0 && uint32(n) < h.sh.logN {
 		h.sh.logN = uint32(n)
 	}

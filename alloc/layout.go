@@ -183,7 +183,11 @@ type global struct {
 	// overwritten (a write through a stale pointer). Add by the heap that
 	// found it; read by Stats.
 	repairs atomic.Uint64
-	_       [shm.CacheLine - 24]byte
+	// poolFree counts free superblocks in all regions: changed under the
+	// pool lock (taken, returned, rebuilt, new region), read without it by
+	// heaps deciding whether memory is short.
+	poolFree atomic.Int64
+	_        [shm.CacheLine - 32]byte
 	// poolLock guards every region's bitmap and free count, and the kind
 	// changes Free <-> anything.
 	poolLock shm.Mutex

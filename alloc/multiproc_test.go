@@ -1,6 +1,7 @@
 package alloc
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -23,8 +24,11 @@ import (
 const roleEnv = "SHMSTORE_TEST_ROLE"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(roleEnv) == "churn" {
+	switch os.Getenv(roleEnv) {
+	case "churn":
 		os.Exit(churnWorker())
+	case "hog":
+		os.Exit(hogWorker())
 	}
 	os.Exit(m.Run())
 }
@@ -106,7 +110,7 @@ func startChurners(t *testing.T, dir string, mb handle.Handle, n int, dur time.D
 
 // stressSetup opens a store and its mailbox; it returns the used bytes
 // before the mailbox, to compare with at the end.
-func stressSetup(t *testing.T) (dir string, st *shm.Store, a *Allocator, h *Heap, mb handle.Handle, used0 uint64, seed uint64) {
+func stressSetup(t *testing.T) (dir string, st *shm.Store, a *Allocator, h Heap, mb handle.Handle, used0 uint64, seed uint64) {
 	dir = testDir(t)
 	st, a = openTest(t, dir, shm.Options{RegionSize: 8 << 20, MaxSize: 1 << 30})
 	h = lease(t, a)
@@ -194,4 +198,52 @@ func TestMultiProcessStressKill(t *testing.T) {
 	require.Zero(t, stale)
 	require.Equal(t, used0, a.Stats().UsedBytes)
 	requireClean(t, st, a)
+}
+
+// hogWorker attaches, allocates superblock-sized blocks until the store is
+// full (kept in its allocation log, so recovery frees them), says "ready"
+// and waits to be killed.
+func hogWorker() int {
+	st, err := shm.Open("t", shm.Options{Dir: os.Getenv("SHMSTORE_TEST_DIR"), Create: shm.MustExist})
+	if err != nil {
+		return 1
+	}
+	a, err := New(st)
+	if err != nil {
+		return 1
+	}
+	h, err := a.Lease()
+	if err != nil {
+		return 1
+	}
+	for {
+		if _, _, err := h.Alloc(SuperblockSize); err != nil {
+			break
+		}
+	}
+	fmt.Println("ready")
+	time.Sleep(time.Hour)
+	return 0
+}
+
+// killedHog starts a hog on the store in dir, waits until it holds all
+// the free memory, and SIGKILLs it (by pid).
+func killedHog(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), roleEnv+"=hog", "SHMSTORE_TEST_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "ready\n", line)
+	require.NoError(t, syscall.Kill(cmd.Process.Pid, syscall.SIGKILL))
+	_ = cmd.Wait()
 }

@@ -340,3 +340,64 @@ func TestReturnLargeSparesRunsBeingAllocated(t *testing.T) {
 	require.NoError(t, h.Free(hd))
 	requireClean(t, st, a)
 }
+
+// An allocation that finds the store full recovers dead processes before
+// giving up, also when trimming its own heap found something first, and
+// also for large blocks.
+func TestOutOfMemoryRecoversTheDead(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		withFree bool // the heap holds a wholly free superblock, which trim gives back
+		size     int
+	}{
+		{"span class", false, 20 << 10},
+		{"span class after a trim", true, 20 << 10},
+		{"large block", false, MaxSmall + 1},
+		{"large block after a trim", true, MaxSmall + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := testDir(t)
+			st, a := openTest(t, dir, shm.Options{RegionSize: 4 << 20, MaxSize: 4 << 20})
+			h := lease(t, a)
+			if tc.withFree {
+				y, _, err := h.Alloc(16)
+				require.NoError(t, err)
+				h.ForgetLog()
+				require.NoError(t, h.Free(y))
+			} else {
+				_, err := st.Grow(0)
+				require.NoError(t, err)
+			}
+			killedHog(t, dir) // it held everything else
+			hd, _, err := h.Alloc(tc.size)
+			require.NoError(t, err, "a dead process held the memory: recovery gives it back")
+			h.ForgetLog()
+			require.NoError(t, h.Free(hd))
+			require.NoError(t, h.Release())
+			requireClean(t, st, a)
+		})
+	}
+}
+
+// A stale copy of a released Heap is refused and touches nothing, even
+// after another goroutine leased the same slot again.
+func TestStaleHeapReleaseIsRefused(t *testing.T) {
+	st, a := openTest(t, testDir(t), shm.Options{SlotsPerProc: 1})
+	first, err := a.Lease()
+	require.NoError(t, err)
+	require.NoError(t, first.Release())
+	second, err := a.Lease()
+	require.NoError(t, err)
+	require.Equal(t, first.Slot(), second.Slot(), "one slot per process: the same one again")
+	a.g.starved.Store(1) // memory short: a Release would trim
+	_, _, err = second.Alloc(64)
+	require.NoError(t, err)
+	cur := second.cur[ClassOf(64)].d
+	require.ErrorIs(t, first.Release(), shm.ErrNotLeased)
+	require.Same(t, cur, second.cur[ClassOf(64)].d, "the stale release left the holder's heap alone")
+	require.True(t, st.HoldsLease(second.Slot(), second.lease), "and its lease")
+	second.FreeLog()
+	require.NoError(t, second.Release())
+	require.ErrorIs(t, second.Release(), shm.ErrNotLeased)
+	requireClean(t, st, a)
+}

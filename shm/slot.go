@@ -17,7 +17,8 @@ type leasePool struct {
 	limit    int
 	owned    []int
 	free     []int
-	isLeased []bool // by slot
+	isLeased []bool   // by slot
+	leaseNo  []uint64 // by slot: the number of its current lease (SlotHeader.Leases)
 	leased   int
 	done     bool
 }
@@ -26,6 +27,7 @@ func (p *leasePool) init(limit, slots int) {
 	p.cond.L = &p.mu
 	p.limit = limit
 	p.isLeased = make([]bool, slots)
+	p.leaseNo = make([]uint64, slots)
 }
 
 // drain forbids new leases and returns the owned slots, or reports how many
@@ -46,37 +48,42 @@ func (p *leasePool) drain() ([]int, int) {
 // fails with ErrTooManyProcs-like exhaustion only when the whole table is
 // owned by live processes.
 func (s *Store) Lease() (int, error) {
+	slot, _, err := s.LeaseNumbered()
+	return slot, err
+}
+
+// LeaseNumbered is Lease that also returns the lease's number (see
+// LeaseNumber).
+func (s *Store) LeaseNumbered() (int, uint64, error) {
 	if err := s.Guard(); err != nil {
-		return -1, err
+		return -1, 0, err
 	}
 	if s.proc < 0 {
-		return -1, fmt.Errorf("shm: lease a slot of %q: store opened read-only: %w", s.name, ErrBadOption)
+		return -1, 0, fmt.Errorf("shm: lease a slot of %q: store opened read-only: %w", s.name, ErrBadOption)
 	}
 	p := &s.leases
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
 		if p.done {
-			return -1, fmt.Errorf("shm: lease a slot of %q: %w", s.name, ErrClosed)
+			return -1, 0, fmt.Errorf("shm: lease a slot of %q: %w", s.name, ErrClosed)
 		}
 		if n := len(p.free); n > 0 {
 			slot := p.free[n-1]
 			p.free = p.free[:n-1]
 			p.isLeased[slot] = true
 			p.leased++
-			s.markLeased(slot)
-			return slot, nil
+			return slot, s.markLeased(slot), nil
 		}
 		if len(p.owned) < p.limit {
 			if slot, ok := s.claimSlot(); ok {
 				p.owned = append(p.owned, slot)
 				p.isLeased[slot] = true
 				p.leased++
-				s.markLeased(slot)
-				return slot, nil
+				return slot, s.markLeased(slot), nil
 			}
 			if len(p.owned) == 0 {
-				return -1, fmt.Errorf("shm: lease a slot of %q: all %d slots owned by other processes: %w",
+				return -1, 0, fmt.Errorf("shm: lease a slot of %q: all %d slots owned by other processes: %w",
 					s.name, s.NumSlots(), ErrNoSlots)
 			}
 		}
@@ -87,12 +94,16 @@ func (s *Store) Lease() (int, error) {
 // Release gives a leased slot back to this process's pool. Releasing a
 // slot that is not leased (twice, or another process's) is refused: the
 // slot would otherwise be handed to two goroutines at once.
-func (s *Store) Release(slot int) error {
+func (s *Store) Release(slot int) error { return s.release(slot, 0) }
+
+// release ends the lease of slot; with no != 0 only if that is the current
+// lease's number.
+func (s *Store) release(slot int, no uint64) error {
 	p := &s.leases
 	p.mu.Lock()
-	if slot < 0 || slot >= len(p.isLeased) || !p.isLeased[slot] {
+	if slot < 0 || slot >= len(p.isLeased) || !p.isLeased[slot] || (no != 0 && p.leaseNo[slot] != no) {
 		p.mu.Unlock()
-		return fmt.Errorf("shm: release slot %d of %q: not leased by this process: %w", slot, s.name, ErrNotLeased)
+		return fmt.Errorf("shm: release slot %d of %q: not leased by this process (or an earlier lease): %w", slot, s.name, ErrNotLeased)
 	}
 	p.isLeased[slot] = false
 	s.Slot(slot).LeasedAt.Store(0)
@@ -103,10 +114,46 @@ func (s *Store) Release(slot int) error {
 	return nil
 }
 
-func (s *Store) markLeased(slot int) {
+// markLeased numbers the new lease and returns its number. REQUIRES:
+// leases.mu held.
+func (s *Store) markLeased(slot int) uint64 {
 	h := s.Slot(slot)
-	h.Leases.Add(1)
+	no := h.Leases.Add(1)
+	s.leases.leaseNo[slot] = no
 	h.LeasedAt.Store(time.Now().UnixNano())
+	return no
+}
+
+// LeaseNumber is the number of slot i's current lease in this process (0
+// if it is not leased here). Layers that hand out per-lease values keep it,
+// so that a value from an earlier lease is refused (HoldsLease,
+// ReleaseLease).
+func (s *Store) LeaseNumber(i int) uint64 {
+	p := &s.leases
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i < 0 || i >= len(p.isLeased) || !p.isLeased[i] {
+		return 0
+	}
+	return p.leaseNo[i]
+}
+
+// HoldsLease reports whether lease number no of slot i is the current one.
+func (s *Store) HoldsLease(i int, no uint64) bool {
+	p := &s.leases
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return no != 0 && i >= 0 && i < len(p.isLeased) && p.isLeased[i] && p.leaseNo[i] == no
+}
+
+// ReleaseLease is Release for the holder of lease number no: a stale copy
+// (the slot released, maybe leased again since) is refused with
+// ErrNotLeased.
+func (s *Store) ReleaseLease(i int, no uint64) error {
+	if no == 0 {
+		return fmt.Errorf("shm: release slot %d of %q: no lease: %w", i, s.name, ErrNotLeased)
+	}
+	return s.release(i, no)
 }
 
 // claimSlot takes a free slot of the table for this process. The search
