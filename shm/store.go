@@ -200,6 +200,35 @@ func Open(name string, opts Options) (*Store, error) {
 }
 
 func (s *Store) open(o Options) error {
+	// Byte 0 of the lock file serializes creating, attaching and removing:
+	// the creator holds it while it writes the header, an opener while it
+	// checks the header and takes its process entry, Remove while it looks
+	// for live processes and deletes the files. An opener that waited while
+	// the store was removed holds a lock on a file no longer in the
+	// directory: it starts over.
+	for try := 0; ; try++ {
+		err := s.lockCreateByte(o)
+		if err == errStoreReplaced && try < 3 {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = s.openLocked(o)
+		_ = ofdUnlock(s.lockFile, 0)
+		return err
+	}
+}
+
+var errStoreReplaced = errors.New("store removed while waiting for its lock")
+
+// lockCreateByte opens the lock file and takes byte 0, and checks that the
+// file is still the store's.
+func (s *Store) lockCreateByte(o Options) error {
+	if s.lockFile != nil {
+		_ = s.lockFile.Close()
+		s.lockFile = nil
+	}
 	if err := s.makeDirs(o); err != nil {
 		return err
 	}
@@ -207,13 +236,12 @@ func (s *Store) open(o Options) error {
 	if o.ReadOnly {
 		flag = os.O_RDONLY
 	}
+	path := filepath.Join(s.dir, "lock")
 	var err error
-	s.lockFile, err = os.OpenFile(filepath.Join(s.dir, "lock"), flag, o.Mode)
+	s.lockFile, err = os.OpenFile(path, flag, o.Mode)
 	if err != nil {
 		return s.fileError("open lock file", err)
 	}
-	// Byte 0 serializes creation against opening: the creator holds it
-	// while it writes the header, openers wait for it and then see Magic.
 	lt := int16(unix.F_WRLCK)
 	if o.ReadOnly {
 		lt = unix.F_RDLCK
@@ -221,9 +249,18 @@ func (s *Store) open(o Options) error {
 	if err := ofdLock(s.lockFile, 0, lt, true); err != nil {
 		return fmt.Errorf("shm: store %q: take create lock: %w", s.name, err)
 	}
-	err = s.openControl(o)
-	_ = ofdUnlock(s.lockFile, 0)
-	if err != nil {
+	held, err1 := s.lockFile.Stat()
+	now, err2 := os.Stat(path)
+	if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+		_ = ofdUnlock(s.lockFile, 0)
+		return errStoreReplaced
+	}
+	return nil
+}
+
+// openLocked maps the control segment and attaches. REQUIRES: byte 0 held.
+func (s *Store) openLocked(o Options) error {
+	if err := s.openControl(o); err != nil {
 		return err
 	}
 	s.regions = make([]atomic.Pointer[regionMap], s.hdr.MaxRegions+1)
@@ -231,9 +268,7 @@ func (s *Store) open(o Options) error {
 		return err
 	}
 	if !o.ReadOnly {
-		if err := s.attach(); err != nil {
-			return err
-		}
+		return s.attach()
 	}
 	return nil
 }
@@ -563,16 +598,44 @@ func List(opts Options) ([]string, error) {
 // Remove deletes the store name. Unless force is set it refuses, with
 // ErrInUse, while live processes are attached; with force, attached
 // processes keep their mappings until they exit, but the files are gone.
+//
+// Remove holds the store's create lock for writing while it looks for live
+// processes and deletes the files, so that no process attaches in between;
+// one that was waiting to attach finds the store gone and starts over. With
+// force, a store too damaged to open (ErrLayout, or a creation that never
+// finished) is removed too.
 func Remove(name string, opts Options, force bool) error {
-	opts.ReadOnly, opts.Create = true, MustExist
-	s, err := Open(name, opts)
-	if err != nil {
+	if err := ValidName(name); err != nil {
 		return err
 	}
-	live := s.LiveProcs()
-	dir := s.dir
-	_ = s.Close()
-	if len(live) > 0 && !force {
+	dir := filepath.Join(opts.BaseDir(), name)
+	ro := opts
+	ro.ReadOnly, ro.Create = true, MustExist
+	s, err := Open(name, ro)
+	if err != nil {
+		_, serr := os.Stat(filepath.Join(dir, "control"))
+		damaged := serr == nil && (errors.Is(err, ErrLayout) || errors.Is(err, ErrNotFound))
+		if !damaged {
+			return err
+		}
+		if !force {
+			return fmt.Errorf("shm: remove %q: the store cannot be opened (%w); use force to remove it anyway", name, err)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("shm: remove %q: %w", name, err)
+		}
+		return nil
+	}
+	defer s.Close()
+	lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
+	if err != nil {
+		return s.fileError("open lock file", err)
+	}
+	defer lf.Close() // drops the lock
+	if err := ofdLock(lf, 0, unix.F_WRLCK, true); err != nil {
+		return fmt.Errorf("shm: remove %q: take create lock: %w", name, err)
+	}
+	if live := s.LiveProcs(); len(live) > 0 && !force {
 		return fmt.Errorf("shm: remove %q: %d live processes attached (pids %v); use force to remove anyway: %w",
 			name, len(live), live, ErrInUse)
 	}
