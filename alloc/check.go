@@ -74,65 +74,88 @@ func (a *Allocator) Check() []string {
 	inBins := map[sbID]bool{}
 	for c := 1; c <= NumClasses; c++ {
 		withLock(fmt.Sprintf("class %d", c), &a.g.classes[c].lock, func() { a.rebuildBinsLocked(c) }, func() {
-			a.checkBinsLocked(c, inBins, ownerOK, report)
+			a.checkBinsLocked(c, inBins, report)
 		})
 	}
 	// 2. The pool: bitmaps and free counts against the descriptors.
 	withLock("pool", &a.g.poolLock, a.rebuildPoolLocked, func() { a.checkPoolLocked(report) })
 
-	// 3. Everything else, without locks: what looks wrong is looked at
-	// again under the lock that would make it right.
-	var lostSmall []sbID
+	// 3. Everything else, without locks. kc and owner are read once; a
+	// superblock another live process owns is only counted, never walked;
+	// what looks wrong is looked at again before it is reported.
+	type suspect struct {
+		id  sbID
+		kc  uint32
+		o   uint32
+		why string
+	}
+	var suspects []suspect
+	type lost struct {
+		id sbID
+		kc uint32
+	}
+	var lostSmall []lost
 	var freedLarge []sbID
 	freedState := map[sbID]uint32{}
 	a.eachRegion(report, func(r uint16, base unsafe.Pointer) {
 		for k := a.geo.metaSBs; k < a.geo.nsb; k++ {
 			id := mkSB(r, k)
 			d := a.descAt(base, k)
-			switch d.kind() {
+			kc := d.kc.Load()
+			o := d.owner.Load()
+			live, idleHere := ownerOK(o)
+			switch kc & 0xff {
 			case kindSmall:
-				if inBins[id] {
-					continue
+				switch {
+				case inBins[id]:
+				case o == 0:
+					lostSmall = append(lostSmall, lost{id, kc})
+				case !live:
+					suspects = append(suspects, suspect{id, kc, o, "owned by slot %d of a dead or departed process"})
+				case idleHere:
+					a.checkSmall(id, d, base, kc, report)
 				}
-				o := d.owner.Load()
-				if o == 0 {
-					lostSmall = append(lostSmall, id)
-					continue
-				}
-				if live, _ := ownerOK(o); !live {
-					report("superblock %s owned by slot %d of a dead or departed process", sbName(id), o-1)
-				}
-				a.checkSmall(id, d, base, ownerOK, report)
 			case kindLargeHead:
-				st := d.large.Load()
-				o := d.owner.Load()
-				if live, _ := ownerOK(o); o != 0 && !live {
-					report("large block at %s in transit by slot %d of a dead process", sbName(id), o-1)
-				} else if st&1 == 0 && o == 0 {
+				if o != 0 && !live {
+					suspects = append(suspects, suspect{id, kc, o, "a large block in transit by slot %d of a dead process"})
+				} else if st := d.large.Load(); st&1 == 0 && o == 0 {
 					freedLarge = append(freedLarge, id)
 					freedState[id] = st
 				}
 			case kindTransit:
-				if live, _ := ownerOK(d.owner.Load()); !live {
-					report("superblock %s in transit by slot %d of a dead process", sbName(id), int(d.owner.Load())-1)
+				if !live {
+					suspects = append(suspects, suspect{id, kc, o, "in transit by slot %d of a dead process"})
 				}
 			case kindFree, kindLargeTail: // checked under the pool lock
 			default:
-				report("superblock %s: unknown kind %d", sbName(id), d.kind())
+				suspects = append(suspects, suspect{id, kc, o, "of unknown kind (owner %d)"})
 			}
 		}
 	})
-	for _, id := range lostSmall {
-		d, _, _ := a.descOf(id)
-		c := int(d.class())
+	if len(suspects) > 0 {
+		time.Sleep(20 * time.Millisecond)
+		for _, sp := range suspects {
+			d, _, _ := a.descOf(sp.id)
+			if live, _ := ownerOK(sp.o); d.kc.Load() == sp.kc && d.owner.Load() == sp.o && !live {
+				report("superblock %s (kind %d) is "+sp.why, sbName(sp.id), sp.kc&0xff, int(sp.o)-1)
+			}
+		}
+	}
+	for _, l := range lostSmall {
+		// Unowned and in no bin: on its way into one (toGlobal clears the
+		// owner and inserts under the class lock), or lost. Under that
+		// lock, the same word and no owner means lost.
+		d, _, _ := a.descOf(l.id)
+		c := int(l.kc >> 8 & 0xff)
 		if c == 0 || c > NumClasses {
-			report("superblock %s: class %d out of range", sbName(id), c)
+			if d.kc.Load() == l.kc {
+				report("superblock %s: class %d out of range", sbName(l.id), c)
+			}
 			continue
 		}
 		withLock(fmt.Sprintf("class %d", c), &a.g.classes[c].lock, func() { a.rebuildBinsLocked(c) }, func() {
-			kc := d.kc.Load()
-			if kc == mkKC(kindSmall, uint32(c), 0) && d.owner.Load() == 0 {
-				report("superblock %s of class %d belongs to the global heap but is in no bin", sbName(id), c)
+			if d.kc.Load() == mkKC(kindSmall, uint32(c), 0) && d.owner.Load() == 0 {
+				report("superblock %s of class %d belongs to the global heap but is in no bin", sbName(l.id), c)
 			}
 		})
 	}
@@ -175,7 +198,7 @@ func (a *Allocator) eachRegion(report func(string, ...any), f func(r uint16, bas
 
 // checkBinsLocked walks class c's bins and checks each member in full.
 // REQUIRES: class lock held (or the store quiet).
-func (a *Allocator) checkBinsLocked(c int, inBins map[sbID]bool, ownerOK func(uint32) (bool, bool), report func(string, ...any)) {
+func (a *Allocator) checkBinsLocked(c int, inBins map[sbID]bool, report func(string, ...any)) {
 	ch := &a.g.classes[c]
 	for bin := 0; bin < numBins; bin++ {
 		id := ch.head[bin]
@@ -198,7 +221,7 @@ func (a *Allocator) checkBinsLocked(c int, inBins map[sbID]bool, ownerOK func(ui
 				report("superblock %s in class %d bin %d has kind %d class %d bin %d owner %d",
 					sbName(id), c, bin, d.kind(), d.class(), int(d.bin())-1, d.owner.Load())
 			} else {
-				a.checkSmall(id, d, base, ownerOK, report)
+				a.checkSmall(id, d, base, d.kc.Load(), report)
 			}
 			next := sbID(d.binNext)
 			if nd, _, err := a.descOf(next); err != nil || sbID(nd.binPrev) != id {
@@ -311,23 +334,21 @@ func (a *Allocator) checkSlots(report func(string, ...any)) {
 	}
 }
 
-// checkSmall checks a small superblock's counts and, unless a live process
-// other than this one owns it, its free list against its state array.
-func (a *Allocator) checkSmall(id sbID, d *desc, base unsafe.Pointer, ownerOK func(uint32) (bool, bool), report func(string, ...any)) {
-	c := int(d.class())
+// checkSmall checks a small superblock's counts and its free list against
+// its state array. The caller makes sure nobody changes them meanwhile: the
+// superblock is in a bin (class lock held) or one of this process's idle
+// slots owns it. kc is its descriptor word as the caller read it.
+func (a *Allocator) checkSmall(id sbID, d *desc, base unsafe.Pointer, kc uint32, report func(string, ...any)) {
+	c := int(kc >> 8 & 0xff)
 	if c == 0 || c > NumClasses {
 		report("superblock %s: class %d out of range", sbName(id), c)
 		return
 	}
 	cl := &Classes[c]
-	live, idleHere := ownerOK(d.owner.Load())
 	if d.nblocks != cl.Blocks || d.fresh > d.nblocks || d.localFree > d.fresh {
 		report("superblock %s: counts out of range (blocks %d/%d, fresh %d, local free %d)",
 			sbName(id), d.nblocks, cl.Blocks, d.fresh, d.localFree)
 		return
-	}
-	if live && !idleHere {
-		return // another live process may be mid-operation on it
 	}
 	sb := sbBase(base, id.index())
 	states := statesOf(d, sb, c)

@@ -401,3 +401,58 @@ func TestStaleHeapReleaseIsRefused(t *testing.T) {
 	require.ErrorIs(t, second.Release(), shm.ErrNotLeased)
 	requireClean(t, st, a)
 }
+
+// Check from another attachment while heaps lease per operation and hand
+// wholly free superblocks back at every release (memory short) used to
+// report problems that were not there: kinds and owners read twice, free
+// lists walked while their new owner changed them.
+func TestCheckQuietOnChurningSuperblocks(t *testing.T) {
+	dir := testDir(t)
+	st, a := openTest(t, dir, shm.Options{RegionSize: 4 << 20, MaxSize: 4 << 20})
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for !stop.Load() {
+				h, err := a.Lease()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				a.g.starved.Store(1) // every release trims
+				var hds []handle.Handle
+				for k := 0; k < 3; k++ {
+					hd, _, err := h.Alloc(64 + 300*w)
+					if err != nil {
+						break
+					}
+					hds = append(hds, hd)
+				}
+				h.ForgetLog()
+				for _, hd := range hds {
+					_ = h.Free(hd)
+				}
+				_ = h.Release()
+			}
+		}(w)
+	}
+	st2, err := shm.Open("t", shm.Options{Dir: dir})
+	require.NoError(t, err)
+	a2, err := New(st2)
+	require.NoError(t, err)
+	seen := map[string]int{}
+	runs := 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); runs++ {
+		for _, p := range a2.Check() {
+			seen[p]++
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	require.NoError(t, st2.Close())
+	t.Logf("%d checks of churning superblocks", runs)
+	require.Empty(t, seen, "problems reported while nothing was wrong")
+	requireClean(t, st, a)
+}

@@ -233,8 +233,11 @@ func (s *Store) lockCreateByte(o Options) error {
 		return err
 	}
 	flag := os.O_RDWR | os.O_CREATE
-	if o.ReadOnly {
+	switch {
+	case o.ReadOnly:
 		flag = os.O_RDONLY
+	case o.Create == MustExist:
+		flag = os.O_RDWR // a complete store has its lock file: never add one to a store being removed
 	}
 	path := filepath.Join(s.dir, "lock")
 	var err error
@@ -621,10 +624,7 @@ func Remove(name string, opts Options, force bool) error {
 		if !force {
 			return fmt.Errorf("shm: remove %q: the store cannot be opened (%w); use force to remove it anyway", name, err)
 		}
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("shm: remove %q: %w", name, err)
-		}
-		return nil
+		return removeDir(name, dir)
 	}
 	defer s.Close()
 	lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
@@ -639,8 +639,23 @@ func Remove(name string, opts Options, force bool) error {
 		return fmt.Errorf("shm: remove %q: %d live processes attached (pids %v); use force to remove anyway: %w",
 			name, len(live), live, ErrInUse)
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	return removeDir(name, dir)
+}
+
+// removeDir takes a store directory out of the way in one step (a rename
+// to a name List ignores), then deletes it: an opener racing the removal
+// finds either the whole store or none, never adds a file to one being
+// deleted, and one waiting on the old lock file sees it replaced.
+func removeDir(name, dir string) error {
+	tmp := filepath.Join(filepath.Dir(dir), fmt.Sprintf(".removing-%s-%d-%d", name, os.Getpid(), time.Now().UnixNano()))
+	if err := os.Rename(dir, tmp); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("shm: remove %q: %w", name, ErrNotFound)
+		}
 		return fmt.Errorf("shm: remove %q: %w", name, err)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("shm: remove %q: delete %s: %w", name, tmp, err)
 	}
 	return nil
 }
