@@ -478,8 +478,10 @@ func (a *Allocator) faultErr(hd handle.Handle, f fault, b blockRef) error {
 	case faultEvenGen:
 		return bad("even generation")
 	case faultRegion:
-		_, err := a.st.Region(hd.Region())
-		return fmt.Errorf("alloc: handle %v: %w: %w", hd, handle.ErrBadHandle, err)
+		if _, err := a.st.Region(hd.Region()); err != nil {
+			return fmt.Errorf("alloc: handle %v: %w: %w", hd, handle.ErrBadHandle, err)
+		}
+		return stale("its region appeared only now")
 	case faultBeyondRegion:
 		return bad("offset beyond region")
 	case faultMeta:
@@ -499,7 +501,7 @@ func (a *Allocator) faultErr(hd handle.Handle, f fault, b blockRef) error {
 	case faultFreed:
 		return stale("block freed (generation now %d)", uint16(b.state))
 	}
-	return nil
+	return bad("fault %d", f) // never nil: a fault is never success
 }
 
 func staleErr(hd handle.Handle) error {

@@ -75,7 +75,7 @@ func (a *Allocator) mailboxCells(mb handle.Handle) ([]atomic.Uint64, error) {
 		return nil, fmt.Errorf("alloc: mailbox: %w", err)
 	}
 	n := binary.LittleEndian.Uint64(b)
-	if n == 0 || 8+8*n > uint64(len(b)) {
+	if n == 0 || n > uint64(len(b)-8)/8 {
 		return nil, fmt.Errorf("alloc: mailbox %v: %d cells do not fit: %w", mb, n, ErrCorrupt)
 	}
 	return unsafe.Slice((*atomic.Uint64)(unsafe.Pointer(&b[8])), n), nil

@@ -68,8 +68,8 @@ func (o *benchOptions) Validate() error {
 	switch {
 	case o.procs < 1 || o.procs > 1000:
 		return fmt.Errorf("procs %d: want 1 to 1000", o.procs)
-	case o.duration <= 0:
-		return fmt.Errorf("duration %v: want more than 0", o.duration)
+	case o.duration <= 0 || o.duration > 24*time.Hour:
+		return fmt.Errorf("duration %v: want more than 0 and at most 24h", o.duration)
 	case o.ops < 0:
 		return fmt.Errorf("ops %d: want 0 or more", o.ops)
 	case o.mailbox < 1 || o.mailbox > 1<<20:
@@ -140,6 +140,13 @@ func (o *benchOptions) run(w io.Writer) error {
 		return o.storeError(o.name, err)
 	}
 	defer st.Close()
+	// From the mailbox's making to its draining, Ctrl-C and SIGTERM only
+	// stop the workers: bench itself goes on to recover them and give the
+	// mailbox's blocks back (a bench killed outright leaves them allocated
+	// until the store is removed).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	h, err := st.Allocator().Lease()
 	if err != nil {
 		return fmt.Errorf("store %q: lease a slot: %w", o.name, err)
