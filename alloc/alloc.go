@@ -21,6 +21,8 @@ var (
 	// ErrLogFull: a slot holds LogCapacity allocations it has not handed
 	// over (a transaction that allocates too much).
 	ErrLogFull = errors.New("allocation log full")
+	// ErrBadSize: a request for zero or fewer bytes.
+	ErrBadSize = errors.New("bad allocation size")
 )
 
 // Rank is alloc's place in shm's layer order (recovery runs high to low).

@@ -12,6 +12,19 @@ import (
 
 var benchSizes = []int{16, 64, 1 << 10, 64 << 10}
 
+// allocFree is one benchmarked operation: allocate n bytes, hand the block
+// over (ForgetLog, as a caller that links it does), free it.
+func allocFree(b *testing.B, h Heap, n int) {
+	hd, _, err := h.Alloc(n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h.ForgetLog()
+	if err := h.Free(hd); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkAllocFree: an allocation and its free from one slot, the log
 // handed over each time (what a caller that links the block does).
 func BenchmarkAllocFree(b *testing.B) {
@@ -21,14 +34,7 @@ func BenchmarkAllocFree(b *testing.B) {
 			h := lease(b, a)
 			b.ReportAllocs()
 			for b.Loop() {
-				hd, _, err := h.Alloc(n)
-				if err != nil {
-					b.Fatal(err)
-				}
-				h.ForgetLog()
-				if err := h.Free(hd); err != nil {
-					b.Fatal(err)
-				}
+				allocFree(b, h, n)
 			}
 		})
 	}
@@ -41,14 +47,7 @@ func BenchmarkAllocFreeAtMax(b *testing.B) {
 	h := lease(b, a)
 	a.g.atMax.Store(1)
 	for b.Loop() {
-		hd, _, err := h.Alloc(64)
-		if err != nil {
-			b.Fatal(err)
-		}
-		h.ForgetLog()
-		if err := h.Free(hd); err != nil {
-			b.Fatal(err)
-		}
+		allocFree(b, h, 64)
 	}
 }
 
@@ -169,14 +168,7 @@ func BenchmarkLeaseAllocFreeRelease(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		hd, _, err := h.Alloc(64)
-		if err != nil {
-			b.Fatal(err)
-		}
-		h.ForgetLog()
-		if err := h.Free(hd); err != nil {
-			b.Fatal(err)
-		}
+		allocFree(b, h, 64)
 		if err := h.Release(); err != nil {
 			b.Fatal(err)
 		}

@@ -179,17 +179,22 @@ func (a *Allocator) Check() []string {
 	return probs
 }
 
-// eachRegion calls f for every region whose file is intact, and reports
-// the others.
+// eachRegion calls f for every region whose file is intact (a file cut
+// short under a live mapping would fault when touched) and, when report is
+// not nil, reports the others.
 func (a *Allocator) eachRegion(report func(string, ...any), f func(r uint16, base unsafe.Pointer)) {
 	for r := uint16(1); uint32(r) <= a.st.Regions(); r++ {
 		if !a.st.RegionFileOK(r) {
-			report("region %d: file missing or not %d bytes: not walked", r, a.rsize)
+			if report != nil {
+				report("region %d: file missing or not %d bytes: not walked", r, a.rsize)
+			}
 			continue
 		}
 		base, err := a.st.Region(r)
 		if err != nil {
-			report("region %d: %v", r, err)
+			if report != nil {
+				report("region %d: %v", r, err)
+			}
 			continue
 		}
 		f(r, base)
@@ -243,7 +248,7 @@ func (a *Allocator) checkBinsLocked(c int, inBins map[sbID]bool, report func(str
 // descriptors' kinds, and checks runs and spans head to tail. REQUIRES:
 // pool lock held (or the store quiet).
 func (a *Allocator) checkPoolLocked(report func(string, ...any)) {
-	a.eachRegion(func(string, ...any) {}, func(r uint16, base unsafe.Pointer) {
+	a.eachRegion(nil, func(r uint16, base unsafe.Pointer) {
 		m := a.meta(base)
 		if m.magic != regionMagic {
 			// Never carved from: must be all free.

@@ -477,12 +477,7 @@ func (a *Allocator) rebuildBinsLocked(c int) {
 // lock held.
 func (a *Allocator) rebuildPoolLocked() {
 	total := int64(0)
-	defer func() { a.g.poolFree.Store(total) }()
-	for r := uint16(1); uint32(r) <= a.st.Regions(); r++ {
-		base, err := a.st.Region(r)
-		if err != nil || !a.st.RegionFileOK(r) {
-			continue
-		}
+	a.eachRegion(nil, func(_ uint16, base unsafe.Pointer) {
 		for k := a.geo.metaSBs; k < a.geo.nsb; k++ {
 			if d := a.descAt(base, k); d.kind() == kindLargeTail && !a.tailCovered(base, k, d.runLen) {
 				// The dead holder may have raised the head's floor already
@@ -511,7 +506,8 @@ func (a *Allocator) rebuildPoolLocked() {
 		m.free = free
 		m.magic = regionMagic
 		total += int64(free)
-	}
+	})
+	a.g.poolFree.Store(total)
 }
 
 // tailCovered reports whether the superblock back places before tail k is
@@ -535,13 +531,9 @@ func (a *Allocator) tailCovered(base unsafe.Pointer, k, back uint32) bool {
 // eachDesc calls f for every non-metadata superblock of every region
 // whose file is intact (a damaged one is reported by Check, not touched).
 func (a *Allocator) eachDesc(f func(id sbID, d *desc, base unsafe.Pointer)) {
-	for r := uint16(1); uint32(r) <= a.st.Regions(); r++ {
-		base, err := a.st.Region(r)
-		if err != nil || !a.st.RegionFileOK(r) {
-			continue
-		}
+	a.eachRegion(nil, func(r uint16, base unsafe.Pointer) {
 		for k := a.geo.metaSBs; k < a.geo.nsb; k++ {
 			f(mkSB(r, k), a.descAt(base, k), base)
 		}
-	}
+	})
 }

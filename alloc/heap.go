@@ -264,9 +264,6 @@ func (h *heap) allocLarge(n int) (handle.Handle, []byte, error) {
 	return *slot, unsafe.Slice((*byte)(p), n), nil
 }
 
-// ErrBadSize: a request for zero or fewer bytes.
-var ErrBadSize = errors.New("bad allocation size")
-
 // TruncateLog forgets the log entries from n on (a nested scope that handed
 // its allocations over, or a savepoint); entries before n stay logged.
 func (h *heap) TruncateLog(n int) {

@@ -58,7 +58,6 @@ func (a *Allocator) Recover(deadToken uint32, slots []int) error {
 func (a *Allocator) Release(slot int) error {
 	sh := a.slotHeap(slot)
 	mine := uint32(slot + 1)
-	a.freeLogged(sh, func(hd handle.Handle) { _ = a.FreeAny(hd) })
 	for c := 1; c <= NumClasses; c++ {
 		id := sh.current[c]
 		if id == 0 {

@@ -3,6 +3,7 @@ package alloc
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -454,5 +455,39 @@ func TestCheckQuietOnChurningSuperblocks(t *testing.T) {
 	require.NoError(t, st2.Close())
 	t.Logf("%d checks of churning superblocks", runs)
 	require.Empty(t, seen, "problems reported while nothing was wrong")
+	requireClean(t, st, a)
+}
+
+// A class lock whose holder died while changing the bins is taken by the
+// next user, which rebuilds the bins from the descriptors before using
+// them: no superblock of the class is lost.
+func TestStolenClassLockRebuildsBins(t *testing.T) {
+	dir := testDir(t)
+	st, a := openTest(t, dir, shm.Options{})
+	h := lease(t, a)
+	c := ClassOf(64)
+	// Fill a few superblocks: each exhausted one goes to the bins.
+	for i := 0; i < 4*int(Classes[c].Blocks); i++ {
+		_, _, err := h.Alloc(64)
+		require.NoError(t, err)
+	}
+	h.ForgetLog()
+	ch := &a.g.classes[c]
+	members := ch.n[0] + ch.n[1] + ch.n[2] + ch.n[3]
+	require.GreaterOrEqual(t, members, uint32(3))
+	// Another process takes the class lock, wrecks the lists halfway
+	// through a change, and is gone.
+	st2, err := shm.Open("t", shm.Options{Dir: dir})
+	require.NoError(t, err)
+	st2.Lock(&ch.lock)
+	ch.head = [numBins]sbID{}
+	ch.n = [numBins]uint32{}
+	require.NoError(t, st2.Close())
+	require.Contains(t, strings.Join(a.Check(), "\n"), "lock held by dead process")
+	// The heap gives its current superblock to the global heap: it takes
+	// the lock from the dead holder and rebuilds the bins first.
+	h.releaseCurrent(c)
+	require.Equal(t, members+1, ch.n[0]+ch.n[1]+ch.n[2]+ch.n[3], "every superblock of the class is in a bin again")
+	require.NoError(t, h.Release())
 	requireClean(t, st, a)
 }

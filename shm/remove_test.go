@@ -51,6 +51,7 @@ func TestRemoveRacingAttach(t *testing.T) {
 		_ = os.RemoveAll(filepath.Join(dir, "r"))
 	}
 	t.Logf("%d removed, %d refused because the opener got there first", removed, refused)
+	require.Positive(t, removed, "some removals won the race: the test looked at both outcomes")
 }
 
 // A store too damaged to open is removed only with force.

@@ -172,15 +172,6 @@ func (s *Store) claimSlot() (int, bool) {
 	return -1, false
 }
 
-// LeasedHere reports whether slot i is leased right now by a goroutine of
-// this process (the caller, if it holds the lease).
-func (s *Store) LeasedHere(i int) bool {
-	p := &s.leases
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return i >= 0 && i < len(p.isLeased) && p.isLeased[i]
-}
-
 // SlotOwned reports whether slot i belongs to this process.
 func (s *Store) SlotOwned(i int) bool {
 	return s.proc >= 0 && s.Slot(i).Owner.Load() == uint32(s.proc+1)

@@ -208,8 +208,11 @@ func (s *Store) open(o Options) error {
 	// directory: it starts over.
 	for try := 0; ; try++ {
 		err := s.lockCreateByte(o)
-		if err == errStoreReplaced && try < 3 {
-			continue
+		if err == errStoreReplaced {
+			if try < 3 {
+				continue
+			}
+			return fmt.Errorf("shm: open %q: %w", s.name, err)
 		}
 		if err != nil {
 			return err
@@ -220,7 +223,9 @@ func (s *Store) open(o Options) error {
 	}
 }
 
-var errStoreReplaced = errors.New("store removed while waiting for its lock")
+// errStoreReplaced: the store was removed (and maybe created anew) while
+// an opener waited for its lock, three times in a row.
+var errStoreReplaced = fmt.Errorf("store removed while waiting for its lock: %w", ErrNotFound)
 
 // lockCreateByte opens the lock file and takes byte 0, and checks that the
 // file is still the store's.
