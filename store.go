@@ -9,7 +9,10 @@ import (
 
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/objects"
+	"github.com/shmstore/shmstore/reclaim"
 	"github.com/shmstore/shmstore/shm"
+	"github.com/shmstore/shmstore/txn"
 )
 
 // Options configure Open; see shm.Options.
@@ -35,6 +38,18 @@ var (
 	ErrStaleHandle = handle.ErrStaleHandle
 	ErrBadHandle   = handle.ErrBadHandle
 	ErrOutOfMemory = alloc.ErrOutOfMemory
+	// ErrTypeMismatch: a value of another kind than asked for, or a Go
+	// value that cannot be stored.
+	ErrTypeMismatch = objects.ErrTypeMismatch
+	// ErrKeyNotFound: no such key, index or field.
+	ErrKeyNotFound = objects.ErrNotFound
+	// ErrOutOfRange: a List index outside the List.
+	ErrOutOfRange = objects.ErrOutOfRange
+	// ErrReadOnly: a write inside View.
+	ErrReadOnly = txn.ErrReadOnly
+	// ErrTxTooLarge: a transaction whose redo log or allocation log
+	// overflows; split it.
+	ErrTxTooLarge = txn.ErrTooLarge
 	// ErrCheck: Check found problems (the error lists them).
 	ErrCheck = errors.New("store check failed")
 )
@@ -43,6 +58,9 @@ var (
 type Store struct {
 	st *shm.Store
 	a  *alloc.Allocator
+	r  *reclaim.Reclaimer
+	e  *txn.Engine
+	sp *objects.Space
 }
 
 // Open opens the store name, creating it unless opts.Create says
@@ -58,19 +76,41 @@ func Open(name string, opts Options) (*Store, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	s := &Store{st: st, a: a}
+	r, err := reclaim.New(st, a)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	e := txn.New(st, a, r)
+	s := &Store{st: st, a: a, r: r, e: e}
 	if !opts.ReadOnly {
 		if _, err := st.RecoverDead(); err != nil {
 			_ = st.Close()
 			return nil, fmt.Errorf("shmstore: open %q: recover dead processes: %w", name, err)
 		}
 	}
+	if s.sp, err = objects.Open(e); err != nil && !(opts.ReadOnly && errors.Is(err, objects.ErrNotFound)) {
+		_ = e.Close()
+		_ = st.Close()
+		return nil, fmt.Errorf("shmstore: open %q: %w", name, err)
+	}
 	return s, nil
 }
 
 // Close detaches from the store: this process's slots and their heaps go
-// back, unhanded allocations are freed.
-func (s *Store) Close() error { return s.st.Close() }
+// back, unhanded allocations are freed. Transactions must have ended.
+func (s *Store) Close() error {
+	return errors.Join(s.e.Close(), s.st.Close())
+}
+
+// Engine is the store's transaction engine.
+func (s *Store) Engine() *txn.Engine { return s.e }
+
+// Reclaimer is the store's reclaimer.
+func (s *Store) Reclaimer() *reclaim.Reclaimer { return s.r }
+
+// Space is the store's object space.
+func (s *Store) Space() *objects.Space { return s.sp }
 
 // Name is the store's name.
 func (s *Store) Name() string { return s.st.Name() }
@@ -88,10 +128,47 @@ func (s *Store) Stats() alloc.Stats { return s.a.Stats() }
 // recovered.
 func (s *Store) Recover() (int, error) { return s.st.RecoverDead() }
 
-// Problems walks the store's tables and allocator metadata and lists every
-// problem found (see shm.Store.Check and alloc.Allocator.Check).
+// Problems walks the store's tables, the allocator's metadata and the
+// object space, and lists every problem found: see shm.Store.Check,
+// alloc.Allocator.Check and objects.Space.Account. It also verifies that
+// every allocated block is accounted for: reachable from the root,
+// retired (waiting for reclaim), held in an allocation log (a transaction
+// under way, or a dead process's, which recovery frees), or a redo-log
+// chunk. On a busy store a block can move between those under the walk,
+// so a block is reported only if two walks both miss it.
 func (s *Store) Problems() []string {
-	return append(s.st.Check(), s.a.Check()...)
+	p := append(s.st.Check(), s.a.Check()...)
+	if s.sp == nil {
+		return p
+	}
+	missing := s.unaccounted(&p)
+	if len(missing) > 0 {
+		var again []string
+		still := s.unaccounted(&again)
+		for h := range missing {
+			if still[h] {
+				p = append(p, fmt.Sprintf("block %v is allocated but neither reachable, retired nor logged (leaked)", h))
+			}
+		}
+	}
+	return p
+}
+
+// unaccounted walks everything once and returns the allocated blocks no
+// owner accounts for; the walk's own problems are added to *p.
+func (s *Store) unaccounted(p *[]string) map[handle.Handle]bool {
+	ac := s.sp.Account()
+	*p = append(*p, ac.Problems...)
+	owned := map[handle.Handle]bool{}
+	s.a.EachLogged(func(h handle.Handle) { owned[h] = true })
+	s.e.EachChunk(func(h handle.Handle) { owned[h] = true })
+	out := map[handle.Handle]bool{}
+	s.a.EachAllocated(func(h handle.Handle) {
+		if !ac.Reachable[h] && !ac.Retired[h] && !owned[h] {
+			out[h] = true
+		}
+	})
+	return out
 }
 
 // Check is Problems as an error: nil when the store is consistent, else an
@@ -107,5 +184,5 @@ func (s *Store) Check() error {
 // Remove deletes the store name; see shm.Remove.
 func Remove(name string, opts Options, force bool) error { return shm.Remove(name, opts, force) }
 
-// List names the stores in opts' directory.
-func List(opts Options) ([]string, error) { return shm.List(opts) }
+// ListStores names the stores in opts' directory.
+func ListStores(opts Options) ([]string, error) { return shm.List(opts) }

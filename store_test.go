@@ -39,7 +39,7 @@ func TestOpenAllocCheckRemove(t *testing.T) {
 	require.NoError(t, st2.Close())
 	require.ErrorIs(t, st2.Close(), shmstore.ErrClosed)
 
-	names, err := shmstore.List(opts)
+	names, err := shmstore.ListStores(opts)
 	require.NoError(t, err)
 	require.Equal(t, []string{"s"}, names)
 	require.ErrorIs(t, shmstore.Remove("s", opts, false), shmstore.ErrInUse, "st is still attached")

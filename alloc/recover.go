@@ -197,3 +197,8 @@ func (a *Allocator) slotAlive(owner uint32) bool {
 	p := a.st.Slot(int(owner - 1)).Owner.Load()
 	return p != 0 && a.st.ProcAlive(int(p-1))
 }
+
+// ForgetLogOf is ForgetLog for a slot nobody leases (a dead process's, by
+// its recoverer): its logged allocations are handed over and recovery will
+// not free them.
+func (a *Allocator) ForgetLogOf(slot int) { a.slotHeap(slot).logN = 0 }

@@ -3,6 +3,8 @@ package alloc
 import (
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/shmstore/shmstore/handle"
 )
 
 // ClassStats describes one size class across the store.
@@ -90,4 +92,60 @@ func (a *Allocator) Stats() Stats {
 	s.UsedBytes += s.LargeBytes
 	s.FreeBytes = s.RegionBytes - s.MetaBytes - s.UsedBytes
 	return s
+}
+
+// EachAllocated calls f with the handle of every allocated block (small
+// blocks and large runs). For checks on a quiet store: while others
+// allocate, blocks come and go under the walk.
+func (a *Allocator) EachAllocated(f func(h handle.Handle)) {
+	a.eachDesc(func(id sbID, d *desc, base unsafe.Pointer) {
+		switch d.kind() {
+		case kindLargeHead:
+			if st := d.large.Load(); st&1 != 0 {
+				f(handle.Make(id.region(), id.index()*(SuperblockSize/handle.Granule), uint16(st)))
+			}
+		case kindSmall:
+			c := int(d.class())
+			if c == 0 || c > NumClasses {
+				return
+			}
+			cl := &Classes[c]
+			states := statesOf(d, sbBase(base, id.index()), c)
+			g0 := id.index()*(SuperblockSize/handle.Granule) + cl.BlockStart/handle.Granule
+			for i := uint32(0); i < cl.Blocks; i++ {
+				if st := atomic.LoadUint32(stateAt(states, i)); st&1 != 0 {
+					f(handle.Make(id.region(), g0+i*(cl.Size/handle.Granule), uint16(st)))
+				}
+			}
+		}
+	})
+}
+
+// EachLogged calls f for every handle the slots' allocation logs hold
+// (allocations not handed over yet) and for the log chunks themselves.
+func (a *Allocator) EachLogged(f func(h handle.Handle)) {
+	for s := 0; s < a.st.NumSlots(); s++ {
+		sh := a.slotHeap(s)
+		n := sh.logN
+		for k := uint32(0); k < n && k < logInline; k++ {
+			f(sh.inline[k])
+		}
+		for ci := uint32(0); ci < logChunks; ci++ {
+			if sh.chunks[ci] == handle.Null {
+				continue
+			}
+			f(sh.chunks[ci])
+			if n <= logInline || ci*chunkEntries >= n-logInline {
+				continue
+			}
+			b, err := a.Resolve(sh.chunks[ci])
+			if err != nil {
+				continue
+			}
+			m := min(n-logInline-ci*chunkEntries, chunkEntries)
+			for k := uint32(0); k < m; k++ {
+				f(*(*handle.Handle)(unsafe.Pointer(&b[k*8])))
+			}
+		}
+	}
 }

@@ -1,11 +1,15 @@
-// Package ipc will let processes wait for one another (DESIGN.md section 7):
-// a parking table of futex words hashed by lock-word address, with waiter
-// counts, serving lock queues, Retry and watches; releasers make a syscall
-// only when someone waits.
+// Package ipc lets processes wait for one another (DESIGN.md section 7): a
+// parking table of futex words hashed by the store-wide address of what is
+// waited on, serving lock queues (a committer waiting for a lock word), the
+// wait after an abort (for the conflicting object to change) and, later,
+// Retry and watches. Many flags share one kernel object; a releaser makes a
+// system call only when a waiter announced itself.
 //
-// It owns shm.PartIPC and each slot's wait word, and builds on the futex
-// primitives of package shm (FutexWait, FutexWake), which alloc needs too.
+// It owns shm.PartIPC. It builds on the futex primitives of package shm
+// (FutexWait, FutexWake), which alloc needs too.
 //
 // It must never wait without a timeout (liveness is re-checked on every
-// wake-up) and never wake waiters of what did not change.
+// wake-up) and never wake waiters of what did not change: wakes go to one
+// bucket, and the waiters of other words that share it re-check and sleep
+// again.
 package ipc

@@ -48,7 +48,7 @@ type lsEntry struct {
 // run lists the stores, opening each read-only.
 func (o *lsOptions) run(w io.Writer) error {
 	opts := o.storeOptions()
-	names, err := shmstore.List(opts)
+	names, err := shmstore.ListStores(opts)
 	if err != nil {
 		return err
 	}

@@ -224,7 +224,7 @@ func TestUsageErrors(t *testing.T) {
 		})
 	}
 	// Nothing of the above created anything.
-	names, err := shmstore.List(shmstore.Options{Dir: dir})
+	names, err := shmstore.ListStores(shmstore.Options{Dir: dir})
 	require.NoError(t, err)
 	require.Equal(t, []string{"s"}, names)
 }

@@ -1,0 +1,79 @@
+//go:build linux && (amd64 || arm64)
+
+package objects
+
+import (
+	"fmt"
+
+	"github.com/shmstore/shmstore/handle"
+)
+
+// Accounting is what a walk of the object space found: every block that
+// is reachable from the root, every block that is retired (and what
+// retired objects still own), and the references to each container. It
+// is exact on a quiet store; on a busy one it is a close snapshot.
+type Accounting struct {
+	Reachable map[handle.Handle]bool
+	Retired   map[handle.Handle]bool
+	Refs      map[handle.Handle]int64
+	Problems  []string
+}
+
+// Account walks the object space: from the root, then from every retired
+// entry. It checks each container's reference count against the
+// references found.
+func (s *Space) Account() Accounting {
+	ac := Accounting{Reachable: map[handle.Handle]bool{}, Retired: map[handle.Handle]bool{},
+		Refs: map[handle.Handle]int64{}}
+	report := func(f string, args ...any) { ac.Problems = append(ac.Problems, fmt.Sprintf(f, args...)) }
+	rcs := map[handle.Handle]uint64{}
+	var walk func(start handle.Handle, into map[handle.Handle]bool, countChildren bool)
+	walk = func(start handle.Handle, into map[handle.Handle]bool, countChildren bool) {
+		stack := []handle.Handle{start}
+		for len(stack) > 0 {
+			h := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if _, seen := rcs[h]; seen {
+				continue
+			}
+			p, err := s.object(h, KindNone)
+			if err != nil {
+				report("object %v: %v", h, err)
+				continue
+			}
+			rcs[h] = hdrAt(p).rc.Load()
+			into[h] = true
+			released := atomicFlags(p)&flagReleased != 0
+			err = s.ownedBy(h, p, func(c Value) {
+				if released {
+					return
+				}
+				ac.Refs[c.h]++
+				stack = append(stack, c.h)
+			}, func(b handle.Handle) { into[b] = true })
+			if err != nil {
+				report("object %v: %v", h, err)
+			}
+		}
+	}
+	ac.Refs[s.root]++
+	walk(s.root, ac.Reachable, true)
+	s.e.Reclaimer().Each(func(h handle.Handle, kind uint8) {
+		if kind != retireObject {
+			ac.Retired[h] = true
+			return
+		}
+		walk(h, ac.Retired, true)
+	})
+	for h, rc := range rcs {
+		if refs := ac.Refs[h]; int64(rc) != refs && !(rc == 0 && refs == 0) {
+			report("object %v: reference count %d, %d references found", h, rc, refs)
+		}
+	}
+	for h := range ac.Reachable {
+		if ac.Retired[h] {
+			report("block %v is both reachable and retired", h)
+		}
+	}
+	return ac
+}

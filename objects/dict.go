@@ -1,0 +1,830 @@
+//go:build linux && (amd64 || arm64)
+
+package objects
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"unsafe"
+
+	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/reclaim"
+	"github.com/shmstore/shmstore/txn"
+)
+
+// Dict is a shared hash table, as seen by one transaction. Keys are
+// String, Bytes, Int, Bool or None; writers of keys in different stripes
+// never conflict.
+type Dict struct {
+	tx  *Tx
+	h   handle.Handle
+	p   unsafe.Pointer
+	err error // set when the Dict could not be resolved
+}
+
+// dictAt resolves a Dict for tx.
+func (tx *Tx) dictAt(h handle.Handle) (*Dict, error) {
+	p, err := tx.s.object(h, KindDict)
+	if err != nil {
+		return nil, fmt.Errorf("objects: dict %v: %w", h, err)
+	}
+	return &Dict{tx: tx, h: h, p: p}, nil
+}
+
+// Handle is the Dict's handle.
+func (d *Dict) Handle() handle.Handle { return d.h }
+
+// Value is the Dict as a value (to store it in another container).
+func (d *Dict) Value() Value { return Value{kind: KindDict, h: d.h} }
+
+// pending is one buffered write of a key.
+type pending struct {
+	key     Value
+	hash    uint64
+	val     Value
+	del     bool
+	existed bool // the key was in the committed Dict when first written
+}
+
+// dictOverlay is a transaction's buffered writes to one Dict.
+type dictOverlay struct {
+	d     *Dict
+	pend  []pending
+	index map[string]int // keyID -> pend index, once pend is long
+}
+
+func (o *dictOverlay) find(k Value) (*pending, bool) {
+	if o.index != nil {
+		if i, ok := o.index[keyID(k)]; ok {
+			return &o.pend[i], true
+		}
+		return nil, false
+	}
+	for i := range o.pend {
+		if o.pend[i].key == k {
+			return &o.pend[i], true
+		}
+	}
+	return nil, false
+}
+
+func (o *dictOverlay) add(p pending) {
+	o.pend = append(o.pend, p)
+	if o.index == nil && len(o.pend) > 8 {
+		o.index = make(map[string]int, 16)
+		for i := range o.pend {
+			o.index[keyID(o.pend[i].key)] = i
+		}
+	} else if o.index != nil {
+		o.index[keyID(p.key)] = len(o.pend) - 1
+	}
+}
+
+func (tx *Tx) dictOverlay(d *Dict, create bool) *dictOverlay {
+	if o, ok := tx.dicts[d.h]; ok || !create {
+		return o
+	}
+	if tx.dicts == nil {
+		tx.dicts = map[handle.Handle]*dictOverlay{}
+	}
+	o := &dictOverlay{d: d}
+	tx.dicts[d.h] = o
+	tx.dictList = append(tx.dictList, o)
+	return o
+}
+
+func stripeOf(hash uint64) int { return int(hash % Stripes) }
+
+func (d *Dict) stripeAddr(s int) txn.Addr { return addr(d.h, uintptr(stripeOffset+s*stripeSize)) }
+
+// found is what a committed lookup found.
+type found struct {
+	ok   bool
+	val  Value
+	ent  handle.Handle
+	slot uint64
+}
+
+// lookupCommitted finds k in the committed Dict (as of the snapshot),
+// recording the stripe in the read set.
+func (d *Dict) lookupCommitted(k Value, hash uint64) (found, error) {
+	s := stripeOf(hash)
+	st := stripeAt(d.p, s)
+	a := d.stripeAddr(s)
+	for {
+		w, err := d.tx.t.ReadBegin(&st.lock, a)
+		if err != nil {
+			return found{}, err
+		}
+		f, ferr := d.tx.s.probe(st, k, hash, true)
+		if d.tx.t.ReadEnd(&st.lock, a, w) {
+			return f, ferr
+		}
+	}
+}
+
+// probe looks k up in a stripe's table (slot: where it is, or where it
+// would go). Reads may be torn unless the stripe is locked or the caller
+// validates afterwards; probe never follows more than cap slots and
+// resolves every handle.
+func (s *Space) probe(st *stripe, k Value, hash uint64, decode bool) (found, error) {
+	t := tableView{h: handle.Handle(st.table.Load()), capa: st.cap.Load()}
+	if t.h == handle.Null {
+		return found{slot: ^uint64(0)}, nil
+	}
+	var err error
+	if t.p, err = s.table(t.h, t.capa); err != nil {
+		return found{}, err
+	}
+	return probeTable(s, &t, k, hash, decode)
+}
+
+// table resolves a table block that should hold capa slots.
+func (s *Space) table(h handle.Handle, capa uint64) (unsafe.Pointer, error) {
+	p, n, err := s.block(h)
+	if err != nil {
+		return nil, err
+	}
+	if capa == 0 || capa&(capa-1) != 0 || capa*8 > uint64(n) {
+		return nil, fmt.Errorf("objects: table %v: cap %d in %d bytes: %w", h, capa, n, ErrCorrupt)
+	}
+	return p, nil
+}
+
+// entryMatch reports whether entry e holds key k (and its value).
+func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64, decode bool) (bool, Value, error) {
+	p, n, err := s.block(e)
+	if err != nil {
+		return false, None, err
+	}
+	if load(p, 0) != hash {
+		return false, None, nil
+	}
+	meta := load(p, 8)
+	kk, klen := Kind(meta>>8&0xff), int(meta>>32)
+	if klen > n-entryHeader {
+		return false, None, fmt.Errorf("objects: entry %v: key of %d bytes in %d: %w", e, klen, n, ErrCorrupt)
+	}
+	if kk != k.kind {
+		return false, None, nil
+	}
+	kb := unsafe.Slice((*byte)(unsafe.Add(p, entryHeader)), klen)
+	switch kk {
+	case KindString, KindBytes:
+		if string(kb) != k.s { // compared in place: no copy
+			return false, None, nil
+		}
+	case KindInt, KindBool:
+		if klen != 8 || binary.LittleEndian.Uint64(kb) != k.n {
+			return false, None, nil
+		}
+	}
+	if !decode {
+		return true, None, nil
+	}
+	v, err := s.decode(meta&0xff, load(p, offEntryVal))
+	return true, v, err
+}
+
+// entryKey reads the key of an entry block of n bytes.
+func entryKey(p unsafe.Pointer, n int) (Value, error) {
+	meta := load(p, 8)
+	kk, klen := Kind(meta>>8&0xff), int(meta>>32)
+	if klen > n-entryHeader {
+		return None, fmt.Errorf("key of %d bytes in a %d-byte entry: %w", klen, n, ErrCorrupt)
+	}
+	kb := unsafe.Slice((*byte)(unsafe.Add(p, entryHeader)), klen)
+	switch kk {
+	case KindString, KindBytes:
+		return Value{kind: kk, s: string(kb)}, nil
+	case KindInt, KindBool:
+		if klen != 8 {
+			return None, fmt.Errorf("%v key of %d bytes: %w", kk, klen, ErrCorrupt)
+		}
+		return Value{kind: kk, n: binary.LittleEndian.Uint64(kb)}, nil
+	case KindNone:
+		return None, nil
+	}
+	return None, fmt.Errorf("key of kind %d: %w", kk, ErrCorrupt)
+}
+
+// lookup finds k as this transaction sees it (its own writes first).
+func (d *Dict) lookup(k Value) (Value, bool, error) {
+	if d.err != nil {
+		return None, false, d.err
+	}
+	if o := d.tx.dictOverlay(d, false); o != nil {
+		if p, ok := o.find(k); ok {
+			return p.val, !p.del, nil
+		}
+	}
+	f, err := d.lookupCommitted(k, Hash(k))
+	return f.val, f.ok, err
+}
+
+// Lookup returns the value under key and whether there is one.
+func (d *Dict) Lookup(key any) (Value, bool, error) {
+	k, err := KeyOf(key)
+	if err != nil {
+		return None, false, err
+	}
+	return d.lookup(k)
+}
+
+// Get returns the value under key, or an error wrapping ErrNotFound.
+func (d *Dict) Get(key any) (Value, error) {
+	k, err := KeyOf(key)
+	if err != nil {
+		return None, err
+	}
+	v, ok, err := d.lookup(k)
+	if err == nil && !ok {
+		err = fmt.Errorf("objects: key %v: %w", k, ErrNotFound)
+	}
+	return v, err
+}
+
+// Has reports whether key is present.
+func (d *Dict) Has(key any) (bool, error) {
+	_, ok, err := d.Lookup(key)
+	return ok, err
+}
+
+// GetInt returns the Int under key.
+func (d *Dict) GetInt(key any) (int64, error) {
+	v, err := d.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	return v.AsInt()
+}
+
+// GetFloat returns the Float (or Int) under key.
+func (d *Dict) GetFloat(key any) (float64, error) {
+	v, err := d.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	return v.AsFloat()
+}
+
+// GetString returns the String under key.
+func (d *Dict) GetString(key any) (string, error) {
+	v, err := d.Get(key)
+	if err != nil {
+		return "", err
+	}
+	return v.AsString()
+}
+
+// GetBytes returns the Bytes under key.
+func (d *Dict) GetBytes(key any) ([]byte, error) {
+	v, err := d.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	return v.AsBytes()
+}
+
+// GetBool returns the Bool under key.
+func (d *Dict) GetBool(key any) (bool, error) {
+	v, err := d.Get(key)
+	if err != nil {
+		return false, err
+	}
+	return v.AsBool()
+}
+
+// put buffers key := v (or a delete) and reports whether the key was
+// there before.
+func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
+	if d.err != nil {
+		return false, d.err
+	}
+	tx := d.tx
+	if err := tx.write(); err != nil {
+		return false, err
+	}
+	o := tx.dictOverlay(d, true)
+	hash := Hash(k)
+	var old Value
+	var had, existed bool
+	if p, ok := o.find(k); ok {
+		old, had, existed = p.val, !p.del, p.existed
+	} else {
+		f, err := d.lookupCommitted(k, hash)
+		if err != nil {
+			return false, err
+		}
+		old, had, existed = f.val, f.ok, f.ok
+	}
+	if del && !had {
+		return false, nil
+	}
+	if had {
+		if err := tx.refChange(old, -1); err != nil {
+			return false, err
+		}
+	}
+	if !del {
+		if err := tx.refChange(v, +1); err != nil {
+			return false, err
+		}
+	}
+	if p, ok := o.find(k); ok {
+		p.val, p.del = v, del
+	} else {
+		o.add(pending{key: k, hash: hash, val: v, del: del, existed: existed})
+	}
+	s := stripeOf(hash)
+	if !tx.created[d.h] {
+		if err := tx.t.Lock(&stripeAt(d.p, s).lock, d.stripeAddr(s), false); err != nil {
+			return false, err
+		}
+	}
+	return had, nil
+}
+
+// Set stores val under key. val may be a Value, a container of this
+// transaction (stored by reference: one object under two keys is one
+// object), a Go scalar, or a Go map, slice or struct (converted into new
+// containers through msgpack).
+func (d *Dict) Set(key, val any) error {
+	k, err := KeyOf(key)
+	if err != nil {
+		return err
+	}
+	v, err := d.tx.valueOf(val)
+	if err != nil {
+		return err
+	}
+	_, err = d.put(k, v, false)
+	return err
+}
+
+// Delete removes key; it fails with ErrNotFound if key is absent.
+func (d *Dict) Delete(key any) error {
+	k, err := KeyOf(key)
+	if err != nil {
+		return err
+	}
+	had, err := d.put(k, None, true)
+	if err == nil && !had {
+		err = fmt.Errorf("objects: delete key %v: %w", k, ErrNotFound)
+	}
+	return err
+}
+
+// Len is the number of keys (it reads every stripe).
+func (d *Dict) Len() (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	n := 0
+	for s := range Stripes {
+		st := stripeAt(d.p, s)
+		a := d.stripeAddr(s)
+		for {
+			w, err := d.tx.t.ReadBegin(&st.lock, a)
+			if err != nil {
+				return 0, err
+			}
+			c := int(uint32(st.sizes.Load()))
+			if d.tx.t.ReadEnd(&st.lock, a, w) {
+				n += c
+				break
+			}
+		}
+	}
+	if o := d.tx.dictOverlay(d, false); o != nil {
+		for _, p := range o.pend {
+			switch {
+			case p.del && p.existed:
+				n--
+			case !p.del && !p.existed:
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// Range calls fn for every key and value, stripe by stripe, until fn
+// returns false. The transaction's own writes are included.
+func (d *Dict) Range(fn func(k, v Value) bool) error {
+	if d.err != nil {
+		return d.err
+	}
+	o := d.tx.dictOverlay(d, false)
+	var items []found
+	var keys []Value
+	for s := range Stripes {
+		var err error
+		if keys, items, err = d.readStripe(s, keys[:0], items[:0]); err != nil {
+			return err
+		}
+		for i, k := range keys {
+			v := items[i].val
+			if o != nil {
+				if p, ok := o.find(k); ok {
+					if p.del {
+						continue
+					}
+					v = p.val
+				}
+			}
+			if !fn(k, v) {
+				return nil
+			}
+		}
+		if o == nil {
+			continue
+		}
+		for _, p := range o.pend {
+			if !p.del && !p.existed && stripeOf(p.hash) == s {
+				if !fn(p.key, p.val) {
+					return nil
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// readStripe reads every committed key and value of stripe s.
+func (d *Dict) readStripe(s int, keys []Value, items []found) ([]Value, []found, error) {
+	st := stripeAt(d.p, s)
+	a := d.stripeAddr(s)
+	for {
+		keys, items = keys[:0], items[:0]
+		w, err := d.tx.t.ReadBegin(&st.lock, a)
+		if err != nil {
+			return nil, nil, err
+		}
+		ferr := d.tx.s.eachEntry(st, func(e handle.Handle, p unsafe.Pointer, n int) error {
+			k, err := entryKey(p, n)
+			if err != nil {
+				return err
+			}
+			meta := load(p, 8)
+			v, err := d.tx.s.decode(meta&0xff, load(p, offEntryVal))
+			if err != nil {
+				return err
+			}
+			keys = append(keys, k)
+			items = append(items, found{ok: true, val: v, ent: e})
+			return nil
+		})
+		if d.tx.t.ReadEnd(&st.lock, a, w) {
+			return keys, items, ferr
+		}
+	}
+}
+
+// eachEntry calls f for every live entry of a stripe's table.
+func (s *Space) eachEntry(st *stripe, f func(e handle.Handle, p unsafe.Pointer, n int) error) error {
+	th := handle.Handle(st.table.Load())
+	if th == handle.Null {
+		return nil
+	}
+	capa := st.cap.Load()
+	tp, n, err := s.block(th)
+	if err != nil {
+		return err
+	}
+	if capa == 0 || capa*8 > uint64(n) {
+		return fmt.Errorf("objects: table %v: cap %d in %d bytes: %w", th, capa, n, ErrCorrupt)
+	}
+	for i := range capa {
+		e := load(tp, uintptr(i*8))
+		if e == 0 || e == tombstone {
+			continue
+		}
+		p, n, err := s.block(handle.Handle(e))
+		if err != nil {
+			return err
+		}
+		if n < entryHeader {
+			return fmt.Errorf("objects: entry %v of %d bytes: %w", handle.Handle(e), n, ErrCorrupt)
+		}
+		if err := f(handle.Handle(e), p, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Keys returns every key.
+func (d *Dict) Keys() ([]Value, error) {
+	var ks []Value
+	err := d.Range(func(k, _ Value) bool { ks = append(ks, k); return true })
+	return ks, err
+}
+
+// container returns the container of kind k under key, creating an empty
+// one if the key is absent.
+func (d *Dict) container(key any, k Kind, create func() (Value, error)) (Value, error) {
+	kv, err := KeyOf(key)
+	if err != nil {
+		return None, err
+	}
+	v, ok, err := d.lookup(kv)
+	if err != nil {
+		return None, err
+	}
+	if ok {
+		if v.kind != k {
+			return None, fmt.Errorf("objects: key %v: %w", kv, mismatch(v, k))
+		}
+		return v, nil
+	}
+	if v, err = create(); err != nil {
+		return None, err
+	}
+	_, err = d.put(kv, v, false)
+	return v, err
+}
+
+// Dict returns the Dict under key, creating an empty one if key is absent
+// (ErrTypeMismatch if key holds something else).
+func (d *Dict) Dict(key any) (*Dict, error) {
+	v, err := d.container(key, KindDict, func() (Value, error) {
+		n, err := d.tx.NewDict()
+		if err != nil {
+			return None, err
+		}
+		return n.Value(), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d.tx.dictAt(v.h)
+}
+
+// GetDict returns the Dict under key (ErrNotFound, ErrTypeMismatch).
+func (d *Dict) GetDict(key any) (*Dict, error) {
+	v, err := d.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	if v.kind != KindDict {
+		return nil, mismatch(v, KindDict)
+	}
+	return d.tx.dictAt(v.h)
+}
+
+// prepare turns the overlay into stores, stripe by stripe (txn holds
+// every written stripe's lock).
+func (o *dictOverlay) prepare(tx *Tx) error {
+	byStripe := map[int][]*pending{}
+	var order []int
+	for i := range o.pend {
+		p := &o.pend[i]
+		s := stripeOf(p.hash)
+		if _, ok := byStripe[s]; !ok {
+			order = append(order, s)
+		}
+		byStripe[s] = append(byStripe[s], p)
+	}
+	for _, s := range order {
+		if err := o.prepareStripe(tx, s, byStripe[s]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tableView is a stripe's table, as a reader or a committer sees it.
+type tableView struct {
+	h       handle.Handle
+	p       unsafe.Pointer
+	capa    uint64
+	private bool              // allocated by this commit: written directly
+	over    map[uint64]uint64 // slots this commit logged stores for (a shared table)
+}
+
+// get reads slot i, as this commit has changed it so far.
+func (t *tableView) get(i uint64) uint64 {
+	if v, ok := t.over[i]; ok {
+		return v
+	}
+	return load(t.p, uintptr(i*8))
+}
+
+// set stores v into slot i: directly in a private table, else through the
+// redo log (and remembered, so that later probes of this commit see it).
+func (t *tableView) set(tx *Tx, i, v uint64) error {
+	if t.private {
+		*word(t.p, uintptr(i*8)) = v
+		return nil
+	}
+	if t.over == nil {
+		t.over = map[uint64]uint64{}
+	}
+	t.over[i] = v
+	return tx.t.Store(word(t.p, uintptr(i*8)), addr(t.h, uintptr(i*8)), v)
+}
+
+func (tx *Tx) newTable(capa uint64) (tableView, error) {
+	h, b, err := tx.t.Alloc(int(capa * 8))
+	if err != nil {
+		return tableView{}, err
+	}
+	clear(b)
+	return tableView{h: h, p: unsafe.Pointer(&b[0]), capa: capa, private: true}, nil
+}
+
+func tableCap(keys uint64) uint64 {
+	c := uint64(minTableCap)
+	if keys*2 > c {
+		c = 1 << bits.Len64(keys*2-1)
+	}
+	return c
+}
+
+func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
+	d := o.d
+	st := stripeAt(d.p, s)
+	private := tx.created[d.h]
+	sizes := st.sizes.Load()
+	count, used := sizes&0xffffffff, sizes>>32
+	old := tableView{h: handle.Handle(st.table.Load()), capa: st.cap.Load()}
+	if old.h != handle.Null {
+		var err error
+		if old.p, err = tx.s.table(old.h, old.capa); err != nil {
+			return fmt.Errorf("objects: dict %v stripe %d: %w", d.h, s, err)
+		}
+	}
+	sets := uint64(0)
+	for _, p := range pend {
+		if !p.del {
+			sets++
+		}
+	}
+	t := old
+	if old.h == handle.Null || (used+sets)*4 > old.capa*3 {
+		var err error
+		if t, err = tx.rehash(old, tableCap(count+sets)); err != nil {
+			return err
+		}
+		used = count
+	}
+	for _, p := range pend {
+		f, err := probeTable(tx.s, &t, p.key, p.hash, false)
+		if err != nil {
+			return err
+		}
+		if f.ok {
+			if err := tx.retireEntry(f.ent); err != nil {
+				return err
+			}
+		}
+		switch {
+		case p.del && f.ok:
+			if err := t.set(tx, f.slot, tombstone); err != nil {
+				return err
+			}
+			count--
+		case !p.del:
+			e, err := tx.newEntry(p)
+			if err != nil {
+				return err
+			}
+			if f.slot == ^uint64(0) {
+				return fmt.Errorf("objects: dict %v stripe %d: table full: %w", d.h, s, ErrCorrupt)
+			}
+			if !f.ok {
+				if t.get(f.slot) == 0 {
+					used++
+				}
+				count++
+			}
+			if err := t.set(tx, f.slot, uint64(e)); err != nil {
+				return err
+			}
+		}
+	}
+	// Shrink a table that deletes left mostly empty; drop an empty one.
+	if count == 0 && t.h != handle.Null {
+		if t.private {
+			tx.t.Retire(t.h, reclaim.KindBlock) // allocated by this commit, never linked
+		}
+		t = tableView{}
+		used = 0
+	} else if t.capa > minTableCap && count*8 < t.capa {
+		var err error
+		if t, err = tx.rehash(t, tableCap(count)); err != nil {
+			return err
+		}
+		used = count
+	}
+	if t.h != old.h {
+		if old.h != handle.Null {
+			tx.t.Retire(old.h, reclaim.KindBlock)
+		}
+		if err := tx.storeWord(private, d.h, d.p, uintptr(stripeOffset+s*stripeSize+offTable), uint64(t.h)); err != nil {
+			return err
+		}
+		if err := tx.storeWord(private, d.h, d.p, uintptr(stripeOffset+s*stripeSize+offCap), t.capa); err != nil {
+			return err
+		}
+	}
+	return tx.storeWord(private, d.h, d.p, uintptr(stripeOffset+s*stripeSize+offSizes), count|used<<32)
+}
+
+// rehash copies the live entries of t into a new private table of capa
+// slots. A private t (made by this commit) is retired at once.
+func (tx *Tx) rehash(t tableView, capa uint64) (tableView, error) {
+	n, err := tx.newTable(capa)
+	if err != nil {
+		return n, err
+	}
+	if t.h == handle.Null {
+		return n, nil
+	}
+	for i := range t.capa {
+		e := t.get(i)
+		if e == 0 || e == tombstone {
+			continue
+		}
+		ep, _, err := tx.s.block(handle.Handle(e))
+		if err != nil {
+			return n, fmt.Errorf("objects: rehash: %w", err)
+		}
+		j := (load(ep, 0) / Stripes) & (capa - 1)
+		for load(n.p, uintptr(j*8)) != 0 {
+			j = (j + 1) & (capa - 1)
+		}
+		*word(n.p, uintptr(j*8)) = e
+	}
+	if t.private {
+		tx.t.Retire(t.h, reclaim.KindBlock)
+	}
+	return n, nil
+}
+
+// probeTable looks k up in table t.
+func probeTable(s *Space, t *tableView, k Value, hash uint64, decode bool) (found, error) {
+	free := ^uint64(0)
+	i := (hash / Stripes) & (t.capa - 1)
+	for range t.capa {
+		e := t.get(i)
+		if e == 0 {
+			if free == ^uint64(0) {
+				free = i
+			}
+			return found{slot: free}, nil
+		}
+		if e == tombstone {
+			if free == ^uint64(0) {
+				free = i
+			}
+		} else if ok, v, err := s.entryMatch(handle.Handle(e), k, hash, decode); err != nil {
+			return found{}, err
+		} else if ok {
+			return found{ok: true, val: v, ent: handle.Handle(e), slot: i}, nil
+		}
+		i = (i + 1) & (t.capa - 1)
+	}
+	return found{slot: free}, nil
+}
+
+// newEntry allocates the immutable entry for a pending set.
+func (tx *Tx) newEntry(p *pending) (handle.Handle, error) {
+	var kb []byte
+	var ib [8]byte
+	switch p.key.kind {
+	case KindString, KindBytes:
+		kb = unsafe.Slice(unsafe.StringData(p.key.s), len(p.key.s))
+	case KindInt, KindBool:
+		binary.LittleEndian.PutUint64(ib[:], p.key.n)
+		kb = ib[:]
+	}
+	vk, vw, err := tx.encode(p.val)
+	if err != nil {
+		return handle.Null, err
+	}
+	h, b, err := tx.t.Alloc(entryHeader + len(kb))
+	if err != nil {
+		return handle.Null, err
+	}
+	ep := unsafe.Pointer(&b[0])
+	*word(ep, 0) = p.hash
+	*word(ep, 8) = vk | uint64(p.key.kind)<<8 | uint64(len(kb))<<32
+	*word(ep, offEntryVal) = vw
+	copy(b[entryHeader:], kb)
+	return h, nil
+}
+
+// retireEntry retires an entry unlinked by this commit, and its value's
+// blob.
+func (tx *Tx) retireEntry(e handle.Handle) error {
+	p, _, err := tx.s.block(e)
+	if err != nil {
+		return fmt.Errorf("objects: retire entry: %w", err)
+	}
+	tx.retireValue(load(p, 8)&0xff, load(p, offEntryVal))
+	tx.t.Retire(e, reclaim.KindBlock)
+	return nil
+}

@@ -1,0 +1,158 @@
+//go:build linux && (amd64 || arm64)
+
+package objects
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"github.com/shmstore/shmstore/alloc"
+	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/txn"
+)
+
+// Space is the object space of one store, as one process sees it: the
+// transaction engine it runs on and the root Dict. It is safe for
+// concurrent use.
+type Space struct {
+	e    *txn.Engine
+	a    *alloc.Allocator
+	root handle.Handle
+}
+
+// Open binds the object space of e's store, creating the root Dict if the
+// store has none yet.
+func Open(e *txn.Engine) (*Space, error) {
+	s := &Space{e: e, a: e.Allocator()}
+	if !e.Store().ReadOnly() {
+		e.Reclaimer().SetFinalizer(retireObject, s.finalize)
+	}
+	rw := e.RootWord()
+	if h := handle.Handle(rw.Load()); h != handle.Null {
+		s.root = h
+		return s, nil
+	}
+	if e.Store().ReadOnly() {
+		return nil, fmt.Errorf("objects: store %q has no root yet (opened read-only): %w", e.Store().Name(), ErrNotFound)
+	}
+	err := e.WithTx(func(t *txn.Tx) error {
+		h, p, err := s.allocObject(t.Heap(), KindDict, dictSize)
+		if err != nil {
+			return err
+		}
+		hdrAt(p).rc.Store(1) // the root word's reference
+		// Handed over before it is published: a crash in between leaks
+		// one empty Dict, never frees a published root.
+		t.Heap().ForgetLog()
+		if !rw.CompareAndSwap(0, uint64(h)) {
+			_ = t.Heap().Free(h) // another process made the root first
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("objects: create the root: %w", err)
+	}
+	s.root = handle.Handle(rw.Load())
+	return s, nil
+}
+
+// Engine is the space's transaction engine.
+func (s *Space) Engine() *txn.Engine { return s.e }
+
+// Root is the handle of the root Dict.
+func (s *Space) Root() handle.Handle { return s.root }
+
+// Update runs fn as a read-write transaction, re-running it on conflict.
+func (s *Space) Update(fn func(tx *Tx) error) error {
+	return s.e.Run(false, func(t *txn.Tx) error { return fn(s.bind(t)) })
+}
+
+// View runs fn as a read-only transaction.
+func (s *Space) View(fn func(tx *Tx) error) error {
+	return s.e.Run(true, func(t *txn.Tx) error { return fn(s.bind(t)) })
+}
+
+// bind returns the objects-level state of t, reset for a new attempt.
+func (s *Space) bind(t *txn.Tx) *Tx {
+	tx, ok := t.User.(*Tx)
+	if !ok || tx.s != s {
+		tx = &Tx{s: s, t: t}
+		t.User = tx
+	}
+	tx.reset()
+	return tx
+}
+
+// allocObject allocates and initializes a container block of n bytes
+// (zeroed, header filled, rc 0, unlocked at version 0).
+func (s *Space) allocObject(h alloc.Heap, k Kind, n int) (handle.Handle, unsafe.Pointer, error) {
+	hd, b, err := h.Alloc(n)
+	if err != nil {
+		return handle.Null, nil, err
+	}
+	clear(b)
+	p := unsafe.Pointer(&b[0])
+	hdrAt(p).kind = uint8(k)
+	return hd, p, nil
+}
+
+// block resolves h to its memory and size.
+func (s *Space) block(h handle.Handle) (unsafe.Pointer, int, error) {
+	b, err := s.a.Resolve(h)
+	if err != nil {
+		return nil, 0, err
+	}
+	return unsafe.Pointer(&b[0]), len(b), nil
+}
+
+// object resolves a container handle of kind k (any container kind for
+// k == KindNone).
+func (s *Space) object(h handle.Handle, k Kind) (unsafe.Pointer, error) {
+	p, n, err := s.block(h)
+	if err != nil {
+		return nil, err
+	}
+	if n < headerSize {
+		return nil, fmt.Errorf("objects: %v: block of %d bytes: %w", h, n, ErrCorrupt)
+	}
+	got := Kind(hdrAt(p).kind)
+	if k == KindNone && got.IsContainer() {
+		k = got
+	}
+	if got != k {
+		return nil, fmt.Errorf("objects: %v is a %v, not a %v: %w", h, got, k, ErrTypeMismatch)
+	}
+	if need := minSize(k, hdrAt(p).n); n < need {
+		return nil, fmt.Errorf("objects: %v %v of %d bytes (want %d): %w", k, h, n, need, ErrCorrupt)
+	}
+	return p, nil
+}
+
+func minSize(k Kind, n uint32) int {
+	switch k {
+	case KindDict:
+		return dictSize
+	case KindList:
+		return listSize
+	case KindRecord:
+		return headerSize + int(n)*cellSize
+	}
+	return headerSize
+}
+
+// readBlob copies the content of a String/Bytes block.
+func (s *Space) readBlob(h handle.Handle) (string, error) {
+	p, n, err := s.block(h)
+	if err != nil {
+		return "", err
+	}
+	l := load(p, 0)
+	if l > uint64(n-blobHeader) {
+		return "", fmt.Errorf("objects: blob %v of %d bytes says %d: %w", h, n, l, ErrCorrupt)
+	}
+	return string(unsafe.Slice((*byte)(unsafe.Add(p, blobHeader)), l)), nil
+}
+
+// isConflict reports whether err asks for the transaction to run again.
+func isConflict(err error) bool { return errors.Is(err, txn.ErrConflict) }

@@ -1,0 +1,295 @@
+//go:build linux && (amd64 || arm64)
+
+package objects
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/reclaim"
+	"github.com/shmstore/shmstore/txn"
+)
+
+// Tx is a transaction over shared objects. It belongs to the goroutine
+// running the transaction function and is valid only inside it.
+type Tx struct {
+	s *Space
+	t *txn.Tx
+
+	writer   bool                           // registered as t's Writer this attempt
+	dicts    map[handle.Handle]*dictOverlay // pending writes per Dict
+	dictList []*dictOverlay                 // the same, in first-write order
+	lists    map[handle.Handle]*listOverlay
+	listList []*listOverlay
+	recs     map[handle.Handle]*recOverlay
+	recList  []*recOverlay
+	counters map[handle.Handle]*counterOverlay
+	ctrList  []*counterOverlay
+	rc       map[handle.Handle]int64 // reference-count changes of containers
+	rcList   []handle.Handle
+	created  map[handle.Handle]bool // containers this attempt allocated
+	release  []releaseReq           // objects a finalizer marks released
+}
+
+func (tx *Tx) reset() {
+	tx.writer = false
+	clear(tx.dicts)
+	clear(tx.dictList)
+	tx.dictList = tx.dictList[:0]
+	clear(tx.lists)
+	clear(tx.listList)
+	tx.listList = tx.listList[:0]
+	clear(tx.recs)
+	clear(tx.recList)
+	tx.recList = tx.recList[:0]
+	clear(tx.counters)
+	clear(tx.ctrList)
+	tx.ctrList = tx.ctrList[:0]
+	clear(tx.rc)
+	tx.rcList = tx.rcList[:0]
+	clear(tx.created)
+	clear(tx.release)
+	tx.release = tx.release[:0]
+}
+
+// Space is the object space the transaction runs in.
+func (tx *Tx) Space() *Space { return tx.s }
+
+// ReadOnly reports whether the transaction is read-only (View).
+func (tx *Tx) ReadOnly() bool { return tx.t.ReadOnly() }
+
+// Root is the store's root Dict.
+func (tx *Tx) Root() *Dict {
+	d, err := tx.dictAt(tx.s.root)
+	if err != nil {
+		// The root is made at Open and never unlinked: a failure here is
+		// a damaged store, which every operation on d reports.
+		return &Dict{tx: tx, h: tx.s.root, err: err}
+	}
+	return d
+}
+
+// write registers the transaction as a writer on its first write.
+func (tx *Tx) write() error {
+	if tx.t.ReadOnly() {
+		return fmt.Errorf("objects: %w", txn.ErrReadOnly)
+	}
+	if !tx.writer {
+		if err := tx.t.AddWriter(tx); err != nil {
+			return err
+		}
+		tx.writer = true
+	}
+	return nil
+}
+
+// lockObject asks for a container's header lock at commit.
+func (tx *Tx) lockObject(h handle.Handle, p unsafe.Pointer, rcOnly bool) error {
+	if tx.created[h] {
+		return nil // private until commit: nobody else can reach it
+	}
+	return tx.t.Lock(&hdrAt(p).lock, addr(h, offLock), rcOnly)
+}
+
+// refChange records that a container gains (+1) or loses (-1) a
+// reference; its header is locked at commit to change the count.
+func (tx *Tx) refChange(v Value, delta int64) error {
+	if !v.kind.IsContainer() {
+		return nil
+	}
+	p, err := tx.s.object(v.h, v.kind)
+	if err != nil {
+		return err
+	}
+	if err := tx.lockObject(v.h, p, true); err != nil {
+		return err
+	}
+	if tx.rc == nil {
+		tx.rc = map[handle.Handle]int64{}
+	}
+	if _, ok := tx.rc[v.h]; !ok {
+		tx.rcList = append(tx.rcList, v.h)
+	}
+	tx.rc[v.h] += delta
+	return nil
+}
+
+// newObject allocates a container for this transaction.
+func (tx *Tx) newObject(k Kind, n int) (handle.Handle, unsafe.Pointer, error) {
+	if err := tx.write(); err != nil {
+		return handle.Null, nil, err
+	}
+	h, p, err := tx.s.allocObject(tx.t.Heap(), k, n)
+	if err != nil {
+		return handle.Null, nil, err
+	}
+	if tx.created == nil {
+		tx.created = map[handle.Handle]bool{}
+	}
+	tx.created[h] = true
+	tx.rcList = append(tx.rcList, h) // so that Prepare sees it even if it is never linked
+	if tx.rc == nil {
+		tx.rc = map[handle.Handle]int64{}
+	}
+	tx.rc[h] += 0
+	return h, p, nil
+}
+
+// NewDict makes an empty Dict. It lives only if the transaction links it
+// into a container (Set, Append...) before it commits.
+func (tx *Tx) NewDict() (*Dict, error) {
+	h, p, err := tx.newObject(KindDict, dictSize)
+	if err != nil {
+		return nil, err
+	}
+	return &Dict{tx: tx, h: h, p: p}, nil
+}
+
+// Prepare turns the transaction's overlays into word stores (txn.Writer):
+// Dicts, Lists, Records, Counters, then reference counts. It runs with
+// every lock held.
+func (tx *Tx) Prepare(t *txn.Tx) error {
+	for _, o := range tx.dictList {
+		if err := o.prepare(tx); err != nil {
+			return err
+		}
+	}
+	for _, o := range tx.listList {
+		if err := o.prepare(tx); err != nil {
+			return err
+		}
+	}
+	for _, o := range tx.recList {
+		if err := o.prepare(tx); err != nil {
+			return err
+		}
+	}
+	for _, o := range tx.ctrList {
+		if err := o.prepare(tx); err != nil {
+			return err
+		}
+	}
+	if err := tx.prepareRelease(); err != nil {
+		return err
+	}
+	return tx.prepareRC()
+}
+
+// prepareRC stores each changed reference count. A count that reaches zero
+// unlinks its object, which is retired (freed after every transaction that
+// could see it ended, its children released in turn). A created object
+// that was never linked is retired too.
+func (tx *Tx) prepareRC() error {
+	for _, h := range tx.rcList {
+		delta := tx.rc[h]
+		created := tx.created[h]
+		if delta == 0 && !created {
+			continue
+		}
+		p, _, err := tx.s.block(h)
+		if err != nil {
+			return fmt.Errorf("objects: reference count of %v: %w", h, err)
+		}
+		hd := hdrAt(p)
+		cur := hd.rc.Load()
+		if cur == 0 && !created {
+			// Unlinked by a commit since we found it: our reads are stale.
+			return fmt.Errorf("objects: %v was unlinked: %w", h, txn.ErrConflict)
+		}
+		n := int64(cur) + delta
+		if n < 0 || cur > math.MaxInt64 {
+			return fmt.Errorf("objects: reference count of %v would be %d: %w", h, n, ErrCorrupt)
+		}
+		if created {
+			hd.rc.Store(uint64(n))
+		} else if err := tx.t.Store((*uint64)(unsafe.Pointer(&hd.rc)), addr(h, offRC), uint64(n)); err != nil {
+			return err
+		}
+		if n == 0 {
+			tx.t.Retire(h, retireObject)
+		}
+	}
+	return nil
+}
+
+// storeWord stores v at p (off bytes into block h): directly if the block
+// is private to this transaction, else through the redo log.
+func (tx *Tx) storeWord(private bool, h handle.Handle, p unsafe.Pointer, off uintptr, v uint64) error {
+	w := word(p, off)
+	if private {
+		*w = v
+		return nil
+	}
+	return tx.t.Store(w, addr(h, off), v)
+}
+
+// encode turns a value into the (kind, word) a cell or entry stores,
+// allocating a blob for String and Bytes.
+func (tx *Tx) encode(v Value) (uint64, uint64, error) {
+	switch v.kind {
+	case KindString, KindBytes:
+		h, b, err := tx.t.Alloc(blobHeader + max(len(v.s), 1))
+		if err != nil {
+			return 0, 0, err
+		}
+		*(*uint64)(unsafe.Pointer(&b[0])) = uint64(len(v.s))
+		copy(b[blobHeader:], v.s)
+		return uint64(v.kind), uint64(h), nil
+	}
+	if v.kind.IsContainer() {
+		return uint64(v.kind), uint64(v.h), nil
+	}
+	return uint64(v.kind), v.n, nil
+}
+
+// decode reads back what encode stored.
+func (s *Space) decode(kind, w uint64) (Value, error) {
+	k := Kind(kind)
+	switch {
+	case k == KindString || k == KindBytes:
+		str, err := s.readBlob(handle.Handle(w))
+		if err != nil {
+			return None, err
+		}
+		return Value{kind: k, s: str}, nil
+	case k.IsContainer():
+		return Value{kind: k, h: handle.Handle(w)}, nil
+	case k <= KindFloat:
+		return Value{kind: k, n: w}, nil
+	}
+	return None, fmt.Errorf("objects: value of kind %d: %w", kind, ErrCorrupt)
+}
+
+// retireValue retires the blob a stored value owns (String, Bytes).
+func (tx *Tx) retireValue(kind, w uint64) {
+	if k := Kind(kind); k == KindString || k == KindBytes {
+		tx.t.Retire(handle.Handle(w), reclaim.KindBlock)
+	}
+}
+
+// valueOf converts what a caller wants to store: a Value, a container of
+// this transaction, a Go scalar, or (through msgpack) a Go map, slice or
+// struct, which becomes new containers.
+func (tx *Tx) valueOf(x any) (Value, error) {
+	switch x := x.(type) {
+	case *Dict:
+		return x.Value(), nil
+	case *List:
+		return x.Value(), nil
+	case *Record:
+		return x.Value(), nil
+	case *Counter:
+		return x.Value(), nil
+	}
+	if v, err := ScalarOf(x); err == nil {
+		if v.kind.IsContainer() {
+			if _, err := tx.s.object(v.h, v.kind); err != nil {
+				return None, err
+			}
+		}
+		return v, nil
+	}
+	return tx.convert(x)
+}

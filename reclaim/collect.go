@@ -1,0 +1,330 @@
+package reclaim
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/shmstore/shmstore/alloc"
+	"github.com/shmstore/shmstore/handle"
+)
+
+// Collect frees every batch of the ring of h's slot whose epoch is at most
+// MinActive, oldest first, and first adopts the rings of slots no process
+// owns (SlotHeader.Owner == 0), moving their entries into this ring. It
+// returns the number of batches it freed (each wholly: its blocks, its
+// objects through their finalizers, nested batches, and itself); batches
+// found freed already or damaged are popped but not counted.
+//
+// A batch is popped only once wholly freed, so a crash midway repeats the
+// frees, which alloc refuses harmlessly by generation. Collect stops at
+// the first batch it cannot free wholly: one still visible to an active
+// transaction, one listing an object whose kind has no finalizer here
+// (reported with ErrNoFinalizer; the batch stays), or one whose finalizer
+// failed (that error is returned). Handles that were not batches (a
+// damaged ring or batch) are dropped unfreed and reported with
+// ErrBadBatch after the rest is done.
+//
+// Called from inside a finalizer of this slot's own collection, Collect
+// returns 0 and does nothing.
+func (r *Reclaimer) Collect(h alloc.Heap) (int, error) {
+	slot := h.Slot()
+	if slot < 0 {
+		return 0, fmt.Errorf("reclaim: collect: %w", ErrNoHeap)
+	}
+	if err := r.writable("collect"); err != nil {
+		return 0, err
+	}
+	if !r.validSlot(slot) {
+		return 0, fmt.Errorf("reclaim: collect slot %d: %w", slot, ErrBadSlot)
+	}
+	if !r.collecting[slot].CompareAndSwap(false, true) {
+		return 0, nil
+	}
+	defer r.collecting[slot].Store(false)
+	freed, err := r.collectOwn(slot, h)
+	if isHard(err) {
+		return freed, err
+	}
+	soft := err
+	adopted := 0
+	for i, n := 0, r.st.NumSlots(); i < n; i++ {
+		if i == slot || r.st.Slot(i).Owner.Load() != 0 {
+			continue
+		}
+		if _, k := r.part(i).ring.loadHN(); k == 0 {
+			continue
+		}
+		moved, full := r.adopt(i, slot)
+		adopted += moved
+		if !full {
+			continue
+		}
+		// Our ring is full: free what we may, and adopt again if that
+		// made room; else the rest waits for a later Collect.
+		f, err := r.collectOwn(slot, h)
+		freed += f
+		if isHard(err) {
+			return freed, err
+		}
+		soft = errors.Join(soft, err)
+		if f == 0 {
+			break
+		}
+		moved, _ = r.adopt(i, slot)
+		adopted += moved
+	}
+	if adopted > 0 {
+		f, err := r.collectOwn(slot, h)
+		freed += f
+		if isHard(err) {
+			return freed, err
+		}
+		soft = errors.Join(soft, err)
+	}
+	return freed, soft
+}
+
+// isHard tells errors that stop a collection from those it reports after
+// doing the rest (a missing finalizer, a damaged batch).
+func isHard(err error) bool {
+	return err != nil && !errors.Is(err, ErrNoFinalizer) && !errors.Is(err, ErrBadBatch)
+}
+
+// collectOwn frees the eligible batches of slot's ring, oldest first, and
+// pops each once wholly freed. The caller is the ring's only collector:
+// the slot's leaseholder, the process closing it (Release), or its
+// recoverer (RetireFor). So the lock is held only to snapshot the ring
+// and to pop, never while freeing: a finalizer may retire into this very
+// ring, even merge it (then the pop finds another head, and collectOwn
+// stops; what it freed is listed again in the merged batch, and freeing
+// it again is refused harmlessly).
+//
+// With the zero Heap it runs no finalizer: a batch listing an object is
+// freed except for its objects and itself, and stays in the ring.
+func (r *Reclaimer) collectOwn(slot int, h alloc.Heap) (int, error) {
+	rp := &r.part(slot).ring
+	var snap [RingCap]snapEntry
+	r.lockRing(rp)
+	k := rp.snapshotLocked(&snap)
+	r.st.Unlock(&rp.mu)
+	if k == 0 {
+		return 0, nil
+	}
+	// The scan comes after the snapshot: see the essay.
+	limit := r.MinActive()
+	freed, bad := 0, 0
+	var soft error
+	for _, e := range snap[:k] {
+		if e.epoch > limit {
+			break
+		}
+		t := tree{r: r, h: h}
+		complete, err := t.free(e.batch)
+		bad += t.bad
+		if isHard(err) {
+			return freed, fmt.Errorf("reclaim: collect slot %d, batch %v: %w", slot, e.batch, err)
+		}
+		if err != nil {
+			soft = fmt.Errorf("reclaim: collect slot %d, batch %v: %w", slot, e.batch, err)
+		}
+		if !complete {
+			break
+		}
+		r.lockRing(rp)
+		popped := rp.popIfLocked(e.batch)
+		r.st.Unlock(&rp.mu)
+		if !popped {
+			break
+		}
+		if t.freedRoot {
+			freed++
+		}
+	}
+	if bad > 0 {
+		soft = errors.Join(soft, fmt.Errorf("reclaim: collect slot %d: %d retired handles were not batches and were left unfreed: %w",
+			slot, bad, ErrBadBatch))
+	}
+	return freed, soft
+}
+
+// adopt moves the oldest entries of the ring of slot from (which no
+// process owns) into the ring of slot to (the caller's), as many as fit.
+// It reports how many it moved and whether some are left for lack of
+// room. A ring whose lock a live process holds is skipped: that is
+// another adopter at work, or a recoverer.
+//
+// Order of the stores: the entries are written into free slots of the
+// destination, its hn publishes them, then the source's hn pops them. A
+// crash between the two hn stores leaves the entries in both rings; each
+// is freed by whichever ring gets there first and skipped as stale by the
+// other (the one case where two collectors may work on the same batch at
+// once: hence readBatch's care, and the Finalizer's contract).
+func (r *Reclaimer) adopt(from, to int) (moved int, full bool) {
+	src, dst := &r.part(from).ring, &r.part(to).ring
+	if h := src.mu.Holder(); h != 0 && r.st.TokenAlive(h) {
+		return 0, false
+	}
+	r.lockRing(src)
+	defer r.st.Unlock(&src.mu)
+	// Re-check under the lock: a process may have claimed the slot since
+	// (it collects its ring itself), as LMDB re-checks a reader's pid.
+	if r.st.Slot(from).Owner.Load() != 0 {
+		return 0, false
+	}
+	sh, sn := src.loadHN()
+	if sn == 0 {
+		return 0, false
+	}
+	r.lockRing(dst)
+	defer r.st.Unlock(&dst.mu)
+	dh, dn := dst.loadHN()
+	k := min(sn, RingCap-dn)
+	for i := uint32(0); i < k; i++ {
+		s, d := src.at(sh, i), dst.at(dh, dn+i)
+		d.batch.Store(s.batch.Load())
+		d.epoch.Store(s.epoch.Load())
+	}
+	if k > 0 {
+		dst.hn.Store(packHN(dh, dn+k))
+		src.hn.Store(packHN((sh+k)%ringSlots, sn-k))
+	}
+	return int(k), k < sn
+}
+
+// tree frees one retired batch and everything it lists, children before
+// the batch that lists them, with an explicit stack: merged batches nest
+// one level per merge, as deep as a long transaction makes them.
+type tree struct {
+	r   *Reclaimer
+	h   alloc.Heap // the zero Heap: no finalizers, objects left
+	bad int        // handles listed as batches that were not
+	// freedRoot: the root was a batch and this walk freed it (not one
+	// freed already, nor one dropped as damaged).
+	freedRoot bool
+	stack     []frame
+	path      map[handle.Handle]bool // batches on the stack, once it is deep
+}
+
+type frame struct {
+	hd       handle.Handle
+	entries  []Entry
+	next     int
+	complete bool // every entry so far wholly freed
+}
+
+// pathDepth is the depth from which the stack's batches are kept in a map
+// to refuse cycles (a damaged batch listing its own ancestor); below it a
+// linear look is cheaper.
+const pathDepth = 16
+
+// free frees the batch root and what it lists. complete is false when
+// something had to stay (an object without finalizer or heap): then the
+// batches above it stay too, so that it remains listed. A root that no
+// longer resolves was wholly freed already: complete.
+func (t *tree) free(root handle.Handle) (complete bool, err error) {
+	var soft error
+	if !t.push(root) {
+		return true, nil
+	}
+	for len(t.stack) > 0 {
+		top := &t.stack[len(t.stack)-1]
+		if top.next == len(top.entries) {
+			done := *top
+			t.pop()
+			if done.complete {
+				if err := t.freeBlock(done.hd); err != nil {
+					return false, err
+				}
+			} else if len(t.stack) > 0 {
+				t.stack[len(t.stack)-1].complete = false
+			}
+			complete = done.complete
+			t.freedRoot = complete && len(t.stack) == 0
+			continue
+		}
+		e := top.entries[top.next]
+		top.next++
+		switch {
+		case e.Kind == KindBlock:
+			if err := t.freeBlock(e.H); err != nil {
+				return false, err
+			}
+		case e.Kind == KindBatch:
+			if t.onPath(e.H) {
+				t.bad++ // a cycle: only damage makes one
+				continue
+			}
+			t.push(e.H)
+		case t.h.Slot() < 0:
+			top.complete = false // objects wait for a collector with a heap
+		default:
+			fin := t.r.finalizer(e.Kind)
+			if fin == nil {
+				top.complete = false
+				soft = fmt.Errorf("object %v of kind %d: %w", e.H, e.Kind, ErrNoFinalizer)
+				continue
+			}
+			if err := fin(t.h, e.H); err != nil {
+				return false, fmt.Errorf("finalize object %v of kind %d: %w", e.H, e.Kind, err)
+			}
+		}
+	}
+	return complete, soft
+}
+
+// push reads a batch and puts it on the stack; it reports false (and
+// pushes nothing) when the batch was freed already or is not a batch.
+func (t *tree) push(hd handle.Handle) bool {
+	es, err := t.r.readBatch(hd)
+	if err != nil {
+		if !errors.Is(err, handle.ErrStaleHandle) {
+			t.bad++ // a bad handle, or a block that is not a batch: never freed
+		}
+		return false
+	}
+	t.stack = append(t.stack, frame{hd: hd, entries: es, complete: true})
+	if t.path != nil {
+		t.path[hd] = true
+	} else if len(t.stack) > pathDepth {
+		t.path = make(map[handle.Handle]bool, 2*pathDepth)
+		for _, f := range t.stack {
+			t.path[f.hd] = true
+		}
+	}
+	return true
+}
+
+func (t *tree) pop() {
+	f := t.stack[len(t.stack)-1]
+	t.stack = t.stack[:len(t.stack)-1]
+	if t.path != nil {
+		delete(t.path, f.hd)
+	}
+}
+
+func (t *tree) onPath(hd handle.Handle) bool {
+	if t.path != nil {
+		return t.path[hd]
+	}
+	for _, f := range t.stack {
+		if f.hd == hd {
+			return true
+		}
+	}
+	return false
+}
+
+// freeBlock frees one block, through the heap when there is one. A handle
+// that does not resolve was freed already (or is damage): nothing to do.
+func (t *tree) freeBlock(hd handle.Handle) error {
+	var err error
+	if t.h.Slot() >= 0 {
+		err = t.h.Free(hd)
+	} else {
+		err = t.r.a.FreeAny(hd)
+	}
+	if err == nil || errors.Is(err, handle.ErrStaleHandle) || errors.Is(err, handle.ErrBadHandle) {
+		return nil
+	}
+	return fmt.Errorf("free %v: %w", hd, err)
+}

@@ -1,0 +1,280 @@
+//go:build linux && (amd64 || arm64)
+
+package txn
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/shmstore/shmstore/alloc"
+	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/ipc"
+	"github.com/shmstore/shmstore/reclaim"
+	"github.com/shmstore/shmstore/shm"
+)
+
+// Rank is txn's place in shm's layer order: its recovery runs first, so
+// that a committing slot is re-applied before alloc frees its allocation
+// log.
+const Rank = 30
+
+// Sentinel errors.
+var (
+	// ErrConflict: the transaction read something another commit changed,
+	// or lost a lock to one. Run retries it; code above txn returns it
+	// unchanged from the transaction function.
+	ErrConflict = errors.New("transaction conflict")
+	// ErrTooLarge: the transaction's redo log would exceed MaxLogWords.
+	ErrTooLarge = errors.New("transaction too large")
+	// ErrReadOnly: a write in a read-only transaction (View).
+	ErrReadOnly = errors.New("write in a read-only transaction")
+	// ErrBadAddr: a logged address outside every region (a damaged slot).
+	ErrBadAddr = errors.New("bad word address")
+)
+
+// Engine runs transactions on one store for one process. It is safe for
+// concurrent use; each running transaction has a slot of its own.
+type Engine struct {
+	st   *shm.Store
+	a    *alloc.Allocator
+	r    *reclaim.Reclaimer
+	park *ipc.Table
+	g    *global
+
+	mu     sync.Mutex
+	freed  sync.Cond   // signalled (under mu) when a transaction goes idle
+	idle   []*Tx       // guarded by mu: transactions whose slot is leased but unused
+	bySlot map[int]*Tx // guarded by mu: every transaction with a leased slot
+	leases int         // guarded by mu: slots leased, and being leased
+	closed bool        // guarded by mu
+
+	// retireFailures counts commits whose retire ring could not take
+	// their batch (out of memory): their blocks stay allocated.
+	retireFailures atomic.Uint64
+}
+
+// New binds a transaction engine to a store whose allocator and reclaimer
+// are a and r, and registers txn's recovery with the store.
+func New(st *shm.Store, a *alloc.Allocator, r *reclaim.Reclaimer) *Engine {
+	e := &Engine{st: st, a: a, r: r, park: ipc.New(st), g: (*global)(st.GlobalPart(shm.PartTxn)),
+		bySlot: map[int]*Tx{}}
+	e.freed.L = &e.mu
+	if !st.ReadOnly() {
+		st.AddLayer(Rank, "txn", e)
+	}
+	return e
+}
+
+// Store is the engine's store.
+func (e *Engine) Store() *shm.Store { return e.st }
+
+// Allocator is the engine's allocator.
+func (e *Engine) Allocator() *alloc.Allocator { return e.a }
+
+// Reclaimer is the engine's reclaimer.
+func (e *Engine) Reclaimer() *reclaim.Reclaimer { return e.r }
+
+// Clock is the global version clock's current value.
+func (e *Engine) Clock() uint64 { return e.g.Clock.Load() }
+
+// RootWord is the word that holds the root object's handle: set once,
+// with CAS from 0, by whoever creates the root.
+func (e *Engine) RootWord() *LockWord { return &e.g.Root }
+
+func (e *Engine) slotPart(i int) *slotPart { return (*slotPart)(e.st.SlotPart(i, shm.PartTxn)) }
+
+// Ptr returns where the word at a is mapped in this process.
+func (e *Engine) Ptr(a Addr) (unsafe.Pointer, error) {
+	base, err := e.st.Region(a.region())
+	if err != nil {
+		return nil, fmt.Errorf("txn: address %#x: %w", uint64(a), ErrBadAddr)
+	}
+	off := uint64(a.granule()) * handle.Granule
+	if off+8 > e.st.RegionSize() {
+		return nil, fmt.Errorf("txn: address %#x beyond its region: %w", uint64(a), ErrBadAddr)
+	}
+	return unsafe.Add(base, off), nil
+}
+
+// get hands out a transaction with a leased slot: an idle one, else a
+// newly leased slot while the process is below its limit, else it waits
+// for one to go idle. Slots stay leased by the engine between
+// transactions (the heap keeps its superblocks, the slot its log chunks).
+func (e *Engine) get() (*Tx, error) {
+	e.mu.Lock()
+	for {
+		if e.closed {
+			e.mu.Unlock()
+			return nil, fmt.Errorf("txn: store %q: %w", e.st.Name(), shm.ErrClosed)
+		}
+		if n := len(e.idle); n > 0 {
+			tx := e.idle[n-1]
+			e.idle = e.idle[:n-1]
+			e.mu.Unlock()
+			return tx, nil
+		}
+		if e.leases < int(e.st.Header().SlotsPerProc) {
+			break
+		}
+		e.freed.Wait()
+	}
+	e.leases++
+	e.mu.Unlock()
+	h, err := e.a.Lease() // may wait for another process's slot: not under mu
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		e.leases--
+		e.freed.Signal()
+		return nil, err
+	}
+	tx := newTx(e, h)
+	e.bySlot[tx.slot] = tx
+	return tx, nil
+}
+
+// put returns a transaction to the idle list.
+func (e *Engine) put(tx *Tx) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		e.leases--
+		delete(e.bySlot, tx.slot)
+		_ = tx.heap.Release()
+		return
+	}
+	e.idle = append(e.idle, tx)
+	e.freed.Signal()
+}
+
+// Collect frees what this process's idle slots retired and no transaction
+// can see any more (normally done at the end of transactions that
+// retired something, once enough piled up).
+func (e *Engine) Collect() error {
+	return e.WithTx(func(tx *Tx) error {
+		_, err := e.r.Collect(tx.heap)
+		return err
+	})
+}
+
+// Close gives back every idle slot. Transactions still running keep theirs
+// until they end (and then give it back). The store's own Close releases
+// the slots' parts (Release below).
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	idle := e.idle
+	e.idle, e.closed = nil, true
+	e.leases -= len(idle)
+	for _, tx := range idle {
+		delete(e.bySlot, tx.slot)
+	}
+	e.freed.Broadcast()
+	e.mu.Unlock()
+	var errs []error
+	for _, tx := range idle {
+		if err := tx.heap.Release(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run runs fn as a transaction until it commits, re-running it after
+// every conflict. fn's error (other than ErrConflict) aborts and is
+// returned. With readOnly, writes fail with ErrReadOnly and commit does
+// nothing.
+func (e *Engine) Run(readOnly bool, fn func(tx *Tx) error) error {
+	tx, err := e.get()
+	if err != nil {
+		return err
+	}
+	defer e.put(tx)
+	return tx.run(readOnly, fn)
+}
+
+// WithTx runs fn with a transaction whose slot is leased (for code that
+// must allocate or collect outside a transaction function).
+func (e *Engine) WithTx(fn func(tx *Tx) error) error {
+	tx, err := e.get()
+	if err != nil {
+		return err
+	}
+	defer e.put(tx)
+	return fn(tx)
+}
+
+// waitTimeout is how long a waiter sleeps before it checks that the holder
+// of the word it waits for is alive.
+const waitTimeout = 10 * time.Millisecond
+
+// spinLoads is how many times a waiter re-reads a word before parking.
+const spinLoads = 200
+
+// waitUnlock waits until lw no longer holds w (a locked word): spinning a
+// little, then parked on ipc. Every timeout checks that the holder is
+// alive, and recovers it if not. slot (-1 for none) is the waiter's, whose
+// WaitOn it publishes.
+func (e *Engine) waitUnlock(lw *LockWord, addr Addr, w uint64, sp *slotPart) {
+	w &^= waitersBit
+	for i := 0; i < spinLoads; i++ {
+		if lw.Load()&^waitersBit != w {
+			return
+		}
+		if i%32 == 31 {
+			yield()
+		}
+	}
+	if sp != nil {
+		sp.WaitOn.Store(uint64(addr) + 1)
+		defer sp.WaitOn.Store(0)
+	}
+	for {
+		tk := e.park.Prepare(uint64(addr))
+		cur := lw.Load()
+		if cur&^waitersBit != w {
+			return
+		}
+		if cur&waitersBit == 0 && !lw.CompareAndSwap(cur, cur|waitersBit) {
+			continue
+		}
+		tk.Wait(waitTimeout)
+		if lw.Load()&^waitersBit == w && !e.slotAlive(ownerOf(w)) {
+			_, _ = e.st.TryRecoverDead()
+		}
+	}
+}
+
+// slotAlive reports whether slot i is owned by a live process.
+func (e *Engine) slotAlive(i int) bool {
+	if i >= e.st.NumSlots() {
+		return false
+	}
+	p := e.st.Slot(i).Owner.Load()
+	return p != 0 && e.st.ProcAlive(int(p-1))
+}
+
+// release stores the unlocked word for version v into lw (locked by us)
+// and wakes its waiters.
+func (e *Engine) release(lw *LockWord, addr Addr, v uint64) {
+	if lw.Swap(unlockedWord(v))&waitersBit != 0 {
+		e.park.Wake(uint64(addr))
+	}
+}
+
+// RunOn runs fn as a read-write transaction on the slot of heap h, which
+// the caller has leased through this engine and is not using for another
+// transaction right now (reclaim's finalizers, called from a collection
+// at the end of a transaction, run their small transactions this way).
+func (e *Engine) RunOn(h alloc.Heap, fn func(tx *Tx) error) error {
+	e.mu.Lock()
+	tx := e.bySlot[h.Slot()]
+	e.mu.Unlock()
+	if tx == nil {
+		return fmt.Errorf("txn: slot %d is not leased through this engine: %w", h.Slot(), shm.ErrNotLeased)
+	}
+	return tx.run(false, fn)
+}

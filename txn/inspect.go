@@ -1,0 +1,74 @@
+//go:build linux && (amd64 || arm64)
+
+package txn
+
+import (
+	"time"
+
+	"github.com/shmstore/shmstore/handle"
+)
+
+// SlotInfo describes one slot of the table for inspection (shmctl txns).
+// It is read without locks while others work: a snapshot, possibly
+// mid-change.
+type SlotInfo struct {
+	Slot     int
+	Proc     int    // process-table index of the owner, -1 when free
+	PID      uint32 // the owner's pid (0 when free)
+	Alive    bool   // the owner is alive
+	Leased   bool   // a goroutine or thread holds the slot now
+	State    string // idle, active, committing, releasing
+	Active   bool   // in a transaction (published to reclaim)
+	RV       uint64 // the running transaction's snapshot version
+	Age      time.Duration
+	Attempts uint32
+	Locks    int    // locks logged by the commit under way
+	WaitOn   uint64 // address of the lock word it waits on (0: none)
+	Commits  uint64
+	Aborts   uint64
+	Retired  int    // retire-ring entries the slot holds back
+	Oldest   uint64 // the oldest epoch among them
+}
+
+// Slots describes every slot that has an owner or holds retired memory.
+func (e *Engine) Slots() []SlotInfo {
+	var out []SlotInfo
+	now := time.Now()
+	for i := 0; i < e.st.NumSlots(); i++ {
+		h := e.st.Slot(i)
+		sp := e.slotPart(i)
+		owner := int(h.Owner.Load()) - 1
+		retired, oldest := e.r.Held(i)
+		if owner < 0 && retired == 0 {
+			continue
+		}
+		si := SlotInfo{Slot: i, Proc: owner, State: StateName(sp.State.Load()),
+			Attempts: sp.Attempts.Load(), Locks: int(sp.NLocks.Load()), Commits: sp.Commits.Load(),
+			Aborts: sp.Aborts.Load(), Retired: retired, Oldest: oldest}
+		if w := sp.WaitOn.Load(); w != 0 {
+			si.WaitOn = w - 1
+		}
+		if owner >= 0 && owner < e.st.NumProcs() {
+			si.PID = e.st.Proc(owner).PID.Load()
+			si.Alive = e.st.ProcAlive(owner)
+		}
+		si.Leased = h.LeasedAt.Load() != 0
+		si.RV, si.Active = e.r.Active(i)
+		if st := sp.Started.Load(); st != 0 {
+			si.Age = now.Sub(time.Unix(0, st))
+		}
+		out = append(out, si)
+	}
+	return out
+}
+
+// EachChunk calls f for every redo-log chunk the slots keep.
+func (e *Engine) EachChunk(f func(h handle.Handle)) {
+	for i := 0; i < e.st.NumSlots(); i++ {
+		for _, hd := range e.slotPart(i).Chunks {
+			if hd != handle.Null {
+				f(hd)
+			}
+		}
+	}
+}
