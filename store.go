@@ -138,7 +138,9 @@ func (s *Store) Recover() (int, error) { return s.st.RecoverDead() }
 // so a block is reported only if two walks both miss it.
 func (s *Store) Problems() []string {
 	p := append(s.st.Check(), s.a.Check()...)
-	if s.sp == nil {
+	if s.sp == nil || len(p) > 0 {
+		// A damaged store (a region cut short, broken metadata) is not
+		// walked by handle: that could fault.
 		return p
 	}
 	missing := s.unaccounted(&p)

@@ -35,6 +35,9 @@ func TestOpenAllocCheckRemove(t *testing.T) {
 	got, err := st2.Allocator().Resolve(hd)
 	require.NoError(t, err)
 	require.Equal(t, "hello", string(got[:5]))
+	// A raw block linked nowhere is a leak to Check; freed, the store is clean.
+	require.ErrorIs(t, st2.Check(), shmstore.ErrCheck)
+	require.NoError(t, st2.Allocator().FreeAny(hd))
 	require.NoError(t, st2.Check())
 	require.NoError(t, st2.Close())
 	require.ErrorIs(t, st2.Close(), shmstore.ErrClosed)
