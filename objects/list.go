@@ -330,7 +330,7 @@ func (l *List) pop(front bool) (Value, error) {
 
 // Set replaces item i.
 func (l *List) Set(i int, val any) error {
-	v, o, err := l.prepareWrite(val)
+	o, err := l.overlay(true)
 	if err != nil {
 		return err
 	}
@@ -339,6 +339,10 @@ func (l *List) Set(i int, val any) error {
 		return err
 	}
 	old, err := l.at(o, k)
+	if err != nil {
+		return err
+	}
+	v, _, err := l.prepareWrite(val)
 	if err != nil {
 		return err
 	}
@@ -376,7 +380,7 @@ func (l *List) materialize(o *listOverlay) error {
 
 // Insert puts val before item i (i == Len appends).
 func (l *List) Insert(i int, val any) error {
-	v, o, err := l.prepareWrite(val)
+	o, err := l.overlay(true)
 	if err != nil {
 		return err
 	}
@@ -388,6 +392,10 @@ func (l *List) Insert(i int, val any) error {
 		return fmt.Errorf("objects: insert at %d of %d: %w", i, n, ErrOutOfRange)
 	}
 	if err := l.materialize(o); err != nil {
+		return err
+	}
+	v, _, err := l.prepareWrite(val)
+	if err != nil {
 		return err
 	}
 	o.mat = append(o.mat[:i], append([]Value{v}, o.mat[i:]...)...)
@@ -466,7 +474,10 @@ func (o *listOverlay) prepare(tx *Tx) error {
 		return load(ip, uintptr(j*cellSize)), load(ip, uintptr(j*cellSize+8))
 	}
 	newLen := o.length()
-	if o.isMat || newLen > capa || (capa > minListCap && newLen*4 < capa) {
+	if items == handle.Null && newLen == 0 {
+		return nil // still empty, still without a ring
+	}
+	if o.isMat || items == handle.Null || newLen > capa || (capa > minListCap && newLen*4 < capa) {
 		// A new ring: every committed item's blob is retired, every
 		// surviving value encoded afresh.
 		vals := o.mat

@@ -3,6 +3,7 @@
 package objects
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -154,6 +155,9 @@ func TestDictAgainstModel(t *testing.T) {
 		}
 		require.NoError(t, s.View(func(tx *Tx) error {
 			d, err := tx.Root().GetDict("d")
+			if errors.Is(err, ErrNotFound) && len(model) == 0 {
+				return nil // every round so far aborted
+			}
 			if err != nil {
 				return err
 			}
