@@ -7,7 +7,7 @@ BIN           := bin
 SHMCTL        := $(BIN)/shmctl
 DEMO_STORE    ?= demo
 # Packages with concurrency, tested again with -race and -tags invariants.
-CONCURRENT    := ./shm/ ./alloc/ ./handle/ ./cmd/shmctl/ .
+CONCURRENT    := ./shm/ ./alloc/ ./handle/ ./ipc/ ./reclaim/ ./txn/ ./objects/ ./cmd/shmctl/ .
 
 .DEFAULT_GOAL := help
 .PHONY: help check-platform build test test-unit test-race lint demo bench fuzz clean
@@ -27,13 +27,13 @@ build: check-platform ## build the packages and bin/shmctl
 	$(GO) build ./...
 	$(GO) build -o $(SHMCTL) ./cmd/shmctl
 
-test: lint test-unit test-race ## lint, then every test (unit, multi-process, fuzz seeds), then again with -race -tags invariants
+test: lint test-unit test-race ## lint, then every test (unit, multi-process, fuzz seeds), then again with -race -tags invariants (-short)
 
 test-unit: check-platform
 	$(GO) test -count=1 ./...
 
 test-race: check-platform
-	$(GO) test -count=1 -race -tags invariants $(CONCURRENT)
+	$(GO) test -count=1 -short -race -tags invariants $(CONCURRENT)
 
 lint: check-platform ## gofmt check, go vet, staticcheck (pinned, run through go run)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
