@@ -97,6 +97,11 @@ func walk(tx *Tx, path string, create bool) (*Dict, string, error) {
 func (s *Store) Get(path string) (Value, error) {
 	var v Value
 	err := s.View(func(tx *Tx) error {
+		if strings.IndexByte(path, '/') < 0 && path != "" {
+			var err error
+			v, err = tx.Root().GetKey(objects.String(path)) // a key of the root: no path to walk
+			return err
+		}
 		d, k, err := walk(tx, path, false)
 		if err != nil {
 			return err

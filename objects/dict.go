@@ -245,6 +245,19 @@ func (d *Dict) Get(key any) (Value, error) {
 	return v, err
 }
 
+// GetKey is Get for a key that is a Value already (no conversion, and no
+// allocation for the key).
+func (d *Dict) GetKey(k Value) (Value, error) {
+	if k.kind == KindFloat || k.kind.IsContainer() {
+		return None, fmt.Errorf("key of kind %v: %w", k.kind, ErrTypeMismatch)
+	}
+	v, ok, err := d.lookup(k)
+	if err == nil && !ok {
+		err = fmt.Errorf("objects: key %v: %w", k, ErrNotFound)
+	}
+	return v, err
+}
+
 // Has reports whether key is present.
 func (d *Dict) Has(key any) (bool, error) {
 	_, ok, err := d.Lookup(key)

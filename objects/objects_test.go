@@ -337,4 +337,3 @@ func TestAliasingAndCounters(t *testing.T) {
 	}))
 	checkClean(t, s)
 }
-

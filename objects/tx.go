@@ -31,9 +31,13 @@ type Tx struct {
 	rcList   []handle.Handle
 	created  map[handle.Handle]bool // containers this attempt allocated
 	release  []releaseReq           // objects a finalizer marks released
+	root     *Dict                  // the root, resolved once (it never moves)
 }
 
 func (tx *Tx) reset() {
+	if !tx.writer && len(tx.created) == 0 {
+		return // a read-only attempt buffered nothing
+	}
 	tx.writer = false
 	clear(tx.dicts)
 	clear(tx.dictList)
@@ -62,12 +66,16 @@ func (tx *Tx) ReadOnly() bool { return tx.t.ReadOnly() }
 
 // Root is the store's root Dict.
 func (tx *Tx) Root() *Dict {
+	if tx.root != nil {
+		return tx.root
+	}
 	d, err := tx.dictAt(tx.s.root)
 	if err != nil {
 		// The root is made at Open and never unlinked: a failure here is
 		// a damaged store, which every operation on d reports.
 		return &Dict{tx: tx, h: tx.s.root, err: err}
 	}
+	tx.root = d // kept across transactions: the root never moves
 	return d
 }
 

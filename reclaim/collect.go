@@ -9,9 +9,17 @@ import (
 )
 
 // Collect frees every batch of the ring of h's slot whose epoch is at most
-// MinActive, oldest first, and first adopts the rings of slots no process
-// owns (SlotHeader.Owner == 0), moving their entries into this ring. It
-// returns the number of batches it freed (each wholly: its blocks, its
+// MinActive, oldest first. It also adopts, from every other ring that
+// nobody is collecting right now, the oldest batches that are free to go
+// (epoch at most MinActive), moving them into this ring and freeing them
+// from there: rings of slots no process owns (given back at Close, or
+// recovered), rings of slots that live processes own but do not use (an
+// idle slot in txn's pool would otherwise hold its batches until it is
+// leased again), and the overflow ring (see RetireFor). It leaves alone
+// the rings of dead processes not yet recovered (their recovery may still
+// retire into them) until recovery gives their slots back.
+//
+// It returns the number of batches it freed (each wholly: its blocks, its
 // objects through their finalizers, nested batches, and itself); batches
 // found freed already or damaged are popped but not counted.
 //
@@ -46,15 +54,17 @@ func (r *Reclaimer) Collect(h alloc.Heap) (int, error) {
 		return freed, err
 	}
 	soft := err
+	// Which batches are worth moving: a scan made now. Only a hint: the
+	// decision to free is made again by collectOwn, with a scan after its
+	// snapshot.
+	limit := r.MinActive()
 	adopted := 0
-	for i, n := 0, r.st.NumSlots(); i < n; i++ {
-		if i == slot || r.st.Slot(i).Owner.Load() != 0 {
+	alive := procLiveness{r: r}
+	for i, n := 0, r.st.NumSlots(); i <= n; i++ { // i == n: the overflow ring
+		if i == slot || !r.ringAt(i).looksAdoptable(limit) || (i < n && !r.slotAdoptable(i, &alive)) {
 			continue
 		}
-		if _, k := r.part(i).ring.loadHN(); k == 0 {
-			continue
-		}
-		moved, full := r.adopt(i, slot)
+		moved, full := r.adopt(i, slot, limit)
 		adopted += moved
 		if !full {
 			continue
@@ -70,7 +80,7 @@ func (r *Reclaimer) Collect(h alloc.Heap) (int, error) {
 		if f == 0 {
 			break
 		}
-		moved, _ = r.adopt(i, slot)
+		moved, _ = r.adopt(i, slot, limit)
 		adopted += moved
 	}
 	if adopted > 0 {
@@ -90,26 +100,49 @@ func isHard(err error) bool {
 	return err != nil && !errors.Is(err, ErrNoFinalizer) && !errors.Is(err, ErrBadBatch)
 }
 
+// ringAt is slot i's ring, or the overflow ring for i == NumSlots. That
+// is also the order in which adoption takes two ring locks.
+func (r *Reclaimer) ringAt(i int) *ring {
+	if i == r.st.NumSlots() {
+		return &r.g.overflow
+	}
+	return &r.part(i).ring
+}
+
+// busy reports whether c, a ring's collector token, names a live process
+// (this one included). REQUIRES: c != 0.
+func (r *Reclaimer) busy(c uint32) bool { return c == r.st.Token() || r.st.TokenAlive(c) }
+
 // collectOwn frees the eligible batches of slot's ring, oldest first, and
-// pops each once wholly freed. The caller is the ring's only collector:
-// the slot's leaseholder, the process closing it (Release), or its
-// recoverer (RetireFor). So the lock is held only to snapshot the ring
-// and to pop, never while freeing: a finalizer may retire into this very
-// ring, even merge it (then the pop finds another head, and collectOwn
-// stops; what it freed is listed again in the merged batch, and freeing
-// it again is refused harmlessly).
+// pops each once wholly freed. The ring is marked as being collected (its
+// collector word) from the snapshot to the end, so that adopters leave it
+// alone and a batch is freed by one collector at a time; the caller is the
+// slot's leaseholder, the process closing it (Release), or its recoverer
+// (RetireFor). If a live collector has it already, collectOwn returns 0.
+// The lock is held only to snapshot the ring and to pop, never while
+// freeing: a finalizer may retire into this very ring, even merge it
+// (then the pop finds another head, and collectOwn stops; what it freed
+// is listed again in the merged batch, and freeing it again is refused
+// harmlessly).
 //
 // With the zero Heap it runs no finalizer: a batch listing an object is
 // freed except for its objects and itself, and stays in the ring.
 func (r *Reclaimer) collectOwn(slot int, h alloc.Heap) (int, error) {
-	rp := &r.part(slot).ring
+	rp := r.ringAt(slot)
 	var snap [RingCap]snapEntry
 	r.lockRing(rp)
 	k := rp.snapshotLocked(&snap)
-	r.st.Unlock(&rp.mu)
-	if k == 0 {
+	if c := rp.collector.Load(); k == 0 || (c != 0 && r.busy(c)) {
+		r.st.Unlock(&rp.mu)
 		return 0, nil
 	}
+	rp.collector.Store(r.st.Token())
+	r.st.Unlock(&rp.mu)
+	defer func() {
+		r.lockRing(rp)
+		rp.collector.Store(0)
+		r.st.Unlock(&rp.mu)
+	}()
 	// The scan comes after the snapshot: see the essay.
 	limit := r.MinActive()
 	freed, bad := 0, 0
@@ -147,48 +180,95 @@ func (r *Reclaimer) collectOwn(slot int, h alloc.Heap) (int, error) {
 	return freed, soft
 }
 
-// adopt moves the oldest entries of the ring of slot from (which no
-// process owns) into the ring of slot to (the caller's), as many as fit.
-// It reports how many it moved and whether some are left for lack of
-// room. A ring whose lock a live process holds is skipped: that is
-// another adopter at work, or a recoverer.
+// looksAdoptable peeks, without the lock, at whether the ring's oldest
+// batch was free to go at a scan that found limit, and nobody marked the
+// ring as being collected: worth locking it to adopt. (A collector that
+// died leaves its mark until recovery clears it; until then its slot is a
+// dead process's, which adoption leaves alone anyway.)
+func (rp *ring) looksAdoptable(limit uint64) bool {
+	head, n := rp.loadHN()
+	return n > 0 && rp.collector.Load() == 0 && rp.at(head, 0).epoch.Load() <= limit
+}
+
+// procLiveness caches, for one Collect, which processes are alive (each
+// answer is a system call).
+type procLiveness struct {
+	r     *Reclaimer
+	known map[int]bool
+}
+
+func (p *procLiveness) alive(proc int) bool {
+	if proc == p.r.st.ProcIndex() {
+		return true
+	}
+	if v, ok := p.known[proc]; ok {
+		return v
+	}
+	if p.known == nil {
+		p.known = make(map[int]bool)
+	}
+	v := p.r.st.ProcAlive(proc)
+	p.known[proc] = v
+	return v
+}
+
+// slotAdoptable reports whether slot i's ring may be adopted from: its
+// slot is nobody's, or a live process's. A dead process's slot waits for
+// its recovery, which may still retire into the ring (RetireFor) and
+// relies on seeing there what an earlier try put there.
+func (r *Reclaimer) slotAdoptable(i int, p *procLiveness) bool {
+	o := r.st.Slot(i).Owner.Load()
+	return o == 0 || p.alive(int(o)-1)
+}
+
+// adopt moves, from ring from into the ring of slot to (the caller's),
+// the oldest batches whose epoch is at most limit, as many as fit. It
+// reports how many it moved, and full when it stopped for lack of room.
+// A ring whose lock a live process holds is skipped, and so is one that
+// a live collector is collecting (its collector word).
 //
-// Order of the stores: the entries are written into free slots of the
-// destination, its hn publishes them, then the source's hn pops them. A
-// crash between the two hn stores leaves the entries in both rings; each
-// is freed by whichever ring gets there first and skipped as stale by the
-// other (the one case where two collectors may work on the same batch at
-// once: hence readBatch's care, and the Finalizer's contract).
-func (r *Reclaimer) adopt(from, to int) (moved int, full bool) {
-	src, dst := &r.part(from).ring, &r.part(to).ring
+// The two locks are taken in ring order (slot index, the overflow ring
+// last), so that two adopters taking from each other's rings cannot
+// deadlock. Order of the stores: the entries are written into free slots
+// of the destination, its hn publishes them, then the source's hn pops
+// them. A crash between the two hn stores leaves the entries in both
+// rings; each is freed by whichever ring gets there first and skipped as
+// stale by the other (the one case where two collectors may work on the
+// same batch at once: hence readBatch's care, and the Finalizer's
+// contract).
+func (r *Reclaimer) adopt(from, to int, limit uint64) (moved int, full bool) {
+	src, dst := r.ringAt(from), r.ringAt(to)
 	if h := src.mu.Holder(); h != 0 && r.st.TokenAlive(h) {
 		return 0, false
 	}
-	r.lockRing(src)
-	defer r.st.Unlock(&src.mu)
-	// Re-check under the lock: a process may have claimed the slot since
-	// (it collects its ring itself), as LMDB re-checks a reader's pid.
-	if r.st.Slot(from).Owner.Load() != 0 {
-		return 0, false
+	first, second := src, dst
+	if to < from {
+		first, second = dst, src
+	}
+	r.lockRing(first)
+	defer r.st.Unlock(&first.mu)
+	r.lockRing(second)
+	defer r.st.Unlock(&second.mu)
+	if c := src.collector.Load(); c != 0 {
+		if r.busy(c) {
+			return 0, false
+		}
+		src.collector.Store(0) // its collector died midway; we take over
 	}
 	sh, sn := src.loadHN()
-	if sn == 0 {
-		return 0, false
-	}
-	r.lockRing(dst)
-	defer r.st.Unlock(&dst.mu)
 	dh, dn := dst.loadHN()
-	k := min(sn, RingCap-dn)
-	for i := uint32(0); i < k; i++ {
-		s, d := src.at(sh, i), dst.at(dh, dn+i)
+	k := uint32(0)
+	for k < sn && dn+k < RingCap && src.at(sh, k).epoch.Load() <= limit {
+		s, d := src.at(sh, k), dst.at(dh, dn+k)
 		d.batch.Store(s.batch.Load())
 		d.epoch.Store(s.epoch.Load())
+		k++
 	}
 	if k > 0 {
 		dst.hn.Store(packHN(dh, dn+k))
 		src.hn.Store(packHN((sh+k)%ringSlots, sn-k))
 	}
-	return int(k), k < sn
+	return int(k), k < sn && dn+k == RingCap && src.at(sh, k).epoch.Load() <= limit
 }
 
 // tree frees one retired batch and everything it lists, children before

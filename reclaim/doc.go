@@ -10,7 +10,8 @@
 // The epochs are txn's global version clock: reclaim only receives the
 // numbers (Enter, Retire). A retired batch lists plain blocks (freed
 // through alloc), nested batches, and objects (freed by a Finalizer the
-// objects layer registers per kind). Rings of slots no process owns are
+// objects layer registers per kind). What may be freed in a ring that
+// nobody is collecting (a slot given back, or idle in a live process) is
 // adopted by the next collector; a dead process's slots are made quiescent
 // by recovery (Recover), so they never stall reclamation. A long
 // transaction does stall it; Held and Active show who holds what back.

@@ -33,8 +33,8 @@ const (
 //	| epoch          (atomic u64)    |  0 = quiescent, rv+1 = active at rv
 //	| (rest of the cache line)       |
 //	+--------------------------------+ 64
-//	| mu             shm.Mutex (u32) |  guards hn, pending, slots
-//	| _              u32             |
+//	| mu             shm.Mutex (u32) |  guards the rest of the ring
+//	| collector      (atomic u32)    |  token of its collector, 0 if none
 //	| hn             (atomic u64)    |  head<<32 | n: the live entries
 //	| pending        (atomic u64)    |  merge batch in flight, 0 if none
 //	| (rest of the cache line)       |
@@ -64,14 +64,21 @@ type slotPart struct {
 // first, each with the epoch it was retired at.
 //
 // Every field is written only by a holder of mu: the slot's leaseholder
-// (Retire appends; Collect pops), an adopter moving the entries of an
-// unowned slot into its own ring, a recoverer retiring for a dead slot
-// (RetireFor), and whoever takes mu from a dead holder (it repairs). They
-// are atomics anyway so that inspectors (Held, Each) may read them
-// without the lock, seeing a snapshot that may be stale but never torn.
+// (Retire appends; Collect pops), an adopter moving entries out of it
+// into its own ring, a recoverer retiring for a dead slot (RetireFor),
+// and whoever takes mu from a dead holder (it repairs). They are atomics
+// anyway so that inspectors (Held, Each) and adopters peeking before they
+// lock may read them without the lock, seeing a snapshot that may be
+// stale but never torn.
 type ring struct {
 	mu shm.Mutex
-	_  uint32
+	// collector is the lock token of the process collecting this ring
+	// right now (its leaseholder, between its snapshot and its last pop),
+	// 0 when none. Set and cleared under mu by the collector; read under
+	// mu by adopters, which leave the ring alone while the collector is
+	// alive: a batch is freed by one collector at a time. A dead
+	// collector's token is ignored (and cleared by the next adopter).
+	collector atomic.Uint32
 	// hn packs the head index (< ringSlots) and the count (<= RingCap).
 	// One store publishes an append (after the entry was written), a pop
 	// (after the entry was wholly freed) or a merge: the ring is never
@@ -94,11 +101,23 @@ type ringEntry struct {
 	epoch atomic.Uint64 // the retirer's commit version (wv)
 }
 
-// global is reclaim's global part: only the format stamp. The rest of the
-// 4 KiB is unused; no counter lives here, because a word every commit
-// writes would bounce between all processes.
+// global is reclaim's global part (4 KiB, half of it used).
+//
+//	+--------------------------------+ 0
+//	| stamp          (atomic u64)    |  formatStamp, set by the first opener
+//	+--------------------------------+ 64
+//	| overflow       ring            |  1984 bytes: like a slot's ring
+//	+--------------------------------+ 2048
+//
+// The overflow ring takes what RetireFor without a heap cannot put in a
+// full slot ring (txn's recovery of a dead slot retires with the zero
+// Heap); every Collect adopts from it like from any other ring. No
+// counter lives here: a word every commit writes would bounce between all
+// processes.
 type global struct {
-	stamp atomic.Uint64 // formatStamp of the first process to open the store
+	stamp    atomic.Uint64 // written once (CAS from 0), read by every opener
+	_        [shm.CacheLine - 8]byte
+	overflow ring
 }
 
 // Compile-time pins: the shared structs have exactly the size of the parts
@@ -107,6 +126,7 @@ const (
 	_ = uint(slotPartSize - unsafe.Sizeof(slotPart{}))
 	_ = uint(unsafe.Sizeof(slotPart{}) - slotPartSize)
 	_ = uint(globalPartSize - unsafe.Sizeof(global{}))
+	_ = uint(unsafe.Offsetof(global{}.overflow) - shm.CacheLine)
 	_ = uint(RingCap - 100) // a ring holds at least 100 batches
 )
 
@@ -124,8 +144,8 @@ func init() {
 // of reclaim is refused.
 func formatStamp() uint64 {
 	h := fnv.New64a()
-	fmt.Fprintf(h, "reclaim v1 slot=%d ring=%d/%d entry=%d batch=%d+%d magic=%#x",
-		unsafe.Sizeof(slotPart{}), ringSlots, RingCap, unsafe.Sizeof(ringEntry{}),
+	fmt.Fprintf(h, "reclaim v2 slot=%d global=%d ring=%d/%d entry=%d batch=%d+%d magic=%#x",
+		unsafe.Sizeof(slotPart{}), unsafe.Sizeof(global{}), ringSlots, RingCap, unsafe.Sizeof(ringEntry{}),
 		batchHeader, batchEntrySize, batchMagic)
 	return h.Sum64()
 }
@@ -188,22 +208,32 @@ func writeBatch(b []byte, entries func(i int) Entry, n int) {
 	}
 }
 
+// batchHeaderOf resolves hd and checks its batch header; it returns the
+// block and the count.
+func (r *Reclaimer) batchHeaderOf(hd handle.Handle) ([]byte, int, error) {
+	b, err := r.a.Resolve(hd)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(b) < batchHeader {
+		return nil, 0, fmt.Errorf("reclaim: batch %v: block of %d bytes: %w", hd, len(b), ErrBadBatch)
+	}
+	h := atomic.LoadUint64(word(b, 0))
+	n := uint64(uint32(h))
+	if uint32(h>>32) != batchMagic || n > uint64(len(b)-batchHeader)/batchEntrySize {
+		return nil, 0, fmt.Errorf("reclaim: batch %v: header %#x in a block of %d bytes: %w", hd, h, len(b), ErrBadBatch)
+	}
+	return b, int(n), nil
+}
+
 // readBatch copies the entries of the batch hd names. It fails with
 // alloc's error when hd does not resolve (handle.ErrStaleHandle: freed,
 // maybe while it was being read) and with ErrBadBatch when the block is
 // not a batch.
 func (r *Reclaimer) readBatch(hd handle.Handle) ([]Entry, error) {
-	b, err := r.a.Resolve(hd)
+	b, n, err := r.batchHeaderOf(hd)
 	if err != nil {
 		return nil, err
-	}
-	if len(b) < batchHeader {
-		return nil, fmt.Errorf("reclaim: batch %v: block of %d bytes: %w", hd, len(b), ErrBadBatch)
-	}
-	h := atomic.LoadUint64(word(b, 0))
-	n := uint64(uint32(h))
-	if uint32(h>>32) != batchMagic || n > uint64(len(b)-batchHeader)/batchEntrySize {
-		return nil, fmt.Errorf("reclaim: batch %v: header %#x in a block of %d bytes: %w", hd, h, len(b), ErrBadBatch)
 	}
 	out := make([]Entry, n)
 	for i := range out {

@@ -45,9 +45,9 @@ package reclaim
 //     store: it is the store half of Dekker's pattern, and the scan's
 //     load is the other half. A plain store could sit in the store
 //     buffer past T's first load, and the proof would fail.
-//  2. M_i read rv+1, T active at rv. We free only if rv >= R. The clock
-//     is the committer's wv = R; a transaction whose rv >= wv read the
-//     clock after the commit took its version, and txn guarantees that
+//  2. M_i read rv+1, T active at rv. We free only if rv >= R, and R is
+//     the committer's wv: a transaction whose rv >= wv read the clock
+//     after the commit took its version, and txn guarantees that
 //     such a transaction never loads a word the commit overwrote, as it
 //     was before the commit (TL2: it either waits for the commit's locks
 //     or sees their new versions and values). So T cannot load the old
@@ -71,7 +71,12 @@ package reclaim
 // appended after the scan could be judged by an older scan, which may
 // have seen quiescent a transaction that published a small rv just after
 // and is still reading. So every collector snapshots the ring first and
-// judges only the snapshot with the scan it makes afterwards.
+// judges only the snapshot with the scan it makes afterwards. Moving an
+// entry keeps this true: an adopter takes entries out of another ring
+// under its lock and snapshots its own ring after that, so the scan that
+// decides still follows the original append (the scan an adopter makes to
+// choose what to move is only a hint). A merged batch carries the largest epoch
+// of what it lists, so judging it by that epoch is conservative.
 //
 // Why readers need no lock, and why the scan may read stale words: a word
 // read stale is either a transaction's rv that has since exited (the scan
@@ -104,22 +109,31 @@ package reclaim
 // Who collects which ring:
 //
 //   - the slot's leaseholder collects its own ring (Collect, and Retire
-//     when the ring is full). It holds the ring's lock only to snapshot and
-//     to pop, never while freeing: finalizers run transactions, which may
-//     retire into this same ring;
-//   - a ring whose slot no process owns (SlotHeader.Owner == 0: given back
-//     at Close, or recovered after its process died) is adopted: Collect
-//     moves its entries into the collector's own ring, under both locks
-//     (the orphan's first), and frees them from there. Adoption never
-//     waits for a live holder of the orphan's lock: it skips a busy ring;
+//     when the ring is full). It marks the ring as being collected (the
+//     collector word: its lock token) from its snapshot to its last pop,
+//     and holds the ring's lock only to snapshot, to pop and to mark,
+//     never while freeing: finalizers run transactions, which may retire
+//     into this same ring;
+//   - every Collect also adopts: from each other ring that no live
+//     collector has marked, it moves the oldest batches that its scan
+//     found free to go into its own ring (under both rings' locks), and
+//     frees them from there. That covers slots no process owns (given
+//     back at Close, or recovered after their process died), slots a live
+//     process owns but does not use (an idle slot in txn's pool would
+//     otherwise keep its batches until it is leased again), and the
+//     overflow ring in the global part, where RetireFor without a heap
+//     puts what does not fit a full ring. Only batches that may go are
+//     moved, so batches do not wander from ring to ring while a long
+//     transaction holds them, and an adopter's ring does not fill up with
+//     other slots' waiting batches. Adoption never waits for a live
+//     holder of the other ring's lock: it skips a busy ring;
 //   - a slot owned by a dead process that is not recovered yet is left
 //     alone: txn's recovery of that slot may still retire into it
 //     (RetireFor), and its duplicate check must see the ring as it was.
-//     Recovery sets Owner to 0 when it is done, and then the ring is an
-//     orphan like any other;
-//   - a slot owned by a live process but not leased right now is left to
-//     that process (its next lease collects it, Close releases it).
-//
+//     Recovery sets Owner to 0 when it is done (and clears the dead
+//     process's collector marks), and then the ring is adopted like any
+//     other.
+
 // A full ring is first collected; if that frees nothing (a long
 // transaction holds it), all its batches are merged into one new batch
 // carrying the largest of their epochs: conservative, still correct, and
@@ -128,11 +142,14 @@ package reclaim
 // with an explicit stack, never by recursion.
 //
 // Lock order: a ring lock is taken after the recovery lock (RetireFor
-// runs in recovery) and before alloc's locks (a free may take the pool
-// lock); adoption holds the orphan's ring lock, then the adopter's own.
-// No code holding a ring lock waits for anything else: merge batches are
-// allocated before the lock is taken, because an allocation that runs out
-// of memory may call shm's RecoverDead.
+// runs in recovery) and before alloc's locks (the repair of a stolen ring
+// lock frees a block, which may take the pool lock). Adoption is the one
+// place that holds two ring locks; it takes them in ring order (slot
+// index, the overflow ring last), so two adopters taking from each
+// other's rings cannot deadlock. Code holding a ring lock never
+// allocates and never runs a finalizer: merge batches are allocated
+// before the lock is taken, because an allocation that runs out of
+// memory may call shm's RecoverDead, and finalizers run transactions.
 
 import (
 	"errors"
@@ -163,8 +180,9 @@ var (
 	// one (no batch header, or a count larger than the block).
 	ErrBadBatch = errors.New("not a retire batch")
 	// ErrRingFull: RetireFor without a heap found the ring full of entries
-	// a running transaction still holds, and has no heap to merge them
-	// with. Nothing was changed; retry with a heap, or later.
+	// a running transaction still holds, and the overflow ring full too,
+	// and has no heap to merge them with. Nothing was changed; retry with
+	// a heap, or later.
 	ErrRingFull = errors.New("retire ring full")
 	// ErrNoHeap: an operation that allocates or finalizes was given the
 	// zero alloc.Heap.
@@ -197,6 +215,7 @@ type Finalizer func(h alloc.Heap, obj handle.Handle) error
 type Reclaimer struct {
 	st *shm.Store
 	a  *alloc.Allocator
+	g  *global
 	ro bool
 	// fins is the process-local finalizer registry, by kind.
 	fins [256]atomic.Pointer[Finalizer]
@@ -218,8 +237,8 @@ func New(st *shm.Store, a *alloc.Allocator) (*Reclaimer, error) {
 	if a == nil || a.Store() != st {
 		return nil, fmt.Errorf("reclaim: the allocator does not serve store %q: %w", st.Name(), shm.ErrBadOption)
 	}
-	r := &Reclaimer{st: st, a: a, ro: st.ReadOnly(), collecting: make([]atomic.Bool, st.NumSlots())}
 	g := (*global)(st.GlobalPart(shm.PartReclaim))
+	r := &Reclaimer{st: st, a: a, g: g, ro: st.ReadOnly(), collecting: make([]atomic.Bool, st.NumSlots())}
 	stamp := formatStamp()
 	if !r.ro {
 		g.stamp.CompareAndSwap(0, stamp)
@@ -323,14 +342,26 @@ func (r *Reclaimer) Held(slot int) (entries int, oldest uint64) {
 	if !r.usable(slot) {
 		return 0, 0
 	}
-	rp := &r.part(slot).ring
+	return r.part(slot).ring.held()
+}
+
+// HeldOverflow is Held for the overflow ring (see RetireFor), which the
+// next Collect anywhere drains.
+func (r *Reclaimer) HeldOverflow() (entries int, oldest uint64) {
+	if r.st.Guard() != nil {
+		return 0, 0
+	}
+	return r.g.overflow.held()
+}
+
+func (rp *ring) held() (entries int, oldest uint64) {
 	head, n := rp.loadHN()
+	if n == 0 {
+		return 0, 0
+	}
 	oldest = math.MaxUint64
 	for i := uint32(0); i < n; i++ {
 		oldest = min(oldest, rp.at(head, i).epoch.Load())
-	}
-	if n == 0 {
-		oldest = 0
 	}
 	return int(n), oldest
 }

@@ -14,7 +14,9 @@ import (
 //     nothing any more, and must not hold reclamation back;
 //  2. every ring lock it held (its own rings', an adopted ring's, or the
 //     ring of a slot it was recovering) is taken over and repaired: a
-//     merge batch in flight is freed unless the ring lists it.
+//     merge batch in flight is freed unless the ring lists it; and every
+//     ring it was collecting loses its collector mark, so that adopters
+//     may take its batches (the frees it did are repeated, harmlessly).
 //
 // The rings stay where they are: once shm gives the slots back (Owner 0)
 // the next Collect anywhere adopts them, or the slot's next owner
@@ -28,10 +30,17 @@ func (r *Reclaimer) Recover(deadToken uint32, slots []int) error {
 			r.part(s).epoch.Store(0)
 		}
 	}
-	for i, n := 0, r.st.NumSlots(); i < n; i++ {
-		rp := &r.part(i).ring
-		if deadToken != 0 && rp.mu.Holder() == deadToken && r.st.TakeOver(&rp.mu) {
+	if deadToken == 0 {
+		return nil
+	}
+	for _, rp := range r.rings() {
+		if rp.mu.Holder() == deadToken && r.st.TakeOver(&rp.mu) {
 			r.repairLocked(rp)
+			r.st.Unlock(&rp.mu)
+		}
+		if rp.collector.Load() == deadToken {
+			r.lockRing(rp)
+			rp.collector.CompareAndSwap(deadToken, 0)
 			r.st.Unlock(&rp.mu)
 		}
 	}
@@ -44,7 +53,7 @@ func (r *Reclaimer) Recover(deadToken uint32, slots []int) error {
 // passed. A batch that lists objects needs a finalizer and a heap, which
 // a closing process no longer has: it stays in the ring (its blocks freed
 // already), and so do the batches after it; shm then gives the slot back,
-// and the next Collect anywhere adopts the ring.
+// and the next Collect anywhere adopts its batches once they may go.
 func (r *Reclaimer) Release(slot int) error {
 	if err := r.writable("release"); err != nil {
 		return err
@@ -61,7 +70,7 @@ func (r *Reclaimer) Release(slot int) error {
 }
 
 // Each calls f for every handle reclaim holds: for every batch of every
-// slot's ring, and every batch nested in one, f(batch, KindBlock) for the
+// slot's ring and of the overflow ring, and every batch nested in one, f(batch, KindBlock) for the
 // batch block itself, and f(h, kind) for each other entry it lists
 // (KindBlock or an object kind). A merge batch in flight is reported as a
 // block. Each handle is reported once, and only if it still resolves.
@@ -104,8 +113,7 @@ func (r *Reclaimer) Each(f func(h handle.Handle, kind uint8)) {
 			}
 		}
 	}
-	for i, n := 0, r.st.NumSlots(); i < n; i++ {
-		rp := &r.part(i).ring
+	for _, rp := range r.rings() {
 		head, k := rp.loadHN()
 		for j := uint32(0); j < k; j++ {
 			visit(handle.Handle(rp.at(head, j).batch.Load()))
@@ -117,4 +125,13 @@ func (r *Reclaimer) Each(f func(h handle.Handle, kind uint8)) {
 			}
 		}
 	}
+}
+
+// rings lists every ring: each slot's, then the overflow ring.
+func (r *Reclaimer) rings() []*ring {
+	out := make([]*ring, 0, r.st.NumSlots()+1)
+	for i, n := 0, r.st.NumSlots(); i < n; i++ {
+		out = append(out, &r.part(i).ring)
+	}
+	return append(out, &r.g.overflow)
 }

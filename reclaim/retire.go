@@ -48,7 +48,7 @@ func (r *Reclaimer) writable(what string) error {
 // longer resolves: it was retired and wholly freed already (a repeated
 // call by recovery), so there is nothing to do.
 func (r *Reclaimer) checkBatch(batch handle.Handle) (done bool, err error) {
-	_, err = r.readBatch(batch)
+	_, _, err = r.batchHeaderOf(batch)
 	if errors.Is(err, handle.ErrStaleHandle) {
 		return true, nil
 	}
@@ -71,7 +71,8 @@ func (r *Reclaimer) checkBatch(batch handle.Handle) (done bool, err error) {
 // (a long transaction holds it) all its batches are merged into one new
 // batch, allocated through h, that carries the largest of their epochs.
 // So Retire fails only when the store is out of memory (or on a bad
-// batch).
+// batch, or a closed store); a finalizer that fails during that
+// collection does not make Retire fail (the next Collect reports it).
 func (r *Reclaimer) Retire(h alloc.Heap, batch handle.Handle, epoch uint64) error {
 	slot := h.Slot()
 	if slot < 0 {
@@ -90,11 +91,14 @@ func (r *Reclaimer) Retire(h alloc.Heap, batch handle.Handle, epoch uint64) erro
 // transaction could wait for the very recovery that runs it). If the ring
 // is still full it merges it using h, the caller's own heap (the merge
 // batch is allocated through h and taken out of h's log before RetireFor
-// returns). With the zero Heap it does not merge: it changes nothing and
-// fails with ErrRingFull, so the caller, whose batch is still recorded
-// where it came from (txn's redo record), can retry with a heap. Dropping
-// an entry or overwriting one would leak or free early; blocking would
-// stall recovery behind a long transaction.
+// returns). With the zero Heap (txn's recovery has none) it cannot
+// allocate a merge batch; it appends to the store's overflow ring instead
+// (RingCap entries in the global part, adopted by every Collect). Only if
+// that is full too does it fail, with ErrRingFull, having changed
+// nothing: the caller's batch is still recorded where it came from (txn's
+// redo record), and a retry with a heap, or later, succeeds. Dropping an
+// entry or overwriting one would leak or free early; waiting would stall
+// recovery behind a long transaction.
 func (r *Reclaimer) RetireFor(slot int, h alloc.Heap, batch handle.Handle, epoch uint64) error {
 	if !r.validSlot(slot) {
 		return fmt.Errorf("reclaim: retire %v for slot %d: %w", batch, slot, ErrBadSlot)
@@ -108,40 +112,51 @@ func (r *Reclaimer) RetireFor(slot int, h alloc.Heap, batch handle.Handle, epoch
 // retire is Retire and RetireFor. own says the caller leases slot (and h
 // is its heap): then a full ring is collected with finalizers.
 func (r *Reclaimer) retire(slot int, h alloc.Heap, batch handle.Handle, epoch uint64, own bool) error {
-	if err := r.writable(fmt.Sprintf("retire %v", batch)); err != nil {
+	if err := r.writable("retire"); err != nil {
 		return err
 	}
 	if done, err := r.checkBatch(batch); done || err != nil {
 		return err
+	}
+	if !own && r.listedIn(&r.g.overflow, batch) {
+		return nil // an earlier call for the same commit put it there
 	}
 	rp := &r.part(slot).ring
 	if r.tryAppend(rp, batch, epoch) {
 		return nil
 	}
 	// Full: collect, unless this is a finalizer retiring from inside the
-	// slot's own collection (then merge at once).
-	var err error
+	// slot's own collection (then merge at once). What stops the
+	// collection (a finalizer's error, a missing finalizer) is for
+	// Collect to report; Retire makes room by merging all the same.
 	switch {
 	case own && r.collecting[slot].CompareAndSwap(false, true):
-		_, err = r.collectOwn(slot, h)
+		_, _ = r.collectOwn(slot, h)
 		r.collecting[slot].Store(false)
 	case !own:
-		_, err = r.collectOwn(slot, alloc.Heap{})
-	}
-	if isHard(err) {
-		return fmt.Errorf("reclaim: retire %v: collect the full ring of slot %d: %w", batch, slot, err)
+		_, _ = r.collectOwn(slot, alloc.Heap{})
 	}
 	if r.tryAppend(rp, batch, epoch) {
 		return nil
 	}
 	if h.Slot() < 0 {
-		return fmt.Errorf("reclaim: retire %v for slot %d: %d batches held back since epoch %d and no heap to merge them: %w",
+		if r.tryAppend(&r.g.overflow, batch, epoch) {
+			return nil
+		}
+		return fmt.Errorf("reclaim: retire %v for slot %d: %d batches held back since epoch %d, the overflow ring full too, and no heap to merge them: %w",
 			batch, slot, RingCap, r.oldest(slot), ErrRingFull)
 	}
 	return r.mergeAndAppend(rp, slot, h, batch, epoch)
 }
 
 func (r *Reclaimer) oldest(slot int) uint64 { _, o := r.Held(slot); return o }
+
+// listedIn reports whether the ring lists batch.
+func (r *Reclaimer) listedIn(rp *ring, batch handle.Handle) bool {
+	r.lockRing(rp)
+	defer r.st.Unlock(&rp.mu)
+	return rp.containsLocked(batch)
+}
 
 // tryAppend appends unless the ring lists batch already (then it is done
 // too) and reports whether it is done; false means the ring is full.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"github.com/shmstore/shmstore/alloc"
@@ -111,7 +110,7 @@ func (tx *Tx) RV() uint64 { return tx.rv }
 // run is Engine.Run on this transaction.
 func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 	tx.readOnly = readOnly
-	tx.sp.Started.Store(time.Now().UnixNano())
+	tx.sp.Started.Store(tx.e.coarseNow())
 	defer func() {
 		tx.sp.Started.Store(0)
 		tx.sp.Attempts.Store(0)
@@ -156,6 +155,9 @@ func (tx *Tx) end() {
 	if tx.collecting {
 		return
 	}
+	if !retired && tx.ends%256 != 0 {
+		return
+	}
 	if held, _ := tx.e.r.Held(tx.slot); (retired && held >= collectBatch) || (held > 0 && tx.ends%256 == 0) {
 		tx.collecting = true
 		_, _ = tx.e.r.Collect(tx.heap)
@@ -165,12 +167,18 @@ func (tx *Tx) end() {
 
 func (tx *Tx) reset() {
 	tx.reads = tx.reads[:0]
-	tx.locks = tx.locks[:0]
-	clear(tx.lockIdx)
-	clear(tx.writers)
-	tx.writers = tx.writers[:0]
-	clear(tx.stores)
-	tx.stores = tx.stores[:0]
+	if len(tx.locks) > 0 {
+		tx.locks = tx.locks[:0]
+		clear(tx.lockIdx)
+	}
+	if len(tx.writers) > 0 {
+		clear(tx.writers)
+		tx.writers = tx.writers[:0]
+	}
+	if len(tx.stores) > 0 {
+		clear(tx.stores)
+		tx.stores = tx.stores[:0]
+	}
 	tx.nstores = 0
 	tx.retire = tx.retire[:0]
 }

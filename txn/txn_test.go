@@ -53,7 +53,7 @@ type cell struct {
 }
 
 func (c cell) lock() *LockWord { return (*LockWord)(c.p) }
-func (c cell) val() *uint64     { return (*uint64)(unsafe.Add(c.p, 8)) }
+func (c cell) val() *uint64    { return (*uint64)(unsafe.Add(c.p, 8)) }
 
 func (ev *env) cells(t *testing.T, n int, v uint64) []cell {
 	t.Helper()
