@@ -126,6 +126,9 @@ func (s *Store) GetInt(path string) (int64, error) {
 // or struct, which becomes shared containers.
 func (s *Store) Set(path string, val any) error {
 	return s.Update(func(tx *Tx) error {
+		if strings.IndexByte(path, '/') < 0 && path != "" {
+			return tx.Root().Set(path, val) // a key of the root: no path to walk
+		}
 		d, k, err := walk(tx, path, true)
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"slices"
 	"unsafe"
 
 	"github.com/shmstore/shmstore/handle"
@@ -88,7 +89,13 @@ func (tx *Tx) dictOverlay(d *Dict, create bool) *dictOverlay {
 	if tx.dicts == nil {
 		tx.dicts = map[handle.Handle]*dictOverlay{}
 	}
-	o := &dictOverlay{d: d}
+	var o *dictOverlay
+	if n := len(tx.freeDicts); n > 0 { // reuse an overlay (and its slices) of an earlier attempt
+		o, tx.freeDicts = tx.freeDicts[n-1], tx.freeDicts[:n-1]
+		o.d = d
+	} else {
+		o = &dictOverlay{d: d}
+	}
 	tx.dicts[d.h] = o
 	tx.dictList = append(tx.dictList, o)
 	return o
@@ -590,20 +597,21 @@ func (d *Dict) GetDict(key any) (*Dict, error) {
 // prepare turns the overlay into stores, stripe by stripe (txn holds
 // every written stripe's lock).
 func (o *dictOverlay) prepare(tx *Tx) error {
-	byStripe := map[int][]*pending{}
-	var order []int
+	ps := tx.scratch[:0]
 	for i := range o.pend {
-		p := &o.pend[i]
-		s := stripeOf(p.hash)
-		if _, ok := byStripe[s]; !ok {
-			order = append(order, s)
-		}
-		byStripe[s] = append(byStripe[s], p)
+		ps = append(ps, &o.pend[i])
 	}
-	for _, s := range order {
-		if err := o.prepareStripe(tx, s, byStripe[s]); err != nil {
+	slices.SortStableFunc(ps, func(a, b *pending) int { return stripeOf(a.hash) - stripeOf(b.hash) })
+	tx.scratch = ps
+	for i := 0; i < len(ps); {
+		j := i + 1
+		for j < len(ps) && stripeOf(ps[j].hash) == stripeOf(ps[i].hash) {
+			j++
+		}
+		if err := o.prepareStripe(tx, stripeOf(ps[i].hash), ps[i:j]); err != nil {
 			return err
 		}
+		i = j
 	}
 	return nil
 }
@@ -613,14 +621,25 @@ type tableView struct {
 	h       handle.Handle
 	p       unsafe.Pointer
 	capa    uint64
-	private bool              // allocated by this commit: written directly
-	over    map[uint64]uint64 // slots this commit logged stores for (a shared table)
+	private bool           // allocated by this commit: written directly
+	over    []slotStore    // slots this commit logged stores for (a shared table)
+	overIdx map[uint64]int // index into over, once it is long
 }
+
+type slotStore struct{ slot, val uint64 }
 
 // get reads slot i, as this commit has changed it so far.
 func (t *tableView) get(i uint64) uint64 {
-	if v, ok := t.over[i]; ok {
-		return v
+	if t.overIdx != nil {
+		if k, ok := t.overIdx[i]; ok {
+			return t.over[k].val
+		}
+	} else {
+		for k := len(t.over) - 1; k >= 0; k-- {
+			if t.over[k].slot == i {
+				return t.over[k].val
+			}
+		}
 	}
 	return load(t.p, uintptr(i*8))
 }
@@ -632,10 +651,15 @@ func (t *tableView) set(tx *Tx, i, v uint64) error {
 		*word(t.p, uintptr(i*8)) = v
 		return nil
 	}
-	if t.over == nil {
-		t.over = map[uint64]uint64{}
+	t.over = append(t.over, slotStore{i, v})
+	if t.overIdx == nil && len(t.over) > 16 {
+		t.overIdx = make(map[uint64]int, 64)
+		for k, o := range t.over {
+			t.overIdx[o.slot] = k
+		}
+	} else if t.overIdx != nil {
+		t.overIdx[i] = len(t.over) - 1
 	}
-	t.over[i] = v
 	return tx.t.Store(word(t.p, uintptr(i*8)), addr(t.h, uintptr(i*8)), v)
 }
 

@@ -32,6 +32,9 @@ type Tx struct {
 	created  map[handle.Handle]bool // containers this attempt allocated
 	release  []releaseReq           // objects a finalizer marks released
 	root     *Dict                  // the root, resolved once (it never moves)
+
+	freeDicts []*dictOverlay // overlays of earlier attempts, for reuse
+	scratch   []*pending     // Prepare's sort buffer
 }
 
 func (tx *Tx) reset() {
@@ -40,8 +43,17 @@ func (tx *Tx) reset() {
 	}
 	tx.writer = false
 	clear(tx.dicts)
+	for _, o := range tx.dictList {
+		clear(o.pend)
+		*o = dictOverlay{pend: o.pend[:0], index: o.index}
+		clear(o.index)
+		if len(tx.freeDicts) < 16 {
+			tx.freeDicts = append(tx.freeDicts, o)
+		}
+	}
 	clear(tx.dictList)
 	tx.dictList = tx.dictList[:0]
+	clear(tx.scratch)
 	clear(tx.lists)
 	clear(tx.listList)
 	tx.listList = tx.listList[:0]
