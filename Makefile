@@ -42,17 +42,19 @@ lint: check-platform ## gofmt check, go vet, staticcheck (pinned, run through go
 	$(GO) vet -tags invariants ./...
 	$(GO) run $(STATICCHECK) ./...
 
-demo: build ## create the store "demo", churn it from 3 processes, show info and check
+demo: build ## create the store "demo", run the bank workload from 3 processes, show info, txns and check
 	@echo "== a fresh store '$(DEMO_STORE)' in $${SHMSTORE_DIR:-/dev/shm/shmstore}"
 	@$(SHMCTL) rm --force $(DEMO_STORE) 2>/dev/null || true
 	$(SHMCTL) create $(DEMO_STORE)
-	@echo "== 3 processes allocate and free concurrently, handing blocks to each other"
-	$(SHMCTL) bench $(DEMO_STORE) --procs 3 --duration 3s --max-size 256KiB --keep
+	@echo "== 3 processes move money between 100 accounts in transactions; a reader checks the total every second"
+	$(SHMCTL) bank $(DEMO_STORE) --procs 3 --duration 5s
 	@echo "== what the store holds now"
 	$(SHMCTL) info $(DEMO_STORE)
+	@echo "== the transaction slots and the version clock"
+	$(SHMCTL) txns $(DEMO_STORE)
 	@echo "== consistency"
 	$(SHMCTL) check $(DEMO_STORE)
-	@echo "(remove it with: $(SHMCTL) rm $(DEMO_STORE))"
+	@echo "(look inside with: $(SHMCTL) get $(DEMO_STORE) accounts; remove it with: $(SHMCTL) rm $(DEMO_STORE))"
 
 bench: build ## allocator benchmarks with Go's allocator as baseline, then shmctl bench
 	$(GO) test -run '^$$' -bench . -benchmem ./alloc/

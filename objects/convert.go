@@ -123,9 +123,18 @@ func (tx *Tx) Export(v Value) (any, error) {
 			}
 			return m, nil
 		}
+		// Bytes keys become strings (a []byte cannot be a map key); a
+		// String key with the same bytes would collide, and is refused.
 		m := make(map[any]any, len(items))
 		for _, it := range items {
-			m[it.k.Scalar()] = it.v
+			k := it.k.Scalar()
+			if it.k.kind == KindBytes {
+				k = it.k.s
+			}
+			if _, dup := m[k]; dup {
+				return nil, fmt.Errorf("objects: export: keys %v collide as Go map keys: %w", it.k, ErrTypeMismatch)
+			}
+			m[k] = it.v
 		}
 		return m, nil
 	case KindList:

@@ -313,7 +313,11 @@ func (tx *Tx) AddWriter(w Writer) error {
 // Alloc allocates n bytes for this transaction: freed if it aborts,
 // handed over when it commits.
 func (tx *Tx) Alloc(n int) (handle.Handle, []byte, error) {
-	return tx.heap.Alloc(n)
+	h, b, err := tx.heap.Alloc(n)
+	if errors.Is(err, alloc.ErrLogFull) {
+		err = fmt.Errorf("txn: %w: %w", ErrTooLarge, err)
+	}
+	return h, b, err
 }
 
 // Store logs the store of v into the word p points at (store-wide

@@ -54,7 +54,7 @@ func (o *benchOptions) addFlags(fs *flag.FlagSet) {
 	fs.Var(&o.maxSize, "max-size", "largest request `SIZE`; sizes are log-uniform in between")
 	fs.IntVar(&o.mailbox, "mailbox", o.mailbox, "`N` cells in the shared mailbox that blocks are swapped through")
 	fs.Uint64Var(&o.seed, "seed", 0, "random `SEED` (0: from the clock; printed)")
-	fs.BoolVar(&o.keep, "keep", false, "leave the mailbox and the blocks in it allocated, for a look with info (they stay until the store is removed)")
+	fs.BoolVar(&o.keep, "keep", false, "leave the mailbox and the blocks in it allocated, for a look with info (linked from no object: check reports them as leaked, and they stay until the store is removed)")
 }
 
 // setArgs takes the store name.

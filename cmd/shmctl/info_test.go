@@ -19,13 +19,18 @@ func TestInfo(t *testing.T) {
 	dir := testDir(t)
 	createStore(t, dir, "inf")
 
-	// An empty store: no regions, no classes, no processes.
+	// A new store holds only its root Dict, made at create: one region,
+	// one block in the global heap, no processes.
 	var rep infoReport
 	runJSON(t, &rep, "--dir", dir, "info", "inf")
-	require.Equal(t, 0, rep.Regions)
+	require.Equal(t, 1, rep.Regions)
 	require.Equal(t, 16, rep.MaxRegions)
-	require.Empty(t, rep.RegionList)
-	require.Empty(t, rep.Classes)
+	require.Len(t, rep.RegionList, 1)
+	require.Len(t, rep.Classes, 1)
+	root := rep.Classes[0]
+	require.Equal(t, infoClass{Class: root.Class, Size: root.Size, SpanSuperblocks: 1, Spans: 1, Superblocks: 1,
+		Global: 1, BlocksUsed: 1, BlocksFree: root.BlocksFree, Fragmentation: root.Fragmentation}, root)
+	require.Equal(t, uint64(root.Size), rep.UsedBytes)
 	require.Empty(t, rep.Processes)
 
 	// Allocate from this process and keep a slot leased while info runs.
@@ -61,8 +66,14 @@ func TestInfo(t *testing.T) {
 	require.Equal(t, 1, rep.LargeBlocks)
 	require.GreaterOrEqual(t, rep.LargeBytes, uint64(alloc.MaxSmall+1))
 	c := alloc.ClassOf(100)
-	require.Len(t, rep.Classes, 2)
-	cl := rep.Classes[0]
+	classes := map[int]infoClass{}
+	for _, k := range rep.Classes {
+		classes[k.Class] = k
+	}
+	require.Len(t, classes, 3)
+	require.NotContains(t, []int{c, cs}, root.Class)
+	require.Equal(t, root, classes[root.Class], "the root's class is as it was")
+	cl := classes[c]
 	require.Equal(t, infoClass{Class: c, Size: alloc.Classes[c].Size, SpanSuperblocks: 1, Spans: 1, Superblocks: 1,
 		Owned: 1, BlocksUsed: 10, BlocksFree: uint64(alloc.Classes[c].Blocks - 10),
 		Fragmentation: cl.Fragmentation}, cl)
@@ -70,8 +81,8 @@ func TestInfo(t *testing.T) {
 	span := alloc.Classes[cs].Span
 	require.Equal(t, infoClass{Class: cs, Size: alloc.Classes[cs].Size, SpanSuperblocks: int(span), Spans: 1,
 		Superblocks: int(span), Owned: 1, BlocksUsed: 1, BlocksFree: uint64(alloc.Classes[cs].Blocks - 1),
-		Fragmentation: rep.Classes[1].Fragmentation}, rep.Classes[1])
-	require.Equal(t, uint64(10*cl.Size)+uint64(alloc.Classes[cs].Size)+rep.LargeBytes, rep.UsedBytes)
+		Fragmentation: classes[cs].Fragmentation}, classes[cs])
+	require.Equal(t, uint64(root.Size)+uint64(10*cl.Size)+uint64(alloc.Classes[cs].Size)+rep.LargeBytes, rep.UsedBytes)
 	require.Equal(t, rep.MappedBytes-rep.MetaBytes-rep.UsedBytes, rep.FreeBytes)
 	require.Len(t, rep.Processes, 1)
 	p := rep.Processes[0]

@@ -46,14 +46,15 @@ func TestLs(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	require.Len(t, lines, 3, out)
 	require.Regexp(t, `^NAME +REGIONS +SIZE +MAX SIZE +LIVE +DEAD +CREATED$`, lines[0])
-	require.Regexp(t, `^alpha +0/4 +0 B +8 MiB +0 +0 +\d{4}-`, lines[1])
+	// create made the root Dict, in the first region.
+	require.Regexp(t, `^alpha +1/4 +2 MiB +8 MiB +0 +0 +\d{4}-`, lines[1])
 	require.Regexp(t, `^beta +1/16 +1 MiB +16 MiB +1 +0 +\d{4}-`, lines[2])
 
 	var entries []lsEntry
 	runJSON(t, &entries, "--dir", dir, "ls")
 	require.Len(t, entries, 2)
 	require.Equal(t, "alpha", entries[0].Name)
-	require.Equal(t, 0, entries[0].Regions)
+	require.Equal(t, 1, entries[0].Regions)
 	require.Equal(t, 4, entries[0].MaxRegions)
 	require.Equal(t, uint64(8<<20), entries[0].MaxSize)
 	require.Equal(t, 0, entries[0].LiveProcs)
@@ -78,7 +79,7 @@ func TestLsBrokenStore(t *testing.T) {
 
 	out := mustRun(t, "--dir", dir, "ls")
 	require.Regexp(t, `(?m)^bad +- +- +- +- +- +error: .*magic`, out)
-	require.Regexp(t, `(?m)^good +0/16 `, out)
+	require.Regexp(t, `(?m)^good +1/16 `, out)
 	var entries []lsEntry
 	runJSON(t, &entries, "--dir", dir, "ls")
 	require.Len(t, entries, 2)

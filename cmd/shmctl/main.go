@@ -1,20 +1,23 @@
 //go:build linux && (amd64 || arm64)
 
 // Command shmctl creates, lists, inspects, checks, removes and benchmarks
-// shmstore stores.
+// shmstore stores, and reads and writes what they hold.
 //
 //	shmctl [--dir DIR] [--json] COMMAND [FLAGS] [ARGS]
 //
-// Commands: create, ls, info, check, rm, bench, help. Every command takes
-// --dir (the directory that holds stores; default $SHMSTORE_DIR, else
-// /dev/shm/shmstore) and --json (machine-readable output with stable
-// snake_case field names), before or after the command name.
+// Commands: create, ls, info, check, rm, get, dump, load, txns, procs,
+// bench, bank, help. Every command takes --dir (the directory that holds
+// stores; default $SHMSTORE_DIR, else /dev/shm/shmstore) and --json
+// (machine-readable output with stable snake_case field names), before or
+// after the command name.
 //
-// Inspection (ls, info) opens stores read-only and never writes. check
-// attaches, recovers dead processes, then reports every problem it finds
-// and exits 1 if there is any. Errors are one line on stderr, prefixed
-// "shmctl: ": exit status 2 for a mistake in the command line, 1 for a
-// failure at run time.
+// Inspection (ls, info, txns, procs) opens stores read-only and never
+// writes. get and dump attach, because a transaction needs a slot, and
+// read in one View; load writes in one Update (values.go says how values
+// map to JSON and msgpack). check attaches, recovers dead processes, then
+// reports every problem it finds and exits 1 if there is any. Errors are
+// one line on stderr, prefixed "shmctl: ": exit status 2 for a mistake in
+// the command line, 1 for a failure at run time.
 package main
 
 import (
@@ -141,7 +144,8 @@ type command struct {
 	name    string
 	args    string // the arguments after the name, for help
 	summary string
-	hidden  bool // internal: not listed by help
+	details string // more for 'shmctl help COMMAND', wrapped, or ""
+	hidden  bool   // internal: not listed by help
 	newOpts func(g globalOptions) commandOptions
 }
 
@@ -159,12 +163,31 @@ func commandTable() []*command {
 			newOpts: func(g globalOptions) commandOptions { return &checkOptions{globalOptions: g} }},
 		{name: "rm", args: "NAME", summary: "remove a store (refused while live processes are attached)",
 			newOpts: func(g globalOptions) commandOptions { return &rmOptions{globalOptions: g} }},
+		{name: "get", args: "NAME PATH", summary: "print the value or subtree at PATH (keys from the root: accounts/alice; / for all) as JSON",
+			details: getHelp,
+			newOpts: func(g globalOptions) commandOptions { return &getOptions{globalOptions: g} }},
+		{name: "dump", args: "NAME", summary: "write the whole store (the root Dict) as JSON or msgpack", details: dumpHelp,
+			newOpts: func(g globalOptions) commandOptions { return &dumpOptions{globalOptions: g} }},
+		{name: "load", args: "NAME FILE", summary: "set each top-level key of a JSON or msgpack object in FILE, in one transaction",
+			details: loadHelp,
+			newOpts: func(g globalOptions) commandOptions { return &loadOptions{globalOptions: g} }},
+		{name: "txns", args: "NAME", summary: "list the transaction slots: owner, state, locks, waits, commits, aborts, retired memory",
+			details: txnsHelp,
+			newOpts: func(g globalOptions) commandOptions { return &txnsOptions{globalOptions: g} }},
+		{name: "procs", args: "NAME", summary: "list the attached processes: pid, alive, dead or recovering, slots",
+			details: procsHelp,
+			newOpts: func(g globalOptions) commandOptions { return &procsOptions{globalOptions: g} }},
 		{name: "bench", args: "NAME", summary: "run the allocator churn workload in worker processes",
 			newOpts: func(g globalOptions) commandOptions { return newBenchOptions(g) }},
+		{name: "bank", args: "NAME", summary: "move money between accounts from worker processes, checking that the total never changes",
+			details: bankHelp,
+			newOpts: func(g globalOptions) commandOptions { return newBankOptions(g) }},
 		{name: "help", args: "[COMMAND]", summary: "show help for shmctl or a command",
 			newOpts: func(g globalOptions) commandOptions { return &helpOptions{globalOptions: g} }},
 		{name: churnCommand, args: "NAME", summary: "one bench worker (internal)", hidden: true,
 			newOpts: func(g globalOptions) commandOptions { return &churnOptions{globalOptions: g} }},
+		{name: bankWorkerCommand, args: "NAME", summary: "one bank worker (internal)", hidden: true,
+			newOpts: func(g globalOptions) commandOptions { return &bankWorkerOptions{globalOptions: g} }},
 	}
 }
 

@@ -32,10 +32,10 @@ const (
 )
 
 // TestMain lets this test binary stand in for shmctl's own processes: a
-// bench worker (bench, run in-process, re-executes os.Executable) and a
-// helper that attaches and waits to be killed.
+// bench or bank worker (bench and bank, run in-process, re-execute
+// os.Executable) and a helper that attaches and waits to be killed.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == churnCommand {
+	if len(os.Args) > 1 && (os.Args[1] == churnCommand || os.Args[1] == bankWorkerCommand) {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	if os.Getenv(roleEnv) == "hold" {
@@ -217,6 +217,25 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--dir", dir, "bench", "s", "--duration", "soon"}, []string{"-duration"}},
 		{[]string{"--dir", dir, "bench", "s", "--min-size", "8"}, []string{"min size 8"}},
 		{[]string{"--dir", dir, "bench", "s", "--min-size", "1KiB", "--max-size", "512"}, []string{"below the min size"}},
+		{[]string{"--dir", dir, "get", "s"}, []string{"get:", "missing PATH"}},
+		{[]string{"--dir", dir, "get"}, []string{"get:", "missing store NAME and PATH"}},
+		{[]string{"--dir", dir, "get", "s", "a//b"}, []string{`path "a//b" has an empty key`}},
+		{[]string{"--dir", dir, "get", "s", "a", "b"}, []string{"get:", "got 3 arguments"}},
+		{[]string{"--dir", dir, "get", "s", "a", "--format", "json"}, []string{"get:", "-format"}},
+		{[]string{"--dir", dir, "dump", "s", "--format", "xml"}, []string{"dump:", `format "xml": want json or msgpack`}},
+		{[]string{"--dir", dir, "dump", "s", "t"}, []string{"dump:", "one store NAME"}},
+		{[]string{"--dir", dir, "load", "s"}, []string{"load:", "missing FILE"}},
+		{[]string{"--dir", dir, "load", "s", "f", "--format", "yaml"}, []string{"load:", `format "yaml"`}},
+		{[]string{"--dir", dir, "load", "s", "f", "--path", "a//b"}, []string{"load:", "empty key"}},
+		{[]string{"--dir", dir, "txns"}, []string{"txns:", "missing store NAME"}},
+		{[]string{"--dir", dir, "procs", "s", "t"}, []string{"procs:", "one store NAME"}},
+		{[]string{"--dir", dir, "bank", "s", "--procs", "0"}, []string{"bank:", "procs 0"}},
+		{[]string{"--dir", dir, "bank", "s", "--accounts", "1"}, []string{"accounts 1: want 2 to 100000"}},
+		{[]string{"--dir", dir, "bank", "s", "--initial", "0"}, []string{"initial 0"}},
+		{[]string{"--dir", dir, "bank", "s", "--accounts", "100000", "--initial", "100000000000000000"}, []string{"initial 100000000000000000"}},
+		{[]string{"--dir", dir, "bank", "s", "--duration", "0s"}, []string{"duration 0s"}},
+		{[]string{"--dir", dir, "bank", "s", "--interval", "1ms"}, []string{"interval 1ms"}},
+		{[]string{"--dir", dir, bankWorkerCommand, "s", "--worker", "1", "--accounts", "5"}, []string{"max amount 0"}},
 		{[]string{"help", "frob"}, []string{`unknown command "frob"`}},
 	} {
 		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {
@@ -233,10 +252,27 @@ func TestHelp(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}} {
 		out := mustRun(t, args...)
-		for _, c := range []string{"create", "ls", "info", "check", "rm", "bench", "help", "--dir", "--json"} {
+		for _, c := range []string{"create", "ls", "info", "check", "rm", "get NAME PATH", "dump", "load NAME FILE",
+			"txns", "procs", "bench", "bank", "help", "--dir", "--json"} {
 			require.Contains(t, out, c)
 		}
 		require.NotContains(t, out, churnCommand)
+		require.NotContains(t, out, bankWorkerCommand)
+	}
+	for cmd, want := range map[string][]string{
+		"get":   {"Usage: shmctl get [FLAGS] NAME PATH", "accounts/alice", "Int 5 -> \"5\"", "base64"},
+		"dump":  {"Usage: shmctl dump [FLAGS] NAME", "--format FORMAT", "--out FILE", "msgpack keeps", "(default json)"},
+		"load":  {"Usage: shmctl load [FLAGS] NAME FILE", "--path PATH", "one transaction", "Counters become Ints"},
+		"txns":  {"Usage: shmctl txns [FLAGS] NAME", "WAITS ON", "RETIRED, OLDEST", "read-only"},
+		"procs": {"Usage: shmctl procs [FLAGS] NAME", "recovering", "read-only"},
+		"bank":  {"Usage: shmctl bank [FLAGS] NAME", "--procs N", "--accounts N", "--duration DURATION", "--initial AMOUNT", "Ctrl-C"},
+	} {
+		out := mustRun(t, "help", cmd)
+		require.Equal(t, out, mustRun(t, cmd, "--help"))
+		for _, w := range want {
+			require.Contains(t, out, w, cmd)
+		}
+		require.Contains(t, out, "\n\nFlags:\n", cmd)
 	}
 	for _, args := range [][]string{{"help", "bench"}, {"bench", "--help"}, {"bench", "-h"}} {
 		out := mustRun(t, args...)
@@ -250,8 +286,13 @@ func TestHelp(t *testing.T) {
 func TestRunRuntimeErrorIsOneLine(t *testing.T) {
 	t.Parallel()
 	dir := testDir(t)
-	for _, cmd := range []string{"info", "check", "rm", "bench"} {
-		r := shmctl(t, "--dir", dir, cmd, "nosuch")
-		requireOneLineError(t, r, 1, cmd+":", `"nosuch"`, dir)
+	empty := writeFile(t, "empty.json", []byte("{}"))
+	for _, args := range [][]string{{"info"}, {"check"}, {"rm"}, {"bench"}, {"get", "nosuch", "a/b"}, {"dump"},
+		{"load", "nosuch", empty}, {"txns"}, {"procs"}, {"bank"}} {
+		if len(args) == 1 {
+			args = append(args, "nosuch")
+		}
+		r := shmctl(t, append([]string{"--dir", dir}, args...)...)
+		requireOneLineError(t, r, 1, args[0]+":", `"nosuch"`, dir)
 	}
 }

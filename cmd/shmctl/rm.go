@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/shm"
 )
 
 // rmOptions are the flags and arguments of `shmctl rm NAME [--force]`.
@@ -45,17 +47,25 @@ type rmReport struct {
 // forced.
 func (o *rmOptions) run(w io.Writer) error {
 	// Peek read-only for the directory and the attached processes, for the
-	// report; Remove checks again itself.
+	// report; Remove checks again itself. Only the file and process layer
+	// is opened: a store whose upper layers this build cannot read (another
+	// version's) is still removed. One it cannot open at all (damaged) is
+	// removed only with --force, blind.
+	rep := rmReport{Name: o.name, Dir: filepath.Join(o.baseDir(), o.name), Forced: o.force, LivePIDs: []int{}}
 	ro := o.storeOptions()
 	ro.ReadOnly = true
-	peek, err := shmstore.Open(o.name, ro)
-	if err != nil {
+	peek, err := shm.Open(o.name, ro)
+	switch {
+	case err == nil:
+		rep.Dir = peek.Dir()
+		if live := peek.LiveProcs(); live != nil {
+			rep.LivePIDs = live
+		}
+		_ = peek.Close()
+	case errors.Is(err, shmstore.ErrLayout) && !o.force:
+		return fmt.Errorf("store %q cannot be opened (%w); use --force to remove it anyway", o.name, err)
+	case !errors.Is(err, shmstore.ErrLayout):
 		return o.storeError(o.name, err)
-	}
-	rep := rmReport{Name: o.name, Dir: peek.Shm().Dir(), Forced: o.force, LivePIDs: peek.Shm().LiveProcs()}
-	_ = peek.Close()
-	if rep.LivePIDs == nil {
-		rep.LivePIDs = []int{}
 	}
 
 	err = shmstore.Remove(o.name, o.storeOptions(), o.force)

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -52,4 +53,21 @@ func TestRmRefusesWhileAttached(t *testing.T) {
 
 	// The attached process keeps its mapping until it detaches.
 	require.NoError(t, st.Close())
+}
+
+// TestRmDamaged: a store that cannot be opened is removed only with
+// --force.
+func TestRmDamaged(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "bad"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad", "control"), bytes.Repeat([]byte("not a store "), 400), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad", "lock"), nil, 0o600))
+
+	requireOneLineError(t, shmctl(t, "--dir", dir, "rm", "bad"), 1, `rm: store "bad" cannot be opened`, "magic", "--force")
+	require.DirExists(t, filepath.Join(dir, "bad"))
+	var rep rmReport
+	runJSON(t, &rep, "--dir", dir, "rm", "bad", "--force")
+	require.Equal(t, rmReport{Name: "bad", Dir: filepath.Join(dir, "bad"), Removed: true, Forced: true, LivePIDs: []int{}}, rep)
+	require.NoDirExists(t, filepath.Join(dir, "bad"))
 }

@@ -1,0 +1,70 @@
+//go:build linux && (amd64 || arm64)
+
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/shmstore/shmstore"
+)
+
+// getOptions are the flags and arguments of `shmctl get NAME PATH`.
+type getOptions struct {
+	globalOptions
+	name string
+	path string
+	keys []string
+}
+
+// addFlags registers the global flags (get has none of its own; its
+// output is always JSON).
+func (o *getOptions) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
+
+// setArgs takes the store name and the path.
+func (o *getOptions) setArgs(args []string) error {
+	switch len(args) {
+	case 0:
+		return errors.New("missing store NAME and PATH")
+	case 1:
+		return errors.New("missing PATH (keys from the root, like accounts/alice; / for the whole store)")
+	case 2:
+		o.name, o.path = args[0], args[1]
+		return nil
+	}
+	return fmt.Errorf("want a store NAME and a PATH, got %d arguments", len(args))
+}
+
+// Validate checks the store name and the path.
+func (o *getOptions) Validate() error {
+	if err := validStoreName(o.name); err != nil {
+		return err
+	}
+	var err error
+	o.keys, err = splitStorePath(o.path)
+	return err
+}
+
+// run reads the subtree at the path in one View and prints it as JSON.
+// It attaches to the store (a transaction needs a slot) and writes nothing.
+func (o *getOptions) run(w io.Writer) error {
+	opts := o.storeOptions()
+	opts.Create = shmstore.MustExist
+	st, err := shmstore.Open(o.name, opts)
+	if err != nil {
+		return o.storeError(o.name, err)
+	}
+	defer st.Close()
+	var t any
+	err = st.View(func(tx *shmstore.Tx) error {
+		var err error
+		t, err = exportPath(tx, o.keys)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store %q: %w", o.name, err)
+	}
+	return writeTreeJSON(w, t, o.path)
+}

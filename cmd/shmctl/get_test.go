@@ -1,0 +1,137 @@
+//go:build linux && (amd64 || arm64)
+
+package main
+
+import (
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/objects"
+)
+
+// fillStore attaches to a store, sets each key of tree in the root (through
+// tx.FromGeneric) and runs extra, if any, in the same transaction, then
+// detaches.
+func fillStore(t *testing.T, dir, name string, tree map[any]any, extra func(tx *shmstore.Tx) error) {
+	t.Helper()
+	st, err := shmstore.Open(name, shmstore.Options{Dir: dir, Create: shmstore.MustExist})
+	require.NoError(t, err)
+	err = st.Update(func(tx *shmstore.Tx) error {
+		for k, g := range tree {
+			v, err := tx.FromGeneric(g)
+			if err != nil {
+				return err
+			}
+			if err := tx.Root().Set(k, v); err != nil {
+				return err
+			}
+		}
+		if extra != nil {
+			return extra(tx)
+		}
+		return nil
+	})
+	require.NoError(t, errors.Join(err, st.Close()))
+}
+
+// addCounterAndRecord adds a Counter "hits" at 7 and a Record "rec" of
+// class point with fields x=1, y="up" to the root.
+func addCounterAndRecord(tx *shmstore.Tx) error {
+	c, err := tx.Root().Counter("hits")
+	if err != nil {
+		return err
+	}
+	if err := c.Add(7); err != nil {
+		return err
+	}
+	r, err := tx.NewRecord("point", []string{"x", "y"})
+	if err != nil {
+		return err
+	}
+	if err := r.Set("x", 1); err != nil {
+		return err
+	}
+	if err := r.Set("y", "up"); err != nil {
+		return err
+	}
+	return tx.Root().Set("rec", r.Value())
+}
+
+// jsonTree is a tree JSON says exactly: String keys, no Bytes.
+func jsonSafeTree() map[any]any {
+	return map[any]any{
+		"accounts": map[string]any{"alice": int64(100), "bob": int64(-5)},
+		"greeting": `<héllo & "bye">`,
+		"floats":   []any{1.0, 3.25, -0.5, 1e300, 1e-9, 0.0},
+		"ints":     []any{int64(0), int64(math.MaxInt64), int64(math.MinInt64)},
+		"list":     []any{int64(1), "two", nil, true, map[string]any{"x": int64(1), "y": []any{}}},
+		"nested":   map[string]any{"deep": map[string]any{"deeper": "yes"}, "empty": map[string]any{}},
+	}
+}
+
+func TestGet(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "g")
+	tree := jsonSafeTree()
+	tree["blob"] = []byte("\x00\x01hi")
+	tree["keys"] = map[any]any{objects.Int(5): "five", objects.Int(-1): "minus one", true: "yes",
+		nil: "none", objects.Bytes([]byte("\x00k")): "bytes", "s": "string"}
+	fillStore(t, dir, "g", tree, addCounterAndRecord)
+
+	for _, tc := range []struct{ path, want string }{
+		{"accounts/alice", "100\n"},
+		{"/accounts/bob/", "-5\n"},
+		{"greeting", `"<héllo & \"bye\">"` + "\n"},
+		{"accounts", "{\n  \"alice\": 100,\n  \"bob\": -5\n}\n"},
+		{"nested/deep", "{\n  \"deeper\": \"yes\"\n}\n"},
+		{"nested/empty", "{}\n"},
+		{"floats", "[\n  1.0,\n  3.25,\n  -0.5,\n  1e+300,\n  1e-9,\n  0.0\n]\n"},
+		{"ints", "[\n  0,\n  9223372036854775807,\n  -9223372036854775808\n]\n"},
+		{"list", "[\n  1,\n  \"two\",\n  null,\n  true,\n  {\n    \"x\": 1,\n    \"y\": []\n  }\n]\n"},
+		{"blob", "\"AAFoaQ==\"\n"}, // base64
+		{"keys", "{\n  \"-1\": \"minus one\",\n  \"5\": \"five\",\n  \"None\": \"none\",\n  \"b\\\"\\\\x00k\\\"\": \"bytes\",\n" +
+			"  \"s\": \"string\",\n  \"true\": \"yes\"\n}\n"},
+		{"hits", "7\n"},
+		{"rec", "{\n  \"x\": 1,\n  \"y\": \"up\"\n}\n"},
+	} {
+		require.Equal(t, tc.want, mustRun(t, "--dir", dir, "get", "g", tc.path), tc.path)
+		// --json is accepted and changes nothing.
+		require.Equal(t, tc.want, mustRun(t, "--dir", dir, "get", "g", tc.path, "--json"), tc.path)
+	}
+
+	// The whole store.
+	out := mustRun(t, "--dir", dir, "get", "g", "/")
+	var all map[string]any
+	require.NoError(t, decodeStrict(out, &all))
+	require.Len(t, all, len(tree)+2)
+	require.Equal(t, out, mustRun(t, "--dir", dir, "get", "g", ""))
+}
+
+func TestGetErrors(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "ge")
+	fillStore(t, dir, "ge", map[any]any{
+		"accounts": map[string]any{"alice": int64(1)},
+		"nan":      math.NaN(),
+		"clash":    map[any]any{objects.Int(5): "int", "5": "string"},
+	}, nil)
+	for _, tc := range []struct {
+		path string
+		want []string
+	}{
+		{"accounts/bob", []string{`get: store "ge": no key "accounts/bob"`, "not found"}},
+		{"nosuch/alice", []string{`no key "nosuch"`}},
+		{"accounts/alice/x", []string{`"accounts/alice"`, "Int, not Dict"}},
+		{"nan", []string{`"nan": float NaN has no JSON form; use --format msgpack`}},
+		{"clash", []string{`"clash"`, `keys 5 (Int) and "5" (String) are both "5" in JSON`}},
+	} {
+		requireOneLineError(t, shmctl(t, "--dir", dir, "get", "ge", tc.path), 1, tc.want...)
+	}
+	requireOneLineError(t, shmctl(t, "--dir", dir, "get", "nosuch", "a"), 1, `get: no store "nosuch" in `+dir)
+}

@@ -1,0 +1,109 @@
+//go:build linux && (amd64 || arm64)
+
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/shmstore/shmstore/objects"
+)
+
+// writeFile writes a file in the test's temporary directory and returns
+// its path.
+func writeFile(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, data, 0o600))
+	return p
+}
+
+func TestLoadNumbersAndReplace(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "l")
+	fillStore(t, dir, "l", map[any]any{"keep": "me", "n": "a String, to be replaced"}, nil)
+	f := writeFile(t, "n.json", []byte(`{"i": 12, "neg": -3, "f": 12.0, "e": 1e3, "big": 123456789012345678901234567890,
+		"n": {"list": [1, 2.5, "x", null, false, {}]}}`))
+	var rep loadReport
+	runJSON(t, &rep, "--dir", dir, "load", "l", f)
+	require.Equal(t, loadReport{Name: "l", File: f, Format: "json", Path: "", Keys: 6}, rep)
+	requireKinds(t, dir, "l", map[objects.Kind][][]any{
+		objects.KindInt:    {{"i"}, {"neg"}, {"n", "list", 0}},
+		objects.KindFloat:  {{"f"}, {"e"}, {"big"}, {"n", "list", 1}},
+		objects.KindDict:   {{"n"}, {"n", "list", 5}},
+		objects.KindString: {{"keep"}},
+		objects.KindNone:   {{"n", "list", 3}},
+	})
+	require.Equal(t, "12.0\n", mustRun(t, "--dir", dir, "get", "l", "f"))
+	require.Equal(t, "1000.0\n", mustRun(t, "--dir", dir, "get", "l", "e"))
+	require.Equal(t, "1.2345678901234568e+29\n", mustRun(t, "--dir", dir, "get", "l", "big"))
+}
+
+func TestLoadPath(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "lp")
+	fillStore(t, dir, "lp", map[any]any{"accounts": map[string]any{"alice": int64(5), "bob": int64(6)}}, nil)
+	f := writeFile(t, "p.json", []byte(`{"bob": 7, "carol": 8}`))
+	require.Equal(t, "loaded 2 keys from "+f+" into \"accounts\" of store \"lp\"\n",
+		mustRun(t, "--dir", dir, "load", "lp", f, "--path", "accounts"))
+	require.Equal(t, "{\n  \"alice\": 5,\n  \"bob\": 7,\n  \"carol\": 8\n}\n", mustRun(t, "--dir", dir, "get", "lp", "accounts"))
+	// Missing Dicts on the path are made.
+	mustRun(t, "--dir", dir, "load", "lp", f, "--path", "/a/b/")
+	require.Equal(t, "{\n  \"b\": {\n    \"bob\": 7,\n    \"carol\": 8\n  }\n}\n", mustRun(t, "--dir", dir, "get", "lp", "a"))
+	// A path through something else than a Dict fails, and loads nothing.
+	requireOneLineError(t, shmctl(t, "--dir", dir, "load", "lp", f, "--path", "accounts/alice/x"), 1,
+		`load: store "lp": nothing loaded: "accounts/alice"`, "Int, not Dict")
+	requireOneLineError(t, shmctl(t, "--dir", dir, "get", "lp", "accounts/alice/x"), 1, "Int, not Dict")
+}
+
+// TestLoadIsOneTransaction: a value that cannot be stored fails the load
+// after other keys were set in it: none of them is kept.
+func TestLoadIsOneTransaction(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "lt")
+	b, err := msgpack.Marshal(map[string]any{"a": 1, "b": "two", "c": []any{uint64(math.MaxUint64)}, "d": 4})
+	require.NoError(t, err)
+	f := writeFile(t, "bad.msgpack", b)
+	requireOneLineError(t, shmctl(t, "--dir", dir, "load", "lt", f, "--format", "msgpack"), 1,
+		`load: store "lt": nothing loaded: key c:`, "does not fit an Int")
+	require.Equal(t, "{}\n", mustRun(t, "--dir", dir, "dump", "lt"))
+}
+
+func TestLoadBadFiles(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "lb")
+	for _, tc := range []struct {
+		name, data, format string
+		want               []string
+	}{
+		{"array.json", `[1, 2]`, "json", []string{"want an object (a map) at the top, not an array"}},
+		{"number.json", `12`, "json", []string{"not a number"}},
+		{"broken.json", `{"a": `, "json", []string{"bad JSON"}},
+		{"two.json", `{"a": 1} {"b": 2}`, "json", []string{"bad JSON: more after the first value"}},
+		{"huge.json", `{"a": 1e999}`, "json", []string{"bad JSON number 1e999"}},
+		{"str.msgpack", "\xa3abc", "msgpack", []string{"not a string"}},
+		{"trunc.msgpack", "\x81\xa1a", "msgpack", []string{"bad msgpack"}},
+		{"two.msgpack", "\x80\x80", "msgpack", []string{"bad msgpack: more after the first value"}},
+		{"json.msgpack", `{"a": 1}`, "msgpack", []string{"bad msgpack"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := writeFile(t, tc.name, []byte(tc.data))
+			r := shmctl(t, "--dir", dir, "load", "lb", f, "--format", tc.format)
+			requireOneLineError(t, r, 1, append([]string{"load: " + f}, tc.want...)...)
+		})
+	}
+	requireOneLineError(t, shmctl(t, "--dir", dir, "load", "lb", filepath.Join(dir, "nosuch.json")), 1,
+		"load: open", "no such file or directory")
+	f := writeFile(t, "ok.json", []byte(`{}`))
+	requireOneLineError(t, shmctl(t, "--dir", dir, "load", "nosuch", f), 1, `load: no store "nosuch" in `+dir)
+	require.Equal(t, "{}\n", mustRun(t, "--dir", dir, "dump", "lb"))
+}

@@ -1,0 +1,468 @@
+//go:build linux && (amd64 || arm64)
+
+package main
+
+// Values between the store and files. get and dump copy a subtree out of
+// the store in one View (exportPath) and encode it as JSON or msgpack;
+// load decodes a file into the generic Go values that tx.FromGeneric
+// stores.
+//
+// JSON cannot say everything the store holds. Its rules here:
+//
+//   - A Dict key that is not a String is written in the textual form of
+//     Value.String: Int 5 as "5", Bool as "true", None as "None", Bytes as
+//     a Go-quoted string after b (b"\x00ab"). Two keys of one Dict that
+//     come out alike (Int 5 and String "5") are refused: use msgpack.
+//   - Bytes values are base64 strings, encoding/json's usual.
+//   - A Float always has a '.' or an exponent (1.0, not 1), so that load
+//     tells it from an Int; NaN and ±Inf are refused.
+//   - A Counter is written as its value, a Record as an object of its
+//     fields.
+//
+// load reads a JSON object as a Dict with String keys, an array as a List,
+// a number without '.' or exponent that fits 64 bits as an Int, any other
+// number as a Float. So JSON round-trips Dicts with String keys, Lists,
+// None, Bool, Int, Float and String; Bytes come back as Strings, other
+// keys as String keys.
+//
+// msgpack keeps every scalar kind, Bytes (bin) and keys of any kind. In
+// both formats a Counter comes back as an Int and a Record as a Dict.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/objects"
+)
+
+// Dump formats.
+const (
+	formatJSON    = "json"
+	formatMsgpack = "msgpack"
+)
+
+// validFormat checks a --format value.
+func validFormat(f string) error {
+	if f != formatJSON && f != formatMsgpack {
+		return fmt.Errorf("format %q: want %s or %s", f, formatJSON, formatMsgpack)
+	}
+	return nil
+}
+
+// A tree is a value copied out of the store, ready to encode: nil, bool,
+// int64, float64, string, []byte (scalars, as Value.Scalar gives them),
+// []any (a List) or *dictNode.
+
+// dictNode is a Dict (or Record) copied out, its keys in SortedKeys order.
+type dictNode struct {
+	keys []shmstore.Value
+	vals []any
+}
+
+// splitStorePath splits "accounts/alice" into its String keys; "" and "/"
+// are the root.
+func splitStorePath(path string) ([]string, error) {
+	path = strings.Trim(path, "/")
+	if path == "" {
+		return nil, nil
+	}
+	keys := strings.Split(path, "/")
+	for _, k := range keys {
+		if k == "" {
+			return nil, fmt.Errorf("path %q has an empty key", path)
+		}
+	}
+	return keys, nil
+}
+
+// exportPath copies the value or subtree at keys (nil: the root) out of
+// the store. It runs inside a transaction and returns the transaction's
+// errors unchanged, conflicts included.
+func exportPath(tx *shmstore.Tx, keys []string) (any, error) {
+	d := tx.Root()
+	if len(keys) == 0 {
+		return exportDict(tx, d)
+	}
+	for i, k := range keys[:len(keys)-1] {
+		var err error
+		if d, err = d.GetDict(k); err != nil {
+			return nil, pathError(keys[:i+1], err)
+		}
+	}
+	last := keys[len(keys)-1]
+	v, err := d.Get(last)
+	if err != nil {
+		return nil, pathError(keys, err)
+	}
+	t, err := exportValue(tx, d, objects.String(last), v)
+	if err != nil {
+		return nil, pathError(keys, err)
+	}
+	return t, nil
+}
+
+// pathError says where on a path lookup failed.
+func pathError(keys []string, err error) error {
+	p := strings.Join(keys, "/")
+	switch {
+	case errors.Is(err, shmstore.ErrKeyNotFound):
+		return fmt.Errorf("no key %q: %w", p, err)
+	case errors.Is(err, shmstore.ErrTypeMismatch):
+		return fmt.Errorf("%q: %w", p, err)
+	}
+	return err
+}
+
+// exportDict copies Dict d and everything under it.
+func exportDict(tx *shmstore.Tx, d *shmstore.Dict) (*dictNode, error) {
+	vals := map[shmstore.Value]shmstore.Value{}
+	var keys []shmstore.Value
+	err := d.Range(func(k, v shmstore.Value) bool {
+		keys = append(keys, k)
+		vals[k] = v
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	objects.SortedKeys(keys)
+	n := &dictNode{keys: keys, vals: make([]any, len(keys))}
+	for i, k := range keys {
+		if n.vals[i], err = exportValue(tx, d, k, vals[k]); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// exportValue copies v, found under key k of Dict parent. A Dict is walked
+// here, key by key, so that keys of every kind (Bytes too) come out;
+// Lists, Records and Counters go through tx.Export.
+func exportValue(tx *shmstore.Tx, parent *shmstore.Dict, k, v shmstore.Value) (any, error) {
+	switch {
+	case v.Kind() == objects.KindDict:
+		d, err := parent.GetDict(k)
+		if err != nil {
+			return nil, err
+		}
+		return exportDict(tx, d)
+	case v.Kind().IsContainer():
+		g, err := tx.Export(v)
+		if err != nil {
+			return nil, err
+		}
+		return treeOf(g)
+	}
+	return v.Scalar(), nil
+}
+
+// treeOf turns what tx.Export returns (maps, slices, scalars) into a tree.
+func treeOf(g any) (any, error) {
+	switch g := g.(type) {
+	case map[string]any:
+		n := &dictNode{}
+		for k := range g {
+			n.keys = append(n.keys, objects.String(k))
+		}
+		objects.SortedKeys(n.keys)
+		for _, k := range n.keys {
+			t, err := treeOf(g[k.Scalar().(string)])
+			if err != nil {
+				return nil, err
+			}
+			n.vals = append(n.vals, t)
+		}
+		return n, nil
+	case map[any]any:
+		n := &dictNode{}
+		byKey := map[shmstore.Value]any{}
+		for k, x := range g {
+			kv, err := objects.KeyOf(k)
+			if err != nil {
+				return nil, err
+			}
+			n.keys = append(n.keys, kv)
+			byKey[kv] = x
+		}
+		objects.SortedKeys(n.keys)
+		for _, k := range n.keys {
+			t, err := treeOf(byKey[k])
+			if err != nil {
+				return nil, err
+			}
+			n.vals = append(n.vals, t)
+		}
+		return n, nil
+	case []any:
+		out := make([]any, len(g))
+		for i, x := range g {
+			var err error
+			if out[i], err = treeOf(x); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	v, err := objects.ScalarOf(g)
+	if err != nil {
+		return nil, err
+	}
+	return v.Scalar(), nil
+}
+
+// jsonKey is how a Dict key is written in JSON: a String as itself, any
+// other kind as Value.String.
+func jsonKey(k shmstore.Value) string {
+	if s, err := k.AsString(); err == nil {
+		return s
+	}
+	return k.String()
+}
+
+// jsonFloat is a Float as JSON writes it: with a '.' or an exponent.
+type jsonFloat float64
+
+// MarshalJSON writes f as encoding/json would, plus ".0" when that has
+// neither '.' nor exponent.
+func (f jsonFloat) MarshalJSON() ([]byte, error) {
+	x := float64(f)
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return nil, fmt.Errorf("float %v has no JSON form", x)
+	}
+	format := byte('f')
+	if a := math.Abs(x); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	b := strconv.AppendFloat(nil, x, format, -1, 64)
+	if format == 'e' {
+		// 1e-07 as 1e-7, as encoding/json writes it.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	if !bytes.ContainsAny(b, ".e") {
+		b = append(b, ".0"...)
+	}
+	return b, nil
+}
+
+// jsonTree turns a tree into values encoding/json writes by the rules
+// above. at is the path so far, for errors.
+func jsonTree(t any, at string) (any, error) {
+	switch t := t.(type) {
+	case *dictNode:
+		m := make(map[string]any, len(t.keys))
+		first := make(map[string]shmstore.Value, len(t.keys))
+		for i, k := range t.keys {
+			jk := jsonKey(k)
+			if o, dup := first[jk]; dup {
+				return nil, fmt.Errorf("%s: keys %v (%v) and %v (%v) are both %q in JSON; use --format msgpack",
+					where(at), o, o.Kind(), k, k.Kind(), jk)
+			}
+			first[jk] = k
+			v, err := jsonTree(t.vals[i], at+"/"+jk)
+			if err != nil {
+				return nil, err
+			}
+			m[jk] = v
+		}
+		return m, nil
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			var err error
+			if out[i], err = jsonTree(x, at+"/"+strconv.Itoa(i)); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case float64:
+		if math.IsNaN(t) || math.IsInf(t, 0) {
+			return nil, fmt.Errorf("%s: float %v has no JSON form; use --format msgpack", where(at), t)
+		}
+		return jsonFloat(t), nil
+	}
+	return t, nil
+}
+
+// where names a path in an error ("the root" for the empty one).
+func where(at string) string {
+	if at == "" {
+		return "the root"
+	}
+	return strconv.Quote(strings.TrimPrefix(at, "/"))
+}
+
+// writeTreeJSON writes a tree as indented JSON, without HTML escaping.
+// at is the path of the tree, for errors.
+func writeTreeJSON(w io.Writer, t any, at string) error {
+	j, err := jsonTree(t, at)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(j)
+}
+
+// writeTreeMsgpack writes a tree as one msgpack value: maps keep their
+// keys' kinds (Bytes as bin), integers are compact.
+func writeTreeMsgpack(w io.Writer, t any) error {
+	enc := msgpack.NewEncoder(w)
+	enc.UseCompactInts(true)
+	return encodeTree(enc, t)
+}
+
+// encodeTree encodes one tree node.
+func encodeTree(enc *msgpack.Encoder, t any) error {
+	switch t := t.(type) {
+	case *dictNode:
+		if err := enc.EncodeMapLen(len(t.keys)); err != nil {
+			return err
+		}
+		for i, k := range t.keys {
+			if err := enc.Encode(k.Scalar()); err != nil {
+				return err
+			}
+			if err := encodeTree(enc, t.vals[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	case []any:
+		if err := enc.EncodeArrayLen(len(t)); err != nil {
+			return err
+		}
+		for _, x := range t {
+			if err := encodeTree(enc, x); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return enc.Encode(t)
+}
+
+// readTree decodes one JSON or msgpack value (all of r) into generic Go
+// values for tx.FromGeneric: map[string]any, or map[any]any whose keys
+// are shmstore.Values when some key is not a String; []any; nil, bool,
+// int64, float64, string, []byte.
+func readTree(r io.Reader, format string) (any, error) {
+	if format == formatMsgpack {
+		return readMsgpack(r)
+	}
+	return readJSON(r)
+}
+
+// readJSON decodes one JSON value; integers become int64, other numbers
+// float64.
+func readJSON(r io.Reader) (any, error) {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	var g any
+	if err := dec.Decode(&g); err != nil {
+		return nil, fmt.Errorf("bad JSON: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("bad JSON: more after the first value")
+	}
+	return convertNumbers(g)
+}
+
+// convertNumbers replaces every json.Number in g: int64 when it has no
+// '.' or exponent and fits, else float64.
+func convertNumbers(g any) (any, error) {
+	switch g := g.(type) {
+	case json.Number:
+		if i, err := g.Int64(); err == nil {
+			return i, nil
+		}
+		f, err := g.Float64()
+		if err != nil {
+			return nil, fmt.Errorf("bad JSON number %s: %w", g, err)
+		}
+		return f, nil
+	case map[string]any:
+		for k, x := range g {
+			c, err := convertNumbers(x)
+			if err != nil {
+				return nil, err
+			}
+			g[k] = c
+		}
+	case []any:
+		for i, x := range g {
+			c, err := convertNumbers(x)
+			if err != nil {
+				return nil, err
+			}
+			g[i] = c
+		}
+	}
+	return g, nil
+}
+
+// readMsgpack decodes one msgpack value, keeping Bytes as []byte and
+// map keys of every kind.
+func readMsgpack(r io.Reader) (any, error) {
+	dec := msgpack.NewDecoder(r)
+	dec.SetMapDecoder(decodeMsgpackMap)
+	g, err := dec.DecodeInterface()
+	if err != nil {
+		return nil, fmt.Errorf("bad msgpack: %w", err)
+	}
+	if _, err := dec.PeekCode(); err != io.EOF {
+		return nil, errors.New("bad msgpack: more after the first value")
+	}
+	return g, nil
+}
+
+// decodeMsgpackMap decodes a msgpack map as map[string]any when every key
+// is a string, else as map[any]any keyed by shmstore.Values (a []byte
+// cannot be a Go map key; a Value of kind Bytes can, and Dict.Set takes
+// it).
+func decodeMsgpackMap(dec *msgpack.Decoder) (any, error) {
+	n, err := dec.DecodeMapLen()
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	keys := make([]shmstore.Value, n)
+	vals := make([]any, n)
+	strs := true
+	for i := range n {
+		k, err := dec.DecodeInterface()
+		if err != nil {
+			return nil, err
+		}
+		if keys[i], err = objects.KeyOf(k); err != nil {
+			return nil, fmt.Errorf("map key %v: %w", k, err)
+		}
+		strs = strs && keys[i].Kind() == objects.KindString
+		if vals[i], err = dec.DecodeInterface(); err != nil {
+			return nil, err
+		}
+	}
+	if strs {
+		m := make(map[string]any, n)
+		for i, k := range keys {
+			m[k.Scalar().(string)] = vals[i]
+		}
+		return m, nil
+	}
+	m := make(map[any]any, n)
+	for i, k := range keys {
+		m[k] = vals[i]
+	}
+	return m, nil
+}
