@@ -52,11 +52,14 @@ type pending struct {
 type dictOverlay struct {
 	d     *Dict
 	pend  []pending
-	index map[string]int // keyID -> pend index, once pend is long
+	index map[string]int // keyID -> pend index, used once pend is long
 }
 
+// indexFrom is the length of pend from which index is kept.
+const indexFrom = 9
+
 func (o *dictOverlay) find(k Value) (*pending, bool) {
-	if o.index != nil {
+	if len(o.pend) >= indexFrom {
 		if i, ok := o.index[keyID(k)]; ok {
 			return &o.pend[i], true
 		}
@@ -72,13 +75,16 @@ func (o *dictOverlay) find(k Value) (*pending, bool) {
 
 func (o *dictOverlay) add(p pending) {
 	o.pend = append(o.pend, p)
-	if o.index == nil && len(o.pend) > 8 {
-		o.index = make(map[string]int, 16)
+	switch n := len(o.pend); {
+	case n == indexFrom:
+		if o.index == nil {
+			o.index = make(map[string]int, 2*indexFrom)
+		}
 		for i := range o.pend {
 			o.index[keyID(o.pend[i].key)] = i
 		}
-	} else if o.index != nil {
-		o.index[keyID(p.key)] = len(o.pend) - 1
+	case n > indexFrom:
+		o.index[keyID(p.key)] = n - 1
 	}
 }
 
@@ -227,7 +233,35 @@ func (d *Dict) lookup(k Value) (Value, bool, error) {
 		}
 	}
 	f, err := d.lookupCommitted(k, Hash(k))
+	if err == nil {
+		d.tx.remember(d.h, k, f)
+	}
 	return f.val, f.ok, err
+}
+
+// readCache keeps the last committed lookups of an attempt, so that a Set
+// of a key just read (read, then write: a transfer) does not look it up
+// again. What it holds was read consistently and is in the read set.
+type readCache struct {
+	d handle.Handle
+	k Value
+	f found
+}
+
+const readCacheSize = 8
+
+func (tx *Tx) remember(d handle.Handle, k Value, f found) {
+	tx.cache[tx.cacheNext%readCacheSize] = readCache{d, k, f}
+	tx.cacheNext++
+}
+
+func (tx *Tx) recall(d handle.Handle, k Value) (found, bool) {
+	for i := range min(tx.cacheNext, readCacheSize) {
+		if c := &tx.cache[i]; c.d == d && c.k == k {
+			return c.f, true
+		}
+	}
+	return found{}, false
 }
 
 // Lookup returns the value under key and whether there is one.
@@ -333,9 +367,12 @@ func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
 	if p, ok := o.find(k); ok {
 		old, had, existed = p.val, !p.del, p.existed
 	} else {
-		f, err := d.lookupCommitted(k, hash)
-		if err != nil {
-			return false, err
+		f, ok := tx.recall(d.h, k)
+		if !ok {
+			var err error
+			if f, err = d.lookupCommitted(k, hash); err != nil {
+				return false, err
+			}
 		}
 		old, had, existed = f.val, f.ok, f.ok
 	}
@@ -712,6 +749,15 @@ func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
 		if err != nil {
 			return err
 		}
+		if f.ok && !p.del {
+			// An existing key: its entry's value changes in place (under
+			// the stripe's lock, through the redo log). Readers see the
+			// stripe's version move and read again.
+			if err := tx.overwrite(f.ent, p.val); err != nil {
+				return err
+			}
+			continue
+		}
 		if f.ok {
 			if err := tx.retireEntry(f.ent); err != nil {
 				return err
@@ -852,6 +898,27 @@ func (tx *Tx) newEntry(p *pending) (handle.Handle, error) {
 	*word(ep, offEntryVal) = vw
 	copy(b[entryHeader:], kb)
 	return h, nil
+}
+
+// overwrite stores a new value into an existing entry; the old value's
+// blob (if any) is retired.
+func (tx *Tx) overwrite(e handle.Handle, v Value) error {
+	ep, n, err := tx.s.block(e)
+	if err != nil || n < entryHeader {
+		return fmt.Errorf("objects: overwrite entry %v: %v: %w", e, err, ErrCorrupt)
+	}
+	vk, vw, err := tx.encode(v)
+	if err != nil {
+		return err
+	}
+	meta := load(ep, 8)
+	tx.retireValue(meta&0xff, load(ep, offEntryVal))
+	if m := meta&^0xff | vk; m != meta {
+		if err := tx.t.Store(word(ep, 8), addr(e, 8), m); err != nil {
+			return err
+		}
+	}
+	return tx.t.Store(word(ep, offEntryVal), addr(e, offEntryVal), vw)
 }
 
 // retireEntry retires an entry unlinked by this commit, and its value's

@@ -86,9 +86,12 @@ const (
 	stripeOffset = headerSize
 )
 
-// Entries of a Dict are immutable blocks: a Set links a new one and
-// retires the old, so a reader that found an entry through a consistent
-// table may read it until its transaction ends (reclaim keeps it).
+// Entries of a Dict are blocks whose key never changes: a Set of a new key
+// links a new entry, a Set of an existing key stores the new value into
+// the entry in place (guarded by the stripe's lock, like the table), a
+// Delete unlinks the entry and retires it, so a reader that found an
+// entry through the table may read it until its transaction ends (reclaim
+// keeps it); what it read counts only if the stripe's version held.
 //
 //	+-----------------------------+ 0
 //	| hash   u64                  |

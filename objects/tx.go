@@ -33,11 +33,18 @@ type Tx struct {
 	release  []releaseReq           // objects a finalizer marks released
 	root     *Dict                  // the root, resolved once (it never moves)
 
+	cache     [readCacheSize]readCache // the attempt's last committed lookups
+	cacheNext int
+
 	freeDicts []*dictOverlay // overlays of earlier attempts, for reuse
 	scratch   []*pending     // Prepare's sort buffer
 }
 
 func (tx *Tx) reset() {
+	if tx.cacheNext > 0 {
+		clear(tx.cache[:])
+		tx.cacheNext = 0
+	}
 	if !tx.writer && len(tx.created) == 0 {
 		return // a read-only attempt buffered nothing
 	}
@@ -45,8 +52,12 @@ func (tx *Tx) reset() {
 	clear(tx.dicts)
 	for _, o := range tx.dictList {
 		clear(o.pend)
-		*o = dictOverlay{pend: o.pend[:0], index: o.index}
-		clear(o.index)
+		idx := o.index
+		if len(idx) > 64 {
+			idx = nil // a big transaction's index: clearing it would cost every small one after
+		}
+		clear(idx)
+		*o = dictOverlay{pend: o.pend[:0], index: idx}
 		if len(tx.freeDicts) < 16 {
 			tx.freeDicts = append(tx.freeDicts, o)
 		}

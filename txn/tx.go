@@ -197,7 +197,7 @@ func crashPoint(point string) {
 // collectBatch is how many retired batches a slot gathers before a
 // commit collects: a collection scans every slot's published epoch, so it
 // is paid for once per batch, not once per commit.
-const collectBatch = 16
+const collectBatch = 64
 
 // ReadBegin is the first half of a read of what lw guards (at addr): it
 // returns the word to pass to ReadEnd once the fields are read. It waits
