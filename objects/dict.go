@@ -155,7 +155,7 @@ func (s *Space) probe(st *stripe, k Value, hash uint64, decode bool) (found, err
 
 // table resolves a table block that should hold capa slots.
 func (s *Space) table(h handle.Handle, capa uint64) (unsafe.Pointer, error) {
-	p, n, err := s.block(h)
+	p, n, err := s.peek(h)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func (s *Space) table(h handle.Handle, capa uint64) (unsafe.Pointer, error) {
 
 // entryMatch reports whether entry e holds key k (and its value).
 func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64, decode bool) (bool, Value, error) {
-	p, n, err := s.block(e)
+	p, n, err := s.peek(e)
 	if err != nil {
 		return false, None, err
 	}
@@ -233,8 +233,8 @@ func (d *Dict) lookup(k Value) (Value, bool, error) {
 		}
 	}
 	f, err := d.lookupCommitted(k, Hash(k))
-	if err == nil {
-		d.tx.remember(d.h, k, f)
+	if err == nil && d.tx.writer {
+		d.tx.remember(d.h, k, f) // only a writer looks a key up again (Set)
 	}
 	return f.val, f.ok, err
 }
@@ -519,7 +519,7 @@ func (d *Dict) readStripe(s int, keys []Value, items []found) ([]Value, []found,
 		if err != nil {
 			return nil, nil, err
 		}
-		ferr := d.tx.s.eachEntry(st, func(e handle.Handle, p unsafe.Pointer, n int) error {
+		ferr := d.tx.s.eachEntry(st, false, func(e handle.Handle, p unsafe.Pointer, n int) error {
 			k, err := entryKey(p, n)
 			if err != nil {
 				return err
@@ -539,14 +539,20 @@ func (d *Dict) readStripe(s int, keys []Value, items []found) ([]Value, []found,
 	}
 }
 
-// eachEntry calls f for every live entry of a stripe's table.
-func (s *Space) eachEntry(st *stripe, f func(e handle.Handle, p unsafe.Pointer, n int) error) error {
+// eachEntry calls f for every live entry of a stripe's table. strict
+// resolves every handle fully (for Check and finalizers, which report
+// what is wrong); readers peek.
+func (s *Space) eachEntry(st *stripe, strict bool, f func(e handle.Handle, p unsafe.Pointer, n int) error) error {
 	th := handle.Handle(st.table.Load())
 	if th == handle.Null {
 		return nil
 	}
+	resolve := s.peek
+	if strict {
+		resolve = s.block
+	}
 	capa := st.cap.Load()
-	tp, n, err := s.block(th)
+	tp, n, err := resolve(th)
 	if err != nil {
 		return err
 	}
@@ -558,7 +564,7 @@ func (s *Space) eachEntry(st *stripe, f func(e handle.Handle, p unsafe.Pointer, 
 		if e == 0 || e == tombstone {
 			continue
 		}
-		p, n, err := s.block(handle.Handle(e))
+		p, n, err := resolve(handle.Handle(e))
 		if err != nil {
 			return err
 		}

@@ -98,7 +98,7 @@ func (s *Space) ownedBy(obj handle.Handle, p unsafe.Pointer, child func(Value), 
 	case KindDict:
 		for i := range Stripes {
 			st := stripeAt(p, i)
-			err := s.eachEntry(st, func(e handle.Handle, ep unsafe.Pointer, _ int) error {
+			err := s.eachEntry(st, true, func(e handle.Handle, ep unsafe.Pointer, _ int) error {
 				cell(load(ep, 8)&0xff, load(ep, offEntryVal))
 				block(e)
 				return nil

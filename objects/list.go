@@ -87,7 +87,7 @@ func (s *Space) listItems(h handle.Handle, p unsafe.Pointer, from, to uint64) (u
 	if from >= to {
 		return n, nil, nil
 	}
-	ip, size, err := s.block(handle.Handle(load(p, offAux)))
+	ip, size, err := s.peek(handle.Handle(load(p, offAux)))
 	if err != nil {
 		return n, nil, err
 	}

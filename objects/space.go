@@ -16,15 +16,16 @@ import (
 // transaction engine it runs on and the root Dict. It is safe for
 // concurrent use.
 type Space struct {
-	e    *txn.Engine
-	a    *alloc.Allocator
-	root handle.Handle
+	e     *txn.Engine
+	a     *alloc.Allocator
+	root  handle.Handle
+	rsize uint64 // region size
 }
 
 // Open binds the object space of e's store, creating the root Dict if the
 // store has none yet.
 func Open(e *txn.Engine) (*Space, error) {
-	s := &Space{e: e, a: e.Allocator()}
+	s := &Space{e: e, a: e.Allocator(), rsize: e.Store().RegionSize()}
 	if !e.Store().ReadOnly() {
 		e.Reclaimer().SetFinalizer(retireObject, s.finalize)
 	}
@@ -106,6 +107,26 @@ func (s *Space) block(h handle.Handle) (unsafe.Pointer, int, error) {
 	return unsafe.Pointer(&b[0]), len(b), nil
 }
 
+// peek is the resolution of readers: a handle found in shared memory
+// while reading between txn.ReadBegin and ReadEnd (or under the lock that
+// guards it) is translated with bounds checks only, and the size returned
+// is what is left of its region. That is enough for memory safety: a
+// torn read may follow a stale or garbage handle, but never outside a
+// mapped region, and what it read is thrown away when ReadEnd fails. A
+// consistent read only meets live blocks (reclaim keeps what its snapshot
+// can reach). Check and the finalizers resolve strictly (block).
+func (s *Space) peek(h handle.Handle) (unsafe.Pointer, int, error) {
+	base, err := s.e.Store().Region(h.Region())
+	if err != nil {
+		return nil, 0, err
+	}
+	off := h.Offset()
+	if h.IsNull() || off >= s.rsize {
+		return nil, 0, fmt.Errorf("objects: handle %v outside its region: %w", h, ErrCorrupt)
+	}
+	return unsafe.Add(base, off), int(min(s.rsize-off, 1<<31)), nil
+}
+
 // object resolves a container handle of kind k (any container kind for
 // k == KindNone).
 func (s *Space) object(h handle.Handle, k Kind) (unsafe.Pointer, error) {
@@ -143,7 +164,7 @@ func minSize(k Kind, n uint32) int {
 
 // readBlob copies the content of a String/Bytes block.
 func (s *Space) readBlob(h handle.Handle) (string, error) {
-	p, n, err := s.block(h)
+	p, n, err := s.peek(h)
 	if err != nil {
 		return "", err
 	}
