@@ -233,8 +233,8 @@ func (d *Dict) lookup(k Value) (Value, bool, error) {
 		}
 	}
 	f, err := d.lookupCommitted(k, Hash(k))
-	if err == nil && d.tx.writer {
-		d.tx.remember(d.h, k, f) // only a writer looks a key up again (Set)
+	if err == nil && !d.tx.t.ReadOnly() {
+		d.tx.remember(d.h, k, f) // only an Update may look the key up again (Set)
 	}
 	return f.val, f.ok, err
 }
