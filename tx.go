@@ -112,13 +112,28 @@ func (s *Store) Get(path string) (Value, error) {
 	return v, err
 }
 
-// GetInt reads the Int at path.
+// GetInt reads the Int (or the Counter) at path.
 func (s *Store) GetInt(path string) (int64, error) {
-	v, err := s.Get(path)
-	if err != nil {
-		return 0, err
-	}
-	return v.AsInt()
+	var n int64
+	err := s.View(func(tx *Tx) error {
+		if strings.IndexByte(path, '/') < 0 && path != "" {
+			v, err := tx.Root().GetKey(objects.String(path))
+			if err != nil {
+				return err
+			}
+			if v.Kind() != objects.KindCounter {
+				n, err = v.AsInt()
+				return err
+			}
+		}
+		d, k, err := walk(tx, path, false)
+		if err != nil {
+			return err
+		}
+		n, err = d.GetInt(k)
+		return err
+	})
+	return n, err
 }
 
 // Set stores val at path in its own small transaction, making missing

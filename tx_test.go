@@ -218,3 +218,15 @@ func TestUnlinkedMemoryIsFreed(t *testing.T) {
 		require.LessOrEqual(t, used, base+base/10, "round %d: used %d, base %d", round, used, base)
 	}
 }
+
+func TestGetIntReadsCounters(t *testing.T) {
+	st := openTest(t)
+	require.NoError(t, st.Add("hits", 5))
+	require.NoError(t, st.Add("stats/hits", 7))
+	n, err := st.GetInt("hits")
+	require.NoError(t, err)
+	require.EqualValues(t, 5, n)
+	n, err = st.GetInt("stats/hits")
+	require.NoError(t, err)
+	require.EqualValues(t, 7, n)
+}

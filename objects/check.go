@@ -27,8 +27,7 @@ func (s *Space) Account() Accounting {
 		Refs: map[handle.Handle]int64{}}
 	report := func(f string, args ...any) { ac.Problems = append(ac.Problems, fmt.Sprintf(f, args...)) }
 	rcs := map[handle.Handle]uint64{}
-	var walk func(start handle.Handle, into map[handle.Handle]bool, countChildren bool)
-	walk = func(start handle.Handle, into map[handle.Handle]bool, countChildren bool) {
+	walk := func(start handle.Handle, into map[handle.Handle]bool) {
 		stack := []handle.Handle{start}
 		for len(stack) > 0 {
 			h := stack[len(stack)-1]
@@ -57,13 +56,13 @@ func (s *Space) Account() Accounting {
 		}
 	}
 	ac.Refs[s.root]++
-	walk(s.root, ac.Reachable, true)
+	walk(s.root, ac.Reachable)
 	s.e.Reclaimer().Each(func(h handle.Handle, kind uint8) {
 		if kind != retireObject {
 			ac.Retired[h] = true
 			return
 		}
-		walk(h, ac.Retired, true)
+		walk(h, ac.Retired)
 	})
 	for h, rc := range rcs {
 		if refs := ac.Refs[h]; int64(rc) != refs && !(rc == 0 && refs == 0) {

@@ -305,11 +305,18 @@ func (d *Dict) Has(key any) (bool, error) {
 	return ok, err
 }
 
-// GetInt returns the Int under key.
+// GetInt returns the Int under key, or the value of the Counter under it.
 func (d *Dict) GetInt(key any) (int64, error) {
 	v, err := d.Get(key)
 	if err != nil {
 		return 0, err
+	}
+	if v.kind == KindCounter {
+		c, err := d.tx.counterAt(v.h)
+		if err != nil {
+			return 0, err
+		}
+		return c.Get()
 	}
 	return v.AsInt()
 }

@@ -3,7 +3,6 @@
 package objects
 
 import (
-	"errors"
 	"fmt"
 	"unsafe"
 
@@ -174,6 +173,3 @@ func (s *Space) readBlob(h handle.Handle) (string, error) {
 	}
 	return string(unsafe.Slice((*byte)(unsafe.Add(p, blobHeader)), l)), nil
 }
-
-// isConflict reports whether err asks for the transaction to run again.
-func isConflict(err error) bool { return errors.Is(err, txn.ErrConflict) }

@@ -173,7 +173,49 @@ func (r *Reclaimer) tryAppend(rp *ring, batch handle.Handle, epoch uint64) bool 
 	return false
 }
 
-// mergeAndAppend merges the full ring into one batch and appends batch.
+// Reserve makes room for one more batch in the ring of h's slot, merging
+// a full ring into one batch (allocated through h) without collecting:
+// no finalizer runs. txn calls it before its commit point, so that the
+// Retire after it (RetireReserved) neither allocates nor runs anything: a
+// merge batch allocated after the commit point would be handed over by
+// the recovery of a crash there (leaked), and a finalizer would run a
+// transaction on the committing slot itself. Only the slot's owner
+// appends to its ring, so the room stays until it uses it.
+func (r *Reclaimer) Reserve(h alloc.Heap) error {
+	slot := h.Slot()
+	if slot < 0 {
+		return fmt.Errorf("reclaim: reserve: %w", ErrNoHeap)
+	}
+	if err := r.writable("reserve"); err != nil {
+		return err
+	}
+	rp := &r.part(slot).ring
+	if _, n := rp.loadHN(); n < RingCap {
+		return nil
+	}
+	return r.mergeAndAppend(rp, slot, h, handle.Null, 0)
+}
+
+// RetireReserved is Retire after Reserve: it appends, and if the ring is
+// full after all (it cannot be, unless Reserve was skipped) it uses the
+// store's overflow ring; it never allocates, collects or runs a
+// finalizer. Idempotent like Retire.
+func (r *Reclaimer) RetireReserved(h alloc.Heap, batch handle.Handle, epoch uint64) error {
+	slot := h.Slot()
+	if slot < 0 {
+		return fmt.Errorf("reclaim: retire %v: %w", batch, ErrNoHeap)
+	}
+	if err := r.writable("retire"); err != nil {
+		return err
+	}
+	if r.tryAppend(&r.part(slot).ring, batch, epoch) || r.tryAppend(&r.g.overflow, batch, epoch) {
+		return nil
+	}
+	return fmt.Errorf("reclaim: retire %v in slot %d: ring and overflow ring full: %w", batch, slot, ErrRingFull)
+}
+
+// mergeAndAppend merges the full ring into one batch and appends batch
+// (none when batch is Null: Reserve).
 //
 // The merge batch is allocated before the ring's lock is taken (an
 // allocation may call RecoverDead, which must not run under a lock), with
@@ -200,12 +242,14 @@ func (r *Reclaimer) mergeAndAppend(rp *ring, slot int, h alloc.Heap, batch handl
 	}
 	r.lockRing(rp)
 	merged := false
-	if !rp.containsLocked(batch) {
+	if batch == handle.Null || !rp.containsLocked(batch) {
 		if _, n := rp.loadHN(); n >= RingCap {
 			r.mergeLocked(rp, h, n0, mb, buf)
 			merged = true
 		}
-		rp.appendLocked(batch, epoch)
+		if batch != handle.Null {
+			rp.appendLocked(batch, epoch)
+		}
 	}
 	r.st.Unlock(&rp.mu)
 	if !merged {

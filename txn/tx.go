@@ -57,6 +57,11 @@ type Tx struct {
 	committing bool   // the write set is being locked: no more Lock calls
 	ends       uint64 // attempts ended here (process-local): every 256th collects
 
+	// A read-only transaction's reads of its last aborted attempt, and
+	// the locks it took on them (prelock).
+	prev []readEntry
+	pre  []lockReq
+
 	// User is free for the layer above (objects keeps its per-transaction
 	// state here across attempts).
 	User any
@@ -110,6 +115,7 @@ func (tx *Tx) RV() uint64 { return tx.rv }
 // run is Engine.Run on this transaction.
 func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 	tx.readOnly = readOnly
+	tx.prev = tx.prev[:0]
 	tx.sp.Started.Store(tx.e.coarseNow())
 	defer func() {
 		tx.sp.Started.Store(0)
@@ -122,6 +128,9 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 	for attempt := uint32(1); ; attempt++ {
 		tx.sp.Attempts.Store(attempt)
 		tx.begin()
+		if readOnly && attempt > lockedViewAfter && len(tx.prev) > 0 {
+			tx.prelock()
+		}
 		err = fn(tx)
 		if err == nil {
 			err = tx.commit()
@@ -146,8 +155,68 @@ func (tx *Tx) begin() {
 	tx.sp.RV.Store(tx.rv)
 }
 
+// lockedViewAfter is how many attempts a read-only transaction makes
+// before it locks what its attempts read so far: under a steady stream of
+// writes to what it reads, a View could otherwise abort forever. Each
+// attempt after that adds at most one word it had not read before (the
+// one it found locked), so a View that reads n words commits within
+// lockedViewAfter + n attempts, and usually at lockedViewAfter + 1.
+const lockedViewAfter = 8
+
+// prelock locks, in address order, every word the previous attempt of
+// this read-only transaction read, as reference-count-only locks (released
+// with their versions unchanged). While the transaction runs with them it
+// never waits for another lock (ReadBegin fails instead), so holding
+// locks while user code runs cannot close a cycle: everyone else who
+// waits, waits for an ordered acquirer or for a holder that does not wait.
+func (tx *Tx) prelock() {
+	slices.SortFunc(tx.prev, func(a, b readEntry) int {
+		switch {
+		case a.addr < b.addr:
+			return -1
+		case a.addr > b.addr:
+			return 1
+		}
+		return 0
+	})
+	tx.prev = slices.CompactFunc(tx.prev, func(a, b readEntry) bool { return a.addr == b.addr })
+	tx.sp.State.Store(StateActive)
+	for i, r := range tx.prev {
+		if err := tx.logWord(i, uint64(r.addr)|lockRCOnly); err != nil {
+			break // too many to lock: run unlocked
+		}
+		tx.sp.NLocks.Store(uint32(i + 1))
+		for {
+			w := r.lw.Load()
+			if isLocked(w) {
+				tx.e.waitUnlock(r.lw, r.addr, w, tx.sp)
+				continue
+			}
+			if r.lw.CompareAndSwap(w, lockedWord(versionOf(w), tx.slot)) {
+				tx.pre = append(tx.pre, lockReq{addr: r.addr, lw: r.lw, rcOnly: true, held: true, old: versionOf(w)})
+				break
+			}
+		}
+	}
+}
+
+// unprelock releases what prelock took, versions unchanged.
+func (tx *Tx) unprelock() {
+	if len(tx.pre) == 0 {
+		return
+	}
+	for _, l := range tx.pre {
+		tx.e.release(l.lw, l.addr, l.old)
+	}
+	tx.pre = tx.pre[:0]
+	tx.sp.NLocks.Store(0)
+	tx.sp.State.Store(StateIdle)
+}
+
 // end finishes a committed attempt.
 func (tx *Tx) end() {
+	tx.unprelock()
+	tx.prev = tx.prev[:0]
 	tx.e.r.Exit(tx.slot)
 	retired := len(tx.retire) > 0
 	tx.reset()
@@ -214,6 +283,11 @@ func (tx *Tx) ReadBegin(lw *LockWord, addr Addr) (uint64, error) {
 		if isLocked(w) {
 			if ownerOf(w) == tx.slot {
 				return w, nil
+			}
+			if len(tx.pre) > 0 {
+				// Holding locks while user code runs: never wait.
+				tx.conflictAt(lw, addr, w)
+				return 0, fmt.Errorf("txn: read of a word locked by another: %w", ErrConflict)
 			}
 			tx.e.waitUnlock(lw, addr, w, tx.sp)
 			continue
@@ -458,6 +532,11 @@ func (tx *Tx) commit() error {
 		if batch, err = tx.e.r.NewBatch(tx.heap, tx.retire); err != nil {
 			return fmt.Errorf("txn: retire %d blocks: %w", len(tx.retire), err)
 		}
+		// Room in the retire ring now, before the commit point: after it
+		// nothing may allocate or run a finalizer (see Reserve).
+		if err := tx.e.r.Reserve(tx.heap); err != nil {
+			return fmt.Errorf("txn: retire %d blocks: %w", len(tx.retire), err)
+		}
 	}
 	sp.Batch.Store(uint64(batch))
 	sp.NStores.Store(uint32(tx.nstores))
@@ -468,7 +547,7 @@ func (tx *Tx) commit() error {
 	tx.applyLogged()
 	crashPoint("applied")
 	if batch != handle.Null {
-		if err := tx.e.r.Retire(tx.heap, batch, tx.wv); err != nil {
+		if err := tx.e.r.RetireReserved(tx.heap, batch, tx.wv); err != nil {
 			// Out of memory for the ring: the blocks stay allocated
 			// (leaked, never freed twice). Recorded, not fatal.
 			tx.e.retireFailures.Add(1)
@@ -520,6 +599,10 @@ func (tx *Tx) applyLogged() {
 // abort releases what the attempt locked with the old versions, frees
 // what it allocated, and leaves the slot idle.
 func (tx *Tx) abort() {
+	if tx.readOnly && len(tx.prev) < inlineWords {
+		tx.prev = append(tx.prev, tx.reads...) // what to lock if it comes to that: all attempts' reads
+	}
+	tx.unprelock()
 	for i := range tx.locks {
 		if l := &tx.locks[i]; l.held {
 			tx.e.release(l.lw, l.addr, l.old)

@@ -319,3 +319,61 @@ func TestCrashAtEveryCommitPoint(t *testing.T) {
 		})
 	}
 }
+
+// TestViewIsNotStarved: a read-only transaction over cells that writers
+// change all the time commits within lockedViewAfter+n attempts (then it
+// locks what it read and cannot be disturbed), and its sum is exact.
+func TestViewIsNotStarved(t *testing.T) {
+	ev := newEnv(t, true)
+	const n = 16
+	cs := ev.cells(t, n, 100)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 9))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				i, j := rng.IntN(n), rng.IntN(n)
+				if i != j {
+					_ = ev.add([]cell{cs[i], cs[j]}, []int64{-1, 1}, nil)
+				}
+			}
+		}()
+	}
+	maxAttempts := 0
+	for range 200 {
+		attempts := 0
+		err := ev.e.Run(true, func(tx *Tx) error {
+			attempts++
+			s := uint64(0)
+			for _, c := range cs {
+				v, err := read(tx, c)
+				if err != nil {
+					return err
+				}
+				s += v
+				yield() // let the writers in between reads
+			}
+			if s != n*100 {
+				return fmt.Errorf("sum %d", s)
+			}
+			return nil
+		})
+		require.NoError(t, err)
+		maxAttempts = max(maxAttempts, attempts)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("most attempts of a View: %d", maxAttempts)
+	require.LessOrEqual(t, maxAttempts, lockedViewAfter+n)
+	for _, c := range cs {
+		require.False(t, isLocked(c.lock().Load()))
+	}
+}
