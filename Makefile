@@ -56,8 +56,9 @@ demo: build ## create the store "demo", run the bank workload from 3 processes, 
 	$(SHMCTL) check $(DEMO_STORE)
 	@echo "(look inside with: $(SHMCTL) get $(DEMO_STORE) accounts; remove it with: $(SHMCTL) rm $(DEMO_STORE))"
 
-bench: build ## allocator benchmarks with Go's allocator as baseline, then shmctl bench
+bench: build ## benchmarks with in-process baselines (Go's allocator, an RWMutex map), then shmctl bench
 	$(GO) test -run '^$$' -bench . -benchmem ./alloc/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s .
 	@d=$$(mktemp -d /dev/shm/shmstore-bench-XXXXXX); trap 'rm -rf "$$d"' EXIT; \
 	  $(SHMCTL) --dir "$$d" create bench && \
 	  $(SHMCTL) --dir "$$d" bench bench --procs 1 --duration 3s && \
