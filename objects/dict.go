@@ -46,6 +46,12 @@ type pending struct {
 	val     Value
 	del     bool
 	existed bool // the key was in the committed Dict when first written
+
+	// Where the committed entry was found (ent Null: absent). The lookup
+	// is in the read set, so at commit, with the stripe validated and
+	// its table unchanged, it is still there.
+	ent  handle.Handle
+	slot uint64
 }
 
 // dictOverlay is a transaction's buffered writes to one Dict.
@@ -88,12 +94,24 @@ func (o *dictOverlay) add(p pending) {
 	}
 }
 
+// overlayIndexFrom is the number of Dicts written from which their
+// overlays are found through a map.
+const overlayIndexFrom = 16
+
 func (tx *Tx) dictOverlay(d *Dict, create bool) *dictOverlay {
-	if o, ok := tx.dicts[d.h]; ok || !create {
-		return o
+	if len(tx.dictList) >= overlayIndexFrom {
+		if o, ok := tx.dicts[d.h]; ok {
+			return o
+		}
+	} else {
+		for _, o := range tx.dictList { // few Dicts per transaction: searched, not hashed
+			if o.d.h == d.h {
+				return o
+			}
+		}
 	}
-	if tx.dicts == nil {
-		tx.dicts = map[handle.Handle]*dictOverlay{}
+	if !create {
+		return nil
 	}
 	var o *dictOverlay
 	if n := len(tx.freeDicts); n > 0 { // reuse an overlay (and its slices) of an earlier attempt
@@ -102,8 +120,16 @@ func (tx *Tx) dictOverlay(d *Dict, create bool) *dictOverlay {
 	} else {
 		o = &dictOverlay{d: d}
 	}
-	tx.dicts[d.h] = o
 	tx.dictList = append(tx.dictList, o)
+	switch n := len(tx.dictList); {
+	case n == overlayIndexFrom:
+		tx.dicts = make(map[handle.Handle]*dictOverlay, 2*n)
+		for _, o := range tx.dictList {
+			tx.dicts[o.d.h] = o
+		}
+	case n > overlayIndexFrom:
+		tx.dicts[d.h] = o
+	}
 	return o
 }
 
@@ -371,6 +397,7 @@ func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
 	hash := Hash(k)
 	var old Value
 	var had, existed bool
+	var at found
 	if p, ok := o.find(k); ok {
 		old, had, existed = p.val, !p.del, p.existed
 	} else {
@@ -381,7 +408,7 @@ func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
 				return false, err
 			}
 		}
-		old, had, existed = f.val, f.ok, f.ok
+		old, had, existed, at = f.val, f.ok, f.ok, f
 	}
 	if del && !had {
 		return false, nil
@@ -399,7 +426,7 @@ func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
 	if p, ok := o.find(k); ok {
 		p.val, p.del = v, del
 	} else {
-		o.add(pending{key: k, hash: hash, val: v, del: del, existed: existed})
+		o.add(pending{key: k, hash: hash, val: v, del: del, existed: existed, ent: at.ent, slot: at.slot})
 	}
 	s := stripeOf(hash)
 	if !tx.created[d.h] {
@@ -758,8 +785,11 @@ func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
 		used = count
 	}
 	for _, p := range pend {
-		f, err := probeTable(tx.s, &t, p.key, p.hash, false)
-		if err != nil {
+		var f found
+		var err error
+		if p.ent != handle.Null && t.h == old.h {
+			f = found{ok: true, ent: p.ent, slot: p.slot} // found by the validated read: no probe
+		} else if f, err = probeTable(tx.s, &t, p.key, p.hash, false); err != nil {
 			return err
 		}
 		if f.ok && !p.del {

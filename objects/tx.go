@@ -19,8 +19,8 @@ type Tx struct {
 	t *txn.Tx
 
 	writer   bool                           // registered as t's Writer this attempt
-	dicts    map[handle.Handle]*dictOverlay // pending writes per Dict
-	dictList []*dictOverlay                 // the same, in first-write order
+	dictList []*dictOverlay                 // pending writes per Dict, in first-write order
+	dicts    map[handle.Handle]*dictOverlay // the same by handle, once there are many
 	lists    map[handle.Handle]*listOverlay
 	listList []*listOverlay
 	recs     map[handle.Handle]*recOverlay
@@ -49,7 +49,9 @@ func (tx *Tx) reset() {
 		return // a read-only attempt buffered nothing
 	}
 	tx.writer = false
-	clear(tx.dicts)
+	if len(tx.dictList) >= overlayIndexFrom {
+		tx.dicts = nil
+	}
 	for _, o := range tx.dictList {
 		clear(o.pend)
 		idx := o.index

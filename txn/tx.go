@@ -237,8 +237,14 @@ func (tx *Tx) end() {
 func (tx *Tx) reset() {
 	tx.reads = tx.reads[:0]
 	if len(tx.locks) > 0 {
+		if len(tx.locks) >= lockIndexFrom {
+			if len(tx.lockIdx) > 256 {
+				tx.lockIdx = map[Addr]int{} // a big transaction's: clearing would cost every later one
+			} else {
+				clear(tx.lockIdx)
+			}
+		}
 		tx.locks = tx.locks[:0]
-		clear(tx.lockIdx)
 	}
 	if len(tx.writers) > 0 {
 		clear(tx.writers)
@@ -360,20 +366,44 @@ func (tx *Tx) Lock(lw *LockWord, addr Addr, rcOnly bool) error {
 	if tx.readOnly {
 		return fmt.Errorf("txn: lock %#x: %w", uint64(addr), ErrReadOnly)
 	}
-	if i, ok := tx.lockIdx[addr]; ok {
+	if i := tx.lockIndex(addr); i >= 0 {
 		tx.locks[i].rcOnly = tx.locks[i].rcOnly && rcOnly
 		return nil
 	}
-	tx.lockIdx[addr] = len(tx.locks)
 	tx.locks = append(tx.locks, lockReq{addr: addr, lw: lw, rcOnly: rcOnly})
+	switch n := len(tx.locks); {
+	case n == lockIndexFrom:
+		for i, l := range tx.locks {
+			tx.lockIdx[l.addr] = i
+		}
+	case n > lockIndexFrom:
+		tx.lockIdx[addr] = n - 1
+	}
 	return nil
 }
 
-// Locked reports whether the transaction asked to lock addr.
-func (tx *Tx) Locked(addr Addr) bool {
-	_, ok := tx.lockIdx[addr]
-	return ok
+// lockIndexFrom is the number of lock requests from which they are
+// indexed by a map (fewer are searched: cheaper to search than to clear).
+const lockIndexFrom = 16
+
+// lockIndex finds the request for addr (-1: none).
+func (tx *Tx) lockIndex(addr Addr) int {
+	if len(tx.locks) >= lockIndexFrom {
+		if i, ok := tx.lockIdx[addr]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range tx.locks {
+		if tx.locks[i].addr == addr {
+			return i
+		}
+	}
+	return -1
 }
+
+// Locked reports whether the transaction asked to lock addr.
+func (tx *Tx) Locked(addr Addr) bool { return tx.lockIndex(addr) >= 0 }
 
 // AddWriter registers w to run at commit (once per transaction attempt).
 func (tx *Tx) AddWriter(w Writer) error {
