@@ -42,9 +42,13 @@ func (e *Engine) Slots() []SlotInfo {
 		if owner < 0 && retired == 0 {
 			continue
 		}
-		si := SlotInfo{Slot: i, Proc: owner, State: StateName(sp.State.Load()),
-			Attempts: sp.Attempts.Load(), Locks: int(sp.NLocks.Load()), Commits: sp.Commits.Load(),
+		state := sp.State.Load()
+		si := SlotInfo{Slot: i, Proc: owner, State: StateName(state),
+			Attempts: sp.Attempts.Load(), Commits: sp.Commits.Load(),
 			Aborts: sp.Aborts.Load(), Retired: retired, Oldest: oldest}
+		if state != StateIdle {
+			si.Locks = int(sp.NLocks.Load()) // stale when idle
+		}
 		if w := sp.WaitOn.Load(); w != 0 {
 			si.WaitOn = w - 1
 		}
@@ -54,7 +58,9 @@ func (e *Engine) Slots() []SlotInfo {
 		}
 		si.Leased = h.LeasedAt.Load() != 0
 		si.RV, si.Active = e.r.Active(i)
-		if st := sp.Started.Load(); st != 0 {
+		if !si.Active && state == StateIdle {
+			si.Attempts = 0 // Started and Attempts are the last transaction's
+		} else if st := sp.Started.Load(); st != 0 {
 			si.Age = now.Sub(time.Unix(0, st))
 		}
 		out = append(out, si)

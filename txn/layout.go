@@ -120,9 +120,9 @@ const (
 //	| State       (atomic u32)  |  owner; recoverer of a dead owner
 //	| Attempts    (atomic u32)  |  owner; read by inspectors
 //	| Started     (atomic i64)  |  owner: unix nanos of the first attempt
-//	| RV, WV      (atomic u64)  |  owner: read and write versions
+//	| RV, WV      (atomic u64)  |  RV unused (reclaim publishes it); WV: owner, the commit's version
 //	| WaitOn      (atomic u64)  |  owner: Addr+1 of the word it waits on
-//	| NLocks      (atomic u32)  |  owner: lock entries logged (log words 0..)
+//	| NLocks      (atomic u32)  |  owner: lock entries logged (log words 0..); stale when idle
 //	| NStores     (atomic u32)  |  owner: store pairs logged after the locks
 //	| Batch       (atomic u64)  |  owner: retire batch of this commit
 //	| Commits, Aborts (u64)     |  owner: statistics

@@ -118,8 +118,6 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 	tx.prev = tx.prev[:0]
 	tx.sp.Started.Store(tx.e.coarseNow())
 	defer func() {
-		tx.sp.Started.Store(0)
-		tx.sp.Attempts.Store(0)
 		if p := recover(); p != nil {
 			tx.abort()
 			panic(p)
@@ -152,7 +150,6 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 func (tx *Tx) begin() {
 	tx.rv = tx.e.g.Clock.Load()
 	tx.e.r.Enter(tx.slot, tx.rv)
-	tx.sp.RV.Store(tx.rv)
 }
 
 // lockedViewAfter is how many attempts a read-only transaction makes
@@ -209,7 +206,6 @@ func (tx *Tx) unprelock() {
 		tx.e.release(l.lw, l.addr, l.old)
 	}
 	tx.pre = tx.pre[:0]
-	tx.sp.NLocks.Store(0)
 	tx.sp.State.Store(StateIdle)
 }
 
@@ -520,6 +516,8 @@ func (tx *Tx) commit() error {
 		return 0
 	})
 	sp.State.Store(StateActive)
+	// Every lock is logged before the first is taken (one count store):
+	// recovery releases those of the logged words that this slot holds.
 	for i := range tx.locks {
 		l := &tx.locks[i]
 		ent := uint64(l.addr)
@@ -529,8 +527,11 @@ func (tx *Tx) commit() error {
 		if err := tx.logWord(i, ent); err != nil {
 			return err
 		}
-		sp.NLocks.Store(uint32(i + 1)) // logged before taken
 		crashPoint("logged lock")
+	}
+	sp.NLocks.Store(uint32(len(tx.locks)))
+	for i := range tx.locks {
+		l := &tx.locks[i]
 		for {
 			w := l.lw.Load()
 			if isLocked(w) {
@@ -598,9 +599,8 @@ func (tx *Tx) commit() error {
 		l.held = false
 		crashPoint("released lock")
 	}
-	sp.NLocks.Store(0)
-	sp.NStores.Store(0)
-	sp.Batch.Store(0)
+	// NLocks, NStores and Batch keep stale values: nothing reads them in
+	// the IDLE state, and the next commit sets them before they count.
 	sp.State.Store(StateIdle)
 	sp.Commits.Add(1)
 	return nil
@@ -639,9 +639,6 @@ func (tx *Tx) abort() {
 			l.held = false
 		}
 	}
-	tx.sp.NLocks.Store(0)
-	tx.sp.NStores.Store(0)
-	tx.sp.Batch.Store(0)
 	tx.heap.FreeLog()
 	tx.sp.State.Store(StateIdle)
 	tx.e.r.Exit(tx.slot)
