@@ -57,8 +57,9 @@ func (tx *Tx) reset() {
 		idx := o.index
 		if len(idx) > 64 {
 			idx = nil // a big transaction's index: clearing it would cost every small one after
+		} else if len(idx) > 0 {
+			clear(idx)
 		}
-		clear(idx)
 		*o = dictOverlay{pend: o.pend[:0], index: idx}
 		if len(tx.freeDicts) < 16 {
 			tx.freeDicts = append(tx.freeDicts, o)
@@ -67,20 +68,28 @@ func (tx *Tx) reset() {
 	clear(tx.dictList)
 	tx.dictList = tx.dictList[:0]
 	clear(tx.scratch)
-	clear(tx.lists)
+	clearMap(tx.lists)
 	clear(tx.listList)
 	tx.listList = tx.listList[:0]
-	clear(tx.recs)
+	clearMap(tx.recs)
 	clear(tx.recList)
 	tx.recList = tx.recList[:0]
-	clear(tx.counters)
+	clearMap(tx.counters)
 	clear(tx.ctrList)
 	tx.ctrList = tx.ctrList[:0]
-	clear(tx.rc)
+	clearMap(tx.rc)
 	tx.rcList = tx.rcList[:0]
-	clear(tx.created)
+	clearMap(tx.created)
 	clear(tx.release)
 	tx.release = tx.release[:0]
+}
+
+// clearMap empties m; an empty map is left alone (clearing one costs in
+// proportion to its capacity, which a big transaction may have grown).
+func clearMap[K comparable, V any](m map[K]V) {
+	if len(m) > 0 {
+		clear(m)
+	}
 }
 
 // Space is the object space the transaction runs in.
