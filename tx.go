@@ -52,8 +52,9 @@ func (s *Store) View(fn func(tx *Tx) error) error {
 	return s.sp.View(fn)
 }
 
-// splitPath splits "a/b/c" into its keys; the empty path is the root.
-func splitPath(path string) ([]string, error) {
+// SplitPath splits a path such as "accounts/alice" into its String keys;
+// "" and "/" are the root (no keys). An empty key ("a//b") is refused.
+func SplitPath(path string) ([]string, error) {
 	path = strings.Trim(path, "/")
 	if path == "" {
 		return nil, nil
@@ -70,7 +71,7 @@ func splitPath(path string) ([]string, error) {
 // walk returns the Dict that holds the last key of path, and that key
 // (create: make missing Dicts on the way).
 func walk(tx *Tx, path string, create bool) (*Dict, string, error) {
-	keys, err := splitPath(path)
+	keys, err := SplitPath(path)
 	if err != nil {
 		return nil, "", err
 	}

@@ -49,37 +49,29 @@ func (tx *Tx) FromGeneric(g any) (Value, error) {
 		}
 		return l.Value(), nil
 	case map[string]any:
-		d, err := tx.NewDict()
-		if err != nil {
-			return None, err
-		}
-		for k, x := range g {
-			if err := tx.setGeneric(d, k, x); err != nil {
-				return None, err
-			}
-		}
-		return d.Value(), nil
+		return dictFrom(tx, g)
 	case map[any]any:
-		d, err := tx.NewDict()
-		if err != nil {
-			return None, err
-		}
-		for k, x := range g {
-			if err := tx.setGeneric(d, k, x); err != nil {
-				return None, err
-			}
-		}
-		return d.Value(), nil
+		return dictFrom(tx, g)
 	}
 	return ScalarOf(g)
 }
 
-func (tx *Tx) setGeneric(d *Dict, k, x any) error {
-	v, err := tx.FromGeneric(x)
+// dictFrom stores a generic map as a new Dict.
+func dictFrom[K comparable](tx *Tx, g map[K]any) (Value, error) {
+	d, err := tx.NewDict()
 	if err != nil {
-		return err
+		return None, err
 	}
-	return d.Set(k, v)
+	for k, x := range g {
+		v, err := tx.FromGeneric(x)
+		if err != nil {
+			return None, err
+		}
+		if err := d.Set(k, v); err != nil {
+			return None, err
+		}
+	}
+	return d.Value(), nil
 }
 
 // Export copies a value out of shared memory into generic Go values:

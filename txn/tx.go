@@ -3,6 +3,7 @@
 package txn
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -167,15 +168,7 @@ const lockedViewAfter = 8
 // locks while user code runs cannot close a cycle: everyone else who
 // waits, waits for an ordered acquirer or for a holder that does not wait.
 func (tx *Tx) prelock() {
-	slices.SortFunc(tx.prev, func(a, b readEntry) int {
-		switch {
-		case a.addr < b.addr:
-			return -1
-		case a.addr > b.addr:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(tx.prev, func(a, b readEntry) int { return cmp.Compare(a.addr, b.addr) })
 	tx.prev = slices.CompactFunc(tx.prev, func(a, b readEntry) bool { return a.addr == b.addr })
 	tx.sp.State.Store(StateActive)
 	for i, r := range tx.prev {
@@ -506,15 +499,7 @@ func (tx *Tx) commit() error {
 	sp := tx.sp
 	tx.committing = true
 	defer func() { tx.committing = false }()
-	slices.SortFunc(tx.locks, func(a, b lockReq) int {
-		switch {
-		case a.addr < b.addr:
-			return -1
-		case a.addr > b.addr:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(tx.locks, func(a, b lockReq) int { return cmp.Compare(a.addr, b.addr) })
 	sp.State.Store(StateActive)
 	// Every lock is logged before the first is taken (one count store):
 	// recovery releases those of the logged words that this slot holds.

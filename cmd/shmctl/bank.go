@@ -152,11 +152,9 @@ func (o *bankOptions) run(w io.Writer) error {
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
 	}
-	opts := o.storeOptions()
-	opts.Create = shmstore.MustExist
-	st, err := shmstore.Open(o.name, opts)
+	st, err := o.openExisting(o.name)
 	if err != nil {
-		return o.storeError(o.name, err)
+		return err
 	}
 	defer st.Close()
 	rep := bankReport{Store: o.name, Procs: o.procs, Accounts: o.accounts, Initial: o.initial,

@@ -88,11 +88,9 @@ func (o *bankWorkerOptions) run(w io.Writer) (err error) {
 	// but a clean stop reports its counts).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := o.storeOptions()
-	opts.Create = shmstore.MustExist
-	st, err := shmstore.Open(o.name, opts)
+	st, err := o.openExisting(o.name)
 	if err != nil {
-		return o.storeError(o.name, err)
+		return err
 	}
 	defer func() {
 		if cerr := st.Close(); cerr != nil {

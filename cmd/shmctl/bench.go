@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
 )
@@ -133,11 +132,9 @@ func (o *benchOptions) run(w io.Writer) error {
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
 	}
-	opts := o.storeOptions()
-	opts.Create = shmstore.MustExist
-	st, err := shmstore.Open(o.name, opts)
+	st, err := o.openExisting(o.name)
 	if err != nil {
-		return o.storeError(o.name, err)
+		return err
 	}
 	defer st.Close()
 	// From the mailbox's making to its draining, Ctrl-C and SIGTERM only

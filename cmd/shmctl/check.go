@@ -65,11 +65,9 @@ func (o *checkOptions) run(w io.Writer) error {
 	before := peek.Shm().Header().Recovered.Load()
 	_ = peek.Close()
 
-	opts := o.storeOptions()
-	opts.Create = shmstore.MustExist
-	st, err := shmstore.Open(o.name, opts)
+	st, err := o.openExisting(o.name)
 	if err != nil {
-		return o.storeError(o.name, err)
+		return err
 	}
 	if _, err := st.Recover(); err != nil {
 		_ = st.Close()

@@ -10,7 +10,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
 )
@@ -92,11 +91,9 @@ type workerResult struct {
 // prints its counts.
 func (o *churnOptions) run(w io.Writer) error {
 	mb, _ := handle.Parse(o.mailbox)
-	opts := o.storeOptions()
-	opts.Create = shmstore.MustExist
-	st, err := shmstore.Open(o.name, opts)
+	st, err := o.openExisting(o.name)
 	if err != nil {
-		return o.storeError(o.name, err)
+		return err
 	}
 	h, err := st.Allocator().Lease()
 	if err != nil {

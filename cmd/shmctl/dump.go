@@ -52,11 +52,9 @@ type dumpReport struct {
 // encoded whole before anything is written, so a failure leaves no
 // half-written file.
 func (o *dumpOptions) run(w io.Writer) error {
-	opts := o.storeOptions()
-	opts.Create = shmstore.MustExist
-	st, err := shmstore.Open(o.name, opts)
+	st, err := o.openExisting(o.name)
 	if err != nil {
-		return o.storeError(o.name, err)
+		return err
 	}
 	defer st.Close()
 	var root any

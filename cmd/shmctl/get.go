@@ -43,18 +43,16 @@ func (o *getOptions) Validate() error {
 		return err
 	}
 	var err error
-	o.keys, err = splitStorePath(o.path)
+	o.keys, err = shmstore.SplitPath(o.path)
 	return err
 }
 
 // run reads the subtree at the path in one View and prints it as JSON.
 // It attaches to the store (a transaction needs a slot) and writes nothing.
 func (o *getOptions) run(w io.Writer) error {
-	opts := o.storeOptions()
-	opts.Create = shmstore.MustExist
-	st, err := shmstore.Open(o.name, opts)
+	st, err := o.openExisting(o.name)
 	if err != nil {
-		return o.storeError(o.name, err)
+		return err
 	}
 	defer st.Close()
 	var t any

@@ -55,7 +55,7 @@ func (o *loadOptions) Validate() error {
 		return err
 	}
 	var err error
-	o.keys, err = splitStorePath(o.path)
+	o.keys, err = shmstore.SplitPath(o.path)
 	return err
 }
 
@@ -85,11 +85,9 @@ func (o *loadOptions) run(w io.Writer) error {
 		return fmt.Errorf("%s: want an object (a map) at the top, not %s", o.file, describeGeneric(g))
 	}
 
-	opts := o.storeOptions()
-	opts.Create = shmstore.MustExist
-	st, err := shmstore.Open(o.name, opts)
+	st, err := o.openExisting(o.name)
 	if err != nil {
-		return o.storeError(o.name, err)
+		return err
 	}
 	defer st.Close()
 	err = st.Update(func(tx *shmstore.Tx) error {

@@ -114,6 +114,18 @@ func (g *globalOptions) baseDir() string {
 // storeError rewords an error from opening or removing store name for
 // people: a missing or existing store is said plainly; anything else is
 // passed on.
+// openExisting opens the store name, which must exist, for a command that
+// works on it (a failure is already worded by storeError).
+func (g *globalOptions) openExisting(name string) (*shmstore.Store, error) {
+	opts := g.storeOptions()
+	opts.Create = shmstore.MustExist
+	st, err := shmstore.Open(name, opts)
+	if err != nil {
+		return nil, g.storeError(name, err)
+	}
+	return st, nil
+}
+
 func (g *globalOptions) storeError(name string, err error) error {
 	switch {
 	case errors.Is(err, shmstore.ErrNotFound):

@@ -68,22 +68,6 @@ type dictNode struct {
 	vals []any
 }
 
-// splitStorePath splits "accounts/alice" into its String keys; "" and "/"
-// are the root.
-func splitStorePath(path string) ([]string, error) {
-	path = strings.Trim(path, "/")
-	if path == "" {
-		return nil, nil
-	}
-	keys := strings.Split(path, "/")
-	for _, k := range keys {
-		if k == "" {
-			return nil, fmt.Errorf("path %q has an empty key", path)
-		}
-	}
-	return keys, nil
-}
-
 // exportPath copies the value or subtree at keys (nil: the root) out of
 // the store. It runs inside a transaction and returns the transaction's
 // errors unchanged, conflicts included.
