@@ -100,7 +100,10 @@ func Open(name string, opts Options) (*Store, error) {
 // Close detaches from the store: this process's slots and their heaps go
 // back, unhanded allocations are freed. Transactions must have ended.
 func (s *Store) Close() error {
-	return errors.Join(s.e.Close(), s.st.Close())
+	if err := s.e.Close(); err != nil {
+		return fmt.Errorf("shmstore: %w", err) // nothing closed: still usable
+	}
+	return s.st.Close()
 }
 
 // Engine is the store's transaction engine.

@@ -35,7 +35,10 @@ var errNoSpace = fmt.Errorf("shmstore: store opened read-only before it had a ro
 // with another transaction it runs fn again (after waiting for what it
 // conflicted on to change), so fn must have no effects outside the
 // transaction. An error from fn aborts: nothing fn did is kept, and the
-// error is returned.
+// error is returned. A panic in fn aborts too, and goes on.
+//
+// As in bbolt, do not start a transaction from inside another's function:
+// the outer one may hold what the inner one waits for.
 func (s *Store) Update(fn func(tx *Tx) error) error {
 	if s.sp == nil {
 		return errNoSpace
@@ -44,7 +47,10 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 }
 
 // View runs fn in a read-only transaction: it sees one consistent
-// snapshot, takes no locks, and writes fail with ErrReadOnly.
+// snapshot and writes fail with ErrReadOnly. It takes no locks, with one
+// exception that bounds its attempts: a View that a stream of writes has
+// made abort 8 times locks what it read so far (without changing it) for
+// its next run of fn, so writers of those objects wait for it then.
 func (s *Store) View(fn func(tx *Tx) error) error {
 	if s.sp == nil {
 		return errNoSpace

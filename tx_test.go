@@ -230,3 +230,24 @@ func TestGetIntReadsCounters(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 7, n)
 }
+
+func TestCloseWhileATransactionRuns(t *testing.T) {
+	st := openTest(t)
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- st.Update(func(tx *shmstore.Tx) error {
+			close(inside)
+			<-release
+			return tx.Root().Set("k", 1)
+		})
+	}()
+	<-inside
+	require.ErrorIs(t, st.Close(), shmstore.ErrInUse)
+	close(release)
+	require.NoError(t, <-done)
+	n, err := st.GetInt("k") // still open and usable
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+}

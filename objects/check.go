@@ -42,11 +42,7 @@ func (s *Space) Account() Accounting {
 			}
 			rcs[h] = hdrAt(p).rc.Load()
 			into[h] = true
-			released := atomicFlags(p)&flagReleased != 0
 			err = s.ownedBy(h, p, func(c Value) {
-				if released {
-					return
-				}
 				ac.Refs[c.h]++
 				stack = append(stack, c.h)
 			}, func(b handle.Handle) { into[b] = true })

@@ -158,6 +158,9 @@ func (d *Dict) lookupCommitted(k Value, hash uint64) (found, error) {
 		}
 		f, ferr := d.tx.s.probe(st, k, hash, true)
 		if d.tx.t.ReadEnd(&st.lock, a, w) {
+			if ferr == nil && f.ok {
+				ferr = d.tx.s.fill(&f.val)
+			}
 			return f, ferr
 		}
 	}
@@ -185,7 +188,7 @@ func (s *Space) table(h handle.Handle, capa uint64) (unsafe.Pointer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if capa == 0 || capa&(capa-1) != 0 || capa*8 > uint64(n) {
+	if capa == 0 || capa&(capa-1) != 0 || capa > uint64(n)/8 {
 		return nil, fmt.Errorf("objects: table %v: cap %d in %d bytes: %w", h, capa, n, ErrCorrupt)
 	}
 	return p, nil
@@ -196,6 +199,9 @@ func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64, decode bool) (
 	p, n, err := s.peek(e)
 	if err != nil {
 		return false, None, err
+	}
+	if n < entryHeader {
+		return false, None, fmt.Errorf("objects: entry %v of %d bytes: %w", e, n, ErrCorrupt)
 	}
 	if load(p, 0) != hash {
 		return false, None, nil
@@ -413,15 +419,8 @@ func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
 	if del && !had {
 		return false, nil
 	}
-	if had {
-		if err := tx.refChange(old, -1); err != nil {
-			return false, err
-		}
-	}
-	if !del {
-		if err := tx.refChange(v, +1); err != nil {
-			return false, err
-		}
+	if err := tx.refSwap(old, had, v, !del); err != nil {
+		return false, err
 	}
 	if p, ok := o.find(k); ok {
 		p.val, p.del = v, del
@@ -568,6 +567,9 @@ func (d *Dict) readStripe(s int, keys []Value, items []found) ([]Value, []found,
 			return nil
 		})
 		if d.tx.t.ReadEnd(&st.lock, a, w) {
+			for i := 0; ferr == nil && i < len(items); i++ {
+				ferr = d.tx.s.fill(&items[i].val)
+			}
 			return keys, items, ferr
 		}
 	}
@@ -590,7 +592,7 @@ func (s *Space) eachEntry(st *stripe, strict bool, f func(e handle.Handle, p uns
 	if err != nil {
 		return err
 	}
-	if capa == 0 || capa*8 > uint64(n) {
+	if capa == 0 || capa > uint64(n)/8 {
 		return fmt.Errorf("objects: table %v: cap %d in %d bytes: %w", th, capa, n, ErrCorrupt)
 	}
 	for i := range capa {

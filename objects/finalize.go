@@ -12,14 +12,21 @@ import (
 	"github.com/shmstore/shmstore/txn"
 )
 
+// releaseChunk bounds the child references one release step drops: a
+// step is one transaction, whose redo log must hold it.
+const releaseChunk = 4096
+
 // finalize frees an unlinked container once reclaim says no transaction
-// can see it (reclaim.Finalizer). First, in a small transaction, it drops
-// the references the object held to other containers (which may unlink
-// them in turn) and marks the object released; then it frees the
-// object's own blocks (tables, entries, blobs, items, schema) and the
-// object. A finalizer that dies midway runs again: the release is one
-// transaction, marked in the object, and the frees are refused by
-// generation when repeated.
+// can see it (reclaim.Finalizer). First it drops the references the
+// object holds to other containers (which may unlink them in turn), in
+// steps of at most releaseChunk: each step is a small transaction that
+// reads the object under its header lock, drops the references of the
+// next children, and overwrites those cells with None, so that a step
+// repeated after a crash, or run by a second finalizer at the same time,
+// finds them gone (the header lock's version makes the second one's read
+// fail). Then it frees the object's own blocks (tables, entries, blobs,
+// items, schema) and the object; frees repeated after a crash are
+// refused by generation.
 func (s *Space) finalize(h alloc.Heap, obj handle.Handle) error {
 	p, err := s.object(obj, KindNone)
 	if err != nil {
@@ -28,32 +35,49 @@ func (s *Space) finalize(h alloc.Heap, obj handle.Handle) error {
 		}
 		return nil // freed already: a repeated finalization
 	}
-	var children []Value
-	var blocks []handle.Handle
-	if err := s.ownedBy(obj, p, func(v Value) { children = append(children, v) },
-		func(b handle.Handle) { blocks = append(blocks, b) }); err != nil {
-		return fmt.Errorf("objects: finalize %v: %w", obj, err)
-	}
-	if len(children) > 0 && atomicFlags(p)&flagReleased == 0 {
+	for more := true; more; {
 		err := s.e.RunOn(h, func(t *txn.Tx) error {
 			tx := s.bind(t)
 			if err := tx.write(); err != nil {
 				return err
 			}
+			hd := hdrAt(p)
+			a := addr(obj, offLock)
+			w, err := t.ReadBegin(&hd.lock, a)
+			if err != nil {
+				return err
+			}
+			var cells []cellRef
+			err = s.childCells(obj, p, releaseChunk+1, func(c cellRef) { cells = append(cells, c) })
+			if !t.ReadEnd(&hd.lock, a, w) {
+				return fmt.Errorf("objects: finalize %v: %w", obj, txn.ErrConflict)
+			}
+			if err != nil {
+				return err
+			}
+			more = len(cells) > releaseChunk
+			cells = cells[:min(len(cells), releaseChunk)]
+			if len(cells) == 0 {
+				return nil
+			}
 			if err := tx.lockObject(obj, p, false); err != nil {
 				return err
 			}
-			tx.release = append(tx.release, releaseReq{obj, p})
-			for _, c := range children {
-				if err := tx.refChange(c, -1); err != nil {
+			for _, c := range cells {
+				if err := tx.refChange(c.v, -1); err != nil {
 					return err
 				}
 			}
+			tx.clears = append(tx.clears, cells...)
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("objects: finalize %v: release children: %w", obj, err)
 		}
+	}
+	var blocks []handle.Handle
+	if err := s.ownedBy(obj, p, func(Value) {}, func(b handle.Handle) { blocks = append(blocks, b) }); err != nil {
+		return fmt.Errorf("objects: finalize %v: %w", obj, err)
 	}
 	for _, b := range blocks {
 		_ = s.a.FreeAny(b)
@@ -62,19 +86,84 @@ func (s *Space) finalize(h alloc.Heap, obj handle.Handle) error {
 	return nil
 }
 
-// releaseReq marks an object released at commit.
-type releaseReq struct {
-	h handle.Handle
-	p unsafe.Pointer
+// cellRef is where a container value sits in an object: a Dict entry's
+// meta and value words, or a List's or Record's cell (kind and value
+// words), in block h at p.
+type cellRef struct {
+	v       Value
+	h       handle.Handle
+	p       unsafe.Pointer
+	kindOff uintptr
+	valOff  uintptr
+	meta    bool // kind in the low byte of a Dict entry's meta word
 }
 
-func atomicFlags(p unsafe.Pointer) uint64 { return load(p, offFlags) >> 8 & 0xff }
+// childCells calls f for up to limit cells of an unlinked object that
+// hold containers.
+func (s *Space) childCells(obj handle.Handle, p unsafe.Pointer, limit int, f func(cellRef)) error {
+	n := 0
+	errStop := errors.New("enough")
+	visit := func(c cellRef, kind, w uint64) error {
+		if !Kind(kind).IsContainer() {
+			return nil
+		}
+		c.v = Value{kind: Kind(kind), h: handle.Handle(w)}
+		f(c)
+		if n++; n >= limit {
+			return errStop
+		}
+		return nil
+	}
+	var err error
+	switch Kind(hdrAt(p).kind) {
+	case KindDict:
+		for i := 0; i < Stripes && err == nil; i++ {
+			err = s.eachEntry(stripeAt(p, i), true, func(e handle.Handle, ep unsafe.Pointer, _ int) error {
+				meta := load(ep, 8)
+				return visit(cellRef{h: e, p: ep, kindOff: 8, valOff: offEntryVal, meta: true}, meta&0xff, load(ep, offEntryVal))
+			})
+		}
+	case KindList:
+		items := handle.Handle(load(p, offAux))
+		if items == handle.Null {
+			return nil
+		}
+		ip, size, berr := s.block(items)
+		if berr != nil {
+			return berr
+		}
+		head, length, capa := listMeta(p)
+		if capa > uint64(size)/cellSize || length > capa {
+			return fmt.Errorf("objects: list %v: %d of %d cells in %d bytes: %w", obj, length, capa, size, ErrCorrupt)
+		}
+		for i := uint64(0); i < length && err == nil; i++ {
+			j := (head + i) % capa
+			off := uintptr(j * cellSize)
+			err = visit(cellRef{h: items, p: ip, kindOff: off, valOff: off + 8}, load(ip, off), load(ip, off+8))
+		}
+	case KindRecord:
+		for i := uint64(0); i < uint64(hdrAt(p).n) && err == nil; i++ {
+			off := uintptr(offRecordCells + i*cellSize)
+			err = visit(cellRef{h: obj, p: p, kindOff: off, valOff: off + 8}, load(p, off), load(p, off+8))
+		}
+	}
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
 
-// prepareRelease stores the released flag of finalized objects.
-func (tx *Tx) prepareRelease() error {
-	for _, r := range tx.release {
-		w := load(r.p, offFlags) | flagReleased<<8
-		if err := tx.t.Store(word(r.p, offFlags), addr(r.h, offFlags), w); err != nil {
+// prepareClears overwrites released cells with None (a finalizer's step).
+func (tx *Tx) prepareClears() error {
+	for _, c := range tx.clears {
+		k := uint64(KindNone)
+		if c.meta {
+			k = load(c.p, c.kindOff)&^0xff | uint64(KindNone)
+		}
+		if err := tx.t.Store(word(c.p, c.kindOff), addr(c.h, c.kindOff), k); err != nil {
+			return err
+		}
+		if err := tx.t.Store(word(c.p, c.valOff), addr(c.h, c.valOff), 0); err != nil {
 			return err
 		}
 	}
@@ -120,7 +209,7 @@ func (s *Space) ownedBy(obj handle.Handle, p unsafe.Pointer, child func(Value), 
 			return err
 		}
 		head, length, capa := listMeta(p)
-		if capa*cellSize > uint64(n) || length > capa {
+		if capa > uint64(n)/cellSize || length > capa {
 			return fmt.Errorf("list %v: %d of %d cells in %d bytes: %w", obj, length, capa, n, ErrCorrupt)
 		}
 		for i := range length {

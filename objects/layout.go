@@ -13,11 +13,12 @@ import (
 // header opens every container block (Dict, List, Record, Counter).
 //
 //	+-----------------------------+ 0
-//	| lock      versioned lock    |  txn.LockWord: Dict: guards rc only;
-//	|                             |  others: rc and the contents
+//	| lock      versioned lock    |  txn.LockWord: Dict: guards rc only
+//	|                             |  (and, once unlinked, its entries for
+//	|                             |  finalizers); others: rc and contents
 //	+-----------------------------+ 8
 //	| kind u8 | flags u8 | _ u16  |  immutable after creation (flags:
-//	| n u32                       |  flagReleased, set under lock)
+//	| n u32                       |  none yet)
 //	+-----------------------------+ 16
 //	| rc        u64               |  references from containers and the
 //	|                             |  root; changed only at commit, under lock
@@ -41,16 +42,11 @@ type header struct {
 
 const headerSize = 32
 
-// flagReleased: the object's references to its children were dropped (a
-// finalizer that runs again after a crash skips that step).
-const flagReleased = 1
-
 // Byte offsets of header fields (for store addresses).
 const (
-	offLock  = 0
-	offFlags = 8
-	offRC    = 16
-	offAux   = 24
+	offLock = 0
+	offRC   = 16
+	offAux  = 24
 )
 
 // Stripes is the number of lock stripes of a Dict: writers of keys in

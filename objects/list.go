@@ -72,6 +72,9 @@ func (l *List) readCommitted(from, to uint64) (uint64, []Value, error) {
 		}
 		n, items, rerr := tx.s.listItems(l.h, l.p, from, to)
 		if tx.t.ReadEnd(&hd.lock, a, w) {
+			for i := 0; rerr == nil && i < len(items); i++ {
+				rerr = tx.s.fill(&items[i])
+			}
 			return n, items, rerr
 		}
 	}
@@ -91,7 +94,7 @@ func (s *Space) listItems(h handle.Handle, p unsafe.Pointer, from, to uint64) (u
 	if err != nil {
 		return n, nil, err
 	}
-	if capa*cellSize > uint64(size) || n > capa {
+	if capa > uint64(size)/cellSize || n > capa {
 		return n, nil, fmt.Errorf("objects: list %v: %d of %d cells in %d bytes: %w", h, n, capa, size, ErrCorrupt)
 	}
 	items := make([]Value, 0, to-from)
@@ -342,11 +345,11 @@ func (l *List) Set(i int, val any) error {
 	if err != nil {
 		return err
 	}
-	v, _, err := l.prepareWrite(val)
+	v, err := l.tx.valueOf(val)
 	if err != nil {
 		return err
 	}
-	if err := l.tx.refChange(old, -1); err != nil {
+	if err := l.tx.refSwap(old, true, v, true); err != nil {
 		return err
 	}
 	switch f := uint64(len(o.front)); {
@@ -465,7 +468,7 @@ func (o *listOverlay) prepare(tx *Tx) error {
 		if ip, size, err = tx.s.block(items); err != nil {
 			return err
 		}
-		if capa*cellSize > uint64(size) || n > capa {
+		if capa > uint64(size)/cellSize || n > capa {
 			return fmt.Errorf("objects: list %v: %d of %d cells: %w", l.h, n, capa, ErrCorrupt)
 		}
 	}

@@ -144,7 +144,11 @@ func (r *Record) Get(name string) (Value, error) {
 		}
 		k, x := load(r.p, off), load(r.p, off+8)
 		if tx.t.ReadEnd(&hd.lock, a, w) {
-			return tx.s.decode(k, x)
+			v, err := tx.s.decode(k, x)
+			if err == nil {
+				err = tx.s.fill(&v)
+			}
+			return v, err
 		}
 	}
 }
@@ -179,10 +183,7 @@ func (r *Record) Set(name string, val any) error {
 		tx.recs[r.h] = o
 		tx.recList = append(tx.recList, o)
 	}
-	if err := tx.refChange(old, -1); err != nil {
-		return err
-	}
-	if err := tx.refChange(v, +1); err != nil {
+	if err := tx.refSwap(old, true, v, true); err != nil {
 		return err
 	}
 	o.sets[i] = v

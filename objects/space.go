@@ -163,7 +163,7 @@ func minSize(k Kind, n uint32) int {
 
 // readBlob copies the content of a String/Bytes block.
 func (s *Space) readBlob(h handle.Handle) (string, error) {
-	p, n, err := s.peek(h)
+	p, n, err := s.block(h)
 	if err != nil {
 		return "", err
 	}

@@ -30,7 +30,7 @@ type Tx struct {
 	rc       map[handle.Handle]int64 // reference-count changes of containers
 	rcList   []handle.Handle
 	created  map[handle.Handle]bool // containers this attempt allocated
-	release  []releaseReq           // objects a finalizer marks released
+	clears   []cellRef              // cells a finalizer's step overwrites with None
 	root     *Dict                  // the root, resolved once (it never moves)
 
 	cache     [readCacheSize]readCache // the attempt's last committed lookups
@@ -80,8 +80,8 @@ func (tx *Tx) reset() {
 	clearMap(tx.rc)
 	tx.rcList = tx.rcList[:0]
 	clearMap(tx.created)
-	clear(tx.release)
-	tx.release = tx.release[:0]
+	clear(tx.clears)
+	tx.clears = tx.clears[:0]
 }
 
 // clearMap empties m; an empty map is left alone (clearing one costs in
@@ -138,16 +138,45 @@ func (tx *Tx) lockObject(h handle.Handle, p unsafe.Pointer, rcOnly bool) error {
 // refChange records that a container gains (+1) or loses (-1) a
 // reference; its header is locked at commit to change the count.
 func (tx *Tx) refChange(v Value, delta int64) error {
-	if !v.kind.IsContainer() {
-		return nil
+	if delta < 0 {
+		return tx.refSwap(v, true, None, false)
 	}
-	p, err := tx.s.object(v.h, v.kind)
-	if err != nil {
-		return err
+	return tx.refSwap(None, false, v, true)
+}
+
+// refSwap records a reference dropped from old (if drop) and one added to
+// v (if add), both or neither: everything that can fail (resolving the
+// objects) happens before anything is recorded, so an error leaves the
+// transaction as it was.
+func (tx *Tx) refSwap(old Value, drop bool, v Value, add bool) error {
+	var po, pv unsafe.Pointer
+	var err error
+	if drop && old.kind.IsContainer() {
+		if po, err = tx.s.object(old.h, old.kind); err != nil {
+			return err
+		}
 	}
-	if err := tx.lockObject(v.h, p, true); err != nil {
-		return err
+	if add && v.kind.IsContainer() {
+		if pv, err = tx.s.object(v.h, v.kind); err != nil {
+			return err
+		}
 	}
+	if tx.t.ReadOnly() {
+		return fmt.Errorf("objects: %w", txn.ErrReadOnly)
+	}
+	if po != nil {
+		tx.recordRef(old.h, po, -1)
+	}
+	if pv != nil {
+		tx.recordRef(v.h, pv, +1)
+	}
+	return nil
+}
+
+// recordRef records a reference-count change of the container at h.
+func (tx *Tx) recordRef(h handle.Handle, p unsafe.Pointer, delta int64) {
+	_ = tx.lockObject(h, p, true) // fails only read-only or committing, checked by the callers
+	v := Value{h: h}
 	if tx.rc == nil {
 		tx.rc = map[handle.Handle]int64{}
 	}
@@ -155,7 +184,6 @@ func (tx *Tx) refChange(v Value, delta int64) error {
 		tx.rcList = append(tx.rcList, v.h)
 	}
 	tx.rc[v.h] += delta
-	return nil
 }
 
 // newObject allocates a container for this transaction.
@@ -213,7 +241,7 @@ func (tx *Tx) Prepare(t *txn.Tx) error {
 			return err
 		}
 	}
-	if err := tx.prepareRelease(); err != nil {
+	if err := tx.prepareClears(); err != nil {
 		return err
 	}
 	return tx.prepareRC()
@@ -237,8 +265,10 @@ func (tx *Tx) prepareRC() error {
 		hd := hdrAt(p)
 		cur := hd.rc.Load()
 		if cur == 0 && !created {
-			// Unlinked by a commit since we found it: our reads are stale.
-			return fmt.Errorf("objects: %v was unlinked: %w", h, txn.ErrConflict)
+			// Unlinked, yet the reads validated: the handle did not come
+			// from this transaction's reads but from an earlier one (a
+			// Value kept across transactions). Retrying cannot help.
+			return fmt.Errorf("objects: %v was unlinked before this transaction: %w", h, handle.ErrStaleHandle)
 		}
 		n := int64(cur) + delta
 		if n < 0 || cur > math.MaxInt64 {
@@ -286,22 +316,37 @@ func (tx *Tx) encode(v Value) (uint64, uint64, error) {
 	return uint64(v.kind), v.n, nil
 }
 
-// decode reads back what encode stored.
+// decode reads back what encode stored. A String or Bytes value comes
+// back unfilled (its blob's handle in h): decode runs inside a read
+// window, where the word may be torn, and a blob is copied only once the
+// read held (fill).
 func (s *Space) decode(kind, w uint64) (Value, error) {
 	k := Kind(kind)
 	switch {
 	case k == KindString || k == KindBytes:
-		str, err := s.readBlob(handle.Handle(w))
-		if err != nil {
-			return None, err
-		}
-		return Value{kind: k, s: str}, nil
+		return Value{kind: k, h: handle.Handle(w)}, nil
 	case k.IsContainer():
 		return Value{kind: k, h: handle.Handle(w)}, nil
 	case k <= KindFloat:
 		return Value{kind: k, n: w}, nil
 	}
 	return None, fmt.Errorf("objects: value of kind %d: %w", kind, ErrCorrupt)
+}
+
+// fill copies an unfilled String or Bytes value's blob, after the read
+// that found it was validated: the blob is then live (reclaim keeps it
+// for this transaction) and is resolved strictly, so its length is
+// bounded by its block.
+func (s *Space) fill(v *Value) error {
+	if (v.kind != KindString && v.kind != KindBytes) || v.h == handle.Null {
+		return nil
+	}
+	str, err := s.readBlob(v.h)
+	if err != nil {
+		return err
+	}
+	v.s, v.h = str, handle.Null
+	return nil
 }
 
 // retireValue retires the blob a stored value owns (String, Bytes).

@@ -191,6 +191,10 @@ func (e *Engine) Collect() error {
 // the slots' parts (Release below).
 func (e *Engine) Close() error {
 	e.mu.Lock()
+	if busy := e.leases - len(e.idle); busy > 0 && !e.closed {
+		e.mu.Unlock()
+		return fmt.Errorf("txn: close store %q: %d transactions running: %w", e.st.Name(), busy, shm.ErrInUse)
+	}
 	idle := e.idle
 	if !e.closed {
 		close(e.stopTick)

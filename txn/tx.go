@@ -57,6 +57,7 @@ type Tx struct {
 	collecting bool
 	committing bool   // the write set is being locked: no more Lock calls
 	ends       uint64 // attempts ended here (process-local): every 256th collects
+	collectAt  int    // after a collection that freed nothing: the ring size to try again at
 
 	// A read-only transaction's reads of its last aborted attempt, and
 	// the locks it took on them (prelock).
@@ -120,13 +121,24 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 	tx.sp.Started.Store(tx.e.coarseNow())
 	defer func() {
 		if p := recover(); p != nil {
-			tx.abort()
-			panic(p)
+			tx.collecting = false
+			if tx.sp.State.Load() >= StateCommitting {
+				// Past the commit point: the commit stands. Finish it as
+				// recovery would (re-apply, release with the new version).
+				_ = tx.e.recoverSlot(tx.slot)
+				tx.chunk = [maxChunks]unsafe.Pointer{} // recovery freed the slot's log chunks
+				tx.reset()
+				tx.e.r.Exit(tx.slot)
+			} else {
+				tx.abort()
+				tx.e.r.Exit(tx.slot)
+			}
+			panic(p) // shmstore's callers see their own panic, with the store intact
 		}
 	}()
 	for attempt := uint32(1); ; attempt++ {
 		tx.sp.Attempts.Store(attempt)
-		tx.begin()
+		tx.begin(attempt)
 		if readOnly && attempt > lockedViewAfter && len(tx.prev) > 0 {
 			tx.prelock()
 		}
@@ -140,6 +152,7 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 		}
 		tx.abort()
 		if !errors.Is(err, ErrConflict) {
+			tx.e.r.Exit(tx.slot)
 			return err
 		}
 		tx.waitConflict()
@@ -147,10 +160,15 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 }
 
 // begin starts an attempt: the snapshot is the clock's value, published to
-// reclaim before any read (see reclaim's essay).
-func (tx *Tx) begin() {
+// reclaim before any read (see reclaim's essay). A read-only transaction
+// keeps its first attempt's value published across its attempts (a lower
+// value than its snapshot: safe), so that what its earlier attempts read,
+// and prelock may lock, is not freed meanwhile.
+func (tx *Tx) begin(attempt uint32) {
 	tx.rv = tx.e.g.Clock.Load()
-	tx.e.r.Enter(tx.slot, tx.rv)
+	if attempt == 1 || !tx.readOnly {
+		tx.e.r.Enter(tx.slot, tx.rv)
+	}
 }
 
 // lockedViewAfter is how many attempts a read-only transaction makes
@@ -170,6 +188,7 @@ const lockedViewAfter = 8
 func (tx *Tx) prelock() {
 	slices.SortFunc(tx.prev, func(a, b readEntry) int { return cmp.Compare(a.addr, b.addr) })
 	tx.prev = slices.CompactFunc(tx.prev, func(a, b readEntry) bool { return a.addr == b.addr })
+	tx.sp.NLocks.Store(0) // stale while IDLE: zeroed before ACTIVE
 	tx.sp.State.Store(StateActive)
 	for i, r := range tx.prev {
 		if err := tx.logWord(i, uint64(r.addr)|lockRCOnly); err != nil {
@@ -216,10 +235,17 @@ func (tx *Tx) end() {
 	if !retired && tx.ends%256 != 0 {
 		return
 	}
-	if held, _ := tx.e.r.Held(tx.slot); (retired && held >= collectBatch) || (held > 0 && tx.ends%256 == 0) {
+	held, _ := tx.e.r.Held(tx.slot)
+	if (retired && held >= max(collectBatch, tx.collectAt)) || (held > 0 && tx.ends%256 == 0) {
 		tx.collecting = true
-		_, _ = tx.e.r.Collect(tx.heap)
+		n, _ := tx.e.r.Collect(tx.heap)
 		tx.collecting = false
+		tx.collectAt = 0
+		if n == 0 {
+			// Held back by a long transaction: try again once as much
+			// again has piled up, not at every commit.
+			tx.collectAt = held + collectBatch
+		}
 	}
 }
 
@@ -500,6 +526,9 @@ func (tx *Tx) commit() error {
 	tx.committing = true
 	defer func() { tx.committing = false }()
 	slices.SortFunc(tx.locks, func(a, b lockReq) int { return cmp.Compare(a.addr, b.addr) })
+	// The count is zeroed before the slot turns ACTIVE (it is stale while
+	// IDLE): recovery must never walk an earlier transaction's entries.
+	sp.NLocks.Store(0)
 	sp.State.Store(StateActive)
 	// Every lock is logged before the first is taken (one count store):
 	// recovery releases those of the logged words that this slot holds.
@@ -626,7 +655,9 @@ func (tx *Tx) abort() {
 	}
 	tx.heap.FreeLog()
 	tx.sp.State.Store(StateIdle)
-	tx.e.r.Exit(tx.slot)
+	if !tx.readOnly {
+		tx.e.r.Exit(tx.slot) // a read-only one stays published until run returns
+	}
 	tx.sp.Aborts.Add(1)
 	tx.reset()
 }

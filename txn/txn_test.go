@@ -169,12 +169,7 @@ func TestTransfersKeepTheSum(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		for { // at least one sum, then until the writers stop
 			rerr = ev.e.Run(true, func(tx *Tx) error {
 				s := uint64(0)
 				for _, c := range cs {
@@ -193,6 +188,11 @@ func TestTransfersKeepTheSum(t *testing.T) {
 				return
 			}
 			sums++
+			select {
+			case <-stop:
+				return
+			default:
+			}
 		}
 	}()
 	wg.Wait()
@@ -376,4 +376,26 @@ func TestViewIsNotStarved(t *testing.T) {
 	for _, c := range cs {
 		require.False(t, isLocked(c.lock().Load()))
 	}
+}
+
+// TestPanicAfterTheCommitPointKeepsTheCommit: a panic past the commit
+// point (here from the crash hook) finishes the commit instead of undoing
+// it; the panic goes on to the caller.
+func TestPanicAfterTheCommitPointKeepsTheCommit(t *testing.T) {
+	ev := newEnv(t, true)
+	cs := ev.cells(t, 2, 10)
+	crashHook = func(point string) {
+		if point == "applied store" {
+			panic("boom")
+		}
+	}
+	defer func() { crashHook = nil }()
+	require.PanicsWithValue(t, "boom", func() { _ = ev.add(cs, []int64{1, 1}, nil) })
+	crashHook = nil
+	for _, c := range cs {
+		require.EqualValues(t, 11, *c.val())
+		require.False(t, isLocked(c.lock().Load()))
+	}
+	require.NoError(t, ev.add(cs, []int64{1, 1}, nil))
+	require.EqualValues(t, 12, *cs[0].val())
 }
