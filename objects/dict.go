@@ -147,21 +147,22 @@ type found struct {
 
 // lookupCommitted finds k in the committed Dict (as of the snapshot),
 // recording the stripe in the read set.
-func (d *Dict) lookupCommitted(k Value, hash uint64) (found, error) {
+// f is filled in place (found is big enough for copies to show).
+func (d *Dict) lookupCommitted(k Value, hash uint64, f *found) error {
 	s := stripeOf(hash)
 	st := stripeAt(d.p, s)
 	a := d.stripeAddr(s)
 	for {
 		w, err := d.tx.t.ReadBegin(&st.lock, a)
 		if err != nil {
-			return found{}, err
+			return err
 		}
-		f, ferr := d.tx.s.probe(st, k, hash, true)
+		ferr := d.tx.s.probe(st, k, hash, true, f)
 		if d.tx.t.ReadEnd(&st.lock, a, w) {
 			if ferr == nil && f.ok {
 				ferr = d.tx.s.fill(&f.val)
 			}
-			return f, ferr
+			return ferr
 		}
 	}
 }
@@ -170,16 +171,17 @@ func (d *Dict) lookupCommitted(k Value, hash uint64) (found, error) {
 // would go). Reads may be torn unless the stripe is locked or the caller
 // validates afterwards; probe never follows more than cap slots and
 // resolves every handle.
-func (s *Space) probe(st *stripe, k Value, hash uint64, decode bool) (found, error) {
+func (s *Space) probe(st *stripe, k Value, hash uint64, decode bool, f *found) error {
 	t := tableView{h: handle.Handle(st.table.Load()), capa: st.cap.Load()}
 	if t.h == handle.Null {
-		return found{slot: ^uint64(0)}, nil
+		*f = found{slot: ^uint64(0)}
+		return nil
 	}
 	var err error
 	if t.p, err = s.table(t.h, t.capa); err != nil {
-		return found{}, err
+		return err
 	}
-	return probeTable(s, &t, k, hash, decode)
+	return probeTable(s, &t, k, hash, decode, f)
 }
 
 // table resolves a table block that should hold capa slots.
@@ -194,42 +196,43 @@ func (s *Space) table(h handle.Handle, capa uint64) (unsafe.Pointer, error) {
 	return p, nil
 }
 
-// entryMatch reports whether entry e holds key k (and its value).
-func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64, decode bool) (bool, Value, error) {
+// entryMatch reports whether entry e holds key k (and, with decode, puts
+// its value in *v).
+func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64, decode bool, v *Value) (bool, error) {
 	p, n, err := s.peek(e)
 	if err != nil {
-		return false, None, err
+		return false, err
 	}
 	if n < entryHeader {
-		return false, None, fmt.Errorf("objects: entry %v of %d bytes: %w", e, n, ErrCorrupt)
+		return false, fmt.Errorf("objects: entry %v of %d bytes: %w", e, n, ErrCorrupt)
 	}
 	if load(p, 0) != hash {
-		return false, None, nil
+		return false, nil
 	}
 	meta := load(p, 8)
 	kk, klen := Kind(meta>>8&0xff), int(meta>>32)
 	if klen > n-entryHeader {
-		return false, None, fmt.Errorf("objects: entry %v: key of %d bytes in %d: %w", e, klen, n, ErrCorrupt)
+		return false, fmt.Errorf("objects: entry %v: key of %d bytes in %d: %w", e, klen, n, ErrCorrupt)
 	}
 	if kk != k.kind {
-		return false, None, nil
+		return false, nil
 	}
 	kb := unsafe.Slice((*byte)(unsafe.Add(p, entryHeader)), klen)
 	switch kk {
 	case KindString, KindBytes:
 		if string(kb) != k.s { // compared in place: no copy
-			return false, None, nil
+			return false, nil
 		}
 	case KindInt, KindBool:
 		if klen != 8 || binary.LittleEndian.Uint64(kb) != k.n {
-			return false, None, nil
+			return false, nil
 		}
 	}
 	if !decode {
-		return true, None, nil
+		return true, nil
 	}
-	v, err := s.decode(meta&0xff, load(p, offEntryVal))
-	return true, v, err
+	*v, err = s.decode(meta&0xff, load(p, offEntryVal))
+	return true, err
 }
 
 // entryKey reads the key of an entry block of n bytes.
@@ -264,7 +267,8 @@ func (d *Dict) lookup(k Value) (Value, bool, error) {
 			return p.val, !p.del, nil
 		}
 	}
-	f, err := d.lookupCommitted(k, Hash(k))
+	var f found
+	err := d.lookupCommitted(k, Hash(k), &f)
 	if err == nil && !d.tx.t.ReadOnly() {
 		d.tx.remember(d.h, k, f) // only an Update may look the key up again (Set)
 	}
@@ -409,8 +413,7 @@ func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
 	} else {
 		f, ok := tx.recall(d.h, k)
 		if !ok {
-			var err error
-			if f, err = d.lookupCommitted(k, hash); err != nil {
+			if err := d.lookupCommitted(k, hash, &f); err != nil {
 				return false, err
 			}
 		}
@@ -791,7 +794,7 @@ func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
 		var err error
 		if p.ent != handle.Null && t.h == old.h {
 			f = found{ok: true, ent: p.ent, slot: p.slot} // found by the validated read: no probe
-		} else if f, err = probeTable(tx.s, &t, p.key, p.hash, false); err != nil {
+		} else if err = probeTable(tx.s, &t, p.key, p.hash, false, &f); err != nil {
 			return err
 		}
 		if f.ok && !p.del {
@@ -893,7 +896,7 @@ func (tx *Tx) rehash(t tableView, capa uint64) (tableView, error) {
 }
 
 // probeTable looks k up in table t.
-func probeTable(s *Space, t *tableView, k Value, hash uint64, decode bool) (found, error) {
+func probeTable(s *Space, t *tableView, k Value, hash uint64, decode bool, f *found) error {
 	free := ^uint64(0)
 	i := (hash / Stripes) & (t.capa - 1)
 	for range t.capa {
@@ -902,20 +905,23 @@ func probeTable(s *Space, t *tableView, k Value, hash uint64, decode bool) (foun
 			if free == ^uint64(0) {
 				free = i
 			}
-			return found{slot: free}, nil
+			*f = found{slot: free}
+			return nil
 		}
 		if e == tombstone {
 			if free == ^uint64(0) {
 				free = i
 			}
-		} else if ok, v, err := s.entryMatch(handle.Handle(e), k, hash, decode); err != nil {
-			return found{}, err
+		} else if ok, err := s.entryMatch(handle.Handle(e), k, hash, decode, &f.val); err != nil {
+			return err
 		} else if ok {
-			return found{ok: true, val: v, ent: handle.Handle(e), slot: i}, nil
+			f.ok, f.ent, f.slot = true, handle.Handle(e), i
+			return nil
 		}
 		i = (i + 1) & (t.capa - 1)
 	}
-	return found{slot: free}, nil
+	*f = found{slot: free}
+	return nil
 }
 
 // newEntry allocates the immutable entry for a pending set.

@@ -72,8 +72,8 @@ func TestTornReadCopiesNoBlob(t *testing.T) {
 	var fake handle.Handle
 	require.NoError(t, s.View(func(tx *Tx) error {
 		k := String("blob")
-		f, err := tx.Root().lookupCommitted(k, Hash(k))
-		if err != nil {
+		var f found
+		if err := tx.Root().lookupCommitted(k, Hash(k), &f); err != nil {
 			return err
 		}
 		ep, _, err := s.block(f.ent)
@@ -92,7 +92,8 @@ func TestTornReadCopiesNoBlob(t *testing.T) {
 	hash := Hash(k)
 	var ent handle.Handle
 	require.NoError(t, s.View(func(tx *Tx) error {
-		f, err := tx.Root().lookupCommitted(k, hash)
+		var f found
+		err := tx.Root().lookupCommitted(k, hash, &f)
 		ent = f.ent
 		return err
 	}))
@@ -105,7 +106,8 @@ func TestTornReadCopiesNoBlob(t *testing.T) {
 
 	root, err := (&Tx{s: s}).dictAt(s.root)
 	require.NoError(t, err)
-	f, _ := s.probe(stripeAt(root.p, stripeOf(hash)), k, hash, true)
+	var f found
+	_ = s.probe(stripeAt(root.p, stripeOf(hash)), k, hash, true, &f)
 	require.Less(t, len(f.val.s), 1<<20, "a torn read copied %d bytes", len(f.val.s))
 }
 
