@@ -1,13 +1,35 @@
-// Package objects will hold the shared object kinds (DESIGN.md section 5):
-// value cells (None, Bool, Int, Float inline; String and Bytes as handles to
-// immutable blocks), Dict (striped by hash), List, Record, Counter and Queue,
-// each behind an object header with kind, generation, reference count and a
-// versioned lock word, and the store's root Dict.
+// Package objects holds the shared object kinds (DESIGN.md section 5),
+// layouts drawn in layout.go:
 //
-// It reads and writes object memory only through txn, and defines the hash
-// every language must agree on.
+//   - values: None, Bool, Int, Float inline in a cell or entry; String and
+//     Bytes in an immutable blob owned by the one cell that holds it;
+//     containers by handle.
+//   - Dict: 64 lock stripes, each with its own open-addressing table of
+//     entries, so writers of different stripes never conflict and a stripe
+//     grows or shrinks on its own. An entry's key never changes; a Set of
+//     an existing key stores the value in place, a Delete retires it.
+//   - List: a ring of cells; a transaction buffers pops and pushes at both
+//     ends and sets by index (O(1) each), and rewrites the ring only to
+//     grow or shrink it, or for an insert or delete in the middle.
+//   - Record: a class name and field names (an immutable schema block)
+//     and a cell per field.
+//   - Counter: an int64 whose Add is buffered and applied at commit under
+//     its lock without a read, so adds never conflict.
+//   - the root Dict, made once per store, whose handle is txn's root word.
 //
-// It must never touch mmap or files directly (that is shm's), never keep a Go
-// pointer in shared memory, and never change a reference count outside a
-// commit.
+// A transaction (Tx) reads through txn's versioned reads and buffers its
+// writes in overlays (reads see their own writes), which Prepare turns
+// into word stores at commit. Reference counts count references from
+// containers (and the root); they change only at commit, under
+// reference-count-only locks. A count that reaches zero retires the
+// object; its finalizer, run by reclaim once no transaction can see it,
+// drops its references to children in bounded steps and frees its blocks.
+// Account walks everything reachable and retired for Check.
+//
+// It defines the key hash every language must agree on (Hash). It reads
+// and writes shared memory only between txn's ReadBegin/ReadEnd or under
+// locks txn holds for it, resolves every handle it follows (with bounds
+// checks only inside a read window: peek), and never touches mmap or files
+// directly, keeps a Go pointer in shared memory, or changes a reference
+// count outside a commit.
 package objects

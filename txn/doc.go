@@ -1,14 +1,51 @@
-// Package txn will run serializable transactions over shared objects (DESIGN.md
-// section 6): the slot table's transaction state, the global version clock,
-// versioned lock words, read sets with snapshot extension, buffered writes,
-// commit by locking the write set in handle order, redo records for crash
-// atomicity, Retry and OrElse, and fairness through priority stamps.
+// Package txn runs serializable transactions over shared memory (DESIGN.md
+// section 6): TL2 with TinySTM's snapshot extension, commit-time locking
+// in address order, and a redo log in the slot for crash atomicity.
 //
-// It owns the txn parts of the control segment (shm.PartTxn) and of each
-// slot. It composes reclaim and ipc below it and drives their recovery, and
-// alloc's, top-down.
+// The walk through a transaction (Engine.Run):
 //
-// It must never import objects or the root package, never hold a lock while
-// running user code, and never let a transaction observe a state that did
-// not exist at one moment.
+//  1. get: a Tx with a leased slot (alloc heap, reclaim ring, txn part),
+//     reused between transactions; at most SlotsPerProc per process.
+//  2. begin: rv = the global version clock; published to reclaim (Enter)
+//     before any shared read, so nothing the snapshot reaches is freed.
+//  3. reads (ReadBegin/ReadEnd, called by objects): the versioned lock word
+//     of what is read is loaded before and after; a locked word is waited
+//     for (spin, then park on ipc's bucket, with liveness checks that
+//     recover a dead holder); a word newer than rv extends the snapshot if
+//     every earlier read still holds, else the attempt aborts. Reads are
+//     recorded; nothing is locked.
+//  4. writes are buffered by the layer above (objects' overlays, a Writer),
+//     which names the lock words it needs (Lock).
+//  5. commit: lock the words in address order (waiting as in 3: a waiter
+//     holds only lower addresses, so no cycle); wv = clock+1; validate the
+//     reads (skipped when nothing committed since rv); the Writers turn
+//     their overlays into word stores in the redo log (Prepare), allocating
+//     privately; room in the retire ring is made (reclaim.Reserve); the
+//     slot turns COMMITTING (the commit point); the stores are applied,
+//     the unlinked blocks retired with wv, the slot turns RELEASING, the
+//     allocations are handed over, the locks released (new version, or
+//     the old one for reference-count-only locks), the slot turns IDLE.
+//  6. abort: locks released unchanged, allocations freed (the allocation
+//     log), then a wait for the word the conflict was found on to change,
+//     and another attempt. A read-only transaction that aborted
+//     lockedViewAfter times locks what it read (prelock) so that it ends.
+//
+// Crash recovery (Engine.Recover, run by shm for a dead process before
+// reclaim's and alloc's) continues a slot from its state: COMMITTING is
+// applied again and released with wv, RELEASING released, ACTIVE rolled
+// back (its locks released unchanged; alloc then frees its allocations).
+// Every step is idempotent, and locks are released only by CAS from "held
+// by this slot", so a recoverer that dies is followed by another. The
+// tests stop a commit at each distinct point and recover it.
+//
+// It owns the txn parts of the control segment (shm.PartTxn: the clock and
+// the root word) and of each slot (state, counters, redo log). It composes
+// reclaim and ipc below it.
+//
+// It must never import objects or the root package, never let a
+// transaction observe a state that did not exist at one moment, never
+// allocate or run a finalizer after the commit point, and never hold a
+// lock while running user code, with the one documented exception of a
+// starved read-only transaction (prelock), which never waits while it
+// holds them.
 package txn
