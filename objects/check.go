@@ -3,6 +3,7 @@
 package objects
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/shmstore/shmstore/handle"
@@ -27,7 +28,10 @@ func (s *Space) Account() Accounting {
 		Refs: map[handle.Handle]int64{}}
 	report := func(f string, args ...any) { ac.Problems = append(ac.Problems, fmt.Sprintf(f, args...)) }
 	rcs := map[handle.Handle]uint64{}
-	walk := func(start handle.Handle, into map[handle.Handle]bool) {
+	// Retired objects may be half freed by a finalizer under way (or one
+	// that died in its free phase, to be run again): their stale blocks
+	// are skipped, not reported.
+	walk := func(start handle.Handle, into map[handle.Handle]bool, mode resolveMode) {
 		stack := []handle.Handle{start}
 		for len(stack) > 0 {
 			h := stack[len(stack)-1]
@@ -36,13 +40,16 @@ func (s *Space) Account() Accounting {
 				continue
 			}
 			p, err := s.object(h, KindNone)
+			if mode == freeingMode && errors.Is(err, handle.ErrStaleHandle) {
+				continue
+			}
 			if err != nil {
 				report("object %v: %v", h, err)
 				continue
 			}
 			rcs[h] = hdrAt(p).rc.Load()
 			into[h] = true
-			err = s.ownedBy(h, p, func(c Value) {
+			err = s.ownedBy(h, p, mode, func(c Value) {
 				ac.Refs[c.h]++
 				stack = append(stack, c.h)
 			}, func(b handle.Handle) { into[b] = true })
@@ -52,13 +59,13 @@ func (s *Space) Account() Accounting {
 		}
 	}
 	ac.Refs[s.root]++
-	walk(s.root, ac.Reachable)
+	walk(s.root, ac.Reachable, strictMode)
 	s.e.Reclaimer().Each(func(h handle.Handle, kind uint8) {
 		if kind != retireObject {
 			ac.Retired[h] = true
 			return
 		}
-		walk(h, ac.Retired)
+		walk(h, ac.Retired, freeingMode)
 	})
 	for h, rc := range rcs {
 		if refs := ac.Refs[h]; int64(rc) != refs && !(rc == 0 && refs == 0) {

@@ -4,6 +4,7 @@ package objects
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -211,7 +212,7 @@ func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64, decode bool, v
 	}
 	meta := load(p, 8)
 	kk, klen := Kind(meta>>8&0xff), int(meta>>32)
-	if klen > n-entryHeader {
+	if klen > n-entryHeader || klen > MaxKeyLen {
 		return false, fmt.Errorf("objects: entry %v: key of %d bytes in %d: %w", e, klen, n, ErrCorrupt)
 	}
 	if kk != k.kind {
@@ -239,7 +240,7 @@ func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64, decode bool, v
 func entryKey(p unsafe.Pointer, n int) (Value, error) {
 	meta := load(p, 8)
 	kk, klen := Kind(meta>>8&0xff), int(meta>>32)
-	if klen > n-entryHeader {
+	if klen > n-entryHeader || klen > MaxKeyLen {
 		return None, fmt.Errorf("key of %d bytes in a %d-byte entry: %w", klen, n, ErrCorrupt)
 	}
 	kb := unsafe.Slice((*byte)(unsafe.Add(p, entryHeader)), klen)
@@ -325,8 +326,8 @@ func (d *Dict) Get(key any) (Value, error) {
 // GetKey is Get for a key that is a Value already (no conversion, and no
 // allocation for the key).
 func (d *Dict) GetKey(k Value) (Value, error) {
-	if k.kind == KindFloat || k.kind.IsContainer() {
-		return None, fmt.Errorf("key of kind %v: %w", k.kind, ErrTypeMismatch)
+	if err := checkKey(k); err != nil {
+		return None, err
 	}
 	v, ok, err := d.lookup(k)
 	if err == nil && !ok {
@@ -555,7 +556,7 @@ func (d *Dict) readStripe(s int, keys []Value, items []found) ([]Value, []found,
 		if err != nil {
 			return nil, nil, err
 		}
-		ferr := d.tx.s.eachEntry(st, false, func(e handle.Handle, p unsafe.Pointer, n int) error {
+		ferr := d.tx.s.eachEntry(st, peekMode, func(e handle.Handle, p unsafe.Pointer, n int) error {
 			k, err := entryKey(p, n)
 			if err != nil {
 				return err
@@ -578,20 +579,34 @@ func (d *Dict) readStripe(s int, keys []Value, items []found) ([]Value, []found,
 	}
 }
 
-// eachEntry calls f for every live entry of a stripe's table. strict
-// resolves every handle fully (for Check and finalizers, which report
-// what is wrong); readers peek.
-func (s *Space) eachEntry(st *stripe, strict bool, f func(e handle.Handle, p unsafe.Pointer, n int) error) error {
+// How eachEntry and ownedBy resolve handles.
+type resolveMode int
+
+const (
+	peekMode   resolveMode = iota // readers: bounds only (see peek)
+	strictMode                    // Check: every handle fully, reporting what is wrong
+	// freeingMode is strictMode for a finalizer's free phase, which may
+	// run again after a crash: a stale block was freed by the earlier run
+	// (with everything it owns, listed before it) and is skipped.
+	freeingMode
+)
+
+// eachEntry calls f for every live entry of a stripe's table.
+func (s *Space) eachEntry(st *stripe, mode resolveMode, f func(e handle.Handle, p unsafe.Pointer, n int) error) error {
 	th := handle.Handle(st.table.Load())
 	if th == handle.Null {
 		return nil
 	}
 	resolve := s.peek
-	if strict {
+	if mode != peekMode {
 		resolve = s.block
 	}
+	skip := func(err error) bool { return mode == freeingMode && errors.Is(err, handle.ErrStaleHandle) }
 	capa := st.cap.Load()
 	tp, n, err := resolve(th)
+	if skip(err) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -604,6 +619,9 @@ func (s *Space) eachEntry(st *stripe, strict bool, f func(e handle.Handle, p uns
 			continue
 		}
 		p, n, err := resolve(handle.Handle(e))
+		if skip(err) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -775,9 +793,9 @@ func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
 			return fmt.Errorf("objects: dict %v stripe %d: %w", d.h, s, err)
 		}
 	}
-	sets := uint64(0)
+	sets := uint64(0) // keys this commit adds (an existing key is overwritten in place)
 	for _, p := range pend {
-		if !p.del {
+		if !p.del && !p.existed {
 			sets++
 		}
 	}

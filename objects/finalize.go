@@ -52,6 +52,12 @@ func (s *Space) finalize(h alloc.Heap, obj handle.Handle) error {
 			if !t.ReadEnd(&hd.lock, a, w) {
 				return fmt.Errorf("objects: finalize %v: %w", obj, txn.ErrConflict)
 			}
+			if errors.Is(err, handle.ErrStaleHandle) {
+				// A block of the object is freed: an earlier run reached
+				// the free phase, so every child was released already.
+				more = false
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -76,7 +82,7 @@ func (s *Space) finalize(h alloc.Heap, obj handle.Handle) error {
 		}
 	}
 	var blocks []handle.Handle
-	if err := s.ownedBy(obj, p, func(Value) {}, func(b handle.Handle) { blocks = append(blocks, b) }); err != nil {
+	if err := s.ownedBy(obj, p, freeingMode, func(Value) {}, func(b handle.Handle) { blocks = append(blocks, b) }); err != nil {
 		return fmt.Errorf("objects: finalize %v: %w", obj, err)
 	}
 	for _, b := range blocks {
@@ -118,7 +124,7 @@ func (s *Space) childCells(obj handle.Handle, p unsafe.Pointer, limit int, f fun
 	switch Kind(hdrAt(p).kind) {
 	case KindDict:
 		for i := 0; i < Stripes && err == nil; i++ {
-			err = s.eachEntry(stripeAt(p, i), true, func(e handle.Handle, ep unsafe.Pointer, _ int) error {
+			err = s.eachEntry(stripeAt(p, i), strictMode, func(e handle.Handle, ep unsafe.Pointer, _ int) error {
 				meta := load(ep, 8)
 				return visit(cellRef{h: e, p: ep, kindOff: 8, valOff: offEntryVal, meta: true}, meta&0xff, load(ep, offEntryVal))
 			})
@@ -173,7 +179,8 @@ func (tx *Tx) prepareClears() error {
 // ownedBy calls child for every container value the object refers to and
 // block for every block it owns (not the object's own block). The object
 // must be stable: unreachable (being finalized) or locked.
-func (s *Space) ownedBy(obj handle.Handle, p unsafe.Pointer, child func(Value), block func(handle.Handle)) error {
+func (s *Space) ownedBy(obj handle.Handle, p unsafe.Pointer, mode resolveMode, child func(Value), block func(handle.Handle)) error {
+	stale := func(err error) bool { return mode == freeingMode && errors.Is(err, handle.ErrStaleHandle) }
 	cell := func(kind, w uint64) {
 		k := Kind(kind)
 		switch {
@@ -187,7 +194,7 @@ func (s *Space) ownedBy(obj handle.Handle, p unsafe.Pointer, child func(Value), 
 	case KindDict:
 		for i := range Stripes {
 			st := stripeAt(p, i)
-			err := s.eachEntry(st, true, func(e handle.Handle, ep unsafe.Pointer, _ int) error {
+			err := s.eachEntry(st, mode, func(e handle.Handle, ep unsafe.Pointer, _ int) error {
 				cell(load(ep, 8)&0xff, load(ep, offEntryVal))
 				block(e)
 				return nil
@@ -205,6 +212,9 @@ func (s *Space) ownedBy(obj handle.Handle, p unsafe.Pointer, child func(Value), 
 			return nil
 		}
 		ip, n, err := s.block(items)
+		if stale(err) {
+			return nil // freed by an earlier run, after the blobs it listed
+		}
 		if err != nil {
 			return err
 		}

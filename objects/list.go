@@ -308,6 +308,9 @@ func (l *List) pop(front bool) (Value, error) {
 	if err != nil {
 		return None, err
 	}
+	if err := l.tx.refChange(v, -1); err != nil {
+		return None, err // before the overlay changes: an error changes nothing
+	}
 	switch {
 	case o.isMat && front:
 		o.mat = o.mat[1:]
@@ -328,7 +331,7 @@ func (l *List) pop(front bool) (Value, error) {
 	default: // only front items are left
 		o.front = o.front[1:]
 	}
-	return v, l.tx.refChange(v, -1)
+	return v, nil
 }
 
 // Set replaces item i.
@@ -418,9 +421,11 @@ func (l *List) Delete(i int) error {
 	if err := l.materialize(o); err != nil {
 		return err
 	}
-	old := o.mat[k]
+	if err := l.tx.refChange(o.mat[k], -1); err != nil {
+		return err
+	}
 	o.mat = append(o.mat[:k], o.mat[k+1:]...)
-	return l.tx.refChange(old, -1)
+	return nil
 }
 
 // List returns the List under key, creating an empty one if key is absent.

@@ -233,17 +233,29 @@ func ScalarOf(x any) (Value, error) {
 	return None, fmt.Errorf("%T is not a scalar: %w", x, ErrTypeMismatch)
 }
 
+// MaxKeyLen is the longest String or Bytes key. It also bounds what a
+// reader copies out of an entry before it knows its read was consistent.
+const MaxKeyLen = 64 << 10
+
 // KeyOf converts a Go value into a Dict key: String, Bytes, Int, Bool or
-// None (Float and containers are refused with ErrTypeMismatch).
+// None (Float and containers are refused with ErrTypeMismatch, as are
+// keys longer than MaxKeyLen).
 func KeyOf(x any) (Value, error) {
 	v, err := ScalarOf(x)
 	if err != nil {
 		return None, fmt.Errorf("key: %w", err)
 	}
+	return v, checkKey(v)
+}
+
+func checkKey(v Value) error {
 	if v.kind == KindFloat || v.kind.IsContainer() {
-		return None, fmt.Errorf("key of kind %v: want String, Bytes, Int, Bool or None: %w", v.kind, ErrTypeMismatch)
+		return fmt.Errorf("key of kind %v: want String, Bytes, Int, Bool or None: %w", v.kind, ErrTypeMismatch)
 	}
-	return v, nil
+	if len(v.s) > MaxKeyLen {
+		return fmt.Errorf("key of %d bytes: at most %d: %w", len(v.s), MaxKeyLen, ErrTypeMismatch)
+	}
+	return nil
 }
 
 // Hash is the hash of a key, defined once here so that every language

@@ -165,6 +165,7 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 // value than its snapshot: safe), so that what its earlier attempts read,
 // and prelock may lock, is not freed meanwhile.
 func (tx *Tx) begin(attempt uint32) {
+	tx.conflictLW = nil // a conflict an earlier function swallowed is not this attempt's
 	tx.rv = tx.e.g.Clock.Load()
 	if attempt == 1 || !tx.readOnly {
 		tx.e.r.Enter(tx.slot, tx.rv)
@@ -244,7 +245,7 @@ func (tx *Tx) end() {
 		if n == 0 {
 			// Held back by a long transaction: try again once as much
 			// again has piled up, not at every commit.
-			tx.collectAt = held + collectBatch
+			tx.collectAt = min(held+collectBatch, reclaim.RingCap) // a full ring still collects
 		}
 	}
 }
@@ -644,7 +645,12 @@ func (tx *Tx) applyLogged() {
 // what it allocated, and leaves the slot idle.
 func (tx *Tx) abort() {
 	if tx.readOnly && len(tx.prev) < inlineWords {
-		tx.prev = append(tx.prev, tx.reads...) // what to lock if it comes to that: all attempts' reads
+		// What to lock if it comes to that: all attempts' reads, and the
+		// word the conflict was found on (it never reached ReadEnd).
+		tx.prev = append(tx.prev, tx.reads...)
+		if tx.conflictLW != nil && tx.conflictAddr != 0 {
+			tx.prev = append(tx.prev, readEntry{tx.conflictLW, tx.conflictAddr, 0})
+		}
 	}
 	tx.unprelock()
 	for i := range tx.locks {
