@@ -9,15 +9,14 @@ import (
 )
 
 // Collect frees every batch of the ring of h's slot whose epoch is at most
-// MinActive, oldest first. It also adopts, from every other ring that
-// nobody is collecting right now, the oldest batches that are free to go
-// (epoch at most MinActive), moving them into this ring and freeing them
-// from there: rings of slots no process owns (given back at Close, or
-// recovered), rings of slots that live processes own but do not use (an
-// idle slot in txn's pool would otherwise hold its batches until it is
-// leased again), and the overflow ring (see RetireFor). It leaves alone
-// the rings of dead processes not yet recovered (their recovery may still
-// retire into them) until recovery gives their slots back.
+// MinActive, oldest first. It also collects, in place, every other ring
+// that nobody is collecting right now and whose oldest batch is free to
+// go: rings of slots no process owns (given back at Close, or recovered),
+// rings of slots that live processes own but do not use (an idle slot in
+// txn's pool would otherwise hold its batches until it is leased again),
+// and the overflow ring (see RetireFor). It leaves alone the rings of dead
+// processes not yet recovered (their recovery may still retire into them)
+// until recovery gives their slots back.
 //
 // It returns the number of batches it freed (each wholly: its blocks, its
 // objects through their finalizers, nested batches, and itself); batches
@@ -54,37 +53,19 @@ func (r *Reclaimer) Collect(h alloc.Heap) (int, error) {
 		return freed, err
 	}
 	soft := err
-	// Which batches are worth moving: a scan made now. Only a hint: the
+	// Which rings are worth a look: a scan made now. Only a hint: the
 	// decision to free is made again by collectOwn, with a scan after its
 	// snapshot.
 	limit := r.MinActive()
-	adopted := 0
 	alive := procLiveness{r: r}
 	for i, n := 0, r.st.NumSlots(); i <= n; i++ { // i == n: the overflow ring
 		if i == slot || !r.ringAt(i).looksAdoptable(limit) || (i < n && !r.slotAdoptable(i, &alive)) {
 			continue
 		}
-		moved, full := r.adopt(i, slot, limit)
-		adopted += moved
-		if !full {
-			continue
-		}
-		// Our ring is full: free what we may, and adopt again if that
-		// made room; else the rest waits for a later Collect.
-		f, err := r.collectOwn(slot, h)
-		freed += f
-		if isHard(err) {
-			return freed, err
-		}
-		soft = errors.Join(soft, err)
-		if f == 0 {
-			break
-		}
-		moved, _ = r.adopt(i, slot, limit)
-		adopted += moved
-	}
-	if adopted > 0 {
-		f, err := r.collectOwn(slot, h)
+		// Freed in place, under that ring's collector mark: its batches
+		// never move, so no crash can leave one listed in two rings (and
+		// finalized by two collectors at once).
+		f, err := r.collectOwn(i, h)
 		freed += f
 		if isHard(err) {
 			return freed, err
@@ -100,8 +81,7 @@ func isHard(err error) bool {
 	return err != nil && !errors.Is(err, ErrNoFinalizer) && !errors.Is(err, ErrBadBatch)
 }
 
-// ringAt is slot i's ring, or the overflow ring for i == NumSlots. That
-// is also the order in which adoption takes two ring locks.
+// ringAt is slot i's ring, or the overflow ring for i == NumSlots.
 func (r *Reclaimer) ringAt(i int) *ring {
 	if i == r.st.NumSlots() {
 		return &r.g.overflow
@@ -219,56 +199,6 @@ func (p *procLiveness) alive(proc int) bool {
 func (r *Reclaimer) slotAdoptable(i int, p *procLiveness) bool {
 	o := r.st.Slot(i).Owner.Load()
 	return o == 0 || p.alive(int(o)-1)
-}
-
-// adopt moves, from ring from into the ring of slot to (the caller's),
-// the oldest batches whose epoch is at most limit, as many as fit. It
-// reports how many it moved, and full when it stopped for lack of room.
-// A ring whose lock a live process holds is skipped, and so is one that
-// a live collector is collecting (its collector word).
-//
-// The two locks are taken in ring order (slot index, the overflow ring
-// last), so that two adopters taking from each other's rings cannot
-// deadlock. Order of the stores: the entries are written into free slots
-// of the destination, its hn publishes them, then the source's hn pops
-// them. A crash between the two hn stores leaves the entries in both
-// rings; each is freed by whichever ring gets there first and skipped as
-// stale by the other (the one case where two collectors may work on the
-// same batch at once: hence readBatch's care, and the Finalizer's
-// contract).
-func (r *Reclaimer) adopt(from, to int, limit uint64) (moved int, full bool) {
-	src, dst := r.ringAt(from), r.ringAt(to)
-	if h := src.mu.Holder(); h != 0 && r.st.TokenAlive(h) {
-		return 0, false
-	}
-	first, second := src, dst
-	if to < from {
-		first, second = dst, src
-	}
-	r.lockRing(first)
-	defer r.st.Unlock(&first.mu)
-	r.lockRing(second)
-	defer r.st.Unlock(&second.mu)
-	if c := src.collector.Load(); c != 0 {
-		if r.busy(c) {
-			return 0, false
-		}
-		src.collector.Store(0) // its collector died midway; we take over
-	}
-	sh, sn := src.loadHN()
-	dh, dn := dst.loadHN()
-	k := uint32(0)
-	for k < sn && dn+k < RingCap && src.at(sh, k).epoch.Load() <= limit {
-		s, d := src.at(sh, k), dst.at(dh, dn+k)
-		d.batch.Store(s.batch.Load())
-		d.epoch.Store(s.epoch.Load())
-		k++
-	}
-	if k > 0 {
-		dst.hn.Store(packHN(dh, dn+k))
-		src.hn.Store(packHN((sh+k)%ringSlots, sn-k))
-	}
-	return int(k), k < sn && dn+k == RingCap && src.at(sh, k).epoch.Load() <= limit
 }
 
 // tree frees one retired batch and everything it lists, children before

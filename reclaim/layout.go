@@ -64,20 +64,21 @@ type slotPart struct {
 // first, each with the epoch it was retired at.
 //
 // Every field is written only by a holder of mu: the slot's leaseholder
-// (Retire appends; Collect pops), an adopter moving entries out of it
-// into its own ring, a recoverer retiring for a dead slot (RetireFor),
-// and whoever takes mu from a dead holder (it repairs). They are atomics
-// anyway so that inspectors (Held, Each) and adopters peeking before they
-// lock may read them without the lock, seeing a snapshot that may be
-// stale but never torn.
+// (Retire appends; Collect pops), another slot's collector adopting it
+// (it pops, like the owner), a recoverer retiring for a dead slot
+// (RetireFor), and whoever takes mu from a dead holder (it repairs). They
+// are atomics anyway so that inspectors (Held, Each) and adopters peeking
+// before they lock may read them without the lock, seeing a snapshot that
+// may be stale but never torn.
 type ring struct {
 	mu shm.Mutex
 	// collector is the lock token of the process collecting this ring
-	// right now (its leaseholder, between its snapshot and its last pop),
-	// 0 when none. Set and cleared under mu by the collector; read under
-	// mu by adopters, which leave the ring alone while the collector is
-	// alive: a batch is freed by one collector at a time. A dead
-	// collector's token is ignored (and cleared by the next adopter).
+	// right now (its leaseholder or an adopter, between its snapshot and
+	// its last pop), 0 when none. Set and cleared under mu by the
+	// collector; read under mu by other collectors, which leave the ring
+	// alone while the collector is alive: a batch is freed by one
+	// collector at a time. A dead collector's token is ignored (and
+	// replaced by the next collector's).
 	collector atomic.Uint32
 	// hn packs the head index (< ringSlots) and the count (<= RingCap).
 	// One store publishes an append (after the entry was written), a pop

@@ -71,12 +71,11 @@ package reclaim
 // appended after the scan could be judged by an older scan, which may
 // have seen quiescent a transaction that published a small rv just after
 // and is still reading. So every collector snapshots the ring first and
-// judges only the snapshot with the scan it makes afterwards. Moving an
-// entry keeps this true: an adopter takes entries out of another ring
-// under its lock and snapshots its own ring after that, so the scan that
-// decides still follows the original append (the scan an adopter makes to
-// choose what to move is only a hint). A merged batch carries the largest epoch
-// of what it lists, so judging it by that epoch is conservative.
+// judges only the snapshot with the scan it makes afterwards; that holds
+// for a collector of another slot's ring too (the scan it makes to choose
+// which rings to look at is only a hint). A merged batch carries the
+// largest epoch of what it lists, so judging it by that epoch is
+// conservative.
 //
 // Why readers need no lock, and why the scan may read stale words: a word
 // read stale is either a transaction's rv that has since exited (the scan
@@ -114,19 +113,18 @@ package reclaim
 //     and holds the ring's lock only to snapshot, to pop and to mark,
 //     never while freeing: finalizers run transactions, which may retire
 //     into this same ring;
-//   - every Collect also adopts: from each other ring that no live
-//     collector has marked, it moves the oldest batches that its scan
-//     found free to go into its own ring (under both rings' locks), and
-//     frees them from there. That covers slots no process owns (given
+//   - every Collect also adopts other rings: each one that no live
+//     collector has marked and whose oldest batch its scan found free to
+//     go, it collects in place, exactly as its owner would (under that
+//     ring's collector mark). That covers slots no process owns (given
 //     back at Close, or recovered after their process died), slots a live
 //     process owns but does not use (an idle slot in txn's pool would
 //     otherwise keep its batches until it is leased again), and the
 //     overflow ring in the global part, where RetireFor without a heap
-//     puts what does not fit a full ring. Only batches that may go are
-//     moved, so batches do not wander from ring to ring while a long
-//     transaction holds them, and an adopter's ring does not fill up with
-//     other slots' waiting batches. Adoption never waits for a live
-//     holder of the other ring's lock: it skips a busy ring;
+//     puts what does not fit a full ring. Batches never move between
+//     rings, so no crash can leave one listed twice (an earlier design
+//     moved them, and a crash between its two stores could make two
+//     collectors finalize one object at once);
 //   - a slot owned by a dead process that is not recovered yet is left
 //     alone: txn's recovery of that slot may still retire into it
 //     (RetireFor), and its duplicate check must see the ring as it was.
@@ -143,10 +141,8 @@ package reclaim
 //
 // Lock order: a ring lock is taken after the recovery lock (RetireFor
 // runs in recovery) and before alloc's locks (the repair of a stolen ring
-// lock frees a block, which may take the pool lock). Adoption is the one
-// place that holds two ring locks; it takes them in ring order (slot
-// index, the overflow ring last), so two adopters taking from each
-// other's rings cannot deadlock. Code holding a ring lock never
+// lock frees a block, which may take the pool lock). No code holds two
+// ring locks at once. Code holding a ring lock never
 // allocates and never runs a finalizer: merge batches are allocated
 // before the lock is taken, because an allocation that runs out of
 // memory may call shm's RecoverDead, and finalizers run transactions.
@@ -201,10 +197,10 @@ type Entry struct {
 }
 
 // Finalizer frees an object retired with its kind. It must be idempotent:
-// it may run again for the same object after a collector died midway (or,
-// rarely, after an adopter died between its two stores, in two processes
-// at once), so it must tolerate an object that is already freed (alloc
-// refuses a stale handle harmlessly). It may use h, the collector's leased
+// it may run again for the same object after a collector died midway (a
+// batch is collected by one collector at a time, so never concurrently),
+// so it must tolerate an object that is already freed (alloc refuses a
+// stale handle harmlessly). It may use h, the collector's leased
 // heap, to allocate and to run a transaction, and may retire what it
 // unlinks; it must not hold h beyond its return.
 type Finalizer func(h alloc.Heap, obj handle.Handle) error
