@@ -251,3 +251,90 @@ func TestCloseWhileATransactionRuns(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
 }
+
+// TestCheckWhileBusy: Check on a store that goroutines keep changing
+// (transfers, keys added and deleted, nested containers made and
+// dropped) reports nothing: what changes under one walk is confirmed by a
+// second before it counts.
+func TestCheckWhileBusy(t *testing.T) {
+	st := openTest(t)
+	require.NoError(t, st.Update(func(tx *shmstore.Tx) error {
+		acc, err := tx.Root().Dict("acc")
+		if err != nil {
+			return err
+		}
+		for i := 0; i < 50; i++ {
+			if err := acc.Set(i, 100); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	stop := make(chan struct{})
+	errs := make(chan error, 3)
+	for g := 0; g < 2; g++ {
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				err := st.Update(func(tx *shmstore.Tx) error {
+					acc, err := tx.Root().GetDict("acc")
+					if err != nil {
+						return err
+					}
+					a, b := (i*7+g)%50, (i*13+g+1)%50
+					x, err := acc.GetInt(a)
+					if err != nil {
+						return err
+					}
+					y, err := acc.GetInt(b)
+					if err != nil {
+						return err
+					}
+					if a != b {
+						if err := acc.Set(a, x-1); err != nil {
+							return err
+						}
+						if err := acc.Set(b, y+1); err != nil {
+							return err
+						}
+					}
+					tmp, err := tx.Root().Dict(fmt.Sprintf("tmp%d", g))
+					if err != nil {
+						return err
+					}
+					if i%2 == 0 {
+						l, err := tmp.List("l")
+						if err != nil {
+							return err
+						}
+						return l.Append(fmt.Sprint(i))
+					}
+					return tx.Root().Delete(fmt.Sprintf("tmp%d", g))
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	checks := 0
+	var bad []string
+	for checks < 30 && bad == nil {
+		if p := st.Problems(); len(p) > 0 {
+			bad = p
+		}
+		checks++
+	}
+	close(stop)
+	require.NoError(t, <-errs)
+	require.NoError(t, <-errs)
+	require.Empty(t, bad, "a check while busy")
+	require.NoError(t, st.Engine().Collect())
+	require.NoError(t, st.Check())
+}

@@ -48,7 +48,10 @@ func (a *Allocator) Check() []string {
 		if p == 0 || !a.st.ProcAlive(int(p-1)) {
 			return false, false
 		}
-		return true, int(p-1) == a.st.ProcIndex()
+		// Ours and not leased right now: nobody changes it under the
+		// walk. A leased slot's heap (a running transaction's, or one
+		// that txn keeps leased between transactions) is left alone.
+		return true, int(p-1) == a.st.ProcIndex() && a.st.LeaseNumber(int(o-1)) == 0
 	}
 	// withLock runs f holding m, unless the store is mapped read-only or m's
 	// holder is dead (then recovery's business: reported, not taken).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/txn"
 )
 
 // Accounting is what a walk of the object space found: every block that
@@ -22,8 +23,23 @@ type Accounting struct {
 
 // Account walks the object space: from the root, then from every retired
 // entry. It checks each container's reference count against the
-// references found.
+// references found. The walk runs inside a read-only transaction, whose
+// published epoch keeps everything it can reach from being freed under
+// it (the walk itself reads without version checks: on a busy store what
+// it finds is a close snapshot, which the caller confirms by walking
+// again); a store opened read-only is walked without one.
 func (s *Space) Account() Accounting {
+	var ac Accounting
+	if s.e.Store().ReadOnly() {
+		return s.account()
+	}
+	if err := s.e.Run(true, func(*txn.Tx) error { ac = s.account(); return nil }); err != nil {
+		return Accounting{Problems: []string{fmt.Sprintf("walk the object space: %v", err)}}
+	}
+	return ac
+}
+
+func (s *Space) account() Accounting {
 	ac := Accounting{Reachable: map[handle.Handle]bool{}, Retired: map[handle.Handle]bool{},
 		Refs: map[handle.Handle]int64{}}
 	report := func(f string, args ...any) { ac.Problems = append(ac.Problems, fmt.Sprintf(f, args...)) }
