@@ -147,7 +147,7 @@ func (s *Store) Recover() (int, error) { return s.st.RecoverDead() }
 // still make a live store report a false leak; on a quiet store (every
 // multi-process test ends with one) the answer is exact.
 func (s *Store) Problems() []string {
-	p := append(s.st.Check(), s.a.Check()...)
+	p := append(s.st.Check(), s.a.CheckUnleased()...)
 	if s.sp == nil || len(p) > 0 {
 		// A damaged store (a region cut short, broken metadata) is not
 		// walked by handle: that could fault.

@@ -29,11 +29,21 @@ import (
 // under that class's lock and the pool under the pool lock (one at a time),
 // skips the insides of superblocks that live processes own, and looks again
 // under the lock before it reports something a live process could be in
-// the middle of. The caller's own slots must be idle. Check takes locks but
-// writes no allocator state (unless it takes a lock from a dead holder:
-// then it rebuilds what the lock guards, as any taker must); on a
-// read-only store it takes none and is exact only when the store is quiet.
-func (a *Allocator) Check() []string {
+// the middle of. The caller's own slots must be idle (see CheckUnleased
+// for a process whose other goroutines keep slots leased and busy). Check
+// takes locks but writes no allocator state (unless it takes a lock from a
+// dead holder: then it rebuilds what the lock guards, as any taker must);
+// on a read-only store it takes none and is exact only when the store is
+// quiet.
+func (a *Allocator) Check() []string { return a.check(false) }
+
+// CheckUnleased is Check that also leaves alone the insides of the
+// superblocks of this process's slots that are leased right now: other
+// goroutines may be working in them (txn keeps its slots leased between
+// transactions).
+func (a *Allocator) CheckUnleased() []string { return a.check(true) }
+
+func (a *Allocator) check(skipLeased bool) []string {
 	var probs []string
 	report := func(format string, args ...any) {
 		if len(probs) < 1000 {
@@ -51,7 +61,7 @@ func (a *Allocator) Check() []string {
 		// Ours and not leased right now: nobody changes it under the
 		// walk. A leased slot's heap (a running transaction's, or one
 		// that txn keeps leased between transactions) is left alone.
-		return true, int(p-1) == a.st.ProcIndex() && a.st.LeaseNumber(int(o-1)) == 0
+		return true, int(p-1) == a.st.ProcIndex() && !(skipLeased && a.st.LeaseNumber(int(o-1)) != 0)
 	}
 	// withLock runs f holding m, unless the store is mapped read-only or m's
 	// holder is dead (then recovery's business: reported, not taken).
