@@ -3,7 +3,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,19 +11,7 @@ import (
 )
 
 // checkOptions are the flags and arguments of `shmctl check NAME`.
-type checkOptions struct {
-	globalOptions
-	name string
-}
-
-// addFlags registers the global flags (check has none of its own).
-func (o *checkOptions) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
-
-// setArgs takes the store name.
-func (o *checkOptions) setArgs(args []string) error { return storeNameArg(&o.name, args) }
-
-// Validate checks the store name.
-func (o *checkOptions) Validate() error { return validStoreName(o.name) }
+type checkOptions struct{ nameOnly }
 
 // checkReport is what check prints with --json.
 type checkReport struct {

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -16,19 +15,7 @@ import (
 )
 
 // infoOptions are the flags and arguments of `shmctl info NAME`.
-type infoOptions struct {
-	globalOptions
-	name string
-}
-
-// addFlags registers the global flags (info has none of its own).
-func (o *infoOptions) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
-
-// setArgs takes the store name.
-func (o *infoOptions) setArgs(args []string) error { return storeNameArg(&o.name, args) }
-
-// Validate checks the store name.
-func (o *infoOptions) Validate() error { return validStoreName(o.name) }
+type infoOptions struct{ nameOnly }
 
 // infoReport is what info prints with --json.
 type infoReport struct {

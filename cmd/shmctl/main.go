@@ -114,6 +114,22 @@ func (g *globalOptions) baseDir() string {
 // storeError rewords an error from opening or removing store name for
 // people: a missing or existing store is said plainly; anything else is
 // passed on.
+// nameOnly is the options of a command that takes a store name and only
+// the global flags (check, info, procs, txns).
+type nameOnly struct {
+	globalOptions
+	name string
+}
+
+// addFlags registers the global flags (the command has none of its own).
+func (o *nameOnly) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
+
+// setArgs takes the store name.
+func (o *nameOnly) setArgs(args []string) error { return storeNameArg(&o.name, args) }
+
+// Validate checks the store name.
+func (o *nameOnly) Validate() error { return validStoreName(o.name) }
+
 // openExisting opens the store name, which must exist, for a command that
 // works on it (a failure is already worded by storeError).
 func (g *globalOptions) openExisting(name string) (*shmstore.Store, error) {
@@ -170,9 +186,9 @@ func commandTable() []*command {
 		{name: "ls", summary: "list the stores in the directory, with their size and attached processes",
 			newOpts: func(g globalOptions) commandOptions { return &lsOptions{globalOptions: g} }},
 		{name: "info", args: "NAME", summary: "describe a store: regions, bytes, size classes, processes",
-			newOpts: func(g globalOptions) commandOptions { return &infoOptions{globalOptions: g} }},
+			newOpts: func(g globalOptions) commandOptions { return &infoOptions{nameOnly{globalOptions: g}} }},
 		{name: "check", args: "NAME", summary: "recover dead processes, then report every problem (exit 1 if any)",
-			newOpts: func(g globalOptions) commandOptions { return &checkOptions{globalOptions: g} }},
+			newOpts: func(g globalOptions) commandOptions { return &checkOptions{nameOnly{globalOptions: g}} }},
 		{name: "rm", args: "NAME", summary: "remove a store (refused while live processes are attached)",
 			newOpts: func(g globalOptions) commandOptions { return &rmOptions{globalOptions: g} }},
 		{name: "get", args: "NAME PATH", summary: "print the value or subtree at PATH (keys from the root: accounts/alice; / for all) as JSON",
@@ -185,10 +201,10 @@ func commandTable() []*command {
 			newOpts: func(g globalOptions) commandOptions { return &loadOptions{globalOptions: g} }},
 		{name: "txns", args: "NAME", summary: "list the transaction slots: owner, state, locks, waits, commits, aborts, retired memory",
 			details: txnsHelp,
-			newOpts: func(g globalOptions) commandOptions { return &txnsOptions{globalOptions: g} }},
+			newOpts: func(g globalOptions) commandOptions { return &txnsOptions{nameOnly{globalOptions: g}} }},
 		{name: "procs", args: "NAME", summary: "list the attached processes: pid, alive, dead or recovering, slots",
 			details: procsHelp,
-			newOpts: func(g globalOptions) commandOptions { return &procsOptions{globalOptions: g} }},
+			newOpts: func(g globalOptions) commandOptions { return &procsOptions{nameOnly{globalOptions: g}} }},
 		{name: "bench", args: "NAME", summary: "run the allocator churn workload in worker processes",
 			newOpts: func(g globalOptions) commandOptions { return newBenchOptions(g) }},
 		{name: "bank", args: "NAME", summary: "move money between accounts from worker processes, checking that the total never changes",

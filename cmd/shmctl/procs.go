@@ -3,7 +3,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -13,19 +12,7 @@ import (
 )
 
 // procsOptions are the flags and arguments of `shmctl procs NAME`.
-type procsOptions struct {
-	globalOptions
-	name string
-}
-
-// addFlags registers the global flags (procs has none of its own).
-func (o *procsOptions) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
-
-// setArgs takes the store name.
-func (o *procsOptions) setArgs(args []string) error { return storeNameArg(&o.name, args) }
-
-// Validate checks the store name.
-func (o *procsOptions) Validate() error { return validStoreName(o.name) }
+type procsOptions struct{ nameOnly }
 
 // procsReport is what procs prints with --json.
 type procsReport struct {

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -13,19 +12,7 @@ import (
 )
 
 // txnsOptions are the flags and arguments of `shmctl txns NAME`.
-type txnsOptions struct {
-	globalOptions
-	name string
-}
-
-// addFlags registers the global flags (txns has none of its own).
-func (o *txnsOptions) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
-
-// setArgs takes the store name.
-func (o *txnsOptions) setArgs(args []string) error { return storeNameArg(&o.name, args) }
-
-// Validate checks the store name.
-func (o *txnsOptions) Validate() error { return validStoreName(o.name) }
+type txnsOptions struct{ nameOnly }
 
 // txnsReport is what txns prints with --json.
 type txnsReport struct {
