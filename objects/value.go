@@ -180,10 +180,6 @@ func (v Value) String() string {
 	return fmt.Sprint(v.Scalar())
 }
 
-// Equal reports whether two values are the same value (containers: the
-// same object).
-func (v Value) Equal(w Value) bool { return v == w }
-
 // ScalarOf converts a Go scalar into a Value: nil, bool, every integer
 // type (unsigned ones up to MaxInt64), float32/64, string, []byte, or a
 // Value. Anything else fails with ErrTypeMismatch.

@@ -120,7 +120,7 @@ const (
 //	| State       (atomic u32)  |  owner; recoverer of a dead owner
 //	| Attempts    (atomic u32)  |  owner; read by inspectors
 //	| Started     (atomic i64)  |  owner: unix nanos of the first attempt
-//	| RV, WV      (atomic u64)  |  RV unused (reclaim publishes it); WV: owner, the commit's version
+//	| _, WV       (atomic u64)  |  reserved; WV: owner, the commit's version
 //	| WaitOn      (atomic u64)  |  owner: Addr+1 of the word it waits on
 //	| NLocks      (atomic u32)  |  owner: lock entries logged (log words 0..); stale when idle
 //	| NStores     (atomic u32)  |  owner: store pairs logged after the locks
@@ -142,7 +142,7 @@ type slotPart struct {
 	State    atomic.Uint32
 	Attempts atomic.Uint32
 	Started  atomic.Int64
-	RV       atomic.Uint64
+	_        uint64 // reserved (the snapshot is published by reclaim)
 	WV       atomic.Uint64
 	WaitOn   atomic.Uint64
 	NLocks   atomic.Uint32
