@@ -75,8 +75,12 @@ func SplitPath(path string) ([]string, error) {
 }
 
 // walk returns the Dict that holds the last key of path, and that key
-// (create: make missing Dicts on the way).
+// (create: make missing Dicts on the way). A key of the root (no '/') is
+// the common case and splits nothing.
 func walk(tx *Tx, path string, create bool) (*Dict, string, error) {
+	if path != "" && strings.IndexByte(path, '/') < 0 {
+		return tx.Root(), path, nil
+	}
 	keys, err := SplitPath(path)
 	if err != nil {
 		return nil, "", err
@@ -104,16 +108,11 @@ func walk(tx *Tx, path string, create bool) (*Dict, string, error) {
 func (s *Store) Get(path string) (Value, error) {
 	var v Value
 	err := s.View(func(tx *Tx) error {
-		if strings.IndexByte(path, '/') < 0 && path != "" {
-			var err error
-			v, err = tx.Root().GetKey(objects.String(path)) // a key of the root: no path to walk
-			return err
-		}
 		d, k, err := walk(tx, path, false)
 		if err != nil {
 			return err
 		}
-		v, err = d.Get(k)
+		v, err = d.GetKey(objects.String(k)) // a Value key: no boxing
 		return err
 	})
 	return v, err
@@ -123,21 +122,15 @@ func (s *Store) Get(path string) (Value, error) {
 func (s *Store) GetInt(path string) (int64, error) {
 	var n int64
 	err := s.View(func(tx *Tx) error {
-		if strings.IndexByte(path, '/') < 0 && path != "" {
-			v, err := tx.Root().GetKey(objects.String(path))
-			if err != nil {
-				return err
-			}
-			if v.Kind() != objects.KindCounter {
-				n, err = v.AsInt()
-				return err
-			}
-		}
 		d, k, err := walk(tx, path, false)
 		if err != nil {
 			return err
 		}
-		n, err = d.GetInt(k)
+		v, err := d.GetKey(objects.String(k))
+		if err != nil {
+			return err
+		}
+		n, err = tx.IntOf(v)
 		return err
 	})
 	return n, err
@@ -148,9 +141,6 @@ func (s *Store) GetInt(path string) (int64, error) {
 // or struct, which becomes shared containers.
 func (s *Store) Set(path string, val any) error {
 	return s.Update(func(tx *Tx) error {
-		if strings.IndexByte(path, '/') < 0 && path != "" {
-			return tx.Root().Set(path, val) // a key of the root: no path to walk
-		}
 		d, k, err := walk(tx, path, true)
 		if err != nil {
 			return err

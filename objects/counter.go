@@ -100,6 +100,19 @@ func (o *counterOverlay) prepare(tx *Tx) error {
 	return tx.storeWord(tx.created[o.c.h], o.c.h, o.c.p, offAux, v)
 }
 
+// IntOf is the integer a value holds: an Int's, or a Counter's current
+// value (read in this transaction).
+func (tx *Tx) IntOf(v Value) (int64, error) {
+	if v.kind != KindCounter {
+		return v.AsInt()
+	}
+	c, err := tx.counterAt(v.h)
+	if err != nil {
+		return 0, err
+	}
+	return c.Get()
+}
+
 // Counter returns the Counter under key, creating one (at zero) if key is
 // absent.
 func (d *Dict) Counter(key any) (*Counter, error) {

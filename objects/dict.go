@@ -348,14 +348,7 @@ func (d *Dict) GetInt(key any) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if v.kind == KindCounter {
-		c, err := d.tx.counterAt(v.h)
-		if err != nil {
-			return 0, err
-		}
-		return c.Get()
-	}
-	return v.AsInt()
+	return d.tx.IntOf(v)
 }
 
 // GetFloat returns the Float (or Int) under key.
