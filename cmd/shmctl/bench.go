@@ -201,10 +201,7 @@ func (o *benchOptions) run(w io.Writer) error {
 		t.OpsPerSec += bw.OpsPerSec
 	}
 	rep.Total.RemoteFreeFraction = fraction(rep.Total.RemoteFrees, rep.Total.Frees)
-	if o.JSON {
-		return writeJSON(w, rep)
-	}
-	return rep.writeText(w)
+	return o.emit(w, &rep)
 }
 
 // fraction is a/b, 0 when b is 0.

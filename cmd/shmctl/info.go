@@ -68,18 +68,13 @@ type infoClass struct {
 
 // run opens the store read-only and describes it.
 func (o *infoOptions) run(w io.Writer) error {
-	opts := o.storeOptions()
-	opts.ReadOnly = true
-	st, err := shmstore.Open(o.name, opts)
+	st, err := o.openReadOnly(o.name)
 	if err != nil {
-		return o.storeError(o.name, err)
+		return err
 	}
 	defer st.Close()
 	rep := collectInfo(st)
-	if o.JSON {
-		return writeJSON(w, rep)
-	}
-	return rep.writeText(w)
+	return o.emit(w, &rep)
 }
 
 // collectInfo reads everything info shows. It only reads.

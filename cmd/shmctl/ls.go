@@ -75,11 +75,9 @@ func (o *lsOptions) run(w io.Writer) error {
 
 // describe opens store name read-only and summarizes it.
 func (o *lsOptions) describe(name string) lsEntry {
-	opts := o.storeOptions()
-	opts.ReadOnly = true
-	st, err := shmstore.Open(name, opts)
+	st, err := o.openReadOnly(name)
 	if err != nil {
-		return lsEntry{Name: name, Error: o.storeError(name, err).Error()}
+		return lsEntry{Name: name, Error: err.Error()}
 	}
 	defer st.Close()
 	s := st.Shm()

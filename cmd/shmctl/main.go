@@ -142,6 +142,29 @@ func (g *globalOptions) openExisting(name string) (*shmstore.Store, error) {
 	return st, nil
 }
 
+// openReadOnly maps the store name for inspection: it writes nothing and
+// does not attach (so inspectors never list themselves).
+func (g *globalOptions) openReadOnly(name string) (*shmstore.Store, error) {
+	opts := g.storeOptions()
+	opts.ReadOnly = true
+	st, err := shmstore.Open(name, opts)
+	if err != nil {
+		return nil, g.storeError(name, err)
+	}
+	return st, nil
+}
+
+// textReport is a report that prints itself for people.
+type textReport interface{ writeText(io.Writer) error }
+
+// emit writes rep as JSON with --json, else as text.
+func (g *globalOptions) emit(w io.Writer, rep textReport) error {
+	if g.JSON {
+		return writeJSON(w, rep)
+	}
+	return rep.writeText(w)
+}
+
 func (g *globalOptions) storeError(name string, err error) error {
 	switch {
 	case errors.Is(err, shmstore.ErrNotFound):

@@ -7,7 +7,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/shm"
 )
 
@@ -25,11 +24,9 @@ type procsReport struct {
 // run opens the store read-only (so procs does not list itself) and
 // lists the attached processes.
 func (o *procsOptions) run(w io.Writer) error {
-	opts := o.storeOptions()
-	opts.ReadOnly = true
-	st, err := shmstore.Open(o.name, opts)
+	st, err := o.openReadOnly(o.name)
 	if err != nil {
-		return o.storeError(o.name, err)
+		return err
 	}
 	defer st.Close()
 	rep := procsReport{Name: st.Name(), Processes: []shm.ProcInfo{}}

@@ -48,18 +48,13 @@ type txnsSlot struct {
 
 // run opens the store read-only and lists its slots.
 func (o *txnsOptions) run(w io.Writer) error {
-	opts := o.storeOptions()
-	opts.ReadOnly = true
-	st, err := shmstore.Open(o.name, opts)
+	st, err := o.openReadOnly(o.name)
 	if err != nil {
-		return o.storeError(o.name, err)
+		return err
 	}
 	defer st.Close()
 	rep := collectTxns(st)
-	if o.JSON {
-		return writeJSON(w, rep)
-	}
-	return rep.writeText(w)
+	return o.emit(w, &rep)
 }
 
 // collectTxns reads the slot table. It only reads.
