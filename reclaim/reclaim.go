@@ -341,6 +341,17 @@ func (r *Reclaimer) Held(slot int) (entries int, oldest uint64) {
 	return r.part(slot).ring.held()
 }
 
+// Pending is how many batches slot's ring holds: Held without the walk
+// for the oldest epoch (txn asks after every commit that retired
+// something, to decide whether to collect).
+func (r *Reclaimer) Pending(slot int) int {
+	if !r.usable(slot) {
+		return 0
+	}
+	_, n := r.part(slot).ring.loadHN()
+	return int(n)
+}
+
 // HeldOverflow is Held for the overflow ring (see RetireFor), which the
 // next Collect anywhere drains.
 func (r *Reclaimer) HeldOverflow() (entries int, oldest uint64) {

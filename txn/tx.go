@@ -239,7 +239,7 @@ func (tx *Tx) end() {
 	if !retired && tx.ends%256 != 0 {
 		return
 	}
-	held, _ := tx.e.r.Held(tx.slot)
+	held := tx.e.r.Pending(tx.slot)
 	if (retired && held >= max(collectBatch, tx.collectAt)) || (held > 0 && tx.ends%256 == 0) {
 		tx.collecting = true
 		n, _ := tx.e.r.Collect(tx.heap)
