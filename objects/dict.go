@@ -210,52 +210,63 @@ func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64, decode bool, v
 	if load(p, 0) != hash {
 		return false, nil
 	}
-	meta := load(p, 8)
-	kk, klen := Kind(meta>>8&0xff), int(meta>>32)
-	if klen > n-entryHeader || klen > MaxKeyLen {
-		return false, fmt.Errorf("objects: entry %v: key of %d bytes in %d: %w", e, klen, n, ErrCorrupt)
+	kk, kb, err := entryKeyBytes(p, n)
+	if err != nil {
+		return false, fmt.Errorf("objects: entry %v: %w", e, err)
 	}
 	if kk != k.kind {
 		return false, nil
 	}
-	kb := unsafe.Slice((*byte)(unsafe.Add(p, entryHeader)), klen)
 	switch kk {
 	case KindString, KindBytes:
 		if string(kb) != k.s { // compared in place: no copy
 			return false, nil
 		}
 	case KindInt, KindBool:
-		if klen != 8 || binary.LittleEndian.Uint64(kb) != k.n {
+		if binary.LittleEndian.Uint64(kb) != k.n {
 			return false, nil
 		}
 	}
 	if !decode {
 		return true, nil
 	}
-	*v, err = s.decode(meta&0xff, load(p, offEntryVal))
+	*v, err = s.decode(load(p, 8)&0xff, load(p, offEntryVal))
 	return true, err
 }
 
-// entryKey reads the key of an entry block of n bytes.
-func entryKey(p unsafe.Pointer, n int) (Value, error) {
+// entryKeyBytes checks an entry block's key (of n bytes at most) and
+// returns its kind and bytes, in place (the one place that bounds them: a
+// torn read copies nothing before this check).
+func entryKeyBytes(p unsafe.Pointer, n int) (Kind, []byte, error) {
 	meta := load(p, 8)
 	kk, klen := Kind(meta>>8&0xff), int(meta>>32)
 	if klen > n-entryHeader || klen > MaxKeyLen {
-		return None, fmt.Errorf("key of %d bytes in a %d-byte entry: %w", klen, n, ErrCorrupt)
+		return kk, nil, fmt.Errorf("key of %d bytes in a %d-byte entry: %w", klen, n, ErrCorrupt)
 	}
-	kb := unsafe.Slice((*byte)(unsafe.Add(p, entryHeader)), klen)
 	switch kk {
-	case KindString, KindBytes:
-		return Value{kind: kk, s: string(kb)}, nil
+	case KindString, KindBytes, KindNone:
 	case KindInt, KindBool:
 		if klen != 8 {
-			return None, fmt.Errorf("%v key of %d bytes: %w", kk, klen, ErrCorrupt)
+			return kk, nil, fmt.Errorf("%v key of %d bytes: %w", kk, klen, ErrCorrupt)
 		}
-		return Value{kind: kk, n: binary.LittleEndian.Uint64(kb)}, nil
-	case KindNone:
-		return None, nil
+	default:
+		return kk, nil, fmt.Errorf("key of kind %d: %w", kk, ErrCorrupt)
 	}
-	return None, fmt.Errorf("key of kind %d: %w", kk, ErrCorrupt)
+	return kk, unsafe.Slice((*byte)(unsafe.Add(p, entryHeader)), klen), nil
+}
+
+// entryKey reads (copies) the key of an entry block of n bytes.
+func entryKey(p unsafe.Pointer, n int) (Value, error) {
+	kk, kb, err := entryKeyBytes(p, n)
+	switch {
+	case err != nil:
+		return None, err
+	case kk == KindString || kk == KindBytes:
+		return Value{kind: kk, s: string(kb)}, nil
+	case kk == KindInt || kk == KindBool:
+		return Value{kind: kk, n: binary.LittleEndian.Uint64(kb)}, nil
+	}
+	return None, nil
 }
 
 // lookup finds k as this transaction sees it (its own writes first).
