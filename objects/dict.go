@@ -191,10 +191,16 @@ func (s *Space) table(h handle.Handle, capa uint64) (unsafe.Pointer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return p, checkTable(h, capa, n)
+}
+
+// checkTable reports whether a table block of n bytes can hold capa
+// slots, capa a power of two (the one bound every table walk uses).
+func checkTable(h handle.Handle, capa uint64, n int) error {
 	if capa == 0 || capa&(capa-1) != 0 || capa > uint64(n)/8 {
-		return nil, fmt.Errorf("objects: table %v: cap %d in %d bytes: %w", h, capa, n, ErrCorrupt)
+		return fmt.Errorf("objects: table %v: cap %d in %d bytes: %w", h, capa, n, ErrCorrupt)
 	}
-	return p, nil
+	return nil
 }
 
 // entryMatch reports whether entry e holds key k (and, with decode, puts
@@ -614,8 +620,8 @@ func (s *Space) eachEntry(st *stripe, mode resolveMode, f func(e handle.Handle, 
 	if err != nil {
 		return err
 	}
-	if capa == 0 || capa > uint64(n)/8 {
-		return fmt.Errorf("objects: table %v: cap %d in %d bytes: %w", th, capa, n, ErrCorrupt)
+	if err := checkTable(th, capa, n); err != nil {
+		return err
 	}
 	for i := range capa {
 		e := load(tp, uintptr(i*8))
