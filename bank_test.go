@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/layers"
 )
 
 const (
@@ -202,7 +203,7 @@ func bankSummer(st *shmstore.Store, w roleEnvironment) (any, error) {
 			}
 		}
 	}
-	for _, s := range st.Engine().Slots() {
+	for _, s := range layers.Of(st).Engine.Slots() {
 		if s.PID == uint32(os.Getpid()) {
 			res.Aborts += s.Aborts
 		}
@@ -417,7 +418,7 @@ func testBank(t *testing.T, kill bool) {
 		// (by a new worker's Open, by a waiter that found its lock, or by
 		// requireQuiet); one killed before it attached needs none, and one
 		// killed between attaching and saying so may or may not.
-		rec := st.Shm().Header().Recovered.Load()
+		rec := layers.Of(st).Shm.Header().Recovered.Load()
 		t.Logf("%d killed, %d of them known to have attached, %d recovered", kills, attachedKills, rec)
 		require.GreaterOrEqual(t, rec, uint64(attachedKills), "recoveries")
 		require.LessOrEqual(t, rec, uint64(kills), "recoveries")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/shm/shmtest"
 	"github.com/shmstore/shmstore/txn"
 )
@@ -437,8 +438,8 @@ func benchDictBytes(b *testing.B, dir, name string) (used, reserved float64, too
 // benchCollect frees what commits retired (old tables, entries) so that Stats
 // counts only what is live.
 func benchCollect(b *testing.B, st *shmstore.Store) {
-	err := st.Engine().WithTx(func(tx *txn.Tx) error {
-		_, err := st.Reclaimer().Collect(tx.Heap())
+	err := layers.Of(st).Engine.WithTx(func(tx *txn.Tx) error {
+		_, err := layers.Of(st).Reclaim.Collect(tx.Heap())
 		return err
 	})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/layers"
 )
 
 // Multi-process benchmarks re-execute the test binary with a role in
@@ -110,7 +111,7 @@ var benchRoles = map[string]func(st *shmstore.Store, w int) (func(i int) error, 
 // owns.
 func benchOwnSlots(st *shmstore.Store) (commits, aborts int64) {
 	pid := uint32(os.Getpid())
-	for _, s := range st.Engine().Slots() {
+	for _, s := range layers.Of(st).Engine.Slots() {
 		if s.PID == pid {
 			commits += int64(s.Commits)
 			aborts += int64(s.Aborts)

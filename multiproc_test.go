@@ -31,6 +31,7 @@ import (
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/reclaim"
 	"github.com/shmstore/shmstore/shm"
 	"github.com/shmstore/shmstore/shm/shmtest"
@@ -239,7 +240,7 @@ func driveReclamation(t *testing.T, st *shmstore.Store) (used uint64, held int) 
 	for i := 0; i < 1024; i++ {
 		require.NoError(t, st.Set(gcKey, fmt.Sprintf("gc-%06d", i)))
 		held = 0
-		for _, s := range st.Engine().Slots() {
+		for _, s := range layers.Of(st).Engine.Slots() {
 			held += s.Retired
 		}
 		if held == 0 && i >= 3 {
@@ -256,8 +257,8 @@ func requireQuiet(t *testing.T, st *shmstore.Store) {
 	t.Helper()
 	_, err := st.Recover()
 	require.NoError(t, err)
-	require.Empty(t, st.Shm().DeadProcs(), "every dead process is recovered")
-	for _, s := range st.Engine().Slots() {
+	require.Empty(t, layers.Of(st).Shm.DeadProcs(), "every dead process is recovered")
+	for _, s := range layers.Of(st).Engine.Slots() {
 		require.Equal(t, "idle", s.State, "slot %d: %+v", s.Slot, s)
 		require.Zero(t, s.Locks, "slot %d holds locks: %+v", s.Slot, s)
 		require.False(t, s.Active, "slot %d is in a transaction: %+v", s.Slot, s)
@@ -325,16 +326,16 @@ func classDiff(a, b alloc.Stats) string {
 // size and first words, and says which look like retire batches (magic
 // "RBAT"; a merge batch has room for a whole ring).
 func describeLeaks(st *shmstore.Store) string {
-	ac := st.Space().Account()
+	ac := layers.Of(st).Space.Account()
 	owned := map[handle.Handle]bool{}
-	st.Allocator().EachLogged(func(h handle.Handle) { owned[h] = true })
-	st.Engine().EachChunk(func(h handle.Handle) { owned[h] = true })
+	layers.Of(st).Alloc.EachLogged(func(h handle.Handle) { owned[h] = true })
+	layers.Of(st).Engine.EachChunk(func(h handle.Handle) { owned[h] = true })
 	var out []string
-	st.Allocator().EachAllocated(func(h handle.Handle) {
+	layers.Of(st).Alloc.EachAllocated(func(h handle.Handle) {
 		if ac.Reachable[h] || ac.Retired[h] || owned[h] {
 			return
 		}
-		b, err := st.Allocator().Resolve(h)
+		b, err := layers.Of(st).Alloc.Resolve(h)
 		if err != nil {
 			out = append(out, fmt.Sprintf("  %v: %v", h, err))
 			return

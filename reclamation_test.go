@@ -21,6 +21,7 @@ import (
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/reclaim"
 	"github.com/shmstore/shmstore/txn"
 )
@@ -99,7 +100,7 @@ func reclaimWorker(st *shmstore.Store, w roleEnvironment) (any, error) {
 		return nil, err
 	}
 	res.Delete = time.Since(t)
-	for _, s := range st.Engine().Slots() {
+	for _, s := range layers.Of(st).Engine.Slots() {
 		if s.PID == uint32(os.Getpid()) {
 			res.Aborts += s.Aborts
 		}
@@ -213,7 +214,7 @@ func TestReclamationPooledSlot(t *testing.T) {
 	require.NoError(t, <-viewDone)
 
 	used, held := driveReclamation(t, st)
-	for _, s := range st.Engine().Slots() {
+	for _, s := range layers.Of(st).Engine.Slots() {
 		t.Logf("slot %d: leased %v, %d commits, %d retired batches held (oldest epoch %d)", s.Slot, s.Leased, s.Commits, s.Retired, s.Oldest)
 	}
 	t.Logf("used bytes: baseline %d, with the Dict %d, after deleting it and driving reclamation %d; %d retired batches held", used0, usedBig, used, held)
@@ -275,7 +276,7 @@ func fullRingScenario(st *shmstore.Store) error {
 		}
 	}
 	held := 0
-	for _, s := range st.Engine().Slots() {
+	for _, s := range layers.Of(st).Engine.Slots() {
 		held += s.Retired
 	}
 	if held != reclaim.RingCap {
@@ -423,12 +424,12 @@ func TestReclamationKillMidMerge(t *testing.T) {
 func batchClassSize(t *testing.T, st *shmstore.Store) int {
 	t.Helper()
 	var n int
-	require.NoError(t, st.Engine().WithTx(func(tx *txn.Tx) error {
+	require.NoError(t, layers.Of(st).Engine.WithTx(func(tx *txn.Tx) error {
 		h, _, err := tx.Heap().Alloc(8 + 16*reclaim.RingCap)
 		if err != nil {
 			return err
 		}
-		b, err := st.Allocator().Resolve(h) // the whole block, as its class rounds it
+		b, err := layers.Of(st).Alloc.Resolve(h) // the whole block, as its class rounds it
 		if err != nil {
 			return err
 		}
@@ -443,8 +444,8 @@ func batchClassSize(t *testing.T, st *shmstore.Store) int {
 // block of n bytes.
 func loggedBlockOfSize(st *shmstore.Store, n int) bool {
 	found := false
-	st.Allocator().EachLogged(func(h handle.Handle) {
-		if b, err := st.Allocator().Resolve(h); err == nil && len(b) == n {
+	layers.Of(st).Alloc.EachLogged(func(h handle.Handle) {
+		if b, err := layers.Of(st).Alloc.Resolve(h); err == nil && len(b) == n {
 			found = true
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/layers"
 )
 
 // TestStoringAnUnlinkedContainerFails: a container's handle kept from an
@@ -30,7 +31,7 @@ func TestStoringAnUnlinkedContainerFails(t *testing.T) {
 	case err = <-done:
 	case <-time.After(time.Second):
 		spun = true
-		require.NoError(t, st.Engine().Collect()) // frees the Dict: the Set then fails
+		require.NoError(t, layers.Of(st).Engine.Collect()) // frees the Dict: the Set then fails
 		err = <-done
 	}
 	require.False(t, spun, "Set of a deleted container's handle retried for 1 s instead of failing")

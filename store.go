@@ -12,6 +12,7 @@ import (
 
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/objects"
 	"github.com/shmstore/shmstore/reclaim"
 	"github.com/shmstore/shmstore/shm"
@@ -59,11 +60,19 @@ var (
 
 // Store is an open store: a process's attachment to it.
 type Store struct {
+	l  layers.Store // what the store is made of (internal/layers hands it to shmctl)
 	st *shm.Store
 	a  *alloc.Allocator
-	r  *reclaim.Reclaimer
 	e  *txn.Engine
 	sp *objects.Space
+}
+
+func init() {
+	layers.Of = func(store any) *layers.Store {
+		s := store.(*Store)
+		s.l.Space = s.sp
+		return &s.l
+	}
 }
 
 // Open opens the store name, creating it unless opts.Create says
@@ -85,7 +94,7 @@ func Open(name string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	e := txn.New(st, a, r)
-	s := &Store{st: st, a: a, r: r, e: e}
+	s := &Store{l: layers.Store{Shm: st, Alloc: a, Reclaim: r, Engine: e}, st: st, a: a, e: e}
 	if !opts.ReadOnly {
 		if _, err := st.RecoverDead(); err != nil {
 			_ = st.Close()
@@ -109,23 +118,8 @@ func (s *Store) Close() error {
 	return s.st.Close()
 }
 
-// Engine is the store's transaction engine.
-func (s *Store) Engine() *txn.Engine { return s.e }
-
-// Reclaimer is the store's reclaimer.
-func (s *Store) Reclaimer() *reclaim.Reclaimer { return s.r }
-
-// Space is the store's object space.
-func (s *Store) Space() *objects.Space { return s.sp }
-
 // Name is the store's name.
 func (s *Store) Name() string { return s.st.Name() }
-
-// Shm is the store's file and process layer.
-func (s *Store) Shm() *shm.Store { return s.st }
-
-// Allocator is the store's allocator.
-func (s *Store) Allocator() *alloc.Allocator { return s.a }
 
 // Stats describes the allocator's use of the store.
 func (s *Store) Stats() alloc.Stats { return s.a.Stats() }

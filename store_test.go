@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/shm/shmtest"
 
 	"github.com/stretchr/testify/require"
@@ -21,7 +22,7 @@ func TestOpenAllocCheckRemove(t *testing.T) {
 	opts := shmstore.Options{Dir: dir}
 	st, err := shmstore.Open("s", opts)
 	require.NoError(t, err)
-	h, err := st.Allocator().Lease()
+	h, err := layers.Of(st).Alloc.Lease()
 	require.NoError(t, err)
 	hd, b, err := h.Alloc(100)
 	require.NoError(t, err)
@@ -32,12 +33,12 @@ func TestOpenAllocCheckRemove(t *testing.T) {
 	// Another attachment sees the block by its handle.
 	st2, err := shmstore.Open("s", shmstore.Options{Dir: dir, Create: shmstore.MustExist})
 	require.NoError(t, err)
-	got, err := st2.Allocator().Resolve(hd)
+	got, err := layers.Of(st2).Alloc.Resolve(hd)
 	require.NoError(t, err)
 	require.Equal(t, "hello", string(got[:5]))
 	// A raw block linked nowhere is a leak to Check; freed, the store is clean.
 	require.ErrorIs(t, st2.Check(), shmstore.ErrCheck)
-	require.NoError(t, st2.Allocator().FreeAny(hd))
+	require.NoError(t, layers.Of(st2).Alloc.FreeAny(hd))
 	require.NoError(t, st2.Check())
 	require.NoError(t, st2.Close())
 	require.ErrorIs(t, st2.Close(), shmstore.ErrClosed)
@@ -57,7 +58,7 @@ func TestCheckReportsProblems(t *testing.T) {
 	require.NoError(t, err)
 	defer st.Close()
 	require.NoError(t, st.Check())
-	h, err := st.Allocator().Lease()
+	h, err := layers.Of(st).Alloc.Lease()
 	require.NoError(t, err)
 	_, _, err = h.Alloc(64) // grows region 1
 	require.NoError(t, err)
@@ -65,7 +66,7 @@ func TestCheckReportsProblems(t *testing.T) {
 	h.Release()
 	// Cut short under a live mapping: touching the lost pages would fault,
 	// so Check reports the file instead of walking it.
-	require.NoError(t, os.Truncate(st.Shm().RegionPath(1), 4096))
+	require.NoError(t, os.Truncate(layers.Of(st).Shm.RegionPath(1), 4096))
 	err = st.Check()
 	require.ErrorIs(t, err, shmstore.ErrCheck)
 	require.Contains(t, err.Error(), "region 1 is 4096 bytes")
@@ -107,18 +108,18 @@ func ExampleOpen() {
 }
 
 // A freed block's handle is stale: it never resolves to the memory again.
-func ExampleStore_Allocator() {
-	dir, _ := os.MkdirTemp("/dev/shm", "shmstore-example-")
-	defer os.RemoveAll(dir)
-	st, _ := shmstore.Open("example", shmstore.Options{Dir: dir})
+func TestFreedHandleIsStale(t *testing.T) {
+	st, err := shmstore.Open("example", shmstore.Options{Dir: testDir(t)})
+	require.NoError(t, err)
 	defer st.Close()
-	h, _ := st.Allocator().Lease()
+	h, err := layers.Of(st).Alloc.Lease()
+	require.NoError(t, err)
 	defer h.Release()
 
-	hd, _, _ := h.Alloc(32)
+	hd, _, err := h.Alloc(32)
+	require.NoError(t, err)
 	h.ForgetLog()
-	_ = h.Free(hd)
-	_, err := st.Allocator().Resolve(hd)
-	fmt.Println(errors.Is(err, shmstore.ErrStaleHandle))
-	// Output: true
+	require.NoError(t, h.Free(hd))
+	_, err = layers.Of(st).Alloc.Resolve(hd)
+	require.ErrorIs(t, err, shmstore.ErrStaleHandle)
 }

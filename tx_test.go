@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/shmstore/shmstore"
-	"github.com/shmstore/shmstore/shm/shmtest"
 	"github.com/stretchr/testify/require"
+
+	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/layers"
+	"github.com/shmstore/shmstore/shm/shmtest"
 )
 
 func openTest(t *testing.T) *shmstore.Store {
@@ -165,7 +167,7 @@ func TestCheckFindsLeaksAndBadCounts(t *testing.T) {
 	st := openTest(t)
 	require.NoError(t, st.Set("d/x", 1))
 	require.NoError(t, st.Check())
-	h, err := st.Allocator().Lease()
+	h, err := layers.Of(st).Alloc.Lease()
 	require.NoError(t, err)
 	leaked, _, err := h.Alloc(100)
 	require.NoError(t, err)
@@ -174,7 +176,7 @@ func TestCheckFindsLeaksAndBadCounts(t *testing.T) {
 	err = st.Check()
 	require.ErrorIs(t, err, shmstore.ErrCheck)
 	require.Contains(t, err.Error(), leaked.String())
-	require.NoError(t, st.Allocator().FreeAny(leaked))
+	require.NoError(t, layers.Of(st).Alloc.FreeAny(leaked))
 	require.NoError(t, st.Check())
 }
 
@@ -207,7 +209,7 @@ func TestUnlinkedMemoryIsFreed(t *testing.T) {
 		// Collections free the unlinked Dict, whose finalizer releases
 		// the List, which the next collection frees.
 		for i := 0; i < 3; i++ {
-			require.NoError(t, st.Engine().Collect())
+			require.NoError(t, layers.Of(st).Engine.Collect())
 		}
 		require.NoError(t, st.Check())
 		used := st.Stats().UsedBytes
@@ -335,6 +337,6 @@ func TestCheckWhileBusy(t *testing.T) {
 	require.NoError(t, <-errs)
 	require.NoError(t, <-errs)
 	require.Empty(t, bad, "a check while busy")
-	require.NoError(t, st.Engine().Collect())
+	require.NoError(t, layers.Of(st).Engine.Collect())
 	require.NoError(t, st.Check())
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/layers"
 )
 
 // The bank workload: bankDict of the root holds the accounts, Ints under
@@ -452,7 +453,7 @@ type slotCount struct {
 // workerSlots reads the counters of the slots the workers (pids) own.
 func workerSlots(st *shmstore.Store, pids map[uint32]bool) map[int]slotCount {
 	m := map[int]slotCount{}
-	for _, s := range st.Engine().Slots() {
+	for _, s := range layers.Of(st).Engine.Slots() {
 		if s.Proc >= 0 && pids[s.PID] {
 			m[s.Slot] = slotCount{pid: s.PID, commits: s.Commits, aborts: s.Aborts}
 		}

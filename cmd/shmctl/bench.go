@@ -20,6 +20,7 @@ import (
 
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/internal/layers"
 )
 
 // benchOptions are the flags and arguments of
@@ -144,7 +145,7 @@ func (o *benchOptions) run(w io.Writer) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	h, err := st.Allocator().Lease()
+	h, err := layers.Of(st).Alloc.Lease()
 	if err != nil {
 		return fmt.Errorf("store %q: lease a slot: %w", o.name, err)
 	}
@@ -168,7 +169,7 @@ func (o *benchOptions) run(w io.Writer) error {
 	if o.keep && werr == nil {
 		rep.KeptMailbox = mb.String()
 	} else {
-		if h, err = st.Allocator().Lease(); err != nil {
+		if h, err = layers.Of(st).Alloc.Lease(); err != nil {
 			return errors.Join(werr, fmt.Errorf("store %q: lease a slot to drain the mailbox: %w", o.name, err))
 		}
 		rep.StaleHandles, err = alloc.DrainMailbox(h, mb)

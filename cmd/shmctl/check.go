@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/layers"
 )
 
 // checkOptions are the flags and arguments of `shmctl check NAME`.
@@ -49,7 +50,7 @@ func (o *checkOptions) run(w io.Writer) error {
 	if err != nil {
 		return o.storeError(o.name, err)
 	}
-	before := peek.Shm().Header().Recovered.Load()
+	before := layers.Of(peek).Shm.Header().Recovered.Load()
 	_ = peek.Close()
 
 	st, err := o.openExisting(o.name)
@@ -61,11 +62,11 @@ func (o *checkOptions) run(w io.Writer) error {
 		return fmt.Errorf("store %q: recover dead processes: %w", o.name, err)
 	}
 	rep := checkReport{Name: o.name, Problems: st.Problems(), LiveProcs: []int{}}
-	rep.Recovered = int(st.Shm().Header().Recovered.Load() - before)
+	rep.Recovered = int(layers.Of(st).Shm.Header().Recovered.Load() - before)
 	if rep.Problems == nil {
 		rep.Problems = []string{}
 	}
-	for _, pid := range st.Shm().LiveProcs() {
+	for _, pid := range layers.Of(st).Shm.LiveProcs() {
 		if pid != os.Getpid() {
 			rep.LiveProcs = append(rep.LiveProcs, pid)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/internal/layers"
 )
 
 // churnCommand is the hidden command bench re-executes shmctl with: one
@@ -95,7 +96,7 @@ func (o *churnOptions) run(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h, err := st.Allocator().Lease()
+	h, err := layers.Of(st).Alloc.Lease()
 	if err != nil {
 		_ = st.Close()
 		return fmt.Errorf("store %q: lease a slot: %w", o.name, err)

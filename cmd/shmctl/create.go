@@ -10,6 +10,7 @@ import (
 	"io/fs"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/shm"
 )
 
@@ -81,7 +82,7 @@ func (o *createOptions) run(w io.Writer) error {
 	if err != nil {
 		return o.storeError(o.name, err)
 	}
-	s := st.Shm()
+	s := layers.Of(st).Shm
 	h := s.Header()
 	rep := createReport{
 		Name:       o.name,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/alloc"
+	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/shm"
 )
 
@@ -79,7 +80,7 @@ func (o *infoOptions) run(w io.Writer) error {
 
 // collectInfo reads everything info shows. It only reads.
 func collectInfo(st *shmstore.Store) infoReport {
-	s := st.Shm()
+	s := layers.Of(st).Shm
 	h := s.Header()
 	stats := st.Stats()
 	rep := infoReport{

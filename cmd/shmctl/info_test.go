@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore/alloc"
+	"github.com/shmstore/shmstore/internal/layers"
 )
 
 func TestInfo(t *testing.T) {
@@ -35,7 +36,7 @@ func TestInfo(t *testing.T) {
 
 	// Allocate from this process and keep a slot leased while info runs.
 	st := openAttached(t, dir, "inf")
-	h, err := st.Allocator().Lease()
+	h, err := layers.Of(st).Alloc.Lease()
 	require.NoError(t, err)
 	for range 10 {
 		_, _, err = h.Alloc(100)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/layers"
 )
 
 // lsOptions are the flags of `shmctl ls`.
@@ -80,7 +81,7 @@ func (o *lsOptions) describe(name string) lsEntry {
 		return lsEntry{Name: name, Error: err.Error()}
 	}
 	defer st.Close()
-	s := st.Shm()
+	s := layers.Of(st).Shm
 	e := lsEntry{
 		Name:       name,
 		Regions:    int(s.Regions()),

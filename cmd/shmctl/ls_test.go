@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/shmstore/shmstore/internal/layers"
 )
 
 const lsHeader = "NAME  REGIONS  SIZE  MAX SIZE  LIVE  DEAD  CREATED\n"
@@ -34,7 +36,7 @@ func TestLs(t *testing.T) {
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "not-a-store"), 0o700))
 
 	st := openAttached(t, dir, "beta")
-	h, err := st.Allocator().Lease()
+	h, err := layers.Of(st).Alloc.Lease()
 	require.NoError(t, err)
 	_, _, err = h.Alloc(64)
 	require.NoError(t, err)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/shm/shmtest"
 
 	"github.com/stretchr/testify/require"
@@ -53,7 +54,7 @@ func holdStore() int {
 		os.Stderr.WriteString(err.Error() + "\n")
 		return 1
 	}
-	h, err := st.Allocator().Lease()
+	h, err := layers.Of(st).Alloc.Lease()
 	if err != nil {
 		os.Stderr.WriteString(err.Error() + "\n")
 		return 1

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/shm"
 )
 
@@ -30,7 +31,7 @@ func (o *procsOptions) run(w io.Writer) error {
 	}
 	defer st.Close()
 	rep := procsReport{Name: st.Name(), Processes: []shm.ProcInfo{}}
-	for _, p := range st.Shm().Procs() {
+	for _, p := range layers.Of(st).Shm.Procs() {
 		if p.Slots == nil {
 			p.Slots = []int{} // [] rather than null in JSON
 		}

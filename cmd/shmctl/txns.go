@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/layers"
 )
 
 // txnsOptions are the flags and arguments of `shmctl txns NAME`.
@@ -59,7 +60,7 @@ func (o *txnsOptions) run(w io.Writer) error {
 
 // collectTxns reads the slot table. It only reads.
 func collectTxns(st *shmstore.Store) txnsReport {
-	e := st.Engine()
+	e := layers.Of(st).Engine
 	rep := txnsReport{Name: st.Name(), Clock: e.Clock(), Slots: []txnsSlot{}}
 	for _, s := range e.Slots() {
 		rep.Slots = append(rep.Slots, txnsSlot{Slot: s.Slot, Proc: s.Proc, PID: s.PID, Alive: s.Alive,
