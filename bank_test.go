@@ -112,7 +112,7 @@ func bankWorker(st *shmstore.Store, w roleEnvironment) (any, error) {
 			if err != nil {
 				return err
 			}
-			return c.Add(1)
+			return c.AddBlind(1)
 		})
 		switch {
 		case errors.Is(err, errNoFunds):
@@ -345,7 +345,7 @@ func testBank(t *testing.T, kill bool) {
 	require.EqualValues(t, bankTotal, sum)
 	used0, held0 := driveReclamation(t, st)
 	require.Zero(t, held0)
-	stats0 := st.Stats()
+	stats0 := layers.Of(st).Alloc.Stats()
 	t.Logf("baseline: %d bytes used", used0)
 
 	start := time.Now()
@@ -441,7 +441,7 @@ func testBank(t *testing.T, kill bool) {
 	t.Logf("end: %d bytes used (baseline %d), %d retire-ring entries held", used1, used0, held1)
 	require.Zero(t, held1, "no retired memory is held back on a quiet store")
 	if used1 != used0 {
-		t.Logf("blocks in use by size class, baseline -> end:\n%s", classDiff(stats0, st.Stats()))
+		t.Logf("blocks in use by size class, baseline -> end:\n%s", classDiff(stats0, layers.Of(st).Alloc.Stats()))
 		t.Logf("check: %v", st.Check())
 		t.Logf("unaccounted blocks:\n%s", describeLeaks(st))
 	}
@@ -521,7 +521,7 @@ func TestBankInProcess(t *testing.T) {
 							if err != nil {
 								return err
 							}
-							return c.Add(1)
+							return c.AddBlind(1)
 						})
 						if err != nil {
 							return fmt.Errorf("transfer: %w", err)
@@ -549,7 +549,7 @@ func TestBankInProcess(t *testing.T) {
 							tl.bad++
 						}
 					case r < 90: // single operations
-						if err := st.Add(fmt.Sprintf("adds/g%d", g), 1); err != nil {
+						if _, err := st.Add(fmt.Sprintf("adds/g%d", g), 1); err != nil {
 							return fmt.Errorf("add: %w", err)
 						}
 						tl.adds++

@@ -101,7 +101,7 @@ var benchRoles = map[string]func(st *shmstore.Store, w int) (func(i int) error, 
 				if err != nil {
 					return err
 				}
-				return c.Add(1)
+				return c.AddBlind(1)
 			})
 		}, nil
 	},

@@ -101,7 +101,7 @@ func ExampleCounter() {
 	st, done := exampleStore()
 	defer done()
 	for i := 0; i < 3; i++ {
-		_ = st.Add("stats/hits", 1)
+		_, _ = st.Add("stats/hits", 1)
 	}
 	_ = st.Update(func(tx *shmstore.Tx) error {
 		stats, err := tx.Root().Dict("stats")
@@ -112,7 +112,7 @@ func ExampleCounter() {
 		if err != nil {
 			return err
 		}
-		return hits.Add(10)
+		return hits.AddBlind(10)
 	})
 	n, _ := st.Export("stats/hits")
 	fmt.Println(n)

@@ -33,7 +33,6 @@ import (
 	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/reclaim"
-	"github.com/shmstore/shmstore/shm"
 	"github.com/shmstore/shmstore/shm/shmtest"
 )
 
@@ -119,7 +118,7 @@ func runRole(role string) int {
 }
 
 // storeOptions are the options of every multi-process test store.
-func storeOptions(dir string, create shm.CreateMode) shmstore.Options {
+func storeOptions(dir string, create shmstore.CreateMode) shmstore.Options {
 	return shmstore.Options{Dir: dir, RegionSize: 16 << 20, MaxSize: 512 << 20, Create: create}
 }
 

@@ -248,7 +248,7 @@ func fullRingScenario(st *shmstore.Store) error {
 			if err != nil {
 				return err
 			}
-			if err := c.Add(int64(i)); err != nil {
+			if err := c.AddBlind(int64(i)); err != nil {
 				return err
 			}
 			return tx.Root().Set("x", d)

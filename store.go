@@ -19,45 +19,6 @@ import (
 	"github.com/shmstore/shmstore/txn"
 )
 
-// Options configure Open; see shm.Options.
-type Options = shm.Options
-
-// Create modes for Options.Create.
-const (
-	CreateIfMissing = shm.CreateIfMissing
-	MustExist       = shm.MustExist
-	MustCreate      = shm.MustCreate
-)
-
-// Sentinel errors; test with errors.Is.
-var (
-	ErrNotFound    = shm.ErrNotFound
-	ErrExists      = shm.ErrExists
-	ErrLayout      = shm.ErrLayout
-	ErrClosed      = shm.ErrClosed
-	ErrForked      = shm.ErrForked
-	ErrPermission  = shm.ErrPermission
-	ErrInUse       = shm.ErrInUse
-	ErrBadOption   = shm.ErrBadOption
-	ErrStaleHandle = handle.ErrStaleHandle
-	ErrBadHandle   = handle.ErrBadHandle
-	ErrOutOfMemory = alloc.ErrOutOfMemory
-	// ErrTypeMismatch: a value of another kind than asked for, or a Go
-	// value that cannot be stored.
-	ErrTypeMismatch = objects.ErrTypeMismatch
-	// ErrKeyNotFound: no such key, index or field.
-	ErrKeyNotFound = objects.ErrNotFound
-	// ErrOutOfRange: a List index outside the List.
-	ErrOutOfRange = objects.ErrOutOfRange
-	// ErrReadOnly: a write inside View.
-	ErrReadOnly = txn.ErrReadOnly
-	// ErrTxTooLarge: a transaction whose redo log or allocation log
-	// overflows; split it.
-	ErrTxTooLarge = txn.ErrTooLarge
-	// ErrCheck: Check found problems (the error lists them).
-	ErrCheck = errors.New("store check failed")
-)
-
 // Store is an open store: a process's attachment to it.
 type Store struct {
 	l  layers.Store // what the store is made of (internal/layers hands it to shmctl)
@@ -79,7 +40,7 @@ func init() {
 // otherwise, and recovers any process found dead. With opts.ReadOnly it
 // only maps the store for inspection.
 func Open(name string, opts Options) (*Store, error) {
-	st, err := shm.Open(name, opts)
+	st, err := shm.Open(name, opts.shm())
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +82,28 @@ func (s *Store) Close() error {
 // Name is the store's name.
 func (s *Store) Name() string { return s.st.Name() }
 
-// Stats describes the allocator's use of the store.
-func (s *Store) Stats() alloc.Stats { return s.a.Stats() }
+// Stats describes how much of the store is in use. The counts are read
+// without locks: exact on a quiet store, a close snapshot on a busy one.
+type Stats struct {
+	Regions       int    // region files created so far
+	RegionBytes   uint64 // their bytes together (mapped, mostly sparse)
+	MaxBytes      uint64 // the most the regions may grow to (Options.MaxSize)
+	ReservedBytes uint64 // superblocks in use by the allocator
+	UsedBytes     uint64 // bytes of allocated blocks (at their size class)
+	FreeBytes     uint64 // region bytes not in use by blocks
+	LargeBlocks   int    // blocks too large for a size class
+	LargeBytes    uint64 // their bytes together
+}
+
+// Stats describes how much of the store is in use.
+func (s *Store) Stats() Stats {
+	a := s.a.Stats()
+	return Stats{
+		Regions: a.Regions, RegionBytes: a.RegionBytes, MaxBytes: uint64(s.st.MaxRegions()) * uint64(s.st.RegionSize()),
+		ReservedBytes: a.ReservedBytes, UsedBytes: a.UsedBytes, FreeBytes: a.FreeBytes,
+		LargeBlocks: a.LargeBlocks, LargeBytes: a.LargeBytes,
+	}
+}
 
 // Recover repairs what dead processes left behind and returns how many it
 // recovered.
@@ -204,8 +185,10 @@ func (s *Store) Check() error {
 	return fmt.Errorf("shmstore: store %q: %d problems:\n  %s: %w", s.Name(), len(p), strings.Join(p, "\n  "), ErrCheck)
 }
 
-// Remove deletes the store name; see shm.Remove.
-func Remove(name string, opts Options, force bool) error { return shm.Remove(name, opts, force) }
+// Remove deletes the store name in opts' directory. Without force it
+// refuses (ErrInUse) while live processes are attached; with force it
+// removes whatever is there, a damaged store too.
+func Remove(name string, opts Options, force bool) error { return shm.Remove(name, opts.shm(), force) }
 
 // ListStores names the stores in opts' directory.
-func ListStores(opts Options) ([]string, error) { return shm.List(opts) }
+func ListStores(opts Options) ([]string, error) { return shm.List(opts.shm()) }

@@ -10,32 +10,59 @@ import (
 )
 
 // Tx is a transaction: the view of the store that the function passed to
-// Update or View works on. It is valid only inside that function.
-type Tx = objects.Tx
+// Update or View works on. It, and every object and container Value
+// reached through it, is valid only inside that function: afterwards
+// their methods fail with ErrTxClosed.
+type Tx struct {
+	txRef
+}
 
-// Shared object kinds, as a transaction sees them.
-type (
-	// Dict is a shared hash table.
-	Dict = objects.Dict
-	// List is a shared sequence.
-	List = objects.List
-	// Record is a shared object with a class and named fields.
-	Record = objects.Record
-	// Counter is a shared int64 with a commutative Add.
-	Counter = objects.Counter
-	// Value is one value copied out of the store, or a container's handle.
-	Value = objects.Value
-	// Kind is the kind of a Value.
-	Kind = objects.Kind
-)
+// newTx is the Tx handed to a user's function for an attempt of t: a new
+// one each time, so that a Tx kept past its function can never pass for
+// a later transaction's.
+func newTx(t *objects.Tx) *Tx { return &Tx{txRef{t: t, gen: t.Gen()}} }
+
+// opTx is the Tx of this package's own single operations (Get, Set...),
+// which never hand it out: one per slot, kept in t.Outer, so that they
+// allocate nothing for it.
+func opTx(t *objects.Tx) *Tx {
+	tx, _ := t.Outer.(*Tx)
+	if tx == nil {
+		tx = &Tx{txRef{t: t}}
+		t.Outer = tx
+	}
+	tx.gen = t.Gen()
+	return tx
+}
+
+// update and view run this package's own single operations.
+func (s *Store) update(fn func(tx *Tx) error) error {
+	if s.sp == nil {
+		return errNoSpace
+	}
+	return s.sp.Update(func(t *objects.Tx) error { return fn(opTx(t)) })
+}
+
+func (s *Store) view(fn func(tx *Tx) error) error {
+	if s.sp == nil {
+		return errNoSpace
+	}
+	return s.sp.View(func(t *objects.Tx) error { return fn(opTx(t)) })
+}
 
 var errNoSpace = fmt.Errorf("shmstore: store opened read-only before it had a root: %w", ErrKeyNotFound)
 
-// Update runs fn in a read-write transaction and commits it. On a conflict
-// with another transaction it runs fn again (after waiting for what it
-// conflicted on to change), so fn must have no effects outside the
-// transaction. An error from fn aborts: nothing fn did is kept, and the
-// error is returned. A panic in fn aborts too, and goes on.
+// Update runs fn in a read-write transaction and commits it, so that
+// either everything fn wrote happens, at one instant, or nothing does.
+//
+// fn may run more than once: when another transaction changed what it
+// read, Update waits for that change to finish and runs fn again. A run
+// whose reads failed (a conflict, an object removed under it) is never
+// committed and never reported as success, even if fn ignored the error
+// and returned nil. So fn must have no effects outside the transaction
+// (or only ones that may repeat). An error from fn aborts: nothing fn
+// wrote is kept, and the error is returned. A panic in fn aborts too,
+// and goes on.
 //
 // As in bbolt, do not start a transaction from inside another's function:
 // the outer one may hold what the inner one waits for.
@@ -43,19 +70,150 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 	if s.sp == nil {
 		return errNoSpace
 	}
-	return s.sp.Update(fn)
+	return s.sp.Update(func(t *objects.Tx) error { return fn(newTx(t)) })
 }
 
 // View runs fn in a read-only transaction: it sees one consistent
-// snapshot and writes fail with ErrReadOnly. It takes no locks, with one
-// exception that bounds its attempts: a View that a stream of writes has
-// made abort 8 times locks what it read so far (without changing it) for
-// its next run of fn, so writers of those objects wait for it then.
+// snapshot, and writes fail with ErrReadOnly. Like Update, it runs fn
+// again when a read fails because of a concurrent commit, and never
+// returns nil after such a run, so what fn computed from its reads is
+// from a state that existed.
+//
+// It takes no locks, with one exception that bounds its attempts: a View
+// that a stream of writes has made abort 8 times locks what it read so
+// far (without changing it) for its next run of fn, so writers of those
+// objects wait for it then.
 func (s *Store) View(fn func(tx *Tx) error) error {
 	if s.sp == nil {
 		return errNoSpace
 	}
-	return s.sp.View(fn)
+	return s.sp.View(func(t *objects.Tx) error { return fn(newTx(t)) })
+}
+
+// ReadOnly reports whether the transaction is read-only (View).
+func (tx *Tx) ReadOnly() bool { return tx.t.ReadOnly() }
+
+// Root is the store's root Dict: everything reachable from it is alive.
+func (tx *Tx) Root() Dict {
+	if tx.live("Tx") != nil {
+		return Dict{txRef: tx.ref()} // d == nil: every method says ErrTxClosed
+	}
+	return Dict{txRef: tx.ref(), d: tx.t.Root()}
+}
+
+// NewDict makes an empty Dict. It lives only if the transaction links it
+// into a container (Set, Append...) before it commits.
+func (tx *Tx) NewDict() (Dict, error) {
+	if err := tx.live("Tx"); err != nil {
+		return Dict{}, err
+	}
+	return tx.dict(tx.t.NewDict())
+}
+
+// NewList makes an empty List (alive once linked, as NewDict).
+func (tx *Tx) NewList() (List, error) {
+	if err := tx.live("Tx"); err != nil {
+		return List{}, err
+	}
+	return tx.list(tx.t.NewList())
+}
+
+// NewCounter makes a Counter at zero (alive once linked, as NewDict).
+func (tx *Tx) NewCounter() (Counter, error) {
+	if err := tx.live("Tx"); err != nil {
+		return Counter{}, err
+	}
+	return tx.counter(tx.t.NewCounter())
+}
+
+// NewRecord makes a Record of class with the given fields, all None
+// (alive once linked, as NewDict).
+func (tx *Tx) NewRecord(class string, fields []string) (Record, error) {
+	if err := tx.live("Tx"); err != nil {
+		return Record{}, err
+	}
+	return tx.record(tx.t.NewRecord(class, fields))
+}
+
+// value converts a Value of this attempt for package objects.
+func (tx *Tx) value(v Value) (objects.Value, error) {
+	if err := tx.live("Tx"); err != nil {
+		return objects.None, err
+	}
+	x, err := tx.arg(v)
+	if err != nil {
+		return objects.None, err
+	}
+	return x.(objects.Value), nil
+}
+
+// Dict opens a Dict value read in this transaction (ErrTypeMismatch for
+// another kind).
+func (tx *Tx) Dict(v Value) (Dict, error) {
+	ov, err := tx.value(v)
+	if err != nil {
+		return Dict{}, err
+	}
+	return tx.dict(tx.t.DictOf(ov))
+}
+
+// List opens a List value read in this transaction.
+func (tx *Tx) List(v Value) (List, error) {
+	ov, err := tx.value(v)
+	if err != nil {
+		return List{}, err
+	}
+	return tx.list(tx.t.ListOf(ov))
+}
+
+// Record opens a Record value read in this transaction.
+func (tx *Tx) Record(v Value) (Record, error) {
+	ov, err := tx.value(v)
+	if err != nil {
+		return Record{}, err
+	}
+	return tx.record(tx.t.RecordOf(ov))
+}
+
+// Counter opens a Counter value read in this transaction.
+func (tx *Tx) Counter(v Value) (Counter, error) {
+	ov, err := tx.value(v)
+	if err != nil {
+		return Counter{}, err
+	}
+	return tx.counter(tx.t.CounterOf(ov))
+}
+
+// Int is the integer a value holds: an Int's, or a Counter's (read in
+// this transaction).
+func (tx *Tx) Int(v Value) (int64, error) {
+	ov, err := tx.value(v)
+	if err != nil {
+		return 0, err
+	}
+	return tx.t.IntOf(ov)
+}
+
+// Export copies a value, or the subtree under a container value, out of
+// the store as generic Go values: nil, bool, int64, float64, string,
+// []byte, []any for Lists, map[string]any for Dicts and Records whose
+// keys are all Strings (else map[any]any).
+func (tx *Tx) Export(v Value) (any, error) {
+	ov, err := tx.value(v)
+	if err != nil {
+		return nil, err
+	}
+	return tx.t.Export(ov)
+}
+
+// Decode copies a value, or the subtree under a container value, into out:
+// a pointer to a struct (with msgpack tags), a map, a slice or a scalar.
+func (tx *Tx) Decode(v Value, out any) error {
+	ov, err := tx.value(v)
+	if err != nil {
+		return err
+	}
+	return tx.t.Decode(ov, out)
 }
 
 // SplitPath splits a path such as "accounts/alice" into its String keys;
@@ -77,16 +235,16 @@ func SplitPath(path string) ([]string, error) {
 // walk returns the Dict that holds the last key of path, and that key
 // (create: make missing Dicts on the way). A key of the root (no '/') is
 // the common case and splits nothing.
-func walk(tx *Tx, path string, create bool) (*Dict, string, error) {
+func walk(tx *Tx, path string, create bool) (Dict, string, error) {
 	if path != "" && strings.IndexByte(path, '/') < 0 {
 		return tx.Root(), path, nil
 	}
 	keys, err := SplitPath(path)
 	if err != nil {
-		return nil, "", err
+		return Dict{}, "", err
 	}
 	if len(keys) == 0 {
-		return nil, "", fmt.Errorf("shmstore: empty path: %w", ErrTypeMismatch)
+		return Dict{}, "", fmt.Errorf("shmstore: empty path: %w", ErrTypeMismatch)
 	}
 	d := tx.Root()
 	for _, k := range keys[:len(keys)-1] {
@@ -96,23 +254,25 @@ func walk(tx *Tx, path string, create bool) (*Dict, string, error) {
 			d, err = d.GetDict(k)
 		}
 		if err != nil {
-			return nil, "", fmt.Errorf("shmstore: path %q at %q: %w", path, k, err)
+			return Dict{}, "", fmt.Errorf("shmstore: path %q at %q: %w", path, k, err)
 		}
 	}
 	return d, keys[len(keys)-1], nil
 }
 
 // Get reads the value at path ("accounts/alice": key alice of the Dict
-// under key accounts of the root) in its own small transaction.
-// Containers come back as handles; Export copies a subtree out.
+// under key accounts of the root) in its own small transaction. A
+// container comes back as a Value that is only good for its Kind (its
+// transaction has ended); Export copies a subtree out.
 func (s *Store) Get(path string) (Value, error) {
 	var v Value
-	err := s.View(func(tx *Tx) error {
+	err := s.view(func(tx *Tx) error {
 		d, k, err := walk(tx, path, false)
 		if err != nil {
 			return err
 		}
-		v, err = d.GetKey(objects.String(k)) // a Value key: no boxing
+		ov, err := d.d.GetKey(objects.String(k)) // a Value key: no boxing
+		v = tx.val(ov)
 		return err
 	})
 	return v, err
@@ -121,16 +281,16 @@ func (s *Store) Get(path string) (Value, error) {
 // GetInt reads the Int (or the Counter) at path.
 func (s *Store) GetInt(path string) (int64, error) {
 	var n int64
-	err := s.View(func(tx *Tx) error {
+	err := s.view(func(tx *Tx) error {
 		d, k, err := walk(tx, path, false)
 		if err != nil {
 			return err
 		}
-		v, err := d.GetKey(objects.String(k))
+		v, err := d.d.GetKey(objects.String(k))
 		if err != nil {
 			return err
 		}
-		n, err = tx.IntOf(v)
+		n, err = tx.t.IntOf(v)
 		return err
 	})
 	return n, err
@@ -140,7 +300,7 @@ func (s *Store) GetInt(path string) (int64, error) {
 // Dicts on the way. val is as for Dict.Set: a scalar, or a Go map, slice
 // or struct, which becomes shared containers.
 func (s *Store) Set(path string, val any) error {
-	return s.Update(func(tx *Tx) error {
+	return s.update(func(tx *Tx) error {
 		d, k, err := walk(tx, path, true)
 		if err != nil {
 			return err
@@ -151,7 +311,7 @@ func (s *Store) Set(path string, val any) error {
 
 // Delete removes the value at path in its own small transaction.
 func (s *Store) Delete(path string) error {
-	return s.Update(func(tx *Tx) error {
+	return s.update(func(tx *Tx) error {
 		d, k, err := walk(tx, path, false)
 		if err != nil {
 			return err
@@ -161,9 +321,12 @@ func (s *Store) Delete(path string) error {
 }
 
 // Add adds n to the Counter at path (made at zero if missing) in its own
-// small transaction, which never conflicts with other adds.
-func (s *Store) Add(path string, n int64) error {
-	return s.Update(func(tx *Tx) error {
+// small transaction and returns the value it committed. It never
+// conflicts with other adds: the new value is taken under the Counter's
+// lock at commit.
+func (s *Store) Add(path string, n int64) (int64, error) {
+	var out int64
+	err := s.update(func(tx *Tx) error {
 		d, k, err := walk(tx, path, true)
 		if err != nil {
 			return err
@@ -172,15 +335,16 @@ func (s *Store) Add(path string, n int64) error {
 		if err != nil {
 			return err
 		}
-		return c.Add(n)
+		return c.c.AddReporting(n, &out)
 	})
+	return out, err
 }
 
 // Export copies the value or subtree at path out of the store as generic
-// Go values (maps, slices, scalars); the empty path exports the root.
+// Go values (see Tx.Export); the empty path exports the root.
 func (s *Store) Export(path string) (any, error) {
 	var out any
-	err := s.View(func(tx *Tx) error {
+	err := s.view(func(tx *Tx) error {
 		v, err := lookupPath(tx, path)
 		if err != nil {
 			return err
@@ -194,7 +358,7 @@ func (s *Store) Export(path string) (any, error) {
 // Decode copies the value or subtree at path into out (a pointer to a
 // struct with msgpack tags, a map, a slice or a scalar).
 func (s *Store) Decode(path string, out any) error {
-	return s.View(func(tx *Tx) error {
+	return s.view(func(tx *Tx) error {
 		v, err := lookupPath(tx, path)
 		if err != nil {
 			return err
@@ -210,7 +374,7 @@ func lookupPath(tx *Tx, path string) (Value, error) {
 	}
 	d, k, err := walk(tx, path, false)
 	if err != nil {
-		return objects.None, err
+		return None, err
 	}
 	return d.Get(k)
 }

@@ -134,7 +134,9 @@ func TestListCounterRecord(t *testing.T) {
 	require.Equal(t, want, got)
 
 	for i := 0; i < 10; i++ {
-		require.NoError(t, st.Add("hits", 3))
+		n, err := st.Add("hits", 3)
+		require.NoError(t, err)
+		require.Equal(t, int64(3*(i+1)), n, "Add returns the value it committed")
 	}
 	n, err := st.Export("hits")
 	require.NoError(t, err)
@@ -223,8 +225,10 @@ func TestUnlinkedMemoryIsFreed(t *testing.T) {
 
 func TestGetIntReadsCounters(t *testing.T) {
 	st := openTest(t)
-	require.NoError(t, st.Add("hits", 5))
-	require.NoError(t, st.Add("stats/hits", 7))
+	_, err := st.Add("hits", 5)
+	require.NoError(t, err)
+	_, err = st.Add("stats/hits", 7)
+	require.NoError(t, err)
 	n, err := st.GetInt("hits")
 	require.NoError(t, err)
 	require.EqualValues(t, 5, n)

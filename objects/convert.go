@@ -4,8 +4,10 @@ package objects
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -189,18 +191,18 @@ func (tx *Tx) Decode(v Value, out any) error {
 }
 
 // SortedKeys orders keys for stable output (kind, then content).
-func SortedKeys(ks []Value) {
-	sort.Slice(ks, func(i, j int) bool {
-		a, b := ks[i], ks[j]
-		if a.kind != b.kind {
-			return a.kind < b.kind
-		}
-		if a.kind == KindInt {
-			return int64(a.n) < int64(b.n)
-		}
-		if a.s != b.s {
-			return a.s < b.s
-		}
-		return a.n < b.n
-	})
+func SortedKeys(ks []Value) { slices.SortFunc(ks, CompareKeys) }
+
+// CompareKeys orders two keys for stable output: by kind, then content.
+func CompareKeys(a, b Value) int {
+	if a.kind != b.kind {
+		return cmp.Compare(a.kind, b.kind)
+	}
+	if a.kind == KindInt {
+		return cmp.Compare(int64(a.n), int64(b.n))
+	}
+	if c := strings.Compare(a.s, b.s); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.n, b.n)
 }

@@ -9,10 +9,11 @@ import (
 	"github.com/shmstore/shmstore/handle"
 )
 
-// Counter is a shared int64 whose Add commutes: adds are buffered and
-// applied at commit under the Counter's lock, without reading it first,
-// so concurrent adders never conflict (Block-STM's aggregators). Reading
-// it (Get) is an ordinary read.
+// Counter is a shared int64 whose blind adds commute: AddBlind is buffered
+// and applied at commit under the Counter's lock, without reading it
+// first, so concurrent adders never conflict (Block-STM's aggregators).
+// Reading it (Get, or Add, which returns the new value) is an ordinary
+// read.
 type Counter struct {
 	tx *Tx
 	h  handle.Handle
@@ -20,14 +21,15 @@ type Counter struct {
 }
 
 type counterOverlay struct {
-	c     *Counter
-	delta int64
+	c      *Counter
+	delta  int64
+	report *int64 // where prepare writes the value it commits (AddReporting), or nil
 }
 
 func (tx *Tx) counterAt(h handle.Handle) (*Counter, error) {
 	p, err := tx.s.object(h, KindCounter)
 	if err != nil {
-		return nil, fmt.Errorf("objects: counter %v: %w", h, err)
+		return nil, tx.doom(fmt.Errorf("objects: counter %v: %w", h, err))
 	}
 	return &Counter{tx: tx, h: h, p: p}, nil
 }
@@ -47,9 +49,31 @@ func (c *Counter) Handle() handle.Handle { return c.h }
 // Value is the Counter as a value.
 func (c *Counter) Value() Value { return Value{kind: KindCounter, h: c.h} }
 
-// Add adds n at commit. It never makes the transaction conflict with
-// other adds.
-func (c *Counter) Add(n int64) error {
+// Add adds n and returns the Counter's new value as this transaction
+// sees it (an ID sequence: bbolt's NextSequence, Redis INCR). It reads
+// the Counter, so concurrent adders of it conflict; AddBlind does not.
+func (c *Counter) Add(n int64) (int64, error) {
+	if err := c.AddBlind(n); err != nil {
+		return 0, err
+	}
+	return c.Get()
+}
+
+// AddReporting is AddBlind that also writes the value the commit stores
+// into *out (when the transaction commits; the last successful attempt's
+// value stands). A single add that wants its result without conflicting
+// with other adders (Store.Add) uses it.
+func (c *Counter) AddReporting(n int64, out *int64) error {
+	if err := c.AddBlind(n); err != nil {
+		return err
+	}
+	c.tx.counters[c.h].report = out
+	return nil
+}
+
+// AddBlind adds n at commit without reading the Counter: it never makes
+// the transaction conflict with other adds.
+func (c *Counter) AddBlind(n int64) error {
 	tx := c.tx
 	if err := tx.write(); err != nil {
 		return err
@@ -92,11 +116,14 @@ func (c *Counter) Get() (int64, error) {
 }
 
 func (o *counterOverlay) prepare(tx *Tx) error {
+	hd := hdrAt(o.c.p)
+	v := uint64(int64(hd.aux.Load()) + o.delta) // stable: the Counter is locked
+	if o.report != nil {
+		*o.report = int64(v)
+	}
 	if o.delta == 0 {
 		return nil
 	}
-	hd := hdrAt(o.c.p)
-	v := uint64(int64(hd.aux.Load()) + o.delta)
 	return tx.storeWord(tx.created[o.c.h], o.c.h, o.c.p, offAux, v)
 }
 

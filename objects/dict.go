@@ -29,7 +29,7 @@ type Dict struct {
 func (tx *Tx) dictAt(h handle.Handle) (*Dict, error) {
 	p, err := tx.s.object(h, KindDict)
 	if err != nil {
-		return nil, fmt.Errorf("objects: dict %v: %w", h, err)
+		return nil, tx.doom(fmt.Errorf("objects: dict %v: %w", h, err))
 	}
 	return &Dict{tx: tx, h: h, p: p}, nil
 }
@@ -163,7 +163,7 @@ func (d *Dict) lookupCommitted(k Value, hash uint64, f *found) error {
 			if ferr == nil && f.ok {
 				ferr = d.tx.s.fill(&f.val)
 			}
-			return ferr
+			return d.tx.doom(ferr) // found in a consistent read: not the caller's doing
 		}
 	}
 }
@@ -584,7 +584,7 @@ func (d *Dict) readStripe(s int, keys []Value, items []found) ([]Value, []found,
 			for i := 0; ferr == nil && i < len(items); i++ {
 				ferr = d.tx.s.fill(&items[i].val)
 			}
-			return keys, items, ferr
+			return keys, items, d.tx.doom(ferr)
 		}
 	}
 }

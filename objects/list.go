@@ -39,7 +39,7 @@ type listOverlay struct {
 func (tx *Tx) listAt(h handle.Handle) (*List, error) {
 	p, err := tx.s.object(h, KindList)
 	if err != nil {
-		return nil, fmt.Errorf("objects: list %v: %w", h, err)
+		return nil, tx.doom(fmt.Errorf("objects: list %v: %w", h, err))
 	}
 	return &List{tx: tx, h: h, p: p}, nil
 }
@@ -75,7 +75,7 @@ func (l *List) readCommitted(from, to uint64) (uint64, []Value, error) {
 			for i := 0; rerr == nil && i < len(items); i++ {
 				rerr = tx.s.fill(&items[i])
 			}
-			return n, items, rerr
+			return n, items, tx.doom(rerr)
 		}
 	}
 }

@@ -333,7 +333,7 @@ func TestAliasingAndCounters(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					return c.Add(1)
+					return c.AddBlind(1)
 				}))
 			}
 		}()

@@ -65,7 +65,7 @@ func (tx *Tx) NewRecord(class string, fields []string) (*Record, error) {
 func (tx *Tx) recordAt(h handle.Handle) (*Record, error) {
 	p, err := tx.s.object(h, KindRecord)
 	if err != nil {
-		return nil, fmt.Errorf("objects: record %v: %w", h, err)
+		return nil, tx.doom(fmt.Errorf("objects: record %v: %w", h, err))
 	}
 	class, fields, err := tx.s.schema(h, p)
 	if err != nil {
@@ -148,7 +148,7 @@ func (r *Record) Get(name string) (Value, error) {
 			if err == nil {
 				err = tx.s.fill(&v)
 			}
-			return v, err
+			return v, tx.doom(err)
 		}
 	}
 }

@@ -63,23 +63,33 @@ func (s *Space) Engine() *txn.Engine { return s.e }
 // Root is the handle of the root Dict.
 func (s *Space) Root() handle.Handle { return s.root }
 
-// Update runs fn as a read-write transaction, re-running it on conflict.
+// Update runs fn as a read-write transaction, re-running it on conflict
+// (and after a doomed attempt: see txn.Tx.Doom).
 func (s *Space) Update(fn func(tx *Tx) error) error {
-	return s.e.Run(false, func(t *txn.Tx) error { return fn(s.bind(t)) })
+	return s.e.Run(false, func(t *txn.Tx) error { return s.attempt(t, fn) })
 }
 
 // View runs fn as a read-only transaction.
 func (s *Space) View(fn func(tx *Tx) error) error {
-	return s.e.Run(true, func(t *txn.Tx) error { return fn(s.bind(t)) })
+	return s.e.Run(true, func(t *txn.Tx) error { return s.attempt(t, fn) })
+}
+
+// attempt runs one attempt of fn on t; when fn returns (or panics), the
+// attempt's gen ends, so what it handed out refuses further use.
+func (s *Space) attempt(t *txn.Tx, fn func(tx *Tx) error) error {
+	tx := s.bind(t)
+	defer func() { tx.gen++ }()
+	return fn(tx)
 }
 
 // bind returns the objects-level state of t, reset for a new attempt.
 func (s *Space) bind(t *txn.Tx) *Tx {
 	tx, ok := t.User.(*Tx)
 	if !ok || tx.s != s {
-		tx = &Tx{s: s, t: t}
+		tx = &Tx{s: s, t: t, gen: txSeq.Add(1) * genStride}
 		t.User = tx
 	}
+	tx.gen++
 	tx.reset()
 	return tx
 }

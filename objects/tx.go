@@ -5,6 +5,7 @@ package objects
 import (
 	"fmt"
 	"math"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/shmstore/shmstore/handle"
@@ -17,6 +18,19 @@ import (
 type Tx struct {
 	s *Space
 	t *txn.Tx
+
+	// gen names the attempt running now: a new value when an attempt
+	// starts and again when its function returns, so that what an attempt
+	// handed out can tell it is used after its end (package shmstore
+	// keeps it beside every object and value it hands out). The top bits
+	// are unique to this Tx within the process, so a value from another
+	// Tx never matches either. Written and read only by the goroutine
+	// that runs the transaction.
+	gen uint64
+
+	// Outer is free for the layer above (package shmstore keeps its own
+	// Tx here, so that a transaction allocates nothing for it).
+	Outer any
 
 	writer   bool                           // registered as t's Writer this attempt
 	dictList []*dictOverlay                 // pending writes per Dict, in first-write order
@@ -95,6 +109,22 @@ func clearMap[K comparable, V any](m map[K]V) {
 // Space is the object space the transaction runs in.
 func (tx *Tx) Space() *Space { return tx.s }
 
+// Gen names the attempt running now (see Tx.gen); it changes when the
+// attempt ends. Package shmstore compares it with the one it stamped on
+// an object to refuse use after the transaction.
+func (tx *Tx) Gen() uint64 { return tx.gen }
+
+// genStride separates the gens of different Txs of a process: each Tx
+// counts its attempts from its own multiple of it (2^40 attempts each).
+const genStride = 1 << 40
+
+// txSeq numbers the Txs of this process (for gen).
+var txSeq atomic.Uint64
+
+// doom marks the attempt failed by err (see txn.Tx.Doom) and returns it:
+// for reads that failed for a reason other than the caller's input.
+func (tx *Tx) doom(err error) error { return tx.t.Doom(err) }
+
 // ReadOnly reports whether the transaction is read-only (View).
 func (tx *Tx) ReadOnly() bool { return tx.t.ReadOnly() }
 
@@ -107,7 +137,7 @@ func (tx *Tx) Root() *Dict {
 	if err != nil {
 		// The root is made at Open and never unlinked: a failure here is
 		// a damaged store, which every operation on d reports.
-		return &Dict{tx: tx, h: tx.s.root, err: err}
+		return &Dict{tx: tx, h: tx.s.root, err: tx.doom(err)}
 	}
 	tx.root = d // kept across transactions: the root never moves
 	return d
@@ -379,4 +409,37 @@ func (tx *Tx) valueOf(x any) (Value, error) {
 		return v, nil
 	}
 	return tx.convert(x)
+}
+
+// DictOf opens a Dict value (one read from a container) in this
+// transaction; another kind fails with ErrTypeMismatch.
+func (tx *Tx) DictOf(v Value) (*Dict, error) {
+	if v.kind != KindDict {
+		return nil, mismatch(v, KindDict)
+	}
+	return tx.dictAt(v.h)
+}
+
+// ListOf opens a List value in this transaction.
+func (tx *Tx) ListOf(v Value) (*List, error) {
+	if v.kind != KindList {
+		return nil, mismatch(v, KindList)
+	}
+	return tx.listAt(v.h)
+}
+
+// RecordOf opens a Record value in this transaction.
+func (tx *Tx) RecordOf(v Value) (*Record, error) {
+	if v.kind != KindRecord {
+		return nil, mismatch(v, KindRecord)
+	}
+	return tx.recordAt(v.h)
+}
+
+// CounterOf opens a Counter value in this transaction.
+func (tx *Tx) CounterOf(v Value) (*Counter, error) {
+	if v.kind != KindCounter {
+		return nil, mismatch(v, KindCounter)
+	}
+	return tx.counterAt(v.h)
 }

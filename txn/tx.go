@@ -47,6 +47,11 @@ type Tx struct {
 	retire   []reclaim.Entry
 	chunk    [maxChunks]unsafe.Pointer // where the slot's log chunks are mapped here
 
+	// doomed is the first failed read of this attempt (a conflict, or a
+	// handle that did not resolve): the attempt never commits and never
+	// reports success, whatever the user's function returns (see run).
+	doomed error
+
 	// The word a conflict was found on, to wait for after the abort.
 	conflictLW   *LockWord
 	conflictAddr Addr
@@ -146,6 +151,9 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 			tx.prelock()
 		}
 		err = fn(tx)
+		if tx.doomed != nil {
+			err = tx.settleDoomed(err)
+		}
 		if err == nil {
 			err = tx.commit()
 		}
@@ -169,10 +177,42 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 // and prelock may lock, is not freed meanwhile.
 func (tx *Tx) begin(attempt uint32) {
 	tx.conflictLW = nil // a conflict an earlier function swallowed is not this attempt's
+	tx.doomed = nil
 	tx.rv = tx.e.g.Clock.Load()
 	if attempt == 1 || !tx.readOnly {
 		tx.e.r.Enter(tx.slot, tx.rv)
 	}
+}
+
+// Doom marks the attempt failed by err (nil: no-op), as a failed read
+// does: it will not commit or report success. The layer above calls it
+// when a read fails for a reason other than the user's input (a handle
+// that does not resolve, memory that does not hold what it should); txn
+// itself dooms the attempt on every read conflict. It returns err.
+func (tx *Tx) Doom(err error) error {
+	if err != nil && tx.doomed == nil {
+		tx.doomed = err
+	}
+	return err
+}
+
+// settleDoomed decides what a doomed attempt returns, given what the
+// user's function returned (err). A conflict re-runs the function. Any
+// other failure re-runs it too if the snapshot no longer holds (it may
+// have come from a state that never existed); if the snapshot holds, the
+// failure is real and is returned. Never nil.
+func (tx *Tx) settleDoomed(err error) error {
+	d := tx.doomed
+	if errors.Is(d, ErrConflict) {
+		return d
+	}
+	if !tx.validate() {
+		return fmt.Errorf("txn: a read failed (%v) on a snapshot that changed: %w", d, ErrConflict)
+	}
+	if err == nil {
+		return d
+	}
+	return err
 }
 
 // lockedViewAfter is how many attempts a read-only transaction makes
@@ -312,7 +352,7 @@ func (tx *Tx) ReadBegin(lw *LockWord, addr Addr) (uint64, error) {
 			if len(tx.pre) > 0 {
 				// Holding locks while user code runs: never wait.
 				tx.conflictAt(lw, addr, w)
-				return 0, fmt.Errorf("txn: read of a word locked by another: %w", ErrConflict)
+				return 0, tx.Doom(fmt.Errorf("txn: read of a word locked by another: %w", ErrConflict))
 			}
 			tx.e.waitUnlock(lw, addr, w, tx.sp)
 			continue
@@ -320,7 +360,7 @@ func (tx *Tx) ReadBegin(lw *LockWord, addr Addr) (uint64, error) {
 		if versionOf(w) > tx.rv {
 			if err := tx.extend(); err != nil {
 				tx.conflictAt(lw, addr, w)
-				return 0, err
+				return 0, tx.Doom(err)
 			}
 			continue
 		}

@@ -26,7 +26,7 @@ func viewStore(t *testing.T, dir, name string, fn func(tx *shmstore.Tx) error) {
 
 // kindAt returns the kind of the value at a path of Dict keys, the last of
 // which may be an index (an int) into the List the key before names.
-func kindAt(tx *shmstore.Tx, path ...any) (objects.Kind, error) {
+func kindAt(tx *shmstore.Tx, path ...any) (shmstore.Kind, error) {
 	keys := path
 	idx, inList := path[len(path)-1].(int)
 	if inList {
@@ -53,7 +53,7 @@ func kindAt(tx *shmstore.Tx, path ...any) (objects.Kind, error) {
 }
 
 // requireKinds checks the kinds of values in a store.
-func requireKinds(t *testing.T, dir, name string, want map[objects.Kind][][]any) {
+func requireKinds(t *testing.T, dir, name string, want map[shmstore.Kind][][]any) {
 	t.Helper()
 	viewStore(t, dir, name, func(tx *shmstore.Tx) error {
 		for k, paths := range want {
@@ -91,14 +91,14 @@ func TestDumpLoadJSON(t *testing.T) {
 	require.Equal(t, fmt.Sprintf("loaded 8 keys from %s into the root of store \"dst\"\n", file),
 		mustRun(t, "--dir", dir, "load", "dst", file))
 	require.Equal(t, string(b), mustRun(t, "--dir", dir, "dump", "dst"))
-	requireKinds(t, dir, "dst", map[objects.Kind][][]any{
-		objects.KindInt:    {{"accounts", "alice"}, {"ints", 1}, {"list", 0}, {"hits"}}, // the Counter is an Int now
-		objects.KindFloat:  {{"floats", 0}, {"floats", 5}, {"floats", 1}},
-		objects.KindDict:   {{"rec"}, {"nested", "empty"}, {"list", 4}}, // the Record is a Dict now
-		objects.KindList:   {{"list"}, {"floats"}},
-		objects.KindString: {{"greeting"}},
-		objects.KindNone:   {{"list", 2}},
-		objects.KindBool:   {{"list", 3}},
+	requireKinds(t, dir, "dst", map[shmstore.Kind][][]any{
+		shmstore.KindInt:    {{"accounts", "alice"}, {"ints", 1}, {"list", 0}, {"hits"}}, // the Counter is an Int now
+		shmstore.KindFloat:  {{"floats", 0}, {"floats", 5}, {"floats", 1}},
+		shmstore.KindDict:   {{"rec"}, {"nested", "empty"}, {"list", 4}}, // the Record is a Dict now
+		shmstore.KindList:   {{"list"}, {"floats"}},
+		shmstore.KindString: {{"greeting"}},
+		shmstore.KindNone:   {{"list", 2}},
+		shmstore.KindBool:   {{"list", 3}},
 	})
 }
 
@@ -125,13 +125,13 @@ func TestDumpLoadMsgpack(t *testing.T) {
 	mustRun(t, "--dir", dir, "load", "dst", file, "--format", "msgpack")
 	require.Equal(t, string(b), mustRun(t, "--dir", dir, "dump", "dst", "--format", "msgpack"))
 
-	requireKinds(t, dir, "dst", map[objects.Kind][][]any{
-		objects.KindBytes:  {{"blob"}},
-		objects.KindFloat:  {{"odd", 0}, {"odd", 1}, {"floats", 0}},
-		objects.KindString: {{"keys", objects.Int(5)}, {"keys", "5"}, {"keys", true}, {"keys", nil}, {objects.Int(42)}},
-		objects.KindList:   {{"keys", objects.Int(-1)}},
-		objects.KindDict:   {{"keys", objects.Bytes([]byte("\x00k"))}, {"rec"}},
-		objects.KindInt:    {{"hits"}, {"ints", 2}},
+	requireKinds(t, dir, "dst", map[shmstore.Kind][][]any{
+		shmstore.KindBytes:  {{"blob"}},
+		shmstore.KindFloat:  {{"odd", 0}, {"odd", 1}, {"floats", 0}},
+		shmstore.KindString: {{"keys", objects.Int(5)}, {"keys", "5"}, {"keys", true}, {"keys", nil}, {objects.Int(42)}},
+		shmstore.KindList:   {{"keys", objects.Int(-1)}},
+		shmstore.KindDict:   {{"keys", objects.Bytes([]byte("\x00k"))}, {"rec"}},
+		shmstore.KindInt:    {{"hits"}, {"ints", 2}},
 	})
 	viewStore(t, dir, "dst", func(tx *shmstore.Tx) error {
 		d, err := tx.Root().GetDict("keys")

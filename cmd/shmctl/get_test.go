@@ -14,7 +14,7 @@ import (
 )
 
 // fillStore attaches to a store, sets each key of tree in the root (through
-// tx.FromGeneric) and runs extra, if any, in the same transaction, then
+// build, as load does) and runs extra, if any, in the same transaction, then
 // detaches.
 func fillStore(t *testing.T, dir, name string, tree map[any]any, extra func(tx *shmstore.Tx) error) {
 	t.Helper()
@@ -22,7 +22,7 @@ func fillStore(t *testing.T, dir, name string, tree map[any]any, extra func(tx *
 	require.NoError(t, err)
 	err = st.Update(func(tx *shmstore.Tx) error {
 		for k, g := range tree {
-			v, err := tx.FromGeneric(g)
+			v, err := build(tx, g)
 			if err != nil {
 				return err
 			}
@@ -45,7 +45,7 @@ func addCounterAndRecord(tx *shmstore.Tx) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Add(7); err != nil {
+	if err := c.AddBlind(7); err != nil {
 		return err
 	}
 	r, err := tx.NewRecord("point", []string{"x", "y"})

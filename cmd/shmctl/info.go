@@ -82,7 +82,7 @@ func (o *infoOptions) run(w io.Writer) error {
 func collectInfo(st *shmstore.Store) infoReport {
 	s := layers.Of(st).Shm
 	h := s.Header()
-	stats := st.Stats()
+	stats := layers.Of(st).Alloc.Stats()
 	rep := infoReport{
 		Name:            st.Name(),
 		Dir:             s.Dir(),

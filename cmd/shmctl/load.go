@@ -99,7 +99,7 @@ func (o *loadOptions) run(w io.Writer) error {
 			}
 		}
 		set := func(k, x any) error {
-			v, err := tx.FromGeneric(x)
+			v, err := build(tx, x)
 			if err == nil {
 				err = d.Set(k, v)
 			}
@@ -124,10 +124,10 @@ func (o *loadOptions) run(w io.Writer) error {
 		}
 		return nil
 	})
-	// ErrTxTooLarge: the redo log overflowed; alloc.ErrLogFull: the
+	// ErrTooLarge: the redo log overflowed; alloc.ErrLogFull: the
 	// allocation log did (every block a transaction allocates is logged
 	// until it commits).
-	if errors.Is(err, shmstore.ErrTxTooLarge) || errors.Is(err, alloc.ErrLogFull) {
+	if errors.Is(err, shmstore.ErrTooLarge) || errors.Is(err, alloc.ErrLogFull) {
 		return fmt.Errorf("store %q: nothing loaded: %s is too large for one transaction; split it into files of fewer keys: %w",
 			o.name, o.file, err)
 	}

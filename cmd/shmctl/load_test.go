@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/shmstore/shmstore/objects"
+	"github.com/shmstore/shmstore"
 )
 
 // writeFile writes a file in the test's temporary directory and returns
@@ -33,12 +33,12 @@ func TestLoadNumbersAndReplace(t *testing.T) {
 	var rep loadReport
 	runJSON(t, &rep, "--dir", dir, "load", "l", f)
 	require.Equal(t, loadReport{Name: "l", File: f, Format: "json", Path: "", Keys: 6}, rep)
-	requireKinds(t, dir, "l", map[objects.Kind][][]any{
-		objects.KindInt:    {{"i"}, {"neg"}, {"n", "list", 0}},
-		objects.KindFloat:  {{"f"}, {"e"}, {"big"}, {"n", "list", 1}},
-		objects.KindDict:   {{"n"}, {"n", "list", 5}},
-		objects.KindString: {{"keep"}},
-		objects.KindNone:   {{"n", "list", 3}},
+	requireKinds(t, dir, "l", map[shmstore.Kind][][]any{
+		shmstore.KindInt:    {{"i"}, {"neg"}, {"n", "list", 0}},
+		shmstore.KindFloat:  {{"f"}, {"e"}, {"big"}, {"n", "list", 1}},
+		shmstore.KindDict:   {{"n"}, {"n", "list", 5}},
+		shmstore.KindString: {{"keep"}},
+		shmstore.KindNone:   {{"n", "list", 3}},
 	})
 	require.Equal(t, "12.0\n", mustRun(t, "--dir", dir, "get", "l", "f"))
 	require.Equal(t, "1000.0\n", mustRun(t, "--dir", dir, "get", "l", "e"))

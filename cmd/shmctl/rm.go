@@ -52,7 +52,7 @@ func (o *rmOptions) run(w io.Writer) error {
 	// version's) is still removed. One it cannot open at all (damaged) is
 	// removed only with --force, blind.
 	rep := rmReport{Name: o.name, Dir: filepath.Join(o.baseDir(), o.name), Forced: o.force, LivePIDs: []int{}}
-	ro := o.storeOptions()
+	ro := shm.Options{Dir: o.Dir}
 	ro.ReadOnly = true
 	peek, err := shm.Open(o.name, ro)
 	switch {

@@ -4,7 +4,7 @@ package main
 
 // Values between the store and files. get and dump copy a subtree out of
 // the store in one View (exportPath) and encode it as JSON or msgpack;
-// load decodes a file into the generic Go values that tx.FromGeneric
+// load decodes a file into the generic Go values that build
 // stores.
 //
 // JSON cannot say everything the store holds. Its rules here:
@@ -41,7 +41,6 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/shmstore/shmstore"
-	"github.com/shmstore/shmstore/objects"
 )
 
 // Dump formats.
@@ -87,7 +86,7 @@ func exportPath(tx *shmstore.Tx, keys []string) (any, error) {
 	if err != nil {
 		return nil, pathError(keys, err)
 	}
-	t, err := exportValue(tx, d, objects.String(last), v)
+	t, err := exportValue(tx, d, shmstore.String(last), v)
 	if err != nil {
 		return nil, pathError(keys, err)
 	}
@@ -107,7 +106,7 @@ func pathError(keys []string, err error) error {
 }
 
 // exportDict copies Dict d and everything under it.
-func exportDict(tx *shmstore.Tx, d *shmstore.Dict) (*dictNode, error) {
+func exportDict(tx *shmstore.Tx, d shmstore.Dict) (*dictNode, error) {
 	vals := map[shmstore.Value]shmstore.Value{}
 	var keys []shmstore.Value
 	err := d.Range(func(k, v shmstore.Value) bool {
@@ -118,7 +117,7 @@ func exportDict(tx *shmstore.Tx, d *shmstore.Dict) (*dictNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	objects.SortedKeys(keys)
+	shmstore.SortKeys(keys)
 	n := &dictNode{keys: keys, vals: make([]any, len(keys))}
 	for i, k := range keys {
 		if n.vals[i], err = exportValue(tx, d, k, vals[k]); err != nil {
@@ -131,9 +130,9 @@ func exportDict(tx *shmstore.Tx, d *shmstore.Dict) (*dictNode, error) {
 // exportValue copies v, found under key k of Dict parent. A Dict is walked
 // here, key by key, so that keys of every kind (Bytes too) come out;
 // Lists, Records and Counters go through tx.Export.
-func exportValue(tx *shmstore.Tx, parent *shmstore.Dict, k, v shmstore.Value) (any, error) {
+func exportValue(tx *shmstore.Tx, parent shmstore.Dict, k, v shmstore.Value) (any, error) {
 	switch {
-	case v.Kind() == objects.KindDict:
+	case v.Kind() == shmstore.KindDict:
 		d, err := parent.GetDict(k)
 		if err != nil {
 			return nil, err
@@ -155,9 +154,9 @@ func treeOf(g any) (any, error) {
 	case map[string]any:
 		n := &dictNode{}
 		for k := range g {
-			n.keys = append(n.keys, objects.String(k))
+			n.keys = append(n.keys, shmstore.String(k))
 		}
-		objects.SortedKeys(n.keys)
+		shmstore.SortKeys(n.keys)
 		for _, k := range n.keys {
 			t, err := treeOf(g[k.Scalar().(string)])
 			if err != nil {
@@ -170,14 +169,14 @@ func treeOf(g any) (any, error) {
 		n := &dictNode{}
 		byKey := map[shmstore.Value]any{}
 		for k, x := range g {
-			kv, err := objects.KeyOf(k)
+			kv, err := shmstore.ValueOf(k)
 			if err != nil {
 				return nil, err
 			}
 			n.keys = append(n.keys, kv)
 			byKey[kv] = x
 		}
-		objects.SortedKeys(n.keys)
+		shmstore.SortKeys(n.keys)
 		for _, k := range n.keys {
 			t, err := treeOf(byKey[k])
 			if err != nil {
@@ -196,7 +195,7 @@ func treeOf(g any) (any, error) {
 		}
 		return out, nil
 	}
-	v, err := objects.ScalarOf(g)
+	v, err := shmstore.ValueOf(g)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +338,7 @@ func encodeTree(enc *msgpack.Encoder, t any) error {
 }
 
 // readTree decodes one JSON or msgpack value (all of r) into generic Go
-// values for tx.FromGeneric: map[string]any, or map[any]any whose keys
+// values for build: map[string]any, or map[any]any whose keys
 // are shmstore.Values when some key is not a String; []any; nil, bool,
 // int64, float64, string, []byte.
 func readTree(r io.Reader, format string) (any, error) {
@@ -429,10 +428,10 @@ func decodeMsgpackMap(dec *msgpack.Decoder) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if keys[i], err = objects.KeyOf(k); err != nil {
+		if keys[i], err = shmstore.ValueOf(k); err != nil {
 			return nil, fmt.Errorf("map key %v: %w", k, err)
 		}
-		strs = strs && keys[i].Kind() == objects.KindString
+		strs = strs && keys[i].Kind() == shmstore.KindString
 		if vals[i], err = dec.DecodeInterface(); err != nil {
 			return nil, err
 		}
@@ -449,4 +448,50 @@ func decodeMsgpackMap(dec *msgpack.Decoder) (any, error) {
 		m[k] = vals[i]
 	}
 	return m, nil
+}
+
+// build turns a generic value as readTree gives it into what Dict.Set and
+// List.Append store: a map becomes a new Dict (its keys Strings or
+// shmstore.Values), a slice a new List, a scalar stays as it is.
+func build(tx *shmstore.Tx, g any) (any, error) {
+	switch g := g.(type) {
+	case map[string]any:
+		return buildDict(tx, g)
+	case map[any]any:
+		return buildDict(tx, g)
+	case []any:
+		l, err := tx.NewList()
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range g {
+			v, err := build(tx, x)
+			if err == nil {
+				err = l.Append(v)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		return l, nil
+	}
+	return g, nil
+}
+
+// buildDict is build for a map.
+func buildDict[K comparable](tx *shmstore.Tx, g map[K]any) (any, error) {
+	d, err := tx.NewDict()
+	if err != nil {
+		return nil, err
+	}
+	for k, x := range g {
+		v, err := build(tx, x)
+		if err == nil {
+			err = d.Set(k, v)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("key %v: %w", k, err)
+		}
+	}
+	return d, nil
 }

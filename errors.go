@@ -1,0 +1,72 @@
+//go:build linux && (amd64 || arm64)
+
+package shmstore
+
+import (
+	"errors"
+
+	"github.com/shmstore/shmstore/alloc"
+	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/objects"
+	"github.com/shmstore/shmstore/shm"
+	"github.com/shmstore/shmstore/txn"
+)
+
+// Sentinel errors. Every error the store returns wraps one of them with
+// context (the store, the path, the key); test with errors.Is.
+var (
+	// ErrNotFound: no store by that name (Open with MustExist, Remove).
+	ErrNotFound = shm.ErrNotFound
+	// ErrExists: a store by that name exists (Open with MustCreate).
+	ErrExists = shm.ErrExists
+	// ErrLayout: the files are not a store this build can use (another
+	// layout version or build, or damaged).
+	ErrLayout = shm.ErrLayout
+	// ErrClosed: the Store was closed.
+	ErrClosed = shm.ErrClosed
+	// ErrForked: the Store was opened by the parent of this process (the
+	// Go runtime does not survive fork): open it again in the child.
+	ErrForked = shm.ErrForked
+	// ErrPermission: the store's files keep this process out.
+	ErrPermission = shm.ErrPermission
+	// ErrInUse: live processes are attached (Remove without force).
+	ErrInUse = shm.ErrInUse
+	// ErrBadOption: an Options field is out of range.
+	ErrBadOption = shm.ErrBadOption
+	// ErrTooManyProcs: the store's process table is full.
+	ErrTooManyProcs = shm.ErrTooManyProcs
+
+	// ErrStaleHandle: an object that no longer exists.
+	ErrStaleHandle = handle.ErrStaleHandle
+	// ErrBadHandle: a handle that never named an object.
+	ErrBadHandle = handle.ErrBadHandle
+	// ErrOutOfMemory: the store is at its maximum size and full of live
+	// data; the transaction was rolled back and the store stays usable.
+	ErrOutOfMemory = alloc.ErrOutOfMemory
+
+	// ErrConflict: another transaction changed what this one read.
+	// Update and View re-run their function on it and never return it;
+	// it reaches a caller only from a single attempt.
+	ErrConflict = txn.ErrConflict
+	// ErrTxClosed: a Tx, Dict, List, Record, Counter or container Value
+	// used after the transaction function that produced it returned (or
+	// in another attempt of it). Objects live only inside their
+	// transaction; keep paths or keys instead.
+	ErrTxClosed = errors.New("transaction ended")
+	// ErrTooLarge: a transaction whose redo or allocation log overflows
+	// (split it into smaller ones).
+	ErrTooLarge = txn.ErrTooLarge
+	// ErrReadOnly: a write inside View, or in a store opened read-only.
+	ErrReadOnly = txn.ErrReadOnly
+	// ErrTypeMismatch: a value of another kind than asked for, a Go value
+	// that cannot be stored or be a key, or a malformed path.
+	ErrTypeMismatch = objects.ErrTypeMismatch
+	// ErrKeyNotFound: no such key, index or field.
+	ErrKeyNotFound = objects.ErrNotFound
+	// ErrOutOfRange: a List index outside the List.
+	ErrOutOfRange = objects.ErrOutOfRange
+	// ErrCorrupt: shared memory that does not hold what its layout says.
+	ErrCorrupt = objects.ErrCorrupt
+	// ErrCheck: Check found problems (the error lists them).
+	ErrCheck = errors.New("store check failed")
+)
