@@ -53,22 +53,37 @@ type CreateMode int
 // The create modes.
 const (
 	// CreateIfMissing opens the store, creating it if it does not exist.
-	CreateIfMissing = CreateMode(shm.CreateIfMissing)
+	CreateIfMissing CreateMode = 0
 	// MustExist opens an existing store only (else ErrNotFound).
-	MustExist = CreateMode(shm.MustExist)
+	MustExist CreateMode = 1
 	// MustCreate creates a new store only (else ErrExists).
-	MustCreate = CreateMode(shm.MustCreate)
+	MustCreate CreateMode = 2
 )
 
 // The defaults that zero Options fields stand for.
 const (
-	DefaultDir          = shm.DefaultDir
-	DefaultRegionSize   = shm.DefaultRegionSize
-	DefaultMaxSize      = shm.DefaultMaxSize
-	DefaultMode         = shm.DefaultMode
-	DefaultProcs        = shm.DefaultProcs
-	DefaultSlots        = shm.DefaultSlots
-	DefaultSlotsPerProc = shm.DefaultSlotsPerProc
+	DefaultDir          = "/dev/shm/shmstore"
+	DefaultRegionSize   = 64 << 20
+	DefaultMaxSize      = 4 << 30
+	DefaultMode         = fs.FileMode(0o600)
+	DefaultProcs        = 64
+	DefaultSlots        = 256
+	DefaultSlotsPerProc = 16
+)
+
+// The values above are shm's, which owns them (compile-time checks: a
+// constant that drifts makes one of these arrays negative in size).
+var (
+	_ = [1]struct{}{}[CreateIfMissing-CreateMode(shm.CreateIfMissing)]
+	_ = [1]struct{}{}[MustExist-CreateMode(shm.MustExist)]
+	_ = [1]struct{}{}[MustCreate-CreateMode(shm.MustCreate)]
+	_ = [1]struct{}{}[DefaultRegionSize-shm.DefaultRegionSize]
+	_ = [1]struct{}{}[DefaultMaxSize-shm.DefaultMaxSize]
+	_ = [1]struct{}{}[DefaultMode-shm.DefaultMode]
+	_ = [1]struct{}{}[DefaultProcs-shm.DefaultProcs]
+	_ = [1]struct{}{}[DefaultSlots-shm.DefaultSlots]
+	_ = [1]struct{}{}[DefaultSlotsPerProc-shm.DefaultSlotsPerProc]
+	_ = map[bool]int{DefaultDir == shm.DefaultDir: 0, false: 1}
 )
 
 // shm converts the options for the layer that owns them.
