@@ -13,28 +13,55 @@
 //			return err
 //		}
 //		a, err := accounts.GetInt("alice")
+//		if err != nil {
+//			return err
+//		}
 //		...
 //		return accounts.Set("alice", a-10)
 //	})
 //
-// Update re-runs its function when another transaction changed what it
-// read (after waiting for that change to finish), so the function must
-// have no effects outside the transaction; an error from it aborts, and
-// nothing it wrote is kept. View runs a read-only transaction: one
-// consistent snapshot, no locks. Get, Set, Delete, Add, Export and Decode
-// are single operations, each its own small transaction, on paths such as
-// "accounts/alice".
+// # Transactions
 //
-// Go maps, slices and structs (with msgpack tags) stored with Set become
-// shared Dicts and Lists; Decode and Export copy them back.
+// Update runs its function in a read-write transaction and commits it:
+// everything the function wrote happens at one instant, or nothing does.
+// The function may run more than once: when another transaction changed
+// what it read, Update waits for that change and runs it again, so it must
+// have no effects outside the transaction. A run in which a read failed (a
+// conflict, an object removed under it) is never committed and never
+// reported as success, even if the function ignored the error and
+// returned nil. An error from the function aborts: nothing it wrote is
+// kept, and the error is returned.
+//
+// View runs a read-only transaction: one consistent snapshot, no locks.
+// Get, Set, Delete, Add, Export and Decode are single operations, each its
+// own small transaction, on paths such as "accounts/alice".
+//
+// # Lifetimes
+//
+// A Tx, and every Dict, List, Record, Counter and container Value reached
+// through it, is valid only inside the function it was given to. Used
+// afterwards (or in a later run of the function) every method fails with
+// ErrTxClosed: a kept object never reads stale data and never drops a write
+// silently. Scalar Values (None, Bool, Int, Float, String, Bytes) are
+// copies and stay valid.
+//
+// # Values
+//
+// Values are None, Bool, Int (int64), Float (float64), String, Bytes, and
+// the shared containers. Go maps, slices and structs (with msgpack tags)
+// stored with Set become shared Dicts and Lists; Decode and Export copy
+// them back. A container stored under two keys is one object.
+//
+// # Crashes
 //
 // A process that dies at any instruction loses nothing and blocks nobody:
 // a committed transaction is completed, an unfinished one rolled back, by
 // the next process that waits for its locks, attaches, or runs
 // `shmctl check`.
 //
-// The layers (see DESIGN.md): shm (files, mappings, processes), handle,
-// alloc (the Hoard-style allocator, also usable directly through
-// Allocator), reclaim (epochs), ipc (futex parking), txn (transactions)
-// and objects (the shared kinds).
+// Underneath, in layers that never import the ones above them: shm
+// (files, mappings, processes), handle (region+offset handles), alloc (a
+// Hoard-style allocator), reclaim (epochs), ipc (futex parking), txn
+// (transactions) and objects (the shared kinds). Programs use only this
+// package.
 package shmstore

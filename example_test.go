@@ -119,6 +119,44 @@ func ExampleCounter() {
 	// Output: 13
 }
 
+// Counter.Add returns the new value: an ID sequence. Store.Add does too,
+// without conflicting with other adders.
+func ExampleCounter_Add() {
+	st, done := exampleStore()
+	defer done()
+	_ = st.Update(func(tx *shmstore.Tx) error {
+		ids, err := tx.Root().Counter("next-id")
+		if err != nil {
+			return err
+		}
+		id, err := ids.Add(1)
+		if err != nil {
+			return err
+		}
+		return tx.Root().Set(fmt.Sprintf("user-%d", id), "ada")
+	})
+	id, _ := st.Add("next-id", 1)
+	name, _ := st.Get("user-1")
+	fmt.Println(id, name)
+	// Output: 2 "ada"
+}
+
+// Objects live only inside their transaction: kept, they fail with
+// ErrTxClosed instead of reading stale data or losing a write.
+func ExampleErrTxClosed() {
+	st, done := exampleStore()
+	defer done()
+	var kept shmstore.Dict
+	_ = st.Update(func(tx *shmstore.Tx) error {
+		var err error
+		kept, err = tx.Root().Dict("config")
+		return err
+	})
+	err := kept.Set("debug", true)
+	fmt.Println(errors.Is(err, shmstore.ErrTxClosed))
+	// Output: true
+}
+
 // Go values (structs with msgpack tags, maps, slices) become shared
 // Dicts and Lists, and come back.
 func ExampleStore_Decode() {
