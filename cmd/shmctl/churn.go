@@ -102,8 +102,7 @@ func (o *churnOptions) run(w io.Writer) error {
 		return fmt.Errorf("store %q: lease a slot: %w", o.name, err)
 	}
 	if o.gate {
-		fmt.Fprintln(w, "ready")
-		_, _ = io.Copy(io.Discard, os.Stdin) // the parent closes it once every worker is ready
+		waitAtGate(w)
 	}
 	cs, cerr := alloc.Churn(h, alloc.ChurnOptions{
 		Mailbox:  mb,

@@ -65,6 +65,14 @@ func (o *fleetFlags) workerArgs(g *globalOptions, id int) []string {
 // fleet kills them: well past their duration.
 func (o *fleetFlags) fleetTimeout() time.Duration { return 2*o.duration + 30*time.Second }
 
+// waitAtGate is a worker's side of the fleet's gate (--gate): it says
+// "ready" on w (standard output) and waits until standard input closes,
+// which the fleet does once every worker is ready.
+func waitAtGate(w io.Writer) {
+	fmt.Fprintln(w, "ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
 // fleetSpec says which worker processes a fleet runs.
 type fleetSpec struct {
 	// procs is the number of workers; their ids run from 1 to procs.

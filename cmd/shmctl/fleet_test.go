@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -52,8 +51,7 @@ func fleetTestWorker(args []string) int {
 	if mode == "stubborn" {
 		signal.Ignore(syscall.SIGTERM)
 	}
-	fmt.Println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	waitAtGate(os.Stdout)
 	switch mode {
 	case "ok":
 		time.Sleep(300 * time.Millisecond)
