@@ -3,16 +3,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -39,30 +36,26 @@ func accountKey(i int) string { return fmt.Sprintf("acct-%05d", i) }
 // `shmctl bank NAME [--procs N] [--accounts N] [--duration D] [--initial N]`.
 type bankOptions struct {
 	globalOptions
+	fleetFlags
 	name     string
-	procs    int
 	accounts int
-	duration time.Duration
 	initial  int64
 	interval time.Duration
-	seed     uint64
 }
 
 // newBankOptions returns bank's options with their defaults.
 func newBankOptions(g globalOptions) *bankOptions {
-	return &bankOptions{globalOptions: g, procs: 3, accounts: 100, duration: 5 * time.Second,
-		initial: 1000, interval: time.Second}
+	return &bankOptions{globalOptions: g, fleetFlags: fleetFlags{procs: 3, duration: 5 * time.Second},
+		accounts: 100, initial: 1000, interval: time.Second}
 }
 
 // addFlags registers bank's flags.
 func (o *bankOptions) addFlags(fs *flag.FlagSet) {
 	o.addGlobalFlags(fs)
-	fs.IntVar(&o.procs, "procs", o.procs, "`N` worker processes")
+	o.addFleetFlags(fs)
 	fs.IntVar(&o.accounts, "accounts", o.accounts, "`N` accounts in the Dict \"accounts\" (made if it is missing)")
-	fs.DurationVar(&o.duration, "duration", o.duration, "how long the workers run (`DURATION`: 500ms, 5s, 1m)")
 	fs.Int64Var(&o.initial, "initial", o.initial, "`AMOUNT` each new account starts with; transfers move 1 to AMOUNT")
 	fs.DurationVar(&o.interval, "interval", o.interval, "read the total every `DURATION`")
-	fs.Uint64Var(&o.seed, "seed", 0, "random `SEED` (0: from the clock; printed)")
 }
 
 // setArgs takes the store name.
@@ -73,13 +66,12 @@ func (o *bankOptions) Validate() error {
 	if err := validStoreName(o.name); err != nil {
 		return err
 	}
+	if err := o.validateFleet(); err != nil {
+		return err
+	}
 	switch {
-	case o.procs < 1 || o.procs > 1000:
-		return fmt.Errorf("procs %d: want 1 to 1000", o.procs)
 	case o.accounts < 2 || o.accounts > maxAccounts:
 		return fmt.Errorf("accounts %d: want 2 to %d", o.accounts, maxAccounts)
-	case o.duration <= 0 || o.duration > 24*time.Hour:
-		return fmt.Errorf("duration %v: want more than 0 and at most 24h", o.duration)
 	case o.initial < 1 || o.initial > math.MaxInt64/int64(o.accounts):
 		return fmt.Errorf("initial %d: want 1 to %d for %d accounts", o.initial, math.MaxInt64/int64(o.accounts), o.accounts)
 	case o.interval < 10*time.Millisecond || o.interval > time.Hour:
@@ -136,23 +128,10 @@ type bankCounts struct {
 	TransfersPerSec float64 `json:"transfers_per_sec"`
 }
 
-// bankProc is one started bank worker: bench's workerProc, whose stdout
-// is read through a pipe (a "ready" line, then the report) and waited for
-// by its own goroutine.
-type bankProc struct {
-	workerProc
-	out     *bufio.Reader
-	ready   chan error    // the worker said ready (nil), or failed to
-	done    chan struct{} // closed once the output is read and the process waited for
-	waitErr error         // from Wait; read after done
-}
-
 // run sets up the accounts, starts the workers, samples the total until
 // they end, and checks every sample.
 func (o *bankOptions) run(w io.Writer) error {
-	if o.seed == 0 {
-		o.seed = uint64(time.Now().UnixNano())
-	}
+	o.pickSeed()
 	st, err := o.openExisting(o.name)
 	if err != nil {
 		return err
@@ -165,40 +144,36 @@ func (o *bankOptions) run(w io.Writer) error {
 	}
 
 	// Ctrl-C (which the workers get too) or SIGTERM stops the workers
-	// cleanly: each ends its transaction and reports; bank then reads the
-	// total a last time and checks as usual.
+	// cleanly: the fleet sends them SIGTERM, each ends its transaction and
+	// reports; bank then reads the total a last time and checks as usual.
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// A worker that outlives its duration by far is killed.
-	killCtx, kill := context.WithTimeout(context.Background(), 2*o.duration+30*time.Second)
-	defer kill()
-	procs, err := o.startWorkers(killCtx)
+	// Every worker has attached, leased its slot and checked the accounts
+	// (it said "ready") before the fleet returns, so that bank can read
+	// their slots' counters before they run.
+	f, err := startFleet(sigCtx, fleetSpec{procs: o.procs, command: bankWorkerCommand, timeout: o.fleetTimeout(),
+		args: func(id int) []string {
+			return append(o.workerArgs(&o.globalOptions, id),
+				"--accounts", strconv.Itoa(o.accounts),
+				"--max-amount", strconv.FormatInt(o.initial, 10),
+				"--", o.name)
+		}})
 	if err != nil {
 		return err
 	}
 	pids := map[uint32]bool{}
-	for _, p := range procs {
-		pids[uint32(p.cmd.Process.Pid)] = true
+	for _, pid := range f.pids() {
+		pids[uint32(pid)] = true
 	}
 	if !o.JSON {
 		o.writeHeader(w, &rep)
 	}
-	prev := workerSlots(st, pids) // every worker has leased its slot: it said ready
+	prev := workerSlots(st, pids)
 	start, last := time.Now(), time.Now()
-	for _, p := range procs {
-		_ = p.gate.Close() // go
-	}
-	allDone := make(chan struct{})
-	go func() {
-		for _, p := range procs {
-			<-p.done
-		}
-		close(allDone)
-	}()
+	f.openGate()
 
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
-	sig := sigCtx.Done()
 	for running := true; running; {
 		select {
 		case now := <-tick.C:
@@ -207,13 +182,7 @@ func (o *bankOptions) run(w io.Writer) error {
 			s.TransfersPerSec, s.AbortsPerSec = rates(prev, cur, now.Sub(last))
 			prev, last = cur, now
 			o.record(w, &rep, s)
-		case <-sig:
-			sig = nil
-			rep.Interrupted = true
-			for _, p := range procs {
-				_ = p.cmd.Process.Signal(syscall.SIGTERM) // ours; ErrProcessDone if it already ended
-			}
-		case <-allDone:
+		case <-f.ended():
 			running = false
 		}
 	}
@@ -221,13 +190,9 @@ func (o *bankOptions) run(w io.Writer) error {
 	s.Final = true
 	o.record(w, &rep, s)
 
-	var errs []error
-	for _, p := range procs {
-		r, err := p.result(killCtx)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	rep.Interrupted = f.wasInterrupted()
+	results, werr := fleetResults[bankWorkerResult](f)
+	for _, r := range results {
 		rep.Workers = append(rep.Workers, r)
 		t := &rep.Total
 		t.Transfers += r.Transfers
@@ -249,9 +214,9 @@ func (o *bankOptions) run(w io.Writer) error {
 		return err
 	}
 	if !rep.OK {
-		errs = append(errs, rep.wrongError())
+		return errors.Join(werr, rep.wrongError())
 	}
-	return errors.Join(errs...)
+	return werr
 }
 
 // setup makes the accounts if the store has none, else checks that it
@@ -289,104 +254,6 @@ func (o *bankOptions) setup(st *shmstore.Store) (total int64, created bool, err 
 		return nil
 	})
 	return total, created, err
-}
-
-// startWorkers starts the worker processes and waits until each has
-// attached, leased its slot and checked the accounts (it says "ready"), so
-// that the parent can read their slots' counters before they run. On
-// failure it kills the workers it started and waits for them.
-func (o *bankOptions) startWorkers(killCtx context.Context) ([]*bankProc, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find this program to start workers: %w", err)
-	}
-	var procs []*bankProc
-	stopAll := func() {
-		for _, p := range procs {
-			_ = p.cmd.Process.Kill() // ours, still at the gate (or gone)
-			_ = p.gate.Close()
-			<-p.done
-		}
-	}
-	for id := 1; id <= o.procs; id++ {
-		p := &bankProc{workerProc: workerProc{id: id}, ready: make(chan error, 1), done: make(chan struct{})}
-		p.cmd = exec.CommandContext(killCtx, exe, bankWorkerCommand,
-			"--dir", o.baseDir(),
-			"--worker", strconv.Itoa(id),
-			"--accounts", strconv.Itoa(o.accounts),
-			"--max-amount", strconv.FormatInt(o.initial, 10),
-			"--duration", o.duration.String(),
-			"--seed", strconv.FormatUint(o.seed, 10),
-			"--gate", "--", o.name)
-		p.cmd.Stderr = &p.stderr
-		// A worker must not outlive bank: if bank dies, so do they (the
-		// store recovers them like any dead process).
-		p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		stdout, err := p.cmd.StdoutPipe()
-		if err == nil {
-			p.gate, err = p.cmd.StdinPipe()
-		}
-		if err == nil {
-			err = p.cmd.Start()
-		}
-		if err != nil {
-			stopAll()
-			return nil, fmt.Errorf("start worker %d: %w", id, err)
-		}
-		p.out = bufio.NewReader(stdout)
-		go p.watch()
-		procs = append(procs, p)
-	}
-	var failed []*bankProc
-	for _, p := range procs {
-		if err := <-p.ready; err != nil {
-			failed = append(failed, p)
-		}
-	}
-	if len(failed) == 0 {
-		return procs, nil
-	}
-	stopAll()
-	var errs []error
-	for _, p := range failed {
-		err := p.waitErr
-		if err == nil {
-			err = errors.New("it ended without saying it was ready")
-		}
-		errs = append(errs, p.failure(err))
-	}
-	return nil, errors.Join(errs...)
-}
-
-// watch reads the worker's "ready" line (sent on p.ready), then the rest of
-// its output, then waits for it; done is closed at the end.
-func (p *bankProc) watch() {
-	line, err := p.out.ReadString('\n')
-	if err == nil && line != "ready\n" {
-		err = fmt.Errorf("said %q, not ready", line)
-	}
-	p.ready <- err
-	_, _ = io.Copy(&p.stdout, p.out)
-	p.waitErr = p.cmd.Wait()
-	close(p.done)
-}
-
-// result is the worker's report, or how it failed. The worker has ended.
-func (p *bankProc) result(killCtx context.Context) (bankWorkerResult, error) {
-	pid := p.cmd.Process.Pid
-	switch err := p.waitErr; {
-	case err != nil && interrupted(p.cmd.ProcessState):
-		return bankWorkerResult{}, fmt.Errorf("worker %d (pid %d) stopped: interrupted", p.id, pid)
-	case err != nil && killCtx.Err() != nil:
-		return bankWorkerResult{}, fmt.Errorf("worker %d (pid %d) did not finish in time and was killed", p.id, pid)
-	case err != nil:
-		return bankWorkerResult{}, p.failure(err)
-	}
-	var r bankWorkerResult
-	if err := json.Unmarshal(p.stdout.Bytes(), &r); err != nil {
-		return r, fmt.Errorf("worker %d (pid %d): unreadable report %q: %w", p.id, pid, oneLine(p.stdout.String()), err)
-	}
-	return r, nil
 }
 
 // sample reads every balance in one View and checks the total.

@@ -112,8 +112,7 @@ func (o *bankWorkerOptions) run(w io.Writer) (err error) {
 		return fmt.Errorf("worker %d: store %q: %w", o.worker, o.name, err)
 	}
 	if o.gate {
-		fmt.Fprintln(w, "ready")
-		_, _ = io.Copy(io.Discard, os.Stdin) // the parent closes it once every worker is ready
+		waitAtGate(w)
 	}
 
 	rng := rand.New(rand.NewPCG(o.seed, uint64(o.worker)))

@@ -3,18 +3,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -27,33 +23,29 @@ import (
 // `shmctl bench NAME [--procs N] [--duration D] [--min-size S] [--max-size S] [--mailbox N]`.
 type benchOptions struct {
 	globalOptions
-	name     string
-	procs    int
-	duration time.Duration
-	ops      int
-	minSize  byteSize
-	maxSize  byteSize
-	mailbox  int
-	seed     uint64
-	keep     bool
+	fleetFlags
+	name    string
+	ops     int
+	minSize byteSize
+	maxSize byteSize
+	mailbox int
+	keep    bool
 }
 
 // newBenchOptions returns bench's options with their defaults.
 func newBenchOptions(g globalOptions) *benchOptions {
-	return &benchOptions{globalOptions: g, procs: 4, duration: 3 * time.Second,
+	return &benchOptions{globalOptions: g, fleetFlags: fleetFlags{procs: 4, duration: 3 * time.Second},
 		minSize: 16, maxSize: 4 << 10, mailbox: 1024}
 }
 
 // addFlags registers bench's flags.
 func (o *benchOptions) addFlags(fs *flag.FlagSet) {
 	o.addGlobalFlags(fs)
-	fs.IntVar(&o.procs, "procs", o.procs, "`N` worker processes")
-	fs.DurationVar(&o.duration, "duration", o.duration, "how long each worker runs (`DURATION`: 500ms, 3s, 1m)")
+	o.addFleetFlags(fs)
 	fs.IntVar(&o.ops, "ops", o.ops, "stop each worker after `N` allocations (0: only --duration)")
 	fs.Var(&o.minSize, "min-size", "smallest request `SIZE`, at least 16")
 	fs.Var(&o.maxSize, "max-size", "largest request `SIZE`; sizes are log-uniform in between")
 	fs.IntVar(&o.mailbox, "mailbox", o.mailbox, "`N` cells in the shared mailbox that blocks are swapped through")
-	fs.Uint64Var(&o.seed, "seed", 0, "random `SEED` (0: from the clock; printed)")
 	fs.BoolVar(&o.keep, "keep", false, "leave the mailbox and the blocks in it allocated, for a look with info (linked from no object: check reports them as leaked, and they stay until the store is removed)")
 }
 
@@ -65,11 +57,10 @@ func (o *benchOptions) Validate() error {
 	if err := validStoreName(o.name); err != nil {
 		return err
 	}
+	if err := o.validateFleet(); err != nil {
+		return err
+	}
 	switch {
-	case o.procs < 1 || o.procs > 1000:
-		return fmt.Errorf("procs %d: want 1 to 1000", o.procs)
-	case o.duration <= 0 || o.duration > 24*time.Hour:
-		return fmt.Errorf("duration %v: want more than 0 and at most 24h", o.duration)
 	case o.ops < 0:
 		return fmt.Errorf("ops %d: want 0 or more", o.ops)
 	case o.mailbox < 1 || o.mailbox > 1<<20:
@@ -118,33 +109,21 @@ type benchReport struct {
 	KeptMailbox  string        `json:"kept_mailbox,omitempty"` // with --keep: the mailbox left allocated
 }
 
-// workerProc is one started worker process.
-type workerProc struct {
-	id     int
-	cmd    *exec.Cmd
-	gate   io.WriteCloser
-	stdout bytes.Buffer
-	stderr bytes.Buffer
-}
-
 // run creates the mailbox, starts the workers, opens the gate, waits for
 // them, drains the mailbox and reports.
 func (o *benchOptions) run(w io.Writer) error {
-	if o.seed == 0 {
-		o.seed = uint64(time.Now().UnixNano())
-	}
+	o.pickSeed()
 	st, err := o.openExisting(o.name)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	// From the mailbox's making to its draining, Ctrl-C and SIGTERM only
-	// stop the workers: bench itself goes on to recover them and give the
-	// mailbox's blocks back (a bench killed outright leaves them allocated
-	// until the store is removed).
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	// stop the workers (the fleet sends them SIGTERM): bench itself goes
+	// on to recover them and give the mailbox's blocks back (a bench
+	// killed outright leaves them allocated until the store is removed).
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	h, err := layers.Of(st).Alloc.Lease()
 	if err != nil {
 		return fmt.Errorf("store %q: lease a slot: %w", o.name, err)
@@ -155,7 +134,7 @@ func (o *benchOptions) run(w io.Writer) error {
 		return fmt.Errorf("store %q: make a mailbox of %d cells: %w", o.name, o.mailbox, err)
 	}
 
-	results, werr := o.runWorkers(mb)
+	results, werr := o.runWorkers(sigCtx, mb)
 
 	// Whatever happened to the workers, repair what a dead one left and
 	// give the mailbox's blocks back.
@@ -213,101 +192,25 @@ func fraction(a, b uint64) float64 {
 	return float64(a) / float64(b)
 }
 
-// runWorkers starts the worker processes, lets them run together and
-// collects what each reports. Every started worker is waited for; a worker
-// that outlives its duration by far is killed.
-func (o *benchOptions) runWorkers(mb handle.Handle) ([]workerResult, error) {
-	exe, err := os.Executable()
+// runWorkers starts the worker processes, lets them go together once
+// each is ready and collects what each reports. Every started worker is
+// waited for; the end of ctx stops them, and a worker that outlives its
+// duration by far is killed.
+func (o *benchOptions) runWorkers(ctx context.Context, mb handle.Handle) ([]workerResult, error) {
+	f, err := startFleet(ctx, fleetSpec{procs: o.procs, command: churnCommand, timeout: o.fleetTimeout(),
+		args: func(id int) []string {
+			return append(o.workerArgs(&o.globalOptions, id),
+				"--mailbox", mb.String(),
+				"--ops", strconv.Itoa(o.ops),
+				"--min-size", strconv.FormatInt(int64(o.minSize), 10),
+				"--max-size", strconv.FormatInt(int64(o.maxSize), 10),
+				"--", o.name)
+		}})
 	if err != nil {
-		return nil, fmt.Errorf("find this program to start workers: %w", err)
+		return nil, err
 	}
-	// An interrupt (Ctrl-C reaches the workers too) or a worker that
-	// outlives its duration by far stops them all; bench still recovers
-	// them and drains the mailbox.
-	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(sigCtx, 2*o.duration+30*time.Second)
-	defer cancel()
-	workers := make([]*workerProc, 0, o.procs)
-	var startErr error
-	for id := 1; id <= o.procs; id++ {
-		wp := &workerProc{id: id}
-		wp.cmd = exec.CommandContext(ctx, exe, churnCommand,
-			"--dir", o.baseDir(),
-			"--mailbox", mb.String(),
-			"--worker", strconv.Itoa(id),
-			"--duration", o.duration.String(),
-			"--ops", strconv.Itoa(o.ops),
-			"--min-size", strconv.FormatInt(int64(o.minSize), 10),
-			"--max-size", strconv.FormatInt(int64(o.maxSize), 10),
-			"--seed", strconv.FormatUint(o.seed, 10),
-			"--gate", "--", o.name)
-		wp.cmd.Stdout, wp.cmd.Stderr = &wp.stdout, &wp.stderr
-		// A worker must not outlive bench: if bench dies, so do they (the
-		// store recovers them like any dead process).
-		wp.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if wp.gate, err = wp.cmd.StdinPipe(); err == nil {
-			err = wp.cmd.Start()
-		}
-		if err != nil {
-			startErr = fmt.Errorf("start worker %d: %w", id, err)
-			break
-		}
-		workers = append(workers, wp)
-	}
-	if startErr != nil {
-		cancel() // kills the started workers, still waiting at the gate
-	}
-	for _, wp := range workers {
-		_ = wp.gate.Close() // go
-	}
-	var results []workerResult
-	var errs []error
-	if startErr != nil {
-		errs = append(errs, startErr)
-	}
-	for _, wp := range workers {
-		err := wp.cmd.Wait()
-		if startErr != nil {
-			continue
-		}
-		switch {
-		case err != nil && (sigCtx.Err() != nil || interrupted(wp.cmd.ProcessState)):
-			errs = append(errs, fmt.Errorf("worker %d (pid %d) stopped: interrupted", wp.id, wp.cmd.Process.Pid))
-			continue
-		case err != nil && ctx.Err() != nil:
-			errs = append(errs, fmt.Errorf("worker %d (pid %d) did not finish in time and was killed", wp.id, wp.cmd.Process.Pid))
-			continue
-		case err != nil:
-			errs = append(errs, wp.failure(err))
-			continue
-		}
-		var r workerResult
-		if err := json.Unmarshal(wp.stdout.Bytes(), &r); err != nil {
-			errs = append(errs, fmt.Errorf("worker %d (pid %d): unreadable report %q: %w",
-				wp.id, wp.cmd.Process.Pid, oneLine(wp.stdout.String()), err))
-			continue
-		}
-		results = append(results, r)
-	}
-	return results, errors.Join(errs...)
-}
-
-// interrupted reports whether a process ended by SIGINT or SIGTERM (Ctrl-C
-// reaches the workers directly, perhaps before bench hears of it).
-func interrupted(ps *os.ProcessState) bool {
-	ws, ok := ps.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled() && (ws.Signal() == syscall.SIGINT || ws.Signal() == syscall.SIGTERM)
-}
-
-// failure describes how a worker failed: its own error line, or how it
-// ended.
-func (wp *workerProc) failure(err error) error {
-	pid := wp.cmd.Process.Pid
-	if msg := strings.TrimPrefix(oneLine(wp.stderr.String()), "shmctl: "); msg != "" {
-		return fmt.Errorf("worker %d (pid %d) failed: %s", wp.id, pid, msg)
-	}
-	return fmt.Errorf("worker %d (pid %d) failed: %w", wp.id, pid, err)
+	f.openGate()
+	return fleetResults[workerResult](f)
 }
 
 // writeText prints the parameters, a table of the workers and their total,

@@ -44,7 +44,7 @@ func (o *churnOptions) addFlags(fs *flag.FlagSet) {
 	fs.Var(&o.minSize, "min-size", "smallest request `SIZE`")
 	fs.Var(&o.maxSize, "max-size", "largest request `SIZE`")
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed")
-	fs.BoolVar(&o.gate, "gate", false, "attach, then wait for standard input to close before running")
+	fs.BoolVar(&o.gate, "gate", false, "attach, say \"ready\", then wait for standard input to close before running")
 }
 
 // setArgs takes the store name.
@@ -102,7 +102,7 @@ func (o *churnOptions) run(w io.Writer) error {
 		return fmt.Errorf("store %q: lease a slot: %w", o.name, err)
 	}
 	if o.gate {
-		_, _ = io.Copy(io.Discard, os.Stdin) // the parent closes it once every worker started
+		waitAtGate(w)
 	}
 	cs, cerr := alloc.Churn(h, alloc.ChurnOptions{
 		Mailbox:  mb,

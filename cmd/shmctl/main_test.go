@@ -34,10 +34,14 @@ const (
 
 // TestMain lets this test binary stand in for shmctl's own processes: a
 // bench or bank worker (bench and bank, run in-process, re-execute
-// os.Executable) and a helper that attaches and waits to be killed.
+// os.Executable), a fleet's test worker and a helper that attaches and
+// waits to be killed.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && (os.Args[1] == churnCommand || os.Args[1] == bankWorkerCommand) {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == fleetTestCommand {
+		os.Exit(fleetTestWorker(os.Args[2:]))
 	}
 	if os.Getenv(roleEnv) == "hold" {
 		os.Exit(holdStore())
