@@ -16,8 +16,11 @@
 //     (Signal, Kill) and telling how it ended (Exited, Killed, KilledBy);
 //   - ending it: when the test that started it ends, however it ends, a
 //     worker still running is SIGKILLed and reaped (t.Cleanup); and the
-//     kernel SIGKILLs it if the test process dies first (Pdeathsig), so
-//     that no worker outlives its test.
+//     kernel SIGKILLs it if the test process dies first, on a panic or
+//     -test.timeout (Pdeathsig; strictly, when the OS thread that started
+//     it exits, which a Go program's threads do only with the process or
+//     under a goroutine that ends locked to its thread), so that no
+//     worker outlives its test.
 //
 // It must never signal a process it did not start. Every signal goes to a
 // worker's own pid through the os.Process that started it, which on Linux
