@@ -7,7 +7,7 @@ BIN           := bin
 SHMCTL        := $(BIN)/shmctl
 DEMO_STORE    ?= demo
 # Packages with concurrency, tested again with -race and -tags invariants.
-CONCURRENT    := ./shm/ ./alloc/ ./handle/ ./ipc/ ./reclaim/ ./txn/ ./objects/ ./cmd/shmctl/ .
+CONCURRENT    := ./shm/ ./alloc/ ./handle/ ./ipc/ ./reclaim/ ./txn/ ./objects/ ./cmd/shmctl/ ./internal/proctest/ ./e2e/ .
 
 .DEFAULT_GOAL := help
 .PHONY: help check-platform build test test-unit test-race lint demo bench fuzz clean
@@ -56,9 +56,10 @@ demo: build ## create the store "demo", run the bank workload from 3 processes, 
 	$(SHMCTL) check $(DEMO_STORE)
 	@echo "(look inside with: $(SHMCTL) get $(DEMO_STORE) accounts; remove it with: $(SHMCTL) rm $(DEMO_STORE))"
 
-bench: build ## benchmarks with in-process baselines (Go's allocator, an RWMutex map), then shmctl bench
+bench: build ## benchmarks with in-process baselines (Go's allocator, an RWMutex map), the multi-process ones (e2e), then shmctl bench
 	$(GO) test -run '^$$' -bench . -benchmem ./alloc/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s .
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./e2e/
 	@d=$$(mktemp -d /dev/shm/shmstore-bench-XXXXXX); trap 'rm -rf "$$d"' EXIT; \
 	  $(SHMCTL) --dir "$$d" create bench && \
 	  $(SHMCTL) --dir "$$d" bench bench --procs 1 --duration 3s && \

@@ -20,14 +20,14 @@ import (
 // The baseline sub-benchmark ("map") runs first; the store's
 // ("shmstore") then reports its ratio to it as "x-map".
 //
-// The multi-process and memory benchmarks run one whole measurement per
-// iteration (a second or more), so run the package with a time
-// -benchtime (the default 1s gives one measurement each; the whole run
-// takes about 25s), never "Nx":
+// The memory benchmark runs one whole measurement per iteration (a second
+// or more), so run the package with a time -benchtime (the default 1s
+// gives one measurement), never "Nx":
 //
 //	go test -run '^$' -bench . -benchmem -benchtime 1s .
 //
-// Set SHMSTORE_BENCH_CPUPROFILE=prefix to profile the worker processes.
+// The multi-process benchmarks (BenchmarkScaling, BenchmarkHotValue) are
+// in ./e2e/, with their worker processes.
 
 var benchOpts = shmstore.Options{RegionSize: 64 << 20, MaxSize: 1 << 30}
 
@@ -221,109 +221,6 @@ func BenchmarkTransfer(b *testing.B) {
 			b.Fatalf("total %d: %v", sum, err)
 		}
 	})
-}
-
-// benchPhase is how long each multi-process phase runs.
-const benchPhase = time.Second
-
-// BenchmarkScaling: worker processes st.Set their own keys (1000 each,
-// disjoint) of one Dict "d": one process for a phase, then two. Reports
-// each phase's total ops/s and their ratio. Target: x-scaling >= 1.5.
-func BenchmarkScaling(b *testing.B) {
-	dir := shmtest.Dir(b)
-	st := openBench(b, dir, "scale")
-	err := st.Update(func(tx *shmstore.Tx) error {
-		d, err := tx.Root().Dict("d")
-		if err != nil {
-			return err
-		}
-		for w := range 2 {
-			for i := range benchWorkerKeys {
-				if err := d.Set(benchWorkerKey(w, i), 0); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var one, two, aborts2 float64
-	rounds := 0
-	for b.Loop() {
-		r1, _ := benchSum(benchRunWorkers(b, "set", dir, "scale", 1, benchPhase))
-		r2, t2 := benchSum(benchRunWorkers(b, "set", dir, "scale", 2, benchPhase))
-		one += r1
-		two += r2
-		aborts2 += float64(t2.Aborts) / float64(t2.Ops)
-		rounds++
-	}
-	n := float64(rounds)
-	b.ReportMetric(one/n, "ops/s-1proc")
-	b.ReportMetric(two/n, "ops/s-2proc")
-	b.ReportMetric(aborts2/n, "aborts/op-2proc")
-	b.ReportMetric(two/one, "x-scaling")
-}
-
-// BenchmarkHotValue: two processes increment one value: by a transaction
-// that reads and writes an Int ("tx"), then by Counter.Add ("ctr").
-// Reports ops/s and aborts per committed increment (from the workers'
-// slot counters), and checks that no increment was lost. Counter.Add must
-// never abort.
-func BenchmarkHotValue(b *testing.B) {
-	dir := shmtest.Dir(b)
-	st := openBench(b, dir, "hot")
-	err := st.Update(func(tx *shmstore.Tx) error {
-		if err := tx.Root().Set("hot", 0); err != nil {
-			return err
-		}
-		_, err := tx.Root().Counter("hotc")
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var txOps, ctrOps, txSum, ctrSum int64
-	var txRate, ctrRate, txAborts, ctrAborts float64
-	rounds := 0
-	for b.Loop() {
-		r, t := benchSum(benchRunWorkers(b, "txinc", dir, "hot", 2, benchPhase))
-		txRate += r
-		txAborts += float64(t.Aborts) / float64(t.Ops)
-		txSum += t.Ops
-		r, t = benchSum(benchRunWorkers(b, "ctradd", dir, "hot", 2, benchPhase))
-		ctrRate += r
-		ctrAborts += float64(t.Aborts) / float64(t.Ops)
-		ctrSum += t.Ops
-		if t.Aborts != 0 {
-			b.Errorf("Counter.Add aborted %d times in %d adds", t.Aborts, t.Ops)
-		}
-		rounds++
-	}
-	err = st.View(func(tx *shmstore.Tx) error {
-		var err error
-		if txOps, err = tx.Root().GetInt("hot"); err != nil {
-			return err
-		}
-		c, err := tx.Root().Counter("hotc")
-		if err != nil {
-			return err
-		}
-		ctrOps, err = c.Get()
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if txOps != txSum || ctrOps != ctrSum {
-		b.Fatalf("lost increments: Int %d of %d, Counter %d of %d", txOps, txSum, ctrOps, ctrSum)
-	}
-	n := float64(rounds)
-	b.ReportMetric(txRate/n, "tx-ops/s")
-	b.ReportMetric(txAborts/n, "tx-aborts/op")
-	b.ReportMetric(ctrRate/n, "ctr-ops/s")
-	b.ReportMetric(ctrAborts/n, "ctr-aborts/op")
 }
 
 const (

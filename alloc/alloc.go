@@ -153,6 +153,17 @@ func (h *heap) Slot() int {
 	return h.slot
 }
 
+// Allocator is the allocator this heap allocates from (nil for the zero
+// Heap): the one whose Resolve reads the blocks the heap hands out. Code
+// above the allocator that holds only a Heap, such as a workload that
+// drives it, reaches its blocks through it.
+func (h *heap) Allocator() *Allocator {
+	if h == nil {
+		return nil
+	}
+	return h.a
+}
+
 func (a *Allocator) slotHeap(slot int) *slotHeap {
 	return (*slotHeap)(a.st.SlotPart(slot, shm.PartAlloc))
 }

@@ -1,10 +1,7 @@
 package reclaim
 
 import (
-	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -12,23 +9,18 @@ import (
 
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/internal/proctest"
 	"github.com/shmstore/shmstore/shm"
 )
 
 // Multi-process tests re-execute the test binary with a role in the
-// environment; TestMain runs the role instead of the tests.
-const (
-	roleEnv = "SHMSTORE_TEST_ROLE"
-	dirEnv  = "SHMSTORE_TEST_DIR"
-)
+// environment (internal/proctest); TestMain runs the role instead of the
+// tests. dirEnv names the directory of the store.
+const dirEnv = "SHMSTORE_TEST_DIR"
 
-func TestMain(m *testing.M) {
-	switch os.Getenv(roleEnv) {
-	case "die-mid-merge":
-		os.Exit(dieMidMerge())
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
+
+func init() { proctest.Register("die-mid-merge", dieMidMerge) }
 
 // dieReport is what the dying child prints before it dies.
 type dieReport struct {
@@ -44,50 +36,49 @@ type dieReport struct {
 // without closing: the kernel drops its liveness lock, so it is dead with
 // an active slot, a held ring lock and a half-done merge.
 func dieMidMerge() int {
-	fail := func(err error) int { fmt.Fprintln(os.Stderr, "child:", err); return 1 }
 	o := testOptions
 	o.Dir, o.Create = os.Getenv(dirEnv), shm.MustExist
 	st, err := shm.Open("t", o)
 	if err != nil {
-		return fail(err)
+		return proctest.Fail(err)
 	}
 	a, err := alloc.New(st)
 	if err != nil {
-		return fail(err)
+		return proctest.Fail(err)
 	}
 	r, err := New(st, a)
 	if err != nil {
-		return fail(err)
+		return proctest.Fail(err)
 	}
 	h, err := a.Lease()
 	if err != nil {
-		return fail(err)
+		return proctest.Fail(err)
 	}
 	rep := dieReport{Slot: h.Slot()}
 	r.Enter(h.Slot(), 1)
 	for i := 0; i < 3; i++ {
 		hd, _, err := h.Alloc(100)
 		if err != nil {
-			return fail(err)
+			return proctest.Fail(err)
 		}
 		rep.Blocks = append(rep.Blocks, hd)
 	}
 	if rep.Batch, err = r.NewBatch(h, blockEntries(rep.Blocks...)); err != nil {
-		return fail(err)
+		return proctest.Fail(err)
 	}
 	h.ForgetLog()
 	if err := r.Retire(h, rep.Batch, 5); err != nil {
-		return fail(err)
+		return proctest.Fail(err)
 	}
 	if rep.Pending, err = r.NewBatch(h, []Entry{{rep.Batch, KindBatch}}); err != nil {
-		return fail(err)
+		return proctest.Fail(err)
 	}
 	rp := &r.part(h.Slot()).ring
 	r.lockRing(rp)
 	rp.pending.Store(uint64(rep.Pending))
 	h.ForgetLog() // the merge batch is out of the log: only pending names it
-	if err := json.NewEncoder(os.Stdout).Encode(rep); err != nil {
-		return fail(err)
+	if err := proctest.Emit(rep); err != nil {
+		return proctest.Fail(err)
 	}
 	return 0 // no Close, no Unlock: dead
 }
@@ -101,13 +92,9 @@ func TestDeadProcessRecovered(t *testing.T) {
 	h := e.lease()
 	used0 := e.used()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), roleEnv+"=die-mid-merge", dirEnv+"="+filepath.Dir(e.st.Dir()))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	require.NoError(t, err)
+	p := proctest.Start(t, "die-mid-merge", proctest.Options{Env: []string{dirEnv + "=" + filepath.Dir(e.st.Dir())}})
 	var rep dieReport
-	require.NoError(t, json.Unmarshal(out, &rep))
+	p.Result(&rep)
 
 	require.Len(t, e.st.DeadProcs(), 1)
 	rv, ok := e.r.Active(rep.Slot)

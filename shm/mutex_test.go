@@ -23,7 +23,7 @@ func TestMutexDeadHolder(t *testing.T) {
 	co := o
 	co.Create = MustExist
 	c := startChild(t, testBinary(t), "hold", childArgs{Name: "mu", Opts: []Options{co}, Lock: true}, nil)
-	r := c.report()
+	r := report(c)
 	grow, extra := &s.hdr.growLock, extraMutex(s)
 	require.Equal(t, r.Token, grow.Holder())
 	require.Equal(t, r.Token, s.hdr.recoverLock.Holder())
@@ -41,7 +41,7 @@ func TestMutexDeadHolder(t *testing.T) {
 	}
 	require.Equal(t, r.Token, grow.Holder())
 
-	c.kill()
+	killChild(t, c)
 	select {
 	case stolen := <-got:
 		require.True(t, stolen, "the lock of a dead holder is reported stolen")

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/shmstore/shmstore/internal/proctest"
 )
 
 // TestConcurrentCreate: processes that open a new store at the same moment
@@ -27,18 +29,18 @@ func TestConcurrentCreate(t *testing.T) {
 		o := Options{Dir: dir, RegionSize: 1 << 20, MaxSize: 8 << 20, Procs: 8, Slots: 16, SlotsPerProc: 2}
 		goFile := filepath.Join(dir, name+".go")
 		exitFile := filepath.Join(dir, name+".exit")
-		var kids []*child
+		var kids []*proctest.Proc
 		for i := 0; i < n; i++ {
 			kids = append(kids, startChild(t, bin, "create",
 				childArgs{Name: name, Opts: []Options{o}, Index: i, GoFile: goFile, ExitFile: exitFile}, nil))
 		}
 		for _, c := range kids {
-			require.Equal(t, `"ready"`, c.line())
+			require.Equal(t, `"ready"`, c.Line())
 		}
 		require.NoError(t, os.WriteFile(goFile, nil, 0o600)) // start together
 		var reps []childReport
 		for _, c := range kids {
-			reps = append(reps, c.report())
+			reps = append(reps, report(c))
 		}
 		// All attached at once: distinct entries, one header.
 		procs := map[int]bool{}
@@ -58,7 +60,7 @@ func TestConcurrentCreate(t *testing.T) {
 		}
 		require.NoError(t, os.WriteFile(exitFile, nil, 0o600))
 		for i, c := range kids {
-			require.NoError(t, c.wait(), "child %d; stderr:\n%s", i, c.stderr.String())
+			require.NoError(t, waitChild(t, c), "child %d; stderr:\n%s", i, c.Stderr())
 		}
 
 		require.Equal(t, reps[0].Created, s.Header().Created)
@@ -111,7 +113,7 @@ func TestPermission(t *testing.T) {
 	}
 	c := startChild(t, bin, "open", childArgs{Name: "private", Opts: attempts}, nobody)
 	for i := range attempts {
-		r := c.report()
+		r := report(c)
 		require.NotEmpty(t, r.Err, "attempt %d: the other user opened a 0600 store", i)
 		require.True(t, r.IsPerm, "attempt %d: want ErrPermission, got %s", i, r.Err)
 		require.True(t, r.IsFSPerm, "attempt %d: want fs.ErrPermission wrapped, got %s", i, r.Err)
@@ -119,7 +121,7 @@ func TestPermission(t *testing.T) {
 		require.Contains(t, r.Err, fmt.Sprintf("directory %s is mode %v, owner uid 0", s.Dir(), os.FileMode(0o700)))
 		require.Contains(t, r.Err, "this process is uid 65534")
 	}
-	require.NoError(t, c.wait())
+	require.NoError(t, waitChild(t, c))
 	require.Equal(t, []int{os.Getpid()}, s.LiveProcs())
 	require.Empty(t, s.Check())
 	ents, err := os.ReadDir(s.Dir())
@@ -134,19 +136,19 @@ func TestPermission(t *testing.T) {
 	require.NoError(t, err)
 	member := &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{0}}
 	c = startChild(t, bin, "open", childArgs{Name: "shared", Opts: []Options{{Dir: dir}}, Region: true}, member)
-	r := c.report()
+	r := report(c)
 	require.Empty(t, r.Err)
 	require.True(t, r.Wrote)
-	require.NoError(t, c.wait())
+	require.NoError(t, waitChild(t, c))
 	p, err := regionBytes(g, 1)
 	require.NoError(t, err)
 	require.Equal(t, byte(0x5a), p[1], "the group member's write is visible")
 	require.Empty(t, g.Check())
 
 	c = startChild(t, bin, "open", childArgs{Name: "shared", Opts: []Options{{Dir: dir}}}, nobody)
-	r = c.report()
+	r = report(c)
 	require.True(t, r.IsPerm, "non-member: want ErrPermission, got %q", r.Err)
-	require.NoError(t, c.wait())
+	require.NoError(t, waitChild(t, c))
 }
 
 // testLayer records what shm asks of a layer.
@@ -197,8 +199,8 @@ func TestLivenessAndRecovery(t *testing.T) {
 	co := o
 	co.Create = MustExist
 	c := startChild(t, testBinary(t), "hold", childArgs{Name: "live", Opts: []Options{co}, Lease: 2}, nil)
-	r := c.report()
-	require.Equal(t, c.pid, r.PID)
+	r := report(c)
+	require.Equal(t, c.Pid(), r.PID)
 	require.Len(t, r.Slots, 2)
 	slices.Sort(r.Slots)
 
@@ -219,7 +221,7 @@ func TestLivenessAndRecovery(t *testing.T) {
 	require.Zero(t, n, "a live process is never recovered")
 	require.Empty(t, log.get())
 
-	c.kill()
+	killChild(t, c)
 
 	// Dead, and said so everywhere.
 	require.False(t, s.ProcAlive(r.Proc))

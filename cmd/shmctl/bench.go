@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/internal/churn"
 	"github.com/shmstore/shmstore/internal/layers"
 )
 
@@ -128,7 +128,7 @@ func (o *benchOptions) run(w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("store %q: lease a slot: %w", o.name, err)
 	}
-	mb, err := alloc.NewMailbox(h, o.mailbox)
+	mb, err := churn.NewMailbox(h, o.mailbox)
 	h.Release()
 	if err != nil {
 		return fmt.Errorf("store %q: make a mailbox of %d cells: %w", o.name, o.mailbox, err)
@@ -151,7 +151,7 @@ func (o *benchOptions) run(w io.Writer) error {
 		if h, err = layers.Of(st).Alloc.Lease(); err != nil {
 			return errors.Join(werr, fmt.Errorf("store %q: lease a slot to drain the mailbox: %w", o.name, err))
 		}
-		rep.StaleHandles, err = alloc.DrainMailbox(h, mb)
+		rep.StaleHandles, err = churn.DrainMailbox(h, mb)
 		_ = h.Release()
 		if err != nil {
 			return errors.Join(werr, fmt.Errorf("store %q: drain the mailbox: %w", o.name, err))

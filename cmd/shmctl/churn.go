@@ -10,8 +10,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/internal/churn"
 	"github.com/shmstore/shmstore/internal/layers"
 )
 
@@ -88,7 +88,7 @@ type workerResult struct {
 	Seconds     float64 `json:"seconds"`
 }
 
-// run attaches, leases a heap, waits at the gate, runs alloc.Churn and
+// run attaches, leases a heap, waits at the gate, runs churn.Run and
 // prints its counts.
 func (o *churnOptions) run(w io.Writer) error {
 	mb, _ := handle.Parse(o.mailbox)
@@ -104,7 +104,7 @@ func (o *churnOptions) run(w io.Writer) error {
 	if o.gate {
 		waitAtGate(w)
 	}
-	cs, cerr := alloc.Churn(h, alloc.ChurnOptions{
+	cs, cerr := churn.Run(h, churn.Options{
 		Mailbox:  mb,
 		Worker:   o.worker,
 		Duration: o.duration,

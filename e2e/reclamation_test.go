@@ -1,6 +1,6 @@
 //go:build linux && (amd64 || arm64)
 
-package shmstore_test
+package e2e
 
 // Reclamation across processes: rounds of "insert many keys, delete them
 // all" from two processes; after every round the store uses what it used
@@ -137,7 +137,7 @@ func TestReclamation(t *testing.T) {
 		var ins, del []time.Duration
 		for _, p := range ws {
 			var res reclaimWorkerResult
-			p.result(t, &res)
+			p.Result(&res)
 			peak = max(peak, res.PeakUsed)
 			ins = append(ins, res.Insert.Round(time.Millisecond))
 			del = append(del, res.Delete.Round(time.Millisecond))
@@ -316,17 +316,15 @@ func fullRingWorker(st *shmstore.Store, _ roleEnvironment) (any, error) {
 func TestReclamationFullRingAtCommit(t *testing.T) {
 	dir, st := newStore(t)
 	p := startProc(t, dir, "full-ring", 1, 0)
-	done := make(chan error, 1)
-	go func() { done <- p.wait() }()
 	select {
-	case err := <-done:
-		require.NoError(t, err, "stderr:\n%s", p.errb.String())
+	case <-p.Done():
+		require.NoError(t, p.Wait(), "stderr:\n%s", p.Stderr())
 	case <-time.After(10 * time.Second): // a liveness guard: the scenario takes milliseconds
-		require.NoError(t, syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL))
-		<-done
-		t.Errorf("the scenario hangs (killed after 10 s); its stderr:\n%s", p.errb.String())
+		_, err := p.Kill()
+		require.NoError(t, err)
+		t.Errorf("the scenario hangs (killed after 10 s); its stderr:\n%s", p.Stderr())
 		// What the hung commit leaves, once its process is recovered.
-		_, err := st.Recover()
+		_, err = st.Recover()
 		require.NoError(t, err)
 	}
 	requireQuiet(t, st)
@@ -377,7 +375,7 @@ func TestReclamationKillMidMerge(t *testing.T) {
 	until := time.Now().Add(time.Minute)
 	env := untilEnv + "=" + strconv.FormatInt(until.UnixNano(), 10)
 	w := startProc(t, dir, "merge-worker", 1, seed, env)
-	pid := w.cmd.Process.Pid
+	pid := w.Pid()
 	rng := rand.New(rand.NewPCG(seed, 0x6d65726765))
 	probes, caught := 0, false
 	for deadline := time.Now().Add(40 * time.Second); !caught && time.Now().Before(deadline); {
@@ -387,14 +385,14 @@ func TestReclamationKillMidMerge(t *testing.T) {
 		go func() { done <- st.View(func(tx *shmstore.Tx) error { <-release; return nil }) }()
 		for j := 0; j < 20 && !caught; j++ {
 			time.Sleep(time.Duration(rng.IntN(500)) * time.Microsecond)
-			require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+			require.NoError(t, w.Signal(syscall.SIGSTOP))
 			waitStopped(t, pid)
 			probes++
 			if loggedBlockOfSize(st, mergeSize) {
-				require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+				require.NoError(t, w.Signal(syscall.SIGKILL))
 				caught = true
 			} else {
-				require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+				require.NoError(t, w.Signal(syscall.SIGCONT))
 			}
 		}
 		close(release)
@@ -403,7 +401,7 @@ func TestReclamationKillMidMerge(t *testing.T) {
 	if !caught {
 		t.Skipf("never caught the worker mid-merge in %d probes", probes)
 	}
-	killed, err := w.kill()
+	killed, err := w.Kill()
 	require.NoError(t, err)
 	require.True(t, killed)
 	t.Logf("caught the worker with a merge batch in its allocation log after %d probes, and killed it", probes)

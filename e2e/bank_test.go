@@ -1,6 +1,6 @@
 //go:build linux && (amd64 || arm64)
 
-package shmstore_test
+package e2e
 
 // The bank (DESIGN.md section 10): worker processes make random transfers
 // among accounts while another process sums them in read-only
@@ -369,12 +369,12 @@ func testBank(t *testing.T, kill bool) {
 			}
 			i := rng.IntN(bankWorkers)
 			p := workers[i]
-			wasRunning, err := p.kill()
+			wasRunning, err := p.Kill()
 			require.NoError(t, err)
 			require.True(t, wasRunning, "worker %d (incarnation %d, pid %d) exited before the deadline: %v\nstderr:\n%s",
-				p.worker, incarnations[i], p.cmd.Process.Pid, p.err, p.errb.String())
+				i+1, incarnations[i], p.Pid(), p.Wait(), p.Stderr())
 			kills++
-			if strings.Contains(p.errb.String(), attachedMark) { // reaped: its output is complete
+			if strings.Contains(p.Stderr(), attachedMark) { // reaped: its output is complete
 				attachedKills++
 			}
 			incarnations[i]++
@@ -383,11 +383,11 @@ func testBank(t *testing.T, kill bool) {
 	}
 
 	var sres bankSummerResult
-	summer.result(t, &sres)
+	summer.Result(&sres)
 	results := make([]bankWorkerResult, bankWorkers)
 	var transfers, noFunds int64
 	for i, p := range workers {
-		p.result(t, &results[i])
+		p.Result(&results[i])
 		transfers += results[i].Transfers
 		noFunds += results[i].NoFunds
 	}

@@ -1,4 +1,10 @@
-package alloc
+// Package churn is a workload that drives the allocator (package alloc)
+// from many processes at once, for tests, benchmarks and shmctl's bench:
+// workers allocate tagged blocks of random sizes and swap them through a
+// shared mailbox, so that blocks move between processes and most frees
+// are remote. It is not part of the allocator: it uses only its public
+// API.
+package churn
 
 import (
 	"encoding/binary"
@@ -10,13 +16,14 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
 )
 
-// Churn is a workload for tests, benchmarks and the demo: it allocates
-// blocks of random sizes, tags each with its handle and its worker, and
-// swaps it into a random cell of a shared mailbox (an array of handles in
-// one block). What it takes out of the mailbox it checks and frees, so that
+// Options configure Run. Run is a workload for tests, benchmarks and the
+// demo: it allocates blocks of random sizes, tags each with its handle and
+// its worker, and swaps it into a random cell of a shared mailbox (an
+// array of handles in one block). What it takes out of the mailbox it checks and frees, so that
 // blocks move between processes and most frees are remote. A tag that does
 // not match (two live blocks overlapping, or memory handed out twice)
 // stops it with ErrCorrupt.
@@ -25,8 +32,8 @@ import (
 // adopted into the log before the swap, a new block stays logged until the
 // swap is done. A worker killed at any point leaks nothing; at worst a
 // mailbox cell names a block that recovery freed (a stale handle, which
-// Churn and DrainMailbox count and skip).
-type ChurnOptions struct {
+// Run and DrainMailbox count and skip).
+type Options struct {
 	Mailbox  handle.Handle // from NewMailbox
 	Worker   uint64        // tag written into blocks (non-zero, below 2^32)
 	Duration time.Duration // run this long (or Ops operations, whichever first)
@@ -42,8 +49,8 @@ type ChurnOptions struct {
 	Pause      time.Duration
 }
 
-// ChurnStats counts what a Churn run did.
-type ChurnStats struct {
+// Stats counts what a Run did.
+type Stats struct {
 	Allocs      uint64 `json:"allocs"`
 	Frees       uint64 `json:"frees"`
 	RemoteFrees uint64 `json:"remote_frees"` // frees of blocks another worker allocated
@@ -57,7 +64,7 @@ var ErrCorrupt = errors.New("block content corrupted")
 
 // NewMailbox allocates a mailbox of n cells (all empty) and hands it over
 // (it stays allocated until DrainMailbox frees it).
-func NewMailbox(h Heap, n int) (handle.Handle, error) {
+func NewMailbox(h alloc.Heap, n int) (handle.Handle, error) {
 	mark := h.LogLen()
 	hd, b, err := h.Alloc(8 + 8*n)
 	if err != nil {
@@ -69,14 +76,15 @@ func NewMailbox(h Heap, n int) (handle.Handle, error) {
 	return hd, nil
 }
 
-func (a *Allocator) mailboxCells(mb handle.Handle) ([]atomic.Uint64, error) {
+// mailboxCells are the cells of mailbox mb.
+func mailboxCells(a *alloc.Allocator, mb handle.Handle) ([]atomic.Uint64, error) {
 	b, err := a.Resolve(mb)
 	if err != nil {
-		return nil, fmt.Errorf("alloc: mailbox: %w", err)
+		return nil, fmt.Errorf("churn: mailbox: %w", err)
 	}
 	n := binary.LittleEndian.Uint64(b)
 	if n == 0 || n > uint64(len(b)-8)/8 {
-		return nil, fmt.Errorf("alloc: mailbox %v: %d cells do not fit: %w", mb, n, ErrCorrupt)
+		return nil, fmt.Errorf("churn: mailbox %v: %d cells do not fit: %w", mb, n, ErrCorrupt)
 	}
 	return unsafe.Slice((*atomic.Uint64)(unsafe.Pointer(&b[8])), n), nil
 }
@@ -100,14 +108,14 @@ func checkTag(b []byte, hd handle.Handle) (worker uint64, err error) {
 	n := int(wn & 0xffffffff)
 	if binary.LittleEndian.Uint64(b) != uint64(hd) || n < tagBytes || n > len(b) ||
 		(n >= 2*tagBytes && binary.LittleEndian.Uint64(b[n-8:]) != uint64(hd)) {
-		return 0, fmt.Errorf("alloc: block %v: tag %#x/%#x: %w", hd, binary.LittleEndian.Uint64(b), wn, ErrCorrupt)
+		return 0, fmt.Errorf("churn: block %v: tag %#x/%#x: %w", hd, binary.LittleEndian.Uint64(b), wn, ErrCorrupt)
 	}
 	return wn >> 32, nil
 }
 
 // freeTagged checks a block's tag and frees it, returning its worker.
-func freeTagged(h Heap, hd handle.Handle) (uint64, error) {
-	b, err := h.a.Resolve(hd)
+func freeTagged(h alloc.Heap, hd handle.Handle) (uint64, error) {
+	b, err := h.Allocator().Resolve(hd)
 	if err != nil {
 		return 0, err
 	}
@@ -118,14 +126,14 @@ func freeTagged(h Heap, hd handle.Handle) (uint64, error) {
 	return w, h.Free(hd)
 }
 
-// Churn runs the workload on heap h until the duration or the operation
+// Run runs the workload on heap h until the duration or the operation
 // count is reached.
-func Churn(h Heap, o ChurnOptions) (ChurnStats, error) {
-	var s ChurnStats
+func Run(h alloc.Heap, o Options) (Stats, error) {
+	var s Stats
 	if o.MinSize < tagBytes || o.MaxSize < o.MinSize || o.Worker == 0 || o.Worker >= 1<<32 {
-		return s, fmt.Errorf("alloc: churn: sizes %d..%d (min 16), worker %d (non-zero): %w", o.MinSize, o.MaxSize, o.Worker, ErrBadSize)
+		return s, fmt.Errorf("churn: sizes %d..%d (min 16), worker %d (non-zero): %w", o.MinSize, o.MaxSize, o.Worker, alloc.ErrBadSize)
 	}
-	cells, err := h.a.mailboxCells(o.Mailbox)
+	cells, err := mailboxCells(h.Allocator(), o.Mailbox)
 	if err != nil {
 		return s, err
 	}
@@ -186,8 +194,8 @@ func Churn(h Heap, o ChurnOptions) (ChurnStats, error) {
 // DrainMailbox frees every block left in the mailbox and then the mailbox.
 // It returns how many cells named a block already freed (possible only
 // after a worker was killed between its swap and clearing its log).
-func DrainMailbox(h Heap, mb handle.Handle) (stale int, err error) {
-	cells, err := h.a.mailboxCells(mb)
+func DrainMailbox(h alloc.Heap, mb handle.Handle) (stale int, err error) {
+	cells, err := mailboxCells(h.Allocator(), mb)
 	if err != nil {
 		return 0, err
 	}

@@ -1,35 +1,39 @@
 //go:build linux && (amd64 || arm64)
 
-package shmstore_test
+package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/internal/layers"
+	"github.com/shmstore/shmstore/internal/proctest"
+	"github.com/shmstore/shmstore/shm/shmtest"
 )
 
-// Multi-process benchmarks re-execute the test binary with a role in
-// benchRoleEnv. The dispatch is an init func (not TestMain, which the
-// multi-process tests own with SHMSTORE_TEST_ROLE): a worker runs its role
-// and exits before the testing package starts.
+// Multi-process benchmarks: the workers are the test binary re-executed
+// (internal/proctest) in a role "bench-" plus a key of benchRoles.
 //
 // Protocol: the worker opens the store, warms up (leases its slot),
 // prints "ready", waits for a line on stdin, runs its operation for the
 // duration, and prints one JSON benchResult.
+//
+// Run them with a time -benchtime, never "Nx": each iteration is a whole
+// measurement of a second or more (the default 1s gives one each):
+//
+//	go test -run '^$' -bench . -benchmem -benchtime 1s ./e2e/
+//
+// Set SHMSTORE_BENCH_CPUPROFILE=prefix to profile the worker processes.
 const (
-	benchRoleEnv     = "SHMSTORE_BENCH_ROLE"
+	benchRolePrefix  = "bench-"
 	benchDirEnv      = "SHMSTORE_BENCH_DIR"
 	benchStoreEnv    = "SHMSTORE_BENCH_STORE"
 	benchWorkerEnv   = "SHMSTORE_BENCH_WORKER"
@@ -42,15 +46,14 @@ const (
 )
 
 func init() {
-	role := os.Getenv(benchRoleEnv)
-	if role == "" {
-		return
+	for role := range benchRoles {
+		proctest.Register(benchRolePrefix+role, func() int {
+			if err := benchWorker(role); err != nil {
+				return proctest.Fail(err)
+			}
+			return 0
+		})
 	}
-	if err := benchWorker(role); err != nil {
-		fmt.Fprintf(os.Stderr, "bench worker %s: %v\n", role, err)
-		os.Exit(1)
-	}
-	os.Exit(0)
 }
 
 // benchResult is what a worker reports: committed operations, the time
@@ -184,77 +187,27 @@ func benchWorker(role string) error {
 // processes started here are ever killed (on failure).
 func benchRunWorkers(b *testing.B, role, dir, name string, n int, dur time.Duration) []benchResult {
 	b.Helper()
-	type benchProc struct {
-		cmd    *exec.Cmd
-		stdin  io.WriteCloser
-		out    *bufio.Reader
-		stderr bytes.Buffer
-	}
-	procs := make([]*benchProc, n)
-	kill := func() {
-		for _, p := range procs {
-			if p != nil && p.cmd.Process != nil && p.cmd.ProcessState == nil {
-				_ = p.cmd.Process.Kill()
-				_ = p.cmd.Wait()
-			}
-		}
-	}
-	defer kill()
-	fail := func(i int, err error) {
-		kill()
-		b.Fatalf("worker %d (%s): %v\nstderr:\n%s", i, role, err, procs[i].stderr.String())
-	}
-	env := make([]string, 0, len(os.Environ())+5)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SHMSTORE_TEST_ROLE=") && (!strings.HasPrefix(kv, "SHMSTORE_BENCH_") || strings.HasPrefix(kv, benchProfileEnv+"=")) {
-			env = append(env, kv)
-		}
-	}
+	procs := make([]*proctest.Proc, n)
 	for i := range procs {
-		p := &benchProc{cmd: exec.Command(os.Args[0])}
-		procs[i] = p
-		p.cmd.Env = append(env[:len(env):len(env)], benchRoleEnv+"="+role, benchDirEnv+"="+dir, benchStoreEnv+"="+name,
-			benchWorkerEnv+"="+strconv.Itoa(i), benchDurationEnv+"="+dur.String(), benchNEnv+"="+strconv.Itoa(n))
-		p.cmd.Stderr = &p.stderr
-		var err error
-		if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-			fail(i, err)
-		}
-		stdout, err := p.cmd.StdoutPipe()
-		if err != nil {
-			fail(i, err)
-		}
-		p.out = bufio.NewReader(stdout)
-		if err := p.cmd.Start(); err != nil {
-			fail(i, err)
+		procs[i] = proctest.Start(b, benchRolePrefix+role, proctest.Options{
+			Name: fmt.Sprintf("worker %d (%s)", i, role),
+			Env: []string{benchDirEnv + "=" + dir, benchStoreEnv + "=" + name,
+				benchWorkerEnv + "=" + strconv.Itoa(i), benchDurationEnv + "=" + dur.String(), benchNEnv + "=" + strconv.Itoa(n)},
+		})
+	}
+	for _, p := range procs {
+		if line := p.Line(); line != "ready" {
+			b.Fatalf("%s: not ready: %q\nstderr:\n%s", p.Name(), line, p.Stderr())
 		}
 	}
-	for i, p := range procs {
-		line, err := p.out.ReadString('\n')
-		if err != nil || line != "ready\n" {
-			fail(i, fmt.Errorf("not ready: %q %v", line, err))
-		}
-	}
-	for i, p := range procs {
-		if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
-			fail(i, err)
+	for _, p := range procs {
+		if _, err := io.WriteString(p.Stdin(), "go\n"); err != nil {
+			b.Fatalf("%s: %v\nstderr:\n%s", p.Name(), err, p.Stderr())
 		}
 	}
 	res := make([]benchResult, n)
 	for i, p := range procs {
-		line, err := p.out.ReadBytes('\n')
-		if err == nil {
-			err = json.Unmarshal(line, &res[i])
-		}
-		if err != nil {
-			_ = p.cmd.Wait()
-			fail(i, fmt.Errorf("result: %q: %v", line, err))
-		}
-	}
-	for i, p := range procs {
-		if err := p.cmd.Wait(); err != nil {
-			fail(i, err)
-		}
+		p.Result(&res[i])
 	}
 	return res
 }
@@ -269,4 +222,121 @@ func benchSum(rs []benchResult) (opsPerSec float64, total benchResult) {
 		total.Aborts += r.Aborts
 	}
 	return opsPerSec, total
+}
+
+var benchOpts = shmstore.Options{RegionSize: 64 << 20, MaxSize: 1 << 30}
+
+func openBench(b *testing.B, dir, name string) *shmstore.Store {
+	b.Helper()
+	o := benchOpts
+	o.Dir = dir
+	st, err := shmstore.Open(name, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// benchPhase is how long each multi-process phase runs.
+const benchPhase = time.Second
+
+// BenchmarkScaling: worker processes st.Set their own keys (1000 each,
+// disjoint) of one Dict "d": one process for a phase, then two. Reports
+// each phase's total ops/s and their ratio. Target: x-scaling >= 1.5.
+func BenchmarkScaling(b *testing.B) {
+	dir := shmtest.Dir(b)
+	st := openBench(b, dir, "scale")
+	err := st.Update(func(tx *shmstore.Tx) error {
+		d, err := tx.Root().Dict("d")
+		if err != nil {
+			return err
+		}
+		for w := range 2 {
+			for i := range benchWorkerKeys {
+				if err := d.Set(benchWorkerKey(w, i), 0); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var one, two, aborts2 float64
+	rounds := 0
+	for b.Loop() {
+		r1, _ := benchSum(benchRunWorkers(b, "set", dir, "scale", 1, benchPhase))
+		r2, t2 := benchSum(benchRunWorkers(b, "set", dir, "scale", 2, benchPhase))
+		one += r1
+		two += r2
+		aborts2 += float64(t2.Aborts) / float64(t2.Ops)
+		rounds++
+	}
+	n := float64(rounds)
+	b.ReportMetric(one/n, "ops/s-1proc")
+	b.ReportMetric(two/n, "ops/s-2proc")
+	b.ReportMetric(aborts2/n, "aborts/op-2proc")
+	b.ReportMetric(two/one, "x-scaling")
+}
+
+// BenchmarkHotValue: two processes increment one value: by a transaction
+// that reads and writes an Int ("tx"), then by Counter.Add ("ctr").
+// Reports ops/s and aborts per committed increment (from the workers'
+// slot counters), and checks that no increment was lost. Counter.Add must
+// never abort.
+func BenchmarkHotValue(b *testing.B) {
+	dir := shmtest.Dir(b)
+	st := openBench(b, dir, "hot")
+	err := st.Update(func(tx *shmstore.Tx) error {
+		if err := tx.Root().Set("hot", 0); err != nil {
+			return err
+		}
+		_, err := tx.Root().Counter("hotc")
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var txOps, ctrOps, txSum, ctrSum int64
+	var txRate, ctrRate, txAborts, ctrAborts float64
+	rounds := 0
+	for b.Loop() {
+		r, t := benchSum(benchRunWorkers(b, "txinc", dir, "hot", 2, benchPhase))
+		txRate += r
+		txAborts += float64(t.Aborts) / float64(t.Ops)
+		txSum += t.Ops
+		r, t = benchSum(benchRunWorkers(b, "ctradd", dir, "hot", 2, benchPhase))
+		ctrRate += r
+		ctrAborts += float64(t.Aborts) / float64(t.Ops)
+		ctrSum += t.Ops
+		if t.Aborts != 0 {
+			b.Errorf("Counter.Add aborted %d times in %d adds", t.Aborts, t.Ops)
+		}
+		rounds++
+	}
+	err = st.View(func(tx *shmstore.Tx) error {
+		var err error
+		if txOps, err = tx.Root().GetInt("hot"); err != nil {
+			return err
+		}
+		c, err := tx.Root().Counter("hotc")
+		if err != nil {
+			return err
+		}
+		ctrOps, err = c.Get()
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if txOps != txSum || ctrOps != ctrSum {
+		b.Fatalf("lost increments: Int %d of %d, Counter %d of %d", txOps, txSum, ctrOps, ctrSum)
+	}
+	n := float64(rounds)
+	b.ReportMetric(txRate/n, "tx-ops/s")
+	b.ReportMetric(txAborts/n, "tx-aborts/op")
+	b.ReportMetric(ctrRate/n, "ctr-ops/s")
+	b.ReportMetric(ctrAborts/n, "ctr-aborts/op")
 }

@@ -1,28 +1,23 @@
 //go:build linux && (amd64 || arm64)
 
-package shmstore_test
+package e2e
 
-// The harness of the multi-process tests (DESIGN.md section 10): the test
-// binary is re-executed with a role in the environment, and TestMain runs
-// that role instead of the tests. A role opens the store named by the
-// environment, does its work, closes the store and prints its result as
-// one JSON object on stdout; on error it prints to stderr and exits 1.
-// The parent ends only the processes it started, by pid, and removes the
-// store with the test (shmtest.Dir).
+// The multi-process tests' roles and helpers (DESIGN.md section 10): the
+// test binary is re-executed with a role in the environment
+// (internal/proctest), and TestMain runs that role instead of the tests.
+// A role here opens the store named by the environment, does its work,
+// closes the store and prints its result as one JSON object on stdout; on
+// error it prints to stderr and exits 1. The test ends only the processes
+// it started, by pid, and removes the store with the test (shmtest.Dir).
 
 import (
-	"bytes"
 	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,12 +27,12 @@ import (
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/internal/layers"
+	"github.com/shmstore/shmstore/internal/proctest"
 	"github.com/shmstore/shmstore/reclaim"
 	"github.com/shmstore/shmstore/shm/shmtest"
 )
 
 const (
-	roleEnv   = "SHMSTORE_TEST_ROLE"
 	dirEnv    = "SHMSTORE_TEST_DIR"
 	workerEnv = "SHMSTORE_TEST_WORKER"
 	seedEnv   = "SHMSTORE_TEST_SEED"
@@ -58,11 +53,12 @@ var roles = map[string]func(st *shmstore.Store, w roleEnvironment) (any, error){
 	"merge-worker":   mergeWorker,
 }
 
-func TestMain(m *testing.M) {
-	if role := os.Getenv(roleEnv); role != "" {
-		os.Exit(runRole(role))
+func TestMain(m *testing.M) { proctest.Main(m) }
+
+func init() {
+	for role, fn := range roles {
+		proctest.Register(role, func() int { return runRole(fn) })
 	}
-	os.Exit(m.Run())
 }
 
 // roleEnvironment is what every role reads from its environment.
@@ -79,29 +75,21 @@ func (w roleEnvironment) int(name string) (int64, error) {
 	return n, nil
 }
 
-// runRole runs role in this (re-executed) process and returns the exit
-// status.
-func runRole(role string) int {
-	fail := func(err error) int {
-		fmt.Fprintf(os.Stderr, "%s (pid %d): %v\n", role, os.Getpid(), err)
-		return 1
-	}
-	fn, ok := roles[role]
-	if !ok {
-		return fail(fmt.Errorf("unknown role"))
-	}
+// runRole runs the role fn in this (re-executed) process and returns the
+// exit status.
+func runRole(fn func(st *shmstore.Store, w roleEnvironment) (any, error)) int {
 	var w roleEnvironment
 	n, err := w.int(workerEnv)
 	if err != nil {
-		return fail(err)
+		return proctest.Fail(err)
 	}
 	w.Worker = int(n)
 	if w.Seed, err = strconv.ParseUint(os.Getenv(seedEnv), 10, 64); err != nil {
-		return fail(fmt.Errorf("environment %s: %w", seedEnv, err))
+		return proctest.Fail(fmt.Errorf("environment %s: %w", seedEnv, err))
 	}
 	st, err := shmstore.Open(storeName, storeOptions(os.Getenv(dirEnv), shmstore.MustExist))
 	if err != nil {
-		return fail(err)
+		return proctest.Fail(err)
 	}
 	fmt.Fprintln(os.Stderr, attachedMark) // the parent knows it attached (and needs recovery if killed)
 	res, err := fn(st, w)
@@ -109,10 +97,10 @@ func runRole(role string) int {
 		err = fmt.Errorf("close: %w", cerr)
 	}
 	if err != nil {
-		return fail(err)
+		return proctest.Fail(err)
 	}
-	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
-		return fail(err)
+	if err := proctest.Emit(res); err != nil {
+		return proctest.Fail(err)
 	}
 	return 0
 }
@@ -147,80 +135,24 @@ func testSeed(t *testing.T) uint64 {
 	return seed
 }
 
-// proc is a worker process this test started.
-type proc struct {
-	role   string
-	worker int
-	cmd    *exec.Cmd
-	out    bytes.Buffer
-	errb   bytes.Buffer
-	killed bool // the test SIGKILLed it
-	err    error
-	exited bool
-}
+// proc is a worker process a test started.
+type proc = proctest.Proc
 
 // startProc starts the test binary as role with the given worker number
-// and extra environment. It is SIGKILLed (by pid) at cleanup if still
-// running.
-func startProc(t *testing.T, dir, role string, worker int, seed uint64, env ...string) *proc {
+// and extra environment (internal/proctest: it is SIGKILLed, by pid, at
+// cleanup if still running).
+func startProc(t *testing.T, dir, role string, worker int, seed uint64, env ...string) *proctest.Proc {
 	t.Helper()
-	return startProcWith(t, dir, role, worker, seed, nil, env...)
+	return startProcWith(t, dir, role, worker, seed, proctest.Options{}, env...)
 }
 
-// startProcWith is startProc with setup, if not nil, called on the command
-// before it starts (for pipes of its own).
-func startProcWith(t *testing.T, dir, role string, worker int, seed uint64, setup func(*exec.Cmd), env ...string) *proc {
+// startProcWith is startProc with options of its own (extra files).
+func startProcWith(t *testing.T, dir, role string, worker int, seed uint64, o proctest.Options, env ...string) *proctest.Proc {
 	t.Helper()
-	p := &proc{role: role, worker: worker, cmd: exec.Command(os.Args[0], "-test.run=^$")}
-	p.cmd.Env = append(os.Environ(), roleEnv+"="+role, dirEnv+"="+dir,
-		workerEnv+"="+strconv.Itoa(worker), seedEnv+"="+strconv.FormatUint(seed, 10))
-	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.errb
-	if setup != nil {
-		setup(p.cmd)
-	}
-	require.NoError(t, p.cmd.Start())
-	t.Cleanup(func() {
-		if !p.exited {
-			_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
-			_ = p.cmd.Wait()
-		}
-	})
-	return p
-}
-
-// wait waits for p to exit and records how.
-func (p *proc) wait() error {
-	if !p.exited {
-		p.err = p.cmd.Wait()
-		p.exited = true
-	}
-	return p.err
-}
-
-// kill SIGKILLs p (by pid) and reaps it. It reports whether p was still
-// running: if it had exited on its own already, its status stands.
-func (p *proc) kill() (bool, error) {
-	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
-		return false, err
-	}
-	err := p.wait()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
-			p.killed = true
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// result waits for p to exit successfully and decodes its JSON result
-// into out.
-func (p *proc) result(t *testing.T, out any) {
-	t.Helper()
-	require.NoError(t, p.wait(), "%s %d (pid %d) failed; stderr:\n%s", p.role, p.worker, p.cmd.Process.Pid, p.errb.String())
-	require.NoError(t, json.Unmarshal(p.out.Bytes(), out), "%s %d said: %s\nstderr:\n%s", p.role, p.worker, p.out.String(), p.errb.String())
+	o.Name = fmt.Sprintf("%s %d", role, worker)
+	o.Env = append([]string{dirEnv + "=" + dir,
+		workerEnv + "=" + strconv.Itoa(worker), seedEnv + "=" + strconv.FormatUint(seed, 10)}, env...)
+	return proctest.Start(t, role, o)
 }
 
 // gcKey is a root key the test process overwrites to drive reclamation.

@@ -1,6 +1,6 @@
 //go:build linux && (amd64 || arm64)
 
-package shmstore_test
+package e2e
 
 // Linearizability (DESIGN.md section 10): three processes run concurrent
 // get / set / delete / compare-and-set operations on a few keys of a Dict,
@@ -23,7 +23,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -35,6 +34,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/proctest"
 )
 
 const (
@@ -346,16 +346,11 @@ func TestLinearizability(t *testing.T) {
 		r, wr, err := os.Pipe()
 		require.NoError(t, err)
 		t.Cleanup(func() { r.Close() })
-		var in io.WriteCloser
-		ws = append(ws, startProcWith(t, dir, "lin-worker", w, seed, func(cmd *exec.Cmd) {
-			cmd.ExtraFiles = []*os.File{wr}
-			in, err = cmd.StdinPipe()
-			require.NoError(t, err)
-		},
+		ws = append(ws, startProcWith(t, dir, "lin-worker", w, seed, proctest.Options{ExtraFiles: []*os.File{wr}},
 			linHEnv+"="+strconv.Itoa(histories),
 			linOutEnv+"="+filepath.Join(out, fmt.Sprintf("w%d.jsonl", w))))
 		wr.Close()
-		readys, goes = append(readys, r), append(goes, in)
+		readys, goes = append(readys, r), append(goes, ws[len(ws)-1].Stdin())
 	}
 	// The barrier. A worker that fails closes its pipe (EOF); one that
 	// hangs runs into the read deadline (a liveness guard, not a speed
@@ -365,8 +360,8 @@ func TestLinearizability(t *testing.T) {
 			require.NoError(t, r.SetReadDeadline(time.Now().Add(time.Minute)))
 			var b [1]byte
 			if _, err := io.ReadFull(r, b[:]); err != nil {
-				_ = ws[i].wait()
-				t.Fatalf("history %d: worker %d is not ready: %v; it exited with %v, stderr:\n%s", h, i+1, err, ws[i].err, ws[i].errb.String())
+				werr := ws[i].Wait()
+				t.Fatalf("history %d: worker %d is not ready: %v; it exited with %v, stderr:\n%s", h, i+1, err, werr, ws[i].Stderr())
 			}
 		}
 		for _, g := range goes {
@@ -380,7 +375,7 @@ func TestLinearizability(t *testing.T) {
 	byH := make([][]linOp, histories)
 	for i, p := range ws {
 		var res linWorkerResult
-		p.result(t, &res)
+		p.Result(&res)
 		t.Logf("worker %d: %d operations in %d histories", i+1, res.Ops, res.Histories)
 		f, err := os.Open(filepath.Join(out, fmt.Sprintf("w%d.jsonl", i+1)))
 		require.NoError(t, err)
