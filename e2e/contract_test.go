@@ -1,6 +1,6 @@
 //go:build linux && (amd64 || arm64)
 
-package shmstore_test
+package e2e
 
 // The two mistakes of everyday use that once gave wrong answers without
 // an error, with real processes.
@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/proctest"
 )
 
 const (
@@ -37,9 +38,13 @@ const (
 var stormAccounts = []string{"a0", "a1", "a2", "a3"}
 
 func init() {
-	roles["storm-mover"] = stormMover
-	roles["storm-careless"] = stormCareless
-	roles["kept-object"] = keptObject
+	for role, fn := range map[string]func(*shmstore.Store, roleEnvironment) (any, error){
+		"storm-mover":    stormMover,
+		"storm-careless": stormCareless,
+		"kept-object":    keptObject,
+	} {
+		proctest.Register(role, func() int { return runRole(fn) })
+	}
 }
 
 // keptResult is what a process saw when it used a Dict after its
@@ -82,7 +87,7 @@ func TestKeptObjectFailsInAnotherProcess(t *testing.T) {
 	require.NoError(t, st.Set("kept/x", 1))
 	p := startProc(t, dir, "kept-object", 0, testSeed(t))
 	var r keptResult
-	p.result(t, &r)
+	p.Result(&r)
 	require.True(t, r.SetClosed, "Set through a kept Dict: %q, want ErrTxClosed", r.SetErr)
 	require.True(t, r.GetClosed, "Get through a kept Dict: %q, want ErrTxClosed", r.GetErr)
 	x, err := st.GetInt("kept/x")
@@ -231,14 +236,14 @@ func TestCarelessReadersSeeOnlyExactSums(t *testing.T) {
 	}
 	for _, p := range movers {
 		var n int
-		p.result(t, &n)
-		require.Positive(t, n, "mover %d made transfers", p.worker)
+		p.Result(&n)
+		require.Positive(t, n, "mover %s made transfers", p.Name())
 	}
 	var total stormResult
 	for _, p := range readers {
 		var r stormResult
-		p.result(t, &r)
-		t.Logf("careless reader %d: %+v", p.worker, r)
+		p.Result(&r)
+		t.Logf("careless reader %s: %+v", p.Name(), r)
 		require.Zero(t, r.ViewErrs+r.UpdErrs, "careless transactions fail only with the store's errors: %s", r.LastErr)
 		total.Views += r.Views
 		total.Updates += r.Updates
