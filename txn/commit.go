@@ -1,0 +1,337 @@
+//go:build linux && (amd64 || arm64)
+
+package txn
+
+// This file owns a transaction's writes and their end: the write set
+// (Lock, lockReq), the Writers (AddWriter) and what they do in Prepare
+// (Alloc, Store, Retire), the slot's redo log (logWord, growLog, readLog),
+// the commit (lock in address order, validate, prepare, COMMITTING, apply,
+// retire, RELEASING, release), the abort, and the crash points the tests
+// stop a commit at. Recovery of a commit whose process died is in
+// recover.go.
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/shmstore/shmstore/alloc"
+	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/reclaim"
+)
+
+type lockReq struct {
+	addr   Addr
+	lw     *LockWord
+	rcOnly bool
+	held   bool
+	old    uint64 // version before we locked it
+}
+
+// crashHook, set only by tests, is called at every point of a commit
+// where a crash leaves a distinct state; a test stops the goroutine there
+// and recovers the slot as if its process had died.
+var crashHook func(point string)
+
+func crashPoint(point string) {
+	if crashHook != nil {
+		crashHook(point)
+	}
+}
+
+// Lock asks for lw (at addr) to be locked at commit. rcOnly: only a
+// reference count behind it changes, so it is released with its old
+// version (readers of what it guards are not disturbed). Asking twice
+// merges (a full lock wins).
+func (tx *Tx) Lock(lw *LockWord, addr Addr, rcOnly bool) error {
+	if tx.committing {
+		return fmt.Errorf("txn: lock %#x during commit: %w", uint64(addr), ErrConflict)
+	}
+	if tx.readOnly {
+		return fmt.Errorf("txn: lock %#x: %w", uint64(addr), ErrReadOnly)
+	}
+	if i := tx.lockIndex(addr); i >= 0 {
+		tx.locks[i].rcOnly = tx.locks[i].rcOnly && rcOnly
+		return nil
+	}
+	tx.locks = append(tx.locks, lockReq{addr: addr, lw: lw, rcOnly: rcOnly})
+	switch n := len(tx.locks); {
+	case n == lockIndexFrom:
+		for i, l := range tx.locks {
+			tx.lockIdx[l.addr] = i
+		}
+	case n > lockIndexFrom:
+		tx.lockIdx[addr] = n - 1
+	}
+	return nil
+}
+
+// lockIndexFrom is the number of lock requests from which they are
+// indexed by a map (fewer are searched: cheaper to search than to clear).
+const lockIndexFrom = 16
+
+// lockIndex finds the request for addr (-1: none).
+func (tx *Tx) lockIndex(addr Addr) int {
+	if len(tx.locks) >= lockIndexFrom {
+		if i, ok := tx.lockIdx[addr]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range tx.locks {
+		if tx.locks[i].addr == addr {
+			return i
+		}
+	}
+	return -1
+}
+
+// AddWriter registers w to run at commit (once per transaction attempt).
+func (tx *Tx) AddWriter(w Writer) error {
+	if tx.readOnly {
+		return fmt.Errorf("txn: %w", ErrReadOnly)
+	}
+	tx.writers = append(tx.writers, w)
+	return nil
+}
+
+// Alloc allocates n bytes for this transaction: freed if it aborts,
+// handed over when it commits.
+func (tx *Tx) Alloc(n int) (handle.Handle, []byte, error) {
+	h, b, err := tx.heap.Alloc(n)
+	if errors.Is(err, alloc.ErrLogFull) {
+		err = fmt.Errorf("txn: %w: %w", ErrTooLarge, err)
+	}
+	return h, b, err
+}
+
+// Store logs the store of v into the word p points at (store-wide
+// address a). Only Prepare calls it; the word must be guarded by a lock
+// the transaction holds (or lie in memory it allocated).
+func (tx *Tx) Store(p *uint64, a Addr, v uint64) error {
+	base := len(tx.locks)
+	if err := tx.logWord(base+2*tx.nstores, uint64(a)); err != nil {
+		return err
+	}
+	if err := tx.logWord(base+2*tx.nstores+1, v); err != nil {
+		return err
+	}
+	tx.stores = append(tx.stores, p)
+	tx.nstores++
+	return nil
+}
+
+// Retire hands a block unlinked by this commit to reclaim: it is freed
+// once no transaction that could see it is running.
+func (tx *Tx) Retire(h handle.Handle, kind uint8) {
+	tx.retire = append(tx.retire, reclaim.Entry{H: h, Kind: kind})
+}
+
+// logWord writes word i of the slot's redo log.
+func (tx *Tx) logWord(i int, v uint64) error {
+	if i < inlineWords {
+		tx.sp.Inline[i] = v
+		return nil
+	}
+	k := i - inlineWords
+	ci := k / chunkWords
+	if ci >= maxChunks {
+		return fmt.Errorf("txn: redo log of %d words: %w", i, ErrTooLarge)
+	}
+	if tx.chunk[ci] == nil {
+		if err := tx.growLog(ci); err != nil {
+			return err
+		}
+	}
+	*(*uint64)(unsafe.Add(tx.chunk[ci], (k%chunkWords)*8)) = v
+	return nil
+}
+
+// growLog allocates log chunk ci. The chunk belongs to the slot (not to
+// the transaction): it is moved out of the allocation log at once, and
+// freed when the slot is released or recovered.
+func (tx *Tx) growLog(ci int) error {
+	n := tx.heap.LogLen()
+	hd, b, err := tx.heap.Alloc(chunkWords * 8)
+	if err != nil {
+		return fmt.Errorf("txn: grow redo log: %w", err)
+	}
+	tx.sp.Chunks[ci] = hd
+	tx.heap.TruncateLog(n) // a crash in between: both free it; the second is refused by generation
+	tx.chunk[ci] = unsafe.Pointer(&b[0])
+	return nil
+}
+
+// readLog reads word i of slot sp's redo log (for recovery, through
+// handles: the recoverer has no cached chunk addresses).
+func (e *Engine) readLog(sp *slotPart, i int) (uint64, error) {
+	if i < inlineWords {
+		return sp.Inline[i], nil
+	}
+	k := i - inlineWords
+	ci := k / chunkWords
+	if ci >= maxChunks {
+		return 0, fmt.Errorf("txn: log word %d: %w", i, ErrBadAddr)
+	}
+	b, err := e.a.Resolve(sp.Chunks[ci])
+	if err != nil || len(b) < chunkWords*8 {
+		return 0, fmt.Errorf("txn: log chunk %d: %w", ci, ErrBadAddr)
+	}
+	return *(*uint64)(unsafe.Pointer(&b[(k%chunkWords)*8])), nil
+}
+
+// commit locks the write set in address order, takes the write version,
+// validates, lets the writers build the redo record, marks the slot
+// COMMITTING, applies, retires, releases. A read-only transaction does
+// nothing: each of its reads was consistent with its snapshot.
+func (tx *Tx) commit() error {
+	if len(tx.locks) == 0 && len(tx.writers) == 0 {
+		return nil
+	}
+	sp := tx.sp
+	tx.committing = true
+	defer func() { tx.committing = false }()
+	slices.SortFunc(tx.locks, func(a, b lockReq) int { return cmp.Compare(a.addr, b.addr) })
+	// The count is zeroed before the slot turns ACTIVE (it is stale while
+	// IDLE): recovery must never walk an earlier transaction's entries.
+	sp.NLocks.Store(0)
+	sp.State.Store(StateActive)
+	// Every lock is logged before the first is taken (one count store):
+	// recovery releases those of the logged words that this slot holds.
+	for i := range tx.locks {
+		l := &tx.locks[i]
+		ent := uint64(l.addr)
+		if l.rcOnly {
+			ent |= lockRCOnly
+		}
+		if err := tx.logWord(i, ent); err != nil {
+			return err
+		}
+		crashPoint("logged lock")
+	}
+	sp.NLocks.Store(uint32(len(tx.locks)))
+	for i := range tx.locks {
+		l := &tx.locks[i]
+		for {
+			w := l.lw.Load()
+			if isLocked(w) {
+				tx.e.waitUnlock(l.lw, l.addr, w, sp)
+				continue
+			}
+			if l.lw.CompareAndSwap(w, lockedWord(versionOf(w), tx.slot)) {
+				l.held, l.old = true, versionOf(w)
+				crashPoint("took lock")
+				break
+			}
+		}
+	}
+	tx.wv = tx.e.g.Clock.Add(1)
+	if tx.wv > MaxVersion {
+		return fmt.Errorf("txn: version clock exhausted: %w", ErrTooLarge)
+	}
+	if tx.wv != tx.rv+1 && !tx.validate() {
+		return fmt.Errorf("txn: commit validation: %w", ErrConflict)
+	}
+	for _, w := range tx.writers {
+		if err := w.Prepare(tx); err != nil {
+			return err
+		}
+	}
+	var batch handle.Handle
+	if len(tx.retire) > 0 {
+		var err error
+		if batch, err = tx.e.r.NewBatch(tx.heap, tx.retire); err != nil {
+			return fmt.Errorf("txn: retire %d blocks: %w", len(tx.retire), err)
+		}
+		// Room in the retire ring now, before the commit point: after it
+		// nothing may allocate or run a finalizer (see Reserve).
+		if err := tx.e.r.Reserve(tx.heap); err != nil {
+			return fmt.Errorf("txn: retire %d blocks: %w", len(tx.retire), err)
+		}
+	}
+	sp.Batch.Store(uint64(batch))
+	sp.NStores.Store(uint32(tx.nstores))
+	sp.WV.Store(tx.wv)
+	crashPoint("redo written")
+	sp.State.Store(StateCommitting) // the commit point
+	crashPoint("committing")
+	tx.applyLogged()
+	crashPoint("applied")
+	if batch != handle.Null {
+		if err := tx.e.r.RetireReserved(tx.heap, batch, tx.wv); err != nil {
+			// Out of memory for the ring: the blocks stay allocated
+			// (leaked, never freed twice). Recorded, not fatal.
+			tx.e.retireFailures.Add(1)
+		}
+	}
+	crashPoint("retired")
+	sp.State.Store(StateReleasing)
+	crashPoint("releasing")
+	tx.heap.ForgetLog()
+	crashPoint("handed over")
+	for i := range tx.locks {
+		l := &tx.locks[i]
+		v := tx.wv
+		if l.rcOnly {
+			v = l.old
+		}
+		tx.e.release(l.lw, l.addr, v)
+		l.held = false
+		crashPoint("released lock")
+	}
+	// NLocks, NStores and Batch keep stale values: nothing reads them in
+	// the IDLE state, and the next commit sets them before they count.
+	sp.State.Store(StateIdle)
+	sp.Commits.Add(1)
+	return nil
+}
+
+// applyLogged applies the transaction's stores through the pointers it
+// kept (the log holds the same stores for recovery).
+func (tx *Tx) applyLogged() {
+	base := len(tx.locks)
+	for k, p := range tx.stores {
+		if k > 0 {
+			crashPoint("applied store")
+		}
+		var v uint64
+		i := base + 2*k + 1
+		if i < inlineWords {
+			v = tx.sp.Inline[i]
+		} else {
+			j := i - inlineWords
+			v = *(*uint64)(unsafe.Add(tx.chunk[j/chunkWords], (j%chunkWords)*8))
+		}
+		atomic.StoreUint64(p, v)
+	}
+}
+
+// abort releases what the attempt locked with the old versions, frees
+// what it allocated, and leaves the slot idle.
+func (tx *Tx) abort() {
+	if tx.readOnly && len(tx.prev) < inlineWords {
+		// What to lock if it comes to that: all attempts' reads, and the
+		// word the conflict was found on (it never reached ReadEnd).
+		tx.prev = append(tx.prev, tx.reads...)
+		if tx.conflictLW != nil && tx.conflictAddr != 0 {
+			tx.prev = append(tx.prev, readEntry{tx.conflictLW, tx.conflictAddr, 0})
+		}
+	}
+	tx.unprelock()
+	for i := range tx.locks {
+		if l := &tx.locks[i]; l.held {
+			tx.e.release(l.lw, l.addr, l.old)
+			l.held = false
+		}
+	}
+	tx.heap.FreeLog()
+	tx.sp.State.Store(StateIdle)
+	if !tx.readOnly {
+		tx.e.r.Exit(tx.slot) // a read-only one stays published until run returns
+	}
+	tx.sp.Aborts.Add(1)
+	tx.reset()
+}
