@@ -70,3 +70,7 @@ var (
 	// ErrCheck: Check found problems (the error lists them).
 	ErrCheck = errors.New("store check failed")
 )
+
+// ErrRetry is what Tx.Retry returns, for the function to return: Update
+// and View wait and run the function again; they never return it.
+var ErrRetry = txn.ErrRetry

@@ -3,6 +3,7 @@
 package shmstore
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -71,6 +72,64 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 		return errNoSpace
 	}
 	return s.sp.Update(func(t *objects.Tx) error { return fn(newTx(t)) })
+}
+
+// UpdateContext is Update that gives up when ctx ends: a wait in Retry,
+// or between runs of fn, ends promptly with ctx.Err(), and nothing fn did
+// is kept or held.
+func (s *Store) UpdateContext(ctx context.Context, fn func(tx *Tx) error) error {
+	if s.sp == nil {
+		return errNoSpace
+	}
+	return s.sp.UpdateContext(ctx, func(t *objects.Tx) error { return fn(newTx(t)) })
+}
+
+// ViewContext is View that gives up when ctx ends, as UpdateContext.
+func (s *Store) ViewContext(ctx context.Context, fn func(tx *Tx) error) error {
+	if s.sp == nil {
+		return errNoSpace
+	}
+	return s.sp.ViewContext(ctx, func(t *objects.Tx) error { return fn(newTx(t)) })
+}
+
+// Retry gives up this run of the transaction's function and waits until
+// something it read has been changed by another transaction's commit,
+// then runs the function again (Harris et al., "Composable Memory
+// Transactions"). The function returns what Retry returns:
+//
+//	if n == 0 {
+//		return tx.Retry() // wait for a change
+//	}
+//
+// The wait parks on futexes (no polling) and holds nothing: no locks, no
+// memory back from reclamation. Use UpdateContext or ViewContext to bound
+// it. A run that called Retry never commits, whatever the function
+// returns. Retry in a run that read nothing fails (it would wait forever).
+func (tx *Tx) Retry() error {
+	if err := tx.live("Tx"); err != nil {
+		return err
+	}
+	return tx.t.Retry()
+}
+
+// OrElse runs a; if a retries (calls Retry), what a wrote is undone and b
+// runs in its place; if b retries too, the transaction waits for a change
+// to what either read. A select over several queues:
+//
+//	return tx.OrElse(
+//		func(tx *shmstore.Tx) error { return take(tx, q1) },
+//		func(tx *shmstore.Tx) error { return take(tx, q2) },
+//	)
+//
+// An error other than a retry from a or b is returned as it is. (Undoing
+// a runs the whole function again from its start with a skipped, so code
+// before OrElse may run once more: as everywhere in a transaction, it
+// must have no effects outside it.)
+func (tx *Tx) OrElse(a, b func(tx *Tx) error) error {
+	if err := tx.live("Tx"); err != nil {
+		return err
+	}
+	return tx.t.OrElse(func() error { return a(tx) }, func() error { return b(tx) })
 }
 
 // View runs fn in a read-only transaction: it sees one consistent

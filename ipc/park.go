@@ -91,3 +91,36 @@ func (t *Table) Wake(key uint64) {
 	b.seq.Add(1)
 	shm.FutexWake(&b.seq, 1<<30)
 }
+
+// WaitAnyOr sleeps until a Wake on any of the tickets' buckets (the
+// first shm.MaxWaitv-1 of them), a change of extra from extraVal (a
+// process-local word, bumped by whoever cancels the wait; nil: none), a
+// signal, or d has passed: a waiter on several words (a transaction in
+// Retry waits for any word it read to change). Tickets of one bucket may
+// repeat. Callers re-check their condition whatever the reason.
+func WaitAnyOr(tks []Ticket, extra *atomic.Uint32, extraVal uint32, d time.Duration) {
+	var words [shm.MaxWaitv]*atomic.Uint32
+	var vals [shm.MaxWaitv]uint32
+	n := 0
+	if extra != nil {
+		words[0], vals[0] = extra, extraVal
+		n = 1
+	}
+	for _, tk := range tks {
+		if n == shm.MaxWaitv {
+			break
+		}
+		dup := false
+		for _, w := range words[:n] {
+			if w == &tk.b.seq {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			words[n], vals[n] = &tk.b.seq, tk.seq
+			n++
+		}
+	}
+	shm.FutexWaitv(words[:n], vals[:n], d)
+}

@@ -3,6 +3,7 @@
 package objects
 
 import (
+	"context"
 	"fmt"
 	"unsafe"
 
@@ -72,6 +73,17 @@ func (s *Space) Update(fn func(tx *Tx) error) error {
 // View runs fn as a read-only transaction.
 func (s *Space) View(fn func(tx *Tx) error) error {
 	return s.e.Run(true, func(t *txn.Tx) error { return s.attempt(t, fn) })
+}
+
+// UpdateContext is Update that gives up when ctx ends (see
+// txn.Engine.RunContext).
+func (s *Space) UpdateContext(ctx context.Context, fn func(tx *Tx) error) error {
+	return s.e.RunContext(ctx, false, func(t *txn.Tx) error { return s.attempt(t, fn) })
+}
+
+// ViewContext is View that gives up when ctx ends.
+func (s *Space) ViewContext(ctx context.Context, fn func(tx *Tx) error) error {
+	return s.e.RunContext(ctx, true, func(t *txn.Tx) error { return s.attempt(t, fn) })
 }
 
 // attempt runs one attempt of fn on t; when fn returns (or panics), the

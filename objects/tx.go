@@ -443,3 +443,26 @@ func (tx *Tx) CounterOf(v Value) (*Counter, error) {
 	}
 	return tx.counterAt(v.h)
 }
+
+// Retry gives up the attempt until something it read changes (see
+// txn.Tx.Retry); return its error.
+func (tx *Tx) Retry() error { return tx.t.Retry() }
+
+// OrElse runs a, or b in its place if a retries (see txn.Tx.OrElse).
+func (tx *Tx) OrElse(a, b func() error) error { return tx.t.OrElse(a, b) }
+
+// Private reports whether the word at a lies in a container this attempt
+// created (freed if it aborts): txn.Private, for Retry.
+func (tx *Tx) Private(a txn.Addr) bool {
+	for h := range tx.created {
+		p, n, err := tx.s.block(h)
+		if err != nil || p == nil {
+			continue
+		}
+		lo := txn.AddrOf(h, 0)
+		if a >= lo && a < lo+txn.Addr(n/handle.Granule) {
+			return true
+		}
+	}
+	return false
+}

@@ -221,7 +221,7 @@ func (tx *Tx) commit() error {
 				tx.e.waitUnlock(l.lw, l.addr, w, sp)
 				continue
 			}
-			if l.lw.CompareAndSwap(w, lockedWord(versionOf(w), tx.slot)) {
+			if l.lw.CompareAndSwap(w, lockOf(w, tx.slot)) {
 				l.held, l.old = true, versionOf(w)
 				crashPoint("took lock")
 				break

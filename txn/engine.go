@@ -3,6 +3,7 @@
 package txn
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -43,7 +44,10 @@ type Engine struct {
 	a    *alloc.Allocator
 	r    *reclaim.Reclaimer
 	park *ipc.Table
-	g    *global
+	// retryWaits counts this process's sleeps in Retry (RetryWaits); only
+	// an Add and a Load, by any goroutine.
+	retryWaits atomic.Uint64
+	g          *global
 
 	mu     sync.Mutex
 	freed  sync.Cond   // signalled (under mu) when a transaction goes idle
@@ -220,13 +224,23 @@ func (e *Engine) Close() error {
 // returned. With readOnly, writes fail with ErrReadOnly and commit does
 // nothing.
 func (e *Engine) Run(readOnly bool, fn func(tx *Tx) error) error {
+	return e.RunContext(context.Background(), readOnly, fn)
+}
+
+// RunContext is Run that gives up when ctx ends: between attempts, and
+// in a Retry's wait, it returns ctx.Err(), holding nothing.
+func (e *Engine) RunContext(ctx context.Context, readOnly bool, fn func(tx *Tx) error) error {
 	tx, err := e.get()
 	if err != nil {
 		return err
 	}
 	defer e.put(tx)
-	return tx.run(readOnly, fn)
+	return tx.run(ctx, readOnly, fn)
 }
+
+// RetryWaits counts the sleeps of this process's transactions in Retry
+// (for tests and benchmarks: a waiter that spins never sleeps).
+func (e *Engine) RetryWaits() uint64 { return e.retryWaits.Load() }
 
 // WithTx runs fn with a transaction whose slot is leased (for code that
 // must allocate or collect outside a transaction function).
@@ -238,10 +252,6 @@ func (e *Engine) WithTx(fn func(tx *Tx) error) error {
 	defer e.put(tx)
 	return fn(tx)
 }
-
-// waitTimeout is how long a waiter sleeps before it checks that the holder
-// of the word it waits for is alive.
-const waitTimeout = 10 * time.Millisecond
 
 // spinLoads is how many times a waiter re-reads a word before parking.
 const spinLoads = 200
@@ -273,6 +283,7 @@ func (e *Engine) waitUnlock(lw *LockWord, addr Addr, w uint64, sp *slotPart) {
 		if cur&waitersBit == 0 && !lw.CompareAndSwap(cur, cur|waitersBit) {
 			continue
 		}
+		_, waitTimeout := waitTimeouts() // 10 ms (see waitTimeouts)
 		tk.Wait(waitTimeout)
 		if lw.Load()&^waitersBit == w && !e.slotAlive(ownerOf(w)) {
 			_, _ = e.st.TryRecoverDead()
@@ -308,5 +319,5 @@ func (e *Engine) RunOn(h alloc.Heap, fn func(tx *Tx) error) error {
 	if tx == nil {
 		return fmt.Errorf("txn: slot %d is not leased through this engine: %w", h.Slot(), shm.ErrNotLeased)
 	}
-	return tx.run(false, fn)
+	return tx.run(context.Background(), false, fn)
 }

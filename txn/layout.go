@@ -26,11 +26,15 @@ import (
 //	    count, an abort, or recovery of a dead committer) without any other
 //	    record; slot is the committer's slot.
 //	  - waiters: someone is parked in ipc on this word's bucket; the releaser
-//	    (who Swaps the word) wakes the bucket.
+//	    (who Swaps the word) wakes the bucket. It is set on a locked word
+//	    by a waiter for the lock, and on an unlocked one by a transaction
+//	    in Retry, which waits for the word's next commit; locking keeps it
+//	    (so that the release wakes that waiter), and version comparisons
+//	    ignore it (sameWord).
 //
-// Writers: a committer CASes unlocked -> locked and Swaps locked ->
-// unlocked; a waiter CASes locked -> locked|waiters; a recoverer CASes a
-// dead slot's locked word -> unlocked. Readers: every transaction, before
+// Writers: a committer CASes unlocked -> locked (keeping waiters) and
+// Swaps locked -> unlocked; a waiter CASes w -> w|waiters; a recoverer
+// CASes a dead slot's locked word -> unlocked. Readers: every transaction, before
 // and after reading what the word guards (TL2), and at validation. The
 // Swap that releases publishes the committer's stores to whoever loads the
 // new version.
@@ -54,6 +58,14 @@ func unlockedWord(v uint64) uint64 { return v << verShift }
 func lockedWord(v uint64, slot int) uint64 {
 	return v<<verShift | uint64(slot)<<slotShift | lockedBit
 }
+
+// lockOf is the locked word that replaces w (unlocked) for slot: same
+// version, and a waiter announced on w stays announced.
+func lockOf(w uint64, slot int) uint64 { return lockedWord(versionOf(w), slot) | w&waitersBit }
+
+// sameWord reports whether a and b are the same state of a lock word: the
+// waiters bit, which only says that someone sleeps, does not count.
+func sameWord(a, b uint64) bool { return a&^waitersBit == b&^waitersBit }
 
 // Addr is the store-wide address of an 8-byte word: a handle without its
 // generation (region:16 | granule:32), the same in every process. Lock
@@ -142,7 +154,7 @@ type slotPart struct {
 	State    atomic.Uint32
 	Attempts atomic.Uint32
 	Started  atomic.Int64
-	_        uint64 // reserved (the snapshot is published by reclaim)
+	Waiting  atomic.Uint64 // words a transaction in Retry sleeps on (0: not in Retry); WaitOn is the first
 	WV       atomic.Uint64
 	WaitOn   atomic.Uint64
 	NLocks   atomic.Uint32

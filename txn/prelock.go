@@ -42,7 +42,7 @@ func (tx *Tx) prelock() {
 				tx.e.waitUnlock(r.lw, r.addr, w, tx.sp)
 				continue
 			}
-			if r.lw.CompareAndSwap(w, lockedWord(versionOf(w), tx.slot)) {
+			if r.lw.CompareAndSwap(w, lockOf(w, tx.slot)) {
 				tx.pre = append(tx.pre, lockReq{addr: r.addr, lw: r.lw, rcOnly: true, held: true, old: versionOf(w)})
 				break
 			}

@@ -54,7 +54,7 @@ func (tx *Tx) ReadBegin(lw *LockWord, addr Addr) (uint64, error) {
 // ReadEnd reports whether lw still holds w, and records the read if so.
 // On false the caller reads again from ReadBegin.
 func (tx *Tx) ReadEnd(lw *LockWord, addr Addr, w uint64) bool {
-	if lw.Load() != w {
+	if !sameWord(lw.Load(), w) {
 		return false
 	}
 	if n := len(tx.reads); n == 0 || tx.reads[n-1].lw != lw {
@@ -79,7 +79,7 @@ func (tx *Tx) extend() error {
 func (tx *Tx) validate() bool {
 	for _, r := range tx.reads {
 		cur := r.lw.Load()
-		if cur == r.w {
+		if sameWord(cur, r.w) {
 			continue
 		}
 		if isLocked(cur) && ownerOf(cur) == tx.slot && versionOf(cur) == versionOf(r.w) {

@@ -11,12 +11,14 @@ package txn
 // prelock.go, recovery of a dead process's slot in recover.go.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"unsafe"
 
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/ipc"
 	"github.com/shmstore/shmstore/reclaim"
 )
 
@@ -51,6 +53,20 @@ type Tx struct {
 	nstores  int
 	retire   []reclaim.Entry
 	chunk    [maxChunks]unsafe.Pointer // where the slot's log chunks are mapped here
+
+	// Blocking (retry.go). retrying: the function called Retry this
+	// attempt. orElseN numbers this attempt's OrElse calls; branchRetry
+	// (k+1) says OrElse number k's first alternative retried; skip lists
+	// the OrElse calls whose first alternative the next attempt skips,
+	// carry the reads it inherits. waits and tickets are a Retry's words
+	// and their parking tickets.
+	retrying    bool
+	orElseN     int
+	branchRetry int
+	skip        []int
+	carry       []readEntry
+	waits       []waitEntry
+	tickets     []ipc.Ticket
 
 	// doomed is the first failed read of this attempt (a conflict, or a
 	// handle that did not resolve): the attempt never commits and never
@@ -108,7 +124,7 @@ func (tx *Tx) Slot() int { return tx.slot }
 func (tx *Tx) ReadOnly() bool { return tx.readOnly }
 
 // run is Engine.Run on this transaction.
-func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
+func (tx *Tx) run(ctx context.Context, readOnly bool, fn func(tx *Tx) error) (err error) {
 	tx.readOnly = readOnly
 	tx.prev = tx.prev[:0]
 	// For inspectors only. A fenced store costs as much as a third of a
@@ -133,7 +149,14 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 			panic(p) // shmstore's callers see their own panic, with the store intact
 		}
 	}()
+	defer func() { tx.skip, tx.carry = tx.skip[:0], tx.carry[:0] }()
 	for attempt := uint32(1); ; attempt++ {
+		if attempt > 1 {
+			if cerr := ctx.Err(); cerr != nil {
+				tx.e.r.Exit(tx.slot)
+				return cerr
+			}
+		}
 		if tx.sp.Attempts.Load() != attempt { // for inspectors; mostly 1 already
 			tx.sp.Attempts.Store(attempt)
 		}
@@ -142,8 +165,32 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 			tx.prelock()
 		}
 		err = fn(tx)
-		if tx.doomed != nil {
+		switch {
+		case tx.doomed != nil:
 			err = tx.settleDoomed(err)
+		case tx.branchRetry > 0:
+			// A first alternative of OrElse retried: run again at once,
+			// skipping it (see retry.go).
+			tx.giveUpBranch()
+			tx.abort()
+			continue
+		case tx.retrying:
+			ok, rerr := tx.prepareRetry()
+			tx.abort()
+			if rerr != nil {
+				tx.e.r.Exit(tx.slot)
+				return rerr
+			}
+			tx.skip = tx.skip[:0]
+			if ok {
+				if werr := tx.waitRetry(ctx); werr != nil {
+					return werr
+				}
+			}
+			tx.e.r.Exit(tx.slot)
+			attempt = 0 // a new transaction: a View publishes a new epoch
+			tx.prev = tx.prev[:0]
+			continue
 		}
 		if err == nil {
 			err = tx.commit()
@@ -153,6 +200,7 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 			return nil
 		}
 		tx.abort()
+		tx.skip = tx.skip[:0]
 		if !errors.Is(err, ErrConflict) {
 			tx.e.r.Exit(tx.slot)
 			return err
@@ -169,10 +217,12 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 func (tx *Tx) begin(attempt uint32) {
 	tx.conflictLW = nil // a conflict an earlier function swallowed is not this attempt's
 	tx.doomed = nil
+	tx.retrying, tx.branchRetry, tx.orElseN = false, 0, 0
 	tx.rv = tx.e.g.Clock.Load()
 	if attempt == 1 || !tx.readOnly {
 		tx.e.r.Enter(tx.slot, tx.rv)
 	}
+	tx.carryReads()
 }
 
 // Doom marks the attempt failed by err (nil: no-op), as a failed read
