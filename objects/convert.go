@@ -48,12 +48,16 @@ package objects
 // map keys after dots or in brackets, indexes and other keys in
 // brackets). Nothing panics on a bad value, cycles included.
 //
-// Export copies a stored value out as generic Go values.
+// Export copies a stored value out as generic Go values; Decode copies it
+// into a typed Go value, undoing the mapping above (a Decode into the type
+// that was stored gives back an equal value; see Decode for the few
+// exceptions).
 
 import (
 	"bytes"
 	"cmp"
 	"encoding"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -925,6 +929,24 @@ func fieldByIndex(v reflect.Value, index []int) (reflect.Value, bool) {
 	return v, true
 }
 
+// fieldAlloc is the field at index, allocating nil embedded pointers on
+// the way; false if one cannot be set.
+func fieldAlloc(v reflect.Value, index []int) (reflect.Value, bool) {
+	for i, x := range index {
+		if i > 0 && v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				if !v.CanSet() {
+					return v, false
+				}
+				v.Set(reflect.New(v.Type().Elem()))
+			}
+			v = v.Elem()
+		}
+		v = v.Field(x)
+	}
+	return v, true
+}
+
 // isEmptyValue is msgpack's test for omitempty.
 func isEmptyValue(v reflect.Value) bool {
 	k := v.Kind()
@@ -1091,19 +1113,359 @@ func (tx *Tx) export(v Value, depth int) (any, error) {
 }
 
 // Decode copies a value into the Go value out points to (a struct with
-// msgpack tags, a map, a slice, a scalar), through msgpack.
+// msgpack tags, a map, a slice, a scalar...), undoing what Set does: a
+// value stored from a Go type and decoded into the same type comes back
+// equal, with these exceptions: a time.Time comes back with its instant
+// and zone offset but not its Location's name (see timeValue); a pointer
+// to a nil pointer comes back nil; a field msgpack's omitempty left out
+// keeps what out had; and an interface (any) receives what Export gives
+// (int64 for every integer, map[any]any for maps with other than String
+// keys, a time's RFC 3339 string...).
+//
+// Into a non-nil map, Decode adds keys; into a non-nil pointer (also one
+// held by an interface), it decodes into what it points to. None decodes
+// into the zero value of any type. Integers are checked to fit the
+// target (an Int 300 into a uint8 fails), a Float is never truncated into
+// an integer, and a String decodes into a time.Time if it is RFC 3339.
+// A mismatch fails with ErrTypeMismatch naming the field; out may then be
+// partly filled.
 func (tx *Tx) Decode(v Value, out any) error {
+	rv := reflect.ValueOf(out)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("objects: decode %v into %T: want a non-nil pointer: %w", v.kind, out, ErrTypeMismatch)
+	}
 	g, err := tx.Export(v)
 	if err != nil {
 		return err
 	}
-	b, err := msgpack.Marshal(g)
+	if err := decodeInto(g, rv.Elem(), 0); err != nil {
+		if ce, ok := err.(*convertError); ok {
+			ce.op = fmt.Sprintf("decode %v into %T", v.kind, out)
+		}
+		return err
+	}
+	return nil
+}
+
+// describe names an exported value's kind, for errors.
+func describe(g any) string {
+	switch g := g.(type) {
+	case nil:
+		return "None"
+	case bool:
+		return fmt.Sprintf("Bool %v", g)
+	case int64:
+		return fmt.Sprintf("Int %d", g)
+	case float64:
+		return fmt.Sprintf("Float %v", g)
+	case string:
+		if len(g) > 40 {
+			return "String"
+		}
+		return fmt.Sprintf("String %q", g)
+	case []byte:
+		return "Bytes"
+	case []any:
+		return "List"
+	case map[string]any, map[any]any:
+		return "Dict"
+	}
+	return fmt.Sprintf("%T", g)
+}
+
+// decodeInto sets rv (settable) from g, a value as Export gives it.
+func decodeInto(g any, rv reflect.Value, depth int) error {
+	t := rv.Type()
+	if !rv.CanSet() {
+		return mismatchf("cannot set a %s (unexported)", t)
+	}
+	if depth > maxDepth {
+		return mismatchf("nested more than %d deep", maxDepth)
+	}
+	if g == nil {
+		rv.SetZero()
+		return nil
+	}
+	switch t {
+	case timeType:
+		switch x := g.(type) {
+		case string:
+			tm, err := time.Parse(time.RFC3339Nano, x)
+			if err != nil {
+				return mismatchf("%s is not an RFC 3339 time", describe(g))
+			}
+			rv.Set(reflect.ValueOf(tm))
+			return nil
+		case time.Time:
+			rv.Set(reflect.ValueOf(x))
+			return nil
+		}
+		return mismatchf("%s cannot be decoded into time.Time", describe(g))
+	case errorType:
+		if s, ok := g.(string); ok {
+			rv.Set(reflect.ValueOf(errors.New(s)))
+			return nil
+		}
+		return mismatchf("%s cannot be decoded into error", describe(g))
+	}
+	if codecsOf(t).dec.ok {
+		return decodeCustom(g, rv)
+	}
+	switch k := t.Kind(); k {
+	case reflect.Pointer:
+		if rv.IsNil() {
+			rv.Set(reflect.New(t.Elem()))
+		}
+		return decodeInto(g, rv.Elem(), depth+1)
+	case reflect.Interface:
+		if !rv.IsNil() {
+			if e := rv.Elem(); e.Kind() == reflect.Pointer && !e.IsNil() {
+				return decodeInto(g, e.Elem(), depth+1)
+			}
+		}
+		gv := reflect.ValueOf(g)
+		if !gv.Type().AssignableTo(t) {
+			return mismatchf("%s cannot be decoded into %s", describe(g), t)
+		}
+		rv.Set(gv)
+		return nil
+	case reflect.Bool:
+		b, ok := g.(bool)
+		if !ok {
+			break
+		}
+		rv.SetBool(b)
+		return nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		i, ok := g.(int64)
+		if !ok {
+			break
+		}
+		if rv.OverflowInt(i) {
+			return mismatchf("%s does not fit %s", describe(g), t)
+		}
+		rv.SetInt(i)
+		return nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		i, ok := g.(int64)
+		if !ok {
+			break
+		}
+		if i < 0 || rv.OverflowUint(uint64(i)) {
+			return mismatchf("%s does not fit %s", describe(g), t)
+		}
+		rv.SetUint(uint64(i))
+		return nil
+	case reflect.Float32, reflect.Float64:
+		var f float64
+		switch x := g.(type) {
+		case float64:
+			f = x
+		case int64:
+			f = float64(x)
+			if f >= math.MaxInt64 || int64(f) != x {
+				return mismatchf("%s has no exact %s", describe(g), t)
+			}
+		default:
+			return mismatchf("%s cannot be decoded into %s", describe(g), t)
+		}
+		if rv.OverflowFloat(f) {
+			return mismatchf("%s does not fit %s", describe(g), t)
+		}
+		rv.SetFloat(f)
+		return nil
+	case reflect.String:
+		switch x := g.(type) {
+		case string:
+			rv.SetString(x)
+			return nil
+		case []byte:
+			rv.SetString(string(x))
+			return nil
+		}
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			switch x := g.(type) {
+			case []byte:
+				rv.SetBytes(append([]byte{}, x...))
+				return nil
+			case string:
+				rv.SetBytes([]byte(x))
+				return nil
+			}
+		}
+		l, ok := g.([]any)
+		if !ok {
+			break
+		}
+		s := reflect.MakeSlice(t, len(l), len(l))
+		for i, x := range l {
+			if err := decodeInto(x, s.Index(i), depth+1); err != nil {
+				return at(err, indexSeg(i))
+			}
+		}
+		rv.Set(s)
+		return nil
+	case reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			var b []byte
+			switch x := g.(type) {
+			case []byte:
+				b = x
+			case string:
+				b = []byte(x)
+			}
+			if b != nil {
+				if len(b) > rv.Len() {
+					return mismatchf("Bytes of %d bytes do not fit %s", len(b), t)
+				}
+				for i := range rv.Len() {
+					var c byte
+					if i < len(b) {
+						c = b[i]
+					}
+					rv.Index(i).SetUint(uint64(c))
+				}
+				return nil
+			}
+		}
+		l, ok := g.([]any)
+		if !ok {
+			break
+		}
+		if len(l) > rv.Len() {
+			return mismatchf("List of %d items does not fit %s", len(l), t)
+		}
+		for i := range rv.Len() {
+			var x any
+			if i < len(l) {
+				x = l[i]
+			}
+			if err := decodeInto(x, rv.Index(i), depth+1); err != nil {
+				return at(err, indexSeg(i))
+			}
+		}
+		return nil
+	case reflect.Map:
+		switch m := g.(type) {
+		case map[string]any:
+			return decodeMap(m, rv, depth)
+		case map[any]any:
+			return decodeMap(m, rv, depth)
+		}
+	case reflect.Struct:
+		switch m := g.(type) {
+		case map[string]any:
+			return decodeStruct(m, rv, depth)
+		case map[any]any:
+			return decodeStruct(m, rv, depth)
+		case []any:
+			fs := fieldsOf(t)
+			if len(m) != len(fs.list) {
+				return mismatchf("List of %d items cannot be decoded into %s of %d fields", len(m), t, len(fs.list))
+			}
+			for i, f := range fs.list {
+				if err := decodeField(m[i], rv, f, depth); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	default:
+		// Chan, Func, Complex64/128, Uintptr, UnsafePointer.
+		return mismatchf("%s cannot be decoded into %s", describe(g), t)
+	}
+	return mismatchf("%s cannot be decoded into %s", describe(g), t)
+}
+
+// decodeMap adds the items of m to the map rv (made if nil).
+func decodeMap[K comparable](m map[K]any, rv reflect.Value, depth int) error {
+	t := rv.Type()
+	if rv.IsNil() {
+		rv.Set(reflect.MakeMapWithSize(t, len(m)))
+	}
+	for k, x := range m {
+		kv := reflect.New(t.Key()).Elem()
+		seg := keySegOf(k)
+		if any(k) == nil && t.Key().Kind() != reflect.Interface {
+			return at(mismatchf("key None cannot be decoded into %s", t.Key()), seg)
+		}
+		if err := decodeInto(any(k), kv, depth+1); err != nil {
+			if ce, ok := err.(*convertError); ok {
+				ce.msg = "key: " + ce.msg
+			}
+			return at(err, seg)
+		}
+		xv := reflect.New(t.Elem()).Elem()
+		if err := decodeInto(x, xv, depth+1); err != nil {
+			return at(err, seg)
+		}
+		rv.SetMapIndex(kv, xv)
+	}
+	return nil
+}
+
+// keySegOf is the path segment of an exported map key.
+func keySegOf(k any) string {
+	switch k := k.(type) {
+	case string:
+		return fieldSeg(k)
+	case nil:
+		return "[None]"
+	}
+	return fmt.Sprintf("[%v]", k)
+}
+
+// decodeStruct sets the fields of the struct rv named by the keys of m;
+// other keys are ignored, as msgpack does.
+func decodeStruct[K comparable](m map[K]any, rv reflect.Value, depth int) error {
+	fs := fieldsOf(rv.Type())
+	for k, x := range m {
+		name, ok := any(k).(string)
+		if !ok {
+			return mismatchf("key %v (%T) cannot name a field of %s", k, k, rv.Type())
+		}
+		if f := fs.byName[name]; f != nil {
+			if err := decodeField(x, rv, f, depth); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// decodeField sets field f of the struct rv from x.
+func decodeField(x any, rv reflect.Value, f *structField, depth int) error {
+	fv, ok := fieldAlloc(rv, f.index)
+	if !ok {
+		if x == nil {
+			return nil
+		}
+		return at(mismatchf("cannot be set: an embedded pointer on its way is nil and unexported"), fieldSeg(f.name))
+	}
+	if err := decodeInto(x, fv, depth+1); err != nil {
+		return at(err, fieldSeg(f.name))
+	}
+	return nil
+}
+
+// decodeCustom decodes g into rv, of a type with its own decoding, as
+// msgpack does: g is encoded with msgpack and decoded into rv.
+func decodeCustom(g any, rv reflect.Value) error {
+	t := rv.Type()
+	var b []byte
+	err := safely(func() (err error) {
+		b, err = msgpack.Marshal(g)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("objects: decode %v: %w", v.kind, err)
+		return mismatchf("%s cannot be decoded into %s: %v", describe(g), t, err)
 	}
-	if err := msgpack.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("objects: decode %v into %T: %v: %w", v.kind, out, err, ErrTypeMismatch)
+	p := reflect.New(t)
+	if err := safely(func() error { return msgpack.Unmarshal(b, p.Interface()) }); err != nil {
+		return mismatchf("%s cannot be decoded into %s: %v", describe(g), t, err)
 	}
+	rv.Set(p.Elem())
 	return nil
 }
 
