@@ -1117,8 +1117,9 @@ func (tx *Tx) export(v Value, depth int) (any, error) {
 // value stored from a Go type and decoded into the same type comes back
 // equal, with these exceptions: a time.Time comes back with its instant
 // and zone offset but not its Location's name (see timeValue); a pointer
-// to a nil pointer comes back nil; a field msgpack's omitempty left out
-// keeps what out had; and an interface (any) receives what Export gives
+// to a nil pointer comes back nil; unexported fields, which are not
+// stored, and a field msgpack's omitempty left out keep what out had; and
+// an interface (any) receives what Export gives
 // (int64 for every integer, map[any]any for maps with other than String
 // keys, a time's RFC 3339 string...).
 //
