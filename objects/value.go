@@ -209,12 +209,12 @@ func ScalarOf(x any) (Value, error) {
 		return Int(int64(x)), nil
 	case uint:
 		if uint64(x) > math.MaxInt64 {
-			return None, fmt.Errorf("%d does not fit an Int: %w", x, ErrTypeMismatch)
+			return None, fmt.Errorf("%d does not fit an Int (int64): %w", x, ErrTypeMismatch)
 		}
 		return Int(int64(x)), nil
 	case uint64:
 		if x > math.MaxInt64 {
-			return None, fmt.Errorf("%d does not fit an Int: %w", x, ErrTypeMismatch)
+			return None, fmt.Errorf("%d does not fit an Int (int64): %w", x, ErrTypeMismatch)
 		}
 		return Int(int64(x)), nil
 	case float32:

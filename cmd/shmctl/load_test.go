@@ -28,14 +28,15 @@ func TestLoadNumbersAndReplace(t *testing.T) {
 	dir := testDir(t)
 	createStore(t, dir, "l")
 	fillStore(t, dir, "l", map[any]any{"keep": "me", "n": "a String, to be replaced"}, nil)
-	f := writeFile(t, "n.json", []byte(`{"i": 12, "neg": -3, "f": 12.0, "e": 1e3, "big": 123456789012345678901234567890,
+	f := writeFile(t, "n.json", []byte(`{"i": 12, "neg": -3, "f": 12.0, "e": 1e3, "big": 1.2345678901234568e+29,
+		"max": 9223372036854775807, "min": -9223372036854775808, "bigf": 123456789012345678901234567890.0,
 		"n": {"list": [1, 2.5, "x", null, false, {}]}}`))
 	var rep loadReport
 	runJSON(t, &rep, "--dir", dir, "load", "l", f)
-	require.Equal(t, loadReport{Name: "l", File: f, Format: "json", Path: "", Keys: 6}, rep)
+	require.Equal(t, loadReport{Name: "l", File: f, Format: "json", Path: "", Keys: 9}, rep)
 	requireKinds(t, dir, "l", map[shmstore.Kind][][]any{
-		shmstore.KindInt:    {{"i"}, {"neg"}, {"n", "list", 0}},
-		shmstore.KindFloat:  {{"f"}, {"e"}, {"big"}, {"n", "list", 1}},
+		shmstore.KindInt:    {{"i"}, {"neg"}, {"max"}, {"min"}, {"n", "list", 0}},
+		shmstore.KindFloat:  {{"f"}, {"e"}, {"big"}, {"bigf"}, {"n", "list", 1}},
 		shmstore.KindDict:   {{"n"}, {"n", "list", 5}},
 		shmstore.KindString: {{"keep"}},
 		shmstore.KindNone:   {{"n", "list", 3}},
@@ -43,6 +44,37 @@ func TestLoadNumbersAndReplace(t *testing.T) {
 	require.Equal(t, "12.0\n", mustRun(t, "--dir", dir, "get", "l", "f"))
 	require.Equal(t, "1000.0\n", mustRun(t, "--dir", dir, "get", "l", "e"))
 	require.Equal(t, "1.2345678901234568e+29\n", mustRun(t, "--dir", dir, "get", "l", "big"))
+	require.Equal(t, "1.2345678901234568e+29\n", mustRun(t, "--dir", dir, "get", "l", "bigf"))
+	require.Equal(t, "9223372036854775807\n", mustRun(t, "--dir", dir, "get", "l", "max"))
+	require.Equal(t, "-9223372036854775808\n", mustRun(t, "--dir", dir, "get", "l", "min"))
+}
+
+// TestLoadRefusesIntegersBeyondInt64: a JSON integer that does not fit an
+// Int is refused, where it is, and nothing of the file is loaded (it used
+// to become a Float, silently rounded).
+func TestLoadRefusesIntegersBeyondInt64(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "li")
+	fillStore(t, dir, "li", map[any]any{"keep": "me"}, nil)
+	for _, tc := range []struct {
+		name, data string
+		want       string
+	}{
+		{"top", `{"a": 1, "big": 9223372036854775808}`, `"big": integer 9223372036854775808 does not fit an Int (int64)`},
+		{"negative", `{"small": -9223372036854775809}`, `"small": integer -9223372036854775809 does not fit an Int (int64)`},
+		{"nested", `{"a": {"b": [1, 2, 123456789012345678901234567890]}}`,
+			`"a/b/2": integer 123456789012345678901234567890 does not fit an Int (int64)`},
+		{"first in key order", `{"z": 99999999999999999999, "y": [18446744073709551615]}`,
+			`"y/0": integer 18446744073709551615 does not fit`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := writeFile(t, tc.name+".json", []byte(tc.data))
+			requireOneLineError(t, shmctl(t, "--dir", dir, "load", "li", f), 1,
+				"load: "+f+": "+tc.want, "write it as a float")
+		})
+	}
+	require.Equal(t, "{\n  \"keep\": \"me\"\n}\n", mustRun(t, "--dir", dir, "dump", "li"))
 }
 
 func TestLoadPath(t *testing.T) {
