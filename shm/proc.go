@@ -32,6 +32,9 @@ func TokenProc(tok uint32) int { return int(tok&tokenProcMask) - 1 }
 
 // Layer is what a layer above shm plugs in so that shm can drive the
 // recovery of a dead process and the release of a closing one's slots.
+// The essay that opens txn/recover.go tells the whole of recovery: who
+// calls RecoverDead and when, the order of the layers, and why each step
+// can run again.
 type Layer interface {
 	// Recover repairs this layer's shared state after the process whose
 	// lock token was deadToken died: its part of each of slots, and

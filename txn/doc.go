@@ -36,7 +36,10 @@
 // back (its locks released unchanged; alloc then frees its allocations).
 // Every step is idempotent, and locks are released only by CAS from "held
 // by this slot", so a recoverer that dies is followed by another. The
-// tests stop a commit at each distinct point and recover it.
+// tests stop a commit at each distinct point and recover it. recover.go
+// opens with the essay on recovery across the layers: liveness, who runs
+// it and when, the order txn -> reclaim -> alloc, and why every step can
+// run again.
 //
 // It owns the txn parts of the control segment (shm.PartTxn: the clock and
 // the root word) and of each slot (state, counters, redo log). It composes
