@@ -337,10 +337,10 @@ func (h *heap) Free(hd handle.Handle) error {
 	return nil
 }
 
-// Resolve returns the block hd names, after the checks of DESIGN.md section
-// 3: region in range and mapped (mapping it now if another process made
-// it), offset in a superblock's block area and on a block boundary of its
-// class, block allocated with the handle's generation. The slice covers the
+// Resolve returns the block hd names, after these checks: region in range
+// and mapped (mapping it now if another process made it), offset in a
+// superblock's block area and on a block boundary of its class, block
+// allocated with the handle's generation. The slice covers the
 // whole block (its class size, or the whole run of a large block).
 //
 // Resolve may run in any goroutine, leased slot or not, but not during the

@@ -78,13 +78,13 @@
 //   - bins and the pool bitmap are rebuilt from the descriptors by whoever
 //     steals their lock from a dead holder (shm.Mutex reports the theft).
 //
-// The design's remote-free stack (a CAS-pushed list drained by the owner)
-// is replaced by the pending bit: a stack push and the state change are two
+// Why a pending bit and not a remote-free stack (a CAS-pushed list drained
+// by the owner, as in mimalloc): a stack push and the state change are two
 // words, and a pusher killed between them leaves a block that is free but on
 // no list, which recovery cannot tell apart from one that is being pushed by
 // a live process. Collecting by scanning the state array costs one pass over
 // at most 16 KiB, amortized over at least an eighth of the superblock's
-// blocks. See the issue's closing note for the measurements.
+// blocks.
 //
 // Stores within the dead process's own CPU are all visible to the recoverer:
 // it learns of the death through the kernel (an OFD lock released). "Log
@@ -99,7 +99,8 @@
 // new layout's user data if it happens to hold the expected value. It needs
 // a double free, a recycle and a preemption in one window of a few
 // instructions. Closing it needs a grace period before a superblock changes
-// layout, which the reclaim layer's epochs will give.
+// layout; reclaim's epochs could give one, but the allocator, below
+// reclaim, does not wait for them, so the gap is open.
 //
 // This package must never import txn, objects, reclaim or ipc, and never
 // keep a Go pointer in shared memory.

@@ -26,7 +26,10 @@ var _ shm.Layer = (*Allocator)(nil)
 //     part is cleared.
 //
 // Every step is idempotent, so a recoverer that dies is simply followed by
-// another.
+// another. It runs last, after txn's and reclaim's: txn's recovery has
+// by then handed over the allocations of a commit past its commit point,
+// so what step 4 frees is exactly what unfinished attempts allocated (the
+// essay that opens txn/recover.go tells the whole of recovery).
 func (a *Allocator) Recover(deadToken uint32, slots []int) error {
 	for c := 1; c <= NumClasses; c++ {
 		if ch := &a.g.classes[c]; ch.lock.Holder() == deadToken && a.st.TakeOver(&ch.lock) {

@@ -1,6 +1,6 @@
-// Package ipc lets processes wait for one another (DESIGN.md section 7): a
-// parking table of futex words hashed by the store-wide address of what is
-// waited on, serving lock queues (a committer waiting for a lock word), the
+// Package ipc lets processes wait for one another: a parking table of
+// futex words hashed by the store-wide address of what is waited on,
+// serving lock queues (a reader or committer waiting for a locked word), the
 // wait after an abort (for the conflicting object to change) and, later,
 // Retry and watches. Many flags share one kernel object; a releaser makes a
 // system call only when a waiter announced itself.

@@ -1,5 +1,5 @@
-// Package objects holds the shared object kinds (DESIGN.md section 5),
-// layouts drawn in layout.go:
+// Package objects holds the shared object kinds, layouts drawn in
+// layout.go:
 //
 //   - values: None, Bool, Int, Float inline in a cell or entry; String and
 //     Bytes in an immutable blob owned by the one cell that holds it;

@@ -20,7 +20,9 @@ import (
 //
 // The rings stay where they are: once shm gives the slots back (Owner 0)
 // the next Collect anywhere adopts them, or the slot's next owner
-// collects its ring itself. Recover is idempotent.
+// collects its ring itself. Recover is idempotent. It runs after txn's
+// Recover and before alloc's (the essay that opens txn/recover.go tells
+// the whole of recovery and why in that order).
 func (r *Reclaimer) Recover(deadToken uint32, slots []int) error {
 	if err := r.writable("recover"); err != nil {
 		return err

@@ -57,9 +57,9 @@ const (
 // segment.
 var GlobalPartSize = [numParts]uintptr{
 	PartAlloc:   AllocGlobalSize, // class locks, fullness bins, superblock pool
-	PartReclaim: 4 << 10,         // global epoch
+	PartReclaim: 4 << 10,         // format stamp, overflow retire ring
 	PartIPC:     64 << 10,        // parking table
-	PartTxn:     4 << 10,         // version clock, root, privileged token
+	PartTxn:     4 << 10,         // version clock, root Dict handle
 }
 
 // SlotSize is the size of one slot, header and parts included.

@@ -40,8 +40,9 @@ import (
 // A stolen lock means the data it guards may be half-changed: Lock reports
 // it and the caller repairs before going on (each lock's owner knows how).
 //
-// Lock order, so that no wait can close a cycle: the recovery lock, then an
-// allocator class lock, then the allocator pool lock. Code holding a lock
+// Lock order, so that no wait can close a cycle: the recovery lock, then a
+// retire ring's lock (reclaim), then an allocator class lock, then the
+// allocator pool lock. Code holding a lock
 // never waits for one earlier in that order (RecoverDead is called holding
 // nothing; the pool lock's holder takes no other lock), so a dead holder is
 // the only thing that can keep a Mutex held for long.

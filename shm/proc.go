@@ -32,6 +32,9 @@ func TokenProc(tok uint32) int { return int(tok&tokenProcMask) - 1 }
 
 // Layer is what a layer above shm plugs in so that shm can drive the
 // recovery of a dead process and the release of a closing one's slots.
+// The essay that opens txn/recover.go tells the whole of recovery: who
+// calls RecoverDead and when, the order of the layers, and why each step
+// can run again.
 type Layer interface {
 	// Recover repairs this layer's shared state after the process whose
 	// lock token was deadToken died: its part of each of slots, and
@@ -50,8 +53,9 @@ type layerEntry struct {
 }
 
 // AddLayer registers a layer. Recovery and release run the layers from the
-// highest rank down (the order of DESIGN.md's stack: txn above reclaim and
-// ipc above alloc), so each layer finds the ones below it intact.
+// highest rank down (txn.Rank 30, reclaim.Rank 20, alloc.Rank 10; ipc
+// keeps nothing to recover and registers none), so each layer finds the
+// ones below it intact.
 func (s *Store) AddLayer(rank int, name string, l Layer) {
 	s.layersMu.Lock()
 	defer s.layersMu.Unlock()
@@ -330,8 +334,9 @@ func ofdHeld(f *os.File, off int64) (bool, error) {
 }
 
 // procStartTime reads field 22 of /proc/pid/stat (start time in clock ticks
-// after boot); 0 if unreadable. Recorded for inspection: liveness itself
-// rests on the lock byte.
+// after boot); 0 if unreadable. Stored in the process entry beside the
+// pid; nothing in shmstore reads it back (shmctl procs shows the pid
+// only): liveness rests on the lock byte alone.
 func procStartTime(pid int) uint64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {

@@ -1,6 +1,6 @@
-// Package txn runs serializable transactions over shared memory (DESIGN.md
-// section 6): TL2 with TinySTM's snapshot extension, commit-time locking
-// in address order, and a redo log in the slot for crash atomicity.
+// Package txn runs serializable transactions over shared memory: TL2 with
+// TinySTM's snapshot extension, commit-time locking in address order, and
+// a redo log in the slot for crash atomicity.
 //
 // The walk through a transaction (Engine.Run):
 //
@@ -36,11 +36,14 @@
 // back (its locks released unchanged; alloc then frees its allocations).
 // Every step is idempotent, and locks are released only by CAS from "held
 // by this slot", so a recoverer that dies is followed by another. The
-// tests stop a commit at each distinct point and recover it.
+// tests stop a commit at each distinct point and recover it. recover.go
+// opens with the essay on recovery across the layers: liveness, who runs
+// it and when, the order txn -> reclaim -> alloc, and why every step can
+// run again.
 //
 // It owns the txn parts of the control segment (shm.PartTxn: the clock and
 // the root word) and of each slot (state, counters, redo log). It composes
-// reclaim and ipc below it.
+// alloc, reclaim and ipc below it.
 //
 // It must never import objects or the root package, never let a
 // transaction observe a state that did not exist at one moment, never

@@ -190,9 +190,9 @@ func (e *Engine) Collect() error {
 	})
 }
 
-// Close gives back every idle slot. Transactions still running keep theirs
-// until they end (and then give it back). The store's own Close releases
-// the slots' parts (Release below).
+// Close gives back every idle slot. While transactions are running it
+// refuses (shm.ErrInUse) and closes nothing. The store's own Close
+// releases the slots' parts (Release, in recover.go).
 func (e *Engine) Close() error {
 	e.mu.Lock()
 	if busy := e.leases - len(e.idle); busy > 0 && !e.closed {
