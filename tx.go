@@ -44,6 +44,13 @@ func (s *Store) update(fn func(tx *Tx) error) error {
 	return s.sp.Update(func(t *objects.Tx) error { return fn(opTx(t)) })
 }
 
+func (s *Store) updateContext(ctx context.Context, fn func(tx *Tx) error) error {
+	if s.sp == nil {
+		return errNoSpace
+	}
+	return s.sp.UpdateContext(ctx, func(t *objects.Tx) error { return fn(opTx(t)) })
+}
+
 func (s *Store) view(fn func(tx *Tx) error) error {
 	if s.sp == nil {
 		return errNoSpace

@@ -18,7 +18,9 @@ import (
 //	|                             |  finalizers); others: rc and contents
 //	+-----------------------------+ 8
 //	| kind u8 | flags u8 | _ u16  |  immutable after creation (flags:
-//	| n u32                       |  none yet)
+//	| n u32                       |  flagQueue on a List made as a Queue;
+//	|                             |  n: a Record's field count, a Queue's
+//	|                             |  bound)
 //	+-----------------------------+ 16
 //	| rc        u64               |  references from containers and the
 //	|                             |  root; changed only at commit, under lock
