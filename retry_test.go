@@ -208,3 +208,51 @@ func TestOrElseTakesTheFirstReady(t *testing.T) {
 	require.Equal(t, "a", from)
 	require.EqualValues(t, 4, n)
 }
+
+func TestWatchYieldsEachChange(t *testing.T) {
+	st := openTest(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type seen struct {
+		v      any
+		absent bool
+	}
+	got := make(chan seen)
+	errs := make(chan error, 1)
+	go func() {
+		for v, err := range st.Watch(ctx, "cfg/level") {
+			if err != nil && !errors.Is(err, shmstore.ErrKeyNotFound) {
+				errs <- err
+				return
+			}
+			got <- seen{v, err != nil}
+		}
+	}()
+	next := func() seen {
+		select {
+		case s := <-got:
+			return s
+		case err := <-errs:
+			t.Fatalf("watch ended: %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("no change seen within 30 s: a wake-up was lost")
+		}
+		return seen{}
+	}
+	require.Equal(t, seen{nil, true}, next(), "absent at first")
+	require.NoError(t, st.Set("cfg/level", 1))
+	require.Equal(t, seen{int64(1), false}, next())
+	require.NoError(t, st.Set("cfg/other", "x")) // same stripe or not: no change of cfg/level
+	require.NoError(t, st.Set("cfg/level", 1))   // the same value again: no change
+	require.NoError(t, st.Set("cfg/level", 2))
+	require.Equal(t, seen{int64(2), false}, next())
+	require.NoError(t, st.Delete("cfg"))
+	require.Equal(t, seen{nil, true}, next())
+	cancel()
+	select {
+	case err := <-errs:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watch did not end with its context")
+	}
+}

@@ -1,0 +1,64 @@
+//go:build linux && (amd64 || arm64)
+
+package shmstore
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"reflect"
+)
+
+// Watch yields the value at path, copied out as Export gives it, now and
+// then each time a commit changes it (anything under it, for a
+// container), until ctx ends or the loop stops:
+//
+//	for v, err := range st.Watch(ctx, "config") {
+//		if errors.Is(err, shmstore.ErrKeyNotFound) {
+//			continue // absent for now: the next change will tell
+//		}
+//		if err != nil {
+//			return err // ctx ended, or the store failed
+//		}
+//		apply(v)
+//	}
+//
+// Between changes it sleeps in Retry: no polling, no memory held back.
+// Changes that come faster than the loop takes them are seen as one (the
+// latest state), and a commit that writes the same value again is not a
+// change. An absent path is a state too: it yields (nil, an error
+// wrapping ErrKeyNotFound) and the watch goes on. Any other error ends it.
+func (s *Store) Watch(ctx context.Context, path string) iter.Seq2[any, error] {
+	return func(yield func(any, error) bool) {
+		var last any
+		var lastErr error
+		first := true
+		for {
+			var cur any
+			var curErr error
+			err := s.ViewContext(ctx, func(tx *Tx) error {
+				v, err := lookupPath(tx, path)
+				var x any
+				if err == nil {
+					x, err = tx.Export(v)
+				}
+				if err != nil && !errors.Is(err, ErrKeyNotFound) {
+					return err
+				}
+				if !first && reflect.DeepEqual(x, last) && errors.Is(err, ErrKeyNotFound) == errors.Is(lastErr, ErrKeyNotFound) {
+					return tx.Retry() // unchanged: wait for a commit to what this read
+				}
+				cur, curErr = x, err
+				return nil
+			})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			first, last, lastErr = false, cur, curErr
+			if !yield(cur, curErr) {
+				return
+			}
+		}
+	}
+}
