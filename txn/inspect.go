@@ -23,7 +23,8 @@ type SlotInfo struct {
 	Age      time.Duration
 	Attempts uint32
 	Locks    int    // locks logged by the commit under way
-	WaitOn   uint64 // address of the lock word it waits on (0: none)
+	WaitOn   uint64 // address of the lock word it waits on (0: none); in Retry, the first of RetryOn
+	RetryOn  int    // words a transaction in Retry sleeps on (0: not in Retry)
 	Commits  uint64
 	Aborts   uint64
 	Retired  int    // retire-ring entries the slot holds back
@@ -52,6 +53,7 @@ func (e *Engine) Slots() []SlotInfo {
 		if w := sp.WaitOn.Load(); w != 0 {
 			si.WaitOn = w - 1
 		}
+		si.RetryOn = int(sp.Waiting.Load())
 		if owner >= 0 && owner < e.st.NumProcs() {
 			si.PID = e.st.Proc(owner).PID.Load()
 			si.Alive = e.st.ProcAlive(owner)

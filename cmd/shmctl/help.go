@@ -153,6 +153,15 @@ Dicts; from JSON, Bytes become Strings (their base64) and non-String
 keys String keys.
 `
 
+	watchHelp = `
+PATH is as for get. watch prints one line at once (the value now, as
+compact JSON, or (absent)) and one more after each commit that changes
+the value or anything under it, until Ctrl-C (or --count lines). Changes
+that come faster than it prints are seen as one, the latest. Between
+changes it sleeps in a transaction's Retry: no polling, nothing held.
+With --json each line is an object: time, absent, value.
+`
+
 	txnsHelp = `
 Every slot that has an owner or holds retired memory, read without locks
 (a snapshot that may be mid-change), and the global version clock (the

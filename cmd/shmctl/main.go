@@ -5,7 +5,7 @@
 //
 //	shmctl [--dir DIR] [--json] COMMAND [FLAGS] [ARGS]
 //
-// Commands: create, ls, info, check, rm, get, dump, load, txns, procs,
+// Commands: create, ls, info, check, rm, get, watch, dump, load, txns, procs,
 // bench, bank, help. Every command takes --dir (the directory that holds
 // stores; default $SHMSTORE_DIR, else /dev/shm/shmstore) and --json
 // (machine-readable output with stable snake_case field names), before or
@@ -222,6 +222,9 @@ func commandTable() []*command {
 		{name: "load", args: "NAME FILE", summary: "set each top-level key of a JSON or msgpack object in FILE, in one transaction",
 			details: loadHelp,
 			newOpts: func(g globalOptions) commandOptions { return &loadOptions{globalOptions: g} }},
+		{name: "watch", args: "NAME PATH", summary: "print the value at PATH now and after each commit that changes it, until interrupted",
+			details: watchHelp,
+			newOpts: func(g globalOptions) commandOptions { return &watchOptions{globalOptions: g} }},
 		{name: "txns", args: "NAME", summary: "list the transaction slots: owner, state, locks, waits, commits, aborts, retired memory",
 			details: txnsHelp,
 			newOpts: func(g globalOptions) commandOptions { return &txnsOptions{nameOnly{globalOptions: g}} }},

@@ -41,6 +41,7 @@ type txnsSlot struct {
 	Attempts   uint32  `json:"attempts"`    // of the running transaction
 	Locks      int     `json:"locks"`       // locks held by the commit under way
 	WaitOn     uint64  `json:"wait_on"`     // address of the lock word waited on, 0 for none
+	RetryOn    int     `json:"retry_on"`    // in Retry: how many words it sleeps on (wait_on is the first)
 	Commits    uint64  `json:"commits"`     // since the slot was made: all its owners
 	Aborts     uint64  `json:"aborts"`
 	Retired    int     `json:"retired"`      // retired entries the slot holds back from reuse
@@ -65,7 +66,7 @@ func collectTxns(st *shmstore.Store) txnsReport {
 	for _, s := range e.Slots() {
 		rep.Slots = append(rep.Slots, txnsSlot{Slot: s.Slot, Proc: s.Proc, PID: s.PID, Alive: s.Alive,
 			Leased: s.Leased, State: s.State, Active: s.Active, RV: s.RV, AgeSeconds: s.Age.Seconds(),
-			Attempts: s.Attempts, Locks: s.Locks, WaitOn: s.WaitOn, Commits: s.Commits, Aborts: s.Aborts,
+			Attempts: s.Attempts, Locks: s.Locks, WaitOn: s.WaitOn, RetryOn: s.RetryOn, Commits: s.Commits, Aborts: s.Aborts,
 			Retired: s.Retired, Oldest: s.Oldest})
 	}
 	return rep
@@ -96,7 +97,10 @@ func (r *txnsReport) writeText(w io.Writer) error {
 			attempts = strconv.FormatUint(uint64(s.Attempts), 10)
 		}
 		waitOn := "-"
-		if s.WaitOn != 0 {
+		switch {
+		case s.RetryOn > 0:
+			waitOn = fmt.Sprintf("retry: %d words (%#x...)", s.RetryOn, s.WaitOn)
+		case s.WaitOn != 0:
 			waitOn = fmt.Sprintf("%#x", s.WaitOn)
 		}
 		oldest := "-"

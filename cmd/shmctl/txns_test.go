@@ -3,10 +3,13 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -97,4 +100,41 @@ func TestTxnsUnknownStore(t *testing.T) {
 	dir := testDir(t)
 	requireOneLineError(t, shmctl(t, "--dir", dir, "txns", "nosuch"), 1, `txns: no store "nosuch" in `+dir)
 	requireOneLineError(t, shmctl(t, "--dir", dir, "procs", "nosuch"), 1, `procs: no store "nosuch" in `+dir)
+}
+
+// TestTxnsShowsRetry: a transaction sleeping in Retry shows as such, with
+// the words it waits on, and not as active (it holds nothing).
+func TestTxnsShowsRetry(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "rt")
+	st := openAttached(t, dir, "rt")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- st.UpdateContext(ctx, func(tx *shmstore.Tx) error {
+			if _, err := tx.Root().GetInt("go"); errors.Is(err, shmstore.ErrKeyNotFound) {
+				return tx.Retry()
+			} else if err != nil {
+				return err
+			}
+			return nil
+		})
+	}()
+	var rep txnsReport
+	var s txnsSlot
+	for s.RetryOn == 0 {
+		time.Sleep(time.Millisecond)
+		runJSON(t, &rep, "--dir", dir, "txns", "rt")
+		for _, x := range rep.Slots {
+			if x.PID == uint32(os.Getpid()) {
+				s = x
+			}
+		}
+	}
+	require.False(t, s.Active, "a transaction in Retry publishes no snapshot")
+	require.NotZero(t, s.WaitOn)
+	require.Regexp(t, fmt.Sprintf(`(?m)^%d +.* retry: %d words \(0x[0-9a-f]+\.\.\.\) `, s.Slot, s.RetryOn), mustRun(t, "--dir", dir, "txns", "rt"))
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
 }

@@ -1,0 +1,130 @@
+//go:build linux && (amd64 || arm64)
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/shmstore/shmstore"
+)
+
+// watchOptions are the flags and arguments of `shmctl watch NAME PATH`.
+type watchOptions struct {
+	globalOptions
+	name  string
+	path  string
+	count int // stop after this many lines (0: until interrupted)
+	// ctx ends the watch; nil: Ctrl-C or SIGTERM (tests set their own).
+	ctx context.Context
+}
+
+// addFlags registers the global flags and --count.
+func (o *watchOptions) addFlags(fs *flag.FlagSet) {
+	o.addGlobalFlags(fs)
+	fs.IntVar(&o.count, "count", 0, "stop after `N` values (the first is the value now; 0: until interrupted)")
+}
+
+// setArgs takes the store name and the path.
+func (o *watchOptions) setArgs(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("want a store NAME and a PATH, got %d arguments", len(args))
+	}
+	o.name, o.path = args[0], args[1]
+	return nil
+}
+
+// Validate checks the store name, the path and --count.
+func (o *watchOptions) Validate() error {
+	if err := validStoreName(o.name); err != nil {
+		return err
+	}
+	if o.count < 0 {
+		return errors.New("--count must be 0 or more")
+	}
+	_, err := shmstore.SplitPath(o.path)
+	return err
+}
+
+// watchLine is one line of `watch --json`.
+type watchLine struct {
+	Time   time.Time `json:"time"`
+	Absent bool      `json:"absent"` // no value at the path now
+	Value  any       `json:"value"`
+}
+
+// run prints the value at the path now and after each commit that changes
+// it, one line each, until interrupted (or --count lines). It attaches
+// (a transaction needs a slot) and writes no data; between changes it
+// sleeps in Retry.
+func (o *watchOptions) run(w io.Writer) error {
+	ctx := o.ctx
+	if ctx == nil {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
+	st, err := o.openExisting(o.name)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n := 0
+	for v, err := range st.Watch(ctx, o.path) {
+		absent := errors.Is(err, shmstore.ErrKeyNotFound)
+		if err != nil && !absent {
+			if ctx.Err() != nil {
+				return nil // interrupted: the normal end
+			}
+			return fmt.Errorf("store %q: %w", o.name, err)
+		}
+		var j any
+		if !absent {
+			t, err := treeOf(v)
+			if err == nil {
+				j, err = jsonTree(t, o.path)
+			}
+			if err != nil {
+				return fmt.Errorf("store %q: %w", o.name, err)
+			}
+		}
+		if err := o.writeLine(w, watchLine{Time: time.Now(), Absent: absent, Value: j}); err != nil {
+			return err
+		}
+		if n++; o.count > 0 && n >= o.count {
+			return nil
+		}
+	}
+	return nil
+}
+
+// writeLine prints one change: a JSON object with --json, else the time
+// and the value as compact JSON ("(absent)" when there is none).
+func (o *watchOptions) writeLine(w io.Writer, l watchLine) error {
+	if o.JSON {
+		b, err := json.Marshal(l)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	val := "(absent)"
+	if !l.Absent {
+		b, err := json.Marshal(l.Value)
+		if err != nil {
+			return err
+		}
+		val = string(b)
+	}
+	_, err := fmt.Fprintf(w, "%s  %s\n", l.Time.Format("15:04:05.000"), val)
+	return err
+}
