@@ -266,9 +266,13 @@ func (s *Store) lockCreateByte(o Options) error {
 	return nil
 }
 
-// openLocked maps the control segment and attaches. REQUIRES: byte 0 held.
+// openLocked maps the control segment, checks the region files and
+// attaches. REQUIRES: byte 0 held.
 func (s *Store) openLocked(o Options) error {
 	if err := s.openControl(o); err != nil {
+		return err
+	}
+	if err := s.checkRegionFiles(); err != nil {
 		return err
 	}
 	s.regions = make([]atomic.Pointer[regionMap], s.hdr.MaxRegions+1)
@@ -329,6 +333,12 @@ func (s *Store) fileError(what string, err error) error {
 		return fmt.Errorf("shm: store %q: %s: %w: %w", s.name, what, ErrNotFound, err)
 	}
 	return fmt.Errorf("shm: store %q: %s: %w", s.name, what, err)
+}
+
+// damaged is the error for a damaged store: what is wrong, that the store
+// is damaged (ErrDamaged), and what to do about it.
+func damaged(name, format string, args ...any) error {
+	return fmt.Errorf("shm: store %q: %s: %w: remove it with shmctl rm --force", name, fmt.Sprintf(format, args...), ErrDamaged)
 }
 
 // openControl creates the control segment if nobody completed it, then
