@@ -39,9 +39,10 @@ var ErrNoSlots = errors.New("no free slot")
 // ErrNotLeased: a slot released that this process had not leased.
 var ErrNotLeased = errors.New("slot not leased")
 
-// ErrDamaged: the store's files are damaged: a region file missing or cut
-// short. Such a store cannot be opened; Remove with force deletes it. An
-// error that wraps ErrDamaged matches ErrLayout too.
+// ErrDamaged: the store's files are damaged: the control file zeroed or cut
+// short, the lock file missing, the control file missing beside region
+// files, a region file missing or cut short. Such a store cannot be opened.
+// An error that wraps ErrDamaged matches ErrLayout too.
 var ErrDamaged error = damagedError{}
 
 // damagedError is ErrDamaged's type: it reads as what it is, and it is a

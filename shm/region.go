@@ -23,6 +23,20 @@ func (s *Store) RegionPath(id uint16) string {
 // regionName is the name of region id's file in the store directory.
 func regionName(id uint16) string { return fmt.Sprintf("region-%05d", id) }
 
+// isRegionName reports whether name is a region file's: region-NNNNN.
+func isRegionName(name string) bool {
+	const prefix = "region-"
+	if len(name) != len(prefix)+5 || name[:len(prefix)] != prefix {
+		return false
+	}
+	for _, c := range name[len(prefix):] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // checkRegionFiles stats the file of every region the header says exists,
 // one fstatat each, so that Open reports a region file missing or cut short
 // by name instead of a later access failing (or faulting under a live

@@ -19,6 +19,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// The files of a store directory besides the region files (RegionPath).
+const (
+	controlName    = "control"
+	controlNewName = "control.new" // a control file its creator is still writing
+	lockName       = "lock"
+)
+
 // DefaultDir is where stores live unless Options.Dir or SHMSTORE_DIR says
 // otherwise: tmpfs, so memory-speed and gone at reboot.
 const DefaultDir = "/dev/shm/shmstore"
@@ -237,18 +244,10 @@ func (s *Store) lockCreateByte(o Options) error {
 	if err := s.makeDirs(o); err != nil {
 		return err
 	}
-	flag := os.O_RDWR | os.O_CREATE
-	switch {
-	case o.ReadOnly:
-		flag = os.O_RDONLY
-	case o.Create == MustExist:
-		flag = os.O_RDWR // a complete store has its lock file: never add one to a store being removed
-	}
-	path := filepath.Join(s.dir, "lock")
+	path := filepath.Join(s.dir, lockName)
 	var err error
-	s.lockFile, err = os.OpenFile(path, flag, o.Mode)
-	if err != nil {
-		return s.fileError("open lock file", err)
+	if s.lockFile, err = s.openLockFile(o); err != nil {
+		return err
 	}
 	lt := int16(unix.F_WRLCK)
 	if o.ReadOnly {
@@ -264,6 +263,51 @@ func (s *Store) lockCreateByte(o Options) error {
 		return errStoreReplaced
 	}
 	return nil
+}
+
+// openLockFile opens the lock file, creating it if o may create the store.
+// A creator makes the lock file before the control file, and Remove takes
+// the directory away whole, so a control file without a lock file is
+// damage; a lock file made afresh beside it would let openers take the
+// processes still holding bytes of the old one for dead.
+func (s *Store) openLockFile(o Options) (*os.File, error) {
+	path := filepath.Join(s.dir, lockName)
+	flag := os.O_RDWR
+	if o.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, s.fileError("open lock file", err)
+	}
+	if s.controlExists() {
+		// A creator may have made both since we looked: look again.
+		if f, err = os.OpenFile(path, flag, 0); err == nil {
+			return f, nil
+		}
+		if errors.Is(err, fs.ErrNotExist) && s.controlExists() {
+			return nil, damaged(s.name, "lock file is missing")
+		}
+	}
+	if o.ReadOnly || o.Create == MustExist {
+		// Never add a lock file to a store being removed.
+		return nil, s.fileError("open lock file", err)
+	}
+	if r := s.someRegionFile(); r != "" {
+		return nil, damaged(s.name, "control file is missing but %s is there", r)
+	}
+	if f, err = os.OpenFile(path, flag|os.O_CREATE, o.Mode); err != nil {
+		return nil, s.fileError("open lock file", err)
+	}
+	return f, nil
+}
+
+func (s *Store) controlExists() bool {
+	_, err := os.Stat(filepath.Join(s.dir, controlName))
+	return err == nil
 }
 
 // openLocked maps the control segment, checks the region files and
@@ -288,9 +332,9 @@ func (s *Store) openLocked(o Options) error {
 func (s *Store) makeDirs(o Options) error {
 	base := o.BaseDir()
 	if o.Create == MustExist {
-		if _, err := os.Stat(filepath.Join(s.dir, "control")); err != nil {
+		if _, err := os.Stat(filepath.Join(s.dir, controlName)); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("shm: store %q in %s: %w", s.name, base, ErrNotFound)
+				return s.noControl(base)
 			}
 			return s.fileError("stat control file", err)
 		}
@@ -341,52 +385,75 @@ func damaged(name, format string, args ...any) error {
 	return fmt.Errorf("shm: store %q: %s: %w: remove it with shmctl rm --force", name, fmt.Sprintf(format, args...), ErrDamaged)
 }
 
-// openControl creates the control segment if nobody completed it, then
-// checks it: magic, then version, then stamp, then size, each with its own
-// message. The caller holds the create lock.
+// openControl creates the control segment if there is none, else checks
+// it: size, magic, version, stamp, sizes, each with its own message. The
+// caller holds the create lock, so no creator is at work: a control file
+// is always a published one (create writes it under another name), and one
+// without its magic is damaged.
 func (s *Store) openControl(o Options) error {
-	path := filepath.Join(s.dir, "control")
-	flag := os.O_RDWR | os.O_CREATE
+	flag := os.O_RDWR
 	if o.ReadOnly {
 		flag = os.O_RDONLY
 	}
-	f, err := os.OpenFile(path, flag, o.Mode)
+	f, err := os.OpenFile(filepath.Join(s.dir, controlName), flag, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Never created, or its creator died before publishing it.
+		if o.Create == MustExist || o.ReadOnly {
+			return s.noControl(o.BaseDir())
+		}
+		if r := s.someRegionFile(); r != "" {
+			return damaged(s.name, "control file is missing but %s is there", r)
+		}
+		return s.create(o)
+	}
 	if err != nil {
 		return s.fileError("open control file", err)
 	}
 	defer f.Close()
+	if o.Create == MustCreate {
+		return fmt.Errorf("shm: store %q in %s: %w", s.name, filepath.Dir(s.dir), ErrExists)
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		return s.fileError("stat control file", err)
 	}
-	var magic uint64
-	if fi.Size() >= 8 {
-		var b [8]byte
-		if _, err := f.ReadAt(b[:], 0); err != nil {
-			return s.fileError("read control file", err)
-		}
-		magic = *(*uint64)(unsafe.Pointer(&b[0]))
-	}
-	if magic == 0 {
-		// Nobody finished creating it (or it is new): we hold the create
-		// lock, so any creator is gone. Start over.
-		if o.Create == MustExist || o.ReadOnly {
-			return fmt.Errorf("shm: store %q: control file is incomplete (creation never finished): %w", s.name, ErrNotFound)
-		}
-		return s.create(f, o)
-	}
-	if o.Create == MustCreate {
-		return fmt.Errorf("shm: store %q in %s: %w", s.name, filepath.Dir(s.dir), ErrExists)
-	}
 	return s.verifyAndMap(f, fi.Size())
 }
 
-func (s *Store) create(f *os.File, o Options) error {
+// noControl is the error for a store directory without a control file:
+// no such store, unless region files say that there was one.
+func (s *Store) noControl(base string) error {
+	if r := s.someRegionFile(); r != "" {
+		return damaged(s.name, "control file is missing but %s is there", r)
+	}
+	return fmt.Errorf("shm: store %q in %s: %w", s.name, base, ErrNotFound)
+}
+
+// someRegionFile names a region file in the store directory, "" if none.
+func (s *Store) someRegionFile() string {
+	ents, _ := os.ReadDir(s.dir)
+	for _, e := range ents {
+		if isRegionName(e.Name()) {
+			return e.Name()
+		}
+	}
+	return ""
+}
+
+// create writes the control segment of a new store. It writes it as
+// control.new and renames that to control once the header is complete
+// (magic last): a creator that dies midway leaves only control.new, which
+// the next creator overwrites, and never a control file without magic,
+// which openers take for damage.
+func (s *Store) create(o Options) error {
+	tmp := filepath.Join(s.dir, controlNewName)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, o.Mode)
+	if err != nil {
+		return s.fileError("create control file", err)
+	}
+	defer f.Close()
 	maxRegions := uint32(o.MaxSize / o.RegionSize)
 	l := computeLayout(maxRegions, uint32(o.Procs), uint32(o.Slots))
-	if err := f.Truncate(0); err != nil {
-		return s.fileError("truncate control file", err)
-	}
 	if err := f.Truncate(int64(l.size)); err != nil {
 		return s.fileError("size control file", err)
 	}
@@ -412,16 +479,19 @@ func (s *Store) create(f *os.File, o Options) error {
 	h.Mode = uint32(o.Mode)
 	h.Created = time.Now().UnixNano()
 	h.ControlSize = uint64(l.size)
-	// Publish: everything above is visible to whoever loads Magic.
+	// Publish: everything above is visible to whoever loads Magic, and the
+	// file is a store once it is called control.
 	h.Magic.Store(Magic)
+	if err := os.Rename(tmp, filepath.Join(s.dir, controlName)); err != nil {
+		return s.fileError("publish control file", err)
+	}
 	return nil
 }
 
 func (s *Store) verifyAndMap(f *os.File, size int64) error {
 	name := s.name
 	if size < int64(unsafe.Sizeof(Header{})) {
-		return fmt.Errorf("shm: store %q: control file truncated to %d bytes (a header is %d): %w",
-			name, size, unsafe.Sizeof(Header{}), ErrLayout)
+		return damaged(name, "control file is %d bytes, want at least %d", size, unsafe.Sizeof(Header{}))
 	}
 	var raw [unsafe.Sizeof(Header{})]byte
 	if _, err := f.ReadAt(raw[:], 0); err != nil {
@@ -429,6 +499,10 @@ func (s *Store) verifyAndMap(f *os.File, size int64) error {
 	}
 	h := (*Header)(unsafe.Pointer(&raw[0]))
 	switch {
+	case h.Magic.Load() == 0 && raw == [len(raw)]byte{}:
+		return damaged(name, "control file is zeroed (%d bytes, no header)", size)
+	case h.Magic.Load() == 0:
+		return damaged(name, "control file has no magic (%d bytes)", size)
 	case h.Magic.Load() != Magic:
 		return fmt.Errorf("shm: store %q: control file has magic %#x, want %#x (not a shmstore control file): %w",
 			name, h.Magic.Load(), Magic, ErrLayout)
@@ -447,9 +521,12 @@ func (s *Store) verifyAndMap(f *os.File, size int64) error {
 			name, h.RegionSize, h.MaxRegions, h.Procs, h.Slots, ErrLayout)
 	}
 	l := computeLayout(h.MaxRegions, h.Procs, h.Slots)
-	if h.ControlSize != uint64(l.size) || size < int64(l.size) {
-		return fmt.Errorf("shm: store %q: control file is %d bytes, its header wants %d (truncated or damaged): %w",
-			name, size, l.size, ErrLayout)
+	if h.ControlSize != uint64(l.size) {
+		return fmt.Errorf("shm: store %q: header records a control size of %d, its table sizes make %d: %w",
+			name, h.ControlSize, l.size, ErrLayout)
+	}
+	if size < int64(l.size) {
+		return damaged(name, "control file is %d bytes, its header wants %d", size, l.size)
 	}
 	prot := mmap.RDWR
 	if s.readOnly {
@@ -605,7 +682,7 @@ func List(opts Options) ([]string, error) {
 		if !e.IsDir() || ValidName(e.Name()) != nil {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(base, e.Name(), "control")); err == nil {
+		if _, err := os.Stat(filepath.Join(base, e.Name(), controlName)); err == nil {
 			names = append(names, e.Name())
 		}
 	}

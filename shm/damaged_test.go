@@ -1,0 +1,189 @@
+//go:build linux && (amd64 || arm64)
+
+package shm
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+)
+
+// dirState lists the files of a store directory with their sizes and
+// contents' length, so a test can tell that nothing changed.
+func dirState(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var st []string
+	for _, e := range ents {
+		fi, err := e.Info()
+		require.NoError(t, err)
+		b := []byte(nil)
+		if fi.Mode().IsRegular() && fi.Size() <= 1<<20 {
+			b, err = os.ReadFile(filepath.Join(dir, e.Name()))
+			require.NoError(t, err)
+		}
+		st = append(st, fmt.Sprintf("%s %v %d %x", e.Name(), fi.Mode(), fi.Size(), sumBytes(b)))
+	}
+	sort.Strings(st)
+	return st
+}
+
+func sumBytes(b []byte) uint64 {
+	var h uint64 = 14695981039346656037
+	for _, c := range b {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return h
+}
+
+// makeStore creates store name in dir with two regions and closes it.
+func makeStore(t *testing.T, dir, name string) string {
+	t.Helper()
+	s, err := Open(name, smallOpts(dir))
+	require.NoError(t, err)
+	for i := uint32(0); i < 2; i++ {
+		_, err := s.Grow(i)
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Close())
+	return filepath.Join(dir, name)
+}
+
+// TestDamagedStores damages a store in each way Open must name, and checks
+// Open's answer in every create mode.
+func TestDamagedStores(t *testing.T) {
+	const hdrSize = unsafe.Sizeof(Header{})
+	const regionSize = 1 << 20
+	ctlSize := int64(computeLayout(4, 8, 8).size) // smallOpts
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, sdir string)
+		msg    string // in Open's error, and Remove's without force
+		// notFound: Open (must exist, read-only) says ErrNotFound and
+		// CreateIfMissing creates the store (a creator died before
+		// publishing).
+		notFound bool
+	}{
+		{"control zeroed", func(t *testing.T, sdir string) {
+			require.NoError(t, os.WriteFile(filepath.Join(sdir, "control"), make([]byte, ctlSize), 0))
+		}, fmt.Sprintf("control file is zeroed (%d bytes, no header)", ctlSize), false},
+		{"control magic zeroed", func(t *testing.T, sdir string) {
+			patchFile(t, filepath.Join(sdir, "control"), unsafe.Offsetof(hdrProbe.Magic), uint64(0))
+		}, fmt.Sprintf("control file has no magic (%d bytes)", ctlSize), false},
+		{"control truncated to zero", func(t *testing.T, sdir string) {
+			require.NoError(t, os.Truncate(filepath.Join(sdir, "control"), 0))
+		}, fmt.Sprintf("control file is 0 bytes, want at least %d", hdrSize), false},
+		{"control shorter than its magic", func(t *testing.T, sdir string) {
+			require.NoError(t, os.Truncate(filepath.Join(sdir, "control"), 5))
+		}, fmt.Sprintf("control file is 5 bytes, want at least %d", hdrSize), false},
+		{"control truncated within the header", func(t *testing.T, sdir string) {
+			require.NoError(t, os.Truncate(filepath.Join(sdir, "control"), 100))
+		}, fmt.Sprintf("control file is 100 bytes, want at least %d", hdrSize), false},
+		{"control truncated partway", func(t *testing.T, sdir string) {
+			require.NoError(t, os.Truncate(filepath.Join(sdir, "control"), ctlSize/2))
+		}, fmt.Sprintf("control file is %d bytes, its header wants %d", ctlSize/2, ctlSize), false},
+		{"lock file missing", func(t *testing.T, sdir string) {
+			require.NoError(t, os.Remove(filepath.Join(sdir, "lock")))
+		}, "lock file is missing", false},
+		{"control file missing beside regions", func(t *testing.T, sdir string) {
+			require.NoError(t, os.Remove(filepath.Join(sdir, "control")))
+		}, "control file is missing but region-00001 is there", false},
+		{"control file missing, lock and control.new left", func(t *testing.T, sdir string) {
+			for _, f := range []string{"control", "region-00001", "region-00002"} {
+				require.NoError(t, os.Remove(filepath.Join(sdir, f)))
+			}
+			require.NoError(t, os.WriteFile(filepath.Join(sdir, "control.new"), make([]byte, 4096), 0o600))
+		}, "control file is missing (its creation never finished, or it was deleted)", true},
+		{"control and lock missing beside regions", func(t *testing.T, sdir string) {
+			require.NoError(t, os.Remove(filepath.Join(sdir, "control")))
+			require.NoError(t, os.Remove(filepath.Join(sdir, "lock")))
+		}, "control file is missing but region-00001 is there", false},
+		{"region truncated", func(t *testing.T, sdir string) {
+			require.NoError(t, os.Truncate(filepath.Join(sdir, "region-00002"), 4096))
+		}, fmt.Sprintf("region-00002 is 4096 bytes, want %d", regionSize), false},
+		{"region truncated to zero", func(t *testing.T, sdir string) {
+			require.NoError(t, os.Truncate(filepath.Join(sdir, "region-00001"), 0))
+		}, fmt.Sprintf("region-00001 is 0 bytes, want %d", regionSize), false},
+		{"region missing", func(t *testing.T, sdir string) {
+			require.NoError(t, os.Remove(filepath.Join(sdir, "region-00002")))
+		}, fmt.Sprintf("region-00002 is missing, want %d bytes", regionSize), false},
+		{"region too long", func(t *testing.T, sdir string) {
+			require.NoError(t, os.Truncate(filepath.Join(sdir, "region-00001"), 2*regionSize))
+		}, fmt.Sprintf("region-00001 is %d bytes, want %d", 2*regionSize, regionSize), false},
+	}
+	dir := testDir(t)
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			name := fmt.Sprintf("damaged-%d", i)
+			sdir := makeStore(t, dir, name)
+			c.damage(t, sdir)
+			before := dirState(t, sdir)
+
+			for _, mode := range []struct {
+				what string
+				o    Options
+			}{
+				{"must exist", Options{Dir: dir, Create: MustExist}},
+				{"read-only", Options{Dir: dir, ReadOnly: true}},
+				{"create if missing", smallOpts(dir)},
+			} {
+				if c.notFound && mode.o.Create == CreateIfMissing && !mode.o.ReadOnly {
+					continue // it would create the store: see TestCreatorDiedBeforePublishing
+				}
+				s, err := Open(name, mode.o)
+				if s != nil {
+					_ = s.Close()
+				}
+				if c.notFound {
+					require.ErrorIs(t, err, ErrNotFound, mode.what)
+					continue
+				}
+				require.ErrorIs(t, err, ErrDamaged, mode.what)
+				require.ErrorIs(t, err, ErrLayout, mode.what)
+				require.NotErrorIs(t, err, ErrNotFound, mode.what)
+				require.NotContains(t, err.Error(), "not found", mode.what)
+				require.Contains(t, err.Error(), fmt.Sprintf("store %q: %s: the store is damaged: remove it with shmctl rm --force", name, c.msg), mode.what)
+				require.Equal(t, before, dirState(t, sdir), "%s: a refused Open changed the store", mode.what)
+			}
+			if !c.notFound {
+				_, err := Open(name, Options{Dir: dir, Create: MustCreate})
+				require.Error(t, err, "MustCreate over a damaged store")
+				require.Equal(t, before, dirState(t, sdir))
+			}
+		})
+	}
+}
+
+// TestCreatorDiedBeforePublishing: a creator that dies midway leaves a lock
+// file and control.new, never a control file; the store does not exist,
+// and the next creator starts over.
+func TestCreatorDiedBeforePublishing(t *testing.T) {
+	dir := testDir(t)
+	sdir := filepath.Join(dir, "half")
+	require.NoError(t, os.Mkdir(sdir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(sdir, "lock"), nil, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(sdir, "control.new"), []byte("half a header"), 0o600))
+
+	for _, o := range []Options{{Dir: dir, Create: MustExist}, {Dir: dir, ReadOnly: true}} {
+		_, err := Open("half", o)
+		require.ErrorIs(t, err, ErrNotFound, "%+v", o)
+	}
+	names, err := List(Options{Dir: dir})
+	require.NoError(t, err)
+	require.Empty(t, names)
+
+	s := openT(t, "half", smallOpts(dir))
+	require.Equal(t, Magic, s.Header().Magic.Load())
+	require.NoFileExists(t, filepath.Join(sdir, "control.new"), "published under its own name")
+	fi, err := os.Stat(filepath.Join(sdir, "control"))
+	require.NoError(t, err)
+	require.Equal(t, int64(s.ControlBytes()), fi.Size())
+	s2 := openT(t, "half", Options{Dir: dir, Create: MustExist})
+	require.Equal(t, s.Header().Created, s2.Header().Created)
+}
