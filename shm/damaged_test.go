@@ -56,7 +56,7 @@ func makeStore(t *testing.T, dir, name string) string {
 }
 
 // TestDamagedStores damages a store in each way Open must name, and checks
-// Open's answer in every create mode.
+// Open's answer in every create mode, then Remove without and with force.
 func TestDamagedStores(t *testing.T) {
 	const hdrSize = unsafe.Sizeof(Header{})
 	const regionSize = 1 << 20
@@ -67,7 +67,7 @@ func TestDamagedStores(t *testing.T) {
 		msg    string // in Open's error, and Remove's without force
 		// notFound: Open (must exist, read-only) says ErrNotFound and
 		// CreateIfMissing creates the store (a creator died before
-		// publishing).
+		// publishing); Remove still calls it damaged.
 		notFound bool
 	}{
 		{"control zeroed", func(t *testing.T, sdir string) {
@@ -156,8 +156,86 @@ func TestDamagedStores(t *testing.T) {
 				require.Error(t, err, "MustCreate over a damaged store")
 				require.Equal(t, before, dirState(t, sdir))
 			}
+
+			err := Remove(name, Options{Dir: dir}, false)
+			require.ErrorIs(t, err, ErrDamaged)
+			require.Contains(t, err.Error(), fmt.Sprintf("store %q: %s: the store is damaged: remove it with shmctl rm --force", name, c.msg))
+			require.Equal(t, before, dirState(t, sdir), "a refused Remove changed the store")
+
+			require.NoError(t, Remove(name, Options{Dir: dir}, true))
+			require.NoDirExists(t, sdir)
+			require.ErrorIs(t, Remove(name, Options{Dir: dir}, true), ErrNotFound)
+
+			// The name is free again.
+			s := openT(t, name, smallOpts(dir))
+			require.Empty(t, s.Check())
 		})
 	}
+	names, err := List(Options{Dir: dir})
+	require.NoError(t, err)
+	require.Len(t, names, len(cases), "only the re-created stores: %q", names)
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, ents, len(cases), "nothing left behind by the removals")
+}
+
+// TestRemoveRefusesNonStores: Remove deletes only a store's directory,
+// even with force.
+func TestRemoveRefusesNonStores(t *testing.T) {
+	dir := testDir(t)
+	makeStore(t, dir, "target")
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T, path string)
+		msg   string
+	}{
+		{"empty directory", func(t *testing.T, path string) {
+			require.NoError(t, os.Mkdir(path, 0o700))
+		}, "holds no control, lock or region file: not a store; not removed"},
+		{"foreign files only", func(t *testing.T, path string) {
+			require.NoError(t, os.Mkdir(path, 0o700))
+			require.NoError(t, os.WriteFile(filepath.Join(path, "notes.txt"), []byte("mine"), 0o600))
+		}, `holds "notes.txt", which no store has: not a store; not removed`},
+		{"a store with a foreign file", func(t *testing.T, path string) {
+			makeStore(t, dir, filepath.Base(path))
+			require.NoError(t, os.WriteFile(filepath.Join(path, "notes.txt"), []byte("mine"), 0o600))
+		}, `holds "notes.txt", which no store has`},
+		{"a damaged store with a foreign file", func(t *testing.T, path string) {
+			makeStore(t, dir, filepath.Base(path))
+			require.NoError(t, os.Truncate(filepath.Join(path, "control"), 0))
+			require.NoError(t, os.WriteFile(filepath.Join(path, "region-1"), []byte("mine"), 0o600))
+		}, `holds "region-1", which no store has`},
+		{"a directory named like a region file", func(t *testing.T, path string) {
+			require.NoError(t, os.Mkdir(path, 0o700))
+			require.NoError(t, os.WriteFile(filepath.Join(path, "lock"), nil, 0o600))
+			require.NoError(t, os.Mkdir(filepath.Join(path, "region-00001"), 0o700))
+		}, `holds "region-00001", which no store has`},
+		{"a plain file", func(t *testing.T, path string) {
+			require.NoError(t, os.WriteFile(path, []byte("mine"), 0o600))
+		}, "is not a directory: not a store; not removed"},
+		{"a symbolic link to a store", func(t *testing.T, path string) {
+			require.NoError(t, os.Symlink(filepath.Join(dir, "target"), path))
+		}, "is not a directory"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			name := "x-" + filepath.Base(t.Name())
+			path := filepath.Join(dir, name)
+			c.setup(t, path)
+			fi, err := os.Lstat(path)
+			require.NoError(t, err)
+			for _, force := range []bool{false, true} {
+				err := Remove(name, Options{Dir: dir}, force)
+				require.ErrorIs(t, err, ErrNotStore, "force %v", force)
+				require.Contains(t, err.Error(), fmt.Sprintf("shm: remove %q: %s", name, path))
+				require.Contains(t, err.Error(), c.msg)
+				after, err := os.Lstat(path)
+				require.NoError(t, err, "force %v: removed", force)
+				require.True(t, os.SameFile(fi, after))
+			}
+		})
+	}
+	require.FileExists(t, filepath.Join(dir, "target", "control"), "the symbolic link's target is intact")
+	require.ErrorIs(t, Remove("absent", Options{Dir: dir}, true), ErrNotFound)
 }
 
 // TestCreatorDiedBeforePublishing: a creator that dies midway leaves a lock

@@ -41,8 +41,9 @@ var ErrNotLeased = errors.New("slot not leased")
 
 // ErrDamaged: the store's files are damaged: the control file zeroed or cut
 // short, the lock file missing, the control file missing beside region
-// files, a region file missing or cut short. Such a store cannot be opened.
-// An error that wraps ErrDamaged matches ErrLayout too.
+// files, a region file missing or cut short. Such a store cannot be opened;
+// Remove with force deletes it. An error that wraps ErrDamaged matches
+// ErrLayout too.
 var ErrDamaged error = damagedError{}
 
 // damagedError is ErrDamaged's type: it reads as what it is, and it is a
@@ -51,3 +52,8 @@ type damagedError struct{}
 
 func (damagedError) Error() string        { return "the store is damaged" }
 func (damagedError) Is(target error) bool { return target == ErrLayout }
+
+// ErrNotStore: Remove was asked to delete a directory that is not a store's
+// (it holds no control, lock or region file, or files no store has). It is
+// never removed, even with force.
+var ErrNotStore = errors.New("not a store")

@@ -694,44 +694,133 @@ func List(opts Options) ([]string, error) {
 // ErrInUse, while live processes are attached; with force, attached
 // processes keep their mappings until they exit, but the files are gone.
 //
-// Remove holds the store's create lock for writing while it looks for live
-// processes and deletes the files, so that no process attaches in between;
-// one that was waiting to attach finds the store gone and starts over. With
-// force, a store too damaged to open (ErrLayout, or a creation that never
-// finished) is removed too.
+// A store that cannot be opened is removed only with force: a damaged one
+// (ErrDamaged: control file zeroed or cut short, lock, control or region
+// file missing, region file cut short) and one of another layout
+// (ErrLayout). A directory that is not a store's (it holds no control,
+// lock or region file, or a file no store has) is never removed
+// (ErrNotStore).
+//
+// Remove holds the store's create lock for writing while it checks the
+// store, looks for live processes and takes the directory away, so that
+// no process attaches or creates in between; one that was waiting to
+// attach finds the store gone and starts over.
 func Remove(name string, opts Options, force bool) error {
 	if err := ValidName(name); err != nil {
 		return err
 	}
-	dir := filepath.Join(opts.BaseDir(), name)
-	ro := opts
-	ro.ReadOnly, ro.Create = true, MustExist
-	s, err := Open(name, ro)
-	if err != nil {
-		_, serr := os.Stat(filepath.Join(dir, "control"))
-		damaged := serr == nil && (errors.Is(err, ErrLayout) || errors.Is(err, ErrNotFound))
-		if !damaged {
+	for try := 0; ; try++ {
+		err := remove(name, opts, force)
+		if err == errStoreReplaced {
+			if try < 3 {
+				continue
+			}
+			return fmt.Errorf("shm: remove %q: %w", name, err)
+		}
+		return err
+	}
+}
+
+func remove(name string, opts Options, force bool) error {
+	s := &Store{name: name, dir: filepath.Join(opts.BaseDir(), name), readOnly: true, proc: -1}
+	defer s.unmap()
+	if err := s.checkStoreDir(); err != nil {
+		return err
+	}
+	path := filepath.Join(s.dir, lockName)
+	lf, err := os.OpenFile(path, os.O_RDWR, 0)
+	switch {
+	case err == nil:
+		s.lockFile = lf
+		if err := ofdLock(lf, 0, unix.F_WRLCK, true); err != nil {
+			return fmt.Errorf("shm: remove %q: take create lock: %w", name, err)
+		}
+		held, err1 := lf.Stat()
+		now, err2 := os.Stat(path)
+		if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+			return errStoreReplaced
+		}
+		// A creator we waited for may have changed the directory.
+		if err := s.checkStoreDir(); err != nil {
 			return err
 		}
-		if !force {
-			return fmt.Errorf("shm: remove %q: the store cannot be opened (%w); use force to remove it anyway", name, err)
-		}
-		return removeDir(name, dir)
-	}
-	defer s.Close()
-	lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
-	if err != nil {
+	case !errors.Is(err, fs.ErrNotExist):
 		return s.fileError("open lock file", err)
 	}
-	defer lf.Close() // drops the lock
-	if err := ofdLock(lf, 0, unix.F_WRLCK, true); err != nil {
-		return fmt.Errorf("shm: remove %q: take create lock: %w", name, err)
+	ro := opts
+	ro.ReadOnly, ro.Create = true, MustExist
+	err = s.openControl(ro)
+	if err == nil {
+		err = s.checkRegionFiles()
+	}
+	switch {
+	case errors.Is(err, ErrNotFound):
+		// checkStoreDir found files of a store: its creator died before
+		// publishing the control file, or the file was deleted.
+		err = damaged(name, "control file is missing (its creation never finished, or it was deleted)")
+	case err == nil && s.lockFile == nil:
+		err = damaged(name, "lock file is missing")
+	}
+	if err != nil {
+		switch {
+		case !errors.Is(err, ErrLayout):
+			return err
+		case force:
+			return removeDir(name, s.dir)
+		case errors.Is(err, ErrDamaged):
+			return err // it says what is wrong and to remove the store with force
+		}
+		return fmt.Errorf("shm: remove %q: the store cannot be opened (%w); use force to remove it anyway", name, err)
 	}
 	if live := s.LiveProcs(); len(live) > 0 && !force {
 		return fmt.Errorf("shm: remove %q: %d live processes attached (pids %v); use force to remove anyway: %w",
 			name, len(live), live, ErrInUse)
 	}
-	return removeDir(name, dir)
+	return removeDir(name, s.dir)
+}
+
+// checkStoreDir makes sure Remove deletes only a store's directory: one
+// that holds a control, lock or region file, and nothing else than the
+// files of a store.
+func (s *Store) checkStoreDir() error {
+	fi, err := os.Lstat(s.dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("shm: remove %q: no store in %s: %w", s.name, filepath.Dir(s.dir), ErrNotFound)
+	case err != nil:
+		return s.fileError("stat store directory", err)
+	case !fi.IsDir():
+		return fmt.Errorf("shm: remove %q: %s is not a directory: %w; not removed", s.name, s.dir, ErrNotStore)
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return s.fileError("read store directory", err)
+	}
+	for _, e := range ents {
+		if !isStoreFile(e) {
+			return fmt.Errorf("shm: remove %q: %s holds %q, which no store has: %w; not removed",
+				s.name, s.dir, e.Name(), ErrNotStore)
+		}
+	}
+	if len(ents) == 0 {
+		return fmt.Errorf("shm: remove %q: %s holds no control, lock or region file: %w; not removed",
+			s.name, s.dir, ErrNotStore)
+	}
+	return nil
+}
+
+// isStoreFile reports whether e is one of the files a store directory
+// holds: control, control.new, lock, region-NNNNN, each a regular file.
+func isStoreFile(e fs.DirEntry) bool {
+	if !e.Type().IsRegular() {
+		return false
+	}
+	switch n := e.Name(); n {
+	case controlName, controlNewName, lockName:
+		return true
+	default:
+		return isRegionName(n)
+	}
 }
 
 // removeDir takes a store directory out of the way in one step (a rename
