@@ -4,6 +4,7 @@ package shm
 
 import (
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// dirState lists the files of a store directory with their sizes and
-// contents' length, so a test can tell that nothing changed.
+// dirState lists the files of a store directory with their modes, sizes
+// and a hash of their contents, so a test can tell that nothing changed.
 func dirState(t *testing.T, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
@@ -23,23 +24,16 @@ func dirState(t *testing.T, dir string) []string {
 	for _, e := range ents {
 		fi, err := e.Info()
 		require.NoError(t, err)
-		b := []byte(nil)
+		h := fnv.New64a()
 		if fi.Mode().IsRegular() && fi.Size() <= 1<<20 {
-			b, err = os.ReadFile(filepath.Join(dir, e.Name()))
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 			require.NoError(t, err)
+			h.Write(b)
 		}
-		st = append(st, fmt.Sprintf("%s %v %d %x", e.Name(), fi.Mode(), fi.Size(), sumBytes(b)))
+		st = append(st, fmt.Sprintf("%s %v %d %x", e.Name(), fi.Mode(), fi.Size(), h.Sum64()))
 	}
 	sort.Strings(st)
 	return st
-}
-
-func sumBytes(b []byte) uint64 {
-	var h uint64 = 14695981039346656037
-	for _, c := range b {
-		h = (h ^ uint64(c)) * 1099511628211
-	}
-	return h
 }
 
 // makeStore creates store name in dir with two regions and closes it.
@@ -61,6 +55,16 @@ func TestDamagedStores(t *testing.T) {
 	const hdrSize = unsafe.Sizeof(Header{})
 	const regionSize = 1 << 20
 	ctlSize := int64(computeLayout(4, 8, 8).size) // smallOpts
+	truncate := func(file string, size int64) func(*testing.T, string) {
+		return func(t *testing.T, sdir string) { require.NoError(t, os.Truncate(filepath.Join(sdir, file), size)) }
+	}
+	remove := func(files ...string) func(*testing.T, string) {
+		return func(t *testing.T, sdir string) {
+			for _, f := range files {
+				require.NoError(t, os.Remove(filepath.Join(sdir, f)))
+			}
+		}
+	}
 	cases := []struct {
 		name   string
 		damage func(t *testing.T, sdir string)
@@ -76,46 +80,21 @@ func TestDamagedStores(t *testing.T) {
 		{"control magic zeroed", func(t *testing.T, sdir string) {
 			patchFile(t, filepath.Join(sdir, "control"), unsafe.Offsetof(hdrProbe.Magic), uint64(0))
 		}, fmt.Sprintf("control file has no magic (%d bytes)", ctlSize), false},
-		{"control truncated to zero", func(t *testing.T, sdir string) {
-			require.NoError(t, os.Truncate(filepath.Join(sdir, "control"), 0))
-		}, fmt.Sprintf("control file is 0 bytes, want at least %d", hdrSize), false},
-		{"control shorter than its magic", func(t *testing.T, sdir string) {
-			require.NoError(t, os.Truncate(filepath.Join(sdir, "control"), 5))
-		}, fmt.Sprintf("control file is 5 bytes, want at least %d", hdrSize), false},
-		{"control truncated within the header", func(t *testing.T, sdir string) {
-			require.NoError(t, os.Truncate(filepath.Join(sdir, "control"), 100))
-		}, fmt.Sprintf("control file is 100 bytes, want at least %d", hdrSize), false},
-		{"control truncated partway", func(t *testing.T, sdir string) {
-			require.NoError(t, os.Truncate(filepath.Join(sdir, "control"), ctlSize/2))
-		}, fmt.Sprintf("control file is %d bytes, its header wants %d", ctlSize/2, ctlSize), false},
-		{"lock file missing", func(t *testing.T, sdir string) {
-			require.NoError(t, os.Remove(filepath.Join(sdir, "lock")))
-		}, "lock file is missing", false},
-		{"control file missing beside regions", func(t *testing.T, sdir string) {
-			require.NoError(t, os.Remove(filepath.Join(sdir, "control")))
-		}, "control file is missing but region-00001 is there", false},
+		{"control truncated to zero", truncate("control", 0), fmt.Sprintf("control file is 0 bytes, want at least %d", hdrSize), false},
+		{"control shorter than its magic", truncate("control", 5), fmt.Sprintf("control file is 5 bytes, want at least %d", hdrSize), false},
+		{"control truncated within the header", truncate("control", 100), fmt.Sprintf("control file is 100 bytes, want at least %d", hdrSize), false},
+		{"control truncated partway", truncate("control", ctlSize/2), fmt.Sprintf("control file is %d bytes, its header wants %d", ctlSize/2, ctlSize), false},
+		{"lock file missing", remove("lock"), "lock file is missing", false},
+		{"control file missing beside regions", remove("control"), "control file is missing but region-00001 is there", false},
 		{"control file missing, lock and control.new left", func(t *testing.T, sdir string) {
-			for _, f := range []string{"control", "region-00001", "region-00002"} {
-				require.NoError(t, os.Remove(filepath.Join(sdir, f)))
-			}
+			remove("control", "region-00001", "region-00002")(t, sdir)
 			require.NoError(t, os.WriteFile(filepath.Join(sdir, "control.new"), make([]byte, 4096), 0o600))
 		}, "control file is missing (its creation never finished, or it was deleted)", true},
-		{"control and lock missing beside regions", func(t *testing.T, sdir string) {
-			require.NoError(t, os.Remove(filepath.Join(sdir, "control")))
-			require.NoError(t, os.Remove(filepath.Join(sdir, "lock")))
-		}, "control file is missing but region-00001 is there", false},
-		{"region truncated", func(t *testing.T, sdir string) {
-			require.NoError(t, os.Truncate(filepath.Join(sdir, "region-00002"), 4096))
-		}, fmt.Sprintf("region-00002 is 4096 bytes, want %d", regionSize), false},
-		{"region truncated to zero", func(t *testing.T, sdir string) {
-			require.NoError(t, os.Truncate(filepath.Join(sdir, "region-00001"), 0))
-		}, fmt.Sprintf("region-00001 is 0 bytes, want %d", regionSize), false},
-		{"region missing", func(t *testing.T, sdir string) {
-			require.NoError(t, os.Remove(filepath.Join(sdir, "region-00002")))
-		}, fmt.Sprintf("region-00002 is missing, want %d bytes", regionSize), false},
-		{"region too long", func(t *testing.T, sdir string) {
-			require.NoError(t, os.Truncate(filepath.Join(sdir, "region-00001"), 2*regionSize))
-		}, fmt.Sprintf("region-00001 is %d bytes, want %d", 2*regionSize, regionSize), false},
+		{"control and lock missing beside regions", remove("control", "lock"), "control file is missing but region-00001 is there", false},
+		{"region truncated", truncate("region-00002", 4096), fmt.Sprintf("region-00002 is 4096 bytes, want %d", regionSize), false},
+		{"region truncated to zero", truncate("region-00001", 0), fmt.Sprintf("region-00001 is 0 bytes, want %d", regionSize), false},
+		{"region missing", remove("region-00002"), fmt.Sprintf("region-00002 is missing, want %d bytes", regionSize), false},
+		{"region too long", truncate("region-00001", 2*regionSize), fmt.Sprintf("region-00001 is %d bytes, want %d", 2*regionSize, regionSize), false},
 	}
 	dir := testDir(t)
 	for i, c := range cases {
