@@ -13,8 +13,12 @@
 //	  lock           byte 0: create/attach lock; byte 1+i: liveness of process i
 //
 // Creation is race-free: every opener takes an OFD write lock on byte 0 of
-// lock; the first finds no magic, writes the whole header and stores the magic
-// word last; the others find the magic and check the layout.
+// lock; the first finds no control file, writes the whole segment as
+// control.new, stores the magic word last and renames it to control; the
+// others find it and check the layout. A creator that dies midway leaves
+// only control.new, so a control file without magic is damage, as are a
+// short control or region file and a missing lock or region file: Open
+// says which (ErrDamaged), and only Remove with force deletes such a store.
 //
 // Liveness: an attached process holds an OFD lock on its own byte of lock.
 // The kernel drops it when the process dies, whatever the reason, so a reused

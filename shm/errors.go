@@ -6,7 +6,7 @@ import "errors"
 // was expected); test with errors.Is.
 var (
 	// ErrLayout: the files are not a store this build can use (bad magic,
-	// other layout version, other layout stamp, truncated).
+	// other layout version, other layout stamp), or are damaged (ErrDamaged).
 	ErrLayout = errors.New("incompatible store layout")
 	// ErrNotFound: no store by that name.
 	ErrNotFound = errors.New("store not found")
@@ -38,3 +38,22 @@ var ErrNoSlots = errors.New("no free slot")
 
 // ErrNotLeased: a slot released that this process had not leased.
 var ErrNotLeased = errors.New("slot not leased")
+
+// ErrDamaged: the store's files are damaged: the control file zeroed or cut
+// short, the lock file missing, the control file missing beside region
+// files, a region file missing or cut short. Such a store cannot be opened;
+// Remove with force deletes it. An error that wraps ErrDamaged matches
+// ErrLayout too.
+var ErrDamaged error = damagedError{}
+
+// damagedError is ErrDamaged's type: it reads as what it is, and it is a
+// kind of ErrLayout (a store this build cannot use).
+type damagedError struct{}
+
+func (damagedError) Error() string        { return "the store is damaged" }
+func (damagedError) Is(target error) bool { return target == ErrLayout }
+
+// ErrNotStore: Remove was asked to delete a directory that is not a store's
+// (it holds no control, lock or region file, or files no store has). It is
+// never removed, even with force.
+var ErrNotStore = errors.New("not a store")

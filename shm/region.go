@@ -3,18 +3,78 @@
 package shm
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 	"unsafe"
 
 	"github.com/edsrzf/mmap-go"
+	"golang.org/x/sys/unix"
 )
 
 // RegionPath is the file of region id.
 func (s *Store) RegionPath(id uint16) string {
-	return filepath.Join(s.dir, fmt.Sprintf("region-%05d", id))
+	return filepath.Join(s.dir, regionName(id))
+}
+
+// regionName is the name of region id's file in the store directory.
+func regionName(id uint16) string { return fmt.Sprintf("region-%05d", id) }
+
+// isRegionName reports whether name is a region file's: region-NNNNN.
+func isRegionName(name string) bool {
+	const prefix = "region-"
+	if len(name) != len(prefix)+5 || name[:len(prefix)] != prefix {
+		return false
+	}
+	for _, c := range name[len(prefix):] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkRegionFiles stats the file of every region the header says exists,
+// one fstatat each, so that Open reports a region file missing or cut short
+// by name instead of a later access failing (or faulting under a live
+// mapping). The count is loaded first: a grower sizes its file before it
+// raises the count.
+func (s *Store) checkRegionFiles() error {
+	n := s.hdr.Regions.Load()
+	if n == 0 {
+		return nil
+	}
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return s.fileError("open store directory", err)
+	}
+	defer d.Close()
+	dfd := int(d.Fd())
+	for i := uint32(1); i <= n; i++ { // n may be 65535: no uint16 counter
+		var st unix.Stat_t
+		err := unix.Fstatat(dfd, regionName(uint16(i)), &st, 0)
+		if err := s.regionFileError(uint16(i), st.Size, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// regionFileError says what is wrong with the file of region id, given its
+// size or the error from opening or statting it; nil if nothing is.
+func (s *Store) regionFileError(id uint16, size int64, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return damaged(s.name, "%s is missing, want %d bytes", regionName(id), s.hdr.RegionSize)
+	case err != nil:
+		return s.fileError("access "+regionName(id), err)
+	case size != int64(s.hdr.RegionSize):
+		return damaged(s.name, "%s is %d bytes, want %d", regionName(id), size, s.hdr.RegionSize)
+	}
+	return nil
 }
 
 // Regions is the number of regions published (they are numbered 1..n).
@@ -71,16 +131,15 @@ func (s *Store) mapRegion(id uint16) (unsafe.Pointer, error) {
 	}
 	f, err := os.OpenFile(s.RegionPath(id), flag, 0)
 	if err != nil {
-		return nil, s.fileError(fmt.Sprintf("open region %d", id), err)
+		return nil, s.regionFileError(id, 0, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, s.fileError(fmt.Sprintf("stat region %d", id), err)
+		return nil, s.fileError("stat "+regionName(id), err)
 	}
-	if fi.Size() != int64(s.hdr.RegionSize) {
-		return nil, fmt.Errorf("shm: store %q: region %d is %d bytes, want %d: %w",
-			s.name, id, fi.Size(), s.hdr.RegionSize, ErrLayout)
+	if err := s.regionFileError(id, fi.Size(), nil); err != nil {
+		return nil, err
 	}
 	m, err := mmap.MapRegion(f, int(s.hdr.RegionSize), prot, 0, 0)
 	if err != nil {

@@ -102,6 +102,7 @@ func TestCheckFindsProblems(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Empty(t, s.Check())
+	s2 := openT(t, "chk", o) // maps no region yet
 
 	// A slot owned by a free entry.
 	s.Slot(5).Owner.Store(4)
@@ -125,12 +126,17 @@ func TestCheckFindsProblems(t *testing.T) {
 	}
 	require.True(t, missing, "missing region 2 not reported: %q", probs)
 
-	// A wrongly sized region is refused when mapped.
-	s2 := openT(t, "chk", o)
+	// A wrongly sized or missing region is refused when mapped, and the
+	// store is refused at Open.
 	_, err := s2.Region(1)
-	require.ErrorIs(t, err, ErrLayout)
+	require.ErrorIs(t, err, ErrDamaged)
+	require.Contains(t, err.Error(), fmt.Sprintf("region-00001 is 4096 bytes, want %d", 1<<20))
 	_, err = s2.Region(2)
-	require.ErrorIs(t, err, ErrNotFound)
+	require.ErrorIs(t, err, ErrDamaged)
+	require.Contains(t, err.Error(), fmt.Sprintf("region-00002 is missing, want %d bytes", 1<<20))
+	_, err = Open("chk", o)
+	require.ErrorIs(t, err, ErrDamaged)
+	require.Contains(t, err.Error(), "region-00001 is 4096 bytes")
 
 	s.Slot(5).Owner.Store(0)
 	require.NoError(t, os.Truncate(s.RegionPath(1), 1<<20))

@@ -19,6 +19,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// The files of a store directory besides the region files (RegionPath).
+const (
+	controlName    = "control"
+	controlNewName = "control.new" // a control file its creator is still writing
+	lockName       = "lock"
+)
+
 // DefaultDir is where stores live unless Options.Dir or SHMSTORE_DIR says
 // otherwise: tmpfs, so memory-speed and gone at reboot.
 const DefaultDir = "/dev/shm/shmstore"
@@ -237,18 +244,10 @@ func (s *Store) lockCreateByte(o Options) error {
 	if err := s.makeDirs(o); err != nil {
 		return err
 	}
-	flag := os.O_RDWR | os.O_CREATE
-	switch {
-	case o.ReadOnly:
-		flag = os.O_RDONLY
-	case o.Create == MustExist:
-		flag = os.O_RDWR // a complete store has its lock file: never add one to a store being removed
-	}
-	path := filepath.Join(s.dir, "lock")
+	path := filepath.Join(s.dir, lockName)
 	var err error
-	s.lockFile, err = os.OpenFile(path, flag, o.Mode)
-	if err != nil {
-		return s.fileError("open lock file", err)
+	if s.lockFile, err = s.openLockFile(o); err != nil {
+		return err
 	}
 	lt := int16(unix.F_WRLCK)
 	if o.ReadOnly {
@@ -266,9 +265,58 @@ func (s *Store) lockCreateByte(o Options) error {
 	return nil
 }
 
-// openLocked maps the control segment and attaches. REQUIRES: byte 0 held.
+// openLockFile opens the lock file, creating it if o may create the store.
+// A creator makes the lock file before the control file, and Remove takes
+// the directory away whole, so a control file without a lock file is
+// damage; a lock file made afresh beside it would let openers take the
+// processes still holding bytes of the old one for dead.
+func (s *Store) openLockFile(o Options) (*os.File, error) {
+	path := filepath.Join(s.dir, lockName)
+	flag := os.O_RDWR
+	if o.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, s.fileError("open lock file", err)
+	}
+	if s.controlExists() {
+		// A creator may have made both since we looked: look again.
+		if f, err = os.OpenFile(path, flag, 0); err == nil {
+			return f, nil
+		}
+		if errors.Is(err, fs.ErrNotExist) && s.controlExists() {
+			return nil, damaged(s.name, "lock file is missing")
+		}
+	}
+	if o.ReadOnly || o.Create == MustExist {
+		// Never add a lock file to a store being removed.
+		return nil, s.fileError("open lock file", err)
+	}
+	if r := s.someRegionFile(); r != "" {
+		return nil, damaged(s.name, "control file is missing but %s is there", r)
+	}
+	if f, err = os.OpenFile(path, flag|os.O_CREATE, o.Mode); err != nil {
+		return nil, s.fileError("open lock file", err)
+	}
+	return f, nil
+}
+
+func (s *Store) controlExists() bool {
+	_, err := os.Stat(filepath.Join(s.dir, controlName))
+	return err == nil
+}
+
+// openLocked maps the control segment, checks the region files and
+// attaches. REQUIRES: byte 0 held.
 func (s *Store) openLocked(o Options) error {
 	if err := s.openControl(o); err != nil {
+		return err
+	}
+	if err := s.checkRegionFiles(); err != nil {
 		return err
 	}
 	s.regions = make([]atomic.Pointer[regionMap], s.hdr.MaxRegions+1)
@@ -284,9 +332,9 @@ func (s *Store) openLocked(o Options) error {
 func (s *Store) makeDirs(o Options) error {
 	base := o.BaseDir()
 	if o.Create == MustExist {
-		if _, err := os.Stat(filepath.Join(s.dir, "control")); err != nil {
+		if _, err := os.Stat(filepath.Join(s.dir, controlName)); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("shm: store %q in %s: %w", s.name, base, ErrNotFound)
+				return s.noControl(base)
 			}
 			return s.fileError("stat control file", err)
 		}
@@ -331,52 +379,81 @@ func (s *Store) fileError(what string, err error) error {
 	return fmt.Errorf("shm: store %q: %s: %w", s.name, what, err)
 }
 
-// openControl creates the control segment if nobody completed it, then
-// checks it: magic, then version, then stamp, then size, each with its own
-// message. The caller holds the create lock.
+// damaged is the error for a damaged store: what is wrong, that the store
+// is damaged (ErrDamaged), and what to do about it.
+func damaged(name, format string, args ...any) error {
+	return fmt.Errorf("shm: store %q: %s: %w: remove it with shmctl rm --force", name, fmt.Sprintf(format, args...), ErrDamaged)
+}
+
+// openControl creates the control segment if there is none, else checks
+// it: size, magic, version, stamp, sizes, each with its own message. The
+// caller holds the create lock, so no creator is at work: a control file
+// is always a published one (create writes it under another name), and one
+// without its magic is damaged.
 func (s *Store) openControl(o Options) error {
-	path := filepath.Join(s.dir, "control")
-	flag := os.O_RDWR | os.O_CREATE
+	flag := os.O_RDWR
 	if o.ReadOnly {
 		flag = os.O_RDONLY
 	}
-	f, err := os.OpenFile(path, flag, o.Mode)
+	f, err := os.OpenFile(filepath.Join(s.dir, controlName), flag, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Never created, or its creator died before publishing it.
+		if o.Create == MustExist || o.ReadOnly {
+			return s.noControl(o.BaseDir())
+		}
+		if r := s.someRegionFile(); r != "" {
+			return damaged(s.name, "control file is missing but %s is there", r)
+		}
+		return s.create(o)
+	}
 	if err != nil {
 		return s.fileError("open control file", err)
 	}
 	defer f.Close()
+	if o.Create == MustCreate {
+		return fmt.Errorf("shm: store %q in %s: %w", s.name, filepath.Dir(s.dir), ErrExists)
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		return s.fileError("stat control file", err)
 	}
-	var magic uint64
-	if fi.Size() >= 8 {
-		var b [8]byte
-		if _, err := f.ReadAt(b[:], 0); err != nil {
-			return s.fileError("read control file", err)
-		}
-		magic = *(*uint64)(unsafe.Pointer(&b[0]))
-	}
-	if magic == 0 {
-		// Nobody finished creating it (or it is new): we hold the create
-		// lock, so any creator is gone. Start over.
-		if o.Create == MustExist || o.ReadOnly {
-			return fmt.Errorf("shm: store %q: control file is incomplete (creation never finished): %w", s.name, ErrNotFound)
-		}
-		return s.create(f, o)
-	}
-	if o.Create == MustCreate {
-		return fmt.Errorf("shm: store %q in %s: %w", s.name, filepath.Dir(s.dir), ErrExists)
-	}
 	return s.verifyAndMap(f, fi.Size())
 }
 
-func (s *Store) create(f *os.File, o Options) error {
+// noControl is the error for a store directory without a control file:
+// no such store, unless region files say that there was one.
+func (s *Store) noControl(base string) error {
+	if r := s.someRegionFile(); r != "" {
+		return damaged(s.name, "control file is missing but %s is there", r)
+	}
+	return fmt.Errorf("shm: store %q in %s: %w", s.name, base, ErrNotFound)
+}
+
+// someRegionFile names a region file in the store directory, "" if none.
+func (s *Store) someRegionFile() string {
+	ents, _ := os.ReadDir(s.dir)
+	for _, e := range ents {
+		if isRegionName(e.Name()) {
+			return e.Name()
+		}
+	}
+	return ""
+}
+
+// create writes the control segment of a new store. It writes it as
+// control.new and renames that to control once the header is complete
+// (magic last): a creator that dies midway leaves only control.new, which
+// the next creator overwrites, and never a control file without magic,
+// which openers take for damage.
+func (s *Store) create(o Options) error {
+	tmp := filepath.Join(s.dir, controlNewName)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, o.Mode)
+	if err != nil {
+		return s.fileError("create control file", err)
+	}
+	defer f.Close()
 	maxRegions := uint32(o.MaxSize / o.RegionSize)
 	l := computeLayout(maxRegions, uint32(o.Procs), uint32(o.Slots))
-	if err := f.Truncate(0); err != nil {
-		return s.fileError("truncate control file", err)
-	}
 	if err := f.Truncate(int64(l.size)); err != nil {
 		return s.fileError("size control file", err)
 	}
@@ -402,16 +479,19 @@ func (s *Store) create(f *os.File, o Options) error {
 	h.Mode = uint32(o.Mode)
 	h.Created = time.Now().UnixNano()
 	h.ControlSize = uint64(l.size)
-	// Publish: everything above is visible to whoever loads Magic.
+	// Publish: everything above is visible to whoever loads Magic, and the
+	// file is a store once it is called control.
 	h.Magic.Store(Magic)
+	if err := os.Rename(tmp, filepath.Join(s.dir, controlName)); err != nil {
+		return s.fileError("publish control file", err)
+	}
 	return nil
 }
 
 func (s *Store) verifyAndMap(f *os.File, size int64) error {
 	name := s.name
 	if size < int64(unsafe.Sizeof(Header{})) {
-		return fmt.Errorf("shm: store %q: control file truncated to %d bytes (a header is %d): %w",
-			name, size, unsafe.Sizeof(Header{}), ErrLayout)
+		return damaged(name, "control file is %d bytes, want at least %d", size, unsafe.Sizeof(Header{}))
 	}
 	var raw [unsafe.Sizeof(Header{})]byte
 	if _, err := f.ReadAt(raw[:], 0); err != nil {
@@ -419,6 +499,10 @@ func (s *Store) verifyAndMap(f *os.File, size int64) error {
 	}
 	h := (*Header)(unsafe.Pointer(&raw[0]))
 	switch {
+	case h.Magic.Load() == 0 && raw == [len(raw)]byte{}:
+		return damaged(name, "control file is zeroed (%d bytes, no header)", size)
+	case h.Magic.Load() == 0:
+		return damaged(name, "control file has no magic (%d bytes)", size)
 	case h.Magic.Load() != Magic:
 		return fmt.Errorf("shm: store %q: control file has magic %#x, want %#x (not a shmstore control file): %w",
 			name, h.Magic.Load(), Magic, ErrLayout)
@@ -437,9 +521,12 @@ func (s *Store) verifyAndMap(f *os.File, size int64) error {
 			name, h.RegionSize, h.MaxRegions, h.Procs, h.Slots, ErrLayout)
 	}
 	l := computeLayout(h.MaxRegions, h.Procs, h.Slots)
-	if h.ControlSize != uint64(l.size) || size < int64(l.size) {
-		return fmt.Errorf("shm: store %q: control file is %d bytes, its header wants %d (truncated or damaged): %w",
-			name, size, l.size, ErrLayout)
+	if h.ControlSize != uint64(l.size) {
+		return fmt.Errorf("shm: store %q: header records a control size of %d, its table sizes make %d: %w",
+			name, h.ControlSize, l.size, ErrLayout)
+	}
+	if size < int64(l.size) {
+		return damaged(name, "control file is %d bytes, its header wants %d", size, l.size)
 	}
 	prot := mmap.RDWR
 	if s.readOnly {
@@ -595,7 +682,7 @@ func List(opts Options) ([]string, error) {
 		if !e.IsDir() || ValidName(e.Name()) != nil {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(base, e.Name(), "control")); err == nil {
+		if _, err := os.Stat(filepath.Join(base, e.Name(), controlName)); err == nil {
 			names = append(names, e.Name())
 		}
 	}
@@ -607,44 +694,133 @@ func List(opts Options) ([]string, error) {
 // ErrInUse, while live processes are attached; with force, attached
 // processes keep their mappings until they exit, but the files are gone.
 //
-// Remove holds the store's create lock for writing while it looks for live
-// processes and deletes the files, so that no process attaches in between;
-// one that was waiting to attach finds the store gone and starts over. With
-// force, a store too damaged to open (ErrLayout, or a creation that never
-// finished) is removed too.
+// A store that cannot be opened is removed only with force: a damaged one
+// (ErrDamaged: control file zeroed or cut short, lock, control or region
+// file missing, region file cut short) and one of another layout
+// (ErrLayout). A directory that is not a store's (it holds no control,
+// lock or region file, or a file no store has) is never removed
+// (ErrNotStore).
+//
+// Remove holds the store's create lock for writing while it checks the
+// store, looks for live processes and takes the directory away, so that
+// no process attaches or creates in between; one that was waiting to
+// attach finds the store gone and starts over.
 func Remove(name string, opts Options, force bool) error {
 	if err := ValidName(name); err != nil {
 		return err
 	}
-	dir := filepath.Join(opts.BaseDir(), name)
-	ro := opts
-	ro.ReadOnly, ro.Create = true, MustExist
-	s, err := Open(name, ro)
-	if err != nil {
-		_, serr := os.Stat(filepath.Join(dir, "control"))
-		damaged := serr == nil && (errors.Is(err, ErrLayout) || errors.Is(err, ErrNotFound))
-		if !damaged {
+	for try := 0; ; try++ {
+		err := remove(name, opts, force)
+		if err == errStoreReplaced {
+			if try < 3 {
+				continue
+			}
+			return fmt.Errorf("shm: remove %q: %w", name, err)
+		}
+		return err
+	}
+}
+
+func remove(name string, opts Options, force bool) error {
+	s := &Store{name: name, dir: filepath.Join(opts.BaseDir(), name), readOnly: true, proc: -1}
+	defer s.unmap()
+	if err := s.checkStoreDir(); err != nil {
+		return err
+	}
+	path := filepath.Join(s.dir, lockName)
+	lf, err := os.OpenFile(path, os.O_RDWR, 0)
+	switch {
+	case err == nil:
+		s.lockFile = lf
+		if err := ofdLock(lf, 0, unix.F_WRLCK, true); err != nil {
+			return fmt.Errorf("shm: remove %q: take create lock: %w", name, err)
+		}
+		held, err1 := lf.Stat()
+		now, err2 := os.Stat(path)
+		if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+			return errStoreReplaced
+		}
+		// A creator we waited for may have changed the directory.
+		if err := s.checkStoreDir(); err != nil {
 			return err
 		}
-		if !force {
-			return fmt.Errorf("shm: remove %q: the store cannot be opened (%w); use force to remove it anyway", name, err)
-		}
-		return removeDir(name, dir)
-	}
-	defer s.Close()
-	lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
-	if err != nil {
+	case !errors.Is(err, fs.ErrNotExist):
 		return s.fileError("open lock file", err)
 	}
-	defer lf.Close() // drops the lock
-	if err := ofdLock(lf, 0, unix.F_WRLCK, true); err != nil {
-		return fmt.Errorf("shm: remove %q: take create lock: %w", name, err)
+	ro := opts
+	ro.ReadOnly, ro.Create = true, MustExist
+	err = s.openControl(ro)
+	if err == nil {
+		err = s.checkRegionFiles()
+	}
+	switch {
+	case errors.Is(err, ErrNotFound):
+		// checkStoreDir found files of a store: its creator died before
+		// publishing the control file, or the file was deleted.
+		err = damaged(name, "control file is missing (its creation never finished, or it was deleted)")
+	case err == nil && s.lockFile == nil:
+		err = damaged(name, "lock file is missing")
+	}
+	if err != nil {
+		switch {
+		case !errors.Is(err, ErrLayout):
+			return err
+		case force:
+			return removeDir(name, s.dir)
+		case errors.Is(err, ErrDamaged):
+			return err // it says what is wrong and to remove the store with force
+		}
+		return fmt.Errorf("shm: remove %q: the store cannot be opened (%w); use force to remove it anyway", name, err)
 	}
 	if live := s.LiveProcs(); len(live) > 0 && !force {
 		return fmt.Errorf("shm: remove %q: %d live processes attached (pids %v); use force to remove anyway: %w",
 			name, len(live), live, ErrInUse)
 	}
-	return removeDir(name, dir)
+	return removeDir(name, s.dir)
+}
+
+// checkStoreDir makes sure Remove deletes only a store's directory: one
+// that holds a control, lock or region file, and nothing else than the
+// files of a store.
+func (s *Store) checkStoreDir() error {
+	fi, err := os.Lstat(s.dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("shm: remove %q: no store in %s: %w", s.name, filepath.Dir(s.dir), ErrNotFound)
+	case err != nil:
+		return s.fileError("stat store directory", err)
+	case !fi.IsDir():
+		return fmt.Errorf("shm: remove %q: %s is not a directory: %w; not removed", s.name, s.dir, ErrNotStore)
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return s.fileError("read store directory", err)
+	}
+	for _, e := range ents {
+		if !isStoreFile(e) {
+			return fmt.Errorf("shm: remove %q: %s holds %q, which no store has: %w; not removed",
+				s.name, s.dir, e.Name(), ErrNotStore)
+		}
+	}
+	if len(ents) == 0 {
+		return fmt.Errorf("shm: remove %q: %s holds no control, lock or region file: %w; not removed",
+			s.name, s.dir, ErrNotStore)
+	}
+	return nil
+}
+
+// isStoreFile reports whether e is one of the files a store directory
+// holds: control, control.new, lock, region-NNNNN, each a regular file.
+func isStoreFile(e fs.DirEntry) bool {
+	if !e.Type().IsRegular() {
+		return false
+	}
+	switch n := e.Name(); n {
+	case controlName, controlNewName, lockName:
+		return true
+	default:
+		return isRegionName(n)
+	}
 }
 
 // removeDir takes a store directory out of the way in one step (a rename

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -218,10 +219,13 @@ func TestLayoutErrors(t *testing.T) {
 	}{
 		{"truncated to 100 bytes", func(t *testing.T, path string, size int64) {
 			require.NoError(t, os.Truncate(path, 100))
-		}, fmt.Sprintf("truncated to 100 bytes (a header is %d)", hdrSize)},
+		}, fmt.Sprintf("control file is 100 bytes, want at least %d: the store is damaged", hdrSize)},
 		{"truncated to half", func(t *testing.T, path string, size int64) {
 			require.NoError(t, os.Truncate(path, size/2))
 		}, "its header wants"},
+		{"other control size", func(t *testing.T, path string, size int64) {
+			patchFile(t, path, unsafe.Offsetof(hdrProbe.ControlSize), uint64(size+4096))
+		}, fmt.Sprintf("header records a control size of %d", int(computeLayout(4, 8, 8).size)+4096)},
 		{"garbage", func(t *testing.T, path string, size int64) {
 			b := make([]byte, size)
 			for i := range b {
@@ -265,7 +269,7 @@ func TestLayoutErrors(t *testing.T) {
 
 			msg := c.msg
 			if c.name == "truncated to half" {
-				msg = fmt.Sprintf("control file is %d bytes, its header wants %d (truncated", fi.Size()/2, fi.Size())
+				msg = fmt.Sprintf("control file is %d bytes, its header wants %d: the store is damaged", fi.Size()/2, fi.Size())
 			}
 			for _, mode := range []struct {
 				what string
@@ -292,92 +296,63 @@ func TestLayoutErrors(t *testing.T) {
 	}
 }
 
-func TestIncompleteControl(t *testing.T) {
-	dir := testDir(t)
-	o := smallOpts(dir)
-	for i, c := range []struct {
-		name   string
-		damage func(t *testing.T, path string)
-	}{
-		{"zero length", func(t *testing.T, path string) { require.NoError(t, os.Truncate(path, 0)) }},
-		{"zero magic", func(t *testing.T, path string) {
-			patchFile(t, path, unsafe.Offsetof(hdrProbe.Magic), uint64(0))
-		}},
-		{"shorter than magic", func(t *testing.T, path string) { require.NoError(t, os.Truncate(path, 5)) }},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			name := fmt.Sprintf("incomplete-%d", i)
-			s, err := Open(name, o)
-			require.NoError(t, err)
-			old := s.Header().Created
-			_, err = s.Grow(0)
-			require.NoError(t, err)
-			require.NoError(t, s.Close())
-			path := filepath.Join(dir, name, "control")
-			c.damage(t, path)
-
-			for _, mo := range []Options{{Dir: dir, Create: MustExist}, {Dir: dir, ReadOnly: true}} {
-				_, err = Open(name, mo)
-				require.ErrorIs(t, err, ErrNotFound, "%+v", mo)
-				require.Contains(t, err.Error(), "creation never finished")
-			}
-
-			// A creator that crashed before publishing: CreateIfMissing starts over.
-			time.Sleep(time.Millisecond) // Created is wall-clock nanoseconds
-			s, err = Open(name, o)
-			require.NoError(t, err)
-			defer s.Close()
-			require.Equal(t, Magic, s.Header().Magic.Load())
-			require.NotEqual(t, old, s.Header().Created, "re-created")
-			require.Equal(t, uint32(0), s.Regions())
-			fi, err := os.Stat(path)
-			require.NoError(t, err)
-			require.Equal(t, int64(s.ControlBytes()), fi.Size())
-			require.Equal(t, 0, s.ProcIndex())
-			s2, err := Open(name, Options{Dir: dir, Create: MustExist})
-			require.NoError(t, err)
-			require.Equal(t, s.Header().Created, s2.Header().Created)
-			require.NoError(t, s2.Close())
-		})
-	}
-}
-
-// TestOpenWaitsForCreator: an opener that finds no magic while a creator
-// holds the create lock waits for it instead of creating alongside it.
+// TestOpenWaitsForCreator: an opener waits for the create lock before it
+// judges the control file. While a creator holds the lock there may be no
+// control file yet (it is being written as control.new); once the lock is
+// free nobody is creating, so no control file means create, and one
+// without magic means damaged.
 func TestOpenWaitsForCreator(t *testing.T) {
 	dir := testDir(t)
 	o := smallOpts(dir)
-	sdir := filepath.Join(dir, "slow")
-	require.NoError(t, os.Mkdir(sdir, 0o700))
-	require.NoError(t, os.WriteFile(filepath.Join(sdir, "control"), nil, 0o600))
-	// A "creator": another open file description holding byte 0.
-	lf, err := os.OpenFile(filepath.Join(sdir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	require.NoError(t, err)
-	defer lf.Close()
-	require.NoError(t, ofdLock(lf, 0, unix.F_WRLCK, false))
+	for _, c := range []struct {
+		name    string
+		file    string // what the "creator" leaves behind
+		content []byte
+		wantErr error
+	}{
+		{"creator at work", "control.new", []byte("half a header"), nil},
+		{"zeroed control", "control", make([]byte, 8192), ErrDamaged},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			name := strings.ReplaceAll(c.name, " ", "-")
+			sdir := filepath.Join(dir, name)
+			require.NoError(t, os.Mkdir(sdir, 0o700))
+			require.NoError(t, os.WriteFile(filepath.Join(sdir, c.file), c.content, 0o600))
+			// A "creator": another open file description holding byte 0.
+			lf, err := os.OpenFile(filepath.Join(sdir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+			require.NoError(t, err)
+			defer lf.Close()
+			require.NoError(t, ofdLock(lf, 0, unix.F_WRLCK, false))
 
-	type result struct {
-		s   *Store
-		err error
-	}
-	got := make(chan result, 1)
-	go func() {
-		s, err := Open("slow", o)
-		got <- result{s, err}
-	}()
-	select {
-	case r := <-got:
-		t.Fatalf("Open returned (%v) while the create lock was held", r.err)
-	case <-time.After(100 * time.Millisecond):
-	}
-	require.NoError(t, ofdUnlock(lf, 0))
-	select {
-	case r := <-got:
-		require.NoError(t, r.err)
-		defer r.s.Close()
-		require.Equal(t, Magic, r.s.Header().Magic.Load())
-	case <-time.After(waitLong):
-		t.Fatal("Open still blocked after the create lock was released")
+			type result struct {
+				s   *Store
+				err error
+			}
+			got := make(chan result, 1)
+			go func() {
+				s, err := Open(name, o)
+				got <- result{s, err}
+			}()
+			select {
+			case r := <-got:
+				t.Fatalf("Open returned (%v) while the create lock was held", r.err)
+			case <-time.After(100 * time.Millisecond):
+			}
+			require.NoError(t, ofdUnlock(lf, 0))
+			select {
+			case r := <-got:
+				if c.wantErr != nil {
+					require.ErrorIs(t, r.err, c.wantErr)
+					require.True(t, r.s == nil)
+					return
+				}
+				require.NoError(t, r.err)
+				defer r.s.Close()
+				require.Equal(t, Magic, r.s.Header().Magic.Load())
+			case <-time.After(waitLong):
+				t.Fatal("Open still blocked after the create lock was released")
+			}
+		})
 	}
 }
 

@@ -23,7 +23,7 @@ type rmOptions struct {
 // addFlags registers rm's flags.
 func (o *rmOptions) addFlags(fs *flag.FlagSet) {
 	o.addGlobalFlags(fs)
-	fs.BoolVar(&o.force, "force", false, "remove even while live processes are attached (they keep their mappings)")
+	fs.BoolVar(&o.force, "force", false, "remove even while live processes are attached (they keep their mappings), or a damaged store")
 }
 
 // setArgs takes the store name.
@@ -43,37 +43,43 @@ type rmReport struct {
 	LivePIDs []int `json:"live_pids"`
 }
 
-// run removes the store, refusing while live processes are attached unless
-// forced.
+// run removes the store, refusing while live processes are attached, or
+// a store that cannot be opened, unless forced. A directory that is not a
+// store's is never removed.
 func (o *rmOptions) run(w io.Writer) error {
-	// Peek read-only for the directory and the attached processes, for the
-	// report; Remove checks again itself. Only the file and process layer
-	// is opened: a store whose upper layers this build cannot read (another
-	// version's) is still removed. One it cannot open at all (damaged) is
-	// removed only with --force, blind.
+	// Peek read-only for the report: the directory and the attached
+	// processes. Only the file and process layer is opened: a store whose
+	// upper layers this build cannot read (another version's) is still
+	// removed. Remove checks everything again itself, and says what is
+	// wrong with a store it cannot open.
 	rep := rmReport{Name: o.name, Dir: filepath.Join(o.baseDir(), o.name), Forced: o.force, LivePIDs: []int{}}
 	ro := shm.Options{Dir: o.Dir}
 	ro.ReadOnly = true
-	peek, err := shm.Open(o.name, ro)
-	switch {
-	case err == nil:
+	peek, peekErr := shm.Open(o.name, ro)
+	if peekErr == nil {
 		rep.Dir = peek.Dir()
 		if live := peek.LiveProcs(); live != nil {
 			rep.LivePIDs = live
 		}
 		_ = peek.Close()
-	case errors.Is(err, shmstore.ErrLayout) && !o.force:
-		return fmt.Errorf("store %q cannot be opened (%w); use --force to remove it anyway", o.name, err)
-	case !errors.Is(err, shmstore.ErrLayout):
-		return o.storeError(o.name, err)
 	}
 
-	err = shmstore.Remove(o.name, o.storeOptions(), o.force)
-	if errors.Is(err, shmstore.ErrInUse) {
+	err := shmstore.Remove(o.name, o.storeOptions(), o.force)
+	switch {
+	case err == nil:
+	case errors.Is(err, shmstore.ErrInUse):
 		return fmt.Errorf("store %q has live processes attached (pids %s); use --force to remove it anyway",
 			o.name, intList(rep.LivePIDs))
-	}
-	if err != nil {
+	case errors.Is(err, shm.ErrDamaged), errors.Is(err, shm.ErrNotStore):
+		return err // says what is wrong, and whether --force would remove it
+	case errors.Is(err, shmstore.ErrLayout):
+		// Another layout or build: say why, in Open's words.
+		cause := peekErr
+		if cause == nil {
+			cause = err
+		}
+		return fmt.Errorf("store %q cannot be opened (%w); use --force to remove it anyway", o.name, cause)
+	default:
 		return o.storeError(o.name, err)
 	}
 	rep.Removed = true
