@@ -35,6 +35,14 @@ var (
 	ErrBadOption = shm.ErrBadOption
 	// ErrTooManyProcs: the store's process table is full.
 	ErrTooManyProcs = shm.ErrTooManyProcs
+	// ErrDamaged: the store's files are damaged (a control file zeroed or
+	// cut short, a region or the lock file missing or short); the message
+	// names the file. It also matches ErrLayout. Remove with force deletes
+	// such a store.
+	ErrDamaged = shm.ErrDamaged
+	// ErrNotStore: Remove was asked to delete a directory that is not a
+	// store's (foreign files in it, or none of a store's).
+	ErrNotStore = shm.ErrNotStore
 
 	// ErrStaleHandle: an object that no longer exists.
 	ErrStaleHandle = handle.ErrStaleHandle

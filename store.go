@@ -186,8 +186,9 @@ func (s *Store) Check() error {
 }
 
 // Remove deletes the store name in opts' directory. Without force it
-// refuses (ErrInUse) while live processes are attached; with force it
-// removes whatever is there, a damaged store too.
+// refuses while live processes are attached (ErrInUse) or the store is
+// damaged (ErrDamaged); with force it removes it in any state. A
+// directory that is not a store's is never removed (ErrNotStore).
 func Remove(name string, opts Options, force bool) error { return shm.Remove(name, opts.shm(), force) }
 
 // ListStores names the stores in opts' directory.

@@ -35,7 +35,8 @@ func (s *Store) Check() []string {
 	// that died, whose file the next grower reuses).
 	ents, _ := os.ReadDir(s.dir)
 	n := s.hdr.Regions.Load()
-	for id := uint16(1); uint32(id) <= n; id++ {
+	for i := uint32(1); i <= n; i++ { // a uint16 counter would wrap at 65535 regions
+		id := uint16(i)
 		fi, err := os.Stat(s.RegionPath(id))
 		switch {
 		case err != nil:
