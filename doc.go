@@ -33,6 +33,15 @@
 // kept, and the error is returned.
 //
 // View runs a read-only transaction: one consistent snapshot, no locks.
+// UpdateContext and ViewContext take a context that ends their waits.
+//
+// # Waiting
+//
+// Tx.Retry gives up a run of the function and sleeps until something it
+// read has been changed by another commit (futexes, no polling, nothing
+// held), then runs it again; Tx.OrElse runs a second alternative when the
+// first retries. Queue is a shared FIFO whose Get and Put wait that way;
+// Store.Watch yields the value at a path at each change.
 // Get, Set, Delete, Add, Export and Decode are single operations, each its
 // own small transaction, on paths such as "accounts/alice".
 //
