@@ -16,12 +16,14 @@ import (
 // their methods fail with ErrTxClosed.
 type Tx struct {
 	txRef
+	explicit bool // begun with Store.Begin: the caller runs the steps
+	over     bool // an explicit transaction that ended
 }
 
 // newTx is the Tx handed to a user's function for an attempt of t: a new
 // one each time, so that a Tx kept past its function can never pass for
 // a later transaction's.
-func newTx(t *objects.Tx) *Tx { return &Tx{txRef{t: t, gen: t.Gen()}} }
+func newTx(t *objects.Tx) *Tx { return &Tx{txRef: txRef{t: t, gen: t.Gen()}} }
 
 // opTx is the Tx of this package's own single operations (Get, Set...),
 // which never hand it out: one per slot, kept in t.Outer, so that they
@@ -29,7 +31,7 @@ func newTx(t *objects.Tx) *Tx { return &Tx{txRef{t: t, gen: t.Gen()}} }
 func opTx(t *objects.Tx) *Tx {
 	tx, _ := t.Outer.(*Tx)
 	if tx == nil {
-		tx = &Tx{txRef{t: t}}
+		tx = &Tx{txRef: txRef{t: t}}
 		t.Outer = tx
 	}
 	tx.gen = t.Gen()

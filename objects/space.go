@@ -195,3 +195,37 @@ func (s *Space) readBlob(h handle.Handle) (string, error) {
 	}
 	return string(unsafe.Slice((*byte)(unsafe.Add(p, blobHeader)), l)), nil
 }
+
+// Begin starts a transaction run step by step (txn.Engine.Begin): the
+// caller runs the body on the returned Tx, then Commit or End, Restart
+// while they ask to run again, or Rollback.
+func (s *Space) Begin(readOnly bool) (*Tx, error) {
+	t, err := s.e.Begin(readOnly)
+	if err != nil {
+		return nil, err
+	}
+	return s.bind(t), nil
+}
+
+// End ends the running attempt of a transaction begun with Begin (see
+// txn.Tx.End); what the attempt handed out dies with it.
+func (tx *Tx) End(bodyErr error) error {
+	tx.gen++
+	return tx.t.End(bodyErr)
+}
+
+// Restart waits as txn.Tx.Restart does and begins the next attempt, with
+// fresh overlays.
+func (tx *Tx) Restart(ctx context.Context) error {
+	if err := tx.t.Restart(ctx); err != nil {
+		return err
+	}
+	tx.s.bind(tx.t)
+	return nil
+}
+
+// Rollback gives up a transaction begun with Begin.
+func (tx *Tx) Rollback() {
+	tx.gen++
+	tx.t.Rollback()
+}

@@ -133,7 +133,8 @@ func (tx *Tx) OrElse(a, b func() error) error {
 
 // giveUpBranch prepares the next attempt after a first alternative of
 // OrElse retried: it skips that alternative and carries this attempt's
-// reads. Skips of OrElse calls made after it (inside the alternative, or
+// reads, less those of containers the attempt created (freed by the
+// abort, they could never validate). Skips of OrElse calls made after it (inside the alternative, or
 // later) are forgotten: their numbers may differ in the next attempt.
 func (tx *Tx) giveUpBranch() {
 	k := tx.branchRetry - 1
@@ -145,7 +146,13 @@ func (tx *Tx) giveUpBranch() {
 		}
 	}
 	tx.skip = append(keep, k)
-	tx.carry = append(tx.carry[:0], tx.reads...)
+	tx.carry = tx.carry[:0]
+	priv, _ := tx.User.(Private)
+	for _, r := range tx.reads {
+		if priv == nil || !priv.Private(r.addr) {
+			tx.carry = append(tx.carry, r) // not words of memory the abort frees
+		}
+	}
 }
 
 // carryReads puts the carried reads into a new attempt's read set, if

@@ -61,6 +61,9 @@ type Tx struct {
 	// carry the reads it inherits. waits and tickets are a Retry's words
 	// and their parking tickets.
 	retrying    bool
+	attempt     uint32 // attempts of this transaction so far (the running one included)
+	next        int    // what comes after the last attempt (nextNone...)
+	explicit    bool   // begun by Engine.Begin and not over: the caller runs the steps
 	orElseN     int
 	branchRetry int
 	skip        []int
@@ -123,15 +126,9 @@ func (tx *Tx) Slot() int { return tx.slot }
 // ReadOnly reports whether this is a read-only transaction.
 func (tx *Tx) ReadOnly() bool { return tx.readOnly }
 
-// run is Engine.Run on this transaction.
+// run is Engine.Run on this transaction: start, then the function and
+// endAttempt until the transaction is over, restarting in between.
 func (tx *Tx) run(ctx context.Context, readOnly bool, fn func(tx *Tx) error) (err error) {
-	tx.readOnly = readOnly
-	tx.prev = tx.prev[:0]
-	// For inspectors only. A fenced store costs as much as a third of a
-	// read-only transaction: stored only when the (5 ms) clock moved.
-	if now := tx.e.coarseNow(); tx.sp.Started.Load() != now {
-		tx.sp.Started.Store(now)
-	}
 	defer func() {
 		if p := recover(); p != nil {
 			tx.collecting = false
@@ -146,67 +143,144 @@ func (tx *Tx) run(ctx context.Context, readOnly bool, fn func(tx *Tx) error) (er
 				tx.abort()
 				tx.e.r.Exit(tx.slot)
 			}
+			tx.next = nextNone
 			panic(p) // shmstore's callers see their own panic, with the store intact
 		}
 	}()
-	defer func() { tx.skip, tx.carry = tx.skip[:0], tx.carry[:0] }()
-	for attempt := uint32(1); ; attempt++ {
-		if attempt > 1 {
-			if cerr := ctx.Err(); cerr != nil {
-				tx.e.r.Exit(tx.slot)
-				return cerr
-			}
-		}
-		if tx.sp.Attempts.Load() != attempt { // for inspectors; mostly 1 already
-			tx.sp.Attempts.Store(attempt)
-		}
-		tx.begin(attempt)
-		if readOnly && attempt > lockedViewAfter && len(tx.prev) > 0 {
-			tx.prelock()
-		}
-		err = fn(tx)
-		switch {
-		case tx.doomed != nil:
-			err = tx.settleDoomed(err)
-		case tx.branchRetry > 0:
-			// A first alternative of OrElse retried: run again at once,
-			// skipping it (see retry.go).
-			tx.giveUpBranch()
-			tx.abort()
-			continue
-		case tx.retrying:
-			ok, rerr := tx.prepareRetry()
-			tx.abort()
-			if rerr != nil {
-				tx.e.r.Exit(tx.slot)
-				return rerr
-			}
-			tx.skip = tx.skip[:0]
-			if ok {
-				if werr := tx.waitRetry(ctx); werr != nil {
-					return werr
-				}
-			}
-			tx.e.r.Exit(tx.slot)
-			attempt = 0 // a new transaction: a View publishes a new epoch
-			tx.prev = tx.prev[:0]
-			continue
-		}
-		if err == nil {
-			err = tx.commit()
-		}
-		if err == nil {
-			tx.end()
-			return nil
-		}
-		tx.abort()
-		tx.skip = tx.skip[:0]
-		if !errors.Is(err, ErrConflict) {
-			tx.e.r.Exit(tx.slot)
+	tx.start(readOnly)
+	for {
+		err = tx.endAttempt(fn(tx))
+		if tx.next == nextNone {
 			return err
 		}
-		tx.waitConflict()
+		if err := tx.Restart(ctx); err != nil {
+			tx.Abandon()
+			return err
+		}
 	}
+}
+
+// What a transaction does after an attempt that did not end it (next).
+const (
+	nextNone       = iota // over: committed, or failed with an error
+	nextNow               // run the function again at once (an OrElse alternative retried)
+	nextAfterLock         // run again once the word the conflict was found on is unlocked
+	nextAfterRetry        // run again once a word the attempt read changes (Retry)
+)
+
+// start begins a transaction's first attempt.
+func (tx *Tx) start(readOnly bool) {
+	tx.readOnly = readOnly
+	tx.prev = tx.prev[:0]
+	tx.skip, tx.carry = tx.skip[:0], tx.carry[:0]
+	tx.next = nextNone
+	// For inspectors only. A fenced store costs as much as a third of a
+	// read-only transaction: stored only when the (5 ms) clock moved.
+	if now := tx.e.coarseNow(); tx.sp.Started.Load() != now {
+		tx.sp.Started.Store(now)
+	}
+	tx.attempt = 0
+	tx.beginAttempt()
+}
+
+// beginAttempt begins the next attempt.
+func (tx *Tx) beginAttempt() {
+	tx.attempt++
+	if tx.sp.Attempts.Load() != tx.attempt { // for inspectors; mostly 1 already
+		tx.sp.Attempts.Store(tx.attempt)
+	}
+	tx.begin(tx.attempt)
+	if tx.readOnly && tx.attempt > lockedViewAfter && len(tx.prev) > 0 {
+		tx.prelock()
+	}
+}
+
+// endAttempt ends the attempt whose function returned fnErr: it commits,
+// or aborts and says what comes next (tx.next). It returns nil when the
+// transaction committed; an error wrapping ErrConflict or ErrRetry when
+// it must run again (after Restart); any other error when it is over.
+func (tx *Tx) endAttempt(fnErr error) error {
+	err := fnErr
+	switch {
+	case tx.doomed != nil:
+		err = tx.settleDoomed(err)
+	case tx.branchRetry > 0:
+		// A first alternative of OrElse retried: run again at once,
+		// skipping it (see retry.go).
+		tx.giveUpBranch()
+		tx.abort()
+		tx.next = nextNow
+		return fmt.Errorf("txn: an alternative retried, run again: %w", ErrConflict)
+	case tx.retrying:
+		ok, rerr := tx.prepareRetry()
+		tx.abort()
+		tx.skip = tx.skip[:0]
+		if rerr != nil {
+			tx.e.r.Exit(tx.slot)
+			tx.next = nextNone
+			return rerr
+		}
+		tx.next = nextAfterRetry
+		if !ok {
+			tx.next = nextNow // what it waits for changed already
+			tx.e.r.Exit(tx.slot)
+			tx.attempt = 0 // a new transaction: a View publishes a new epoch
+			tx.prev = tx.prev[:0]
+		}
+		return fmt.Errorf("txn: %w", ErrRetry)
+	}
+	if err == nil {
+		err = tx.commit()
+	}
+	if err == nil {
+		tx.end()
+		tx.next = nextNone
+		return nil
+	}
+	tx.abort()
+	tx.skip = tx.skip[:0]
+	if !errors.Is(err, ErrConflict) {
+		tx.e.r.Exit(tx.slot)
+		tx.next = nextNone
+		return err
+	}
+	tx.next = nextAfterLock
+	return err
+}
+
+// Restart waits for what the last attempt's end asked for (the word a
+// conflict was found on to be unlocked, a change to what a Retry read)
+// and begins the next attempt. When ctx ends first it returns ctx.Err()
+// and the transaction may still be restarted (or abandoned).
+func (tx *Tx) Restart(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	switch tx.next {
+	case nextNone:
+		return fmt.Errorf("txn: restart of a transaction that is over: %w", ErrDone)
+	case nextAfterLock:
+		tx.waitConflict()
+	case nextAfterRetry:
+		if err := tx.waitRetry(ctx); err != nil {
+			return err
+		}
+		tx.e.r.Exit(tx.slot)
+		tx.attempt = 0 // a new transaction: a View publishes a new epoch
+		tx.prev = tx.prev[:0]
+	}
+	tx.next = nextNone
+	tx.beginAttempt()
+	return nil
+}
+
+// Abandon ends a transaction that is between attempts (after an
+// endAttempt that asked for a restart, or a Restart that ctx ended):
+// nothing is held afterwards.
+func (tx *Tx) Abandon() {
+	tx.next = nextNone
+	tx.skip, tx.carry = tx.skip[:0], tx.carry[:0]
+	tx.e.r.Exit(tx.slot)
 }
 
 // begin starts an attempt: the snapshot is the clock's value, published to
