@@ -4,10 +4,11 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/internal/layers"
@@ -25,8 +26,7 @@ type createOptions struct {
 }
 
 // addFlags registers create's flags.
-func (o *createOptions) addFlags(fs *flag.FlagSet) {
-	o.addGlobalFlags(fs)
+func (o *createOptions) addFlags(fs *pflag.FlagSet) {
 	o.regionSize = shm.DefaultRegionSize
 	o.maxSize = shm.DefaultMaxSize
 	o.mode = fileMode(shm.DefaultMode)

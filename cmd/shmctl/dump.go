@@ -4,10 +4,11 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 )
@@ -22,8 +23,7 @@ type dumpOptions struct {
 }
 
 // addFlags registers dump's flags.
-func (o *dumpOptions) addFlags(fs *flag.FlagSet) {
-	o.addGlobalFlags(fs)
+func (o *dumpOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.format, "format", formatJSON, "`FORMAT` of the dump: json or msgpack (msgpack keeps Bytes and non-String keys)")
 	fs.StringVar(&o.out, "out", "", "write the dump to `FILE` instead of standard output")
 }

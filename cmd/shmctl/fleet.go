@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // fleetFlags are the flags of the commands that run worker processes
@@ -30,7 +31,7 @@ type fleetFlags struct {
 }
 
 // addFleetFlags registers --procs, --duration and --seed.
-func (o *fleetFlags) addFleetFlags(fs *flag.FlagSet) {
+func (o *fleetFlags) addFleetFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.procs, "procs", o.procs, "`N` worker processes")
 	fs.DurationVar(&o.duration, "duration", o.duration, "how long the workers run (`DURATION`: 500ms, 5s, 1m)")
 	fs.Uint64Var(&o.seed, "seed", o.seed, "random `SEED` (0: from the clock; printed)")

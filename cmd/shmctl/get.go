@@ -4,9 +4,10 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 )
@@ -19,9 +20,9 @@ type getOptions struct {
 	keys []string
 }
 
-// addFlags registers the global flags (get has none of its own; its
-// output is always JSON).
-func (o *getOptions) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
+// addFlags registers nothing: get has no flags of its own (its output
+// is always JSON).
+func (o *getOptions) addFlags(*pflag.FlagSet) {}
 
 // setArgs takes the store name and the path.
 func (o *getOptions) setArgs(args []string) error {

@@ -3,53 +3,56 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-// helpOptions are the arguments of `shmctl help [COMMAND]`.
-type helpOptions struct {
-	globalOptions
-	topic string
-}
-
-// addFlags registers the global flags (help has none of its own).
-func (o *helpOptions) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
-
-// setArgs takes the optional command name.
-func (o *helpOptions) setArgs(args []string) error {
-	switch len(args) {
-	case 0:
-	case 1:
-		o.topic = args[0]
-	default:
-		return fmt.Errorf("want at most one COMMAND, got %d arguments", len(args))
+// newHelpCommand makes 'shmctl help [COMMAND]', which replaces cobra's
+// own: an unknown COMMAND is a usage error, not the list of commands.
+func newHelpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [COMMAND]",
+		Short: "show help for shmctl or a command",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			root := cmd.Root()
+			target, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return unknownCommand(root, strings.Join(args, " "))
+			}
+			writeHelp(cmd.OutOrStdout(), target)
+			return nil
+		},
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []cobra.Completion
+			for _, c := range cmd.Root().Commands() {
+				if c.IsAvailableCommand() {
+					names = append(names, cobra.CompletionWithDesc(c.Name(), c.Short))
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
 	}
-	return nil
 }
 
-// Validate checks that the topic names a command.
-func (o *helpOptions) Validate() error {
-	if o.topic != "" && lookupCommand(o.topic) == nil {
-		return fmt.Errorf("unknown command %q; run 'shmctl help' for the list", o.topic)
-	}
-	return nil
-}
-
-// run prints the help.
-func (o *helpOptions) run(w io.Writer) error {
-	if o.topic == "" {
-		writeMainHelp(w)
+// writeHelp is every command's help (cobra's help function): the list of
+// commands for the root, else the command's synopsis and flags.
+func writeHelp(w io.Writer, cmd *cobra.Command) {
+	if !cmd.HasParent() {
+		writeMainHelp(w, cmd)
 	} else {
-		writeCommandHelp(w, lookupCommand(o.topic))
+		writeCommandHelp(w, cmd)
 	}
-	return nil
 }
 
 // writeMainHelp prints the list of commands and the global flags.
-func writeMainHelp(w io.Writer) {
+func writeMainHelp(w io.Writer, root *cobra.Command) {
 	fmt.Fprint(w, `shmctl creates, inspects, checks, removes and benchmarks shmstore stores,
 and reads and writes what they hold.
 
@@ -58,47 +61,71 @@ Usage:
 
 Commands:
 `)
-	t := newTable(w)
-	for _, c := range commandTable() {
-		if !c.hidden {
-			fmt.Fprintf(t, "  %s %s\t%s\n", c.name, c.args, c.summary)
-		}
-	}
-	_ = t.Flush()
+	writeCommands(w, root)
 	fmt.Fprint(w, "\nGlobal flags (before or after the command):\n")
-	var g globalOptions
-	fs := newFlagSet("shmctl")
-	g.addGlobalFlags(fs)
-	writeFlags(w, fs)
+	writeFlags(w, root.PersistentFlags())
 	fmt.Fprint(w, `
+Flags and arguments go in any order; after "--" everything is an argument.
 Sizes take binary units: 4096, 512KiB, 64MiB (or 64M), 1GiB (or 1G).
 Exit status: 0 success, 1 runtime error or problems found, 2 usage error.
-Run 'shmctl help COMMAND' for a command's flags.
+shmctl alone prints this list (exit 0), as does 'shmctl help'.
+Run 'shmctl help COMMAND' or 'shmctl COMMAND --help' for a command's flags.
 `)
 }
 
+// writeCommands lists the commands under cmd that help shows, with their
+// arguments and summaries.
+func writeCommands(w io.Writer, cmd *cobra.Command) {
+	t := newTable(w)
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() || c.Name() == "help" {
+			fmt.Fprintf(t, "  %s\t%s\n", c.Use, c.Short)
+		}
+	}
+	_ = t.Flush()
+}
+
 // writeCommandHelp prints a command's synopsis and flags.
-func writeCommandHelp(w io.Writer, c *command) {
-	fmt.Fprintf(w, "Usage: shmctl %s [FLAGS] %s\n\n%s.\n\n", c.name, c.args, upperFirst(c.summary))
-	if c.details != "" {
-		fmt.Fprintf(w, "%s\n\n", strings.TrimSpace(c.details))
+func writeCommandHelp(w io.Writer, c *cobra.Command) {
+	path := strings.TrimSuffix(c.CommandPath(), " "+c.Name()) // "shmctl", "shmctl completion"
+	args := strings.TrimSpace(strings.TrimPrefix(c.Use, c.Name()))
+	if c.HasAvailableSubCommands() {
+		args = "COMMAND"
+	}
+	usage := path + " " + c.Name() + " [FLAGS]"
+	if args != "" {
+		usage += " " + args
+	}
+	fmt.Fprintf(w, "Usage: %s\n\n%s.\n\n", usage, upperFirst(strings.TrimSuffix(c.Short, ".")))
+	if d := strings.TrimSpace(c.Long); d != "" {
+		fmt.Fprintf(w, "%s\n\n", d)
+	}
+	if c.HasAvailableSubCommands() {
+		fmt.Fprint(w, "Commands:\n")
+		writeCommands(w, c)
+		fmt.Fprint(w, "\n")
 	}
 	fmt.Fprint(w, "Flags:\n")
-	fs := newFlagSet(c.name)
-	c.newOpts(globalOptions{}).addFlags(fs)
+	fs := pflag.NewFlagSet(c.Name(), pflag.ContinueOnError)
+	fs.AddFlagSet(c.LocalFlags())
+	fs.AddFlagSet(c.InheritedFlags())
 	writeFlags(w, fs)
 }
 
-// writeFlags lists the flags of fs, GNU style, aligned.
-func writeFlags(w io.Writer, fs *flag.FlagSet) {
+// writeFlags lists the flags of fs, GNU style, aligned; not --help, which
+// every command takes.
+func writeFlags(w io.Writer, fs *pflag.FlagSet) {
 	t := newTable(w)
-	fs.VisitAll(func(f *flag.Flag) {
-		arg, usage := flag.UnquoteUsage(f)
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name == "help" || f.Hidden {
+			return
+		}
+		arg, usage := pflag.UnquoteUsage(f)
 		if arg != "" {
 			arg = " " + strings.ToUpper(arg)
 		}
 		def := ""
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
 			def = " (default " + f.DefValue + ")"
 		}
 		fmt.Fprintf(t, "  --%s%s\t%s%s\n", f.Name, arg, usage, def)

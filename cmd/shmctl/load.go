@@ -6,13 +6,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/alloc"
@@ -30,8 +31,7 @@ type loadOptions struct {
 }
 
 // addFlags registers load's flags.
-func (o *loadOptions) addFlags(fs *flag.FlagSet) {
-	o.addGlobalFlags(fs)
+func (o *loadOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.format, "format", formatJSON, "`FORMAT` of the file: json or msgpack")
 	fs.StringVar(&o.path, "path", "", "set the keys into the Dict at `PATH` (made if missing) instead of the root")
 }

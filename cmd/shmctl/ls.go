@@ -3,10 +3,11 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/internal/layers"
@@ -17,8 +18,8 @@ type lsOptions struct {
 	globalOptions
 }
 
-// addFlags registers the global flags (ls has none of its own).
-func (o *lsOptions) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
+// addFlags registers nothing: ls has no flags of its own.
+func (o *lsOptions) addFlags(*pflag.FlagSet) {}
 
 // setArgs refuses arguments: ls lists the whole directory.
 func (o *lsOptions) setArgs(args []string) error {

@@ -6,13 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 )
@@ -28,8 +29,7 @@ type watchOptions struct {
 }
 
 // addFlags registers the global flags and --count.
-func (o *watchOptions) addFlags(fs *flag.FlagSet) {
-	o.addGlobalFlags(fs)
+func (o *watchOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.count, "count", 0, "stop after `N` values (the first is the value now; 0: until interrupted)")
 }
 
