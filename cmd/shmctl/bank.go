@@ -137,6 +137,9 @@ func (o *bankOptions) run(w io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if err := o.fitProcTable(st, o.name, "bank"); err != nil {
+		return err
+	}
 	rep := bankReport{Store: o.name, Procs: o.procs, Accounts: o.accounts, Initial: o.initial,
 		Duration: o.duration.Seconds(), Seed: o.seed, Samples: []bankSample{}, Workers: []bankWorkerResult{}}
 	if rep.Expected, rep.Created, err = o.setup(st); err != nil {

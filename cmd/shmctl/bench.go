@@ -118,6 +118,9 @@ func (o *benchOptions) run(w io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if err := o.fitProcTable(st, o.name, "bench"); err != nil {
+		return err
+	}
 	// From the mailbox's making to its draining, Ctrl-C and SIGTERM only
 	// stop the workers (the fleet sends them SIGTERM): bench itself goes
 	// on to recover them and give the mailbox's blocks back (a bench

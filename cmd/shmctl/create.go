@@ -16,13 +16,14 @@ import (
 )
 
 // createOptions are the flags and arguments of
-// `shmctl create NAME [--region-size S] [--max-size S] [--mode M]`.
+// `shmctl create NAME [--region-size S] [--max-size S] [--mode M] [--max-procs N]`.
 type createOptions struct {
 	globalOptions
 	name       string
 	regionSize byteSize
 	maxSize    byteSize
 	mode       fileMode
+	maxProcs   int
 }
 
 // addFlags registers create's flags.
@@ -33,6 +34,7 @@ func (o *createOptions) addFlags(fs *pflag.FlagSet) {
 	fs.Var(&o.regionSize, "region-size", "`SIZE` of each region file: a multiple of 1MiB from 1MiB to 4GiB")
 	fs.Var(&o.maxSize, "max-size", "largest total `SIZE` of the regions, rounded down to whole regions")
 	fs.Var(&o.mode, "mode", "permission bits of the store's files: octal `MODE` including 0600")
+	fs.IntVar(&o.maxProcs, "max-procs", shm.DefaultProcs, "`N` entries in the process table: processes attached at once, 1 to 1023")
 }
 
 // setArgs takes the store name.
@@ -54,9 +56,15 @@ func (o *createOptions) Validate() error {
 		return fmt.Errorf("max size %s needs more than 65535 regions of %s; raise --region-size", o.maxSize.String(), o.regionSize.String())
 	case fs.FileMode(o.mode)&0o600 != 0o600:
 		return fmt.Errorf("mode %s: the owner needs read and write (0600)", o.mode.String())
+	case o.maxProcs < 1 || o.maxProcs > maxProcTable:
+		return fmt.Errorf("max procs %d: want 1 to %d", o.maxProcs, maxProcTable)
 	}
 	return nil
 }
+
+// maxProcTable is the largest process table shm makes (a process's index
+// must fit its lock token).
+const maxProcTable = 1<<10 - 1
 
 // createReport is what create prints with --json.
 type createReport struct {
@@ -74,6 +82,7 @@ type createReport struct {
 func (o *createOptions) run(w io.Writer) error {
 	opts := o.storeOptions()
 	opts.RegionSize, opts.MaxSize, opts.Mode = int64(o.regionSize), int64(o.maxSize), fs.FileMode(o.mode)
+	opts.Procs = o.maxProcs
 	opts.Create = shmstore.MustCreate
 	st, err := shmstore.Open(o.name, opts)
 	if errors.Is(err, shmstore.ErrBadOption) {

@@ -52,3 +52,24 @@ func TestCreateFlagsAnywhere(t *testing.T) {
 	out = mustRun(t, "--dir", dir, "create", "--max-size", "1MiB", "--region-size", "1MiB", "--", "-dash")
 	require.True(t, strings.HasPrefix(out, `created store "-dash"`), out)
 }
+
+// TestCreateMaxProcs: --max-procs sets the size of the process table.
+func TestCreateMaxProcs(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	var rep createReport
+	runJSON(t, &rep, "--dir", dir, "create", "few", "--max-size", "64MiB", "--max-procs", "3")
+	require.Equal(t, 3, rep.Procs)
+	var info infoReport
+	runJSON(t, &info, "--dir", dir, "info", "few")
+	require.Equal(t, 3, info.ProcTable)
+	runJSON(t, &rep, "--dir", dir, "create", "many", "--max-size", "64MiB", "--max-procs", "1023")
+	require.Equal(t, 1023, rep.Procs)
+	for _, n := range []string{"0", "1024", "-1"} {
+		requireOneLineError(t, shmctl(t, "--dir", dir, "create", "bad", "--max-procs", n), 2,
+			"create: max procs "+n+": want 1 to 1023")
+	}
+	requireOneLineError(t, shmctl(t, "--dir", dir, "create", "bad", "--max-procs", "lots"), 2,
+		`create: invalid argument "lots" for "--max-procs" flag`)
+	require.Contains(t, mustRun(t, "help", "create"), "--max-procs N")
+}
