@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/pflag"
 
@@ -66,6 +68,25 @@ func (o *createOptions) Validate() error {
 // must fit its lock token).
 const maxProcTable = 1<<10 - 1
 
+// checkBaseDir makes sure that create makes only the store's own
+// directory: the directory that holds stores must exist, except the
+// default one, which shmstore makes in its parent (/dev/shm).
+func (o *createOptions) checkBaseDir() error {
+	ok, err := o.statDir()
+	switch {
+	case err != nil || ok:
+		return err
+	case o.dirFrom() != "":
+		return fmt.Errorf("directory %s (%s) does not exist; create makes only the store's own directory: make it first (mkdir -p %[1]s)",
+			o.baseDir(), o.dirFrom())
+	}
+	parent := filepath.Dir(o.baseDir())
+	if fi, err := os.Stat(parent); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s, which the default directory %s goes in, is not a directory", parent, o.baseDir())
+	}
+	return nil
+}
+
 // createReport is what create prints with --json.
 type createReport struct {
 	Name       string `json:"name"`
@@ -80,6 +101,9 @@ type createReport struct {
 
 // run creates the store (failing if it exists) and describes it.
 func (o *createOptions) run(w io.Writer) error {
+	if err := o.checkBaseDir(); err != nil {
+		return err
+	}
 	opts := o.storeOptions()
 	opts.RegionSize, opts.MaxSize, opts.Mode = int64(o.regionSize), int64(o.maxSize), fs.FileMode(o.mode)
 	opts.Procs = o.maxProcs

@@ -73,3 +73,23 @@ func TestCreateMaxProcs(t *testing.T) {
 		`create: invalid argument "lots" for "--max-procs" flag`)
 	require.Contains(t, mustRun(t, "help", "create"), "--max-procs N")
 }
+
+// TestCreateDir: create makes the store's own directory and nothing
+// above it: a --dir that does not exist, or is not a directory, is said
+// so, and nothing is made.
+func TestCreateDir(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	missing := filepath.Join(dir, "missing", "deeper")
+	requireOneLineError(t, shmctl(t, "--dir", missing, "create", "s"), 1,
+		"create: directory "+missing+" (--dir) does not exist; create makes only the store's own directory: make it first (mkdir -p "+missing+")")
+	_, err := os.Stat(filepath.Join(dir, "missing"))
+	require.ErrorIs(t, err, os.ErrNotExist, "create made a parent")
+
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	requireOneLineError(t, shmctl(t, "--dir", file, "create", "s"), 1, "create: "+file+" (--dir) is not a directory")
+
+	out := mustRun(t, "--dir", dir, "create", "s", "--max-size", "64MiB")
+	require.True(t, strings.HasPrefix(out, `created store "s" in `+filepath.Join(dir, "s")+":"), out)
+}

@@ -189,6 +189,13 @@ changes it sleeps in a transaction's Retry: no polling, nothing held.
 With --json each line is an object: time, absent, value.
 `
 
+	lsHelp = `
+Each store is opened read-only: ls writes nothing. A store that cannot be
+opened is listed with the reason. A directory given with --dir or
+$SHMSTORE_DIR must exist (exit 1 if not); the default one is made by the
+first create, and until then ls lists nothing.
+`
+
 	txnsHelp = `
 Every slot that has an owner or holds retired memory, read without locks
 (a snapshot that may be mid-change), and the global version clock (the

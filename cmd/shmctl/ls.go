@@ -47,8 +47,15 @@ type lsEntry struct {
 	Error       string    `json:"error,omitempty"`
 }
 
-// run lists the stores, opening each read-only.
+// run lists the stores, opening each read-only. A directory chosen with
+// --dir or $SHMSTORE_DIR must exist; the default one is made by the first
+// create, and until then there is no store to list.
 func (o *lsOptions) run(w io.Writer) error {
+	if ok, err := o.statDir(); err != nil {
+		return err
+	} else if !ok && o.dirFrom() != "" {
+		return fmt.Errorf("directory %s (%s) does not exist", o.baseDir(), o.dirFrom())
+	}
 	opts := o.storeOptions()
 	names, err := shmstore.ListStores(opts)
 	if err != nil {

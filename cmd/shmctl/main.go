@@ -15,6 +15,11 @@
 // 'shmctl help COMMAND' and 'shmctl COMMAND --help'; 'shmctl completion
 // SHELL' prints a completion script (commands, flags, store names).
 //
+// The directory that holds stores must exist when chosen with --dir or
+// $SHMSTORE_DIR: ls says so if not (exit 1), and create makes only the
+// store's own directory in it. The default one is made by the first
+// create (in /dev/shm); ls lists nothing until then.
+//
 // Inspection (ls, info, txns, procs) opens stores read-only and never
 // writes. get and dump attach, because a transaction needs a slot, and
 // read in one View; load writes in one Update (values.go says how values
@@ -25,10 +30,12 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -135,6 +142,35 @@ func (g *globalOptions) baseDir() string {
 	return g.storeOptions().BaseDir()
 }
 
+// dirFrom says where the directory that holds stores came from, for
+// messages: "--dir", "$SHMSTORE_DIR", or "" for the default.
+func (g *globalOptions) dirFrom() string {
+	switch {
+	case g.Dir != "":
+		return "--dir"
+	case os.Getenv("SHMSTORE_DIR") != "":
+		return "$SHMSTORE_DIR"
+	}
+	return ""
+}
+
+// statDir reports whether the directory that holds stores exists; it is
+// an error for it to be something else than a directory, or for it not
+// to be looked at.
+func (g *globalOptions) statDir() (bool, error) {
+	base := g.baseDir()
+	fi, err := os.Stat(base)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	case !fi.IsDir():
+		return false, fmt.Errorf("%s (%s) is not a directory", base, cmp.Or(g.dirFrom(), "the default"))
+	}
+	return true, nil
+}
+
 // global returns the options' global flags, for the command to fill in
 // from the root's before it runs (every options struct embeds them).
 func (g *globalOptions) global() *globalOptions { return g }
@@ -235,7 +271,7 @@ func commandTable() []*command {
 	return []*command{
 		{name: "create", args: "NAME", summary: "create a store",
 			newOpts: func(g globalOptions) commandOptions { return &createOptions{globalOptions: g} }},
-		{name: "ls", summary: "list the stores in the directory, with their size and attached processes",
+		{name: "ls", summary: "list the stores in the directory, with their size and attached processes", details: lsHelp,
 			newOpts: func(g globalOptions) commandOptions { return &lsOptions{globalOptions: g} }},
 		{name: "info", args: "NAME", summary: "describe a store: regions, bytes, size classes, processes",
 			newOpts: func(g globalOptions) commandOptions { return &infoOptions{nameOnly{globalOptions: g}} }},
