@@ -174,7 +174,10 @@ FILE (- for standard input) holds one object. Each of its top-level keys
 is set, replacing what was there, in the root Dict, or in the Dict at
 --path (made if missing), all in one transaction: all of them or, on an
 error, none. Objects become Dicts, arrays Lists. A JSON number without
-'.' or exponent that fits 64 bits becomes an Int, any other a Float.
+'.' or exponent becomes an Int (one beyond int64 is refused: write it
+as 1e20 or as a string), any other a Float. A key that is twice in one
+object is refused, with its line (JSON decoders disagree on which one
+wins). A file of the other format than --format says is said to be so.
 A dump loads back as it was, except: Counters become Ints and Records
 Dicts; from JSON, Bytes become Strings (their base64) and non-String
 keys String keys.

@@ -3,14 +3,10 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -150,8 +146,7 @@ func (o *loadOptions) run(w io.Writer) error {
 	return err
 }
 
-// read decodes the file (- is standard input). A JSON integer beyond
-// int64 is refused: readTree would make it a Float, silently rounded.
+// read decodes the file (- is standard input).
 func (o *loadOptions) read() (any, error) {
 	var r io.Reader = os.Stdin
 	if o.file != "-" {
@@ -166,62 +161,11 @@ func (o *loadOptions) read() (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.file, err)
 	}
-	g, err := readTree(bytes.NewReader(data), o.format)
-	if err == nil && o.format == formatJSON {
-		err = checkJSONIntegers(data)
-	}
+	g, err := readTree(data, o.format)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.file, err)
 	}
 	return g, nil
-}
-
-// checkJSONIntegers refuses a JSON document (already known to be valid)
-// that has an integer, a number without '.' or exponent, beyond int64:
-// stored as a Float it would silently lose digits. Numbers with a
-// fraction or an exponent are Floats, as the file says.
-func checkJSONIntegers(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var g any
-	if err := dec.Decode(&g); err != nil {
-		return fmt.Errorf("bad JSON: %w", err)
-	}
-	return checkIntegers(g, "")
-}
-
-// checkIntegers walks a JSON value decoded with UseNumber; at is its path
-// (as jsonTree names paths), for errors.
-func checkIntegers(g any, at string) error {
-	switch g := g.(type) {
-	case json.Number:
-		s := g.String()
-		if strings.ContainsAny(s, ".eE") {
-			return nil
-		}
-		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
-			return fmt.Errorf("%s: integer %s does not fit an Int (int64); write it as a float (%s.0) or a string",
-				where(at), s, s)
-		}
-	case map[string]any:
-		keys := make([]string, 0, len(g))
-		for k := range g {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys) // the same error every time
-		for _, k := range keys {
-			if err := checkIntegers(g[k], at+"/"+k); err != nil {
-				return err
-			}
-		}
-	case []any:
-		for i, x := range g {
-			if err := checkIntegers(x, at+"/"+strconv.Itoa(i)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // describeGeneric names the kind of a decoded value, for errors.
