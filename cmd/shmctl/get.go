@@ -12,27 +12,32 @@ import (
 	"github.com/shmstore/shmstore"
 )
 
-// getOptions are the flags and arguments of `shmctl get NAME PATH`.
+// getOptions are the flags and arguments of
+// `shmctl get NAME PATH [--key K] [--int-key N]`.
 type getOptions struct {
 	globalOptions
+	keyFlags
 	name string
 	path string
-	keys []string
+	keys []shmstore.Value
 }
 
-// addFlags registers nothing: get has no flags of its own (its output
-// is always JSON).
-func (o *getOptions) addFlags(*pflag.FlagSet) {}
+// addFlags registers --key and --int-key.
+func (o *getOptions) addFlags(fs *pflag.FlagSet) { o.addKeyFlags(fs) }
 
-// setArgs takes the store name and the path.
+// setArgs takes the store name and the path (which --key or --int-key
+// may stand for).
 func (o *getOptions) setArgs(args []string) error {
-	switch len(args) {
-	case 0:
+	switch {
+	case len(args) == 0:
 		return errors.New("missing store NAME and PATH")
-	case 1:
-		return errors.New("missing PATH (keys from the root, like accounts/alice; / for the whole store)")
-	case 2:
-		o.name, o.path = args[0], args[1]
+	case len(args) == 1 && len(o.extra) == 0:
+		return errors.New("missing PATH (keys from the root, like accounts/alice; / for the whole store) or --key")
+	case len(args) <= 2:
+		o.name = args[0]
+		if len(args) == 2 {
+			o.path = args[1]
+		}
 		return nil
 	}
 	return fmt.Errorf("want a store NAME and a PATH, got %d arguments", len(args))
@@ -44,7 +49,7 @@ func (o *getOptions) Validate() error {
 		return err
 	}
 	var err error
-	o.keys, err = shmstore.SplitPath(o.path)
+	o.keys, err = o.pathKeys(o.path)
 	return err
 }
 
@@ -65,5 +70,5 @@ func (o *getOptions) run(w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("store %q: %w", o.name, err)
 	}
-	return writeTreeJSON(w, t, o.path)
+	return writeTreeJSON(w, t, pathString(o.keys))
 }

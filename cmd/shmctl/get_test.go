@@ -135,3 +135,53 @@ func TestGetErrors(t *testing.T) {
 	}
 	requireOneLineError(t, shmctl(t, "--dir", dir, "get", "nosuch", "a"), 1, `get: no store "nosuch" in `+dir)
 }
+
+// TestGetKeys: --key reaches a String key with '/' in it, --int-key an
+// Int key, each after PATH's keys, in the order given.
+func TestGetKeys(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "gk")
+	fillStore(t, dir, "gk", map[any]any{
+		"a/b":    "slash",
+		"scores": map[any]any{objects.Int(5): map[string]any{"x/y": int64(1)}, "5": "the String"},
+		"-7":     "dash",
+	}, nil)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--key", "a/b"}, `"slash"` + "\n"},
+		{[]string{"/", "--key", "a/b"}, `"slash"` + "\n"},
+		{[]string{"scores", "--int-key", "5", "--key", "x/y"}, "1\n"},
+		{[]string{"--key", "scores", "--int-key", "5", "--key", "x/y"}, "1\n"},
+		{[]string{"scores", "--key", "5"}, `"the String"` + "\n"},
+		{[]string{"scores/5"}, `"the String"` + "\n"},
+		{[]string{"--int-key=5", "scores"}, "{\n  \"x/y\": 1\n}\n"}, // PATH first, whatever the order on the line
+		{[]string{"--key", "-7"}, `"dash"` + "\n"},
+	} {
+		require.Equal(t, tc.want, mustRun(t, append([]string{"--dir", dir, "get", "gk"}, tc.args...)...), tc.args)
+	}
+	requireOneLineError(t, shmctl(t, "--dir", dir, "get", "gk", "scores", "--int-key", "7"), 1, `get: store "gk": no key "scores/7"`)
+	requireOneLineError(t, shmctl(t, "--dir", dir, "get", "gk", "--int-key", "five"), 2,
+		`get: invalid argument "five" for "--int-key" flag: want an integer from -9223372036854775808 to 9223372036854775807`)
+	requireOneLineError(t, shmctl(t, "--dir", dir, "get", "gk", "--int-key", "9223372036854775808"), 2, "want an integer")
+	requireOneLineError(t, shmctl(t, "--dir", dir, "get", "gk"), 2, "get: missing PATH")
+	require.Contains(t, mustRun(t, "help", "get"), "--int-key N")
+}
+
+// TestEmptyPathKey: an empty key in a PATH is a mistake in the path
+// (exit 2), not a type mismatch, for get, watch and load --path.
+func TestEmptyPathKey(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "ep")
+	f := writeFile(t, "one.json", []byte(`{"k": 1}`))
+	for _, args := range [][]string{{"get", "ep", "a//b"}, {"watch", "ep", "a//b"}, {"load", "ep", f, "--path", "a//b"}} {
+		r := shmctl(t, append([]string{"--dir", dir}, args...)...)
+		requireOneLineError(t, r, 2, args[0]+`: path "a//b" has an empty key after "a"; separate keys with a single '/'`)
+		require.NotContains(t, r.stderr, "type mismatch")
+	}
+	requireOneLineError(t, shmctl(t, "--dir", dir, "get", "ep", "//x"), 1, `no key "x"`) // '/' at the ends is dropped
+	requireOneLineError(t, shmctl(t, "--dir", dir, "get", "ep", "x///y"), 2, `path "x///y" has an empty key after "x"`)
+}

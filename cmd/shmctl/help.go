@@ -156,7 +156,13 @@ const (
 	getHelp = `
 PATH is a chain of String keys from the root Dict, separated by '/':
 accounts/alice is key "alice" of the Dict under key "accounts"; / is the
-whole store. get reads in one transaction and changes no data (it
+whole store; an empty key (a//b) is a mistake. A key that PATH cannot
+say goes in a flag, appended to PATH's keys in the order given (without
+PATH, to the root's): --key K is the String K as it is, '/' and all;
+--int-key N is the Int N.
+  shmctl get NAME --key a/b            key "a/b" of the root
+  shmctl get NAME scores --int-key 5   Int key 5 of the Dict "scores"
+Keys of other kinds show in dump --format msgpack. get reads in one transaction and changes no data (it
 attaches, though: a transaction needs a slot, and attaching recovers dead
 processes). The output is always JSON, indented.
 ` + jsonRulesHelp
@@ -184,7 +190,7 @@ keys String keys.
 `
 
 	watchHelp = `
-PATH is as for get. watch prints one line at once (the value now, as
+PATH, --key and --int-key are as for get. watch prints one line at once (the value now, as
 compact JSON, or (absent)) and one more after each commit that changes
 the value or anything under it, until Ctrl-C (or --count lines). Changes
 that come faster than it prints are seen as one, the latest. Between

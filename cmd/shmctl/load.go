@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -23,7 +22,7 @@ type loadOptions struct {
 	file   string
 	format string
 	path   string
-	keys   []string
+	keys   []shmstore.Value
 }
 
 // addFlags registers load's flags.
@@ -55,7 +54,7 @@ func (o *loadOptions) Validate() error {
 		return err
 	}
 	var err error
-	o.keys, err = shmstore.SplitPath(o.path)
+	o.keys, err = splitPath(o.path)
 	return err
 }
 
@@ -134,7 +133,7 @@ func (o *loadOptions) run(w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("store %q: nothing loaded: %w", o.name, err)
 	}
-	rep := loadReport{Name: o.name, File: o.file, Format: o.format, Path: strings.Join(o.keys, "/"), Keys: n}
+	rep := loadReport{Name: o.name, File: o.file, Format: o.format, Path: pathString(o.keys), Keys: n}
 	if o.JSON {
 		return writeJSON(w, rep)
 	}

@@ -72,7 +72,7 @@ type dictNode struct {
 // exportPath copies the value or subtree at keys (nil: the root) out of
 // the store. It runs inside a transaction and returns the transaction's
 // errors unchanged, conflicts included.
-func exportPath(tx *shmstore.Tx, keys []string) (any, error) {
+func exportPath(tx *shmstore.Tx, keys []shmstore.Value) (any, error) {
 	d := tx.Root()
 	if len(keys) == 0 {
 		return exportDict(tx, d)
@@ -88,7 +88,7 @@ func exportPath(tx *shmstore.Tx, keys []string) (any, error) {
 	if err != nil {
 		return nil, pathError(keys, err)
 	}
-	t, err := exportValue(tx, d, shmstore.String(last), v)
+	t, err := exportValue(tx, d, last, v)
 	if err != nil {
 		return nil, pathError(keys, err)
 	}
@@ -96,8 +96,8 @@ func exportPath(tx *shmstore.Tx, keys []string) (any, error) {
 }
 
 // pathError says where on a path lookup failed.
-func pathError(keys []string, err error) error {
-	p := strings.Join(keys, "/")
+func pathError(keys []shmstore.Value, err error) error {
+	p := pathString(keys)
 	switch {
 	case errors.Is(err, shmstore.ErrKeyNotFound):
 		return fmt.Errorf("no key %q: %w", p, err)
