@@ -24,7 +24,7 @@ type dumpOptions struct {
 
 // addFlags registers dump's flags.
 func (o *dumpOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.format, "format", formatJSON, "`FORMAT` of the dump: json or msgpack (msgpack keeps Bytes and non-String keys)")
+	fs.StringVar(&o.format, "format", formatJSON, "`FORMAT` of the dump: json or msgpack (msgpack keeps Bytes and non-String keys; binary: not to a terminal)")
 	fs.StringVar(&o.out, "out", "", "write the dump to `FILE` instead of standard output")
 }
 
@@ -52,6 +52,9 @@ type dumpReport struct {
 // encoded whole before anything is written, so a failure leaves no
 // half-written file.
 func (o *dumpOptions) run(w io.Writer) error {
+	if err := refuseBinaryTerminal(o.format, o.out, w); err != nil {
+		return err
+	}
 	st, err := o.openExisting(o.name)
 	if err != nil {
 		return err

@@ -3,9 +3,11 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/pflag"
 
@@ -13,17 +15,23 @@ import (
 )
 
 // getOptions are the flags and arguments of
-// `shmctl get NAME PATH [--key K] [--int-key N]`.
+// `shmctl get NAME PATH [--key K] [--int-key N] [--format json|msgpack] [--out FILE]`.
 type getOptions struct {
 	globalOptions
 	keyFlags
-	name string
-	path string
-	keys []shmstore.Value
+	name   string
+	path   string
+	keys   []shmstore.Value
+	format string
+	out    string
 }
 
-// addFlags registers --key and --int-key.
-func (o *getOptions) addFlags(fs *pflag.FlagSet) { o.addKeyFlags(fs) }
+// addFlags registers --key, --int-key, --format and --out.
+func (o *getOptions) addFlags(fs *pflag.FlagSet) {
+	o.addKeyFlags(fs)
+	fs.StringVar(&o.format, "format", formatJSON, "`FORMAT` of the value: json or msgpack (msgpack keeps Bytes and non-String keys; binary: not to a terminal)")
+	fs.StringVar(&o.out, "out", "", "write the value to `FILE` (and print nothing) instead of standard output")
+}
 
 // setArgs takes the store name and the path (which --key or --int-key
 // may stand for).
@@ -43,9 +51,12 @@ func (o *getOptions) setArgs(args []string) error {
 	return fmt.Errorf("want a store NAME and a PATH, got %d arguments", len(args))
 }
 
-// Validate checks the store name and the path.
+// Validate checks the store name, the format and the path.
 func (o *getOptions) Validate() error {
 	if err := validStoreName(o.name); err != nil {
+		return err
+	}
+	if err := validFormat(o.format); err != nil {
 		return err
 	}
 	var err error
@@ -53,9 +64,13 @@ func (o *getOptions) Validate() error {
 	return err
 }
 
-// run reads the subtree at the path in one View and prints it as JSON.
-// It attaches to the store (a transaction needs a slot) and writes nothing.
+// run reads the subtree at the path in one View and writes it, encoded
+// whole, to w or --out. It attaches to the store (a transaction needs a
+// slot) and writes nothing to it.
 func (o *getOptions) run(w io.Writer) error {
+	if err := refuseBinaryTerminal(o.format, o.out, w); err != nil {
+		return err
+	}
 	st, err := o.openExisting(o.name)
 	if err != nil {
 		return err
@@ -70,5 +85,18 @@ func (o *getOptions) run(w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("store %q: %w", o.name, err)
 	}
-	return writeTreeJSON(w, t, pathString(o.keys))
+	var buf bytes.Buffer
+	if o.format == formatMsgpack {
+		err = writeTreeMsgpack(&buf, t)
+	} else {
+		err = writeTreeJSON(&buf, t, pathString(o.keys))
+	}
+	if err != nil {
+		return fmt.Errorf("store %q: %w", o.name, err)
+	}
+	if o.out != "" {
+		return os.WriteFile(o.out, buf.Bytes(), 0o644)
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
 }

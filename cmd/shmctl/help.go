@@ -162,17 +162,23 @@ PATH, to the root's): --key K is the String K as it is, '/' and all;
 --int-key N is the Int N.
   shmctl get NAME --key a/b            key "a/b" of the root
   shmctl get NAME scores --int-key 5   Int key 5 of the Dict "scores"
-Keys of other kinds show in dump --format msgpack. get reads in one transaction and changes no data (it
-attaches, though: a transaction needs a slot, and attaching recovers dead
-processes). The output is always JSON, indented.
+Keys of other kinds (Bool, None, Bytes) are reached through their Dict.
+
+get reads in one transaction and changes no data (it attaches, though:
+a transaction needs a slot, and attaching recovers dead processes). The
+value is written whole, as indented JSON or, with --format msgpack, as
+msgpack (which keeps Bytes and keys of every kind), to standard output
+or to --out FILE. msgpack, being binary, is not written to a terminal:
+give --out or redirect standard output.
 ` + jsonRulesHelp
 
 	dumpHelp = `
 The root Dict and everything under it, read in one transaction (one
 consistent snapshot), encoded whole, then written to standard output or
 to FILE. msgpack keeps what JSON cannot: Bytes (as bin) and keys of every
-kind. shmctl load reads a dump back. With --out, dump says what it wrote
-(with --json, as an object). Like get, it attaches and changes no data.
+kind; it is not written to a terminal (give --out). shmctl load reads a
+dump back. With --out, dump says what it wrote (with --json, as an
+object). Like get, it attaches and changes no data.
 ` + jsonRulesHelp
 
 	loadHelp = `

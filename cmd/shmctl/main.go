@@ -279,7 +279,7 @@ func commandTable() []*command {
 			newOpts: func(g globalOptions) commandOptions { return &checkOptions{nameOnly{globalOptions: g}} }},
 		{name: "rm", args: "NAME", summary: "remove a store (refused while live processes are attached)",
 			newOpts: func(g globalOptions) commandOptions { return &rmOptions{globalOptions: g} }},
-		{name: "get", args: "NAME PATH", summary: "print the value or subtree at PATH (keys from the root: accounts/alice; / for all) as JSON",
+		{name: "get", args: "NAME PATH", summary: "print the value or subtree at PATH (keys from the root: accounts/alice; / for all) as JSON or msgpack",
 			details: getHelp,
 			newOpts: func(g globalOptions) commandOptions { return &getOptions{globalOptions: g} }},
 		{name: "dump", args: "NAME", summary: "write the whole store (the root Dict) as JSON or msgpack", details: dumpHelp,

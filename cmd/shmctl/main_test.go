@@ -229,7 +229,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--dir", dir, "get"}, []string{"get:", "missing store NAME and PATH"}},
 		{[]string{"--dir", dir, "get", "s", "a//b"}, []string{`path "a//b" has an empty key`}},
 		{[]string{"--dir", dir, "get", "s", "a", "b"}, []string{"get:", "got 3 arguments"}},
-		{[]string{"--dir", dir, "get", "s", "a", "--format", "json"}, []string{"get:", "-format"}},
+		{[]string{"--dir", dir, "get", "s", "a", "--format", "xml"}, []string{"get:", `format "xml": want json or msgpack`}},
 		{[]string{"--dir", dir, "dump", "s", "--format", "xml"}, []string{"dump:", `format "xml": want json or msgpack`}},
 		{[]string{"--dir", dir, "dump", "s", "t"}, []string{"dump:", "one store NAME"}},
 		{[]string{"--dir", dir, "load", "s"}, []string{"load:", "missing FILE"}},

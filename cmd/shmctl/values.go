@@ -36,11 +36,13 @@ import (
 	"io"
 	"maps"
 	"math"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/sys/unix"
 
 	"github.com/shmstore/shmstore"
 )
@@ -57,6 +59,25 @@ func validFormat(f string) error {
 		return fmt.Errorf("format %q: want %s or %s", f, formatJSON, formatMsgpack)
 	}
 	return nil
+}
+
+// refuseBinaryTerminal refuses msgpack (binary) for w, where the output
+// goes when out (--out) is "", if w is a terminal: it would garble it.
+func refuseBinaryTerminal(format, out string, w io.Writer) error {
+	if format == formatMsgpack && out == "" && isTerminal(w) {
+		return usagef("msgpack is binary: not written to a terminal; give --out FILE or redirect standard output")
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a terminal: a file that takes TCGETS.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // A tree is a value copied out of the store, ready to encode: nil, bool,
