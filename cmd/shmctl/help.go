@@ -87,12 +87,11 @@ func writeCommands(w io.Writer, cmd *cobra.Command) {
 
 // writeCommandHelp prints a command's synopsis and flags.
 func writeCommandHelp(w io.Writer, c *cobra.Command) {
-	path := strings.TrimSuffix(c.CommandPath(), " "+c.Name()) // "shmctl", "shmctl completion"
 	args := strings.TrimSpace(strings.TrimPrefix(c.Use, c.Name()))
 	if c.HasAvailableSubCommands() {
 		args = "COMMAND"
 	}
-	usage := path + " " + c.Name() + " [FLAGS]"
+	usage := c.CommandPath() + " [FLAGS]"
 	if args != "" {
 		usage += " " + args
 	}
@@ -125,7 +124,7 @@ func writeFlags(w io.Writer, fs *pflag.FlagSet) {
 			arg = " " + strings.ToUpper(arg)
 		}
 		def := ""
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
 			def = " (default " + f.DefValue + ")"
 		}
 		fmt.Fprintf(t, "  --%s%s\t%s%s\n", f.Name, arg, usage, def)
