@@ -23,9 +23,11 @@ check-platform:
 	@$(GO) version | awk '{split($$3,v,"."); sub("go","",v[1]); if (v[1] < 1 || (v[1] == 1 && v[2] < 26)) { print "Go 1.26 or newer is needed, found " $$3 > "/dev/stderr"; exit 1 }}'
 	@[ -d /dev/shm ] && [ -w /dev/shm ] || { echo "/dev/shm (tmpfs) must exist and be writable" >&2; exit 1; }
 
+# bin/shmctl is built static (CGO_ENABLED=0): pflag, cobra's flag package,
+# imports net, whose cgo resolver would link libc and cost 1 ms a start.
 build: check-platform ## build the packages and bin/shmctl
 	$(GO) build ./...
-	$(GO) build -o $(SHMCTL) ./cmd/shmctl
+	CGO_ENABLED=0 $(GO) build -o $(SHMCTL) ./cmd/shmctl
 
 test: lint test-unit test-race ## lint, then every test (unit, multi-process, fuzz seeds), then again with -race -tags invariants (-short)
 

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -14,6 +13,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/internal/layers"
@@ -50,8 +51,7 @@ func newBankOptions(g globalOptions) *bankOptions {
 }
 
 // addFlags registers bank's flags.
-func (o *bankOptions) addFlags(fs *flag.FlagSet) {
-	o.addGlobalFlags(fs)
+func (o *bankOptions) addFlags(fs *pflag.FlagSet) {
 	o.addFleetFlags(fs)
 	fs.IntVar(&o.accounts, "accounts", o.accounts, "`N` accounts in the Dict \"accounts\" (made if it is missing)")
 	fs.Int64Var(&o.initial, "initial", o.initial, "`AMOUNT` each new account starts with; transfers move 1 to AMOUNT")
@@ -137,6 +137,9 @@ func (o *bankOptions) run(w io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if err := o.fitProcTable(st, o.name, "bank"); err != nil {
+		return err
+	}
 	rep := bankReport{Store: o.name, Procs: o.procs, Accounts: o.accounts, Initial: o.initial,
 		Duration: o.duration.Seconds(), Seed: o.seed, Samples: []bankSample{}, Workers: []bankWorkerResult{}}
 	if rep.Expected, rep.Created, err = o.setup(st); err != nil {

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 )
@@ -35,8 +36,7 @@ type bankWorkerOptions struct {
 }
 
 // addFlags registers the worker's flags.
-func (o *bankWorkerOptions) addFlags(fs *flag.FlagSet) {
-	o.addGlobalFlags(fs)
+func (o *bankWorkerOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.worker, "worker", 0, "worker `ID`, 1 and up")
 	fs.IntVar(&o.accounts, "accounts", 0, "`N` accounts")
 	fs.Int64Var(&o.maxAmount, "max-amount", 0, "transfers move 1 to `AMOUNT`")

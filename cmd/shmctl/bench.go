@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/internal/churn"
@@ -39,8 +40,7 @@ func newBenchOptions(g globalOptions) *benchOptions {
 }
 
 // addFlags registers bench's flags.
-func (o *benchOptions) addFlags(fs *flag.FlagSet) {
-	o.addGlobalFlags(fs)
+func (o *benchOptions) addFlags(fs *pflag.FlagSet) {
 	o.addFleetFlags(fs)
 	fs.IntVar(&o.ops, "ops", o.ops, "stop each worker after `N` allocations (0: only --duration)")
 	fs.Var(&o.minSize, "min-size", "smallest request `SIZE`, at least 16")
@@ -118,6 +118,9 @@ func (o *benchOptions) run(w io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if err := o.fitProcTable(st, o.name, "bench"); err != nil {
+		return err
+	}
 	// From the mailbox's making to its draining, Ctrl-C and SIGTERM only
 	// stop the workers (the fleet sends them SIGTERM): bench itself goes
 	// on to recover them and give the mailbox's blocks back (a bench

@@ -4,11 +4,12 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/internal/churn"
@@ -35,8 +36,7 @@ type churnOptions struct {
 }
 
 // addFlags registers the worker's flags.
-func (o *churnOptions) addFlags(fs *flag.FlagSet) {
-	o.addGlobalFlags(fs)
+func (o *churnOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.mailbox, "mailbox", "", "mailbox `HANDLE` made by the parent")
 	fs.Uint64Var(&o.worker, "worker", 0, "worker `ID`, 1 and up")
 	fs.DurationVar(&o.duration, "duration", time.Second, "how long to run")

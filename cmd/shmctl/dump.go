@@ -4,10 +4,11 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 )
@@ -22,9 +23,8 @@ type dumpOptions struct {
 }
 
 // addFlags registers dump's flags.
-func (o *dumpOptions) addFlags(fs *flag.FlagSet) {
-	o.addGlobalFlags(fs)
-	fs.StringVar(&o.format, "format", formatJSON, "`FORMAT` of the dump: json or msgpack (msgpack keeps Bytes and non-String keys)")
+func (o *dumpOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.format, "format", formatJSON, "`FORMAT` of the dump: json or msgpack (msgpack keeps Bytes and non-String keys; binary: not to a terminal)")
 	fs.StringVar(&o.out, "out", "", "write the dump to `FILE` instead of standard output")
 }
 
@@ -52,6 +52,9 @@ type dumpReport struct {
 // encoded whole before anything is written, so a failure leaves no
 // half-written file.
 func (o *dumpOptions) run(w io.Writer) error {
+	if err := refuseBinaryTerminal(o.format, o.out, w); err != nil {
+		return err
+	}
 	st, err := o.openExisting(o.name)
 	if err != nil {
 		return err

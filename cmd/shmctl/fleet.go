@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +17,11 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/internal/layers"
 )
 
 // fleetFlags are the flags of the commands that run worker processes
@@ -30,8 +34,8 @@ type fleetFlags struct {
 }
 
 // addFleetFlags registers --procs, --duration and --seed.
-func (o *fleetFlags) addFleetFlags(fs *flag.FlagSet) {
-	fs.IntVar(&o.procs, "procs", o.procs, "`N` worker processes")
+func (o *fleetFlags) addFleetFlags(fs *pflag.FlagSet) {
+	fs.IntVar(&o.procs, "procs", o.procs, "`N` worker processes; with this one, each takes an entry of the store's process table (create --max-procs)")
 	fs.DurationVar(&o.duration, "duration", o.duration, "how long the workers run (`DURATION`: 500ms, 5s, 1m)")
 	fs.Uint64Var(&o.seed, "seed", o.seed, "random `SEED` (0: from the clock; printed)")
 }
@@ -43,6 +47,27 @@ func (o *fleetFlags) validateFleet() error {
 		return fmt.Errorf("procs %d: want 1 to 1000", o.procs)
 	case o.duration <= 0 || o.duration > 24*time.Hour:
 		return fmt.Errorf("duration %v: want more than 0 and at most 24h", o.duration)
+	}
+	return nil
+}
+
+// fitProcTable refuses, before any worker starts, more workers than the
+// process table of store name (opened by st) has room for: each takes an
+// entry, besides the one this process (command) holds and those of other
+// attached processes. Beyond the table's size it is a usage error; not
+// fitting for the others now is a runtime one.
+func (o *fleetFlags) fitProcTable(st *shmstore.Store, name, command string) error {
+	s := layers.Of(st).Shm
+	table := s.NumProcs()
+	const bigger = "make a store with a larger table (shmctl create --max-procs N)"
+	if o.procs > table-1 {
+		return usagef("--procs %d: store %q has a process table of %d entries and %s takes one, so at most %d workers fit; %s",
+			o.procs, name, table, command, table-1, bigger)
+	}
+	taken := len(s.Procs()) // this process's entry, the others' and any dead one's
+	if free := table - taken; o.procs > free {
+		return fmt.Errorf("--procs %d: only %d of the %d entries of store %q's process table are free (%s and %d other processes hold the rest); run fewer workers or %s",
+			o.procs, free, table, name, command, taken-1, bigger)
 	}
 	return nil
 }

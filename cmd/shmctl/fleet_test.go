@@ -205,3 +205,32 @@ func TestFleetRestart(t *testing.T) {
 	require.Equal(t, []fleetTestResult{{Worker: 1, PID: pid1, Env: t.Name()}, {Worker: 2, PID: pid2, Env: t.Name()}}, rs)
 	requireNoneLeft(t)
 }
+
+// TestWorkersBeyondProcTable: bench and bank refuse, before any worker
+// starts, more workers than the store's process table holds besides
+// themselves (exit 2), or than it has free now (exit 1).
+func TestWorkersBeyondProcTable(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	mustRun(t, "--dir", dir, "create", "small", "--region-size", "4MiB", "--max-size", "64MiB", "--max-procs", "3")
+	for _, c := range []string{"bench", "bank"} {
+		r := shmctl(t, "--dir", dir, c, "small", "--procs", "3", "--duration", "100ms")
+		requireOneLineError(t, r, 2, c+`: --procs 3: store "small" has a process table of 3 entries and `+c+
+			` takes one, so at most 2 workers fit; make a store with a larger table (shmctl create --max-procs N)`)
+	}
+	startHolder(t, dir, "small")
+	for _, c := range []string{"bench", "bank"} {
+		r := shmctl(t, "--dir", dir, c, "small", "--procs", "2", "--duration", "100ms")
+		requireOneLineError(t, r, 1, c+`: --procs 2: only 1 of the 3 entries of store "small"'s process table are free (`+c+
+			` and 1 other processes hold the rest); run fewer workers or make a store with a larger table`)
+	}
+	// Nothing ran: no accounts, no mailbox left, only the holder attached.
+	requireOneLineError(t, shmctl(t, "--dir", dir, "get", "small", "accounts"), 1, `no key "accounts"`)
+	var procs procsReport
+	runJSON(t, &procs, "--dir", dir, "procs", "small")
+	require.Len(t, procs.Processes, 1)
+	// One worker fits beside bank and the holder.
+	var rep bankReport
+	runJSON(t, &rep, "--dir", dir, "bank", "small", "--procs", "1", "--duration", "100ms", "--accounts", "10")
+	require.True(t, rep.OK)
+}

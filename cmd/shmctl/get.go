@@ -3,53 +3,74 @@
 package main
 
 import (
+	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"os"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 )
 
-// getOptions are the flags and arguments of `shmctl get NAME PATH`.
+// getOptions are the flags and arguments of
+// `shmctl get NAME PATH [--key K] [--int-key N] [--format json|msgpack] [--out FILE]`.
 type getOptions struct {
 	globalOptions
-	name string
-	path string
-	keys []string
+	keyFlags
+	name   string
+	path   string
+	keys   []shmstore.Value
+	format string
+	out    string
 }
 
-// addFlags registers the global flags (get has none of its own; its
-// output is always JSON).
-func (o *getOptions) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
+// addFlags registers --key, --int-key, --format and --out.
+func (o *getOptions) addFlags(fs *pflag.FlagSet) {
+	o.addKeyFlags(fs)
+	fs.StringVar(&o.format, "format", formatJSON, "`FORMAT` of the value: json or msgpack (msgpack keeps Bytes and non-String keys; binary: not to a terminal)")
+	fs.StringVar(&o.out, "out", "", "write the value to `FILE` (and print nothing) instead of standard output")
+}
 
-// setArgs takes the store name and the path.
+// setArgs takes the store name and the path (which --key or --int-key
+// may stand for).
 func (o *getOptions) setArgs(args []string) error {
-	switch len(args) {
-	case 0:
+	switch {
+	case len(args) == 0:
 		return errors.New("missing store NAME and PATH")
-	case 1:
-		return errors.New("missing PATH (keys from the root, like accounts/alice; / for the whole store)")
-	case 2:
-		o.name, o.path = args[0], args[1]
+	case len(args) == 1 && len(o.extra) == 0:
+		return errors.New("missing PATH (keys from the root, like accounts/alice; / for the whole store) or --key")
+	case len(args) <= 2:
+		o.name = args[0]
+		if len(args) == 2 {
+			o.path = args[1]
+		}
 		return nil
 	}
 	return fmt.Errorf("want a store NAME and a PATH, got %d arguments", len(args))
 }
 
-// Validate checks the store name and the path.
+// Validate checks the store name, the format and the path.
 func (o *getOptions) Validate() error {
 	if err := validStoreName(o.name); err != nil {
 		return err
 	}
+	if err := validFormat(o.format); err != nil {
+		return err
+	}
 	var err error
-	o.keys, err = shmstore.SplitPath(o.path)
+	o.keys, err = o.pathKeys(o.path)
 	return err
 }
 
-// run reads the subtree at the path in one View and prints it as JSON.
-// It attaches to the store (a transaction needs a slot) and writes nothing.
+// run reads the subtree at the path in one View and writes it, encoded
+// whole, to w or --out. It attaches to the store (a transaction needs a
+// slot) and writes nothing to it.
 func (o *getOptions) run(w io.Writer) error {
+	if err := refuseBinaryTerminal(o.format, o.out, w); err != nil {
+		return err
+	}
 	st, err := o.openExisting(o.name)
 	if err != nil {
 		return err
@@ -64,5 +85,18 @@ func (o *getOptions) run(w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("store %q: %w", o.name, err)
 	}
-	return writeTreeJSON(w, t, o.path)
+	var buf bytes.Buffer
+	if o.format == formatMsgpack {
+		err = writeTreeMsgpack(&buf, t)
+	} else {
+		err = writeTreeJSON(&buf, t, pathString(o.keys))
+	}
+	if err != nil {
+		return fmt.Errorf("store %q: %w", o.name, err)
+	}
+	if o.out != "" {
+		return os.WriteFile(o.out, buf.Bytes(), 0o644)
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
 }

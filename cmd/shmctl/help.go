@@ -3,53 +3,56 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-// helpOptions are the arguments of `shmctl help [COMMAND]`.
-type helpOptions struct {
-	globalOptions
-	topic string
-}
-
-// addFlags registers the global flags (help has none of its own).
-func (o *helpOptions) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
-
-// setArgs takes the optional command name.
-func (o *helpOptions) setArgs(args []string) error {
-	switch len(args) {
-	case 0:
-	case 1:
-		o.topic = args[0]
-	default:
-		return fmt.Errorf("want at most one COMMAND, got %d arguments", len(args))
+// newHelpCommand makes 'shmctl help [COMMAND]', which replaces cobra's
+// own: an unknown COMMAND is a usage error, not the list of commands.
+func newHelpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [COMMAND]",
+		Short: "show help for shmctl or a command",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			root := cmd.Root()
+			target, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return unknownCommand(root, strings.Join(args, " "))
+			}
+			writeHelp(cmd.OutOrStdout(), target)
+			return nil
+		},
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []cobra.Completion
+			for _, c := range cmd.Root().Commands() {
+				if c.IsAvailableCommand() {
+					names = append(names, cobra.CompletionWithDesc(c.Name(), c.Short))
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
 	}
-	return nil
 }
 
-// Validate checks that the topic names a command.
-func (o *helpOptions) Validate() error {
-	if o.topic != "" && lookupCommand(o.topic) == nil {
-		return fmt.Errorf("unknown command %q; run 'shmctl help' for the list", o.topic)
-	}
-	return nil
-}
-
-// run prints the help.
-func (o *helpOptions) run(w io.Writer) error {
-	if o.topic == "" {
-		writeMainHelp(w)
+// writeHelp is every command's help (cobra's help function): the list of
+// commands for the root, else the command's synopsis and flags.
+func writeHelp(w io.Writer, cmd *cobra.Command) {
+	if !cmd.HasParent() {
+		writeMainHelp(w, cmd)
 	} else {
-		writeCommandHelp(w, lookupCommand(o.topic))
+		writeCommandHelp(w, cmd)
 	}
-	return nil
 }
 
 // writeMainHelp prints the list of commands and the global flags.
-func writeMainHelp(w io.Writer) {
+func writeMainHelp(w io.Writer, root *cobra.Command) {
 	fmt.Fprint(w, `shmctl creates, inspects, checks, removes and benchmarks shmstore stores,
 and reads and writes what they hold.
 
@@ -58,42 +61,65 @@ Usage:
 
 Commands:
 `)
-	t := newTable(w)
-	for _, c := range commandTable() {
-		if !c.hidden {
-			fmt.Fprintf(t, "  %s %s\t%s\n", c.name, c.args, c.summary)
-		}
-	}
-	_ = t.Flush()
+	writeCommands(w, root)
 	fmt.Fprint(w, "\nGlobal flags (before or after the command):\n")
-	var g globalOptions
-	fs := newFlagSet("shmctl")
-	g.addGlobalFlags(fs)
-	writeFlags(w, fs)
+	writeFlags(w, root.PersistentFlags())
 	fmt.Fprint(w, `
+Flags and arguments go in any order; after "--" everything is an argument.
 Sizes take binary units: 4096, 512KiB, 64MiB (or 64M), 1GiB (or 1G).
 Exit status: 0 success, 1 runtime error or problems found, 2 usage error.
-Run 'shmctl help COMMAND' for a command's flags.
+shmctl alone prints this list (exit 0), as does 'shmctl help'.
+Run 'shmctl help COMMAND' or 'shmctl COMMAND --help' for a command's flags.
 `)
 }
 
+// writeCommands lists the commands under cmd that help shows, with their
+// arguments and summaries.
+func writeCommands(w io.Writer, cmd *cobra.Command) {
+	t := newTable(w)
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() || c.Name() == "help" {
+			fmt.Fprintf(t, "  %s\t%s\n", c.Use, c.Short)
+		}
+	}
+	_ = t.Flush()
+}
+
 // writeCommandHelp prints a command's synopsis and flags.
-func writeCommandHelp(w io.Writer, c *command) {
-	fmt.Fprintf(w, "Usage: shmctl %s [FLAGS] %s\n\n%s.\n\n", c.name, c.args, upperFirst(c.summary))
-	if c.details != "" {
-		fmt.Fprintf(w, "%s\n\n", strings.TrimSpace(c.details))
+func writeCommandHelp(w io.Writer, c *cobra.Command) {
+	args := strings.TrimSpace(strings.TrimPrefix(c.Use, c.Name()))
+	if c.HasAvailableSubCommands() {
+		args = "COMMAND"
+	}
+	usage := c.CommandPath() + " [FLAGS]"
+	if args != "" {
+		usage += " " + args
+	}
+	fmt.Fprintf(w, "Usage: %s\n\n%s.\n\n", usage, upperFirst(strings.TrimSuffix(c.Short, ".")))
+	if d := strings.TrimSpace(c.Long); d != "" {
+		fmt.Fprintf(w, "%s\n\n", d)
+	}
+	if c.HasAvailableSubCommands() {
+		fmt.Fprint(w, "Commands:\n")
+		writeCommands(w, c)
+		fmt.Fprint(w, "\n")
 	}
 	fmt.Fprint(w, "Flags:\n")
-	fs := newFlagSet(c.name)
-	c.newOpts(globalOptions{}).addFlags(fs)
+	fs := pflag.NewFlagSet(c.Name(), pflag.ContinueOnError)
+	fs.AddFlagSet(c.LocalFlags())
+	fs.AddFlagSet(c.InheritedFlags())
 	writeFlags(w, fs)
 }
 
-// writeFlags lists the flags of fs, GNU style, aligned.
-func writeFlags(w io.Writer, fs *flag.FlagSet) {
+// writeFlags lists the flags of fs, GNU style, aligned; not --help, which
+// every command takes.
+func writeFlags(w io.Writer, fs *pflag.FlagSet) {
 	t := newTable(w)
-	fs.VisitAll(func(f *flag.Flag) {
-		arg, usage := flag.UnquoteUsage(f)
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name == "help" || f.Hidden {
+			return
+		}
+		arg, usage := pflag.UnquoteUsage(f)
 		if arg != "" {
 			arg = " " + strings.ToUpper(arg)
 		}
@@ -129,17 +155,29 @@ const (
 	getHelp = `
 PATH is a chain of String keys from the root Dict, separated by '/':
 accounts/alice is key "alice" of the Dict under key "accounts"; / is the
-whole store. get reads in one transaction and changes no data (it
-attaches, though: a transaction needs a slot, and attaching recovers dead
-processes). The output is always JSON, indented.
+whole store; an empty key (a//b) is a mistake. A key that PATH cannot
+say goes in a flag, appended to PATH's keys in the order given (without
+PATH, to the root's): --key K is the String K as it is, '/' and all;
+--int-key N is the Int N.
+  shmctl get NAME --key a/b            key "a/b" of the root
+  shmctl get NAME scores --int-key 5   Int key 5 of the Dict "scores"
+Keys of other kinds (Bool, None, Bytes) are reached through their Dict.
+
+get reads in one transaction and changes no data (it attaches, though:
+a transaction needs a slot, and attaching recovers dead processes). The
+value is written whole, as indented JSON or, with --format msgpack, as
+msgpack (which keeps Bytes and keys of every kind), to standard output
+or to --out FILE. msgpack, being binary, is not written to a terminal:
+give --out or redirect standard output.
 ` + jsonRulesHelp
 
 	dumpHelp = `
 The root Dict and everything under it, read in one transaction (one
 consistent snapshot), encoded whole, then written to standard output or
 to FILE. msgpack keeps what JSON cannot: Bytes (as bin) and keys of every
-kind. shmctl load reads a dump back. With --out, dump says what it wrote
-(with --json, as an object). Like get, it attaches and changes no data.
+kind; it is not written to a terminal (give --out). shmctl load reads a
+dump back. With --out, dump says what it wrote (with --json, as an
+object). Like get, it attaches and changes no data.
 ` + jsonRulesHelp
 
 	loadHelp = `
@@ -147,19 +185,29 @@ FILE (- for standard input) holds one object. Each of its top-level keys
 is set, replacing what was there, in the root Dict, or in the Dict at
 --path (made if missing), all in one transaction: all of them or, on an
 error, none. Objects become Dicts, arrays Lists. A JSON number without
-'.' or exponent that fits 64 bits becomes an Int, any other a Float.
+'.' or exponent becomes an Int (one beyond int64 is refused: write it
+as 1e20 or as a string), any other a Float. A key that is twice in one
+object is refused, with its line (JSON decoders disagree on which one
+wins). A file of the other format than --format says is said to be so.
 A dump loads back as it was, except: Counters become Ints and Records
 Dicts; from JSON, Bytes become Strings (their base64) and non-String
 keys String keys.
 `
 
 	watchHelp = `
-PATH is as for get. watch prints one line at once (the value now, as
+PATH, --key and --int-key are as for get. watch prints one line at once (the value now, as
 compact JSON, or (absent)) and one more after each commit that changes
 the value or anything under it, until Ctrl-C (or --count lines). Changes
 that come faster than it prints are seen as one, the latest. Between
 changes it sleeps in a transaction's Retry: no polling, nothing held.
 With --json each line is an object: time, absent, value.
+`
+
+	lsHelp = `
+Each store is opened read-only: ls writes nothing. A store that cannot be
+opened is listed with the reason. A directory given with --dir or
+$SHMSTORE_DIR must exist (exit 1 if not); the default one is made by the
+first create, and until then ls lists nothing.
 `
 
 	txnsHelp = `

@@ -3,16 +3,12 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"sort"
-	"strconv"
-	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/alloc"
@@ -26,12 +22,11 @@ type loadOptions struct {
 	file   string
 	format string
 	path   string
-	keys   []string
+	keys   []shmstore.Value
 }
 
 // addFlags registers load's flags.
-func (o *loadOptions) addFlags(fs *flag.FlagSet) {
-	o.addGlobalFlags(fs)
+func (o *loadOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.format, "format", formatJSON, "`FORMAT` of the file: json or msgpack")
 	fs.StringVar(&o.path, "path", "", "set the keys into the Dict at `PATH` (made if missing) instead of the root")
 }
@@ -59,7 +54,7 @@ func (o *loadOptions) Validate() error {
 		return err
 	}
 	var err error
-	o.keys, err = shmstore.SplitPath(o.path)
+	o.keys, err = splitPath(o.path)
 	return err
 }
 
@@ -138,7 +133,7 @@ func (o *loadOptions) run(w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("store %q: nothing loaded: %w", o.name, err)
 	}
-	rep := loadReport{Name: o.name, File: o.file, Format: o.format, Path: strings.Join(o.keys, "/"), Keys: n}
+	rep := loadReport{Name: o.name, File: o.file, Format: o.format, Path: pathString(o.keys), Keys: n}
 	if o.JSON {
 		return writeJSON(w, rep)
 	}
@@ -150,8 +145,7 @@ func (o *loadOptions) run(w io.Writer) error {
 	return err
 }
 
-// read decodes the file (- is standard input). A JSON integer beyond
-// int64 is refused: readTree would make it a Float, silently rounded.
+// read decodes the file (- is standard input).
 func (o *loadOptions) read() (any, error) {
 	var r io.Reader = os.Stdin
 	if o.file != "-" {
@@ -166,62 +160,11 @@ func (o *loadOptions) read() (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.file, err)
 	}
-	g, err := readTree(bytes.NewReader(data), o.format)
-	if err == nil && o.format == formatJSON {
-		err = checkJSONIntegers(data)
-	}
+	g, err := readTree(data, o.format)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.file, err)
 	}
 	return g, nil
-}
-
-// checkJSONIntegers refuses a JSON document (already known to be valid)
-// that has an integer, a number without '.' or exponent, beyond int64:
-// stored as a Float it would silently lose digits. Numbers with a
-// fraction or an exponent are Floats, as the file says.
-func checkJSONIntegers(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var g any
-	if err := dec.Decode(&g); err != nil {
-		return fmt.Errorf("bad JSON: %w", err)
-	}
-	return checkIntegers(g, "")
-}
-
-// checkIntegers walks a JSON value decoded with UseNumber; at is its path
-// (as jsonTree names paths), for errors.
-func checkIntegers(g any, at string) error {
-	switch g := g.(type) {
-	case json.Number:
-		s := g.String()
-		if strings.ContainsAny(s, ".eE") {
-			return nil
-		}
-		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
-			return fmt.Errorf("%s: integer %s does not fit an Int (int64); write it as a float (%s.0) or a string",
-				where(at), s, s)
-		}
-	case map[string]any:
-		keys := make([]string, 0, len(g))
-		for k := range g {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys) // the same error every time
-		for _, k := range keys {
-			if err := checkIntegers(g[k], at+"/"+k); err != nil {
-				return err
-			}
-		}
-	case []any:
-		for i, x := range g {
-			if err := checkIntegers(x, at+"/"+strconv.Itoa(i)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // describeGeneric names the kind of a decoded value, for errors.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -51,7 +52,8 @@ func TestLoadNumbersAndReplace(t *testing.T) {
 
 // TestLoadRefusesIntegersBeyondInt64: a JSON integer that does not fit an
 // Int is refused, where it is, and nothing of the file is loaded (it used
-// to become a Float, silently rounded).
+// to become a Float, silently rounded). convertNumbers refuses it, in
+// key order.
 func TestLoadRefusesIntegersBeyondInt64(t *testing.T) {
 	t.Parallel()
 	dir := testDir(t)
@@ -138,4 +140,75 @@ func TestLoadBadFiles(t *testing.T) {
 	f := writeFile(t, "ok.json", []byte(`{}`))
 	requireOneLineError(t, shmctl(t, "--dir", dir, "load", "nosuch", f), 1, `load: no store "nosuch" in `+dir)
 	require.Equal(t, "{}\n", mustRun(t, "--dir", dir, "dump", "lb"))
+}
+
+// TestLoadDuplicateKeys: a key twice in one object is refused with its
+// line, the line of the first, and the object's path; nothing is loaded.
+func TestLoadDuplicateKeys(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "ld")
+	fillStore(t, dir, "ld", map[any]any{"keep": "me"}, nil)
+	for _, tc := range []struct {
+		name, data, want string
+	}{
+		{"top", `{"a": 1, "b": 2, "a": 3}`, `line 1: duplicate key "a" in the root (first on line 1)`},
+		{"nested", "{\n  \"accounts\": {\n    \"alice\": 1,\n    \"bob\": 2,\n    \"alice\": 3\n  }\n}\n",
+			`line 5: duplicate key "alice" in "accounts" (first on line 3)`},
+		{"in a list", "{\"l\": [{}, {\"x\": 1,\n\n\"x\": [\"ok\"]}]}", `line 3: duplicate key "x" in "l/1" (first on line 1)`},
+		{"escaped alike", `{"k": {"\u0061": 1, "a": 2}}`, `line 1: duplicate key "a" in "k" (first on line 1)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := writeFile(t, "dup.json", []byte(tc.data))
+			requireOneLineError(t, shmctl(t, "--dir", dir, "load", "ld", f), 1, "load: "+f+": "+tc.want)
+		})
+	}
+	// Keys alike in different objects are fine.
+	f := writeFile(t, "ok.json", []byte(`{"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}`))
+	mustRun(t, "--dir", dir, "load", "ld", f)
+	require.Equal(t, "{\n  \"a\": 1\n}\n", mustRun(t, "--dir", dir, "get", "ld", "a"))
+}
+
+// TestLoadWrongFormat: a JSON file loaded as msgpack, or a msgpack one as
+// JSON, is said to be of the other format.
+func TestLoadWrongFormat(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "lw")
+	j := writeFile(t, "data.json", []byte("{\"a\": 1, \"b\": [true]}\n"))
+	b, err := msgpack.Marshal(map[string]any{"a": 1, "b": []any{true}})
+	require.NoError(t, err)
+	m := writeFile(t, "data.msgpack", b)
+	requireOneLineError(t, shmctl(t, "--dir", dir, "load", "lw", j, "--format", "msgpack"), 1,
+		"load: "+j+": bad msgpack: this is JSON; load it with --format json")
+	requireOneLineError(t, shmctl(t, "--dir", dir, "load", "lw", m), 1,
+		"load: "+m+": bad JSON: this is msgpack; load it with --format msgpack")
+	requireOneLineError(t, shmctl(t, "--dir", dir, "load", "lw", m, "--format", "json"), 1, "this is msgpack")
+	require.Equal(t, "{}\n", mustRun(t, "--dir", dir, "dump", "lw"))
+	// Each in its own format loads.
+	mustRun(t, "--dir", dir, "load", "lw", j)
+	mustRun(t, "--dir", dir, "load", "lw", m, "--format", "msgpack")
+}
+
+// TestLoadBadJSONLines: a syntax error says its line; an empty file, an
+// unfinished one and one nested too deep are each said so.
+func TestLoadBadJSONLines(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "lj")
+	for _, tc := range []struct {
+		name, data, want string
+	}{
+		{"syntax", "{\n \"a\": 1,\n \"b\" 2}", "bad JSON: line 3: invalid character '2' after object key"},
+		{"empty", "", "bad JSON: the file is empty"},
+		{"unfinished", "{\"a\": [1, ", "bad JSON: the file ends inside a value"},
+		{"deep", `{"a": ` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + "}", "bad JSON: line 1: nested deeper than 10000 arrays and objects"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := writeFile(t, "bad.json", []byte(tc.data))
+			requireOneLineError(t, shmctl(t, "--dir", dir, "load", "lj", f), 1, "load: "+f+": "+tc.want)
+		})
+	}
+	f := writeFile(t, "deep.json", []byte(`{"a": `+strings.Repeat("[", 9999)+strings.Repeat("]", 9999)+"}"))
+	mustRun(t, "--dir", dir, "load", "lj", f)
 }

@@ -3,10 +3,11 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/internal/layers"
@@ -17,8 +18,8 @@ type lsOptions struct {
 	globalOptions
 }
 
-// addFlags registers the global flags (ls has none of its own).
-func (o *lsOptions) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
+// addFlags registers nothing: ls has no flags of its own.
+func (o *lsOptions) addFlags(*pflag.FlagSet) {}
 
 // setArgs refuses arguments: ls lists the whole directory.
 func (o *lsOptions) setArgs(args []string) error {
@@ -46,8 +47,15 @@ type lsEntry struct {
 	Error       string    `json:"error,omitempty"`
 }
 
-// run lists the stores, opening each read-only.
+// run lists the stores, opening each read-only. A directory chosen with
+// --dir or $SHMSTORE_DIR must exist; the default one is made by the first
+// create, and until then there is no store to list.
 func (o *lsOptions) run(w io.Writer) error {
+	if ok, err := o.statDir(); err != nil {
+		return err
+	} else if !ok && o.dirFrom() != "" {
+		return fmt.Errorf("directory %s (%s) does not exist", o.baseDir(), o.dirFrom())
+	}
 	opts := o.storeOptions()
 	names, err := shmstore.ListStores(opts)
 	if err != nil {

@@ -19,13 +19,26 @@ const lsHeader = "NAME  REGIONS  SIZE  MAX SIZE  LIVE  DEAD  CREATED\n"
 func TestLsEmpty(t *testing.T) {
 	t.Parallel()
 	dir := testDir(t)
-	for _, d := range []string{dir, filepath.Join(dir, "missing")} {
-		require.Equal(t, lsHeader, mustRun(t, "--dir", d, "ls"))
-		require.Equal(t, "[]\n", mustRun(t, "--dir", d, "ls", "--json"))
-		require.Equal(t, "[]\n", mustRun(t, "--json", "--dir", d, "ls"))
+	require.Equal(t, lsHeader, mustRun(t, "--dir", dir, "ls"))
+	require.Equal(t, "[]\n", mustRun(t, "--dir", dir, "ls", "--json"))
+	require.Equal(t, "[]\n", mustRun(t, "--json", "--dir", dir, "ls"))
+}
+
+// TestLsMissingDir: a --dir that does not exist, or is not a directory,
+// is said so (it used to list nothing), and ls creates nothing.
+func TestLsMissingDir(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	missing := filepath.Join(dir, "missing")
+	for _, args := range [][]string{{"ls"}, {"ls", "--json"}, {"--json", "ls"}} {
+		requireOneLineError(t, shmctl(t, append([]string{"--dir", missing}, args...)...), 1,
+			"ls: directory "+missing+" (--dir) does not exist")
 	}
-	_, err := os.Stat(filepath.Join(dir, "missing"))
+	_, err := os.Stat(missing)
 	require.ErrorIs(t, err, os.ErrNotExist, "ls creates nothing")
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	requireOneLineError(t, shmctl(t, "--dir", file, "ls"), 1, "ls: "+file+" (--dir) is not a directory")
 }
 
 func TestLs(t *testing.T) {
@@ -99,5 +112,10 @@ func TestLsEnvDir(t *testing.T) {
 	require.Len(t, entries, 1)
 	require.Equal(t, "env", entries[0].Name)
 	// --dir wins over the environment.
-	require.Equal(t, "[]\n", mustRun(t, "ls", "--json", "--dir", filepath.Join(dir, "elsewhere")))
+	elsewhere := filepath.Join(dir, "elsewhere")
+	require.NoError(t, os.Mkdir(elsewhere, 0o700))
+	require.Equal(t, "[]\n", mustRun(t, "ls", "--json", "--dir", elsewhere))
+	// A $SHMSTORE_DIR that does not exist is said so, as --dir is.
+	t.Setenv("SHMSTORE_DIR", filepath.Join(dir, "missing"))
+	requireOneLineError(t, shmctl(t, "ls"), 1, "ls: directory "+filepath.Join(dir, "missing")+" ($SHMSTORE_DIR) does not exist")
 }

@@ -6,10 +6,19 @@
 //	shmctl [--dir DIR] [--json] COMMAND [FLAGS] [ARGS]
 //
 // Commands: create, ls, info, check, rm, get, watch, dump, load, txns, procs,
-// bench, bank, help. Every command takes --dir (the directory that holds
-// stores; default $SHMSTORE_DIR, else /dev/shm/shmstore) and --json
-// (machine-readable output with stable snake_case field names), before or
-// after the command name.
+// bench, bank, completion, help. Every command takes --dir (the directory
+// that holds stores; default $SHMSTORE_DIR, else /dev/shm/shmstore) and
+// --json (machine-readable output with stable snake_case field names).
+// Flags go anywhere on the line, before or after the command name and its
+// arguments; "--" ends them. shmctl alone lists the commands (exit 0).
+// cobra dispatches, parses the flags (pflag) and calls writeHelp for
+// 'shmctl help COMMAND' and 'shmctl COMMAND --help'; 'shmctl completion
+// SHELL' prints a completion script (commands, flags, store names).
+//
+// The directory that holds stores must exist when chosen with --dir or
+// $SHMSTORE_DIR: ls says so if not (exit 1), and create makes only the
+// store's own directory in it. The default one is made by the first
+// create (in /dev/shm); ls lists nothing until then.
 //
 // Inspection (ls, info, txns, procs) opens stores read-only and never
 // writes. get and dump attach, because a transaction needs a slot, and
@@ -21,16 +30,20 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/shm"
@@ -54,15 +67,24 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 			code = 1
 		}
 	}()
-	err := dispatch(args, stdout)
-	if err == nil || errors.Is(err, errHelpShown) {
+	if args == nil {
+		args = []string{} // cobra reads os.Args when given nil
+	}
+	root := newRootCommand(stdout, stderr)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(stderr, "shmctl: %s\n", oneLine(err.Error()))
-	if ue := (*usageError)(nil); errors.As(err, &ue) {
-		return 2
+	msg := err.Error()
+	if cmd != nil && cmd != root {
+		msg = strings.TrimPrefix(cmd.CommandPath(), root.Name()+" ") + ": " + msg
 	}
-	return 1
+	fmt.Fprintf(stderr, "shmctl: %s\n", oneLine(msg))
+	if re := (*runError)(nil); errors.As(err, &re) {
+		return 1
+	}
+	return 2 // a usage error, ours or one that cobra or pflag found
 }
 
 // oneLine folds a multi-line message into one line.
@@ -83,8 +105,16 @@ func usagef(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
 }
 
-// errHelpShown: help was asked for and printed; exit status 0.
-var errHelpShown = errors.New("help shown")
+// runError is a failure of a command at run time: exit status 1. Every
+// other error (a usageError, or what cobra and pflag refuse) is a mistake
+// in the command line: exit status 2.
+type runError struct{ err error }
+
+// Error returns the command's error.
+func (e *runError) Error() string { return e.err.Error() }
+
+// Unwrap returns the command's error.
+func (e *runError) Unwrap() error { return e.err }
 
 // globalOptions are the flags every command takes.
 type globalOptions struct {
@@ -95,8 +125,9 @@ type globalOptions struct {
 	JSON bool
 }
 
-// addGlobalFlags registers --dir and --json on fs.
-func (g *globalOptions) addGlobalFlags(fs *flag.FlagSet) {
+// addGlobalFlags registers --dir and --json on fs (the root command's
+// persistent flags, which every command inherits).
+func (g *globalOptions) addGlobalFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&g.Dir, "dir", g.Dir, "`DIR` holding the stores (default $SHMSTORE_DIR, else "+shm.DefaultDir+")")
 	fs.BoolVar(&g.JSON, "json", g.JSON, "print JSON instead of tables")
 }
@@ -111,9 +142,39 @@ func (g *globalOptions) baseDir() string {
 	return g.storeOptions().BaseDir()
 }
 
-// storeError rewords an error from opening or removing store name for
-// people: a missing or existing store is said plainly; anything else is
-// passed on.
+// dirFrom says where the directory that holds stores came from, for
+// messages: "--dir", "$SHMSTORE_DIR", or "" for the default.
+func (g *globalOptions) dirFrom() string {
+	switch {
+	case g.Dir != "":
+		return "--dir"
+	case os.Getenv("SHMSTORE_DIR") != "":
+		return "$SHMSTORE_DIR"
+	}
+	return ""
+}
+
+// statDir reports whether the directory that holds stores exists; it is
+// an error for it to be something else than a directory, or for it not
+// to be looked at.
+func (g *globalOptions) statDir() (bool, error) {
+	base := g.baseDir()
+	fi, err := os.Stat(base)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	case !fi.IsDir():
+		return false, fmt.Errorf("%s (%s) is not a directory", base, cmp.Or(g.dirFrom(), "the default"))
+	}
+	return true, nil
+}
+
+// global returns the options' global flags, for the command to fill in
+// from the root's before it runs (every options struct embeds them).
+func (g *globalOptions) global() *globalOptions { return g }
+
 // nameOnly is the options of a command that takes a store name and only
 // the global flags (check, info, procs, txns).
 type nameOnly struct {
@@ -121,8 +182,8 @@ type nameOnly struct {
 	name string
 }
 
-// addFlags registers the global flags (the command has none of its own).
-func (o *nameOnly) addFlags(fs *flag.FlagSet) { o.addGlobalFlags(fs) }
+// addFlags registers nothing: the command has no flags of its own.
+func (o *nameOnly) addFlags(*pflag.FlagSet) {}
 
 // setArgs takes the store name.
 func (o *nameOnly) setArgs(args []string) error { return storeNameArg(&o.name, args) }
@@ -165,6 +226,9 @@ func (g *globalOptions) emit(w io.Writer, rep textReport) error {
 	return rep.writeText(w)
 }
 
+// storeError rewords an error from opening or removing store name for
+// people: a missing or existing store is said plainly; anything else is
+// passed on.
 func (g *globalOptions) storeError(name string, err error) error {
 	switch {
 	case errors.Is(err, shmstore.ErrNotFound):
@@ -180,8 +244,10 @@ func (g *globalOptions) storeError(name string, err error) error {
 // commandOptions is what each command's options struct provides, in the
 // manner of bbolt's cmd/bbolt: flags, arguments, validation, then run.
 type commandOptions interface {
-	// addFlags registers the command's flags, the global ones included.
-	addFlags(fs *flag.FlagSet)
+	// global returns the embedded global flags.
+	global() *globalOptions
+	// addFlags registers the command's own flags.
+	addFlags(fs *pflag.FlagSet)
 	// setArgs takes the positional arguments left after the flags.
 	setArgs(args []string) error
 	// Validate checks the options before anything is opened.
@@ -200,13 +266,12 @@ type command struct {
 	newOpts func(g globalOptions) commandOptions
 }
 
-// commandTable lists the commands in the order help shows them. It is a
-// function, not a variable, because help refers back to it.
+// commandTable lists the commands in the order help shows them.
 func commandTable() []*command {
 	return []*command{
 		{name: "create", args: "NAME", summary: "create a store",
 			newOpts: func(g globalOptions) commandOptions { return &createOptions{globalOptions: g} }},
-		{name: "ls", summary: "list the stores in the directory, with their size and attached processes",
+		{name: "ls", summary: "list the stores in the directory, with their size and attached processes", details: lsHelp,
 			newOpts: func(g globalOptions) commandOptions { return &lsOptions{globalOptions: g} }},
 		{name: "info", args: "NAME", summary: "describe a store: regions, bytes, size classes, processes",
 			newOpts: func(g globalOptions) commandOptions { return &infoOptions{nameOnly{globalOptions: g}} }},
@@ -214,7 +279,7 @@ func commandTable() []*command {
 			newOpts: func(g globalOptions) commandOptions { return &checkOptions{nameOnly{globalOptions: g}} }},
 		{name: "rm", args: "NAME", summary: "remove a store (refused while live processes are attached)",
 			newOpts: func(g globalOptions) commandOptions { return &rmOptions{globalOptions: g} }},
-		{name: "get", args: "NAME PATH", summary: "print the value or subtree at PATH (keys from the root: accounts/alice; / for all) as JSON",
+		{name: "get", args: "NAME PATH", summary: "print the value or subtree at PATH (keys from the root: accounts/alice; / for all) as JSON or msgpack",
 			details: getHelp,
 			newOpts: func(g globalOptions) commandOptions { return &getOptions{globalOptions: g} }},
 		{name: "dump", args: "NAME", summary: "write the whole store (the root Dict) as JSON or msgpack", details: dumpHelp,
@@ -236,8 +301,6 @@ func commandTable() []*command {
 		{name: "bank", args: "NAME", summary: "move money between accounts from worker processes, checking that the total never changes",
 			details: bankHelp,
 			newOpts: func(g globalOptions) commandOptions { return newBankOptions(g) }},
-		{name: "help", args: "[COMMAND]", summary: "show help for shmctl or a command",
-			newOpts: func(g globalOptions) commandOptions { return &helpOptions{globalOptions: g} }},
 		{name: churnCommand, args: "NAME", summary: "one bench worker (internal)", hidden: true,
 			newOpts: func(g globalOptions) commandOptions { return &churnOptions{globalOptions: g} }},
 		{name: bankWorkerCommand, args: "NAME", summary: "one bank worker (internal)", hidden: true,
@@ -245,91 +308,118 @@ func commandTable() []*command {
 	}
 }
 
-// lookupCommand finds a command by name, or returns nil.
-func lookupCommand(name string) *command {
+func init() {
+	// Commands are listed in commandTable's order, then completion and
+	// help.
+	cobra.EnableCommandSorting = false
+}
+
+// newRootCommand builds the command tree for one run: cobra dispatches to
+// the commands, parses the flags (pflag: GNU style, anywhere on the line,
+// "--" ends them) and shows help through writeHelp. Output goes to stdout;
+// errors are returned, not printed (run prints them).
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "shmctl",
+		Short: "create, inspect, check, remove and benchmark shmstore stores, and read and write what they hold",
+		// No command: the list of commands, as 'shmctl help' (exit 0).
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return unknownCommand(cmd, args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			writeHelp(cmd.OutOrStdout(), cmd)
+			return nil
+		},
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		ValidArgsFunction: cobra.NoFileCompletions,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	g.addGlobalFlags(root.PersistentFlags())
+	_ = root.MarkPersistentFlagDirname("dir")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
+	root.SetHelpFunc(func(cmd *cobra.Command, _ []string) { writeHelp(cmd.OutOrStdout(), cmd) })
 	for _, c := range commandTable() {
-		if c.name == name {
-			return c
+		root.AddCommand(c.cobraCommand(g))
+	}
+	root.SuggestionsMinimumDistance = 2
+	// cobra's completion command, made now to be worded and listed
+	// before help; its subcommands print the scripts.
+	root.InitDefaultCompletionCmd()
+	if comp, _, err := root.Find([]string{"completion"}); err == nil && comp != root {
+		comp.Short = "print a script for bash, zsh, fish or powershell that completes commands, flags and store names"
+		comp.RunE = func(cmd *cobra.Command, _ []string) error {
+			writeHelp(cmd.OutOrStdout(), cmd)
+			return nil
 		}
 	}
-	return nil
+	root.SetHelpCommand(newHelpCommand())
+	return root
 }
 
-// newFlagSet makes a flag set that reports errors instead of printing or
-// exiting.
-func newFlagSet(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	return fs
+// cobraCommand makes the cobra command that runs c: its flags go into a
+// fresh options struct, the global ones into g, which the options take
+// when the command runs.
+func (c *command) cobraCommand(g *globalOptions) *cobra.Command {
+	opts := c.newOpts(globalOptions{})
+	cmd := &cobra.Command{
+		Use:    strings.TrimSpace(c.name + " " + c.args),
+		Short:  c.summary,
+		Long:   c.details,
+		Hidden: c.hidden,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			*opts.global() = *g
+			if err := opts.setArgs(args); err != nil {
+				return &usageError{err.Error()}
+			}
+			if err := opts.Validate(); err != nil {
+				return &usageError{err.Error()}
+			}
+			err := opts.run(cmd.OutOrStdout())
+			if ue := (*usageError)(nil); err == nil || errors.As(err, &ue) {
+				return err
+			}
+			return &runError{err}
+		},
+	}
+	if strings.HasPrefix(c.args, "NAME") {
+		cmd.ValidArgsFunction = g.completeStoreName
+	}
+	opts.addFlags(cmd.Flags())
+	return cmd
 }
 
-// dispatch parses the global flags, finds the command, parses its flags
-// and arguments, validates them and runs it.
-func dispatch(args []string, stdout io.Writer) error {
-	var g globalOptions
-	fs := newFlagSet("shmctl")
-	g.addGlobalFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			writeMainHelp(stdout)
-			return errHelpShown
+// completeStoreName completes a command's first argument with the names
+// of the stores in the directory (--dir is parsed by then).
+// A FILE after it is completed as a file name; anything else is not.
+func (g *globalOptions) completeStoreName(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		if strings.Contains(cmd.Use, "FILE") {
+			return nil, cobra.ShellCompDirectiveDefault
 		}
-		return usagef("%v", err)
+		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	if fs.NArg() == 0 {
-		return usagef("no command given; run 'shmctl help' for the list")
-	}
-	name := fs.Arg(0)
-	cmd := lookupCommand(name)
-	if cmd == nil {
-		return usagef("unknown command %q; run 'shmctl help' for the list", name)
-	}
-	opts := cmd.newOpts(g)
-	cfs := newFlagSet(name)
-	opts.addFlags(cfs)
-	pos, err := parseInterspersed(cfs, fs.Args()[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		writeCommandHelp(stdout, cmd)
-		return errHelpShown
-	}
+	names, err := shmstore.ListStores(g.storeOptions())
 	if err != nil {
-		return usagef("%s: %v", name, err)
+		return nil, cobra.ShellCompDirectiveError
 	}
-	if err := opts.setArgs(pos); err != nil {
-		return usagef("%s: %v", name, err)
-	}
-	if err := opts.Validate(); err != nil {
-		return usagef("%s: %v", name, err)
-	}
-	if err := opts.run(stdout); err != nil {
-		if ue := (*usageError)(nil); errors.As(err, &ue) {
-			return usagef("%s: %v", name, err)
-		}
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	return nil
+	return names, cobra.ShellCompDirectiveNoFileComp
 }
 
-// parseInterspersed parses flags that may come before, between or after
-// the positional arguments, which it returns in order. After "--"
-// everything is positional.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+// unknownCommand is the usage error for a name that is not one of cmd's
+// commands, with cobra's suggestions.
+func unknownCommand(cmd *cobra.Command, name string) error {
+	hint := ""
+	if s := cmd.SuggestionsFor(name); len(s) > 0 {
+		hint = " (did you mean " + strings.Join(s, " or ") + "?)"
 	}
+	help := strings.Replace(cmd.CommandPath(), "shmctl", "shmctl help", 1)
+	return usagef("unknown command %q%s; run '%s' for the list", name, hint, help)
 }
 
 // storeNameArg takes the one positional argument, a store name, into dst.

@@ -20,6 +20,7 @@ import (
 	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/shm/shmtest"
 
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore"
@@ -203,8 +204,10 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{nil, []string{"no command"}},
 		{[]string{"frob"}, []string{`unknown command "frob"`}},
+		{[]string{"chek", "s"}, []string{`unknown command "chek" (did you mean check?)`}},
+		{[]string{"--dir"}, []string{"flag needs an argument: --dir"}},
+		{[]string{"completion", "tcsh"}, []string{"completion:", `unknown command "tcsh"`}},
 		{[]string{"--bogus", "ls"}, []string{"-bogus"}},
 		{[]string{"--dir", dir, "ls", "--bogus"}, []string{"ls:", "-bogus"}},
 		{[]string{"--dir", dir, "ls", "extra"}, []string{"ls:", "no arguments"}},
@@ -226,7 +229,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--dir", dir, "get"}, []string{"get:", "missing store NAME and PATH"}},
 		{[]string{"--dir", dir, "get", "s", "a//b"}, []string{`path "a//b" has an empty key`}},
 		{[]string{"--dir", dir, "get", "s", "a", "b"}, []string{"get:", "got 3 arguments"}},
-		{[]string{"--dir", dir, "get", "s", "a", "--format", "json"}, []string{"get:", "-format"}},
+		{[]string{"--dir", dir, "get", "s", "a", "--format", "xml"}, []string{"get:", `format "xml": want json or msgpack`}},
 		{[]string{"--dir", dir, "dump", "s", "--format", "xml"}, []string{"dump:", `format "xml": want json or msgpack`}},
 		{[]string{"--dir", dir, "dump", "s", "t"}, []string{"dump:", "one store NAME"}},
 		{[]string{"--dir", dir, "load", "s"}, []string{"load:", "missing FILE"}},
@@ -255,10 +258,12 @@ func TestUsageErrors(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	t.Parallel()
+	// shmctl alone lists the commands, as help does (exit 0).
+	require.Equal(t, mustRun(t, "help"), mustRun(t))
 	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}} {
 		out := mustRun(t, args...)
 		for _, c := range []string{"create", "ls", "info", "check", "rm", "get NAME PATH", "dump", "load NAME FILE",
-			"txns", "procs", "bench", "bank", "help", "--dir", "--json"} {
+			"txns", "procs", "bench", "bank", "completion", "help", "--dir", "--json"} {
 			require.Contains(t, out, c)
 		}
 		require.NotContains(t, out, churnCommand)
@@ -300,4 +305,50 @@ func TestRunRuntimeErrorIsOneLine(t *testing.T) {
 		r := shmctl(t, append([]string{"--dir", dir}, args...)...)
 		requireOneLineError(t, r, 1, args[0]+":", `"nosuch"`, dir)
 	}
+}
+
+// TestFlagsAfterName: flags, global ones included, go before or after
+// the command and its arguments.
+func TestFlagsAfterName(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "fa")
+	want := mustRun(t, "--dir", dir, "--json", "check", "fa")
+	require.Equal(t, want, mustRun(t, "check", "fa", "--json", "--dir", dir))
+	require.Equal(t, want, mustRun(t, "check", "--dir="+dir, "fa", "--json"))
+	require.Equal(t, want, mustRun(t, "--json", "check", "--dir", dir, "--", "fa"))
+	var rep checkReport
+	require.NoError(t, decodeStrict(want, &rep))
+	require.True(t, rep.OK)
+	// After "--" a flag is an argument.
+	requireOneLineError(t, shmctl(t, "--dir", dir, "check", "--", "fa", "--json"), 2, "check:", "one store NAME")
+}
+
+// TestCompletion: the completion command prints each shell's script, and
+// the scripts' hidden helper completes commands, flags and store names.
+func TestCompletion(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "alpha")
+	createStore(t, dir, "beta")
+	for shell, want := range map[string]string{"bash": "# bash completion V2 for shmctl", "zsh": "#compdef shmctl",
+		"fish": "# fish completion for shmctl", "powershell": "# powershell completion for shmctl"} {
+		require.Contains(t, mustRun(t, "completion", shell), want, shell)
+	}
+	require.Contains(t, mustRun(t, "help", "completion"), "Usage: shmctl completion [FLAGS] COMMAND")
+	require.Contains(t, mustRun(t, "completion", "bash", "--help"), "Usage: shmctl completion bash [FLAGS]\n")
+
+	complete := func(args ...string) []string {
+		t.Helper()
+		r := shmctl(t, append([]string{cobra.ShellCompNoDescRequestCmd}, args...)...)
+		require.Equal(t, 0, r.code, r.stderr) // stderr has cobra's note on the directive
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		return lines[:len(lines)-1] // the last is the directive, ":4"
+	}
+	require.Equal(t, []string{"check"}, complete("ch"))
+	require.Equal(t, []string{"alpha", "beta"}, complete("--dir", dir, "info", ""))
+	require.Equal(t, []string{"alpha", "beta"}, complete("check", "--dir", dir, "--json", "b")) // the shell picks
+	require.Empty(t, complete("--dir", dir, "get", "alpha", ""))
+	require.Contains(t, complete("--dir", dir, "dump", "alpha", "--f"), "--format")
+	require.NotContains(t, complete(""), churnCommand)
 }

@@ -4,10 +4,11 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/shm"
@@ -21,8 +22,7 @@ type rmOptions struct {
 }
 
 // addFlags registers rm's flags.
-func (o *rmOptions) addFlags(fs *flag.FlagSet) {
-	o.addGlobalFlags(fs)
+func (o *rmOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.force, "force", false, "remove even while live processes are attached (they keep their mappings), or a damaged store")
 }
 

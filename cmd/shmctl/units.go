@@ -83,7 +83,7 @@ func parseMode(s string) (fs.FileMode, error) {
 	return fs.FileMode(v), nil
 }
 
-// byteSize is a flag.Value for sizes in human units (see parseSize).
+// byteSize is a pflag.Value for sizes in human units (see parseSize).
 type byteSize int64
 
 // String formats the size exactly, in the largest binary unit that
@@ -111,7 +111,10 @@ func (b *byteSize) Set(s string) error {
 	return nil
 }
 
-// fileMode is a flag.Value for octal permission bits (see parseMode).
+// Type names the value in pflag's messages.
+func (b *byteSize) Type() string { return "size" }
+
+// fileMode is a pflag.Value for octal permission bits (see parseMode).
 type fileMode fs.FileMode
 
 // String formats the mode in octal.
@@ -131,3 +134,6 @@ func (m *fileMode) Set(s string) error {
 	*m = fileMode(v)
 	return nil
 }
+
+// Type names the value in pflag's messages.
+func (m *fileMode) Type() string { return "mode" }

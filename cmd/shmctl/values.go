@@ -20,8 +20,8 @@ package main
 //     fields.
 //
 // load reads a JSON object as a Dict with String keys, an array as a List,
-// a number without '.' or exponent that fits 64 bits as an Int, any other
-// number as a Float. So JSON round-trips Dicts with String keys, Lists,
+// a number without '.' or exponent as an Int (refused beyond int64), any
+// other number as a Float; a key twice in one object is refused. So JSON round-trips Dicts with String keys, Lists,
 // None, Bool, Int, Float and String; Bytes come back as Strings, other
 // keys as String keys.
 //
@@ -34,11 +34,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/sys/unix"
 
 	"github.com/shmstore/shmstore"
 )
@@ -57,6 +61,25 @@ func validFormat(f string) error {
 	return nil
 }
 
+// refuseBinaryTerminal refuses msgpack (binary) for w, where the output
+// goes when out (--out) is "", if w is a terminal: it would garble it.
+func refuseBinaryTerminal(format, out string, w io.Writer) error {
+	if format == formatMsgpack && out == "" && isTerminal(w) {
+		return usagef("msgpack is binary: not written to a terminal; give --out FILE or redirect standard output")
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a terminal: a file that takes TCGETS.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
 // A tree is a value copied out of the store, ready to encode: nil, bool,
 // int64, float64, string, []byte (scalars, as Value.Scalar gives them),
 // []any (a List) or *dictNode.
@@ -70,7 +93,7 @@ type dictNode struct {
 // exportPath copies the value or subtree at keys (nil: the root) out of
 // the store. It runs inside a transaction and returns the transaction's
 // errors unchanged, conflicts included.
-func exportPath(tx *shmstore.Tx, keys []string) (any, error) {
+func exportPath(tx *shmstore.Tx, keys []shmstore.Value) (any, error) {
 	d := tx.Root()
 	if len(keys) == 0 {
 		return exportDict(tx, d)
@@ -86,7 +109,7 @@ func exportPath(tx *shmstore.Tx, keys []string) (any, error) {
 	if err != nil {
 		return nil, pathError(keys, err)
 	}
-	t, err := exportValue(tx, d, shmstore.String(last), v)
+	t, err := exportValue(tx, d, last, v)
 	if err != nil {
 		return nil, pathError(keys, err)
 	}
@@ -94,8 +117,8 @@ func exportPath(tx *shmstore.Tx, keys []string) (any, error) {
 }
 
 // pathError says where on a path lookup failed.
-func pathError(keys []string, err error) error {
-	p := strings.Join(keys, "/")
+func pathError(keys []shmstore.Value, err error) error {
+	p := pathString(keys)
 	switch {
 	case errors.Is(err, shmstore.ErrKeyNotFound):
 		return fmt.Errorf("no key %q: %w", p, err)
@@ -337,48 +360,167 @@ func encodeTree(enc *msgpack.Encoder, t any) error {
 	return enc.Encode(t)
 }
 
-// readTree decodes one JSON or msgpack value (all of r) into generic Go
-// values for build: map[string]any, or map[any]any whose keys
-// are shmstore.Values when some key is not a String; []any; nil, bool,
-// int64, float64, string, []byte.
-func readTree(r io.Reader, format string) (any, error) {
+// readTree decodes one JSON or msgpack value (all of data) into generic
+// Go values for build: map[string]any, or map[any]any whose keys are
+// shmstore.Values when some key is not a String; []any; nil, bool, int64,
+// float64, string, []byte. A file of the other format is said to be so.
+func readTree(data []byte, format string) (any, error) {
 	if format == formatMsgpack {
-		return readMsgpack(r)
+		g, err := readMsgpack(data)
+		if err != nil && json.Valid(data) {
+			return nil, errors.New("bad msgpack: this is JSON; load it with --format json")
+		}
+		return g, err
 	}
-	return readJSON(r)
+	g, err := readJSON(data)
+	if err != nil {
+		if m, merr := readMsgpack(data); merr == nil && isMap(m) {
+			return nil, errors.New("bad JSON: this is msgpack; load it with --format msgpack")
+		}
+	}
+	return g, err
 }
 
-// readJSON decodes one JSON value; integers become int64, other numbers
-// float64.
-func readJSON(r io.Reader) (any, error) {
-	dec := json.NewDecoder(r)
-	dec.UseNumber()
-	var g any
-	if err := dec.Decode(&g); err != nil {
-		return nil, fmt.Errorf("bad JSON: %w", err)
+// isMap reports whether g is a decoded map.
+func isMap(g any) bool {
+	switch g.(type) {
+	case map[string]any, map[any]any:
+		return true
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("bad JSON: more after the first value")
-	}
-	return convertNumbers(g)
+	return false
 }
 
-// convertNumbers replaces every json.Number in g: int64 when it has no
-// '.' or exponent and fits, else float64.
-func convertNumbers(g any) (any, error) {
+// readJSON decodes one JSON value: integers become int64 (one beyond
+// int64 is refused), other numbers float64. A key twice in one object is
+// refused with its line: encoding/json would keep the last silently.
+func readJSON(data []byte) (any, error) {
+	r := jsonReader{dec: json.NewDecoder(bytes.NewReader(data)), data: data, line: 1}
+	r.dec.UseNumber()
+	g, err := r.value("", 0)
+	if err == io.EOF {
+		return nil, errors.New("bad JSON: the file is empty")
+	}
+	if err == nil {
+		if _, err = r.dec.Token(); err != io.EOF {
+			return nil, errors.New("bad JSON: more after the first value")
+		}
+	}
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &se):
+		return nil, fmt.Errorf("bad JSON: line %d: %w", r.lineAt(se.Offset), err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, errors.New("bad JSON: the file ends inside a value")
+	case err != nil && err != io.EOF:
+		return nil, err
+	}
+	return convertNumbers(g, "")
+}
+
+// jsonReader walks a JSON document token by token, to see every key of
+// every object, and counts lines for errors.
+type jsonReader struct {
+	dec  *json.Decoder
+	data []byte
+	off  int64 // lineAt has counted the lines of data[:off]
+	line int   // the line at off
+}
+
+// lineAt is the line (from 1) of byte offset off, which never goes back.
+func (r *jsonReader) lineAt(off int64) int {
+	off = min(off, int64(len(r.data)))
+	if off > r.off {
+		r.line += bytes.Count(r.data[r.off:off], []byte{'\n'})
+		r.off = off
+	}
+	return r.line
+}
+
+// maxJSONDepth bounds the nesting of arrays and objects, as
+// encoding/json's Decode does.
+const maxJSONDepth = 10000
+
+// value decodes the next value, at path at (as jsonTree names paths) and
+// depth arrays and objects down: map[string]any, []any, or a scalar with
+// json.Number for numbers. The end of the input before a value is io.EOF,
+// within one io.ErrUnexpectedEOF.
+func (r *jsonReader) value(at string, depth int) (any, error) {
+	tok, err := r.dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if depth == maxJSONDepth && (tok == json.Delim('{') || tok == json.Delim('[')) {
+		return nil, fmt.Errorf("bad JSON: line %d: nested deeper than %d arrays and objects", r.lineAt(r.dec.InputOffset()), maxJSONDepth)
+	}
+	switch tok {
+	case json.Delim('{'):
+		m := map[string]any{}
+		lines := map[string]int{}
+		for r.dec.More() {
+			tok, err := r.dec.Token()
+			if err != nil {
+				return nil, unexpectedEOF(err)
+			}
+			k := tok.(string) // More and Token only give a string here
+			line := r.lineAt(r.dec.InputOffset())
+			if first, dup := lines[k]; dup {
+				return nil, fmt.Errorf("line %d: duplicate key %q in %s (first on line %d)", line, k, where(at), first)
+			}
+			lines[k] = line
+			if m[k], err = r.value(at+"/"+k, depth+1); err != nil {
+				return nil, unexpectedEOF(err)
+			}
+		}
+		_, err := r.dec.Token() // '}'
+		return m, unexpectedEOF(err)
+	case json.Delim('['):
+		l := []any{}
+		for r.dec.More() {
+			x, err := r.value(at+"/"+strconv.Itoa(len(l)), depth+1)
+			if err != nil {
+				return nil, unexpectedEOF(err)
+			}
+			l = append(l, x)
+		}
+		_, err := r.dec.Token() // ']'
+		return l, unexpectedEOF(err)
+	}
+	return tok, nil
+}
+
+// unexpectedEOF turns io.EOF, the end of the input inside a value, into
+// io.ErrUnexpectedEOF.
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// convertNumbers replaces every json.Number in g (at path at): int64 when
+// it has no '.' or exponent, float64 when it has. An integer beyond int64
+// is refused: as a Float it would lose digits silently. Keys are walked
+// in order, so that the same file gives the same error every time.
+func convertNumbers(g any, at string) (any, error) {
 	switch g := g.(type) {
 	case json.Number:
-		if i, err := g.Int64(); err == nil {
+		s := g.String()
+		if !strings.ContainsAny(s, ".eE") {
+			i, err := g.Int64()
+			if err != nil {
+				return nil, fmt.Errorf("%s: integer %s does not fit an Int (int64); write it as a float (%s.0) or a string",
+					where(at), s, s)
+			}
 			return i, nil
 		}
 		f, err := g.Float64()
 		if err != nil {
-			return nil, fmt.Errorf("bad JSON number %s: %w", g, err)
+			return nil, fmt.Errorf("%s: bad JSON number %s: %w", where(at), g, err)
 		}
 		return f, nil
 	case map[string]any:
-		for k, x := range g {
-			c, err := convertNumbers(x)
+		for _, k := range slices.Sorted(maps.Keys(g)) {
+			c, err := convertNumbers(g[k], at+"/"+k)
 			if err != nil {
 				return nil, err
 			}
@@ -386,7 +528,7 @@ func convertNumbers(g any) (any, error) {
 		}
 	case []any:
 		for i, x := range g {
-			c, err := convertNumbers(x)
+			c, err := convertNumbers(x, at+"/"+strconv.Itoa(i))
 			if err != nil {
 				return nil, err
 			}
@@ -398,8 +540,8 @@ func convertNumbers(g any) (any, error) {
 
 // readMsgpack decodes one msgpack value, keeping Bytes as []byte and
 // map keys of every kind.
-func readMsgpack(r io.Reader) (any, error) {
-	dec := msgpack.NewDecoder(r)
+func readMsgpack(data []byte) (any, error) {
+	dec := msgpack.NewDecoder(bytes.NewReader(data))
 	dec.SetMapDecoder(decodeMsgpackMap)
 	g, err := dec.DecodeInterface()
 	if err != nil {

@@ -6,39 +6,49 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shmstore/shmstore"
 )
 
-// watchOptions are the flags and arguments of `shmctl watch NAME PATH`.
+// watchOptions are the flags and arguments of
+// `shmctl watch NAME PATH [--key K] [--int-key N] [--count N]`.
 type watchOptions struct {
 	globalOptions
+	keyFlags
 	name  string
 	path  string
+	keys  []shmstore.Value
 	count int // stop after this many lines (0: until interrupted)
 	// ctx ends the watch; nil: Ctrl-C or SIGTERM (tests set their own).
 	ctx context.Context
 }
 
-// addFlags registers the global flags and --count.
-func (o *watchOptions) addFlags(fs *flag.FlagSet) {
-	o.addGlobalFlags(fs)
+// addFlags registers --key, --int-key and --count.
+func (o *watchOptions) addFlags(fs *pflag.FlagSet) {
+	o.addKeyFlags(fs)
 	fs.IntVar(&o.count, "count", 0, "stop after `N` values (the first is the value now; 0: until interrupted)")
 }
 
-// setArgs takes the store name and the path.
+// setArgs takes the store name and the path (which --key or --int-key
+// may stand for).
 func (o *watchOptions) setArgs(args []string) error {
-	if len(args) != 2 {
+	if len(args) != 2 && (len(args) != 1 || len(o.extra) == 0) {
 		return fmt.Errorf("want a store NAME and a PATH, got %d arguments", len(args))
 	}
-	o.name, o.path = args[0], args[1]
+	o.name = args[0]
+	if len(args) == 2 {
+		o.path = args[1]
+	}
 	return nil
 }
 
@@ -50,7 +60,8 @@ func (o *watchOptions) Validate() error {
 	if o.count < 0 {
 		return errors.New("--count must be 0 or more")
 	}
-	_, err := shmstore.SplitPath(o.path)
+	var err error
+	o.keys, err = o.pathKeys(o.path)
 	return err
 }
 
@@ -78,7 +89,7 @@ func (o *watchOptions) run(w io.Writer) error {
 	}
 	defer st.Close()
 	n := 0
-	for v, err := range st.Watch(ctx, o.path) {
+	for t, err := range watchKeys(ctx, st, o.keys) {
 		absent := errors.Is(err, shmstore.ErrKeyNotFound)
 		if err != nil && !absent {
 			if ctx.Err() != nil {
@@ -88,11 +99,7 @@ func (o *watchOptions) run(w io.Writer) error {
 		}
 		var j any
 		if !absent {
-			t, err := treeOf(v)
-			if err == nil {
-				j, err = jsonTree(t, o.path)
-			}
-			if err != nil {
+			if j, err = jsonTree(t, pathString(o.keys)); err != nil {
 				return fmt.Errorf("store %q: %w", o.name, err)
 			}
 		}
@@ -104,6 +111,42 @@ func (o *watchOptions) run(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// watchKeys is Store.Watch for keys of any kind (Store.Watch takes a path
+// of String keys): it yields the tree at keys (as exportPath copies it)
+// now and after each commit that changes it, sleeping in Retry between.
+// An absent value yields (nil, an error wrapping ErrKeyNotFound) and the
+// watch goes on; any other error ends it.
+func watchKeys(ctx context.Context, st *shmstore.Store, keys []shmstore.Value) iter.Seq2[any, error] {
+	return func(yield func(any, error) bool) {
+		var last any
+		var lastErr error
+		for first := true; ; first = false {
+			var cur any
+			var curErr error
+			err := st.ViewContext(ctx, func(tx *shmstore.Tx) error {
+				t, err := exportPath(tx, keys)
+				absent := errors.Is(err, shmstore.ErrKeyNotFound)
+				if err != nil && !absent {
+					return err
+				}
+				if !first && absent == errors.Is(lastErr, shmstore.ErrKeyNotFound) && reflect.DeepEqual(t, last) {
+					return tx.Retry() // unchanged: wait for a commit to what this read
+				}
+				cur, curErr = t, err
+				return nil
+			})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			last, lastErr = cur, curErr
+			if !yield(cur, curErr) {
+				return
+			}
+		}
+	}
 }
 
 // writeLine prints one change: a JSON object with --json, else the time

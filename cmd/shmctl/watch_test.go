@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/shmstore/shmstore"
 )
 
 // lockedBuffer is a bytes.Buffer that a test reads while a command
@@ -90,4 +92,47 @@ func TestWatchErrors(t *testing.T) {
 	requireOneLineError(t, shmctl(t, "--dir", dir, "watch", "x"), 2, "want a store NAME and a PATH")
 	createStore(t, dir, "w")
 	requireOneLineError(t, shmctl(t, "--dir", dir, "watch", "w", "a//b"), 2, "empty key")
+}
+
+// TestWatchKeys: watch takes --key and --int-key as get does: an Int key
+// and a key with '/' in it, absent at first.
+func TestWatchKeys(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "wk")
+	st := openAttached(t, dir, "wk")
+	var out, errb lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"--dir", dir, "watch", "wk", "--key", "by/id", "--int-key", "7", "--count", "2", "--json"}, &out, &errb)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(out.lines()) < 1 {
+		require.True(t, time.Now().Before(deadline), "stderr %q", errb.b.String())
+		time.Sleep(time.Millisecond)
+	}
+	require.NoError(t, st.Update(func(tx *shmstore.Tx) error {
+		d, err := tx.Root().Dict("by/id")
+		if err != nil {
+			return err
+		}
+		if err := d.Set("7", "the String: not watched"); err != nil {
+			return err
+		}
+		return d.Set(int64(7), "seven")
+	}))
+	select {
+	case code := <-done:
+		require.Equal(t, 0, code, errb.b.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("watch did not stop after --count lines")
+	}
+	lines := out.lines()
+	require.Len(t, lines, 2)
+	var first, second watchLine
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &first))
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &second))
+	require.True(t, first.Absent)
+	require.False(t, second.Absent)
+	require.Equal(t, "seven", second.Value)
 }
