@@ -29,23 +29,35 @@ import (
 // change. An absent path is a state too: it yields (nil, an error
 // wrapping ErrKeyNotFound) and the watch goes on. Any other error ends it.
 func (s *Store) Watch(ctx context.Context, path string) iter.Seq2[any, error] {
+	return s.WatchFunc(ctx, func(tx *Tx) (any, error) {
+		v, err := lookupPath(tx, path)
+		if err != nil {
+			return nil, err
+		}
+		return tx.Export(v)
+	})
+}
+
+// WatchFunc is Watch for any value derived from the store: read runs in a
+// read-only transaction, and its result (compared with reflect.DeepEqual)
+// is yielded now and each time a commit to something it read changes it.
+// read's ErrKeyNotFound is a state, yielded with a nil value; any other
+// error of read ends the watch. read may run more than once per change,
+// as any transaction's function.
+func (s *Store) WatchFunc(ctx context.Context, read func(tx *Tx) (any, error)) iter.Seq2[any, error] {
 	return func(yield func(any, error) bool) {
 		var last any
 		var lastErr error
-		first := true
-		for {
+		for first := true; ; first = false {
 			var cur any
 			var curErr error
 			err := s.ViewContext(ctx, func(tx *Tx) error {
-				v, err := lookupPath(tx, path)
-				var x any
-				if err == nil {
-					x, err = tx.Export(v)
-				}
-				if err != nil && !errors.Is(err, ErrKeyNotFound) {
+				x, err := read(tx)
+				absent := errors.Is(err, ErrKeyNotFound)
+				if err != nil && !absent {
 					return err
 				}
-				if !first && reflect.DeepEqual(x, last) && errors.Is(err, ErrKeyNotFound) == errors.Is(lastErr, ErrKeyNotFound) {
+				if !first && absent == errors.Is(lastErr, ErrKeyNotFound) && reflect.DeepEqual(x, last) {
 					return tx.Retry() // unchanged: wait for a commit to what this read
 				}
 				cur, curErr = x, err
@@ -55,7 +67,7 @@ func (s *Store) Watch(ctx context.Context, path string) iter.Seq2[any, error] {
 				yield(nil, err)
 				return
 			}
-			first, last, lastErr = false, cur, curErr
+			last, lastErr = cur, curErr
 			if !yield(cur, curErr) {
 				return
 			}

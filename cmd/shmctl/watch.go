@@ -11,7 +11,6 @@ import (
 	"iter"
 	"os"
 	"os/signal"
-	"reflect"
 	"syscall"
 	"time"
 
@@ -113,40 +112,10 @@ func (o *watchOptions) run(w io.Writer) error {
 	return nil
 }
 
-// watchKeys is Store.Watch for keys of any kind (Store.Watch takes a path
-// of String keys): it yields the tree at keys (as exportPath copies it)
-// now and after each commit that changes it, sleeping in Retry between.
-// An absent value yields (nil, an error wrapping ErrKeyNotFound) and the
-// watch goes on; any other error ends it.
+// watchKeys yields the tree at keys (as exportPath copies it) now and
+// after each commit that changes it (Store.WatchFunc).
 func watchKeys(ctx context.Context, st *shmstore.Store, keys []shmstore.Value) iter.Seq2[any, error] {
-	return func(yield func(any, error) bool) {
-		var last any
-		var lastErr error
-		for first := true; ; first = false {
-			var cur any
-			var curErr error
-			err := st.ViewContext(ctx, func(tx *shmstore.Tx) error {
-				t, err := exportPath(tx, keys)
-				absent := errors.Is(err, shmstore.ErrKeyNotFound)
-				if err != nil && !absent {
-					return err
-				}
-				if !first && absent == errors.Is(lastErr, shmstore.ErrKeyNotFound) && reflect.DeepEqual(t, last) {
-					return tx.Retry() // unchanged: wait for a commit to what this read
-				}
-				cur, curErr = t, err
-				return nil
-			})
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			last, lastErr = cur, curErr
-			if !yield(cur, curErr) {
-				return
-			}
-		}
-	}
+	return st.WatchFunc(ctx, func(tx *shmstore.Tx) (any, error) { return exportPath(tx, keys) })
 }
 
 // writeLine prints one change: a JSON object with --json, else the time
