@@ -217,3 +217,39 @@ func TestCounterAddReturnsTheNewValue(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 13, n)
 }
+
+// TestOpenByID: a container's ID opens it in a later transaction while
+// it is linked; after its deletion, or for a forged ID, Open fails
+// cleanly.
+func TestOpenByID(t *testing.T) {
+	st := openTest(t)
+	require.NoError(t, st.Set("a/x", 1))
+	v, err := st.Get("a")
+	require.NoError(t, err)
+	id := v.ID()
+	require.NotZero(t, id)
+	require.Zero(t, shmstore.Int(3).ID())
+	require.NoError(t, st.Update(func(tx *shmstore.Tx) error {
+		v, err := tx.Open(id)
+		if err != nil {
+			return err
+		}
+		d, err := tx.Dict(v)
+		if err != nil {
+			return err
+		}
+		return d.Set("y", 2)
+	}))
+	y, err := st.GetInt("a/y")
+	require.NoError(t, err)
+	require.EqualValues(t, 2, y)
+	require.NoError(t, st.Delete("a"))
+	for _, bad := range []uint64{id, 1, 0xdeadbeefcafe, ^uint64(0)} {
+		err := st.View(func(tx *shmstore.Tx) error {
+			_, err := tx.Open(bad)
+			return err
+		})
+		require.Error(t, err, "id %#x", bad)
+		require.True(t, errors.Is(err, shmstore.ErrStaleHandle) || errors.Is(err, shmstore.ErrBadHandle), "id %#x: %v", bad, err)
+	}
+}

@@ -446,3 +446,15 @@ func lookupPath(tx *Tx, path string) (Value, error) {
 	}
 	return d.Get(k)
 }
+
+// Open returns the container that id (Value.ID) names, if it is still
+// linked from somewhere (ErrStaleHandle if it was deleted; a forged id
+// fails with ErrBadHandle or ErrStaleHandle, never a crash). A deletion
+// that commits while this transaction runs makes it conflict.
+func (tx *Tx) Open(id uint64) (Value, error) {
+	if err := tx.live("Tx"); err != nil {
+		return None, err
+	}
+	v, err := tx.t.Open(id)
+	return tx.val(v), err
+}

@@ -142,3 +142,14 @@ func ValueOf(x any) (Value, error) {
 func SortKeys(ks []Value) {
 	slices.SortFunc(ks, func(a, b Value) int { return objects.CompareKeys(a.v, b.v) })
 }
+
+// ID names a container across transactions and processes (0 for a
+// scalar): Tx.Open gives the container back while it is linked from
+// somewhere. For bindings and for passing a container to another process
+// (Python pickles its proxies so); a Go program keeps paths or keys.
+func (v Value) ID() uint64 {
+	if !v.v.Kind().IsContainer() {
+		return 0
+	}
+	return uint64(v.v.Handle())
+}

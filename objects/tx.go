@@ -466,3 +466,32 @@ func (tx *Tx) Private(a txn.Addr) bool {
 	}
 	return false
 }
+
+// Open returns the container that id (a container Value's handle, kept
+// across transactions) names, if it is still linked from somewhere:
+// ErrStaleHandle if it was unlinked or freed, ErrBadHandle (or
+// ErrStaleHandle) for an id that never named one. Its reference count is
+// read in this transaction, so an unlink that commits meanwhile makes the
+// transaction conflict.
+func (tx *Tx) Open(id uint64) (Value, error) {
+	h := handle.Handle(id)
+	p, err := tx.s.object(h, KindNone)
+	if err != nil {
+		return None, fmt.Errorf("objects: open %v: %w", h, err)
+	}
+	hd := hdrAt(p)
+	a := addr(h, offLock)
+	for {
+		w, err := tx.t.ReadBegin(&hd.lock, a)
+		if err != nil {
+			return None, err
+		}
+		rc := hd.rc.Load()
+		if tx.t.ReadEnd(&hd.lock, a, w) {
+			if rc == 0 && !tx.created[h] {
+				return None, fmt.Errorf("objects: open %v: unlinked: %w", h, handle.ErrStaleHandle)
+			}
+			return Value{kind: Kind(hd.kind), h: h}, nil
+		}
+	}
+}
