@@ -29,6 +29,7 @@ type Store struct {
 }
 
 func init() {
+	layers.TxOf = func(tx any) *objects.Tx { return tx.(*Tx).t }
 	layers.Of = func(store any) *layers.Store {
 		s := store.(*Store)
 		s.l.Space = s.sp

@@ -495,3 +495,10 @@ func (tx *Tx) Open(id uint64) (Value, error) {
 		}
 	}
 }
+
+// OrElseBegin and OrElseRetried are OrElse's steps (txn.Tx.OrElseBegin),
+// for a caller that runs the alternatives itself.
+func (tx *Tx) OrElseBegin() (int, bool) { return tx.t.OrElseBegin() }
+
+// OrElseRetried: see txn.Tx.OrElseRetried.
+func (tx *Tx) OrElseRetried(k int) error { return tx.t.OrElseRetried(k) }

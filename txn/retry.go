@@ -115,20 +115,40 @@ func (tx *Tx) Retry() error {
 // place. If both retry, the transaction waits for a change to what either
 // read. See the file comment for how.
 func (tx *Tx) OrElse(a, b func() error) error {
-	k := tx.orElseN
-	tx.orElseN++
-	for _, s := range tx.skip {
-		if s == k {
-			return b()
-		}
+	k, skip := tx.OrElseBegin()
+	if skip {
+		return b()
 	}
 	err := a()
 	if tx.retrying {
-		tx.retrying = false
-		tx.branchRetry = k + 1
-		return fmt.Errorf("txn: first alternative retried: %w", ErrRetry)
+		return tx.OrElseRetried(k)
 	}
 	return err
+}
+
+// OrElseBegin is OrElse's first step, for callers that run the
+// alternatives themselves (bindings): it numbers this OrElse (k) and says
+// whether its first alternative is to be skipped (it retried in the
+// attempt this one continues): then run the second.
+func (tx *Tx) OrElseBegin() (k int, skip bool) {
+	k = tx.orElseN
+	tx.orElseN++
+	for _, s := range tx.skip {
+		if s == k {
+			return k, true
+		}
+	}
+	return k, false
+}
+
+// OrElseRetried is OrElse's step after its first alternative (number k)
+// called Retry: the attempt ends and runs again with that alternative
+// skipped. It returns the error for the body to return (wrapping
+// ErrRetry).
+func (tx *Tx) OrElseRetried(k int) error {
+	tx.retrying = false
+	tx.branchRetry = k + 1
+	return fmt.Errorf("txn: first alternative retried: %w", ErrRetry)
 }
 
 // giveUpBranch prepares the next attempt after a first alternative of

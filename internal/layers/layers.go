@@ -25,3 +25,7 @@ type Store struct {
 // it in its init; it panics on anything else, which is a bug in a caller
 // of this module, never reachable by a user of the store.
 var Of func(store any) *Store
+
+// TxOf returns the object-level transaction under a *shmstore.Tx (set by
+// package shmstore; for the C ABI, which steps OrElse itself).
+var TxOf func(tx any) *objects.Tx
