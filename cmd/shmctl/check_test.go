@@ -34,8 +34,9 @@ func TestCheckRecoversDeadProcess(t *testing.T) {
 	runJSON(t, &info, "--dir", dir, "info", "crash")
 	rootBytes := info.UsedBytes // the root Dict, made at create
 	holder := startHolder(t, dir, "crash")
-	require.NoError(t, holder.Process.Kill())
-	_ = holder.Wait()
+	killed, err := holder.Kill()
+	require.NoError(t, err)
+	require.True(t, killed)
 
 	runJSON(t, &info, "--dir", dir, "info", "crash")
 	require.Len(t, info.Processes, 1)
@@ -86,8 +87,8 @@ func TestCheckNotesLiveProcesses(t *testing.T) {
 	holder := startHolder(t, dir, "live")
 	var rep checkReport
 	runJSON(t, &rep, "--dir", dir, "check", "live")
-	require.Equal(t, checkReport{Name: "live", LiveProcs: []int{holder.Process.Pid}, Problems: []string{}, OK: true}, rep)
+	require.Equal(t, checkReport{Name: "live", LiveProcs: []int{holder.Pid()}, Problems: []string{}, OK: true}, rep)
 	out := mustRun(t, "--dir", dir, "check", "live")
 	require.Equal(t, fmt.Sprintf("store \"live\": ok\nnote: 1 other live processes attached (pids %d); "+
-		"problems seen while they work may be transient\n", holder.Process.Pid), out)
+		"problems seen while they work may be transient\n", holder.Pid()), out)
 }

@@ -120,17 +120,18 @@ func TestInfoDeadProcess(t *testing.T) {
 	var rep infoReport
 	runJSON(t, &rep, "--dir", dir, "info", "dead")
 	require.Len(t, rep.Processes, 1)
-	require.Equal(t, holder.Process.Pid, rep.Processes[0].PID)
+	require.Equal(t, holder.Pid(), rep.Processes[0].PID)
 	require.True(t, rep.Processes[0].Alive)
 
-	require.NoError(t, holder.Process.Kill())
-	_ = holder.Wait()
+	killed, err := holder.Kill()
+	require.NoError(t, err)
+	require.True(t, killed)
 	runJSON(t, &rep, "--dir", dir, "info", "dead")
 	require.Len(t, rep.Processes, 1)
-	require.Equal(t, holder.Process.Pid, rep.Processes[0].PID)
+	require.Equal(t, holder.Pid(), rep.Processes[0].PID)
 	require.False(t, rep.Processes[0].Alive)
 	require.Equal(t, "dead", rep.Processes[0].State)
-	require.Regexp(t, fmt.Sprintf(`(?m)^0 +%d +dead `, holder.Process.Pid), mustRun(t, "--dir", dir, "info", "dead"))
+	require.Regexp(t, fmt.Sprintf(`(?m)^0 +%d +dead `, holder.Pid()), mustRun(t, "--dir", dir, "info", "dead"))
 	require.Regexp(t, `(?m)^dead +\d+/16 .* 0 +1 +\d{4}-`, mustRun(t, "--dir", dir, "ls"))
 }
 

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,13 +10,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/shmstore/shmstore/internal/layers"
+	"github.com/shmstore/shmstore/internal/proctest"
 	"github.com/shmstore/shmstore/shm/shmtest"
 
 	"github.com/spf13/cobra"
@@ -28,7 +27,6 @@ import (
 
 // Environment of the helper process the tests start (see holdStore).
 const (
-	roleEnv  = "SHMCTL_TEST_ROLE"
 	dirEnv   = "SHMCTL_TEST_DIR"
 	storeEnv = "SHMCTL_TEST_STORE"
 )
@@ -44,10 +42,8 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == fleetTestCommand {
 		os.Exit(fleetTestWorker(os.Args[2:]))
 	}
-	if os.Getenv(roleEnv) == "hold" {
-		os.Exit(holdStore())
-	}
-	os.Exit(m.Run())
+	proctest.Register("hold", holdStore)
+	proctest.Main(m)
 }
 
 // holdStore attaches to the store named in the environment, leases a slot,
@@ -143,28 +139,13 @@ func openAttached(t *testing.T, dir, name string) *shmstore.Store {
 }
 
 // startHolder starts a helper process attached to the store, holding
-// unhanded allocations, and returns once it is ready.
-func startHolder(t *testing.T, dir, name string) *exec.Cmd {
+// unhanded allocations, and returns once it is ready. The harness kills
+// it (by pid) at cleanup if the test has not.
+func startHolder(t *testing.T, dir, name string) *proctest.Proc {
 	t.Helper()
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), roleEnv+"=hold", dirEnv+"="+dir, storeEnv+"="+name)
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	cmd.Stderr = os.Stderr // a failing helper explains itself
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Process.Kill() // ours: harmless if it already exited
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	require.NoError(t, err, "helper exited before it was ready")
-	require.Equal(t, "ready\n", line)
-	return cmd
+	p := proctest.Start(t, "hold", proctest.Options{Env: []string{dirEnv + "=" + dir, storeEnv + "=" + name}})
+	require.Equal(t, "ready", p.Line())
+	return p
 }
 
 // fingerprint hashes every file of a store with its size and mtime, to

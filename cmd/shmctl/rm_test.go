@@ -10,8 +10,9 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/shmstore/shmstore/shm"
 	"github.com/stretchr/testify/require"
+
+	"github.com/shmstore/shmstore/shm"
 )
 
 func TestRm(t *testing.T) {
