@@ -256,3 +256,35 @@ func TestWatchYieldsEachChange(t *testing.T) {
 		t.Fatal("the watch did not end with its context")
 	}
 }
+
+// TestContextEndsTheWaitForASlot: with every slot of the process busy, a
+// transaction waiting for one gives up when its context ends, and the
+// wake-up it might have taken is passed on.
+func TestContextEndsTheWaitForASlot(t *testing.T) {
+	st, err := shmstore.Open("t", shmstore.Options{Dir: testDir(t), SlotsPerProc: 1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	inside, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- st.Update(func(tx *shmstore.Tx) error {
+			close(inside)
+			<-release
+			return tx.Root().Set("a", 1)
+		})
+	}()
+	<-inside
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, st.UpdateContext(ctx, func(tx *shmstore.Tx) error { return nil }), context.DeadlineExceeded)
+	waiting := make(chan error, 1)
+	go func() { waiting <- st.Set("b", 2) }() // waits for the one slot
+	close(release)
+	require.NoError(t, <-held)
+	select {
+	case err := <-waiting:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("a waiter for the slot was not woken")
+	}
+}

@@ -133,12 +133,31 @@ func (e *Engine) Ptr(a Addr) (unsafe.Pointer, error) {
 // newly leased slot while the process is below its limit, else it waits
 // for one to go idle. Slots stay leased by the engine between
 // transactions (the heap keeps its superblocks, the slot its log chunks).
-func (e *Engine) get() (*Tx, error) {
+func (e *Engine) get() (*Tx, error) { return e.getContext(context.Background()) }
+
+// getContext is get that gives up when ctx ends while it waits for one of
+// this process's slots to be returned.
+func (e *Engine) getContext(ctx context.Context) (*Tx, error) {
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() {
+			e.mu.Lock()
+			e.freed.Broadcast() // the waiters below re-check ctx
+			e.mu.Unlock()
+		})
+		defer stop()
+	}
 	e.mu.Lock()
 	for {
 		if e.closed {
 			e.mu.Unlock()
 			return nil, fmt.Errorf("txn: store %q: %w", e.st.Name(), shm.ErrClosed)
+		}
+		if err := ctx.Err(); err != nil {
+			if len(e.idle) > 0 {
+				e.freed.Signal() // the wake-up this waiter may have taken goes on
+			}
+			e.mu.Unlock()
+			return nil, err
 		}
 		if n := len(e.idle); n > 0 {
 			tx := e.idle[n-1]
@@ -230,7 +249,7 @@ func (e *Engine) Run(readOnly bool, fn func(tx *Tx) error) error {
 // RunContext is Run that gives up when ctx ends: between attempts, and
 // in a Retry's wait, it returns ctx.Err(), holding nothing.
 func (e *Engine) RunContext(ctx context.Context, readOnly bool, fn func(tx *Tx) error) error {
-	tx, err := e.get()
+	tx, err := e.getContext(ctx)
 	if err != nil {
 		return err
 	}
