@@ -30,6 +30,7 @@ import (
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/internal/proctest"
+	"github.com/shmstore/shmstore/txn"
 )
 
 const (
@@ -429,5 +430,201 @@ func TestQueueKill(t *testing.T) {
 	rec = layers.Of(st).Shm.Header().Recovered.Load()
 	require.GreaterOrEqual(t, rec, uint64(attachedKills), "every killed consumer that attached is recovered")
 	require.LessOrEqual(t, rec, uint64(kills), "recoveries")
+	require.NoError(t, st.Check())
+}
+
+// clockTick is the unit of utime and stime in /proc/PID/stat (USER_HZ,
+// 100 on every Linux this store runs on).
+const clockTick = 10 * time.Millisecond
+
+// cpuTime is the CPU time (user + system, all threads) process pid has
+// used so far, from /proc/PID/stat.
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err)
+	s := string(b)
+	i := strings.LastIndexByte(s, ')') // the command may hold spaces
+	require.Positive(t, i, "/proc/%d/stat: %q", pid, s)
+	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state): utime is field 14, stime 15
+	require.Greater(t, len(f), 12, "/proc/%d/stat: %q", pid, s)
+	utime, err := strconv.ParseInt(f[11], 10, 64)
+	require.NoError(t, err)
+	stime, err := strconv.ParseInt(f[12], 10, 64)
+	require.NoError(t, err)
+	return time.Duration(utime+stime) * clockTick
+}
+
+// parkedInRetry reports whether a live process pid has a slot waiting in
+// Retry (WaitOn set, no snapshot published).
+func parkedInRetry(st *shmstore.Store, pid int) bool {
+	for _, s := range layers.Of(st).Engine.Slots() {
+		if s.PID == uint32(pid) && s.Alive && s.WaitOn != 0 && !s.Active {
+			return true
+		}
+	}
+	return false
+}
+
+// waitParked waits until every process of ps sleeps in Retry, then a
+// little more (past waitRetry's short spin, into the futex wait).
+func waitParked(t *testing.T, st *shmstore.Store, ps ...*proc) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for _, p := range ps {
+		for !parkedInRetry(st, p.Pid()) {
+			if p.Exited() {
+				t.Fatalf("%s (pid %d) exited: %v; stderr:\n%s", p.Name(), p.Pid(), p.Wait(), p.Stderr())
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s (pid %d) is not waiting in Retry; slots:\n%s", p.Name(), p.Pid(), slotsDump(st))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+}
+
+// waitResults waits for the processes' results, failing the test if they
+// do not all exit within d (a lost wake-up: they wait with a one-minute
+// safety net).
+func waitResults[R any](t *testing.T, st *shmstore.Store, d time.Duration, what string, ps []*proc) []R {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for _, p := range ps {
+		if exited, _ := p.WaitTimeout(time.Until(deadline)); !exited {
+			t.Fatalf("%s: %s (pid %d) still runs after %v: a lost wake-up?\nslots:\n%s\nstderr:\n%s",
+				what, p.Name(), p.Pid(), d, slotsDump(st), p.Stderr())
+		}
+	}
+	out := make([]R, len(ps))
+	for i, p := range ps {
+		p.Result(&out[i])
+	}
+	return out
+}
+
+// TestQueueIdleConsumersSleep: 3 consumer processes wait on an empty
+// Queue; over an idle window of a second each uses (almost) no CPU: less
+// than 5% of the window (a consumer that polled would use about all of
+// it, or its share of a loaded machine's cores: far above 5%). The pills
+// put afterwards end them promptly although their waits' safety-net
+// timeout is a minute: the Puts' commits woke them.
+func TestQueueIdleConsumersSleep(t *testing.T) {
+	const consumers = 3
+	const window = time.Second
+	seed := testSeed(t)
+	dir, st := newStore(t)
+	setupQueue(t, st)
+	cons := make([]*proc, consumers)
+	for i := range cons {
+		cons[i] = startProc(t, dir, "queue-consumer", i+1, seed, longWaits)
+	}
+	waitParked(t, st, cons...)
+
+	cpu0 := make([]time.Duration, consumers)
+	for i, p := range cons {
+		cpu0[i] = cpuTime(t, p.Pid())
+	}
+	start := time.Now()
+	time.Sleep(window)
+	cpu1 := make([]time.Duration, consumers)
+	for i, p := range cons {
+		cpu1[i] = cpuTime(t, p.Pid())
+	}
+	idle := time.Since(start)
+	require.Zero(t, processed(t, st), "the Queue stayed empty")
+
+	var fracs []string
+	worst := 0.0
+	for i, p := range cons {
+		used := cpu1[i] - cpu0[i]
+		frac := float64(used) / float64(idle)
+		worst = max(worst, frac)
+		fracs = append(fracs, fmt.Sprintf("%s: %v (%.2f%%)", p.Name(), used, 100*frac))
+		require.True(t, parkedInRetry(st, p.Pid()), "%s still waits in Retry", p.Name())
+	}
+	t.Logf("CPU used by each waiting consumer over %v idle: %s (worst %.2f%%)", idle.Round(time.Millisecond), strings.Join(fracs, ", "), 100*worst)
+	for i, p := range cons {
+		used := cpu1[i] - cpu0[i]
+		require.Less(t, float64(used), 0.05*float64(idle),
+			"%s (pid %d) used %v of CPU over %v while it waited on an empty Queue: it polls", p.Name(), p.Pid(), used, idle)
+	}
+
+	putPills(t, st, consumers)
+	res := waitResults[queueConsumerResult](t, st, 30*time.Second, "consumers given a pill each", cons)
+	for i, r := range res {
+		require.Zero(t, r.Processed)
+		// One sleep for the wait, a few more for wake-ups of their bucket
+		// by the pills' commits before theirs came: a poller sleeps never
+		// (or, with a no-op sleep, millions of times).
+		require.LessOrEqual(t, r.RetryWaits, uint64(16), "%s: sleeps in Retry", cons[i].Name())
+	}
+	requireQuiet(t, st)
+	require.NoError(t, st.Check())
+}
+
+// TestQueueDeadWaiter: a consumer SIGKILLed while it sleeps in Retry on
+// an empty Queue leaves nothing behind that blocks anyone: the other
+// consumers, woken by the Puts that follow, take every job (the dead
+// waiter's waiters bits only cost a wake-up); the dead process holds no
+// lock and no snapshot (its slot is idle, quiescent); Recover frees its
+// slot; a new consumer takes its place; every job is processed exactly
+// once, no retired memory is held back, and Check is clean.
+func TestQueueDeadWaiter(t *testing.T) {
+	const consumers, before, after = 3, 200, 500
+	seed := testSeed(t)
+	dir, st := newStore(t)
+	setupQueue(t, st)
+	cons := make([]*proc, consumers)
+	for i := range cons {
+		cons[i] = startProc(t, dir, "queue-consumer", i+1, seed, longWaits)
+	}
+	// Some jobs first, so that every consumer has committed and holds
+	// slot state worth recovering; then they all wait on the empty Queue.
+	putJobs(t, st, 0, before)
+	waitProcessed(t, st, before, 30*time.Second, nil)
+	waitParked(t, st, cons...)
+
+	victim := cons[0]
+	killed, err := victim.Kill()
+	require.NoError(t, err)
+	require.True(t, killed, "the victim was running")
+	where := killedState(st, victim.Pid())
+	t.Logf("killed %s (pid %d): %s", victim.Name(), victim.Pid(), where)
+	require.Equal(t, "parked in Retry", where, "the victim died while it slept in Retry")
+	var dead []txn.SlotInfo
+	for _, s := range layers.Of(st).Engine.Slots() {
+		if s.PID == uint32(victim.Pid()) {
+			dead = append(dead, s)
+			require.False(t, s.Alive)
+			require.Equal(t, "idle", s.State, "slot %d of the dead waiter: %+v", s.Slot, s)
+			require.False(t, s.Active, "the dead waiter publishes no snapshot: %+v", s)
+		}
+	}
+	require.NotEmpty(t, dead, "the dead waiter's slot, not yet recovered")
+
+	// The survivors take every job, within a stall bound far below the
+	// one-minute wait timeout: each Put's commit woke them.
+	putJobs(t, st, before, before+after)
+	waitProcessed(t, st, before+after, 20*time.Second, nil)
+
+	n, err := st.Recover()
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "one dead process recovered")
+	for _, s := range layers.Of(st).Engine.Slots() {
+		require.NotEqual(t, uint32(victim.Pid()), s.PID, "slot %d still owned by the dead waiter: %+v", s.Slot, s)
+	}
+	requireQuiet(t, st)
+
+	// A new consumer takes the victim's place, then everyone stops.
+	cons[0] = startProc(t, dir, "queue-consumer", 1, seed, longWaits, incarnationEnv+"=1")
+	waitParked(t, st, cons...)
+	putPills(t, st, consumers)
+	waitResults[queueConsumerResult](t, st, 30*time.Second, "consumers given a pill each", cons)
+	requireQuiet(t, st)
+	requireDoneOnce(t, st, before+after)
+	_, held := driveReclamation(t, st)
+	require.Zero(t, held, "no retired memory held back")
 	require.NoError(t, st.Check())
 }
