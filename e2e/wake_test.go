@@ -25,8 +25,9 @@ package e2e
 //     word they conflicted on.
 
 import (
-	"errors"
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"sync"
@@ -42,7 +43,6 @@ import (
 
 const (
 	wakeKey      = "ball"
-	wakeGoKey    = "go"
 	wakePlayers  = "SHMSTORE_WAKE_PLAYERS"
 	wakeRounds   = "SHMSTORE_WAKE_ROUNDS" // turns of each player, or increments of each hot-key worker
 	wakeWatchdog = 45 * time.Second
@@ -89,7 +89,7 @@ func wakePlayer(st *shmstore.Store, w roleEnvironment) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitGo(st); err != nil {
+	if err := startLine(); err != nil {
 		return nil, err
 	}
 	var res wakeResult
@@ -119,17 +119,14 @@ func wakePlayer(st *shmstore.Store, w roleEnvironment) (any, error) {
 	return res, nil
 }
 
-// waitGo waits in Retry until the key "go" exists: a start line, so that
-// the workers run at once, not one after another as they start up.
-func waitGo(st *shmstore.Store) error {
-	return st.View(func(tx *shmstore.Tx) error {
-		if _, err := tx.Root().GetInt(wakeGoKey); errors.Is(err, shmstore.ErrKeyNotFound) {
-			return tx.Retry()
-		} else if err != nil {
-			return err
-		}
-		return nil
-	})
+// startLine says "ready" on stdout and waits for a line on stdin: the
+// parent's start signal, so that the workers run at once, not one after
+// another as they start up. (Not through the store: a lost wake-up must
+// show in the work, not in the start.)
+func startLine() error {
+	fmt.Println("ready")
+	_, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	return err
 }
 
 // wakeHot increments the hot key rounds times, each with GetInt and Set
@@ -139,7 +136,7 @@ func wakeHot(st *shmstore.Store, w roleEnvironment) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitGo(st); err != nil {
+	if err := startLine(); err != nil {
 		return nil, err
 	}
 	var res wakeResult
@@ -177,10 +174,15 @@ func wakeRun(t *testing.T, role string, n, rounds int) (*shmstore.Store, []wakeR
 		ps[i] = startProc(t, dir, role, i, seed, longWaits,
 			wakePlayers+"="+strconv.Itoa(n), wakeRounds+"="+strconv.Itoa(rounds))
 	}
-	waitParked(t, st, ps...)
+	for _, p := range ps {
+		require.Equal(t, "ready", p.Line())
+	}
 	start = time.Now()
-	require.NoError(t, st.Set(wakeGoKey, 1))
-	stop := sampleWaits(st)
+	for _, p := range ps {
+		_, err := io.WriteString(p.Stdin(), "go\n")
+		require.NoError(t, err)
+	}
+	stop := sampleWaits(t, st)
 	res := waitResults[wakeResult](t, st, wakeWatchdog, role+" workers", ps)
 	elapsed := time.Since(start)
 	ws := stop()
@@ -208,10 +210,11 @@ type waitSamples struct {
 }
 
 // sampleWaits samples the slots until the returned func is called, which
-// returns the counts.
-func sampleWaits(st *shmstore.Store) func() waitSamples {
+// returns the counts (or the test ends: before its store is closed).
+func sampleWaits(t *testing.T, st *shmstore.Store) func() waitSamples {
 	var ws waitSamples
 	done := make(chan struct{})
+	var once sync.Once
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -240,11 +243,13 @@ func sampleWaits(st *shmstore.Store) func() waitSamples {
 			time.Sleep(100 * time.Microsecond)
 		}
 	}()
-	return func() waitSamples {
-		close(done)
+	stop := func() waitSamples {
+		once.Do(func() { close(done) })
 		wg.Wait()
 		return ws
 	}
+	t.Cleanup(func() { stop() })
+	return stop
 }
 
 // wakeRoundsFor is the number of rounds: more without -short.
