@@ -89,7 +89,7 @@ func wakePlayer(st *shmstore.Store, w roleEnvironment) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := startLine(); err != nil {
+	if _, err := startLine(); err != nil {
 		return nil, err
 	}
 	var res wakeResult
@@ -119,14 +119,13 @@ func wakePlayer(st *shmstore.Store, w roleEnvironment) (any, error) {
 	return res, nil
 }
 
-// startLine says "ready" on stdout and waits for a line on stdin: the
-// parent's start signal, so that the workers run at once, not one after
-// another as they start up. (Not through the store: a lost wake-up must
-// show in the work, not in the start.)
-func startLine() error {
+// startLine says "ready" on stdout and returns the line it then reads on
+// stdin: the parent's start signal, so that the workers run at once, not
+// one after another as they start up. (Not through the store: a lost
+// wake-up must show in the work, not in the start.)
+func startLine() (string, error) {
 	fmt.Println("ready")
-	_, err := bufio.NewReader(os.Stdin).ReadString('\n')
-	return err
+	return bufio.NewReader(os.Stdin).ReadString('\n')
 }
 
 // wakeHot increments the hot key rounds times, each with GetInt and Set
@@ -136,7 +135,7 @@ func wakeHot(st *shmstore.Store, w roleEnvironment) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := startLine(); err != nil {
+	if _, err := startLine(); err != nil {
 		return nil, err
 	}
 	var res wakeResult
