@@ -162,12 +162,11 @@ func wakeHot(st *shmstore.Store, w roleEnvironment) (any, error) {
 // wakeRun starts the workers (role, numbered 0 to n-1, with a one-minute
 // wait timeout), waits for them under the watchdog and returns their
 // results; each one's longest Update must be below wakeStall.
-func wakeRun(t *testing.T, role string, n, rounds int) (*shmstore.Store, []wakeResult, time.Duration, waitSamples) {
+func wakeRun(t *testing.T, role string, n, rounds int) ([]wakeResult, time.Duration, waitSamples) {
 	t.Helper()
 	seed := testSeed(t)
 	dir, st := newStore(t)
 	require.NoError(t, st.Set(wakeKey, 0))
-	start := time.Now()
 	ps := make([]*proc, n)
 	for i := range ps {
 		ps[i] = startProc(t, dir, role, i, seed, longWaits,
@@ -176,7 +175,7 @@ func wakeRun(t *testing.T, role string, n, rounds int) (*shmstore.Store, []wakeR
 	for _, p := range ps {
 		require.Equal(t, "ready", p.Line())
 	}
-	start = time.Now()
+	start := time.Now()
 	for _, p := range ps {
 		_, err := io.WriteString(p.Stdin(), "go\n")
 		require.NoError(t, err)
@@ -198,7 +197,7 @@ func wakeRun(t *testing.T, role string, n, rounds int) (*shmstore.Store, []wakeR
 	require.EqualValues(t, n*rounds, v, "the key counts every turn")
 	requireQuiet(t, st)
 	require.NoError(t, st.Check())
-	return st, res, elapsed, ws
+	return res, elapsed, ws
 }
 
 // waitSamples counts how often a sampler of the slots saw some slot
@@ -261,7 +260,7 @@ func wakeRoundsFor(short, long int) int {
 
 func TestWakePingPong(t *testing.T) {
 	rounds := wakeRoundsFor(20000, 100000)
-	_, res, elapsed, _ := wakeRun(t, "wake-player", 2, rounds)
+	res, elapsed, _ := wakeRun(t, "wake-player", 2, rounds)
 	var waits uint64
 	for _, r := range res {
 		waits += r.RetryWaits
@@ -273,7 +272,7 @@ func TestWakePingPong(t *testing.T) {
 
 func TestWakeRing(t *testing.T) {
 	rounds := wakeRoundsFor(5000, 25000)
-	_, res, elapsed, _ := wakeRun(t, "wake-player", 4, rounds)
+	res, elapsed, _ := wakeRun(t, "wake-player", 4, rounds)
 	var waits uint64
 	for _, r := range res {
 		waits += r.RetryWaits
@@ -284,7 +283,7 @@ func TestWakeRing(t *testing.T) {
 
 func TestWakeHotKey(t *testing.T) {
 	rounds := wakeRoundsFor(50000, 200000)
-	_, res, elapsed, ws := wakeRun(t, "wake-hot", 4, rounds)
+	res, elapsed, ws := wakeRun(t, "wake-hot", 4, rounds)
 	var attempts int
 	var aborts uint64
 	for _, r := range res {
