@@ -10,6 +10,14 @@
 //     processes, each checked linearizable (porcupine);
 //   - reclamation_test.go: memory unlinked by other processes is freed,
 //     including when a process dies in the middle of a merge;
+//   - queue_test.go: producers and consumers of a bounded Queue with
+//     consumers SIGKILLed and replaced (every job processed exactly
+//     once), consumers waiting on an empty Queue use no CPU, and one
+//     killed while it sleeps in Retry leaves nothing behind;
+//   - wake_test.go: lost wake-ups (ping-pong, a ring, a hot key) with the
+//     waits' safety-net timeout raised to a minute, under a watchdog;
+//   - contention_test.go: waiters recover a holder SIGKILLed while it
+//     commits, and 8 processes on one Counter (attempts per transaction);
 //   - benchmp_test.go: benchmarks of several processes (scaling over
 //     disjoint keys, a hot value);
 //   - multiproc_test.go: the roles the workers run and the helpers the
