@@ -35,7 +35,10 @@
 //     the pool of free superblocks (one lock) hands out fresh ones; empty
 //     superblocks of other classes are reclaimed into it when it runs dry;
 //     a new region is created when even that fails; ErrOutOfMemory at the
-//     store's maximum size.
+//     store's maximum size. There, ordinary allocations leave the pool's
+//     last superblocks, the reserve, to what commits and retirement need
+//     (Use, Heap.Using; reserve.go says how much and why it is enough),
+//     so that a full store can always free.
 //  5. Free. A block freed by its superblock's owner goes back on the local
 //     free list. Any other process marks it free with one CAS on its state
 //     word (the remote free of mimalloc, see below) and bumps a hint counter;

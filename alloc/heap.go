@@ -68,7 +68,7 @@ func (h *heap) releaseCurrent(c int) {
 func (h *heap) acquire(c int) error {
 	trimmed, recovered := false, false
 	for {
-		if id, d, base := h.a.fromBins(c, h.mine); d != nil {
+		if id, d, base := h.a.fromBins(c, h.mine, h.noCarve); d != nil {
 			h.install(c, id, d, base)
 			if (d.localHead == 0) != (d.localFree == 0) {
 				// A count the list does not match: a link was overwritten
@@ -84,6 +84,9 @@ func (h *heap) acquire(c int) error {
 			}
 			h.releaseCurrent(c) // the hint promised frees that were not there
 			continue
+		}
+		if h.noCarve {
+			return errNoRoom
 		}
 		id, d, base, err := h.a.carve(c, h.mine)
 		if err == nil {
@@ -162,7 +165,7 @@ func (h *heap) chunkAddr(ci int) (unsafe.Pointer, error) {
 	if h.sh.chunks[ci] == handle.Null {
 		// The chunk's handle is written into the slot before its state
 		// flips, like any logged allocation.
-		if _, err := h.a.allocRun(1, h.mine, &h.sh.chunks[ci]); err != nil {
+		if _, err := h.a.allocRun(1, h.mine, &h.sh.chunks[ci], h.a.floor(h.use)); err != nil {
 			return nil, fmt.Errorf("alloc: grow allocation log: %w", err)
 		}
 	}
@@ -220,7 +223,8 @@ func (a *Allocator) freeLogged(sh *slotHeap, free func(handle.Handle)) {
 	sh.logN = 0
 }
 
-// allocLarge allocates a run of whole superblocks.
+// allocLarge allocates a run of whole superblocks, leaving the part of the
+// reserve the heap's use may not take.
 func (h *heap) allocLarge(n int) (handle.Handle, []byte, error) {
 	if n <= 0 {
 		return handle.Null, nil, fmt.Errorf("alloc: allocate %d bytes: %w", n, ErrBadSize)
@@ -250,9 +254,10 @@ func (h *heap) allocLarge(n int) (handle.Handle, []byte, error) {
 	// handle is null or stale is skipped by recovery.
 	*slot = handle.Null
 	h.sh.logN++
-	p, err := h.a.allocRun(uint32(nsb), h.mine, slot)
+	floor := h.a.floor(h.use)
+	p, err := h.a.allocRun(uint32(nsb), h.mine, slot, floor)
 	for trimmed, recovered := false, false; errors.Is(err, ErrOutOfMemory) && h.relieve(&trimmed, &recovered); {
-		p, err = h.a.allocRun(uint32(nsb), h.mine, slot)
+		p, err = h.a.allocRun(uint32(nsb), h.mine, slot, floor)
 	}
 	if err != nil {
 		h.sh.logN--
