@@ -248,7 +248,7 @@ func (h *heap) Alloc(n int) (handle.Handle, []byte, error) {
 	for cu.d == nil || (cu.d.localHead == 0 && cu.d.fresh >= cu.d.nblocks) {
 		if err := h.refill(c); err != nil {
 			if h.use != UseOrdinary && errors.Is(err, ErrOutOfMemory) {
-				return h.allocReserved(n, c, err)
+				return h.allocReserved(n, c)
 			}
 			return handle.Null, nil, err
 		}

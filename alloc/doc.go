@@ -56,7 +56,12 @@
 // end of every lease at the maximum size, and before reporting
 // ErrOutOfMemory, a heap hands back all of its wholly free ones; and the
 // pool reclaims wholly free superblocks from the bins when it runs dry.
-// (A goroutine that keeps a lease while idle keeps its heap's superblocks.)
+// (A goroutine that keeps a lease while idle keeps its heap's superblocks,
+// until an allocation that found the store full asks every process to
+// trim its idle heaps: AskTrim, Heap.Trim.) The pool places a single
+// superblock at the top of a region and longer runs at the bottom, so
+// that the free superblocks of a nearly full store stay in a row for the
+// spans and large blocks that need them (placeRun).
 //
 // # Block states, and why a crash loses nothing
 //

@@ -247,8 +247,16 @@ func (a *Allocator) takeRun(n, owner, kind, floor uint32) (sbID, unsafe.Pointer,
 				continue
 			}
 		}
-		return 0, nil, fmt.Errorf("alloc: %d superblocks wanted, %d free (%d of them the reserve for commits), store %q at its maximum of %d regions: %w",
-			n, max(a.g.poolFree.Load(), 0), a.reserve, a.st.Name(), a.st.MaxRegions(), ErrOutOfMemory)
+		free := uint32(max(a.g.poolFree.Load(), 0))
+		why := fmt.Sprintf("%d free", free)
+		if floor > 0 {
+			why += fmt.Sprintf(", %d of them kept for commits", min(free, floor))
+		}
+		if free >= n+floor {
+			why += fmt.Sprintf(", but not %d in a row in one region", n)
+		}
+		return 0, nil, fmt.Errorf("alloc: %d superblocks wanted, %s; store %q at its maximum of %d regions: %w",
+			n, why, a.st.Name(), a.st.MaxRegions(), ErrOutOfMemory)
 	}
 }
 
@@ -287,7 +295,7 @@ func (a *Allocator) findRun(n, owner, kind, floor uint32) (sbID, unsafe.Pointer,
 		if m.free < n {
 			continue
 		}
-		idx, ok := findZeroRun(a.bitmap(base), a.geo.nsb, n)
+		idx, ok := placeRun(a.bitmap(base), a.geo.nsb, n)
 		if !ok {
 			continue
 		}
@@ -327,6 +335,33 @@ func (a *Allocator) initRegionLocked(base unsafe.Pointer) {
 	m.free = a.geo.nsb - a.geo.metaSBs
 	a.g.poolFree.Add(int64(m.free))
 	m.magic = regionMagic
+}
+
+// placeRun chooses where in a region's bitmap a run of n superblocks
+// goes: a single superblock at the highest free index, a longer run at
+// the lowest place it fits. Singles (small classes' superblocks, redo-log
+// chunks, the reserve's runs) thus pack at the top of the region, and
+// spans and large blocks keep the bottom in one piece: a store that is
+// nearly full still has its free superblocks in a row.
+func placeRun(bm []uint64, nbits, n uint32) (uint32, bool) {
+	if n == 1 {
+		return findLastZero(bm, nbits)
+	}
+	return findZeroRun(bm, nbits, n)
+}
+
+// findLastZero finds the highest clear bit among the first nbits.
+func findLastZero(bm []uint64, nbits uint32) (uint32, bool) {
+	for w := (nbits + 63) / 64; w > 0; w-- {
+		word := ^bm[w-1]
+		if top := nbits - (w-1)*64; top < 64 {
+			word &= 1<<top - 1 // bits at and above nbits are not superblocks
+		}
+		if word != 0 {
+			return (w-1)*64 + uint32(63-bits.LeadingZeros64(word)), true
+		}
+	}
+	return 0, false
 }
 
 // findZeroRun finds n consecutive clear bits among the first nbits.

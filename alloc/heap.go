@@ -66,9 +66,9 @@ func (h *heap) releaseCurrent(c int) {
 // acquire installs a superblock of class c that has a free block: from the
 // global heap's bins, else carved from the pool (which grows the store).
 func (h *heap) acquire(c int) error {
-	trimmed, recovered := false, false
+	trimmed, recovered, eager := false, false, h.noCarve
 	for {
-		if id, d, base := h.a.fromBins(c, h.mine, h.noCarve); d != nil {
+		if id, d, base := h.a.fromBins(c, h.mine, eager); d != nil {
 			h.install(c, id, d, base)
 			if (d.localHead == 0) != (d.localFree == 0) {
 				// A count the list does not match: a link was overwritten
@@ -93,7 +93,16 @@ func (h *heap) acquire(c int) error {
 			h.install(c, id, d, base)
 			return nil
 		}
-		if !errors.Is(err, ErrOutOfMemory) || !h.relieve(&trimmed, &recovered) {
+		if !errors.Is(err, ErrOutOfMemory) {
+			return err
+		}
+		if !eager {
+			// Before anything else, every full superblock of the class is
+			// looked at, not only the first few: one free block is enough.
+			eager = true
+			continue
+		}
+		if !h.relieve(&trimmed, &recovered) {
 			return err
 		}
 	}

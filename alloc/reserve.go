@@ -1,7 +1,6 @@
 package alloc
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/shmstore/shmstore/handle"
@@ -118,9 +117,9 @@ func (h *heap) Using(u Use) (prev Use) {
 var errNoRoom = fmt.Errorf("alloc: no free block of the class without carving: %w", ErrOutOfMemory)
 
 // allocReserved serves a small request of a heap whose use may take the
-// reserve, after the ordinary path (class c) failed with errOrdinary: a
-// free block of a larger class, else a run of its own (see the essay).
-func (h *heap) allocReserved(n, c int, errOrdinary error) (handle.Handle, []byte, error) {
+// reserve, after the ordinary path (class c) failed: a free block of a
+// larger class, else a run of its own (see the essay).
+func (h *heap) allocReserved(n, c int) (handle.Handle, []byte, error) {
 	u := h.use
 	h.use, h.noCarve = UseOrdinary, true
 	for c2 := c + 1; c2 <= NumClasses; c2++ {
@@ -130,11 +129,7 @@ func (h *heap) allocReserved(n, c int, errOrdinary error) (handle.Handle, []byte
 		}
 	}
 	h.use, h.noCarve = u, false
-	hd, b, err := h.allocLarge(n)
-	if err != nil && errors.Is(err, ErrOutOfMemory) {
-		return handle.Null, nil, fmt.Errorf("%w (and no room in the reserve: %v)", errOrdinary, err)
-	}
-	return hd, b, err
+	return h.allocLarge(n)
 }
 
 // Short reports whether memory is short: the store is at its maximum size
@@ -143,9 +138,14 @@ func (h *heap) allocReserved(n, c int, errOrdinary error) (handle.Handle, []byte
 // chunks).
 func (a *Allocator) Short() bool { return a.poolLow() }
 
-// AskTrim asks every process to hand back the wholly free superblocks of
-// the heaps it keeps idle (txn's engines watch TrimAsked). An allocation
-// that would fail calls it before it waits for memory to come back.
+// FreeSuperblocks is the number of free superblocks in the pool (a
+// snapshot: others take and return them all the time).
+func (a *Allocator) FreeSuperblocks() int64 { return a.g.poolFree.Load() }
+
+// AskTrim asks every process to hand back the current superblocks of the
+// heaps it keeps idle (Trim with all; txn's engines watch TrimAsked). A
+// transaction that found the store full calls it before it waits for
+// memory to come back.
 func (a *Allocator) AskTrim() { a.g.trimAsked.Add(1) }
 
 // TrimAsked is the number of AskTrim calls so far, in any process: a
@@ -153,7 +153,20 @@ func (a *Allocator) AskTrim() { a.g.trimAsked.Add(1) }
 func (a *Allocator) TrimAsked() uint32 { return a.g.trimAsked.Load() }
 
 // Trim hands every wholly free current superblock of the heap back to the
-// pool and returns how many it gave back. Only the heap's goroutine may
-// call it (the holder of the slot's lease, or code that keeps the slot
-// idle and so has it to itself).
-func (h *heap) Trim() int { return h.trim() }
+// pool and returns how many it gave back. With all, the heap's other
+// current superblocks go to the global heap too, where any heap can take
+// their free blocks: a heap kept idle while another cannot allocate holds
+// nothing back. Only the heap's goroutine may call it (the holder of the
+// slot's lease, or code that keeps the slot idle and so has it to
+// itself).
+func (h *heap) Trim(all bool) int {
+	n := h.trim()
+	if all {
+		for c := 1; c <= NumClasses; c++ {
+			if h.cur[c].d != nil {
+				h.releaseCurrent(c)
+			}
+		}
+	}
+	return n
+}
