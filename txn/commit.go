@@ -130,6 +130,20 @@ func (tx *Tx) Retire(h handle.Handle, kind uint8) {
 	tx.retire = append(tx.retire, reclaim.Entry{H: h, Kind: kind})
 }
 
+// retireBatch builds the batch of what this commit retires and makes room
+// for it in the slot's retire ring now, before the commit point: after it
+// nothing may allocate or run a finalizer (see reclaim's Reserve). Both
+// are retirement metadata, which the store's reserve serves when it is
+// full (alloc.UseMetadata): a commit that only frees needs nothing else.
+func (tx *Tx) retireBatch() (handle.Handle, error) {
+	defer tx.heap.Using(tx.heap.Using(alloc.UseMetadata))
+	batch, err := tx.e.r.NewBatch(tx.heap, tx.retire)
+	if err != nil {
+		return handle.Null, err
+	}
+	return batch, tx.e.r.Reserve(tx.heap)
+}
+
 // logWord writes word i of the slot's redo log.
 func (tx *Tx) logWord(i int, v uint64) error {
 	if i < inlineWords {
@@ -152,8 +166,11 @@ func (tx *Tx) logWord(i int, v uint64) error {
 
 // growLog allocates log chunk ci. The chunk belongs to the slot (not to
 // the transaction): it is moved out of the allocation log at once, and
-// freed when the slot is released or recovered.
+// freed when the slot is released or recovered, or when memory is short
+// (freeLogChunks). It is commit metadata: the store's reserve serves it
+// when the store is full (alloc.UseMetadata).
 func (tx *Tx) growLog(ci int) error {
+	defer tx.heap.Using(tx.heap.Using(alloc.UseMetadata))
 	n := tx.heap.LogLen()
 	hd, b, err := tx.heap.Alloc(chunkWords * 8)
 	if err != nil {
@@ -243,12 +260,7 @@ func (tx *Tx) commit() error {
 	var batch handle.Handle
 	if len(tx.retire) > 0 {
 		var err error
-		if batch, err = tx.e.r.NewBatch(tx.heap, tx.retire); err != nil {
-			return fmt.Errorf("txn: retire %d blocks: %w", len(tx.retire), err)
-		}
-		// Room in the retire ring now, before the commit point: after it
-		// nothing may allocate or run a finalizer (see Reserve).
-		if err := tx.e.r.Reserve(tx.heap); err != nil {
+		if batch, err = tx.retireBatch(); err != nil {
 			return fmt.Errorf("txn: retire %d blocks: %w", len(tx.retire), err)
 		}
 	}

@@ -78,16 +78,34 @@ func New(st *shm.Store, a *alloc.Allocator, r *reclaim.Reclaimer) *Engine {
 	return e
 }
 
-// tick keeps now within a few milliseconds of the time.
+// tickPeriod is how often the engine's ticker runs.
+const tickPeriod = 5 * time.Millisecond
+
+// tick keeps now within a few milliseconds of the time, and answers
+// requests (from any process) that idle slots hand back what their heaps
+// hold (alloc's AskTrim): a transaction that found the store full is
+// waiting for it.
 func (e *Engine) tick() {
-	t := time.NewTicker(5 * time.Millisecond)
+	t := time.NewTicker(tickPeriod)
 	defer t.Stop()
+	asked := uint32(0) // the requests answered so far
 	for {
 		select {
 		case <-e.stopTick:
 			return
 		case now := <-t.C:
 			e.now.Store(now.UnixNano())
+			e.mu.Lock()
+			// Shared memory is read only while this process keeps idle
+			// slots: they are leased, so the store cannot be closed (shm
+			// refuses while slots are leased) and stays mapped.
+			if len(e.idle) > 0 && !e.closed {
+				if a := e.a.TrimAsked(); a != asked {
+					asked = a
+					e.trimIdleLocked()
+				}
+			}
+			e.mu.Unlock()
 		}
 	}
 }
@@ -225,6 +243,7 @@ func (e *Engine) Run(readOnly bool, fn func(tx *Tx) error) error {
 		return err
 	}
 	defer e.put(tx)
+	defer tx.afterRun()
 	return tx.run(readOnly, fn)
 }
 
@@ -301,6 +320,8 @@ func (e *Engine) release(lw *LockWord, addr Addr, v uint64) {
 // the caller has leased through this engine and is not using for another
 // transaction right now (reclaim's finalizers, called from a collection
 // at the end of a transaction, run their small transactions this way).
+// Such a transaction frees: what it allocates is retirement metadata
+// (alloc.UseMetadata), which the store's reserve serves when it is full.
 func (e *Engine) RunOn(h alloc.Heap, fn func(tx *Tx) error) error {
 	e.mu.Lock()
 	tx := e.bySlot[h.Slot()]
@@ -308,5 +329,6 @@ func (e *Engine) RunOn(h alloc.Heap, fn func(tx *Tx) error) error {
 	if tx == nil {
 		return fmt.Errorf("txn: slot %d is not leased through this engine: %w", h.Slot(), shm.ErrNotLeased)
 	}
+	defer h.Using(h.Using(alloc.UseMetadata))
 	return tx.run(false, fn)
 }

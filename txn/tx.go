@@ -68,6 +68,7 @@ type Tx struct {
 	committing bool   // the write set is being locked: no more Lock calls
 	ends       uint64 // attempts ended here (process-local): every 256th collects
 	collectAt  int    // after a collection that freed nothing: the ring size to try again at
+	trimSeen   uint32 // the last alloc.TrimAsked this slot answered (afterRun)
 
 	// A read-only transaction's reads of its last aborted attempt, and
 	// the locks it took on them (prelock).
@@ -133,6 +134,7 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 			panic(p) // shmstore's callers see their own panic, with the store intact
 		}
 	}()
+	var rl relief
 	for attempt := uint32(1); ; attempt++ {
 		if tx.sp.Attempts.Load() != attempt { // for inspectors; mostly 1 already
 			tx.sp.Attempts.Store(attempt)
@@ -154,6 +156,13 @@ func (tx *Tx) run(readOnly bool, fn func(tx *Tx) error) (err error) {
 		}
 		tx.abort()
 		if !errors.Is(err, ErrConflict) {
+			if isOOM(err) && !readOnly && !tx.collecting {
+				// Aborted: no lock, no snapshot, nothing allocated.
+				if tx.relieve(&rl) {
+					continue
+				}
+				err = tx.e.explainOOM(err)
+			}
 			tx.e.r.Exit(tx.slot)
 			return err
 		}
@@ -221,7 +230,7 @@ func (tx *Tx) end() {
 		return
 	}
 	held := tx.e.r.Pending(tx.slot)
-	if (retired && held >= max(collectBatch, tx.collectAt)) || (held > 0 && tx.ends%256 == 0) {
+	if (retired && (held >= max(collectBatch, tx.collectAt) || tx.e.a.Short())) || (held > 0 && tx.ends%256 == 0) {
 		tx.collecting = true
 		n, _ := tx.e.r.Collect(tx.heap)
 		tx.collecting = false
@@ -260,7 +269,9 @@ func (tx *Tx) reset() {
 
 // collectBatch is how many retired batches a slot gathers before a
 // commit collects: a collection scans every slot's published epoch, so it
-// is paid for once per batch, not once per commit.
+// is paid for once per batch, not once per commit. While memory is short
+// (alloc's Short) every commit that retired something collects: what it
+// freed is wanted now.
 const collectBatch = 64
 
 // waitConflict waits, after an abort, for the word the conflict was found
