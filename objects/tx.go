@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/reclaim"
 	"github.com/shmstore/shmstore/txn"
@@ -344,6 +345,22 @@ func (tx *Tx) encode(v Value) (uint64, uint64, error) {
 		return uint64(v.kind), uint64(v.h), nil
 	}
 	return uint64(v.kind), v.n, nil
+}
+
+// encodeReplacing is encode for a value that replaces the one a cell or
+// entry holds (kind, w), whose blob this commit retires. A blob no larger
+// than the retired one frees as much as it takes: it may use the part of
+// the store's reserve kept for such replacements (alloc.UseReplacement),
+// so that overwriting a value with a smaller one commits even when the
+// store is full.
+func (tx *Tx) encodeReplacing(v Value, kind, w uint64) (uint64, uint64, error) {
+	if (v.kind == KindString || v.kind == KindBytes) && (Kind(kind) == KindString || Kind(kind) == KindBytes) {
+		if _, n, err := tx.s.block(handle.Handle(w)); err == nil && blobHeader+max(len(v.s), 1) <= n {
+			h := tx.t.Heap()
+			defer h.Using(h.Using(alloc.UseReplacement))
+		}
+	}
+	return tx.encode(v)
 }
 
 // decode reads back what encode stored. A String or Bytes value comes
