@@ -53,8 +53,11 @@ var (
 	// in another attempt of it). Objects live only inside their
 	// transaction; keep paths or keys instead.
 	ErrTxClosed = errors.New("transaction ended")
-	// ErrTooLarge: a transaction whose redo or allocation log overflows
-	// (split it into smaller ones).
+	// ErrTooLarge: a String or Bytes value larger than the store holds
+	// (Store.MaxValueSize: its region size less metadata; a store created
+	// with a larger Options.RegionSize holds larger ones), or a
+	// transaction whose redo or allocation log overflows (split it into
+	// smaller ones). The message says which, and the limit.
 	ErrTooLarge = txn.ErrTooLarge
 	// ErrReadOnly: a write inside View, or in a store opened read-only.
 	ErrReadOnly = txn.ErrReadOnly

@@ -417,3 +417,41 @@ func TestShrinkingWritesAtAFullStore(t *testing.T) {
 	}
 	require.NoError(t, st.Check())
 }
+
+// A value larger than a store holds is refused with ErrTooLarge, which
+// says the limit and how to raise it; a value of exactly the limit is
+// stored and read back.
+func TestTooLargeIsSaidPlainly(t *testing.T) {
+	dir := testDir(t)
+	st, err := shmstore.Open("full", fullOptions(dir))
+	require.NoError(t, err)
+	defer func() { _ = st.Close() }()
+	limit := st.MaxValueSize()
+	require.Equal(t, 63*64<<10-8, limit, "a 4 MiB region: 63 superblocks of 64 KiB, less the value's header")
+	require.NoError(t, st.Set("max", strings.Repeat("m", limit)), "a value of exactly the limit")
+	got, err := st.Get("max")
+	require.NoError(t, err)
+	s, err := got.AsString()
+	require.NoError(t, err)
+	require.Equal(t, limit, len(s))
+
+	for _, v := range []any{strings.Repeat("x", limit+1), make([]byte, limit+1)} {
+		err = st.Set("big", v)
+		require.ErrorIs(t, err, shmstore.ErrTooLarge)
+		require.NotErrorIs(t, err, shmstore.ErrOutOfMemory)
+		msg := err.Error()
+		require.Contains(t, msg, fmt.Sprintf("of %d bytes is larger than the largest this store holds, %d bytes", limit+1, limit))
+		require.Contains(t, msg, "Options.RegionSize")
+		require.Contains(t, msg, "shmctl create --region-size")
+	}
+	err = st.Update(func(tx *shmstore.Tx) error {
+		l, err := tx.Root().List("l")
+		if err != nil {
+			return err
+		}
+		return l.Append(strings.Repeat("y", limit+1))
+	})
+	require.ErrorIs(t, err, shmstore.ErrTooLarge, "in a List too (refused at commit)")
+	require.NoError(t, st.Delete("max"))
+	require.NoError(t, st.Check())
+}

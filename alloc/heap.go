@@ -240,8 +240,8 @@ func (h *heap) allocLarge(n int) (handle.Handle, []byte, error) {
 	}
 	nsb := (uint64(n) + SuperblockSize - 1) / SuperblockSize
 	if nsb > uint64(h.a.geo.nsb-h.a.geo.metaSBs) {
-		return handle.Null, nil, fmt.Errorf("alloc: allocate %d bytes: largest block is %d bytes: %w",
-			n, uint64(h.a.geo.nsb-h.a.geo.metaSBs)*SuperblockSize, ErrTooLarge)
+		return handle.Null, nil, fmt.Errorf("alloc: allocate %d bytes: the largest block is %d bytes (a region of %d bytes less its metadata): %w",
+			n, h.a.MaxBlock(), h.a.rsize, ErrTooLarge)
 	}
 	var slot *handle.Handle
 	if k := h.sh.logN; k < logInline {

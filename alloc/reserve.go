@@ -100,6 +100,10 @@ func (a *Allocator) floor(u Use) uint32 {
 	return a.reserve
 }
 
+// MaxBlock is the largest allocation the store can hold: a region less
+// its metadata superblocks (larger requests fail with ErrTooLarge).
+func (a *Allocator) MaxBlock() int { return int(a.geo.nsb-a.geo.metaSBs) * SuperblockSize }
+
 // ReserveSuperblocks is the size of the reserve in superblocks.
 func (a *Allocator) ReserveSuperblocks() int { return int(a.reserve) }
 

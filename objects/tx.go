@@ -333,6 +333,9 @@ func (tx *Tx) storeWord(private bool, h handle.Handle, p unsafe.Pointer, off uin
 func (tx *Tx) encode(v Value) (uint64, uint64, error) {
 	switch v.kind {
 	case KindString, KindBytes:
+		if len(v.s) > tx.s.MaxValue() {
+			return 0, 0, tx.s.tooLarge(v)
+		}
 		h, b, err := tx.t.Alloc(blobHeader + max(len(v.s), 1))
 		if err != nil {
 			return 0, 0, err
@@ -345,6 +348,14 @@ func (tx *Tx) encode(v Value) (uint64, uint64, error) {
 		return uint64(v.kind), uint64(v.h), nil
 	}
 	return uint64(v.kind), v.n, nil
+}
+
+// tooLarge is the error for a String or Bytes value larger than MaxValue.
+func (s *Space) tooLarge(v Value) error {
+	return fmt.Errorf("objects: a %v value of %d bytes is larger than the largest this store holds, %d bytes "+
+		"(its region size, %d bytes, less the region's metadata and the value's %d-byte header); "+
+		"a store created with a larger region size holds larger values (Options.RegionSize, shmctl create --region-size): %w",
+		v.kind, len(v.s), s.MaxValue(), s.rsize, blobHeader, txn.ErrTooLarge)
 }
 
 // encodeReplacing is encode for a value that replaces the one a cell or

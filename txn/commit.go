@@ -99,11 +99,15 @@ func (tx *Tx) AddWriter(w Writer) error {
 }
 
 // Alloc allocates n bytes for this transaction: freed if it aborts,
-// handed over when it commits.
+// handed over when it commits. Too many allocations for the allocation
+// log, or a block larger than a region, fail with ErrTooLarge.
 func (tx *Tx) Alloc(n int) (handle.Handle, []byte, error) {
 	h, b, err := tx.heap.Alloc(n)
-	if errors.Is(err, alloc.ErrLogFull) {
-		err = fmt.Errorf("txn: %w: %w", ErrTooLarge, err)
+	switch {
+	case errors.Is(err, alloc.ErrLogFull):
+		err = fmt.Errorf("txn: transaction %w: %w", ErrTooLarge, err)
+	case errors.Is(err, alloc.ErrTooLarge):
+		err = fmt.Errorf("txn: block of %d bytes %w: %w", n, ErrTooLarge, err)
 	}
 	return h, b, err
 }
@@ -153,7 +157,7 @@ func (tx *Tx) logWord(i int, v uint64) error {
 	k := i - inlineWords
 	ci := k / chunkWords
 	if ci >= maxChunks {
-		return fmt.Errorf("txn: redo log of %d words: %w", i, ErrTooLarge)
+		return fmt.Errorf("txn: redo log of %d words, at most %d: transaction %w; split it into smaller ones", i, MaxLogWords, ErrTooLarge)
 	}
 	if tx.chunk[ci] == nil {
 		if err := tx.growLog(ci); err != nil {
@@ -247,7 +251,7 @@ func (tx *Tx) commit() error {
 	}
 	tx.wv = tx.e.g.Clock.Add(1)
 	if tx.wv > MaxVersion {
-		return fmt.Errorf("txn: version clock exhausted: %w", ErrTooLarge)
+		return fmt.Errorf("txn: version clock exhausted: version %w", ErrTooLarge)
 	}
 	if tx.wv != tx.rv+1 && !tx.validate() {
 		return fmt.Errorf("txn: commit validation: %w", ErrConflict)

@@ -28,8 +28,12 @@ var (
 	// or lost a lock to one. Run retries it; code above txn returns it
 	// unchanged from the transaction function.
 	ErrConflict = errors.New("transaction conflict")
-	// ErrTooLarge: the transaction's redo log would exceed MaxLogWords.
-	ErrTooLarge = errors.New("transaction too large")
+	// ErrTooLarge: too large for the store. A transaction whose redo
+	// log would exceed MaxLogWords, or whose allocations overflow the
+	// allocation log ("transaction too large"), and a value or container
+	// larger than the largest block (the layer above says so, with the
+	// limit) wrap it; their messages say which.
+	ErrTooLarge = errors.New("too large")
 	// ErrReadOnly: a write in a read-only transaction (View).
 	ErrReadOnly = errors.New("write in a read-only transaction")
 	// ErrBadAddr: a logged address outside every region (a damaged slot).
