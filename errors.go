@@ -41,7 +41,12 @@ var (
 	// ErrBadHandle: a handle that never named an object.
 	ErrBadHandle = handle.ErrBadHandle
 	// ErrOutOfMemory: the store is at its maximum size and full of live
-	// data; the transaction was rolled back and the store stays usable.
+	// data, or of memory a long transaction still sees (the error names
+	// it: slot, pid, how long it runs); the transaction was rolled back
+	// and the store stays usable. Before returning it, Update collects
+	// what was freed and waits for it a while (up to about 1.5 s). A
+	// transaction that only frees (a delete, a pop, a value overwritten
+	// with a smaller one) commits even when the store is full.
 	ErrOutOfMemory = alloc.ErrOutOfMemory
 
 	// ErrConflict: another transaction changed what this one read.
