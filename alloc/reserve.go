@@ -49,10 +49,14 @@ import (
 // ends (a committer holding its locks waits for nothing), or by metadata
 // a commit retired with what it freed, which that collection frees once
 // no snapshot can see it. So R decides how many freeing commits go
-// through at once at a full store, not whether each one does. A commit
-// larger than the reserve (tens of thousands of deletes in one
-// transaction at a full store) can still fail: split it, or delete the
-// Dict that holds the keys (one entry, whatever its size).
+// through at once at a full store, not whether each one does. Two limits
+// remain. A commit larger than the reserve (tens of thousands of deletes
+// in one transaction at a full store) can fail: split it, or delete the
+// Dict that holds the keys (one entry, whatever its size). And a snapshot
+// that stays open holds back everything retired after it began, the
+// reserve's runs included: at a full store with nothing else free, about
+// R freeing commits then go through (a superblock each) before the next
+// fails too, with an error that names that transaction (txn).
 //
 // A value that replaces a larger one in the same commit (UseReplacement:
 // objects' overwrite with a smaller value) may take the upper half of the

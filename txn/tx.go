@@ -68,7 +68,7 @@ type Tx struct {
 	committing bool   // the write set is being locked: no more Lock calls
 	ends       uint64 // attempts ended here (process-local): every 256th collects
 	collectAt  int    // after a collection that freed nothing: the ring size to try again at
-	trimSeen   uint32 // the last alloc.TrimAsked this slot answered (afterRun)
+	trimSeen   uint32 // the last alloc.TrimAsked this slot answered (afterRun; the slot's goroutine only)
 
 	// A read-only transaction's reads of its last aborted attempt, and
 	// the locks it took on them (prelock).
