@@ -22,6 +22,15 @@ func fullOptions(dir string) shmstore.Options {
 	return shmstore.Options{Dir: dir, RegionSize: 4 << 20, MaxSize: 16 << 20}
 }
 
+// openFull opens (creating) the store "full" in dir, closed with the test.
+func openFull(t *testing.T, dir string) *shmstore.Store {
+	t.Helper()
+	st, err := shmstore.Open("full", fullOptions(dir))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
 // fillKey and fillValue: key i of a fill, and its value, of size sizes[i
 // % len(sizes)].
 func fillKey(i int) string { return fmt.Sprintf("k%07d", i) }
@@ -206,26 +215,9 @@ func TestDeleteAtEveryFillLevel(t *testing.T) {
 				if whole {
 					require.NoError(t, st.Delete("fill"), "delete the Dict at a full store")
 				} else {
-					for i := 0; i < n; {
-						per := 64
-						if i < 32 {
-							per = 1 // each alone, the store full
-						}
-						err := st.Update(func(tx *shmstore.Tx) error {
-							d, err := tx.Root().GetDict("fill")
-							if err != nil {
-								return err
-							}
-							for _, k := range keys[i:min(i+per, n)] {
-								if err := d.Delete(fillKey(k)); err != nil {
-									return err
-								}
-							}
-							return nil
-						})
-						require.NoError(t, err, "delete key %d of %d at a full store", i, n)
-						i += per
-					}
+					first := min(32, n)
+					deleteKeys(t, st, keys[:first], 1) // each alone, the store full
+					deleteKeys(t, st, keys[first:], 64)
 				}
 				unplug(t, st, plugs)
 				require.Equal(t, base, settle(t, &st, dir), "used bytes once everything is collected")
@@ -260,7 +252,7 @@ func deleteKeys(t *testing.T, st *shmstore.Store, keys []int, per int) {
 				}
 			}
 			return nil
-		}), "delete keys from %d", i)
+		}), "delete keys from %d of %d", i, len(keys))
 	}
 }
 
@@ -313,10 +305,7 @@ func TestFreedMemoryIsWrittenAgainAtOnce(t *testing.T) {
 // a writer that runs out of memory because of it, as shmctl txns shows it
 // (slot, pid, how long it runs); once it ends, the memory is there.
 func TestOutOfMemoryNamesTheTransactionHoldingMemory(t *testing.T) {
-	dir := testDir(t)
-	st, err := shmstore.Open("full", fullOptions(dir))
-	require.NoError(t, err)
-	defer func() { _ = st.Close() }()
+	st := openFull(t, testDir(t))
 	keys := fillDict(t, st, 200)
 	started, release, done := make(chan struct{}), make(chan struct{}), make(chan error)
 	go func() {
@@ -335,7 +324,7 @@ func TestOutOfMemoryNamesTheTransactionHoldingMemory(t *testing.T) {
 	}()
 	<-started
 	deleteKeys(t, st, keys[:8], 1) // retired, but the View may still read them
-	err = st.Set("fill/"+fillKey(keys[0]), fillValue([]int{200}, keys[0]))
+	err := st.Set("fill/"+fillKey(keys[0]), fillValue([]int{200}, keys[0]))
 	require.ErrorIs(t, err, shmstore.ErrOutOfMemory)
 	var slot int
 	for _, s := range layers.Of(st).Engine.Slots() {
@@ -355,10 +344,7 @@ func TestOutOfMemoryNamesTheTransactionHoldingMemory(t *testing.T) {
 // Overwriting values with smaller ones, popping a List and setting its
 // items to smaller values commit at a full store too.
 func TestShrinkingWritesAtAFullStore(t *testing.T) {
-	dir := testDir(t)
-	st, err := shmstore.Open("full", fullOptions(dir))
-	require.NoError(t, err)
-	defer func() { _ = st.Close() }()
+	st := openFull(t, testDir(t))
 	// A List as long as a ring can grow here, then Dict values of the
 	// same size until the store is full.
 	big := strings.Repeat("l", 1<<10)
@@ -422,10 +408,7 @@ func TestShrinkingWritesAtAFullStore(t *testing.T) {
 // says the limit and how to raise it; a value of exactly the limit is
 // stored and read back.
 func TestTooLargeIsSaidPlainly(t *testing.T) {
-	dir := testDir(t)
-	st, err := shmstore.Open("full", fullOptions(dir))
-	require.NoError(t, err)
-	defer func() { _ = st.Close() }()
+	st := openFull(t, testDir(t))
 	limit := st.MaxValueSize()
 	require.Equal(t, 63*64<<10-8, limit, "a 4 MiB region: 63 superblocks of 64 KiB, less the value's header")
 	require.NoError(t, st.Set("max", strings.Repeat("m", limit)), "a value of exactly the limit")

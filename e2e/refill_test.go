@@ -165,17 +165,19 @@ func TestRefillAfterDeleteAll(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	for _, p := range procs {
-		var r refillReport
-		p.DecodeLine(&r)
-		require.Equal(t, "ready", r.Phase)
+	// reports reads each worker's next report, of the phase expected.
+	reports := func(phase string) []refillReport {
+		rs := make([]refillReport, len(procs))
+		for i, p := range procs {
+			p.DecodeLine(&rs[i])
+			require.Equal(t, phase, rs[i].Phase, "%s", p.Stderr())
+		}
+		return rs
 	}
+	reports("ready")
 	goAll()
 	keys := make([]int, refillWorkers)
-	for i, p := range procs {
-		var r refillReport
-		p.DecodeLine(&r)
-		require.Equal(t, "filled", r.Phase)
+	for i, r := range reports("filled") {
 		require.Positive(t, r.Keys)
 		keys[i] = r.Keys
 	}
@@ -184,20 +186,14 @@ func TestRefillAfterDeleteAll(t *testing.T) {
 	for round := 1; round <= refillRounds; round++ {
 		goAll()
 		var used []uint64
-		for _, p := range procs {
-			var r refillReport
-			p.DecodeLine(&r)
-			require.Equal(t, "emptied", r.Phase, "%s", p.Stderr())
+		for _, r := range reports("emptied") {
 			used = append(used, r.Used)
 		}
 		emptied := st.Stats().UsedBytes
 		goAll()
 		var written []int
 		var failed []string
-		for i, p := range procs {
-			var r refillReport
-			p.DecodeLine(&r)
-			require.Equal(t, "rewritten", r.Phase, "%s", p.Stderr())
+		for i, r := range reports("rewritten") {
 			written = append(written, r.Written)
 			if r.Written != keys[i] {
 				failed = append(failed, fmt.Sprintf("worker %d: %d of %d written back, first failure %s", i, r.Written, keys[i], r.Failed))

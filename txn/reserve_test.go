@@ -4,16 +4,13 @@ package txn
 
 import (
 	"fmt"
-	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
-	"github.com/shmstore/shmstore/reclaim"
 	"github.com/shmstore/shmstore/shm"
-	"github.com/shmstore/shmstore/shm/shmtest"
 )
 
 // newFullEnv is newEnv on a store of two 1 MiB regions, filled: ordinary
@@ -23,13 +20,8 @@ import (
 // can only come from the reserve's lower half. The cells come first.
 func newFullEnv(t *testing.T) (*env, []cell, cell) {
 	t.Helper()
-	st, err := shm.Open("t", shm.Options{Dir: shmtest.Dir(t), RegionSize: 1 << 20, MaxSize: 2 << 20})
-	require.NoError(t, err)
-	a, err := alloc.New(st)
-	require.NoError(t, err)
-	r, err := reclaim.New(st, a)
-	require.NoError(t, err)
-	ev := &env{st: st, a: a, r: r, e: New(st, a, r)}
+	ev := newEnvWith(t, shm.Options{RegionSize: 1 << 20, MaxSize: 2 << 20}, false)
+	a := ev.a
 	cs := ev.cells(t, 3, 10)
 	victim := ev.cells(t, 1, 0)[0]
 	require.NoError(t, ev.e.WithTx(func(tx *Tx) error {
@@ -65,39 +57,7 @@ func TestCrashAtEveryCommitPointAtAFullStore(t *testing.T) {
 		t.Run(fmt.Sprintf("%s#%d", cp.name, cp.nth), func(t *testing.T) {
 			ev, cs, victim := newFullEnv(t) // the stopped goroutine keeps its lease: no Close
 			free := ev.a.FreeSuperblocks()
-			reached := make(chan int)
-			seen := 0
-			crashHook = func(point string) {
-				if point != cp.name {
-					return
-				}
-				seen++
-				if seen == cp.nth {
-					reached <- 0
-					select {} // the process "dies" here: it never runs again
-				}
-			}
-			var slot atomic.Int64
-			go func() {
-				_ = ev.e.Run(false, func(tx *Tx) error {
-					slot.Store(int64(tx.Slot()))
-					w := &setWriter{cells: cs, retire: []handle.Handle{victim.h}}
-					for _, c := range cs {
-						v, err := read(tx, c)
-						if err != nil {
-							return err
-						}
-						w.vals = append(w.vals, v+1)
-						if err := tx.Lock(c.lock(), AddrOf(c.h, 0), false); err != nil {
-							return err
-						}
-					}
-					return tx.AddWriter(w)
-				})
-			}()
-			<-reached
-			crashHook = nil
-			s := int(slot.Load())
+			s := ev.crashCommit(cs, victim, cp.name, cp.nth)
 			batch := handle.Handle(ev.e.slotPart(s).Batch.Load()) // stored before "redo written"
 			if cp.name != "logged lock" && cp.name != "took lock" {
 				require.Equal(t, free-1, ev.a.FreeSuperblocks(), "the batch took a superblock of the reserve")
