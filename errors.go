@@ -49,7 +49,12 @@ var (
 	// ErrBadHandle: a handle that never named an object.
 	ErrBadHandle = handle.ErrBadHandle
 	// ErrOutOfMemory: the store is at its maximum size and full of live
-	// data; the transaction was rolled back and the store stays usable.
+	// data, or of memory a long transaction still sees (the error names
+	// it: slot, pid, how long it runs); the transaction was rolled back
+	// and the store stays usable. Before returning it, Update collects
+	// what was freed and waits for it a while (up to about 1.5 s). A
+	// transaction that only frees (a delete, a pop, a value overwritten
+	// with a smaller one) commits even when the store is full.
 	ErrOutOfMemory = alloc.ErrOutOfMemory
 
 	// ErrConflict: another transaction changed what this one read.
@@ -61,8 +66,11 @@ var (
 	// in another attempt of it). Objects live only inside their
 	// transaction; keep paths or keys instead.
 	ErrTxClosed = errors.New("transaction ended")
-	// ErrTooLarge: a transaction whose redo or allocation log overflows
-	// (split it into smaller ones).
+	// ErrTooLarge: a String or Bytes value larger than the store holds
+	// (Store.MaxValueSize: its region size less metadata; a store created
+	// with a larger Options.RegionSize holds larger ones), or a
+	// transaction whose redo or allocation log overflows (split it into
+	// smaller ones). The message says which, and the limit.
 	ErrTooLarge = txn.ErrTooLarge
 	// ErrReadOnly: a write inside View, or in a store opened read-only.
 	ErrReadOnly = txn.ErrReadOnly

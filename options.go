@@ -20,7 +20,10 @@ type Options struct {
 	Dir string
 	// RegionSize is the size of each region file, a multiple of 1 MiB from
 	// 1 MiB to 4 GiB. Zero: DefaultRegionSize. It also bounds the largest
-	// single value.
+	// value: a value lives in one block, and a block in one region, less
+	// the region's metadata (Store.MaxValueSize; 64 MiB regions hold
+	// values of up to 63.875 MiB less 8 bytes). A larger value fails with
+	// ErrTooLarge.
 	RegionSize int64
 	// MaxSize bounds the bytes of all regions together; it is rounded down
 	// to a whole number of regions (at least one). Zero: DefaultMaxSize.

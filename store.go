@@ -106,6 +106,13 @@ func (s *Store) Stats() Stats {
 	}
 }
 
+// MaxValueSize is the largest String or Bytes value the store holds: a
+// value takes one block, and a block at most a region less the region's
+// metadata. A larger value fails with ErrTooLarge. The region size is
+// fixed when the store is created (Options.RegionSize, shmctl create
+// --region-size).
+func (s *Store) MaxValueSize() int { return objects.MaxValueOf(s.a) }
+
 // Recover repairs what dead processes left behind and returns how many it
 // recovered.
 func (s *Store) Recover() (int, error) { return s.st.RecoverDead() }

@@ -36,6 +36,9 @@ type Allocator struct {
 	geo   geometry
 	rsize uint64
 	heaps []atomic.Pointer[heap] // by slot; process-local
+	// reserve is how many superblocks of the pool only metadata may take
+	// once the store cannot grow (reserve.go); fixed by the store's sizes.
+	reserve uint32
 }
 
 // New binds an allocator to st and registers its recovery with st.
@@ -45,7 +48,8 @@ func New(st *shm.Store) (*Allocator, error) {
 		return nil, err
 	}
 	a := &Allocator{st: st, g: (*global)(st.GlobalPart(shm.PartAlloc)), geo: geo, rsize: st.RegionSize(),
-		heaps: make([]atomic.Pointer[heap], st.NumSlots())}
+		heaps:   make([]atomic.Pointer[heap], st.NumSlots()),
+		reserve: reserveFor(uint64(st.MaxRegions()) * uint64(geo.nsb-geo.metaSBs))}
 	stamp := formatStamp()
 	if !st.ReadOnly() {
 		a.g.stamp.CompareAndSwap(0, stamp)
@@ -83,6 +87,11 @@ type heap struct {
 	chunk [logChunks]unsafe.Pointer
 	// repairing is set while a broken free list is rebuilt.
 	repairing bool
+	// use is what the heap allocates for now (Using); noCarve keeps
+	// refills from carving while allocReserved looks for a free block of
+	// a larger class. Both process-local, the heap's goroutine only.
+	use     Use
+	noCarve bool
 }
 
 // current caches where the heap's current superblock of a class is mapped.
@@ -139,8 +148,11 @@ func (h Heap) Release() error {
 	if h.heap == nil {
 		return fmt.Errorf("alloc: release the zero Heap: %w", shm.ErrNotLeased)
 	}
-	if h.a.poolLow() && h.a.st.HoldsLease(h.slot, h.lease) {
-		h.trim() // memory is short: what is wholly free goes back to the pool
+	if h.a.st.HoldsLease(h.slot, h.lease) {
+		h.use = UseOrdinary
+		if h.a.poolLow() {
+			h.trim() // memory is short: what is wholly free goes back to the pool
+		}
 	}
 	return h.a.st.ReleaseLease(h.slot, h.lease)
 }
@@ -235,6 +247,9 @@ func (h *heap) Alloc(n int) (handle.Handle, []byte, error) {
 	cu := &h.cur[c]
 	for cu.d == nil || (cu.d.localHead == 0 && cu.d.fresh >= cu.d.nblocks) {
 		if err := h.refill(c); err != nil {
+			if h.use != UseOrdinary && errors.Is(err, ErrOutOfMemory) {
+				return h.allocReserved(n, c)
+			}
 			return handle.Null, nil, err
 		}
 	}

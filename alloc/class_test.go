@@ -92,3 +92,25 @@ func TestReciprocal(t *testing.T) {
 		}
 	}
 }
+
+func TestFindLastZero(t *testing.T) {
+	bm := []uint64{0b0110, ^uint64(0), 0}
+	i, ok := findLastZero(bm, 130)
+	require.True(t, ok)
+	require.Equal(t, uint32(129), i, "bits past nbits do not count")
+	i, ok = findLastZero(bm, 128)
+	require.True(t, ok)
+	require.Equal(t, uint32(63), i)
+	bm[0] = ^uint64(0) &^ 1
+	i, ok = findLastZero(bm, 128)
+	require.True(t, ok)
+	require.Equal(t, uint32(0), i)
+	_, ok = findLastZero([]uint64{^uint64(0) >> 1}, 63)
+	require.False(t, ok)
+	i, ok = placeRun([]uint64{0, 0}, 100, 1)
+	require.True(t, ok)
+	require.Equal(t, uint32(99), i, "a single superblock goes on top")
+	i, ok = placeRun([]uint64{0, 0}, 100, 3)
+	require.True(t, ok)
+	require.Equal(t, uint32(0), i, "a run at the bottom")
+}

@@ -35,7 +35,10 @@
 //     the pool of free superblocks (one lock) hands out fresh ones; empty
 //     superblocks of other classes are reclaimed into it when it runs dry;
 //     a new region is created when even that fails; ErrOutOfMemory at the
-//     store's maximum size.
+//     store's maximum size. There, ordinary allocations leave the pool's
+//     last superblocks, the reserve, to what commits and retirement need
+//     (Use, Heap.Using; reserve.go says how much and why it is enough),
+//     so that a full store can always free.
 //  5. Free. A block freed by its superblock's owner goes back on the local
 //     free list. Any other process marks it free with one CAS on its state
 //     word (the remote free of mimalloc, see below) and bumps a hint counter;
@@ -53,7 +56,12 @@
 // end of every lease at the maximum size, and before reporting
 // ErrOutOfMemory, a heap hands back all of its wholly free ones; and the
 // pool reclaims wholly free superblocks from the bins when it runs dry.
-// (A goroutine that keeps a lease while idle keeps its heap's superblocks.)
+// (A goroutine that keeps a lease while idle keeps its heap's superblocks,
+// until an allocation that found the store full asks every process to
+// trim its idle heaps: AskTrim, Heap.Trim.) The pool places a single
+// superblock at the top of a region and longer runs at the bottom, so
+// that the free superblocks of a nearly full store stay in a row for the
+// spans and large blocks that need them (placeRun).
 //
 // # Block states, and why a crash loses nothing
 //

@@ -92,16 +92,16 @@ func (a *Allocator) poolReturn(id sbID, d *desc) {
 	a.st.Unlock(&a.g.poolLock)
 }
 
-// poolLowWater is how few free superblocks count as memory being short
-// once the store is at its maximum size.
+// poolLowWater is how few free superblocks beyond the reserve count as
+// memory being short once the store is at its maximum size.
 const poolLowWater = 16
 
 // poolLow reports whether memory is short: the store cannot grow and the
-// pool is (nearly) empty, or an allocation is starved. Heaps then hand
-// wholly free superblocks back at the end of a lease. (Always doing so at
-// the maximum size made lease-per-operation 5-10x slower.)
+// pool is down to (nearly) the reserve, or an allocation is starved. Heaps
+// then hand wholly free superblocks back at the end of a lease. (Always
+// doing so at the maximum size made lease-per-operation 5-10x slower.)
 func (a *Allocator) poolLow() bool {
-	return a.g.starved.Load() != 0 || (a.g.atMax.Load() != 0 && a.g.poolFree.Load() < poolLowWater)
+	return a.g.starved.Load() != 0 || (a.g.atMax.Load() != 0 && a.g.poolFree.Load() < int64(a.reserve)+poolLowWater)
 }
 
 // Bins are circular doubly linked lists through binPrev/binNext, guarded by
@@ -151,8 +151,10 @@ func (a *Allocator) binRemoveLocked(c int, id sbID, d *desc) {
 const bin3Scan = 8
 
 // fromBins takes a superblock of class c with room from the global heap,
-// fullest first, and makes mine its owner.
-func (a *Allocator) fromBins(c int, mine uint32) (sbID, *desc, unsafe.Pointer) {
+// fullest first, and makes mine its owner. A full one is taken once it
+// received an eighth of its blocks back, or any (eager: an allocation
+// that would otherwise take the reserve).
+func (a *Allocator) fromBins(c int, mine uint32, eager bool) (sbID, *desc, unsafe.Pointer) {
 	ch := &a.g.classes[c]
 	if ch.head == [numBins]sbID{} {
 		return 0, nil, nil // racy peek: nothing to take, no lock
@@ -170,10 +172,18 @@ func (a *Allocator) fromBins(c int, mine uint32) (sbID, *desc, unsafe.Pointer) {
 		}
 	}
 	// The full bin: take one that received frees since it was put there.
-	for k := 0; k < bin3Scan && ch.head[3] != 0; k++ {
+	enough := uint32(1)
+	if !eager {
+		enough = max(1, Classes[c].Blocks/8)
+	}
+	scan := bin3Scan
+	if eager {
+		scan = int(ch.n[3])
+	}
+	for k := 0; k < scan && ch.head[3] != 0; k++ {
 		id := ch.head[3]
 		d, base, _ := a.descOf(id)
-		if d.localFree > 0 || d.fresh < d.nblocks || d.remote.Load() >= max(1, d.nblocks/8) {
+		if d.localFree > 0 || d.fresh < d.nblocks || d.remote.Load() >= enough {
 			a.binRemoveLocked(c, id, d)
 			d.owner.Store(mine)
 			return id, d, base
@@ -186,7 +196,7 @@ func (a *Allocator) fromBins(c int, mine uint32) (sbID, *desc, unsafe.Pointer) {
 // carve takes a free superblock from the pool and sets it up for class c.
 func (a *Allocator) carve(c int, mine uint32) (sbID, *desc, unsafe.Pointer, error) {
 	cl := &Classes[c]
-	id, base, err := a.takeRun(cl.Span, mine, kindTransit)
+	id, base, err := a.takeRun(cl.Span, mine, kindTransit, a.reserve) // never from the reserve: see reserve.go
 	if err != nil {
 		return 0, nil, nil, err
 	}
@@ -209,15 +219,16 @@ func (a *Allocator) carve(c int, mine uint32) (sbID, *desc, unsafe.Pointer, erro
 	return id, d, base, nil
 }
 
-// takeRun finds n consecutive free superblocks in one region, marks them
-// used and gives the head the kind and owner asked for (tails point back).
-// It grows the store when no region has room, reclaims wholly free
-// superblocks from the bins when it cannot grow, and reports
-// ErrOutOfMemory when neither helps.
-func (a *Allocator) takeRun(n, owner, kind uint32) (sbID, unsafe.Pointer, error) {
+// takeRun finds n consecutive free superblocks in one region, leaving at
+// least floor superblocks free in the pool once the store cannot grow (the
+// part of the reserve the caller may not take), marks them used and gives the head the kind and
+// owner asked for (tails point back). It grows the store when no region
+// has room, reclaims wholly free superblocks from the bins when it cannot
+// grow, and reports ErrOutOfMemory when neither helps.
+func (a *Allocator) takeRun(n, owner, kind, floor uint32) (sbID, unsafe.Pointer, error) {
 	reclaimed := false
 	for {
-		if id, base, ok := a.findRun(n, owner, kind); ok {
+		if id, base, ok := a.findRun(n, owner, kind, floor); ok {
 			return id, base, nil
 		}
 		have := a.st.Regions()
@@ -236,12 +247,20 @@ func (a *Allocator) takeRun(n, owner, kind uint32) (sbID, unsafe.Pointer, error)
 				continue
 			}
 		}
-		return 0, nil, fmt.Errorf("alloc: %d superblocks wanted, store %q at its maximum of %d regions: %w",
-			n, a.st.Name(), a.st.MaxRegions(), ErrOutOfMemory)
+		free := uint32(max(a.g.poolFree.Load(), 0))
+		why := fmt.Sprintf("%d free", free)
+		if floor > 0 {
+			why += fmt.Sprintf(", %d of them kept for commits", min(free, floor))
+		}
+		if free >= n+floor {
+			why += fmt.Sprintf(", but not %d in a row in one region", n)
+		}
+		return 0, nil, fmt.Errorf("alloc: %d superblocks wanted, %s; store %q at its maximum of %d regions: %w",
+			n, why, a.st.Name(), a.st.MaxRegions(), ErrOutOfMemory)
 	}
 }
 
-func (a *Allocator) findRun(n, owner, kind uint32) (sbID, unsafe.Pointer, bool) {
+func (a *Allocator) findRun(n, owner, kind, floor uint32) (sbID, unsafe.Pointer, bool) {
 	if a.st.Lock(&a.g.poolLock) {
 		a.rebuildPoolLocked()
 	}
@@ -249,6 +268,18 @@ func (a *Allocator) findRun(n, owner, kind uint32) (sbID, unsafe.Pointer, bool) 
 	regions := a.st.Regions()
 	if regions == 0 {
 		return 0, nil, false
+	}
+	if floor > 0 && regions >= a.st.MaxRegions() && a.g.poolFree.Load() < int64(n)+int64(floor) {
+		// The store cannot grow: the reserve is kept. (Regions another
+		// process made are counted once initialized.)
+		a.eachRegion(nil, func(_ uint16, base unsafe.Pointer) {
+			if a.meta(base).magic != regionMagic {
+				a.initRegionLocked(base)
+			}
+		})
+		if a.g.poolFree.Load() < int64(n)+int64(floor) {
+			return 0, nil, false
+		}
 	}
 	start := a.g.nextRegion
 	for k := uint32(0); k < regions; k++ {
@@ -264,7 +295,7 @@ func (a *Allocator) findRun(n, owner, kind uint32) (sbID, unsafe.Pointer, bool) 
 		if m.free < n {
 			continue
 		}
-		idx, ok := findZeroRun(a.bitmap(base), a.geo.nsb, n)
+		idx, ok := placeRun(a.bitmap(base), a.geo.nsb, n)
 		if !ok {
 			continue
 		}
@@ -306,6 +337,33 @@ func (a *Allocator) initRegionLocked(base unsafe.Pointer) {
 	m.magic = regionMagic
 }
 
+// placeRun chooses where in a region's bitmap a run of n superblocks
+// goes: a single superblock at the highest free index, a longer run at
+// the lowest place it fits. Singles (small classes' superblocks, redo-log
+// chunks, the reserve's runs) thus pack at the top of the region, and
+// spans and large blocks keep the bottom in one piece: a store that is
+// nearly full still has its free superblocks in a row.
+func placeRun(bm []uint64, nbits, n uint32) (uint32, bool) {
+	if n == 1 {
+		return findLastZero(bm, nbits)
+	}
+	return findZeroRun(bm, nbits, n)
+}
+
+// findLastZero finds the highest clear bit among the first nbits.
+func findLastZero(bm []uint64, nbits uint32) (uint32, bool) {
+	for w := (nbits + 63) / 64; w > 0; w-- {
+		word := ^bm[w-1]
+		if top := nbits - (w-1)*64; top < 64 {
+			word &= 1<<top - 1 // bits at and above nbits are not superblocks
+		}
+		if word != 0 {
+			return (w-1)*64 + uint32(63-bits.LeadingZeros64(word)), true
+		}
+	}
+	return 0, false
+}
+
 // findZeroRun finds n consecutive clear bits among the first nbits.
 func findZeroRun(bm []uint64, nbits, n uint32) (uint32, bool) {
 	run, start := uint32(0), uint32(0)
@@ -336,10 +394,11 @@ func findZeroRun(bm []uint64, nbits, n uint32) (uint32, bool) {
 	return 0, false
 }
 
-// allocRun allocates a large block of n superblocks. Its handle is written
-// to *log before the block's state flips to allocated.
-func (a *Allocator) allocRun(n, owner uint32, log *handle.Handle) (unsafe.Pointer, error) {
-	id, base, err := a.takeRun(n, owner, kindLargeHead)
+// allocRun allocates a large block of n superblocks, leaving floor of the
+// pool. Its handle is written to *log before the block's state flips to
+// allocated.
+func (a *Allocator) allocRun(n, owner uint32, log *handle.Handle, floor uint32) (unsafe.Pointer, error) {
+	id, base, err := a.takeRun(n, owner, kindLargeHead, floor)
 	if err != nil {
 		return nil, err
 	}

@@ -66,9 +66,9 @@ func (h *heap) releaseCurrent(c int) {
 // acquire installs a superblock of class c that has a free block: from the
 // global heap's bins, else carved from the pool (which grows the store).
 func (h *heap) acquire(c int) error {
-	trimmed, recovered := false, false
+	trimmed, recovered, eager := false, false, h.noCarve
 	for {
-		if id, d, base := h.a.fromBins(c, h.mine); d != nil {
+		if id, d, base := h.a.fromBins(c, h.mine, eager); d != nil {
 			h.install(c, id, d, base)
 			if (d.localHead == 0) != (d.localFree == 0) {
 				// A count the list does not match: a link was overwritten
@@ -85,12 +85,24 @@ func (h *heap) acquire(c int) error {
 			h.releaseCurrent(c) // the hint promised frees that were not there
 			continue
 		}
+		if h.noCarve {
+			return errNoRoom
+		}
 		id, d, base, err := h.a.carve(c, h.mine)
 		if err == nil {
 			h.install(c, id, d, base)
 			return nil
 		}
-		if !errors.Is(err, ErrOutOfMemory) || !h.relieve(&trimmed, &recovered) {
+		if !errors.Is(err, ErrOutOfMemory) {
+			return err
+		}
+		if !eager {
+			// Before anything else, every full superblock of the class is
+			// looked at, not only the first few: one free block is enough.
+			eager = true
+			continue
+		}
+		if !h.relieve(&trimmed, &recovered) {
 			return err
 		}
 	}
@@ -162,7 +174,7 @@ func (h *heap) chunkAddr(ci int) (unsafe.Pointer, error) {
 	if h.sh.chunks[ci] == handle.Null {
 		// The chunk's handle is written into the slot before its state
 		// flips, like any logged allocation.
-		if _, err := h.a.allocRun(1, h.mine, &h.sh.chunks[ci]); err != nil {
+		if _, err := h.a.allocRun(1, h.mine, &h.sh.chunks[ci], h.a.floor(h.use)); err != nil {
 			return nil, fmt.Errorf("alloc: grow allocation log: %w", err)
 		}
 	}
@@ -220,15 +232,16 @@ func (a *Allocator) freeLogged(sh *slotHeap, free func(handle.Handle)) {
 	sh.logN = 0
 }
 
-// allocLarge allocates a run of whole superblocks.
+// allocLarge allocates a run of whole superblocks, leaving the part of the
+// reserve the heap's use may not take.
 func (h *heap) allocLarge(n int) (handle.Handle, []byte, error) {
 	if n <= 0 {
 		return handle.Null, nil, fmt.Errorf("alloc: allocate %d bytes: %w", n, ErrBadSize)
 	}
 	nsb := (uint64(n) + SuperblockSize - 1) / SuperblockSize
 	if nsb > uint64(h.a.geo.nsb-h.a.geo.metaSBs) {
-		return handle.Null, nil, fmt.Errorf("alloc: allocate %d bytes: largest block is %d bytes: %w",
-			n, uint64(h.a.geo.nsb-h.a.geo.metaSBs)*SuperblockSize, ErrTooLarge)
+		return handle.Null, nil, fmt.Errorf("alloc: allocate %d bytes: the largest block is %d bytes (a region of %d bytes less its metadata): %w",
+			n, h.a.MaxBlock(), h.a.rsize, ErrTooLarge)
 	}
 	var slot *handle.Handle
 	if k := h.sh.logN; k < logInline {
@@ -250,9 +263,10 @@ func (h *heap) allocLarge(n int) (handle.Handle, []byte, error) {
 	// handle is null or stale is skipped by recovery.
 	*slot = handle.Null
 	h.sh.logN++
-	p, err := h.a.allocRun(uint32(nsb), h.mine, slot)
+	floor := h.a.floor(h.use)
+	p, err := h.a.allocRun(uint32(nsb), h.mine, slot, floor)
 	for trimmed, recovered := false, false; errors.Is(err, ErrOutOfMemory) && h.relieve(&trimmed, &recovered); {
-		p, err = h.a.allocRun(uint32(nsb), h.mine, slot)
+		p, err = h.a.allocRun(uint32(nsb), h.mine, slot, floor)
 	}
 	if err != nil {
 		h.sh.logN--

@@ -162,6 +162,8 @@ type classHeap struct {
 //	+------------------------------+
 //	| stamp   atomic u64           |  alloc's format stamp (set by first user)
 //	| atMax   atomic u32           |  1 once growth failed at the maximum size
+//	| starved, repairs, poolFree   |  see the fields
+//	| trimAsked atomic u32         |  requests to trim idle heaps (AskTrim)
 //	+------------------------------+ cache line
 //	| poolLock, nextRegion         |  the pool of free superblocks
 //	+------------------------------+ cache line
@@ -187,7 +189,14 @@ type global struct {
 	// pool lock (taken, returned, rebuilt, new region), read without it by
 	// heaps deciding whether memory is short.
 	poolFree atomic.Int64
-	_        [shm.CacheLine - 32]byte
+	// trimAsked counts requests that every process hand back the wholly
+	// free superblocks of the heaps it keeps idle (AskTrim): Add by an
+	// allocation about to fail, read by each process's txn engine, which
+	// trims its idle heaps when it changes. A request only: nothing
+	// depends on it being seen, and a requester that dies leaves nothing
+	// to recover.
+	trimAsked atomic.Uint32
+	_         [shm.CacheLine - 36]byte
 	// poolLock guards every region's bitmap and free count, and the kind
 	// changes Free <-> anything.
 	poolLock shm.Mutex

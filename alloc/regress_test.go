@@ -326,7 +326,7 @@ func TestFreedMemoryServesOthersAtMaxSize(t *testing.T) {
 func TestReturnLargeSparesRunsBeingAllocated(t *testing.T) {
 	st, a := openTest(t, testDir(t), shm.Options{})
 	h := lease(t, a)
-	id, base, err := a.takeRun(3, h.mine, kindLargeHead)
+	id, base, err := a.takeRun(3, h.mine, kindLargeHead, 0)
 	require.NoError(t, err)
 	d := a.descAt(base, id.index())
 	even := d.large.Load()

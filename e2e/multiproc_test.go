@@ -51,6 +51,7 @@ var roles = map[string]func(st *shmstore.Store, w roleEnvironment) (any, error){
 	"reclaim-worker": reclaimWorker,
 	"full-ring":      fullRingWorker,
 	"merge-worker":   mergeWorker,
+	"refill-worker":  refillWorker,
 }
 
 func TestMain(m *testing.M) { proctest.Main(m) }

@@ -12,11 +12,13 @@ package objects
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
 	"unsafe"
 
+	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/reclaim"
 )
@@ -161,11 +163,15 @@ func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
 		t = tableView{}
 		used = 0
 	} else if t.capa > minTableCap && count*8 < t.capa {
-		var err error
-		if t, err = tx.rehash(t, tableCap(count)); err != nil {
+		// Shrinking is optional: with the store full (a transaction that
+		// only deletes must commit, see alloc's reserve), the table stays
+		// as it is, tombstones and all, until a later commit shrinks it.
+		switch n, err := tx.rehash(t, tableCap(count)); {
+		case err == nil:
+			t, used = n, count
+		case !errors.Is(err, alloc.ErrOutOfMemory):
 			return err
 		}
-		used = count
 	}
 	if t.h != old.h {
 		if old.h != handle.Null {
@@ -246,11 +252,11 @@ func (tx *Tx) overwrite(e handle.Handle, v Value) error {
 	if err != nil || n < entryHeader {
 		return fmt.Errorf("objects: overwrite entry %v: %v: %w", e, err, ErrCorrupt)
 	}
-	vk, vw, err := tx.encode(v)
+	meta := load(ep, 8)
+	vk, vw, err := tx.encodeReplacing(v, meta&0xff, load(ep, offEntryVal))
 	if err != nil {
 		return err
 	}
-	meta := load(ep, 8)
 	tx.retireValue(meta&0xff, load(ep, offEntryVal))
 	if m := meta&^0xff | vk; m != meta {
 		if err := tx.t.Store(word(ep, 8), addr(e, 8), m); err != nil {

@@ -13,8 +13,11 @@ import (
 )
 
 // releaseChunk bounds the child references one release step drops: a
-// step is one transaction, whose redo log must hold it.
-const releaseChunk = 4096
+// step is one transaction, whose redo log must hold it, and which must
+// fit what alloc's reserve promises a finalizer's step when the store is
+// full (reserve.go: one redo-log chunk of 8192 words for the locks and
+// the three stores of each child, a batch of at most as many entries).
+const releaseChunk = 1024
 
 // finalize frees an unlinked container once reclaim says no transaction
 // can see it (reclaim.Finalizer). First it drops the references the

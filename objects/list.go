@@ -485,7 +485,12 @@ func (o *listOverlay) prepare(tx *Tx) error {
 	if items == handle.Null && newLen == 0 {
 		return nil // still empty, still without a ring
 	}
-	if o.isMat || items == handle.Null || newLen > capa || (capa > minListCap && newLen*4 < capa) {
+	// A ring that pops left mostly empty shrinks, unless memory is short:
+	// shrinking encodes every surviving value afresh, and a transaction
+	// that only pops must commit even when the store is full (see alloc's
+	// reserve).
+	shrink := capa > minListCap && newLen*4 < capa && !tx.s.a.Short()
+	if o.isMat || items == handle.Null || newLen > capa || shrink {
 		// A new ring: every committed item's blob is retired, every
 		// surviving value encoded afresh.
 		vals := o.mat
@@ -524,8 +529,8 @@ func (o *listOverlay) prepare(tx *Tx) error {
 		return tx.storeWord(private, l.h, p, offListMeta, newLen<<32)
 	}
 	// In place.
-	setCell := func(j uint64, v Value) error {
-		k, w, err := tx.encode(v)
+	setCell := func(j uint64, v Value, old [2]uint64) error {
+		k, w, err := tx.encodeReplacing(v, old[0], old[1])
 		if err != nil {
 			return err
 		}
@@ -541,21 +546,22 @@ func (o *listOverlay) prepare(tx *Tx) error {
 		tx.retireValue(cellAt(i))
 	}
 	for bi, v := range o.sets {
-		tx.retireValue(cellAt(bi))
-		if err := setCell((head+bi)%capa, v); err != nil {
+		k, w := cellAt(bi)
+		tx.retireValue(k, w)
+		if err := setCell((head+bi)%capa, v, [2]uint64{k, w}); err != nil {
 			return err
 		}
 	}
 	h2 := (head + o.popFront) % capa
 	rem := n - o.popFront - o.popBack
 	for j, v := range o.back {
-		if err := setCell((h2+rem+uint64(j))%capa, v); err != nil {
+		if err := setCell((h2+rem+uint64(j))%capa, v, [2]uint64{}); err != nil {
 			return err
 		}
 	}
 	for _, v := range o.front {
 		h2 = (h2 + capa - 1) % capa
-		if err := setCell(h2, v); err != nil {
+		if err := setCell(h2, v, [2]uint64{}); err != nil {
 			return err
 		}
 	}

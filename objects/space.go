@@ -58,6 +58,15 @@ func Open(e *txn.Engine) (*Space, error) {
 	return s, nil
 }
 
+// MaxValue is the largest String or Bytes value the store holds: its
+// blob, a header and the bytes, must fit one block, at most a region less
+// the region's metadata (alloc's MaxBlock). A larger one fails with
+// txn.ErrTooLarge, saying so.
+func (s *Space) MaxValue() int { return MaxValueOf(s.a) }
+
+// MaxValueOf is MaxValue for the store a serves.
+func MaxValueOf(a *alloc.Allocator) int { return a.MaxBlock() - blobHeader }
+
 // Engine is the space's transaction engine.
 func (s *Space) Engine() *txn.Engine { return s.e }
 

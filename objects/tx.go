@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/reclaim"
 	"github.com/shmstore/shmstore/txn"
@@ -332,6 +333,9 @@ func (tx *Tx) storeWord(private bool, h handle.Handle, p unsafe.Pointer, off uin
 func (tx *Tx) encode(v Value) (uint64, uint64, error) {
 	switch v.kind {
 	case KindString, KindBytes:
+		if len(v.s) > tx.s.MaxValue() {
+			return 0, 0, tx.s.tooLarge(v)
+		}
 		h, b, err := tx.t.Alloc(blobHeader + max(len(v.s), 1))
 		if err != nil {
 			return 0, 0, err
@@ -344,6 +348,30 @@ func (tx *Tx) encode(v Value) (uint64, uint64, error) {
 		return uint64(v.kind), uint64(v.h), nil
 	}
 	return uint64(v.kind), v.n, nil
+}
+
+// tooLarge is the error for a String or Bytes value larger than MaxValue.
+func (s *Space) tooLarge(v Value) error {
+	return fmt.Errorf("objects: a %v value of %d bytes is larger than the largest this store holds, %d bytes "+
+		"(its region size, %d bytes, less the region's metadata and the value's %d-byte header); "+
+		"a store created with a larger region size holds larger values (Options.RegionSize, shmctl create --region-size): %w",
+		v.kind, len(v.s), s.MaxValue(), s.rsize, blobHeader, txn.ErrTooLarge)
+}
+
+// encodeReplacing is encode for a value that replaces the one a cell or
+// entry holds (kind, w), whose blob this commit retires. A blob no larger
+// than the retired one frees as much as it takes: it may use the part of
+// the store's reserve kept for such replacements (alloc.UseReplacement),
+// so that overwriting a value with a smaller one commits even when the
+// store is full.
+func (tx *Tx) encodeReplacing(v Value, kind, w uint64) (uint64, uint64, error) {
+	if (v.kind == KindString || v.kind == KindBytes) && (Kind(kind) == KindString || Kind(kind) == KindBytes) {
+		if _, n, err := tx.s.block(handle.Handle(w)); err == nil && blobHeader+max(len(v.s), 1) <= n {
+			h := tx.t.Heap()
+			defer h.Using(h.Using(alloc.UseReplacement))
+		}
+	}
+	return tx.encode(v)
 }
 
 // decode reads back what encode stored. A String or Bytes value comes

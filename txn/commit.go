@@ -99,11 +99,15 @@ func (tx *Tx) AddWriter(w Writer) error {
 }
 
 // Alloc allocates n bytes for this transaction: freed if it aborts,
-// handed over when it commits.
+// handed over when it commits. Too many allocations for the allocation
+// log, or a block larger than a region, fail with ErrTooLarge.
 func (tx *Tx) Alloc(n int) (handle.Handle, []byte, error) {
 	h, b, err := tx.heap.Alloc(n)
-	if errors.Is(err, alloc.ErrLogFull) {
-		err = fmt.Errorf("txn: %w: %w", ErrTooLarge, err)
+	switch {
+	case errors.Is(err, alloc.ErrLogFull):
+		err = fmt.Errorf("txn: transaction %w: %w", ErrTooLarge, err)
+	case errors.Is(err, alloc.ErrTooLarge):
+		err = fmt.Errorf("txn: block of %d bytes %w: %w", n, ErrTooLarge, err)
 	}
 	return h, b, err
 }
@@ -130,6 +134,20 @@ func (tx *Tx) Retire(h handle.Handle, kind uint8) {
 	tx.retire = append(tx.retire, reclaim.Entry{H: h, Kind: kind})
 }
 
+// retireBatch builds the batch of what this commit retires and makes room
+// for it in the slot's retire ring now, before the commit point: after it
+// nothing may allocate or run a finalizer (see reclaim's Reserve). Both
+// are retirement metadata, which the store's reserve serves when it is
+// full (alloc.UseMetadata): a commit that only frees needs nothing else.
+func (tx *Tx) retireBatch() (handle.Handle, error) {
+	defer tx.heap.Using(tx.heap.Using(alloc.UseMetadata))
+	batch, err := tx.e.r.NewBatch(tx.heap, tx.retire)
+	if err != nil {
+		return handle.Null, err
+	}
+	return batch, tx.e.r.Reserve(tx.heap)
+}
+
 // logWord writes word i of the slot's redo log.
 func (tx *Tx) logWord(i int, v uint64) error {
 	if i < inlineWords {
@@ -139,7 +157,7 @@ func (tx *Tx) logWord(i int, v uint64) error {
 	k := i - inlineWords
 	ci := k / chunkWords
 	if ci >= maxChunks {
-		return fmt.Errorf("txn: redo log of %d words: %w", i, ErrTooLarge)
+		return fmt.Errorf("txn: redo log of %d words, at most %d: transaction %w; split it into smaller ones", i, MaxLogWords, ErrTooLarge)
 	}
 	if tx.chunk[ci] == nil {
 		if err := tx.growLog(ci); err != nil {
@@ -152,8 +170,11 @@ func (tx *Tx) logWord(i int, v uint64) error {
 
 // growLog allocates log chunk ci. The chunk belongs to the slot (not to
 // the transaction): it is moved out of the allocation log at once, and
-// freed when the slot is released or recovered.
+// freed when the slot is released or recovered, or when memory is short
+// (freeLogChunks). It is commit metadata: the store's reserve serves it
+// when the store is full (alloc.UseMetadata).
 func (tx *Tx) growLog(ci int) error {
+	defer tx.heap.Using(tx.heap.Using(alloc.UseMetadata))
 	n := tx.heap.LogLen()
 	hd, b, err := tx.heap.Alloc(chunkWords * 8)
 	if err != nil {
@@ -230,7 +251,7 @@ func (tx *Tx) commit() error {
 	}
 	tx.wv = tx.e.g.Clock.Add(1)
 	if tx.wv > MaxVersion {
-		return fmt.Errorf("txn: version clock exhausted: %w", ErrTooLarge)
+		return fmt.Errorf("txn: version clock exhausted: version %w", ErrTooLarge)
 	}
 	if tx.wv != tx.rv+1 && !tx.validate() {
 		return fmt.Errorf("txn: commit validation: %w", ErrConflict)
@@ -243,12 +264,7 @@ func (tx *Tx) commit() error {
 	var batch handle.Handle
 	if len(tx.retire) > 0 {
 		var err error
-		if batch, err = tx.e.r.NewBatch(tx.heap, tx.retire); err != nil {
-			return fmt.Errorf("txn: retire %d blocks: %w", len(tx.retire), err)
-		}
-		// Room in the retire ring now, before the commit point: after it
-		// nothing may allocate or run a finalizer (see Reserve).
-		if err := tx.e.r.Reserve(tx.heap); err != nil {
+		if batch, err = tx.retireBatch(); err != nil {
 			return fmt.Errorf("txn: retire %d blocks: %w", len(tx.retire), err)
 		}
 	}

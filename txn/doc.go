@@ -29,6 +29,11 @@
 //     log), then a wait for the word the conflict was found on to change,
 //     and another attempt. A read-only transaction that aborted
 //     lockedViewAfter times locks what it read (prelock) so that it ends.
+//     An attempt that ran out of memory aborts too, then, holding
+//     nothing, makes freed memory reusable and runs again, or gives up
+//     with an error that names what holds memory back (relieve.go). What
+//     the commit itself allocates (retire batch, ring merge, redo-log
+//     chunks) comes from alloc's reserve when the store is full.
 //
 // Crash recovery (Engine.Recover, run by shm for a dead process before
 // reclaim's and alloc's) continues a slot from its state: COMMITTING is

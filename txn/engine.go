@@ -29,8 +29,12 @@ var (
 	// or lost a lock to one. Run retries it; code above txn returns it
 	// unchanged from the transaction function.
 	ErrConflict = errors.New("transaction conflict")
-	// ErrTooLarge: the transaction's redo log would exceed MaxLogWords.
-	ErrTooLarge = errors.New("transaction too large")
+	// ErrTooLarge: too large for the store. A transaction whose redo
+	// log would exceed MaxLogWords, or whose allocations overflow the
+	// allocation log ("transaction too large"), and a value or container
+	// larger than the largest block (the layer above says so, with the
+	// limit) wrap it; their messages say which.
+	ErrTooLarge = errors.New("too large")
 	// ErrReadOnly: a write in a read-only transaction (View).
 	ErrReadOnly = errors.New("write in a read-only transaction")
 	// ErrBadAddr: a logged address outside every region (a damaged slot).
@@ -82,16 +86,34 @@ func New(st *shm.Store, a *alloc.Allocator, r *reclaim.Reclaimer) *Engine {
 	return e
 }
 
-// tick keeps now within a few milliseconds of the time.
+// tickPeriod is how often the engine's ticker runs.
+const tickPeriod = 5 * time.Millisecond
+
+// tick keeps now within a few milliseconds of the time, and answers
+// requests (from any process) that idle slots hand back what their heaps
+// hold (alloc's AskTrim): a transaction that found the store full is
+// waiting for it.
 func (e *Engine) tick() {
-	t := time.NewTicker(5 * time.Millisecond)
+	t := time.NewTicker(tickPeriod)
 	defer t.Stop()
+	asked := uint32(0) // the requests answered so far
 	for {
 		select {
 		case <-e.stopTick:
 			return
 		case now := <-t.C:
 			e.now.Store(now.UnixNano())
+			e.mu.Lock()
+			// Shared memory is read only while this process keeps idle
+			// slots: they are leased, so the store cannot be closed (shm
+			// refuses while slots are leased) and stays mapped.
+			if len(e.idle) > 0 && !e.closed {
+				if a := e.a.TrimAsked(); a != asked {
+					asked = a
+					e.trimIdleLocked()
+				}
+			}
+			e.mu.Unlock()
 		}
 	}
 }
@@ -254,6 +276,7 @@ func (e *Engine) RunContext(ctx context.Context, readOnly bool, fn func(tx *Tx) 
 		return err
 	}
 	defer e.put(tx)
+	defer tx.afterRun()
 	return tx.run(ctx, readOnly, fn)
 }
 
@@ -331,6 +354,8 @@ func (e *Engine) release(lw *LockWord, addr Addr, v uint64) {
 // the caller has leased through this engine and is not using for another
 // transaction right now (reclaim's finalizers, called from a collection
 // at the end of a transaction, run their small transactions this way).
+// Such a transaction frees: what it allocates is retirement metadata
+// (alloc.UseMetadata), which the store's reserve serves when it is full.
 func (e *Engine) RunOn(h alloc.Heap, fn func(tx *Tx) error) error {
 	e.mu.Lock()
 	tx := e.bySlot[h.Slot()]
@@ -338,5 +363,6 @@ func (e *Engine) RunOn(h alloc.Heap, fn func(tx *Tx) error) error {
 	if tx == nil {
 		return fmt.Errorf("txn: slot %d is not leased through this engine: %w", h.Slot(), shm.ErrNotLeased)
 	}
+	defer h.Using(h.Using(alloc.UseMetadata))
 	return tx.run(context.Background(), false, fn)
 }

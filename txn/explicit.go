@@ -79,5 +79,6 @@ func (tx *Tx) Rollback() {
 // release gives an explicit transaction's slot back.
 func (tx *Tx) release() {
 	tx.explicit = false
+	tx.afterRun()
 	tx.e.put(tx)
 }

@@ -64,6 +64,7 @@ type Tx struct {
 	attempt     uint32 // attempts of this transaction so far (the running one included)
 	next        int    // what comes after the last attempt (nextNone...)
 	explicit    bool   // begun by Engine.Begin and not over: the caller runs the steps
+	rl          relief // out-of-memory reliefs of this transaction (relieve.go)
 	orElseN     int
 	branchRetry int
 	skip        []int
@@ -87,6 +88,7 @@ type Tx struct {
 	committing bool   // the write set is being locked: no more Lock calls
 	ends       uint64 // attempts ended here (process-local): every 256th collects
 	collectAt  int    // after a collection that freed nothing: the ring size to try again at
+	trimSeen   uint32 // the last alloc.TrimAsked this slot answered (afterRun; the slot's goroutine only)
 
 	// A read-only transaction's reads of its last aborted attempt, and
 	// the locks it took on them (prelock).
@@ -174,6 +176,7 @@ func (tx *Tx) start(readOnly bool) {
 	tx.prev = tx.prev[:0]
 	tx.skip, tx.carry = tx.skip[:0], tx.carry[:0]
 	tx.next = nextNone
+	tx.rl = relief{}
 	// For inspectors only. A fenced store costs as much as a third of a
 	// read-only transaction: stored only when the (5 ms) clock moved.
 	if now := tx.e.coarseNow(); tx.sp.Started.Load() != now {
@@ -240,6 +243,15 @@ func (tx *Tx) endAttempt(fnErr error) error {
 	tx.abort()
 	tx.skip = tx.skip[:0]
 	if !errors.Is(err, ErrConflict) {
+		if isOOM(err) && !tx.readOnly && !tx.collecting {
+			// Aborted: no lock, no snapshot, nothing allocated. Make
+			// freed memory reusable and run again, or say who holds it.
+			if tx.relieve(&tx.rl) {
+				tx.next = nextNow
+				return fmt.Errorf("txn: out of memory, freed memory made reusable, run again (%v): %w", err, ErrConflict)
+			}
+			err = tx.e.explainOOM(err)
+		}
 		tx.e.r.Exit(tx.slot)
 		tx.next = nextNone
 		return err
@@ -345,7 +357,7 @@ func (tx *Tx) end() {
 		return
 	}
 	held := tx.e.r.Pending(tx.slot)
-	if (retired && held >= max(collectBatch, tx.collectAt)) || (held > 0 && tx.ends%256 == 0) {
+	if (retired && (held >= max(collectBatch, tx.collectAt) || tx.e.a.Short())) || (held > 0 && tx.ends%256 == 0) {
 		tx.collecting = true
 		n, _ := tx.e.r.Collect(tx.heap)
 		tx.collecting = false
@@ -384,7 +396,9 @@ func (tx *Tx) reset() {
 
 // collectBatch is how many retired batches a slot gathers before a
 // commit collects: a collection scans every slot's published epoch, so it
-// is paid for once per batch, not once per commit.
+// is paid for once per batch, not once per commit. While memory is short
+// (alloc's Short) every commit that retired something collects: what it
+// freed is wanted now.
 const collectBatch = 64
 
 // waitConflict waits, after an abort, for the word the conflict was found

@@ -30,7 +30,14 @@ type env struct {
 
 func newEnv(t *testing.T, closeAtEnd bool) *env {
 	t.Helper()
-	st, err := shm.Open("t", shm.Options{Dir: shmtest.Dir(t), RegionSize: 8 << 20, MaxSize: 64 << 20})
+	return newEnvWith(t, shm.Options{RegionSize: 8 << 20, MaxSize: 64 << 20}, closeAtEnd)
+}
+
+// newEnvWith is newEnv on a store of the sizes o gives.
+func newEnvWith(t *testing.T, o shm.Options, closeAtEnd bool) *env {
+	t.Helper()
+	o.Dir = shmtest.Dir(t)
+	st, err := shm.Open("t", o)
 	require.NoError(t, err)
 	a, err := alloc.New(st)
 	require.NoError(t, err)
@@ -240,6 +247,46 @@ var crashPoints = []struct {
 	{"released lock", 1, true}, {"released lock", 2, true},
 }
 
+// crashCommit runs a transaction that adds 1 to every cell and retires
+// victim, stops it at the nth occurrence of crash point (its process
+// "dies" there: the goroutine never runs again, keeping its lease) and
+// returns its slot.
+func (ev *env) crashCommit(cs []cell, victim cell, point string, nth int) int {
+	reached := make(chan int)
+	seen := 0
+	crashHook = func(p string) {
+		if p != point {
+			return
+		}
+		seen++
+		if seen == nth {
+			reached <- 0
+			select {} // the process "dies" here: it never runs again
+		}
+	}
+	var slot atomic.Int64
+	go func() {
+		_ = ev.e.Run(false, func(tx *Tx) error {
+			slot.Store(int64(tx.Slot()))
+			w := &setWriter{cells: cs, retire: []handle.Handle{victim.h}}
+			for _, c := range cs {
+				v, err := read(tx, c)
+				if err != nil {
+					return err
+				}
+				w.vals = append(w.vals, v+1)
+				if err := tx.Lock(c.lock(), AddrOf(c.h, 0), false); err != nil {
+					return err
+				}
+			}
+			return tx.AddWriter(w)
+		})
+	}()
+	<-reached
+	crashHook = nil
+	return int(slot.Load())
+}
+
 // TestCrashAtEveryCommitPoint stops a commit at each point, recovers its
 // slot as if the process had died there, and checks that the commit is
 // all there or not at all, every lock is free, and the retired block is
@@ -254,39 +301,7 @@ func TestCrashAtEveryCommitPoint(t *testing.T) {
 			for i, c := range cs {
 				before[i] = versionOf(c.lock().Load())
 			}
-			reached := make(chan int)
-			seen := 0
-			crashHook = func(point string) {
-				if point != cp.name {
-					return
-				}
-				seen++
-				if seen == cp.nth {
-					reached <- 0
-					select {} // the process "dies" here: it never runs again
-				}
-			}
-			var slot atomic.Int64
-			go func() {
-				_ = ev.e.Run(false, func(tx *Tx) error {
-					slot.Store(int64(tx.Slot()))
-					w := &setWriter{cells: cs, retire: []handle.Handle{victim.h}}
-					for _, c := range cs {
-						v, err := read(tx, c)
-						if err != nil {
-							return err
-						}
-						w.vals = append(w.vals, v+1)
-						if err := tx.Lock(c.lock(), AddrOf(c.h, 0), false); err != nil {
-							return err
-						}
-					}
-					return tx.AddWriter(w)
-				})
-			}()
-			<-reached
-			crashHook = nil
-			s := int(slot.Load())
+			s := ev.crashCommit(cs, victim, cp.name, cp.nth)
 			wv := ev.e.slotPart(s).WV.Load()
 			for _, l := range []shm.Layer{ev.e, ev.r, ev.a} {
 				require.NoError(t, l.Recover(0, []int{s}))

@@ -33,7 +33,9 @@ func (o *createOptions) addFlags(fs *pflag.FlagSet) {
 	o.regionSize = shm.DefaultRegionSize
 	o.maxSize = shm.DefaultMaxSize
 	o.mode = fileMode(shm.DefaultMode)
-	fs.Var(&o.regionSize, "region-size", "`SIZE` of each region file: a multiple of 1MiB from 1MiB to 4GiB")
+	fs.Var(&o.regionSize, "region-size", "`SIZE` of each region file: a multiple of 1MiB from 1MiB to 4GiB. "+
+		"It bounds the largest value: a value and its 8-byte header live in one region, less the region's metadata "+
+		"(about a thousandth, at least 64KiB): 64MiB regions hold values of up to 63.875MiB-8B, 1MiB regions 960KiB-8B")
 	fs.Var(&o.maxSize, "max-size", "largest total `SIZE` of the regions, rounded down to whole regions")
 	fs.Var(&o.mode, "mode", "permission bits of the store's files: octal `MODE` including 0600")
 	fs.IntVar(&o.maxProcs, "max-procs", shm.DefaultProcs, "`N` entries in the process table: processes attached at once, 1 to 1023")
