@@ -72,7 +72,7 @@ const (
 	// coordWarmup is how many untimed round trips start a ping-pong phase.
 	coordWarmup = 200
 	// coordSpin mirrors the spin of txn's waitRetry before it parks
-	// (txn.spinLoads loads, yielding every 32), for the futex-spin floor.
+	// (txn.spinLoads loads, yielding every 32), for the futex-spin floors.
 	coordSpin = 200
 	// coordQueueCap bounds the Queue of BenchmarkQueueBatch.
 	coordQueueCap = 1024
@@ -140,9 +140,16 @@ func (w *coordWorker) retryWaits() uint64 { return layers.Of(w.st).Engine.RetryW
 
 // coordPhases are the phases a worker runs, by name.
 var coordPhases = map[string]func(w *coordWorker, cmd coordCmd) (coordResult, error){
-	"spin":       func(w *coordWorker, cmd coordCmd) (coordResult, error) { return w.pingPongWord(cmd, -1) },
-	"futex":      func(w *coordWorker, cmd coordCmd) (coordResult, error) { return w.pingPongWord(cmd, 0) },
-	"futex-spin": func(w *coordWorker, cmd coordCmd) (coordResult, error) { return w.pingPongWord(cmd, coordSpin) },
+	"spin": func(w *coordWorker, cmd coordCmd) (coordResult, error) {
+		return w.pingPongWord(cmd, spinPolicy{loads: -1})
+	},
+	"futex": func(w *coordWorker, cmd coordCmd) (coordResult, error) { return w.pingPongWord(cmd, spinPolicy{}) },
+	"futex-spin": func(w *coordWorker, cmd coordCmd) (coordResult, error) {
+		return w.pingPongWord(cmd, spinPolicy{loads: coordSpin, yield: runtime.Gosched})
+	},
+	"futex-yield": func(w *coordWorker, cmd coordCmd) (coordResult, error) {
+		return w.pingPongWord(cmd, spinPolicy{loads: coordSpin, yield: schedYield})
+	},
 	"unix":       (*coordWorker).pingPongUnix,
 	"queue":      (*coordWorker).pingPongQueue,
 	"queue-poll": (*coordWorker).pingPongQueuePoll,
@@ -301,17 +308,28 @@ func wordPass(word *atomic.Uint32, v uint32) {
 	}
 }
 
-// wordAwait returns once word holds want: it loads it spin times first
-// (spin < 0: forever, never sleeping; yielding every 32 loads as txn's
-// waiters do when spin > 0), then sets the sleep bit and sleeps on the
-// futex.
-func wordAwait(word *atomic.Uint32, want uint32, spin int) {
-	for i := 0; spin < 0 || i < spin; i++ {
+// spinPolicy is how a ping-pong's waiter spins before it parks: loads
+// loads of the word (-1: forever, never parking), calling yield (if not
+// nil) every 32 as txn's waiters do.
+type spinPolicy struct {
+	loads int
+	yield func()
+}
+
+// schedYield gives this thread's CPU to another runnable thread, if any
+// (sched_yield(2)); runtime.Gosched only lets this process's other
+// goroutines run, and first wakes an idle P's thread to look for them.
+func schedYield() { _, _, _ = syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0) }
+
+// wordAwait returns once word holds want: it spins first (sp), then sets
+// the sleep bit and sleeps on the futex.
+func wordAwait(word *atomic.Uint32, want uint32, sp spinPolicy) {
+	for i := 0; sp.loads < 0 || i < sp.loads; i++ {
 		if word.Load()&^coordSleepBit == want {
 			return
 		}
-		if spin > 0 && i%32 == 31 {
-			runtime.Gosched()
+		if sp.yield != nil && i%32 == 31 {
+			sp.yield()
 		}
 	}
 	for {
@@ -330,8 +348,8 @@ func wordAwait(word *atomic.Uint32, want uint32, spin int) {
 }
 
 // pingPongWord is the ping-pong on one shared word with turns: A makes
-// it odd, B makes it even. spin: as wordAwait's.
-func (w *coordWorker) pingPongWord(cmd coordCmd, spin int) (coordResult, error) {
+// it odd, B makes it even. sp: how a waiter spins before it parks.
+func (w *coordWorker) pingPongWord(cmd coordCmd, sp spinPolicy) (coordResult, error) {
 	turn, stop := w.word(coordTurnOff), w.word(coordStopOff)
 	var seq uint32
 	return w.pingPong(cmd,
@@ -339,7 +357,7 @@ func (w *coordWorker) pingPongWord(cmd coordCmd, spin int) (coordResult, error) 
 			seq++
 			wordPass(turn, seq)
 			seq++
-			wordAwait(turn, seq, spin)
+			wordAwait(turn, seq, sp)
 			return nil
 		},
 		func() error {
@@ -350,7 +368,7 @@ func (w *coordWorker) pingPongWord(cmd coordCmd, spin int) (coordResult, error) 
 		func() error {
 			for {
 				seq++
-				wordAwait(turn, seq, spin)
+				wordAwait(turn, seq, sp)
 				if stop.Load() != 0 {
 					return nil
 				}
@@ -846,8 +864,10 @@ func coordLoad(b *testing.B) {
 // Queues (A: Put q1, Take q2; B: Take q1, Put q2; Store.Put and
 // Store.Take, a Take waiting in Retry), and, in the same run and between
 // the same two processes, the floors: a ping-pong on a shared word with
-// futex wait/wake parking at once ("futex"), spinning like txn's waiters
-// first ("futexspin"), spinning only ("spin"); a socketpair of 1-byte
+// futex wait/wake parking at once ("futex"), spinning first like txn's
+// waiters (200 loads, runtime.Gosched every 32: "futexspin"), the same
+// spin with sched_yield(2) in place of Gosched ("futexyield"), spinning
+// only ("spin"); a socketpair of 1-byte
 // messages ("unix"); and the Queue ping-pong with the taker polling
 // TryGet instead of waiting ("queuepoll": the Queue's transactions with
 // no wait path). Reports, for each, ns per round trip: the mean
@@ -874,7 +894,7 @@ func BenchmarkQueuePingPong(b *testing.B) {
 	}
 	c := startCoord(b, dir, "pp", []string{"a", "b"}, true)
 	phases := []struct{ name, metric string }{
-		{"spin", "spin"}, {"futex-spin", "futexspin"}, {"futex", "futex"}, {"unix", "unix"},
+		{"spin", "spin"}, {"futex-spin", "futexspin"}, {"futex-yield", "futexyield"}, {"futex", "futex"}, {"unix", "unix"},
 		{"queue", "queue"}, {"queue-poll", "queuepoll"},
 	}
 	sum, p50, csw := map[string]float64{}, map[string]float64{}, map[string]float64{}
