@@ -60,15 +60,17 @@ import (
 //	go test -run '^$' -bench 'QueuePingPong|QueueBatch|RetryWake' -count 5 ./e2e/
 //
 // SHMSTORE_BENCH_CPUPROFILE=prefix profiles each worker during each
-// phase, to prefix.coord-<phase>.<side>.
+// phase, to prefix.coord-<phase>.<side>; SHMSTORE_COORD_PHASE=5s makes
+// the timed phases longer than their 500ms.
 
 const (
 	coordRole    = "coord"
 	coordSideEnv = "SHMSTORE_COORD_SIDE" // "a"/"b", "producer"/"consumer"/"solo", "waiter"/"writer"
 	coordPageEnv = "SHMSTORE_COORD_PAGE" // the shared page's file
 	coordSockEnv = "SHMSTORE_COORD_SOCK" // "1": fd 3 is this side's end of a socketpair
-	// coordPhase is how long each timed phase runs.
-	coordPhase = 500 * time.Millisecond
+	// coordPhaseEnv, a Go duration, lengthens the timed phases (to
+	// profile them, say).
+	coordPhaseEnv = "SHMSTORE_COORD_PHASE"
 	// coordWarmup is how many untimed round trips start a ping-pong phase.
 	coordWarmup = 200
 	// coordSpin mirrors the spin of txn's waitRetry before it parks
@@ -85,6 +87,15 @@ const (
 	coordTSOff   = 8 // u64: the writer's timestamp (BenchmarkRetryWake's futex floor)
 	coordPage    = 4096
 )
+
+// coordPhase is how long each timed phase runs: 500ms, or
+// $SHMSTORE_COORD_PHASE.
+func coordPhase() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(coordPhaseEnv)); err == nil && d > 0 {
+		return d
+	}
+	return 500 * time.Millisecond
+}
 
 // coordCmd is one phase a worker runs.
 type coordCmd struct {
@@ -902,7 +913,7 @@ func BenchmarkQueuePingPong(b *testing.B) {
 	rounds := 0
 	for b.Loop() {
 		for _, ph := range phases {
-			r := c.run(b, coordCmd{Phase: ph.name, Dur: coordPhase})
+			r := c.run(b, coordCmd{Phase: ph.name, Dur: coordPhase()})
 			sum[ph.metric] += r[0].perOp()
 			p50[ph.metric] += r[0].P50
 			csw[ph.metric] += float64(r[0].CSw+r[1].CSw) / float64(r[0].Ops+coordWarmup)
@@ -946,13 +957,13 @@ func BenchmarkQueueBatch(b *testing.B) {
 	rounds := 0
 	for b.Loop() {
 		for _, k := range batches {
-			r := c.run(b, coordCmd{Phase: "batch", Batch: k, Dur: coordPhase}, 0, 1)
+			r := c.run(b, coordCmd{Phase: "batch", Batch: k, Dur: coordPhase()}, 0, 1)
 			if r[0].Ops != r[1].Ops {
 				b.Fatalf("batch %d: %d items put, %d taken", k, r[0].Ops, r[1].Ops)
 			}
 			pair[k] += r[1].rate()
 			sleeps[k] += float64(r[0].Waits+r[1].Waits) / float64(r[1].Ops) * float64(k)
-			r = c.run(b, coordCmd{Phase: "batch", Batch: k, Dur: coordPhase}, 2)
+			r = c.run(b, coordCmd{Phase: "batch", Batch: k, Dur: coordPhase()}, 2)
 			solo[k] += r[0].rate()
 		}
 		rounds++

@@ -12,6 +12,10 @@
 //     including when a process dies in the middle of a merge;
 //   - benchmp_test.go: benchmarks of several processes (scaling over
 //     disjoint keys, a hot value);
+//   - coord_bench_test.go: benchmarks of coordination between processes
+//     (a Queue round trip, Queue throughput in batches, the wake-up from
+//     Retry), each beside its floor (raw futex, spin and unix-socket
+//     ping-pongs, one process alone, a raw futex wake) in the same run;
 //   - multiproc_test.go: the roles the workers run and the helpers the
 //     tests share.
 //
