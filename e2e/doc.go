@@ -20,6 +20,10 @@
 //     commits, and 8 processes on one Counter (attempts per transaction);
 //   - benchmp_test.go: benchmarks of several processes (scaling over
 //     disjoint keys, a hot value);
+//   - coord_bench_test.go: benchmarks of coordination between processes
+//     (a Queue round trip, Queue throughput in batches, the wake-up from
+//     Retry), each beside its floor (raw futex, spin and unix-socket
+//     ping-pongs, one process alone, a raw futex wake) in the same run;
 //   - multiproc_test.go: the roles the workers run and the helpers the
 //     tests share.
 //
