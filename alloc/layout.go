@@ -189,12 +189,14 @@ type global struct {
 	// pool lock (taken, returned, rebuilt, new region), read without it by
 	// heaps deciding whether memory is short.
 	poolFree atomic.Int64
-	// trimAsked counts requests that every process hand back the wholly
-	// free superblocks of the heaps it keeps idle (AskTrim): Add by an
-	// allocation about to fail, read by each process's txn engine, which
-	// trims its idle heaps when it changes. A request only: nothing
-	// depends on it being seen, and a requester that dies leaves nothing
-	// to recover.
+	// trimAsked counts requests that every process hand back what the
+	// heaps it keeps idle hold (AskTrim): Add by a transaction of any
+	// process that found the store full (txn's relief); Load by each
+	// process's txn engine (its ticker, and every Run's end), which trims
+	// its idle or just-used heaps when the count moved. It publishes
+	// nothing but the request: no data is read on its strength, a missed
+	// request only delays memory, and a requester that dies leaves
+	// nothing to recover (a wrapped count is still a change).
 	trimAsked atomic.Uint32
 	_         [shm.CacheLine - 36]byte
 	// poolLock guards every region's bitmap and free count, and the kind
