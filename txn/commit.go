@@ -105,7 +105,7 @@ func (tx *Tx) Alloc(n int) (handle.Handle, []byte, error) {
 	h, b, err := tx.heap.Alloc(n)
 	switch {
 	case errors.Is(err, alloc.ErrLogFull):
-		err = fmt.Errorf("txn: transaction %w: %w", ErrTooLarge, err)
+		err = fmt.Errorf("txn: %w: %w", ErrTxTooLarge, err)
 	case errors.Is(err, alloc.ErrTooLarge):
 		err = fmt.Errorf("txn: block of %d bytes %w: %w", n, ErrTooLarge, err)
 	}
@@ -157,7 +157,7 @@ func (tx *Tx) logWord(i int, v uint64) error {
 	k := i - inlineWords
 	ci := k / chunkWords
 	if ci >= maxChunks {
-		return fmt.Errorf("txn: redo log of %d words, at most %d: transaction %w; split it into smaller ones", i, MaxLogWords, ErrTooLarge)
+		return fmt.Errorf("txn: redo log of %d words, at most %d: %w; split it into smaller ones", i, MaxLogWords, ErrTxTooLarge)
 	}
 	if tx.chunk[ci] == nil {
 		if err := tx.growLog(ci); err != nil {

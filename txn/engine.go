@@ -35,6 +35,9 @@ var (
 	// larger than the largest block (the layer above says so, with the
 	// limit) wrap it; their messages say which.
 	ErrTooLarge = errors.New("too large")
+	// ErrTxTooLarge: a transaction too large for its logs (split it); it
+	// wraps ErrTooLarge.
+	ErrTxTooLarge = fmt.Errorf("transaction %w", ErrTooLarge)
 	// ErrReadOnly: a write in a read-only transaction (View).
 	ErrReadOnly = errors.New("write in a read-only transaction")
 	// ErrBadAddr: a logged address outside every region (a damaged slot).

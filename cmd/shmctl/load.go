@@ -12,6 +12,7 @@ import (
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/alloc"
+	"github.com/shmstore/shmstore/txn"
 )
 
 // loadOptions are the flags and arguments of
@@ -123,10 +124,10 @@ func (o *loadOptions) run(w io.Writer) error {
 		}
 		return nil
 	})
-	// ErrTooLarge: the redo log overflowed; alloc.ErrLogFull: the
-	// allocation log did (every block a transaction allocates is logged
-	// until it commits).
-	if errors.Is(err, shmstore.ErrTooLarge) || errors.Is(err, alloc.ErrLogFull) {
+	// ErrTxTooLarge: the redo log or the allocation log overflowed (every
+	// block a transaction allocates is logged until it commits). A single
+	// value too large for the store is ErrTooLarge too, and says so itself.
+	if errors.Is(err, txn.ErrTxTooLarge) || errors.Is(err, alloc.ErrLogFull) {
 		return fmt.Errorf("store %q: nothing loaded: %s is too large for one transaction; split it into files of fewer keys: %w",
 			o.name, o.file, err)
 	}
