@@ -33,7 +33,7 @@ import (
 // what a run handed out dies with it (ErrTxClosed). A Tx is used by one
 // goroutine at a time. Rollback gives the transaction up at any point.
 func (s *Store) Begin(readOnly bool) (*Tx, error) {
-	if s.sp == nil {
+	if s.sp == nil || s.readOnly {
 		return nil, errNoSpace
 	}
 	t, err := s.sp.Begin(readOnly)

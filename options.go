@@ -45,7 +45,9 @@ type Options struct {
 	// value; MustExist; MustCreate).
 	Create CreateMode
 	// ReadOnly maps the store read-only and does not attach, for
-	// inspection: it never writes, and Update fails.
+	// inspection with Stats and Check: it never writes, and it runs no
+	// transaction (Update, View, Get... fail with ErrReadOnly; a
+	// transaction needs a slot, which a read-only open cannot lease).
 	ReadOnly bool
 }
 

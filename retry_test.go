@@ -248,6 +248,9 @@ func TestWatchYieldsEachChange(t *testing.T) {
 	require.Equal(t, seen{int64(2), false}, next())
 	require.NoError(t, st.Delete("cfg"))
 	require.Equal(t, seen{nil, true}, next())
+	require.NoError(t, st.Set("cfg", 5)) // not a Dict on the way: still absent, the watch goes on
+	require.NoError(t, st.Set("cfg", map[string]any{"level": 3}))
+	require.Equal(t, seen{int64(3), false}, next())
 	cancel()
 	select {
 	case err := <-errs:

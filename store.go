@@ -26,6 +26,8 @@ type Store struct {
 	a  *alloc.Allocator
 	e  *txn.Engine
 	sp *objects.Space
+
+	readOnly bool // Options.ReadOnly: inspection only (Stats, Check), no transactions
 }
 
 func init() {
@@ -68,6 +70,7 @@ func Open(name string, opts Options) (*Store, error) {
 		_ = st.Close()
 		return nil, fmt.Errorf("shmstore: open %q: %w", name, err)
 	}
+	s.readOnly = opts.ReadOnly // mapped read-only: no slot to lease, so no transaction
 	return s, nil
 }
 

@@ -123,3 +123,21 @@ func TestFreedHandleIsStale(t *testing.T) {
 	_, err = layers.Of(st).Alloc.Resolve(hd)
 	require.ErrorIs(t, err, shmstore.ErrStaleHandle)
 }
+
+// TestReadOnlyOpenIsForInspection: a read-only open gives Stats and
+// Check, and says plainly that it runs no transaction.
+func TestReadOnlyOpenIsForInspection(t *testing.T) {
+	dir := testDir(t)
+	st, err := shmstore.Open("ro", shmstore.Options{Dir: dir})
+	require.NoError(t, err)
+	require.NoError(t, st.Set("a", 1))
+	require.NoError(t, st.Close())
+	ro, err := shmstore.Open("ro", shmstore.Options{Dir: dir, ReadOnly: true})
+	require.NoError(t, err)
+	defer ro.Close()
+	require.NoError(t, ro.Check())
+	require.NotZero(t, ro.Stats().UsedBytes)
+	_, err = ro.Get("a")
+	require.ErrorIs(t, err, shmstore.ErrReadOnly)
+	require.Contains(t, err.Error(), "Options.ReadOnly")
+}

@@ -40,27 +40,27 @@ func opTx(t *objects.Tx) *Tx {
 
 // update and view run this package's own single operations.
 func (s *Store) update(fn func(tx *Tx) error) error {
-	if s.sp == nil {
+	if s.sp == nil || s.readOnly {
 		return errNoSpace
 	}
 	return s.sp.Update(func(t *objects.Tx) error { return fn(opTx(t)) })
 }
 
 func (s *Store) updateContext(ctx context.Context, fn func(tx *Tx) error) error {
-	if s.sp == nil {
+	if s.sp == nil || s.readOnly {
 		return errNoSpace
 	}
 	return s.sp.UpdateContext(ctx, func(t *objects.Tx) error { return fn(opTx(t)) })
 }
 
 func (s *Store) view(fn func(tx *Tx) error) error {
-	if s.sp == nil {
+	if s.sp == nil || s.readOnly {
 		return errNoSpace
 	}
 	return s.sp.View(func(t *objects.Tx) error { return fn(opTx(t)) })
 }
 
-var errNoSpace = fmt.Errorf("shmstore: store opened read-only before it had a root: %w", ErrKeyNotFound)
+var errNoSpace = fmt.Errorf("shmstore: store opened read-only (Options.ReadOnly: for Stats and Check only); transactions need a store opened without it: %w", ErrReadOnly)
 
 // Update runs fn in a read-write transaction and commits it, so that
 // either everything fn wrote happens, at one instant, or nothing does.
@@ -77,7 +77,7 @@ var errNoSpace = fmt.Errorf("shmstore: store opened read-only before it had a ro
 // As in bbolt, do not start a transaction from inside another's function:
 // the outer one may hold what the inner one waits for.
 func (s *Store) Update(fn func(tx *Tx) error) error {
-	if s.sp == nil {
+	if s.sp == nil || s.readOnly {
 		return errNoSpace
 	}
 	return s.sp.Update(func(t *objects.Tx) error { return fn(newTx(t)) })
@@ -87,7 +87,7 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 // or between runs of fn, ends promptly with ctx.Err(), and nothing fn did
 // is kept or held.
 func (s *Store) UpdateContext(ctx context.Context, fn func(tx *Tx) error) error {
-	if s.sp == nil {
+	if s.sp == nil || s.readOnly {
 		return errNoSpace
 	}
 	return s.sp.UpdateContext(ctx, func(t *objects.Tx) error { return fn(newTx(t)) })
@@ -95,7 +95,7 @@ func (s *Store) UpdateContext(ctx context.Context, fn func(tx *Tx) error) error 
 
 // ViewContext is View that gives up when ctx ends, as UpdateContext.
 func (s *Store) ViewContext(ctx context.Context, fn func(tx *Tx) error) error {
-	if s.sp == nil {
+	if s.sp == nil || s.readOnly {
 		return errNoSpace
 	}
 	return s.sp.ViewContext(ctx, func(t *objects.Tx) error { return fn(newTx(t)) })
@@ -152,7 +152,7 @@ func (tx *Tx) OrElse(a, b func(tx *Tx) error) error {
 // far (without changing it) for its next run of fn, so writers of those
 // objects wait for it then.
 func (s *Store) View(fn func(tx *Tx) error) error {
-	if s.sp == nil {
+	if s.sp == nil || s.readOnly {
 		return errNoSpace
 	}
 	return s.sp.View(func(t *objects.Tx) error { return fn(newTx(t)) })

@@ -5,6 +5,7 @@ package shmstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"reflect"
 )
@@ -26,11 +27,17 @@ import (
 // Between changes it sleeps in Retry: no polling, no memory held back.
 // Changes that come faster than the loop takes them are seen as one (the
 // latest state), and a commit that writes the same value again is not a
-// change. An absent path is a state too: it yields (nil, an error
-// wrapping ErrKeyNotFound) and the watch goes on. Any other error ends it.
+// change. An absent path is a state too (a key on the way missing, or
+// holding something else than a Dict): it yields (nil, an error wrapping
+// ErrKeyNotFound) and the watch goes on. Any other error ends it.
 func (s *Store) Watch(ctx context.Context, path string) iter.Seq2[any, error] {
 	return s.WatchFunc(ctx, func(tx *Tx) (any, error) {
 		v, err := lookupPath(tx, path)
+		if errors.Is(err, ErrTypeMismatch) {
+			// Something else than a Dict on the way: no value at path
+			// now, as when a key on the way is missing.
+			return nil, fmt.Errorf("%w (%w)", err, ErrKeyNotFound)
+		}
 		if err != nil {
 			return nil, err
 		}

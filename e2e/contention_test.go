@@ -383,21 +383,16 @@ func fairWorker(st *shmstore.Store, w roleEnvironment) (any, error) {
 // seconds, each transaction's attempts counted. Every process commits a
 // fair part (at least a tenth of an equal share: a starved process would
 // not), no Update waits for seconds, the Counter counts every commit, and
-// the worst transaction took a bounded number of attempts: a transaction
-// that livelocked (aborting for as long as the others commit) would
-// break the bound by orders of magnitude.
-//
-//   - add: the transaction is Add alone (the brief read-to-commit window
-//     of a counter bump): the worst is a handful of attempts; bound 100;
-//   - add+work: 20 µs of work between the Add and the commit, a window in
-//     which others commit: read-write transactions have no escalation
-//     like a starved View's prelock, so an unlucky one retries tens to a
-//     few hundred times (its wait for the conflicting word ends when the
-//     winner releases it, and the winner, already running, starts its
-//     next attempt first); bound 2000.
+// the worst transaction took a bounded number of attempts. txn's fairness
+// token (txn/fair.go) bounds a read-write transaction's attempts by
+// privilegedAfter (8) + the commits already under way when it took the
+// token (at most one per other process here: 7) + 1 = 16, with or without
+// work between the Add and the commit (a window in which the others
+// commit: before the token, an unlucky transaction retried up to 227
+// times there).
 func TestFairness(t *testing.T) {
-	t.Run("add", func(t *testing.T) { testFairness(t, 0, 100) })
-	t.Run("add+work", func(t *testing.T) { testFairness(t, 20*time.Microsecond, 2000) })
+	t.Run("add", func(t *testing.T) { testFairness(t, 0, 16) })
+	t.Run("add+work", func(t *testing.T) { testFairness(t, 20*time.Microsecond, 16) })
 }
 
 func testFairness(t *testing.T, work time.Duration, bound int) {

@@ -341,12 +341,15 @@ func (s *Store) makeDirs(o Options) error {
 		return nil
 	}
 	if _, err := os.Stat(base); errors.Is(err, fs.ErrNotExist) {
-		perm := fs.FileMode(0o700)
-		if o.Dir == "" && os.Getenv("SHMSTORE_DIR") == "" {
-			// The shared default directory is like /tmp: every user may
-			// keep stores there, each store directory is private.
-			perm = 0o1777
+		if o.Dir != "" || os.Getenv("SHMSTORE_DIR") != "" {
+			// A directory the caller chose is the caller's to make: a
+			// typo must not become a tree of new directories.
+			return fmt.Errorf("shm: directory %s (Options.Dir or $SHMSTORE_DIR) does not exist; create it first: %w", base, ErrBadOption)
 		}
+		// The shared default directory is like /tmp: every user may keep
+		// stores there, only a store's owner may remove or rename it
+		// (sticky), and each store directory is private.
+		perm := 0o777 | fs.ModeSticky
 		if err := os.MkdirAll(base, perm); err != nil && !errors.Is(err, fs.ErrExist) {
 			return s.fileError("create "+base, err)
 		}

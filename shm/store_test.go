@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/shmstore/shmstore/shm/shmtest"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -413,4 +414,15 @@ func TestRemoveAndList(t *testing.T) {
 	names, err = List(Options{Dir: filepath.Join(dir, "nonexistent")})
 	require.NoError(t, err)
 	require.Empty(t, names)
+}
+
+// TestOpenRefusesAMissingDir: a directory the caller names must exist;
+// nothing is created for a typo.
+func TestOpenRefusesAMissingDir(t *testing.T) {
+	dir := filepath.Join(shmtest.Dir(t), "no", "such")
+	_, err := Open("s", Options{Dir: dir})
+	require.ErrorIs(t, err, ErrBadOption)
+	require.Contains(t, err.Error(), "does not exist")
+	_, serr := os.Stat(filepath.Dir(dir))
+	require.ErrorIs(t, serr, fs.ErrNotExist, "nothing created")
 }

@@ -212,6 +212,7 @@ func (tx *Tx) commit() error {
 	if len(tx.locks) == 0 && len(tx.writers) == 0 {
 		return nil
 	}
+	tx.awaitPrivileged() // before any lock: see fair.go
 	sp := tx.sp
 	tx.committing = true
 	defer func() { tx.committing = false }()

@@ -180,6 +180,9 @@ const (
 //	+---------------------------+ 64
 //	| Root       (atomic u64)   |  handle of the root Dict; CAS from 0 once
 //	+---------------------------+ 128
+//	| Privileged (atomic u64)   |  slot+1 of the privileged transaction, 0
+//	|                           |  for none (fair.go)
+//	+---------------------------+ 192
 //
 // The clock sits alone on its line: it is the one word every commit
 // writes.
@@ -188,6 +191,13 @@ type global struct {
 	_     [shm.CacheLine - 8]byte
 	Root  atomic.Uint64
 	_     [shm.CacheLine - 8]byte
+	// Privileged: written by the transaction that takes or gives back the
+	// token (CAS 0 -> slot+1, Swap -> 0) and by a waiter that finds its
+	// holder dead (CAS slot+1 -> 0); read by every committer before it
+	// locks. Alone on its line: it changes rarely, so every committer's
+	// load hits a shared, clean line.
+	Privileged atomic.Uint64
+	_          [shm.CacheLine - 8]byte
 }
 
 // Compile-time pins against shm's part sizes (6 KiB - 64 for the slot part,

@@ -65,6 +65,8 @@ type Tx struct {
 	next        int    // what comes after the last attempt (nextNone...)
 	explicit    bool   // begun by Engine.Begin and not over: the caller runs the steps
 	rl          relief // out-of-memory reliefs of this transaction (relieve.go)
+	aborts      int    // conflicts of this read-write transaction so far (fair.go)
+	privileged  bool   // holds the store's fairness token (fair.go)
 	orElseN     int
 	branchRetry int
 	skip        []int
@@ -146,6 +148,7 @@ func (tx *Tx) run(ctx context.Context, readOnly bool, fn func(tx *Tx) error) (er
 				tx.e.r.Exit(tx.slot)
 			}
 			tx.next = nextNone
+			tx.givePrivilege()
 			panic(p) // shmstore's callers see their own panic, with the store intact
 		}
 	}()
@@ -177,6 +180,7 @@ func (tx *Tx) start(readOnly bool) {
 	tx.skip, tx.carry = tx.skip[:0], tx.carry[:0]
 	tx.next = nextNone
 	tx.rl = relief{}
+	tx.aborts = 0
 	// For inspectors only. A fenced store costs as much as a third of a
 	// read-only transaction: stored only when the (5 ms) clock moved.
 	if now := tx.e.coarseNow(); tx.sp.Started.Load() != now {
@@ -186,8 +190,12 @@ func (tx *Tx) start(readOnly bool) {
 	tx.beginAttempt()
 }
 
-// beginAttempt begins the next attempt.
+// beginAttempt begins the next attempt; a read-write transaction that
+// keeps losing takes the fairness token first (fair.go).
 func (tx *Tx) beginAttempt() {
+	if !tx.readOnly && !tx.privileged && tx.aborts >= privilegedAfter && !tx.collecting {
+		tx.takePrivilege()
+	}
 	tx.attempt++
 	if tx.sp.Attempts.Load() != tx.attempt { // for inspectors; mostly 1 already
 		tx.sp.Attempts.Store(tx.attempt)
@@ -217,6 +225,7 @@ func (tx *Tx) endAttempt(fnErr error) error {
 	case tx.retrying:
 		ok, rerr := tx.prepareRetry()
 		tx.abort()
+		tx.givePrivilege() // a waiter must not stop every committer
 		tx.skip = tx.skip[:0]
 		if rerr != nil {
 			tx.e.r.Exit(tx.slot)
@@ -237,12 +246,14 @@ func (tx *Tx) endAttempt(fnErr error) error {
 	}
 	if err == nil {
 		tx.end()
+		tx.givePrivilege()
 		tx.next = nextNone
 		return nil
 	}
 	tx.abort()
 	tx.skip = tx.skip[:0]
 	if !errors.Is(err, ErrConflict) {
+		tx.givePrivilege()
 		if isOOM(err) && !tx.readOnly && !tx.collecting {
 			// Aborted: no lock, no snapshot, nothing allocated. Make
 			// freed memory reusable and run again, or say who holds it.
@@ -256,6 +267,7 @@ func (tx *Tx) endAttempt(fnErr error) error {
 		tx.next = nextNone
 		return err
 	}
+	tx.aborts++
 	tx.next = nextAfterLock
 	return err
 }
@@ -290,6 +302,7 @@ func (tx *Tx) Restart(ctx context.Context) error {
 // endAttempt that asked for a restart, or a Restart that ctx ended):
 // nothing is held afterwards.
 func (tx *Tx) Abandon() {
+	tx.givePrivilege()
 	tx.next = nextNone
 	tx.skip, tx.carry = tx.skip[:0], tx.carry[:0]
 	tx.e.r.Exit(tx.slot)

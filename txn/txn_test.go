@@ -414,3 +414,22 @@ func TestPanicAfterTheCommitPointKeepsTheCommit(t *testing.T) {
 	require.NoError(t, ev.add(cs, []int64{1, 1}, nil))
 	require.EqualValues(t, 12, *cs[0].val())
 }
+
+// TestTokenOfADeadHolderIsCleared: a fairness token left by a slot whose
+// process is gone does not stop committers: the first one that waits for
+// it finds the holder dead and clears it.
+func TestTokenOfADeadHolderIsCleared(t *testing.T) {
+	env := newEnv(t, true)
+	ghost := uint64(env.st.NumSlots()) // the last slot, owned by no process
+	env.e.g.Privileged.Store(ghost)
+	var word uint64
+	require.NoError(t, env.e.Run(false, func(tx *Tx) error {
+		return tx.AddWriter(writerFunc(func(tx *Tx) error { return tx.Store(&word, 0, 1) }))
+	}))
+	require.Zero(t, env.e.g.Privileged.Load(), "the dead holder's token is cleared")
+}
+
+// writerFunc is a Writer from a function.
+type writerFunc func(tx *Tx) error
+
+func (f writerFunc) Prepare(tx *Tx) error { return f(tx) }
