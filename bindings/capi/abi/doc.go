@@ -1,0 +1,25 @@
+// Package abi is the logic of libshmstore.so, the C ABI that
+// bindings/capi/shmstore.h declares, without cgo so that it is tested and
+// fuzzed as ordinary Go. The cgo shim (bindings/capi, package main) only
+// converts types: each exported C function calls the Lib method of the
+// same name, passing C pointers as Go pointers (nil for NULL) that the
+// method reads or writes during the call and never keeps.
+//
+// What it owns:
+//   - handle tables (handles.go): stores and transactions in tables
+//     behind Lib.mu, objects in a table per attempt of a transaction;
+//     a handle carries a generation, so a stale one never names a new
+//     thing (ErrClosed, ErrTxClosed);
+//   - the error mapping (codes.go): root sentinels to SHM_ERR_* codes by
+//     errors.Is, messages copied (truncated, NUL-terminated) into the
+//     caller's Error;
+//   - every call's guard (lib.go): a panic becomes ErrOther with its text,
+//     a forked child gets ErrForked, every handle and pointer is checked
+//     (nil pointers: ErrBadArg);
+//   - the transaction steps (tx.go) onto Store.Begin, Tx.End, Again,
+//     Tx.Restart and Tx.Rollback, and OrElse's steps through
+//     internal/layers;
+//   - values in and out (value.go): String and Bytes out go into the
+//     transaction's Buffer (C memory in the C library), containers out are
+//     registered as object handles of the attempt.
+package abi
