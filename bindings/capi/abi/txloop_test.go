@@ -108,24 +108,7 @@ func TestRetryWokenByCommit(t *testing.T) {
 	}
 	en.is(l.TxRestart(tx, 0, en.e()), abi.Timeout)
 
-	done := make(chan int32)
-	go func() {
-		var e abi.Error
-		var tx2, r, q uint64
-		if rc := l.TxBegin(en.st, 0, &tx2, &e); rc != abi.OK {
-			done <- rc
-			return
-		}
-		time.Sleep(20 * time.Millisecond) // let the main goroutine sleep in Restart
-		rc := l.TxRoot(tx2, &r, &e)
-		if rc == abi.OK {
-			rc = l.DictContainer(tx2, r, str("q"), abi.KindQueue, 0, &q, &e)
-		}
-		if rc == abi.OK {
-			rc = l.QueuePut(tx2, q, str("job"), 0, &e)
-		}
-		done <- l.TxEnd(tx2, rc, &e)
-	}()
+	done := en.putLater("q", "job")
 	var e abi.Error
 	if rc := l.TxRestart(tx, 10_000, &e); rc != abi.OK {
 		t.Fatalf("restart: %s (%s)", abi.CodeName(rc), e.Message())
@@ -135,6 +118,32 @@ func TestRetryWokenByCommit(t *testing.T) {
 	}
 	en.ok(get())
 	en.commit(tx)
+}
+
+// putLater puts item on the Queue under key in another goroutine, in a
+// transaction that begins at once and commits 20 ms later (while the
+// test's goroutine sleeps in Restart); the channel gets its end's code.
+func (en *env) putLater(key, item string) <-chan int32 {
+	l := en.l
+	done := make(chan int32, 1)
+	go func() {
+		var e abi.Error
+		var tx, r, q uint64
+		if rc := l.TxBegin(en.st, 0, &tx, &e); rc != abi.OK {
+			done <- rc
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+		rc := l.TxRoot(tx, &r, &e)
+		if rc == abi.OK {
+			rc = l.DictContainer(tx, r, str(key), abi.KindQueue, 0, &q, &e)
+		}
+		if rc == abi.OK {
+			rc = l.QueuePut(tx, q, str(item), 0, &e)
+		}
+		done <- l.TxEnd(tx, rc, &e)
+	}()
+	return done
 }
 
 // TestOrElse: the first alternative retries, the body reruns at once with
@@ -204,16 +213,7 @@ func TestOrElse(t *testing.T) {
 	en.is(l.TxRestart(tx, 20, en.e()), abi.Timeout)
 	en.set("unrelated", num(1))
 	en.is(l.TxRestart(tx, 20, en.e()), abi.Timeout)
-	done := make(chan int32)
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		var e abi.Error
-		var tx2, r, q uint64
-		l.TxBegin(en.st, 0, &tx2, &e)
-		l.TxRoot(tx2, &r, &e)
-		l.DictContainer(tx2, r, str("q1"), abi.KindQueue, 0, &q, &e)
-		done <- l.TxEnd(tx2, l.QueuePut(tx2, q, str("from q1"), 0, &e), &e)
-	}()
+	done := en.putLater("q1", "from q1")
 	var e abi.Error
 	if rc := l.TxRestart(tx, 10_000, &e); rc != abi.OK {
 		t.Fatalf("restart: %s (%s)", abi.CodeName(rc), e.Message())
