@@ -1,0 +1,41 @@
+// Package abi is the logic of libshmstore.so, the C ABI that
+// bindings/capi/shmstore.h declares, without cgo so that it is tested and
+// fuzzed as ordinary Go. The cgo shim (bindings/capi, package main) only
+// converts types: each exported C function calls the Lib method of the
+// same name, passing C pointers as Go pointers (nil for NULL) that the
+// method reads or writes during the call and never keeps.
+//
+// What it owns:
+//   - handle tables (handles.go): stores and transactions in tables
+//     behind Lib.mu, objects in a table per attempt of a transaction;
+//     a handle carries a generation, so a stale one never names a new
+//     thing (ErrClosed, ErrTxClosed);
+//   - the error mapping (codes.go): root sentinels to SHM_ERR_* codes by
+//     errors.Is, messages copied (truncated, NUL-terminated) into the
+//     caller's Error;
+//   - every call's guard (lib.go): a panic becomes ErrOther with its text,
+//     a forked child gets ErrForked, every handle and pointer is checked
+//     (nil pointers: ErrBadArg);
+//   - the transaction steps (tx.go) onto Store.Begin, Tx.End, Again,
+//     Tx.Restart and Tx.Rollback, and OrElse's steps through
+//     internal/layers;
+//   - values in and out (value.go): String and Bytes out go into the
+//     transaction's Buffer (C memory in the C library), containers out are
+//     registered as object handles of the attempt.
+//
+// What the root package does not give, and how this package does without
+// (until it does):
+//   - the store's directory and region size (shm_store_path, the bound on
+//     values passed in): read from internal/layers (shm.Store.Dir,
+//     RegionSize);
+//   - a Tx.End called again before Restart marks the Tx over without
+//     giving back its slot: the ABI keeps its own attempt state and
+//     refuses the step (ErrTxClosed) before it reaches End;
+//   - a body's ErrRetry on an attempt doomed by a read that failed on a
+//     snapshot that still holds ends the transaction in txn although Again
+//     says otherwise: shm_tx_end marks the error it passes and, when it
+//     comes back, ends the transaction (ErrOther); an ErrRetry no call of
+//     the attempt returned is refused before End (ErrBadArg);
+//   - a Queue is told from a List by Tx.Queue failing with
+//     ErrTypeMismatch.
+package abi
