@@ -33,10 +33,16 @@ import (
 // what a run handed out dies with it (ErrTxClosed). A Tx is used by one
 // goroutine at a time. Rollback gives the transaction up at any point.
 func (s *Store) Begin(readOnly bool) (*Tx, error) {
+	return s.BeginContext(context.Background(), readOnly)
+}
+
+// BeginContext is Begin that gives up, with ctx.Err(), if ctx ends while
+// it waits for one of the process's transaction slots to be free.
+func (s *Store) BeginContext(ctx context.Context, readOnly bool) (*Tx, error) {
 	if s.sp == nil || s.readOnly {
 		return nil, errNoSpace
 	}
-	t, err := s.sp.Begin(readOnly)
+	t, err := s.sp.BeginContext(ctx, readOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +84,10 @@ func (tx *Tx) End(bodyErr error) error {
 		return err
 	}
 	err := tx.t.End(bodyErr)
+	if errors.Is(err, txn.ErrDone) {
+		// A second End before Restart: refused, the transaction goes on.
+		return fmt.Errorf("shmstore: End again before Restart: %w", ErrTxClosed)
+	}
 	if !Again(err) {
 		tx.over = true
 	}

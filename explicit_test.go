@@ -121,3 +121,21 @@ func TestExplicitRollbackKeepsNothing(t *testing.T) {
 	tx.Rollback() // a no-op once over
 	require.NoError(t, st.Check())
 }
+
+// TestExplicitEndTwice: a second End before Restart is refused and the
+// transaction goes on: Rollback still ends it, and Close then succeeds.
+func TestExplicitEndTwice(t *testing.T) {
+	st := openTest(t)
+	tx, err := st.Begin(false)
+	require.NoError(t, err)
+	_, err = tx.Root().Queue("q", 0)
+	require.NoError(t, err)
+	q, err := tx.Root().GetQueue("q")
+	require.NoError(t, err)
+	_, err = q.Get()
+	err = tx.End(err)
+	require.True(t, shmstore.Again(err), "%v", err)
+	require.ErrorIs(t, tx.End(nil), shmstore.ErrTxClosed)
+	tx.Rollback()
+	require.NoError(t, st.Close())
+}

@@ -83,6 +83,10 @@ func (s *Store) Close() error {
 	return s.st.Close()
 }
 
+// Dir is the store's directory: with the name, what another process
+// needs to open the same store.
+func (s *Store) Dir() string { return s.st.Dir() }
+
 // Name is the store's name.
 func (s *Store) Name() string { return s.st.Name() }
 

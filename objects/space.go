@@ -209,7 +209,13 @@ func (s *Space) readBlob(h handle.Handle) (string, error) {
 // caller runs the body on the returned Tx, then Commit or End, Restart
 // while they ask to run again, or Rollback.
 func (s *Space) Begin(readOnly bool) (*Tx, error) {
-	t, err := s.e.Begin(readOnly)
+	return s.BeginContext(context.Background(), readOnly)
+}
+
+// BeginContext is Begin that gives up when ctx ends while it waits for a
+// slot.
+func (s *Space) BeginContext(ctx context.Context, readOnly bool) (*Tx, error) {
+	t, err := s.e.BeginContext(ctx, readOnly)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,10 @@ package txn
 //	}
 //	(tx.Rollback() at any point gives up)
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
 
 // ErrDone: a step of a transaction that is over.
 var ErrDone = errors.New("transaction over")
@@ -28,7 +31,13 @@ var ErrDone = errors.New("transaction over")
 // transaction is over. A Tx belongs to one goroutine (or thread) at a
 // time.
 func (e *Engine) Begin(readOnly bool) (*Tx, error) {
-	tx, err := e.get()
+	return e.BeginContext(context.Background(), readOnly)
+}
+
+// BeginContext is Begin that gives up, with ctx.Err(), when ctx ends
+// while it waits for one of the process's slots.
+func (e *Engine) BeginContext(ctx context.Context, readOnly bool) (*Tx, error) {
+	tx, err := e.getContext(ctx)
 	if err != nil {
 		return nil, err
 	}
