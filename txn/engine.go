@@ -163,7 +163,8 @@ func (e *Engine) get() (*Tx, error) { return e.getContext(context.Background()) 
 // getContext is get that gives up when ctx ends while it waits for one of
 // this process's slots to be returned.
 func (e *Engine) getContext(ctx context.Context) (*Tx, error) {
-	if ctx.Done() != nil {
+	done := ctx.Done() // nil for a context that never ends: no checks then
+	if done != nil {
 		stop := context.AfterFunc(ctx, func() {
 			e.mu.Lock()
 			e.freed.Broadcast() // the waiters below re-check ctx
@@ -177,12 +178,14 @@ func (e *Engine) getContext(ctx context.Context) (*Tx, error) {
 			e.mu.Unlock()
 			return nil, fmt.Errorf("txn: store %q: %w", e.st.Name(), shm.ErrClosed)
 		}
-		if err := ctx.Err(); err != nil {
-			if len(e.idle) > 0 {
-				e.freed.Signal() // the wake-up this waiter may have taken goes on
+		if done != nil {
+			if err := ctx.Err(); err != nil {
+				if len(e.idle) > 0 {
+					e.freed.Signal() // the wake-up this waiter may have taken goes on
+				}
+				e.mu.Unlock()
+				return nil, err
 			}
-			e.mu.Unlock()
-			return nil, err
 		}
 		if n := len(e.idle); n > 0 {
 			tx := e.idle[n-1]

@@ -179,7 +179,9 @@ func (tx *Tx) start(readOnly bool) {
 	tx.prev = tx.prev[:0]
 	tx.skip, tx.carry = tx.skip[:0], tx.carry[:0]
 	tx.next = nextNone
-	tx.rl = relief{}
+	if tx.rl.rounds != 0 || !tx.rl.deadline.IsZero() {
+		tx.rl = relief{}
+	}
 	tx.aborts = 0
 	// For inspectors only. A fenced store costs as much as a third of a
 	// read-only transaction: stored only when the (5 ms) clock moved.
