@@ -1339,6 +1339,21 @@ static PyObject *copy_out(txstate *ts, const shm_value *v, PyObject *memo)
     return from_value(ts, v);
 }
 
+/* taken: a value removed from the store by this operation (pop, a queue's
+ * get): a container is freed when the transaction commits, so it comes out
+ * as a copy (to_python), read now in the same transaction. */
+static PyObject *taken(txstate *ts, const shm_value *v)
+{
+    PyObject *memo, *res;
+    if (v->kind < SHM_DICT)
+        return from_value(ts, v);
+    if (!(memo = PyDict_New()))
+        return NULL;
+    res = copy_out(ts, v, memo);
+    Py_DECREF(memo);
+    return res;
+}
+
 static PyObject *op_to_python(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
 {
     PyObject *memo = PyDict_New(), *res;
@@ -1584,9 +1599,29 @@ fail:
     return NULL;
 }
 
+static PyObject *op_dict_take(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *b)
+{
+    shm_value k, v;
+    shm_error err;
+    int32_t rc;
+    (void)p;
+    (void)b;
+    if (to_key(key, &k) < 0)
+        return NULL;
+    ERR_INIT(err);
+    rc = L.shm_dict_get(ts->tx, o, &k, &v, &err);
+    if (rc == SHM_ERR_NOT_FOUND) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    }
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return taken(ts, &v);
+}
+
 static PyObject *op_dict_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *dflt)
 {
-    PyObject *v = op_dict_get(ts, p, o, key, NULL), *r;
+    PyObject *v = op_dict_take(ts, p, o, key, NULL), *r;
     if (!v) {
         if (dflt && PyErr_ExceptionMatches(PyExc_KeyError)) {
             PyErr_Clear();
@@ -1985,7 +2020,7 @@ static PyObject *op_list_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *i
         }
         if (rc < 0)
             return raise_rc(rc, &err);
-        return from_value(ts, &v);
+        return taken(ts, &v);
     }
     n = list_len_raw(ts, o, &ok);
     if (!ok)
@@ -1998,7 +2033,11 @@ static PyObject *op_list_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *i
         PyErr_SetString(PyExc_IndexError, "pop index out of range");
         return NULL;
     }
-    res = op_list_get(ts, p, o, idx, NULL);
+    ERR_INIT(err);
+    rc = L.shm_list_get(ts->tx, o, i, &v, &err);
+    if (rc < 0)
+        return range_error(rc, &err, "pop");
+    res = taken(ts, &v);
     if (!res)
         return NULL;
     r = op_list_del(ts, p, o, idx, NULL);
@@ -2418,7 +2457,7 @@ static PyObject *op_queue(txstate *ts, ProxyObject *p, shm_obj o, PyObject *val,
     }
     if (val)
         Py_RETURN_NONE;
-    return from_value(ts, &v);
+    return taken(ts, &v);
 }
 
 static PyObject *op_queue_len(txstate *ts, ProxyObject *p, shm_obj o, PyObject *cap, PyObject *b)
