@@ -120,7 +120,39 @@ def open(name, *, dir=None, create=True, exclusive=False, region_size=0, max_siz
     st = _c._open(Store, name, dir, flag, int(region_size), int(max_size), int(mode),
                   bool(read_only))
     _stores[st.path] = st
+    _close_at_exit()
     return st
+
+
+_exit_hooks = []
+
+
+def _close_all():
+    """Close the stores still open when the process exits, so that it
+    leaves them as a departed process, not a dead one (which the next
+    process to open the store must recover)."""
+    for st in list(_stores.values()) + list(_kept_open.values()):
+        try:
+            st.close()
+        except Error:
+            pass
+
+
+def _close_at_exit():
+    # atexit for the main program and spawn children; multiprocessing's
+    # own finalizers for fork and forkserver children, which leave
+    # through os._exit
+    pid = _os.getpid()
+    if pid in _exit_hooks:
+        return
+    _exit_hooks.append(pid)
+    import atexit
+    atexit.register(_close_all)
+    try:
+        import multiprocessing.util as mpu
+        mpu.Finalize(None, _close_all, exitpriority=-100)
+    except ImportError:
+        pass
 
 
 def remove(name, *, dir=None, force=False):
@@ -330,6 +362,28 @@ class Store(_c.StoreBase):
         """Give up the transaction begun with begin(): nothing it wrote is kept."""
         txn = self._take_explicit()
         txn.rollback()
+
+    # -- maintenance -----------------------------------------------------
+
+    def recover(self):
+        """Repair what dead processes (killed in the middle of a
+        transaction, say) left behind. Any process waiting on them does
+        this by itself; check() does it first."""
+        # The ABI has no shm_recover: opening the store recovers every
+        # dead process (shmstore.Open), so a second handle is opened and
+        # closed.
+        path = self.path.rstrip("/")
+        tmp = _c._open(_c.StoreBase, _os.path.basename(path), _os.path.dirname(path),
+                       _c.SHM_OPEN_MUST_EXIST, 0, 0, 0, False)
+        tmp.close()
+
+    def check(self, recover=True):
+        """Check the store's consistency (after recover(), unless
+        recover=False, as shmctl check does); raises shmstore.Error
+        listing the problems."""
+        if recover:
+            self.recover()
+        super().check()
 
     # -- helpers ---------------------------------------------------------
 

@@ -50,16 +50,17 @@ def slow_transfer_worker(accounts, ready):
         transfer(a, b, rnd.randint(1, 10))
 
 
-def total_checker(accounts, expected, stop, result):
+def total_checker(accounts, expected, started, stop, result):
     """Reads the sum in read-only transactions until stop is set; result
     gets the number of checks and of wrong sums."""
     store = accounts._shm_store
     checks = bad = 0
-    while not stop.is_set():
+    while not stop.is_set() or checks == 0:
         total = store.view(lambda: sum(accounts.values()))
         checks += 1
         if total != expected:
             bad += 1
+        started.set()
     result.put((checks, bad))
 
 
