@@ -193,6 +193,18 @@ static int32_t body_code(void)
 
 #define ERR_INIT(e) ((e).code = 0, (e).msg[0] = 0)
 
+/* NOGIL(call): a call into the library with the GIL released. Besides the
+ * calls the header names as blocking, any read may wait for a word that
+ * another transaction holds: one committing, or a starved read-only
+ * transaction's prelocks while its body runs; when that body is Python in
+ * another thread of this process, it needs the GIL to finish. */
+#define NOGIL(stmt)             \
+    do {                        \
+        Py_BEGIN_ALLOW_THREADS  \
+        stmt;                   \
+        Py_END_ALLOW_THREADS    \
+    } while (0)
+
 /* ------------------------------------------------------------------ */
 /* Transactions as C sees them: a thread-local stack.                  */
 
@@ -465,7 +477,7 @@ static int proxy_obj(txstate *ts, ProxyObject *p, shm_obj *out)
     }
     ERR_INIT(err);
     memset(&v, 0, sizeof v);
-    rc = L.shm_tx_open(ts->tx, p->id, &v, &err);
+    NOGIL(rc = L.shm_tx_open(ts->tx, p->id, &v, &err));
     if (rc < 0) {
         raise_rc(rc, &err);
         return -1;
@@ -587,7 +599,7 @@ static int new_container(txstate *ts, int32_t kind, int64_t cap, shm_obj *out)
     shm_error err;
     int32_t rc;
     ERR_INIT(err);
-    rc = L.shm_tx_new(ts->tx, kind, cap, out, &err);
+    NOGIL(rc = L.shm_tx_new(ts->tx, kind, cap, out, &err));
     if (rc < 0) {
         raise_rc(rc, &err);
         return -1;
@@ -654,7 +666,7 @@ static int fill_dict(txstate *ts, shm_obj d, PyObject *o, PyObject **memo)
         if (to_key(k, &kv) < 0 || to_value(ts, x, &vv, memo) < 0)
             goto fail;
         ERR_INIT(err);
-        rc = L.shm_dict_set(ts->tx, d, &kv, &vv, &err);
+        NOGIL(rc = L.shm_dict_set(ts->tx, d, &kv, &vv, &err));
         if (rc < 0) {
             raise_rc(rc, &err);
             goto fail;
@@ -681,7 +693,7 @@ static int fill_list(txstate *ts, shm_obj l, PyObject *o, PyObject **memo)
         if (to_value(ts, PySequence_Fast_GET_ITEM(seq, i), &vv, memo) < 0)
             goto fail;
         ERR_INIT(err);
-        rc = L.shm_list_append(ts->tx, l, &vv, &err);
+        NOGIL(rc = L.shm_list_append(ts->tx, l, &vv, &err));
         if (rc < 0) {
             raise_rc(rc, &err);
             goto fail;
@@ -788,7 +800,7 @@ static PyObject *record_class_of(txstate *ts, shm_obj o)
     PyObject *name, *cls;
     ERR_INIT(err);
     memset(&v, 0, sizeof v);
-    rc = L.shm_record_class(ts->tx, o, &v, &err);
+    NOGIL(rc = L.shm_record_class(ts->tx, o, &v, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     name = PyUnicode_DecodeUTF8(v.str ? v.str : "", (Py_ssize_t)v.len, "surrogateescape");
@@ -831,7 +843,7 @@ static PyObject *make_proxy(txstate *ts, shm_obj o, int32_t kind)
     PyObject *cls, *res;
     ProxyObject *p;
     ERR_INIT(err);
-    rc = L.shm_obj_id(ts->tx, o, &id, &err);
+    NOGIL(rc = L.shm_obj_id(ts->tx, o, &id, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     switch (kind) {
@@ -867,7 +879,7 @@ static int bind_new(txstate *ts, ProxyObject *p, shm_obj o, int pending)
     uint64_t id = 0;
     int32_t rc;
     ERR_INIT(err);
-    rc = L.shm_obj_id(ts->tx, o, &id, &err);
+    NOGIL(rc = L.shm_obj_id(ts->tx, o, &id, &err));
     if (rc < 0) {
         raise_rc(rc, &err);
         return -1;
@@ -935,7 +947,7 @@ static int new_record(txstate *ts, PyTypeObject *t, shm_obj *out)
         const char *cname = PyUnicode_AsUTF8(name);
         if (!cname)
             goto done;
-        rc = L.shm_tx_new_record(ts->tx, cname, names, (int32_t)n, out, &err);
+        NOGIL(rc = L.shm_tx_new_record(ts->tx, cname, names, (int32_t)n, out, &err));
     }
     if (rc < 0) {
         raise_rc(rc, &err);
@@ -995,7 +1007,7 @@ static int materialize(txstate *ts, ProxyObject *p, shm_obj *out, PyObject **mem
             return -1;
         if (n0) {
             ERR_INIT(err);
-            rc = L.shm_counter_add_blind(ts->tx, o, n0, &err);
+            NOGIL(rc = L.shm_counter_add_blind(ts->tx, o, n0, &err));
             if (rc < 0) {
                 raise_rc(rc, &err);
                 return -1;
@@ -1154,7 +1166,7 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
     int64_t n = 0, i;
     PyObject *key, *res = NULL;
     ERR_INIT(err);
-    rc = L.shm_obj_id(ts->tx, o, &id, &err);
+    NOGIL(rc = L.shm_obj_id(ts->tx, o, &id, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     key = PyLong_FromUnsignedLongLong(id);
@@ -1179,7 +1191,7 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
             shm_value kv;
             PyObject *k;
             ERR_INIT(err);
-            rc = L.shm_dict_key(ts->tx, o, i, &kv, &err);
+            NOGIL(rc = L.shm_dict_key(ts->tx, o, i, &kv, &err));
             if (rc == SHM_ERR_RANGE)
                 break;
             if (rc < 0) {
@@ -1203,7 +1215,7 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
                 goto fail;
             }
             ERR_INIT(err);
-            rc = L.shm_dict_get(ts->tx, o, &kv, &vv, &err);
+            NOGIL(rc = L.shm_dict_get(ts->tx, o, &kv, &vv, &err));
             if (rc < 0) {
                 Py_DECREF(keys);
                 raise_rc(rc, &err);
@@ -1230,7 +1242,7 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
         if (!(res = PyList_New(0)) || PyDict_SetItem(memo, key, res) < 0)
             goto fail;
         ERR_INIT(err);
-        rc = L.shm_list_len(ts->tx, o, &n, &err);
+        NOGIL(rc = L.shm_list_len(ts->tx, o, &n, &err));
         if (rc < 0) {
             raise_rc(rc, &err);
             goto fail;
@@ -1239,7 +1251,7 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
             shm_value vv;
             PyObject *x;
             ERR_INIT(err);
-            rc = L.shm_list_get(ts->tx, o, i, &vv, &err);
+            NOGIL(rc = L.shm_list_get(ts->tx, o, i, &vv, &err));
             if (rc < 0) {
                 raise_rc(rc, &err);
                 goto fail;
@@ -1256,7 +1268,7 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
     case SHM_COUNTER: {
         int64_t c = 0;
         ERR_INIT(err);
-        rc = L.shm_counter_get(ts->tx, o, &c, &err);
+        NOGIL(rc = L.shm_counter_get(ts->tx, o, &c, &err));
         if (rc < 0) {
             raise_rc(rc, &err);
             goto fail;
@@ -1278,7 +1290,7 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
         if (PyDict_SetItem(memo, key, res) < 0)
             goto fail;
         ERR_INIT(err);
-        rc = L.shm_record_nfields(ts->tx, o, &n, &err);
+        NOGIL(rc = L.shm_record_nfields(ts->tx, o, &n, &err));
         if (rc < 0) {
             raise_rc(rc, &err);
             goto fail;
@@ -1288,7 +1300,7 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
             PyObject *name, *x;
             const char *cname;
             ERR_INIT(err);
-            rc = L.shm_record_field(ts->tx, o, i, &fv, &err);
+            NOGIL(rc = L.shm_record_field(ts->tx, o, i, &fv, &err));
             if (rc < 0) {
                 raise_rc(rc, &err);
                 goto fail;
@@ -1303,7 +1315,7 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
                 goto fail;
             }
             ERR_INIT(err);
-            rc = L.shm_record_get(ts->tx, o, cname, &vv, &err);
+            NOGIL(rc = L.shm_record_get(ts->tx, o, cname, &vv, &err));
             if (rc < 0) {
                 Py_DECREF(name);
                 raise_rc(rc, &err);
@@ -1425,7 +1437,7 @@ static PyObject *op_dict_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject *k
         return NULL;
     }
     ERR_INIT(err);
-    rc = L.shm_dict_get(ts->tx, o, &k, &v, &err);
+    NOGIL(rc = L.shm_dict_get(ts->tx, o, &k, &v, &err));
     if (rc == SHM_ERR_NOT_FOUND) {
         if (dflt) {
             Py_INCREF(dflt);
@@ -1453,7 +1465,7 @@ static PyObject *op_dict_set(txstate *ts, ProxyObject *p, shm_obj o, PyObject *k
         return NULL;
     }
     ERR_INIT(err);
-    rc = L.shm_dict_set(ts->tx, o, &k, &v, &err);
+    NOGIL(rc = L.shm_dict_set(ts->tx, o, &k, &v, &err));
     Py_XDECREF(memo);
     if (rc < 0)
         return raise_rc(rc, &err);
@@ -1475,7 +1487,7 @@ static PyObject *op_dict_del(txstate *ts, ProxyObject *p, shm_obj o, PyObject *k
         return NULL;
     }
     ERR_INIT(err);
-    rc = L.shm_dict_delete(ts->tx, o, &k, &err);
+    NOGIL(rc = L.shm_dict_delete(ts->tx, o, &k, &err));
     if (rc == SHM_ERR_NOT_FOUND) {
         PyErr_SetObject(PyExc_KeyError, key);
         return NULL;
@@ -1494,7 +1506,7 @@ static PyObject *op_dict_len(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a
     (void)a;
     (void)b;
     ERR_INIT(err);
-    rc = L.shm_dict_len(ts->tx, o, &n, &err);
+    NOGIL(rc = L.shm_dict_len(ts->tx, o, &n, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     return PyLong_FromLongLong(n);
@@ -1515,7 +1527,7 @@ static PyObject *op_dict_contains(txstate *ts, ProxyObject *p, shm_obj o, PyObje
         return NULL;
     }
     ERR_INIT(err);
-    rc = L.shm_dict_get(ts->tx, o, &k, &v, &err);
+    NOGIL(rc = L.shm_dict_get(ts->tx, o, &k, &v, &err));
     if (rc == SHM_ERR_NOT_FOUND)
         Py_RETURN_FALSE;
     if (rc < 0)
@@ -1536,7 +1548,7 @@ static PyObject *dict_keys(txstate *ts, shm_obj o)
         int32_t rc;
         PyObject *k;
         ERR_INIT(err);
-        rc = L.shm_dict_key(ts->tx, o, i, &kv, &err);
+        NOGIL(rc = L.shm_dict_key(ts->tx, o, i, &kv, &err));
         if (rc == SHM_ERR_RANGE)
             break;
         if (rc < 0) {
@@ -1609,7 +1621,7 @@ static PyObject *op_dict_take(txstate *ts, ProxyObject *p, shm_obj o, PyObject *
     if (to_key(key, &k) < 0)
         return NULL;
     ERR_INIT(err);
-    rc = L.shm_dict_get(ts->tx, o, &k, &v, &err);
+    NOGIL(rc = L.shm_dict_get(ts->tx, o, &k, &v, &err));
     if (rc == SHM_ERR_NOT_FOUND) {
         PyErr_SetObject(PyExc_KeyError, key);
         return NULL;
@@ -1687,7 +1699,7 @@ static PyObject *op_dict_container(txstate *ts, ProxyObject *p, shm_obj o, PyObj
     if (to_key(key, &k) < 0)
         return NULL;
     ERR_INIT(err);
-    rc = L.shm_dict_container(ts->tx, o, &k, kind, cap, &out, &err);
+    NOGIL(rc = L.shm_dict_container(ts->tx, o, &k, kind, cap, &out, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     return make_proxy(ts, out, kind);
@@ -1847,7 +1859,7 @@ static int64_t list_len_raw(txstate *ts, shm_obj o, int *ok)
     shm_error err;
     int32_t rc;
     ERR_INIT(err);
-    rc = L.shm_list_len(ts->tx, o, &n, &err);
+    NOGIL(rc = L.shm_list_len(ts->tx, o, &n, &err));
     *ok = rc >= 0;
     if (rc < 0)
         raise_rc(rc, &err);
@@ -1884,7 +1896,7 @@ static PyObject *op_list_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject *i
     if (list_index(idx, &i) < 0)
         return NULL;
     ERR_INIT(err);
-    rc = L.shm_list_get(ts->tx, o, i, &v, &err);
+    NOGIL(rc = L.shm_list_get(ts->tx, o, i, &v, &err));
     if (rc < 0)
         return range_error(rc, &err, "list");
     return from_value(ts, &v);
@@ -1905,7 +1917,7 @@ static PyObject *op_list_set(txstate *ts, ProxyObject *p, shm_obj o, PyObject *i
         return NULL;
     }
     ERR_INIT(err);
-    rc = L.shm_list_set(ts->tx, o, i, &v, &err);
+    NOGIL(rc = L.shm_list_set(ts->tx, o, i, &v, &err));
     Py_XDECREF(memo);
     if (rc < 0)
         return range_error(rc, &err, "list assignment");
@@ -1922,7 +1934,7 @@ static PyObject *op_list_del(txstate *ts, ProxyObject *p, shm_obj o, PyObject *i
     if (list_index(idx, &i) < 0)
         return NULL;
     ERR_INIT(err);
-    rc = L.shm_list_delete(ts->tx, o, i, &err);
+    NOGIL(rc = L.shm_list_delete(ts->tx, o, i, &err));
     if (rc < 0)
         return range_error(rc, &err, "list assignment");
     Py_RETURN_NONE;
@@ -1955,11 +1967,11 @@ static PyObject *op_list_insert(txstate *ts, ProxyObject *p, shm_obj o, PyObject
     }
     ERR_INIT(err);
     if (i == n)
-        rc = L.shm_list_append(ts->tx, o, &v, &err);
+        NOGIL(rc = L.shm_list_append(ts->tx, o, &v, &err));
     else if (i == 0)
-        rc = L.shm_list_prepend(ts->tx, o, &v, &err);
+        NOGIL(rc = L.shm_list_prepend(ts->tx, o, &v, &err));
     else
-        rc = L.shm_list_insert(ts->tx, o, i, &v, &err);
+        NOGIL(rc = L.shm_list_insert(ts->tx, o, i, &v, &err));
     Py_XDECREF(memo);
     if (rc < 0)
         return raise_rc(rc, &err);
@@ -1979,7 +1991,7 @@ static PyObject *op_list_append(txstate *ts, ProxyObject *p, shm_obj o, PyObject
         return NULL;
     }
     ERR_INIT(err);
-    rc = front == Py_True ? L.shm_list_prepend(ts->tx, o, &v, &err) : L.shm_list_append(ts->tx, o, &v, &err);
+    NOGIL(rc = front == Py_True ? L.shm_list_prepend(ts->tx, o, &v, &err) : L.shm_list_append(ts->tx, o, &v, &err));
     Py_XDECREF(memo);
     if (rc < 0)
         return raise_rc(rc, &err);
@@ -2013,7 +2025,7 @@ static PyObject *op_list_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *i
         return NULL;
     if (i == -1 || i == 0) {
         ERR_INIT(err);
-        rc = L.shm_list_pop(ts->tx, o, i == 0, &v, &err);
+        NOGIL(rc = L.shm_list_pop(ts->tx, o, i == 0, &v, &err));
         if (rc == SHM_ERR_RANGE || rc == SHM_ERR_NOT_FOUND) {
             PyErr_SetString(PyExc_IndexError, "pop from empty list");
             return NULL;
@@ -2034,7 +2046,7 @@ static PyObject *op_list_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *i
         return NULL;
     }
     ERR_INIT(err);
-    rc = L.shm_list_get(ts->tx, o, i, &v, &err);
+    NOGIL(rc = L.shm_list_get(ts->tx, o, i, &v, &err));
     if (rc < 0)
         return range_error(rc, &err, "pop");
     res = taken(ts, &v);
@@ -2068,7 +2080,7 @@ static PyObject *op_list_items(txstate *ts, ProxyObject *p, shm_obj o, PyObject 
         int32_t rc;
         PyObject *x;
         ERR_INIT(err);
-        rc = L.shm_list_get(ts->tx, o, i, &v, &err);
+        NOGIL(rc = L.shm_list_get(ts->tx, o, i, &v, &err));
         if (rc < 0) {
             Py_DECREF(res);
             return raise_rc(rc, &err);
@@ -2097,7 +2109,7 @@ static PyObject *op_list_clear(txstate *ts, ProxyObject *p, shm_obj o, PyObject 
         shm_error err;
         int32_t rc;
         ERR_INIT(err);
-        rc = L.shm_list_pop(ts->tx, o, 0, &v, &err);
+        NOGIL(rc = L.shm_list_pop(ts->tx, o, 0, &v, &err));
         if (rc < 0)
             return raise_rc(rc, &err);
     }
@@ -2248,7 +2260,7 @@ static PyObject *op_counter_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject
     (void)a;
     (void)b;
     ERR_INIT(err);
-    rc = L.shm_counter_get(ts->tx, o, &n, &err);
+    NOGIL(rc = L.shm_counter_get(ts->tx, o, &n, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     return PyLong_FromLongLong(n);
@@ -2272,12 +2284,12 @@ static PyObject *op_counter_add(txstate *ts, ProxyObject *p, shm_obj o, PyObject
         return NULL;
     ERR_INIT(err);
     if (blind == Py_True) {
-        rc = L.shm_counter_add_blind(ts->tx, o, d, &err);
+        NOGIL(rc = L.shm_counter_add_blind(ts->tx, o, d, &err));
         if (rc < 0)
             return raise_rc(rc, &err);
         Py_RETURN_NONE;
     }
-    rc = L.shm_counter_add(ts->tx, o, d, &out, &err);
+    NOGIL(rc = L.shm_counter_add(ts->tx, o, d, &out, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     return PyLong_FromLongLong(out);
@@ -2435,10 +2447,10 @@ static PyObject *op_queue(txstate *ts, ProxyObject *p, shm_obj o, PyObject *val,
             Py_XDECREF(memo);
             return NULL;
         }
-        rc = L.shm_queue_put(ts->tx, o, &v, !block || t >= 0, &err);
+        NOGIL(rc = L.shm_queue_put(ts->tx, o, &v, !block || t >= 0, &err));
         Py_XDECREF(memo);
     } else
-        rc = L.shm_queue_get(ts->tx, o, !block || t >= 0, &v, &err);
+        NOGIL(rc = L.shm_queue_get(ts->tx, o, !block || t >= 0, &v, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     if (rc == SHM_FALSE) {
@@ -2448,7 +2460,7 @@ static PyObject *op_queue(txstate *ts, ProxyObject *p, shm_obj o, PyObject *val,
                 ts->deadline = now + t;
             if (now < ts->deadline) {
                 ERR_INIT(err);
-                rc = L.shm_tx_retry(ts->tx, &err);
+                NOGIL(rc = L.shm_tx_retry(ts->tx, &err));
                 return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
             }
         }
@@ -2468,7 +2480,7 @@ static PyObject *op_queue_len(txstate *ts, ProxyObject *p, shm_obj o, PyObject *
     (void)p;
     (void)b;
     ERR_INIT(err);
-    rc = cap == Py_True ? L.shm_queue_cap(ts->tx, o, &n, &err) : L.shm_queue_len(ts->tx, o, &n, &err);
+    NOGIL(rc = cap == Py_True ? L.shm_queue_cap(ts->tx, o, &n, &err) : L.shm_queue_len(ts->tx, o, &n, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     return PyLong_FromLongLong(n);
@@ -2573,7 +2585,7 @@ static int record_set_raw(txstate *ts, shm_obj o, PyObject *name, PyObject *val,
     if (to_value(ts, val, &v, memo) < 0)
         return -1;
     ERR_INIT(err);
-    rc = L.shm_record_set(ts->tx, o, cname, &v, &err);
+    NOGIL(rc = L.shm_record_set(ts->tx, o, cname, &v, &err));
     if (rc == SHM_ERR_NOT_FOUND) {
         PyErr_Format(PyExc_AttributeError, "the shared record has no field %R", name);
         return -1;
@@ -2596,7 +2608,7 @@ static PyObject *op_record_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject 
     if (!(cname = PyUnicode_AsUTF8(name)))
         return NULL;
     ERR_INIT(err);
-    rc = L.shm_record_get(ts->tx, o, cname, &v, &err);
+    NOGIL(rc = L.shm_record_get(ts->tx, o, cname, &v, &err));
     if (rc == SHM_ERR_NOT_FOUND)
         return PyErr_Format(PyExc_AttributeError, "the shared record has no field %R", name);
     if (rc < 0)
@@ -2626,7 +2638,7 @@ static PyObject *op_record_fields(txstate *ts, ProxyObject *p, shm_obj o, PyObje
     (void)a;
     (void)b;
     ERR_INIT(err);
-    rc = L.shm_record_nfields(ts->tx, o, &n, &err);
+    NOGIL(rc = L.shm_record_nfields(ts->tx, o, &n, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     res = PyTuple_New((Py_ssize_t)n);
@@ -2636,7 +2648,7 @@ static PyObject *op_record_fields(txstate *ts, ProxyObject *p, shm_obj o, PyObje
         shm_value v;
         PyObject *x;
         ERR_INIT(err);
-        rc = L.shm_record_field(ts->tx, o, i, &v, &err);
+        NOGIL(rc = L.shm_record_field(ts->tx, o, i, &v, &err));
         if (rc < 0) {
             Py_DECREF(res);
             return raise_rc(rc, &err);
@@ -2749,7 +2761,9 @@ static PyObject *counter_new(PyTypeObject *t, PyObject *args, PyObject *kw)
         if (store_live(ts->store) < 0 || new_container(ts, SHM_COUNTER, 0, &o) < 0)
             goto fail;
         ERR_INIT(err);
-        if (n0 && (rc = L.shm_counter_add_blind(ts->tx, o, n0, &err)) < 0) {
+        if (n0)
+            NOGIL(rc = L.shm_counter_add_blind(ts->tx, o, n0, &err));
+        if (rc < 0) {
             raise_rc(rc, &err);
             goto fail;
         }
@@ -2908,7 +2922,7 @@ static PyObject *txn_retry(TxnObject *t, PyObject *u)
     if (txn_live(t) < 0)
         return NULL;
     ERR_INIT(err);
-    rc = L.shm_tx_retry(t->ts.tx, &err);
+    NOGIL(rc = L.shm_tx_retry(t->ts.tx, &err));
     return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
 }
 
@@ -2921,7 +2935,7 @@ static PyObject *txn_or_else_begin(TxnObject *t, PyObject *u)
     if (txn_live(t) < 0)
         return NULL;
     ERR_INIT(err);
-    rc = L.shm_tx_or_else_begin(t->ts.tx, &token, &err);
+    NOGIL(rc = L.shm_tx_or_else_begin(t->ts.tx, &token, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     return Py_BuildValue("(LO)", (long long)token, rc == SHM_OK ? Py_True : Py_False);
@@ -2937,7 +2951,7 @@ static PyObject *txn_or_else_retried(TxnObject *t, PyObject *arg)
     if (txn_live(t) < 0)
         return NULL;
     ERR_INIT(err);
-    rc = L.shm_tx_or_else_retried(t->ts.tx, token, &err);
+    NOGIL(rc = L.shm_tx_or_else_retried(t->ts.tx, token, &err));
     return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
 }
 
@@ -3060,7 +3074,7 @@ static PyObject *store_close(StoreObject *st, PyObject *u)
     if (fork_check() < 0)
         return NULL;
     ERR_INIT(err);
-    rc = L.shm_close(st->h, &err);
+    NOGIL(rc = L.shm_close(st->h, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     st->closed = 1;
@@ -3092,7 +3106,7 @@ static PyObject *store_stats(StoreObject *st, PyObject *u)
     if (store_live(st) < 0)
         return NULL;
     ERR_INIT(err);
-    rc = L.shm_store_stats(st->h, &used, &max, &err);
+    NOGIL(rc = L.shm_store_stats(st->h, &used, &max, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     return Py_BuildValue("{sLsL}", "used_bytes", (long long)used, "max_bytes", (long long)max);
@@ -3108,7 +3122,7 @@ static PyObject *op_root(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, Py
     (void)a;
     (void)b;
     ERR_INIT(err);
-    rc = L.shm_tx_root(ts->tx, &r, &err);
+    NOGIL(rc = L.shm_tx_root(ts->tx, &r, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     return make_proxy(ts, r, SHM_DICT);
@@ -3135,7 +3149,7 @@ static PyObject *op_open_id(txstate *ts, ProxyObject *p, shm_obj o, PyObject *id
         return NULL;
     ERR_INIT(err);
     memset(&v, 0, sizeof v);
-    rc = L.shm_tx_open(ts->tx, id, &v, &err);
+    NOGIL(rc = L.shm_tx_open(ts->tx, id, &v, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     return from_value(ts, &v);
@@ -3301,7 +3315,7 @@ static PyObject *mod_open(PyObject *m, PyObject *args, PyObject *kw)
     }
     st->h = h;
     ERR_INIT(err);
-    rc = L.shm_store_path(h, pathbuf, sizeof pathbuf, &err);
+    NOGIL(rc = L.shm_store_path(h, pathbuf, sizeof pathbuf, &err));
     if (rc < 0) {
         Py_DECREF(st);
         return raise_rc(rc, &err);
@@ -3365,7 +3379,7 @@ static PyObject *mod_retry(PyObject *m, PyObject *u)
         return PyErr_Format(Error, "retry() outside a transaction (it waits for a change to what the "
                                    "transaction read)");
     ERR_INIT(err);
-    rc = L.shm_tx_retry(ts->tx, &err);
+    NOGIL(rc = L.shm_tx_retry(ts->tx, &err));
     return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
 }
 

@@ -106,3 +106,42 @@ def blocked_get_main(name, dir):
     except KeyboardInterrupt:
         print("interrupted", flush=True)
         raise
+
+
+def starved_view_main(name, dir):
+    """python -c: a read-only transaction that writes from another thread
+    of this process keep aborting, until it locks what it reads (prelock)
+    and runs its Python body holding those locks; the writer thread's
+    reads then wait for them, and must do so without the GIL."""
+    import threading
+    st = shmstore.open(name, dir=dir, create=False)
+    r = st.root
+    r["k"] = 0
+    stop = threading.Event()
+
+    @st.transaction
+    def inc():
+        r["k"] = r["k"] + 1
+
+    def writer():
+        while not stop.is_set():
+            inc()
+
+    attempts = []
+
+    def body():
+        attempts.append(1)
+        v = r["k"]
+        time.sleep(0.02)  # the writer commits meanwhile: this attempt aborts
+        return v, r["k"]
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        a, b = st.view(body)
+    finally:
+        stop.set()
+        t.join()
+    assert a == b
+    print("attempts", len(attempts), flush=True)
+    st.close()

@@ -109,3 +109,13 @@ def test_queue_timeout_across_threads(store):
     except queue.Empty:
         pass
     assert 0.25 < time.monotonic() - t0 < 10
+
+
+def test_starved_view_and_a_writer_thread_do_not_deadlock(store):
+    args = helpers.store_args(store)
+    code = "import helpers, sys; helpers.starved_view_main(sys.argv[1], sys.argv[2])"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    p = subprocess.run([sys.executable, "-c", code, args["name"], args["dir"]],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert int(p.stdout.split()[1]) >= 2
