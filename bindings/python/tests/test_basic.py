@@ -420,42 +420,60 @@ def test_pickle_round_trips_in_process(store):
     assert pickle.loads(pickle.dumps(store)) is store
 
 
-def test_refcounts_stable(store):
-    """No reference leaks in the hot paths: the number of live objects does
-    not grow over many operations."""
+def test_no_leaks_in_the_hot_paths(store):
+    """No reference leaks in the hot paths (errors included): Python memory
+    does not grow with the number of operations (a leak of one object per
+    operation would add at least 32 bytes x 2000 x the operations here)."""
     import gc
     import sys
+    import tracemalloc
     r = store.root
     r["d"] = {"k": 1}
     lst = r.list("l")
     c = r.counter("c")
+    q = r.queue("q")
 
     def ops():
         d = r["d"]
         d["k"] = d["k"] + 1
         d.get("nope")
         "k" in d
+        try:
+            d["missing"]
+        except KeyError:
+            pass
+        try:
+            d["big"] = 2**70
+        except OverflowError:
+            pass
         lst.append(b"x" * 10)
         lst[-1]
         lst.pop(0)
         c.add(1)
-        r["s"] = "str"
+        q.put({"j": [1]})
+        q.get()
+        r["s"] = ("str", 1.5, None)
         r["s"]
         list(r.items())
-        try:
-            r["missing"]
-        except KeyError:
-            pass
+        d.to_python()
+        store.view(lambda: len(r))
+        acc = Account("x")
+        r["acc"] = acc
+        acc.balance
 
     for _ in range(200):
         ops()
     gc.collect()
-    before = len(gc.get_objects())
     rc_before = sys.gettotalrefcount() if hasattr(sys, "gettotalrefcount") else None
-    for _ in range(2000):
-        ops()
-    gc.collect()
-    after = len(gc.get_objects())
-    assert after - before < 50, (before, after)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            ops()
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 32 * 1024, grown
     if rc_before is not None:
         assert sys.gettotalrefcount() - rc_before < 100
