@@ -43,7 +43,6 @@ import collections.abc as _abc
 import dataclasses as _dataclasses
 import functools as _functools
 import os as _os
-import queue as _queue
 import threading as _threading
 import weakref as _weakref
 

@@ -3,7 +3,6 @@ from here). Each takes what it needs as arguments: proxies pickle as
 (store path, id)."""
 import os
 import random
-import signal
 import sys
 import time
 

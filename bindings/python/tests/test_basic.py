@@ -364,8 +364,7 @@ def test_objects_made_in_aborted_attempt_unbind(store):
     def put():
         runs.append(1)
         store.root["c"] = c
-        if len(runs) == 1:
-            shmstore.retry() if False else None
+        if len(runs) == 1:  # this attempt conflicts: c is unbound again, made anew next time
             raise_conflict()
 
     def raise_conflict():

@@ -9,7 +9,6 @@ import threading
 import time
 
 import helpers
-import shmstore
 
 
 def test_threads_run_their_own_transactions(store):
