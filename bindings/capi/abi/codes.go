@@ -139,6 +139,7 @@ type codeError struct {
 	msg  string
 }
 
+// Error is the message.
 func (e *codeError) Error() string { return e.msg }
 
 // failf makes a codeError.
@@ -153,12 +154,14 @@ func badArg(format string, args ...any) error { return failf(ErrBadArg, "shmstor
 // error through the call wrappers; it is no failure and fills no Error.
 type status int32
 
+// Error names the status.
 func (s status) Error() string { return CodeName(int32(s)) }
 
 // bodyError is what shm_tx_end hands Tx.End for a body that failed with
 // a code other than a conflict or a retry.
 type bodyError struct{ code int32 }
 
+// Error says which code the body failed with.
 func (e *bodyError) Error() string {
 	return fmt.Sprintf("shmstore: the transaction's body failed with %s", CodeName(e.code))
 }

@@ -317,6 +317,33 @@ func (t *txEntry) finish() {
 	l.mu.Unlock()
 }
 
+// intOut checks out, then writes into it what f returns (nothing when f
+// fails).
+func intOut[N int | int64](out *int64, f func() (N, error)) error {
+	if err := need(out, "out"); err != nil {
+		return err
+	}
+	n, err := f()
+	if err != nil {
+		return err
+	}
+	*out = int64(n)
+	return nil
+}
+
+// valueOut checks out, then writes into it the value f returns (nothing
+// when f fails).
+func (t *txEntry) valueOut(out *Value, f func() (shmstore.Value, error)) error {
+	if err := need(out, "out"); err != nil {
+		return err
+	}
+	v, err := f()
+	if err != nil {
+		return err
+	}
+	return t.out(v, out)
+}
+
 // need checks that an out-pointer is not NULL.
 func need[P any](p *P, what string) error {
 	if p == nil {

@@ -4,6 +4,8 @@ package abi
 
 import (
 	"unsafe"
+
+	"github.com/shmstore/shmstore"
 )
 
 // Dicts.
@@ -15,14 +17,7 @@ func (l *Lib) DictGet(h, d uint64, key, out *Value, e *Error) int32 {
 		if err != nil {
 			return err
 		}
-		if err := need(out, "out"); err != nil {
-			return err
-		}
-		v, err := o.d.Get(k)
-		if err != nil {
-			return err
-		}
-		return t.out(v, out)
+		return t.valueOut(out, func() (shmstore.Value, error) { return o.d.Get(k) })
 	})
 }
 
@@ -55,15 +50,7 @@ func (l *Lib) DictDelete(h, d uint64, key *Value, e *Error) int32 {
 // DictLen is shm_dict_len.
 func (l *Lib) DictLen(h, d uint64, out *int64, e *Error) int32 {
 	return l.withObj(h, d, KindDict, e, func(t *txEntry, o *object) error {
-		if err := need(out, "out"); err != nil {
-			return err
-		}
-		n, err := o.d.Len()
-		if err != nil {
-			return err
-		}
-		*out = int64(n)
-		return nil
+		return intOut(out, o.d.Len)
 	})
 }
 
@@ -132,29 +119,14 @@ func (l *Lib) DictContainer(h, d uint64, key *Value, kind int32, capacity int64,
 // ListLen is shm_list_len.
 func (l *Lib) ListLen(h, lh uint64, out *int64, e *Error) int32 {
 	return l.withObj(h, lh, KindList, e, func(t *txEntry, o *object) error {
-		if err := need(out, "out"); err != nil {
-			return err
-		}
-		n, err := o.l.Len()
-		if err != nil {
-			return err
-		}
-		*out = int64(n)
-		return nil
+		return intOut(out, o.l.Len)
 	})
 }
 
 // ListGet is shm_list_get (negative i counts from the end).
 func (l *Lib) ListGet(h, lh uint64, i int64, out *Value, e *Error) int32 {
 	return l.withObj(h, lh, KindList, e, func(t *txEntry, o *object) error {
-		if err := need(out, "out"); err != nil {
-			return err
-		}
-		v, err := o.l.Get(int(i))
-		if err != nil {
-			return err
-		}
-		return t.out(v, out)
+		return t.valueOut(out, func() (shmstore.Value, error) { return o.l.Get(int(i)) })
 	})
 }
 
@@ -211,18 +183,10 @@ func (l *Lib) ListPrepend(h, lh uint64, val *Value, e *Error) int32 {
 // ErrRange when the List is empty.
 func (l *Lib) ListPop(h, lh uint64, front int32, out *Value, e *Error) int32 {
 	return l.withObj(h, lh, KindList, e, func(t *txEntry, o *object) error {
-		if err := need(out, "out"); err != nil {
-			return err
-		}
-		pop := o.l.Pop
 		if front != 0 {
-			pop = o.l.PopFront
+			return t.valueOut(out, o.l.PopFront)
 		}
-		v, err := pop()
-		if err != nil {
-			return err
-		}
-		return t.out(v, out)
+		return t.valueOut(out, o.l.Pop)
 	})
 }
 
@@ -241,11 +205,7 @@ func (l *Lib) RecordClass(h, r uint64, out *Value, e *Error) int32 {
 // RecordNFields is shm_record_nfields.
 func (l *Lib) RecordNFields(h, r uint64, out *int64, e *Error) int32 {
 	return l.withObj(h, r, KindRecord, e, func(t *txEntry, o *object) error {
-		if err := need(out, "out"); err != nil {
-			return err
-		}
-		*out = int64(len(o.r.Fields()))
-		return nil
+		return intOut(out, func() (int, error) { return len(o.r.Fields()), nil })
 	})
 }
 
@@ -272,14 +232,7 @@ func (l *Lib) RecordGet(h, r uint64, field unsafe.Pointer, out *Value, e *Error)
 		if err != nil {
 			return err
 		}
-		if err := need(out, "out"); err != nil {
-			return err
-		}
-		v, err := o.r.Get(f)
-		if err != nil {
-			return err
-		}
-		return t.out(v, out)
+		return t.valueOut(out, func() (shmstore.Value, error) { return o.r.Get(f) })
 	})
 }
 
@@ -303,30 +256,14 @@ func (l *Lib) RecordSet(h, r uint64, field unsafe.Pointer, val *Value, e *Error)
 // CounterGet is shm_counter_get.
 func (l *Lib) CounterGet(h, c uint64, out *int64, e *Error) int32 {
 	return l.withObj(h, c, KindCounter, e, func(t *txEntry, o *object) error {
-		if err := need(out, "out"); err != nil {
-			return err
-		}
-		n, err := o.c.Get()
-		if err != nil {
-			return err
-		}
-		*out = n
-		return nil
+		return intOut(out, o.c.Get)
 	})
 }
 
 // CounterAdd is shm_counter_add: *out is the new value (a read).
 func (l *Lib) CounterAdd(h, c uint64, n int64, out *int64, e *Error) int32 {
 	return l.withObj(h, c, KindCounter, e, func(t *txEntry, o *object) error {
-		if err := need(out, "out"); err != nil {
-			return err
-		}
-		v, err := o.c.Add(n)
-		if err != nil {
-			return err
-		}
-		*out = v
-		return nil
+		return intOut(out, func() (int64, error) { return o.c.Add(n) })
 	})
 }
 
@@ -362,49 +299,29 @@ func (l *Lib) QueuePut(h, q uint64, val *Value, tryOnly int32, e *Error) int32 {
 // tryOnly.
 func (l *Lib) QueueGet(h, q uint64, tryOnly int32, out *Value, e *Error) int32 {
 	return l.withObj(h, q, KindQueue, e, func(t *txEntry, o *object) error {
-		if err := need(out, "out"); err != nil {
-			return err
-		}
 		if tryOnly == 0 {
-			v, err := o.q.Get()
-			if err != nil {
-				return err
+			return t.valueOut(out, o.q.Get)
+		}
+		return t.valueOut(out, func() (shmstore.Value, error) {
+			v, ok, err := o.q.TryGet()
+			if err == nil && !ok {
+				err = status(False)
 			}
-			return t.out(v, out)
-		}
-		v, ok, err := o.q.TryGet()
-		switch {
-		case err != nil:
-			return err
-		case !ok:
-			return status(False)
-		}
-		return t.out(v, out)
+			return v, err
+		})
 	})
 }
 
 // QueueLen is shm_queue_len.
 func (l *Lib) QueueLen(h, q uint64, out *int64, e *Error) int32 {
 	return l.withObj(h, q, KindQueue, e, func(t *txEntry, o *object) error {
-		if err := need(out, "out"); err != nil {
-			return err
-		}
-		n, err := o.q.Len()
-		if err != nil {
-			return err
-		}
-		*out = int64(n)
-		return nil
+		return intOut(out, o.q.Len)
 	})
 }
 
 // QueueCap is shm_queue_cap: its bound (0: unbounded).
 func (l *Lib) QueueCap(h, q uint64, out *int64, e *Error) int32 {
 	return l.withObj(h, q, KindQueue, e, func(t *txEntry, o *object) error {
-		if err := need(out, "out"); err != nil {
-			return err
-		}
-		*out = int64(o.q.Cap())
-		return nil
+		return intOut(out, func() (int, error) { return o.q.Cap(), nil })
 	})
 }

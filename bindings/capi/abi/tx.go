@@ -48,53 +48,51 @@ func (l *Lib) TxBegin(h uint64, flags int32, out *uint64, e *Error) (rc int32) {
 // bodyRC, and returns OK (committed), Again (restart and run the body
 // again) or a negative code (the transaction is over: the body's own
 // code, or why the commit failed).
-func (l *Lib) TxEnd(h uint64, bodyRC int32, e *Error) (rc int32) {
-	defer guard(&rc, e)
-	if err := l.forked(); err != nil {
-		return result(err, e)
-	}
-	t, err := l.lockTx(h, false)
-	if err != nil {
-		return result(err, e)
-	}
-	defer t.mu.Unlock()
-	if !t.running {
-		return result(failf(ErrTxClosed, "shmstore: shm_tx_end: transaction %#x has no attempt running (SHM_AGAIN: shm_tx_restart it)", h), e)
-	}
-	var bodyErr error
+func (l *Lib) TxEnd(h uint64, bodyRC int32, e *Error) int32 {
+	return l.withTx(h, false, e, func(t *txEntry) error {
+		if !t.running {
+			return failf(ErrTxClosed, "shmstore: shm_tx_end: transaction %#x has no attempt running (SHM_AGAIN: shm_tx_restart it)", h)
+		}
+		bodyErr := t.bodyErr(bodyRC)
+		t.endAttempt()
+		err := t.tx.End(bodyErr)
+		switch {
+		case err == nil:
+			t.finish()
+			return nil
+		case errors.Is(err, errBodyRetry):
+			// The retry error came back as it went in: txn ended the
+			// transaction (an attempt doomed by a failed read on a
+			// snapshot that holds, whose body retried anyway), though
+			// Again says otherwise. It is over; its slot went back to
+			// the store.
+			t.finish()
+			return failf(ErrOther, "shmstore: a read of the attempt failed on a consistent snapshot and its body retried: the transaction is over (%v)", err)
+		case shmstore.Again(err):
+			return status(Again)
+		}
+		t.finish()
+		return err
+	})
+}
+
+// bodyErr is what Tx.End is given for a body that returned code.
+func (t *txEntry) bodyErr(code int32) error {
 	switch {
-	case bodyRC == OK:
-	case bodyRC == ErrConflict:
-		bodyErr = fmt.Errorf("shmstore: the body stopped on a conflict: %w", shmstore.ErrConflict)
-	case bodyRC == ErrRetry && t.retried:
-		bodyErr = fmt.Errorf("shmstore: the body retried: %w: %w", shmstore.ErrRetry, errBodyRetry)
-	case bodyRC == ErrRetry:
+	case code == OK:
+		return nil
+	case code == ErrConflict:
+		return fmt.Errorf("shmstore: the body stopped on a conflict: %w", shmstore.ErrConflict)
+	case code == ErrRetry && t.retried:
+		return fmt.Errorf("shmstore: the body retried: %w: %w", shmstore.ErrRetry, errBodyRetry)
+	case code == ErrRetry:
 		// Nothing in the attempt asked to wait: End would give up the
 		// transaction's slot yet report Again. Fail it instead.
-		bodyErr = badArg("shm_tx_end: body_rc SHM_ERR_RETRY, but no call of this attempt returned it")
-	case bodyRC < 0 && Defined(bodyRC):
-		bodyErr = &bodyError{code: bodyRC}
-	default:
-		bodyErr = badArg("shm_tx_end: body_rc %d is not a body's result (SHM_OK or a negative SHM_ERR_*)", bodyRC)
+		return badArg("shm_tx_end: body_rc SHM_ERR_RETRY, but no call of this attempt returned it")
+	case code < 0 && Defined(code):
+		return &bodyError{code: code}
 	}
-	t.endAttempt()
-	err = t.tx.End(bodyErr)
-	switch {
-	case err == nil:
-		t.finish()
-		return OK
-	case errors.Is(err, errBodyRetry):
-		// The retry error came back as it went in: txn ended the
-		// transaction (an attempt doomed by a failed read on a snapshot
-		// that holds, whose body retried anyway), though Again says
-		// otherwise. It is over; its slot went back to the store.
-		t.finish()
-		return result(failf(ErrOther, "shmstore: a read of the attempt failed on a consistent snapshot and its body retried: the transaction is over (%v)", err), e)
-	case shmstore.Again(err):
-		return Again
-	}
-	t.finish()
-	return result(err, e)
+	return badArg("shm_tx_end: body_rc %d is not a body's result (SHM_OK or a negative SHM_ERR_*)", code)
 }
 
 // maxWait is the longest timeout taken as one; longer ones wait without
@@ -198,14 +196,7 @@ func (l *Lib) TxRoot(h uint64, out *uint64, e *Error) int32 {
 // TxOpen is shm_tx_open: the container id (ObjID) names, as a Value.
 func (l *Lib) TxOpen(h uint64, id uint64, out *Value, e *Error) int32 {
 	return l.withTx(h, true, e, func(t *txEntry) error {
-		if err := need(out, "out"); err != nil {
-			return err
-		}
-		v, err := t.tx.Open(id)
-		if err != nil {
-			return err
-		}
-		return t.out(v, out)
+		return t.valueOut(out, func() (shmstore.Value, error) { return t.tx.Open(id) })
 	})
 }
 

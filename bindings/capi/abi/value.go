@@ -51,6 +51,7 @@ type Buffer interface {
 // goBuffer is the default Buffer.
 type goBuffer struct{ b []byte }
 
+// Grow returns at least n bytes of a Go slice (doubling).
 func (g *goBuffer) Grow(n int) unsafe.Pointer {
 	if len(g.b) < n {
 		g.b = make([]byte, max(n, 2*len(g.b), 64))
@@ -58,6 +59,7 @@ func (g *goBuffer) Grow(n int) unsafe.Pointer {
 	return unsafe.Pointer(&g.b[0])
 }
 
+// Free drops the slice.
 func (g *goBuffer) Free() { g.b = nil }
 
 // maxName bounds the C strings that name things (stores, directories,
