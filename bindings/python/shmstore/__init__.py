@@ -240,6 +240,10 @@ class Store(_c.StoreBase):
                 with attempt:
                     ...   # the body: may run more than once
 
+        Leave the block normally (no return or break inside it: they would
+        skip the run that a conflict asks for); keep the result in a variable
+        and use it after the loop.
+
         Each attempt commits when its block ends normally; when another
         transaction changed what it read (or it waits: retry(), a blocking
         queue get), the loop waits and yields the next attempt. An
