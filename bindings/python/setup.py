@@ -73,7 +73,7 @@ ext = Extension(
     "shmstore._shmstore",
     sources=["shmstore/_shmstore.c"],
     include_dirs=[CAPI],
-    extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
+    extra_compile_args=["-std=gnu11", "-Wall", "-Wextra",
                         "-fvisibility=hidden"],
     libraries=["dl"],
 )

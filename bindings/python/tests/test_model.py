@@ -12,16 +12,24 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import shmstore
 
 _DIR = None
+_STORE = None
 
 
 def _store():
-    global _DIR
-    if _DIR is None:
+    """One store for every example (each uses a container of its own,
+    deleted at its end); checked when the module's tests end."""
+    global _DIR, _STORE
+    if _STORE is None:
         _DIR = tempfile.mkdtemp(dir="/dev/shm", prefix="shmstore-model-")
-    return shmstore.open("m-" + uuid.uuid4().hex[:8], dir=_DIR)
+        _STORE = shmstore.open("model", dir=_DIR)
+    return _STORE
 
 
 def teardown_module():
+    if _STORE is not None:
+        assert len(_STORE.root) == 0
+        _STORE.check()
+        _STORE.close()
     if _DIR:
         shutil.rmtree(_DIR, ignore_errors=True)
 
@@ -52,14 +60,12 @@ class DictMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.store = _store()
-        self.d = self.store.root.dict("d")
+        self.key = uuid.uuid4().hex
+        self.d = self.store.root.dict(self.key)
         self.m = {}
 
     def teardown(self):
-        self.store.check()
-        name = self.store.name
-        self.store.close()
-        shmstore.remove(name, dir=_DIR, force=True)
+        del self.store.root[self.key]
 
     @rule(k=keys, v=values)
     def set(self, k, v):
@@ -120,14 +126,12 @@ class ListMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.store = _store()
-        self.l = self.store.root.list("l")
+        self.key = uuid.uuid4().hex
+        self.l = self.store.root.list(self.key)
         self.m = []
 
     def teardown(self):
-        self.store.check()
-        name = self.store.name
-        self.store.close()
-        shmstore.remove(name, dir=_DIR, force=True)
+        del self.store.root[self.key]
 
     def same_error(self, f, g):
         try:
