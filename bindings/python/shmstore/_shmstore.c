@@ -1429,10 +1429,15 @@ static PyObject *op_dict_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject *k
     int32_t rc;
     (void)p;
     if (to_key(key, &k) < 0) {
-        if (dflt && PyErr_ExceptionMatches(TypeMismatch)) {
+        /* a key the store cannot hold is absent */
+        if (dflt && (PyErr_ExceptionMatches(TypeMismatch) || PyErr_ExceptionMatches(PyExc_OverflowError))) {
             PyErr_Clear();
             Py_INCREF(dflt);
             return dflt;
+        }
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            PyErr_SetObject(PyExc_KeyError, key);
         }
         return NULL;
     }
@@ -1480,7 +1485,7 @@ static PyObject *op_dict_del(txstate *ts, ProxyObject *p, shm_obj o, PyObject *k
     (void)p;
     (void)b;
     if (to_key(key, &k) < 0) {
-        if (PyErr_ExceptionMatches(TypeMismatch)) {
+        if (PyErr_ExceptionMatches(TypeMismatch) || PyErr_ExceptionMatches(PyExc_OverflowError)) {
             PyErr_Clear();
             PyErr_SetObject(PyExc_KeyError, key);
         }
@@ -1618,8 +1623,13 @@ static PyObject *op_dict_take(txstate *ts, ProxyObject *p, shm_obj o, PyObject *
     int32_t rc;
     (void)p;
     (void)b;
-    if (to_key(key, &k) < 0)
+    if (to_key(key, &k) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            PyErr_SetObject(PyExc_KeyError, key); /* absent: pop's default applies */
+        }
         return NULL;
+    }
     ERR_INIT(err);
     NOGIL(rc = L.shm_dict_get(ts->tx, o, &k, &v, &err));
     if (rc == SHM_ERR_NOT_FOUND) {

@@ -28,6 +28,9 @@ def test_int64_bounds(store):
     with pytest.raises(OverflowError):
         r[2**64] = 1
     assert "x" not in r
+    assert 2**64 not in r and r.get(2**64) is None and r.pop(2**64, "d") == "d"
+    with pytest.raises(KeyError):
+        r[2**64]
 
 
 def test_errors_python_users_expect(store):
