@@ -681,7 +681,8 @@ fail:
 
 static int fill_list(txstate *ts, shm_obj l, PyObject *o, PyObject **memo)
 {
-    PyObject *seq = PySequence_Fast(o, "a sequence");
+    /* a tuple of the items: another thread may change a list meanwhile */
+    PyObject *seq = PySequence_Tuple(o);
     Py_ssize_t i, n;
     shm_error err;
     int32_t rc;
@@ -723,9 +724,17 @@ static int to_value(txstate *ts, PyObject *o, shm_value *v, PyObject **memo)
         return 0;
     }
     if (PyByteArray_Check(o)) {
+        /* copied: another thread may resize it while the call runs without the GIL */
+        PyObject *b = PyBytes_FromObject(o);
+        if (!b)
+            return -1;
+        r = memo_put(memo, b, 0); /* keeps the copy alive for the call */
+        Py_DECREF(b);
+        if (r < 0)
+            return -1;
         v->kind = SHM_BYTES;
-        v->str = PyByteArray_AS_STRING(o);
-        v->len = PyByteArray_GET_SIZE(o);
+        v->str = PyBytes_AS_STRING(b);
+        v->len = PyBytes_GET_SIZE(b);
         return 0;
     }
     if (is_proxy(o)) {
@@ -2183,18 +2192,18 @@ static PyObject *list_appendleft(ProxyObject *p, PyObject *v) { return run(p, op
 static PyObject *list_extend(ProxyObject *p, PyObject *it)
 {
     PyObject *seq, *r;
-    if (is_proxy(it) && (PyObject *)p == it) {
-        /* l.extend(l): the items as they are now */
-        seq = PyObject_CallMethod(it, "_items", NULL);
-    } else
-        seq = PySequence_Fast(it, "extend() needs an iterable");
+    /* a tuple of the items as they are now (l.extend(l) too; another
+     * thread may change a list while the calls run without the GIL) */
+    if (PyObject_TypeCheck(it, &ListBaseType))
+        it = PyObject_CallMethod(it, "_items", NULL);
+    else
+        Py_INCREF(it);
+    if (!it)
+        return NULL;
+    seq = PySequence_Tuple(it);
+    Py_DECREF(it);
     if (!seq)
         return NULL;
-    if (!PyList_Check(seq) && !PyTuple_Check(seq)) {
-        Py_SETREF(seq, PySequence_Fast(seq, "extend() needs an iterable"));
-        if (!seq)
-            return NULL;
-    }
     r = run(p, op_list_extend, seq, NULL, 1);
     Py_DECREF(seq);
     return r;

@@ -111,6 +111,12 @@ def test_list_sequence_api(store):
     assert lst == sorted(lst.to_python())
     lst.clear()
     assert lst == [] and len(lst) == 0
+    lst.extend([1, 2])
+    lst.extend(lst)  # the items as they were
+    store.root["dd"] = {"a": 1}
+    lst.extend(store.root["dd"])  # a Dict extends with its keys
+    lst.append(bytearray(b"ba"))
+    assert lst == [1, 2, 1, 2, "a", b"ba"]
 
 
 def test_containers_copied_in_live_out(store):
