@@ -933,7 +933,7 @@ static int new_record(txstate *ts, PyTypeObject *t, shm_obj *out)
     fields = PyObject_GetAttrString((PyObject *)t, "_shm_fields_");
     if (!fields)
         goto done;
-    seq = PySequence_Fast(fields, "_shm_fields_ must be a sequence of str");
+    seq = PySequence_Tuple(fields); /* its items stay put while the call runs without the GIL */
     if (!seq)
         goto done;
     n = PySequence_Fast_GET_SIZE(seq);
