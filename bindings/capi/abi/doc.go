@@ -22,4 +22,20 @@
 //   - values in and out (value.go): String and Bytes out go into the
 //     transaction's Buffer (C memory in the C library), containers out are
 //     registered as object handles of the attempt.
+//
+// What the root package does not give, and how this package does without
+// (until it does):
+//   - the store's directory and region size (shm_store_path, the bound on
+//     values passed in): read from internal/layers (shm.Store.Dir,
+//     RegionSize);
+//   - a Tx.End called again before Restart marks the Tx over without
+//     giving back its slot: the ABI keeps its own attempt state and
+//     refuses the step (ErrTxClosed) before it reaches End;
+//   - a body's ErrRetry on an attempt doomed by a read that failed on a
+//     snapshot that still holds ends the transaction in txn although Again
+//     says otherwise: shm_tx_end marks the error it passes and, when it
+//     comes back, ends the transaction (ErrOther); an ErrRetry no call of
+//     the attempt returned is refused before End (ErrBadArg);
+//   - a Queue is told from a List by Tx.Queue failing with
+//     ErrTypeMismatch.
 package abi

@@ -472,3 +472,30 @@ type stingy struct{}
 
 func (stingy) Grow(int) unsafe.Pointer { return nil }
 func (stingy) Free()                   {}
+
+// TestStoreFull: a full store says SHM_ERR_NO_MEMORY, and stays usable.
+func TestStoreFull(t *testing.T) {
+	en := newEnv(t)
+	l := en.l
+	big := strings.Repeat("z", 256<<10)
+	full := false
+	for i := 0; i < 200 && !full; i++ {
+		_, rc := en.update(func(tx uint64) int32 {
+			return l.DictSet(tx, en.root(tx), num(int64(i)), str(big), en.e())
+		})
+		switch rc {
+		case abi.OK:
+		case abi.ErrNoMemory:
+			full = true
+		default:
+			t.Fatalf("value %d: %s (%s)", i, abi.CodeName(rc), lastErr.Message())
+		}
+	}
+	if !full {
+		t.Fatal("16 MiB took 200 values of 256 KiB")
+	}
+	_, rc := en.update(func(tx uint64) int32 { return l.DictDelete(tx, en.root(tx), num(0), en.e()) })
+	en.ok(rc)
+	en.set("small", num(1))
+	en.ok(l.Check(en.st, en.e()))
+}
