@@ -165,11 +165,12 @@ class _Attempt:
     """One run of a transaction's body: use it as a context manager (see
     Store.attempts)."""
 
-    __slots__ = ("txn", "again", "done")
+    __slots__ = ("txn", "again", "fresh", "done")
 
     def __init__(self, txn):
         self.txn = txn
         self.again = False
+        self.fresh = False
         self.done = False
 
     def __enter__(self):
@@ -195,6 +196,9 @@ class _Attempt:
         if r == _c.SHM_AGAIN:
             self.again = True
             return True  # the body runs again: whatever it raised was from a state that never existed
+        if r < 0 and rc in (_c.SHM_ERR_CONFLICT, _c.SHM_ERR_RETRY):
+            self.fresh = True  # it ended the transaction instead: run again in a new one
+            return True
         self.done = True
         return False
 
@@ -258,9 +262,12 @@ class Store(_c.StoreBase):
             while True:
                 a = _Attempt(txn)
                 yield a
-                if not a.again:
+                if a.fresh:
+                    txn = self._begin(readonly=readonly)
+                elif a.again:
+                    txn.restart()  # GIL released; Ctrl-C rolls back and raises
+                else:
                     return
-                txn.restart()  # GIL released; Ctrl-C rolls back and raises
         finally:
             txn.rollback()  # nothing if over
 

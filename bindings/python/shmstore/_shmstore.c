@@ -531,6 +531,15 @@ static PyObject *run_store(StoreObject *st, ProxyObject *p, opfunc f, PyObject *
                 break;
             continue;
         }
+        if (rc < 0 && (body_rc == SHM_ERR_CONFLICT || body_rc == SHM_ERR_RETRY)) {
+            /* a conflict or a retry that ended the transaction instead of
+             * asking for another attempt: run it again in a new one */
+            Py_CLEAR(res);
+            PyErr_Clear();
+            if (ts_begin(&ts, st, !write) < 0)
+                break;
+            continue;
+        }
         if (rc < 0)
             Py_CLEAR(res);
         break;
