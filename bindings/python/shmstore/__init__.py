@@ -165,12 +165,13 @@ class _Attempt:
     """One run of a transaction's body: use it as a context manager (see
     Store.attempts)."""
 
-    __slots__ = ("txn", "again", "fresh", "done")
+    __slots__ = ("txn", "again", "fresh", "fresh_ok", "done")
 
-    def __init__(self, txn):
+    def __init__(self, txn, fresh_ok=True):
         self.txn = txn
         self.again = False
         self.fresh = False
+        self.fresh_ok = fresh_ok
         self.done = False
 
     def __enter__(self):
@@ -197,8 +198,14 @@ class _Attempt:
             self.again = True
             return True  # the body runs again: whatever it raised was from a state that never existed
         if r < 0 and rc in (_c.SHM_ERR_CONFLICT, _c.SHM_ERR_RETRY):
-            self.fresh = True  # it ended the transaction instead: run again in a new one
-            return True
+            # it ended the transaction instead of asking for another
+            # attempt (an attempt doomed by a failed read): run again in a
+            # new one, a few times; else the end's error (a retry in a run
+            # that read nothing, say)
+            if self.fresh_ok:
+                self.fresh = True
+                return True
+            txn._raise_end()
         self.done = True
         return False
 
@@ -258,11 +265,13 @@ class Store(_c.StoreBase):
             yield _Joined()
             return
         txn = self._begin(readonly=readonly)
+        fresh = 0
         try:
             while True:
-                a = _Attempt(txn)
+                a = _Attempt(txn, fresh_ok=fresh < 3)
                 yield a
                 if a.fresh:
+                    fresh += 1
                     txn = self._begin(readonly=readonly)
                 elif a.again:
                     txn.restart()  # GIL released; Ctrl-C rolls back and raises

@@ -220,6 +220,8 @@ typedef struct txstate {
     double deadline;      /* CLOCK_MONOTONIC seconds of a queue timeout; 0: none */
     PyObject *pending;    /* proxies bound to objects this attempt made, or NULL */
     PyObject *owner;      /* the Txn object on the stack (strong), or NULL */
+    int32_t end_rc;       /* a failed shm_tx_end's code and message (body failed) */
+    shm_error end_err;
     struct txstate *prev; /* the next older one in this thread */
 } txstate;
 
@@ -396,6 +398,9 @@ static int32_t ts_end(txstate *ts, int32_t body_rc)
         return rc;
     }
     ts_over(ts, rc == SHM_OK);
+    ts->end_rc = rc;
+    if (rc < 0)
+        ts->end_err = err;
     if (rc < 0 && body_rc == SHM_OK)
         raise_rc(rc, &err);
     else if (rc > 0 && rc != SHM_OK) {
@@ -518,7 +523,7 @@ static PyObject *run_store(StoreObject *st, ProxyObject *p, opfunc f, PyObject *
     if (ts_begin(&ts, st, !write) < 0)
         return NULL;
     ts_push(&ts);
-    for (;;) {
+    for (int fresh = 0;;) {
         int32_t body_rc = SHM_OK, rc;
         res = run_in(&ts, p, f, a, b);
         if (!res)
@@ -533,9 +538,15 @@ static PyObject *run_store(StoreObject *st, ProxyObject *p, opfunc f, PyObject *
         }
         if (rc < 0 && (body_rc == SHM_ERR_CONFLICT || body_rc == SHM_ERR_RETRY)) {
             /* a conflict or a retry that ended the transaction instead of
-             * asking for another attempt: run it again in a new one */
+             * asking for another attempt (an attempt doomed by a failed
+             * read): run it again in a new one, a few times; else the
+             * end's error (a retry that read nothing, say) */
             Py_CLEAR(res);
             PyErr_Clear();
+            if (fresh++ >= 3) {
+                raise_rc(rc, &ts.end_err);
+                break;
+            }
             if (ts_begin(&ts, st, !write) < 0)
                 break;
             continue;
@@ -2917,6 +2928,15 @@ static PyObject *txn_restart(TxnObject *t, PyObject *u)
     Py_RETURN_NONE;
 }
 
+/* _raise_end(): raise the error of the last shm_tx_end that failed */
+static PyObject *txn_raise_end(TxnObject *t, PyObject *u)
+{
+    (void)u;
+    if (t->ts.end_rc >= 0)
+        return PyErr_Format(Error, "the transaction's end did not fail");
+    return raise_rc(t->ts.end_rc, &t->ts.end_err);
+}
+
 static PyObject *txn_rollback(TxnObject *t, PyObject *u)
 {
     (void)u;
@@ -3016,6 +3036,7 @@ static PyMethodDef txn_methods[] = {
     {"restart", (PyCFunction)txn_restart, METH_NOARGS,
      "restart(): wait (GIL released, Ctrl-C honoured) and begin the next attempt"},
     {"rollback", (PyCFunction)txn_rollback, METH_NOARGS, "rollback(): give the transaction up"},
+    {"_raise_end", (PyCFunction)txn_raise_end, METH_NOARGS, "raise the error of the end that failed"},
     {"_push", (PyCFunction)txn_push, METH_NOARGS, "make it the thread's current transaction"},
     {"_pop", (PyCFunction)txn_pop, METH_NOARGS, "no longer the thread's current transaction"},
     {"retry", (PyCFunction)txn_retry, METH_NOARGS, "retry(): raise RetryError after shm_tx_retry"},

@@ -346,6 +346,13 @@ def test_retry_waits_for_a_change(store):
     with pytest.raises(shmstore.Error):
         shmstore.retry()  # outside a transaction
 
+    @store.transaction
+    def wait_for_nothing():
+        shmstore.retry()  # read nothing: it would wait forever
+
+    with pytest.raises(shmstore.Error, match="without reads"):
+        wait_for_nothing()
+
 
 def test_or_else(store):
     r = store.root
