@@ -276,11 +276,21 @@ struct StoreObject {
 
 static PyTypeObject StoreType;
 
+/* same_store: two handles of one store (opened twice in this process). */
+static int same_store(StoreObject *a, StoreObject *b)
+{
+    if (a == b)
+        return 1;
+    if (!a || !b || !a->path || !b->path)
+        return 0;
+    return PyUnicode_Compare(a->path, b->path) == 0;
+}
+
 static txstate *ts_find(StoreObject *st)
 {
     txstate *ts;
     for (ts = tls_top; ts; ts = ts->prev)
-        if (ts->store == st && ts->active)
+        if (ts->active && same_store(ts->store, st))
             return ts;
     return NULL;
 }
@@ -761,7 +771,7 @@ static int to_value(txstate *ts, PyObject *o, shm_value *v, PyObject **memo)
         ProxyObject *p = (ProxyObject *)o;
         if (!p->store)
             r = materialize(ts, p, &obj, memo);
-        else if (p->store != ts->store) {
+        else if (!same_store(p->store, ts->store)) {
             PyErr_SetString(TypeMismatch, "a container of another store: copy it with to_python() first");
             return -1;
         } else

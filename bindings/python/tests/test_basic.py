@@ -401,6 +401,18 @@ def test_stale_and_closed(store, shm_dir):
         d["k"]
     st2 = shmstore.open(store.name, dir=shm_dir, create=False)
     root2 = st2.root
+
+    @store.transaction
+    def both():  # a second handle of the same store joins the transaction
+        root2["via2"] = [1]
+        r["via1"] = root2["via2"]
+        raise ValueError("abort")
+
+    with pytest.raises(ValueError):
+        both()
+    assert "via2" not in r and "via1" not in root2
+    r["shared"] = root2.list("l2")
+    assert r["shared"]._shm_same(root2["l2"])
     st2.close()
     with pytest.raises(shmstore.ClosedError):
         root2["x"]
