@@ -865,7 +865,7 @@ class Object(_c.RecordBase, _ProxyMixin):
             self._shm_set(name, value)
 
     def _shm_fields(self):
-        return self._shm_stored_fields() if self._shm_store is not None else type(self)._shm_fields_
+        return self._shm_stored_fields() if self._shm_store is not None else self._shm_fields_
 
     def __repr__(self):
         def fmt():

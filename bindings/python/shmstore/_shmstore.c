@@ -831,7 +831,9 @@ static PyObject *from_value(txstate *ts, const shm_value *v)
     }
 }
 
-static PyObject *record_class_of(txstate *ts, shm_obj o)
+/* record_class_of: the Python class of a record (by its class name; a
+ * plain shmstore.Object when no class has that name), and the name. */
+static PyObject *record_class_of(txstate *ts, shm_obj o, PyObject **name_out)
 {
     shm_error err;
     shm_value v;
@@ -846,7 +848,10 @@ static PyObject *record_class_of(txstate *ts, shm_obj o)
     if (!name)
         return NULL;
     cls = record_classes ? PyDict_GetItemWithError(record_classes, name) : NULL;
-    Py_DECREF(name);
+    if (name_out && !PyErr_Occurred())
+        *name_out = name;
+    else
+        Py_DECREF(name);
     if (!cls) {
         if (PyErr_Occurred())
             return NULL;
@@ -891,7 +896,7 @@ static PyObject *make_proxy(txstate *ts, shm_obj o, int32_t kind)
     case SHM_COUNTER: cls = cls_counter; Py_XINCREF(cls); break;
     case SHM_QUEUE: cls = cls_queue; Py_XINCREF(cls); break;
     case SHM_RECORD:
-        cls = record_class_of(ts, o);
+        cls = record_class_of(ts, o, NULL);
         if (!cls)
             return NULL;
         break;
@@ -938,18 +943,20 @@ static int bind_new(txstate *ts, ProxyObject *p, shm_obj o, int pending)
     return 0;
 }
 
-static PyObject *type_attr_str(PyTypeObject *t, const char *name)
+static PyObject *attr_str(PyObject *src, const char *name)
 {
-    PyObject *v = PyObject_GetAttrString((PyObject *)t, name);
+    PyObject *v = PyObject_GetAttrString(src, name);
     if (v && !PyUnicode_Check(v)) {
         Py_DECREF(v);
-        return PyErr_Format(PyExc_TypeError, "%s.%s must be a str", t->tp_name, name);
+        return PyErr_Format(PyExc_TypeError, "%s must be a str", name);
     }
     return v;
 }
 
-/* new_record makes a record of p's class in ts (fields start as None). */
-static int new_record(txstate *ts, PyTypeObject *t, shm_obj *out)
+/* new_record makes a record in ts (fields start as None) of the class
+ * name and fields src (a record class, or an unbound instance, which may
+ * carry its own: a copy of a record of a class unknown here) says. */
+static int new_record(txstate *ts, PyObject *src, shm_obj *out)
 {
     PyObject *name = NULL, *fields = NULL, *seq = NULL;
     const char **names = NULL;
@@ -957,10 +964,10 @@ static int new_record(txstate *ts, PyTypeObject *t, shm_obj *out)
     shm_error err;
     int32_t rc;
     int res = -1;
-    name = type_attr_str(t, "_shm_class_");
+    name = attr_str(src, "_shm_class_");
     if (!name)
         goto done;
-    fields = PyObject_GetAttrString((PyObject *)t, "_shm_fields_");
+    fields = PyObject_GetAttrString(src, "_shm_fields_");
     if (!fields)
         goto done;
     seq = PySequence_Tuple(fields); /* its items stay put while the call runs without the GIL */
@@ -1017,7 +1024,7 @@ static int materialize(txstate *ts, ProxyObject *p, shm_obj *out, PyObject **mem
     }
     switch (p->kind) {
     case SHM_RECORD: {
-        if (new_record(ts, Py_TYPE(p), &o) < 0)
+        if (new_record(ts, (PyObject *)p, &o) < 0)
             return -1;
         if (bind_new(ts, p, o, 1) < 0)
             return -1;
@@ -1318,11 +1325,16 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
     }
     case SHM_RECORD: {
         /* an unbound instance of the record's class, holding copies */
-        PyObject *cls = record_class_of(ts, o), *local;
+        PyObject *cname = NULL, *cls = record_class_of(ts, o, &cname), *local;
+        int generic = cls == cls_record;
         if (!cls)
             goto fail;
         res = alloc_proxy(cls, NULL, 0, SHM_RECORD);
         Py_DECREF(cls);
+        if (res && generic) /* keeps the class name for a round trip */
+            if (PyObject_SetAttrString(res, "_shm_class_", cname) < 0)
+                Py_CLEAR(res);
+        Py_XDECREF(cname);
         if (!res || !(local = PyDict_New()))
             goto fail;
         ((ProxyObject *)res)->local = local;
@@ -1368,6 +1380,15 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
             }
             Py_DECREF(x);
             Py_DECREF(name);
+        }
+        if (generic) {
+            PyObject *names = PyDict_Keys(local), *t = names ? PyList_AsTuple(names) : NULL;
+            Py_XDECREF(names);
+            if (!t || PyObject_SetAttrString(res, "_shm_fields_", t) < 0) {
+                Py_XDECREF(t);
+                goto fail;
+            }
+            Py_DECREF(t);
         }
         break;
     }
@@ -2778,7 +2799,7 @@ static PyObject *record_new(PyTypeObject *t, PyObject *args, PyObject *kw)
         return NULL;
     p->kind = SHM_RECORD;
     if (ts && !ts->readonly) {
-        if (store_live(ts->store) < 0 || new_record(ts, t, &o) < 0 || bind_new(ts, p, o, 0) < 0) {
+        if (store_live(ts->store) < 0 || new_record(ts, (PyObject *)t, &o) < 0 || bind_new(ts, p, o, 0) < 0) {
             Py_DECREF(p);
             return NULL;
         }

@@ -240,6 +240,29 @@ def test_records(store):
     assert pickle.loads(pickle.dumps(alice))._shm_same(alice)
 
 
+def test_records_of_unknown_classes(store):
+    class Point(shmstore.Object, name="test.GeoPoint"):
+        x: int
+        y: int
+
+    store.root["p"] = Point()
+    store.root["p"].x = 3
+    del shmstore._record_classes["test.GeoPoint"]  # as in a process without the class
+    try:
+        g = store.root["p"]
+        assert type(g) is shmstore.Object and g.x == 3 and g.y is None
+        g.y = 4
+        with pytest.raises(AttributeError):
+            g.z
+        copy = g.to_python()
+        assert copy._shm_class_ == "test.GeoPoint" and copy.x == 3 and copy.y == 4
+        store.root["copy"] = copy  # stored again under its own class name
+    finally:
+        shmstore._record_classes["test.GeoPoint"] = Point
+    back = store.root["copy"]
+    assert type(back) is Point and (back.x, back.y) == (3, 4)
+
+
 def test_transaction_reruns_and_returns(store):
     r = store.root
     r["n"] = 0
