@@ -11,7 +11,7 @@ DEMO_STORE    ?= demo
 CONCURRENT    := ./shm/ ./alloc/ ./handle/ ./ipc/ ./reclaim/ ./txn/ ./objects/ ./cmd/shmctl/ ./internal/proctest/ ./e2e/ ./bindings/capi/abi/ .
 
 .DEFAULT_GOAL := help
-.PHONY: help check-platform check-cc build lib test test-unit test-race lint demo bench fuzz clean python python-deps test-python
+.PHONY: help check-platform check-cc build lib test test-unit test-race lint demo bench fuzz clean python python-deps python-bench-deps test-python
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -89,17 +89,20 @@ fuzz: check-platform ## run the fuzzers for a while (FUZZTIME=30s each)
 # first on PATH may be a pyenv build without Debian's packages.
 PYTHON        ?= /usr/bin/python3
 PY_DEBS       := python3-dev python3-pytest python3-setuptools python3-hypothesis
-PY_BENCH_DEBS := python3-lmdb # for the benchmark against LMDB: make python-deps PY_EXTRA_DEBS=python3-lmdb
+PY_BENCH_DEBS := python3-lmdb
 PY_EXTRA_DEBS ?=
 
 python-deps: ## install the Debian packages the Python binding builds and tests with (apt-get)
-	@[ -x $(PYTHON) ] || { echo "$(PYTHON) not found: the Python binding builds with Debian's python3 (apt-get install -y python3)" >&2; exit 1; }
 	@missing=""; for p in $(PY_DEBS) $(PY_EXTRA_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "== installing Debian packages for the Python binding:$$missing"; \
 	  apt-get install -y $$missing || { echo "== not found: apt-get update, then again"; apt-get update && apt-get install -y $$missing; } || \
 	  { echo "could not install$$missing: run 'apt-get update && apt-get install -y$$missing' (as root)" >&2; exit 1; }; \
 	fi
+	@[ -x $(PYTHON) ] || { echo "$(PYTHON) not found: the Python binding builds with Debian's python3 (PYTHON=... to use another)" >&2; exit 1; }
+
+python-bench-deps: ## the Debian packages of the Python benchmarks (python3-lmdb, to compare with LMDB)
+	$(MAKE) python-deps PY_EXTRA_DEBS="$(PY_BENCH_DEBS)"
 
 python: lib python-deps ## build the Python binding in place (bindings/python/shmstore: the extension beside libshmstore.so)
 	cd bindings/python && SHMSTORE_PREBUILT_LIB=$(CURDIR)/$(LIB) $(PYTHON) setup.py -q build_ext --inplace
