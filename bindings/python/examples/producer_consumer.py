@@ -60,11 +60,11 @@ def main():
             p.join()
             assert p.exitcode == 0
         elapsed = time.monotonic() - t0
-        by = {}
+        by = {f"consumer{i}": 0 for i in range(args.consumers)}
         for r in results.values():
             by[r["by"]] = by.get(r["by"], 0) + 1
         for name, n in sorted(by.items()):
-            print(f"{name} did {n} jobs")
+            print(f"{name} did {n} jobs")  # who was ready first takes most
         print(f"{len(results)} results in {elapsed:.2f}s; queue left with {jobs.qsize()} items")
         assert len(results) == args.jobs
         assert all(results[i]["square"] == i * i for i in range(args.jobs))
