@@ -11,7 +11,7 @@ DEMO_STORE    ?= demo
 CONCURRENT    := ./shm/ ./alloc/ ./handle/ ./ipc/ ./reclaim/ ./txn/ ./objects/ ./cmd/shmctl/ ./internal/proctest/ ./e2e/ ./bindings/capi/abi/ .
 
 .DEFAULT_GOAL := help
-.PHONY: help check-platform check-cc build lib test test-unit test-race lint demo bench fuzz clean
+.PHONY: help check-platform check-cc build lib test test-unit test-race lint demo bench fuzz clean python python-deps python-bench-deps test-python
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ lib: check-platform ## build bin/libshmstore.so (the C ABI, bindings/capi) with 
 	rm -f $(BIN)/libshmstore.h # cgo's own header: shmstore.h is the contract
 	cp bindings/capi/shmstore.h $(BIN)/shmstore.h
 
-test: lint test-unit test-race ## lint, then every test (unit, multi-process, fuzz seeds, the C ABI's C test), then again with -race -tags invariants (-short)
+test: lint test-unit test-race test-python ## lint, then every test (unit, multi-process, fuzz seeds, the C ABI's C test), then again with -race -tags invariants (-short)
 
 test-unit: check-platform check-cc
 	$(GO) test -count=1 ./...
@@ -85,5 +85,31 @@ fuzz: check-platform ## run the fuzzers for a while (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s} ./handle/
 	$(GO) test -run '^$$' -fuzz '^FuzzABI$$' -fuzztime $${FUZZTIME:-30s} ./bindings/capi/abi/
 
+# The Python binding (bindings/python). Debian's own Python: the python3
+# first on PATH may be a pyenv build without Debian's packages.
+PYTHON        ?= /usr/bin/python3
+PY_DEBS       := python3-dev python3-pytest python3-setuptools python3-hypothesis
+PY_BENCH_DEBS := python3-lmdb
+PY_EXTRA_DEBS ?=
+
+python-deps: ## install the Debian packages the Python binding builds and tests with (apt-get)
+	@missing=""; for p in $(PY_DEBS) $(PY_EXTRA_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "== installing Debian packages for the Python binding:$$missing"; \
+	  apt-get install -y $$missing || { echo "== not found: apt-get update, then again"; apt-get update && apt-get install -y $$missing; } || \
+	  { echo "could not install$$missing: run 'apt-get update && apt-get install -y$$missing' (as root)" >&2; exit 1; }; \
+	fi
+	@[ -x $(PYTHON) ] || { echo "$(PYTHON) not found: the Python binding builds with Debian's python3 (PYTHON=... to use another)" >&2; exit 1; }
+
+python-bench-deps: ## the Debian packages of the Python benchmarks (python3-lmdb, to compare with LMDB)
+	$(MAKE) python-deps PY_EXTRA_DEBS="$(PY_BENCH_DEBS)"
+
+python: lib python-deps ## build the Python binding in place (bindings/python/shmstore: the extension beside libshmstore.so)
+	cd bindings/python && SHMSTORE_PREBUILT_LIB=$(CURDIR)/$(LIB) $(PYTHON) setup.py -q build_ext --inplace
+
+test-python: python ## the Python binding's tests (pytest, under 2 minutes)
+	cd bindings/python && $(PYTHON) -m pytest -q -p no:cacheprovider tests
+
 clean: ## remove build outputs
 	rm -rf $(BIN)
+	rm -rf bindings/python/build bindings/python/shmstore/*.so

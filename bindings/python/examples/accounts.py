@@ -1,0 +1,119 @@
+"""200 shared Account objects; worker processes move money between them
+in transactions while the main process checks that no money appears or
+vanishes; the sum is checked at the end.
+
+    make python
+    PYTHONPATH=bindings/python /usr/bin/python3 bindings/python/examples/accounts.py [--procs 4] [--transfers 2000]
+
+Workers are started with multiprocessing's 'spawn' method: a child made by
+plain fork() of a process that opened a store cannot use it (ForkError).
+"""
+import argparse
+import multiprocessing as mp
+import random
+import tempfile
+import time
+
+import shmstore
+
+N_ACCOUNTS = 200
+START = 1000
+
+
+class Account(shmstore.Object):
+    """A bank account. Its fields live in shared memory; its methods live
+    here, in the program."""
+
+    owner: str
+    balance: int
+
+    def __init__(self, owner, balance=0):  # runs once, when the account is made
+        self.owner = owner
+        self.balance = balance
+
+    def withdraw(self, amount):
+        if amount > self.balance:
+            raise ValueError(f"{self.owner} has {self.balance}, not {amount}")
+        self.balance -= amount
+
+    def deposit(self, amount):
+        self.balance += amount
+
+
+def worker(accounts, transfers, seed):
+    """Moves money between random accounts: each transfer one transaction."""
+    store = accounts._shm_store  # the pickled List reopened its store here
+    rnd = random.Random(seed)
+
+    @store.transaction  # runs again if another process changed what it read
+    def transfer(i, j, amount):
+        src, dst = accounts[i], accounts[j]
+        src.withdraw(amount)  # a ValueError aborts: nothing is written
+        dst.deposit(amount)
+
+    done = refused = 0
+    for _ in range(transfers):
+        i, j = rnd.sample(range(len(accounts)), 2)
+        try:
+            transfer(i, j, rnd.randint(1, 200))
+            done += 1
+        except ValueError:
+            refused += 1
+    return done, refused
+
+
+def total(store, accounts):
+    return store.view(lambda: sum(a.balance for a in accounts))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--transfers", type=int, default=2000, help="per process")
+    ap.add_argument("--dir", default=None, help="the stores' directory (default: a temporary one)")
+    args = ap.parse_args()
+    tmp = None
+    if args.dir is None:
+        tmp = tempfile.TemporaryDirectory(dir="/dev/shm", prefix="shmstore-example-")
+        args.dir = tmp.name
+
+    with shmstore.open("accounts", dir=args.dir) as store:
+        @store.transaction
+        def setup():
+            # made inside the transaction: shared records, linked by the list
+            store.root["accounts"] = [Account(f"owner{i:03d}", START) for i in range(N_ACCOUNTS)]
+
+        setup()
+        accounts = store.root["accounts"]
+        expected = N_ACCOUNTS * START
+        print(f"{len(accounts)} accounts, {total(store, accounts)} in all; "
+              f"{args.procs} processes x {args.transfers} transfers")
+
+        ctx = mp.get_context("spawn")
+        t0 = time.monotonic()
+        with ctx.Pool(args.procs) as pool:
+            result = pool.starmap_async(worker, [(accounts, args.transfers, s) for s in range(args.procs)],
+                                        chunksize=1)
+            checks = 0
+            while not result.ready():  # meanwhile: every snapshot adds up
+                assert total(store, accounts) == expected
+                checks += 1
+                time.sleep(0.01)
+            counts = result.get()
+        elapsed = time.monotonic() - t0
+        done = sum(d for d, _ in counts)
+        refused = sum(r for _, r in counts)
+        final = total(store, accounts)
+        richest = max(accounts, key=lambda a: a.balance)
+        print(f"{done} transfers ({refused} refused: not enough money) in {elapsed:.2f}s; "
+              f"{checks} consistent snapshots meanwhile")
+        print(f"total at the end: {final} (expected {expected}); richest: {richest.owner} with {richest.balance}")
+        store.check()
+        assert final == expected, "money appeared or vanished"
+        print("ok")
+    if tmp:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

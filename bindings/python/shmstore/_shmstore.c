@@ -1,0 +1,3659 @@
+/*
+ * _shmstore.c: the CPython extension over libshmstore.so (the C ABI in
+ * bindings/capi/shmstore.h).
+ *
+ * Design (after py-lmdb's cpython.c):
+ *   - The library is dlopen()ed from the package directory at the first
+ *     shmstore.open(), not linked: a process that only imported shmstore
+ *     (a multiprocessing forkserver that preloads __main__, say) has no Go
+ *     runtime yet and stays safe to fork. From that load on, every entry
+ *     point compares getpid() with the pid recorded at the load (and a
+ *     pthread_atfork child handler marks a forked child) and raises
+ *     ForkError in C before anything enters Go.
+ *   - Proxies (Dict, List, Counter, Queue, records) keep the store and the
+ *     container's id (shm_obj_id); each transaction reopens them with
+ *     shm_tx_open, cached per attempt (an attempt serial unique in the
+ *     process).
+ *   - The current transaction of a thread is a thread-local stack of
+ *     txstate. An operation with no transaction of its store in that stack
+ *     runs as its own small transaction (read-only when it only reads),
+ *     with the header's retry loop.
+ *   - The GIL is released around the calls that can block
+ *     (shm_tx_begin, shm_tx_end, shm_tx_restart); shm_tx_restart waits in
+ *     100 ms slices with PyErr_CheckSignals between, so Ctrl-C ends a
+ *     wait with KeyboardInterrupt after a rollback.
+ *   - Strings and bytes the library passes out live in the transaction's
+ *     buffer until the next call on it: they are copied at once.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmstore.h"
+
+/* ------------------------------------------------------------------ */
+/* The library, loaded with dlopen.                                    */
+
+#define SHM_FUNCS(X)                                                                      \
+    X(shm_abi_version) X(shm_open) X(shm_close) X(shm_remove) X(shm_check)                \
+    X(shm_store_path) X(shm_store_stats) X(shm_tx_begin) X(shm_tx_end) X(shm_tx_restart)  \
+    X(shm_tx_rollback) X(shm_tx_retry) X(shm_tx_or_else_begin) X(shm_tx_or_else_retried) \
+    X(shm_tx_root) X(shm_tx_open) X(shm_obj_id) X(shm_tx_new) X(shm_tx_new_record)        \
+    X(shm_dict_get) X(shm_dict_set) X(shm_dict_delete) X(shm_dict_len) X(shm_dict_key)    \
+    X(shm_dict_container) X(shm_list_len) X(shm_list_get) X(shm_list_set)                 \
+    X(shm_list_insert) X(shm_list_delete) X(shm_list_append) X(shm_list_prepend)          \
+    X(shm_list_pop) X(shm_record_class) X(shm_record_nfields) X(shm_record_field)         \
+    X(shm_record_get) X(shm_record_set) X(shm_counter_get) X(shm_counter_add)             \
+    X(shm_counter_add_blind) X(shm_queue_put) X(shm_queue_get) X(shm_queue_len)           \
+    X(shm_queue_cap)
+
+static struct {
+#define X(f) __typeof__(f) *f;
+    SHM_FUNCS(X)
+#undef X
+} L;
+
+static void *lib_handle;
+static int lib_loaded;
+static pid_t lib_pid;           /* getpid() when the library was loaded */
+static volatile int lib_forked; /* set in a forked child of a process that loaded it */
+
+static void atfork_child(void)
+{
+    if (lib_loaded)
+        lib_forked = 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Exceptions.                                                         */
+
+static PyObject *Error, *ConflictError, *StaleObjectError, *StoreFullError, *TypeMismatch,
+    *DamagedStoreError, *ClosedError, *ForkError, *RetryError, *TransactionClosedError,
+    *ReadOnlyError, *TooLargeError, *NoStoreError, *ExistsError, *PermissionDenied, *InUseError,
+    *BadArgumentError, *NotFoundError;
+static PyObject *QueueEmpty, *QueueFull; /* queue.Empty, queue.Full */
+
+#define FORK_MSG                                                                          \
+    "shmstore cannot be used in a child made by fork() of a process that loaded it "      \
+    "(the Go runtime inside does not survive fork): start workers with multiprocessing's " \
+    "'spawn' or 'forkserver' method (multiprocessing.get_context('spawn')), or open the " \
+    "store only after forking"
+
+/* fork_check: every entry point that may reach Go calls it first. */
+static int fork_check(void)
+{
+    if (!lib_loaded) {
+        PyErr_SetString(Error, "libshmstore.so is not loaded: open a store with shmstore.open() first");
+        return -1;
+    }
+    if (lib_forked || getpid() != lib_pid) {
+        lib_forked = 1;
+        PyErr_SetString(ForkError, FORK_MSG);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *class_for(int32_t rc)
+{
+    switch (rc) {
+    case SHM_ERR_NOT_FOUND: return NotFoundError;
+    case SHM_ERR_RANGE: return PyExc_IndexError;
+    case SHM_ERR_TYPE: return TypeMismatch;
+    case SHM_ERR_CONFLICT: return ConflictError;
+    case SHM_ERR_RETRY: return RetryError;
+    case SHM_ERR_TX_CLOSED: return TransactionClosedError;
+    case SHM_ERR_STALE: return StaleObjectError;
+    case SHM_ERR_NO_MEMORY: return StoreFullError;
+    case SHM_ERR_TOO_LARGE: return TooLargeError;
+    case SHM_ERR_READ_ONLY: return ReadOnlyError;
+    case SHM_ERR_NO_STORE: return NoStoreError;
+    case SHM_ERR_EXISTS: return ExistsError;
+    case SHM_ERR_DAMAGED: return DamagedStoreError;
+    case SHM_ERR_CLOSED: return ClosedError;
+    case SHM_ERR_FORKED: return ForkError;
+    case SHM_ERR_PERMISSION: return PermissionDenied;
+    case SHM_ERR_BAD_ARG: return BadArgumentError;
+    case SHM_ERR_OVERFLOW: return PyExc_OverflowError;
+    default: return Error;
+    }
+}
+
+static const char *default_msg(int32_t rc)
+{
+    switch (rc) {
+    case SHM_ERR_NOT_FOUND: return "not found";
+    case SHM_ERR_RANGE: return "index out of range";
+    case SHM_ERR_TYPE: return "type mismatch";
+    case SHM_ERR_CONFLICT: return "conflict with another transaction";
+    case SHM_ERR_RETRY: return "the transaction waits (retry)";
+    case SHM_ERR_TX_CLOSED: return "transaction ended";
+    case SHM_ERR_STALE: return "the object was deleted";
+    case SHM_ERR_NO_MEMORY: return "the store is full";
+    case SHM_ERR_TOO_LARGE: return "value or transaction too large";
+    case SHM_ERR_READ_ONLY: return "write in a read-only transaction";
+    case SHM_ERR_NO_STORE: return "no such store";
+    case SHM_ERR_EXISTS: return "the store exists";
+    case SHM_ERR_DAMAGED: return "the store is damaged";
+    case SHM_ERR_CLOSED: return "the store is closed";
+    case SHM_ERR_FORKED: return FORK_MSG;
+    case SHM_ERR_PERMISSION: return "permission denied";
+    case SHM_ERR_BAD_ARG: return "bad argument";
+    case SHM_ERR_IN_USE: return "the store is in use";
+    case SHM_ERR_OVERFLOW: return "integer beyond int64";
+    default: return "shmstore error";
+    }
+}
+
+/* raise_rc raises the exception for a negative result code, with the
+ * library's message when it filled err. Returns NULL. */
+static PyObject *raise_rc(int32_t rc, const shm_error *err)
+{
+    PyObject *cls = class_for(rc), *msg, *exc;
+    if (rc == SHM_ERR_IN_USE)
+        cls = InUseError;
+    if (err && err->code == rc && err->msg[0])
+        msg = PyUnicode_DecodeUTF8(err->msg, (Py_ssize_t)strnlen(err->msg, sizeof err->msg), "replace");
+    else
+        msg = PyUnicode_FromString(default_msg(rc));
+    if (!msg)
+        return NULL;
+    exc = PyObject_CallOneArg(cls, msg);
+    Py_DECREF(msg);
+    if (!exc)
+        return NULL;
+    if (PyObject_TypeCheck(exc, (PyTypeObject *)Error)) {
+        PyObject *code = PyLong_FromLong(rc);
+        if (!code || PyObject_SetAttrString(exc, "code", code) < 0) {
+            Py_XDECREF(code);
+            Py_DECREF(exc);
+            return NULL;
+        }
+        Py_DECREF(code);
+    }
+    PyErr_SetObject(cls, exc);
+    Py_DECREF(exc);
+    return NULL;
+}
+
+/* body_code: the result code a body that raised passes to shm_tx_end. */
+static int32_t body_code(void)
+{
+    if (PyErr_ExceptionMatches(ConflictError))
+        return SHM_ERR_CONFLICT;
+    if (PyErr_ExceptionMatches(RetryError))
+        return SHM_ERR_RETRY;
+    return SHM_ERR_OTHER;
+}
+
+#define ERR_INIT(e) ((e).code = 0, (e).msg[0] = 0)
+
+/* NOGIL(call): a call into the library with the GIL released. Besides the
+ * calls the header names as blocking, any read may wait for a word that
+ * another transaction holds: one committing, or a starved read-only
+ * transaction's prelocks while its body runs; when that body is Python in
+ * another thread of this process, it needs the GIL to finish. */
+#define NOGIL(stmt)             \
+    do {                        \
+        Py_BEGIN_ALLOW_THREADS  \
+        stmt;                   \
+        Py_END_ALLOW_THREADS    \
+    } while (0)
+
+/* ------------------------------------------------------------------ */
+/* Transactions as C sees them: a thread-local stack.                  */
+
+typedef struct StoreObject StoreObject;
+
+typedef struct txstate {
+    StoreObject *store;   /* a strong reference while the transaction runs */
+    shm_tx tx;
+    uint64_t serial;      /* this attempt's number (unique in the process) */
+    int readonly;
+    int active;           /* begun and not over */
+    int pushed;
+    double deadline;      /* CLOCK_MONOTONIC seconds of a queue timeout; 0: none */
+    PyObject *pending;    /* proxies bound to objects this attempt made, or NULL */
+    PyObject *owner;      /* the Txn object on the stack (strong), or NULL */
+    int32_t end_rc;       /* a failed shm_tx_end's code and message (body failed) */
+    shm_error end_err;
+    struct txstate *prev; /* the next older one in this thread */
+} txstate;
+
+static __thread txstate *tls_top;
+static uint64_t serial_counter; /* under the GIL */
+
+static uint64_t next_serial(void) { return ++serial_counter; }
+
+static double monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void ts_push(txstate *ts)
+{
+    ts->prev = tls_top;
+    tls_top = ts;
+    ts->pushed = 1;
+    Py_XINCREF(ts->owner);
+}
+
+static void ts_pop(txstate *ts)
+{
+    txstate **pp;
+    if (!ts->pushed)
+        return;
+    for (pp = &tls_top; *pp; pp = &(*pp)->prev) {
+        if (*pp == ts) {
+            *pp = ts->prev;
+            break;
+        }
+    }
+    ts->prev = NULL;
+    ts->pushed = 0;
+    Py_XDECREF(ts->owner); /* may free the Txn: the last thing done with ts */
+}
+
+/* ------------------------------------------------------------------ */
+/* Store.                                                              */
+
+struct StoreObject {
+    PyObject_HEAD
+    shm_store h;
+    int closed;
+    uint64_t root_id;
+    PyObject *path; /* str: the store's directory (shm_store_path) */
+    PyObject *name;
+    PyObject *weakrefs;
+};
+
+static PyTypeObject StoreType;
+
+/* same_store: two handles of one store (opened twice in this process). */
+static int same_store(StoreObject *a, StoreObject *b)
+{
+    if (a == b)
+        return 1;
+    if (!a || !b || !a->path || !b->path)
+        return 0;
+    return PyUnicode_Compare(a->path, b->path) == 0;
+}
+
+static txstate *ts_find(StoreObject *st)
+{
+    txstate *ts;
+    for (ts = tls_top; ts; ts = ts->prev)
+        if (ts->active && same_store(ts->store, st))
+            return ts;
+    return NULL;
+}
+
+static int store_live(StoreObject *st)
+{
+    if (fork_check() < 0)
+        return -1;
+    if (st->closed) {
+        PyErr_SetString(ClosedError, "the store is closed");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Proxies.                                                            */
+
+typedef struct {
+    PyObject_HEAD
+    StoreObject *store; /* NULL while unbound */
+    uint64_t id;        /* 0 while unbound */
+    int32_t kind;       /* SHM_DICT, SHM_LIST, SHM_COUNTER, SHM_QUEUE, SHM_RECORD */
+    int pending;        /* bound to an object of a running attempt, not yet committed */
+    shm_obj obj;        /* the object in the attempt 'serial' */
+    uint64_t serial;
+    PyObject *local;    /* an unbound object's own state: fields (dict), count, maxsize */
+    PyObject *weakrefs;
+} ProxyObject;
+
+static PyTypeObject ProxyType, DictBaseType, ListBaseType, CounterBaseType, QueueBaseType, RecordBaseType;
+
+/* The Python classes proxies are made of (set by shmstore/__init__.py). */
+static PyObject *cls_dict, *cls_list, *cls_counter, *cls_queue, *cls_record, *record_classes;
+
+static void ts_unbind_pending(txstate *ts, int committed)
+{
+    Py_ssize_t i, n;
+    if (!ts->pending)
+        return;
+    n = PyList_GET_SIZE(ts->pending);
+    for (i = 0; i < n; i++) {
+        ProxyObject *p = (ProxyObject *)PyList_GET_ITEM(ts->pending, i);
+        if (!p->pending)
+            continue;
+        p->pending = 0;
+        if (committed) {
+            Py_CLEAR(p->local);
+        } else {
+            p->id = 0;
+            p->obj = 0;
+            p->serial = 0;
+            Py_CLEAR(p->store);
+        }
+    }
+    Py_CLEAR(ts->pending);
+}
+
+/* ts_begin begins a transaction in ts (GIL released around the call). */
+static int ts_begin(txstate *ts, StoreObject *st, int readonly)
+{
+    shm_error err;
+    shm_tx tx = 0;
+    int32_t rc;
+    ERR_INIT(err);
+    Py_BEGIN_ALLOW_THREADS
+    rc = L.shm_tx_begin(st->h, readonly ? 1 : 0, &tx, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != SHM_OK) {
+        raise_rc(rc < 0 ? rc : SHM_ERR_OTHER, &err);
+        return -1;
+    }
+    if (ts->store != st) {
+        Py_INCREF(st);
+        Py_XSETREF(ts->store, st);
+    }
+    ts->tx = tx;
+    ts->readonly = readonly;
+    ts->active = 1;
+    ts->serial = next_serial();
+    return 0;
+}
+
+static void ts_over(txstate *ts, int committed)
+{
+    ts->active = 0;
+    ts->serial = 0;
+    ts_unbind_pending(ts, committed);
+}
+
+static void ts_rollback(txstate *ts)
+{
+    if (!ts->active)
+        return;
+    if (!lib_forked && getpid() == lib_pid)
+        L.shm_tx_rollback(ts->tx);
+    ts_over(ts, 0);
+}
+
+/* ts_end ends an attempt whose body returned body_rc. Returns SHM_OK
+ * (committed), SHM_AGAIN (call ts_restart and run the body again), or a
+ * negative code: the transaction is over; when body_rc was SHM_OK an
+ * exception is set, else the caller keeps the body's. */
+static int32_t ts_end(txstate *ts, int32_t body_rc)
+{
+    shm_error err;
+    int32_t rc;
+    ERR_INIT(err);
+    Py_BEGIN_ALLOW_THREADS
+    rc = L.shm_tx_end(ts->tx, body_rc, &err);
+    Py_END_ALLOW_THREADS
+    if (rc == SHM_AGAIN) {
+        ts->serial = 0;
+        ts_unbind_pending(ts, 0);
+        return rc;
+    }
+    ts_over(ts, rc == SHM_OK);
+    ts->end_rc = rc;
+    if (rc < 0)
+        ts->end_err = err;
+    if (rc < 0 && body_rc == SHM_OK)
+        raise_rc(rc, &err);
+    else if (rc > 0 && rc != SHM_OK) {
+        rc = SHM_ERR_OTHER;
+        if (body_rc == SHM_OK)
+            PyErr_SetString(Error, "shm_tx_end: unexpected result");
+    }
+    return rc;
+}
+
+/* ts_restart waits for the next attempt: in 100 ms slices, checking for
+ * signals between them (KeyboardInterrupt rolls back), and begins a fresh
+ * transaction when a queue timeout (ts->deadline) has passed, so that the
+ * body runs again and raises queue.Empty or queue.Full. */
+static int ts_restart(txstate *ts)
+{
+    for (;;) {
+        shm_error err;
+        int32_t rc;
+        int64_t slice = 100;
+        if (ts->deadline > 0) {
+            double left = ts->deadline - monotonic();
+            if (left <= 0) {
+                StoreObject *st = ts->store;
+                L.shm_tx_rollback(ts->tx);
+                ts->active = 0;
+                Py_INCREF(st);
+                rc = ts_begin(ts, st, ts->readonly);
+                Py_DECREF(st);
+                if (rc < 0) {
+                    ts_over(ts, 0);
+                    return -1;
+                }
+                return 0;
+            }
+            if (left * 1000 < slice)
+                slice = (int64_t)(left * 1000) + 1;
+        }
+        ERR_INIT(err);
+        Py_BEGIN_ALLOW_THREADS
+        rc = L.shm_tx_restart(ts->tx, slice, &err);
+        Py_END_ALLOW_THREADS
+        if (rc == SHM_OK) {
+            ts->serial = next_serial();
+            return 0;
+        }
+        if (rc == SHM_TIMEOUT) {
+            if (PyErr_CheckSignals() < 0) {
+                ts_rollback(ts);
+                return -1;
+            }
+            continue;
+        }
+        ts_rollback(ts);
+        raise_rc(rc < 0 ? rc : SHM_ERR_OTHER, &err);
+        return -1;
+    }
+}
+
+/* An operation: called with the transaction and the proxy's object. */
+typedef PyObject *(*opfunc)(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b);
+
+static PyObject *unbound_error(ProxyObject *p)
+{
+    return PyErr_Format(Error,
+                        "this %s is not in a store yet: store it into a shared container first",
+                        Py_TYPE(p)->tp_name);
+}
+
+/* proxy_obj: the proxy's object in ts's attempt (opened once per attempt). */
+static int proxy_obj(txstate *ts, ProxyObject *p, shm_obj *out)
+{
+    shm_error err;
+    shm_value v;
+    int32_t rc, want;
+    if (p->serial == ts->serial && p->serial != 0) {
+        *out = p->obj;
+        return 0;
+    }
+    ERR_INIT(err);
+    memset(&v, 0, sizeof v);
+    NOGIL(rc = L.shm_tx_open(ts->tx, p->id, &v, &err));
+    if (rc < 0) {
+        raise_rc(rc, &err);
+        return -1;
+    }
+    want = p->kind;
+    if (v.kind != want && !(want == SHM_LIST && v.kind == SHM_QUEUE)) {
+        PyErr_Format(StaleObjectError, "object %llu is no longer a %s", (unsigned long long)p->id,
+                     Py_TYPE(p)->tp_name);
+        return -1;
+    }
+    p->obj = v.obj;
+    p->serial = ts->serial;
+    *out = v.obj;
+    return 0;
+}
+
+/* run_in: the operation in a running transaction. */
+static PyObject *run_in(txstate *ts, ProxyObject *p, opfunc f, PyObject *a, PyObject *b)
+{
+    shm_obj o = 0;
+    if (p && proxy_obj(ts, p, &o) < 0)
+        return NULL;
+    return f(ts, p, o, a, b);
+}
+
+/* run_store: f in the thread's transaction on st, or in its own small one
+ * (read-only unless write). */
+static PyObject *run_store(StoreObject *st, ProxyObject *p, opfunc f, PyObject *a, PyObject *b, int write)
+{
+    txstate *cur, ts;
+    PyObject *res;
+    if (store_live(st) < 0)
+        return NULL;
+    cur = ts_find(st);
+    if (cur)
+        return run_in(cur, p, f, a, b);
+    memset(&ts, 0, sizeof ts);
+    if (ts_begin(&ts, st, !write) < 0)
+        return NULL;
+    ts_push(&ts);
+    for (int fresh = 0;;) {
+        int32_t body_rc = SHM_OK, rc;
+        res = run_in(&ts, p, f, a, b);
+        if (!res)
+            body_rc = body_code();
+        rc = ts_end(&ts, body_rc);
+        if (rc == SHM_AGAIN) {
+            Py_CLEAR(res);
+            PyErr_Clear();
+            if (ts_restart(&ts) < 0)
+                break;
+            continue;
+        }
+        if (rc < 0 && (body_rc == SHM_ERR_CONFLICT || body_rc == SHM_ERR_RETRY)) {
+            /* a conflict or a retry that ended the transaction instead of
+             * asking for another attempt (an attempt doomed by a failed
+             * read): run it again in a new one, a few times; else the
+             * end's error (a retry that read nothing, say) */
+            Py_CLEAR(res);
+            PyErr_Clear();
+            if (fresh++ >= 3) {
+                raise_rc(rc, &ts.end_err);
+                break;
+            }
+            if (ts_begin(&ts, st, !write) < 0)
+                break;
+            continue;
+        }
+        if (rc < 0)
+            Py_CLEAR(res);
+        break;
+    }
+    ts_pop(&ts);
+    Py_CLEAR(ts.store);
+    return res;
+}
+
+static PyObject *run(ProxyObject *p, opfunc f, PyObject *a, PyObject *b, int write)
+{
+    if (!p->store)
+        return unbound_error(p);
+    return run_store(p->store, p, f, a, b, write);
+}
+
+/* ------------------------------------------------------------------ */
+/* Values.                                                             */
+
+static PyObject *make_proxy(txstate *ts, shm_obj o, int32_t kind);
+static int materialize(txstate *ts, ProxyObject *p, shm_obj *out, PyObject **memo);
+
+static int to_key(PyObject *k, shm_value *v)
+{
+    memset(v, 0, sizeof *v);
+    if (k == Py_None) {
+        v->kind = SHM_NONE;
+    } else if (PyBool_Check(k)) {
+        v->kind = SHM_BOOL;
+        v->b = k == Py_True;
+    } else if (PyLong_Check(k)) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(k, &overflow);
+        if (overflow) {
+            PyErr_SetString(PyExc_OverflowError, "shmstore keeps integers of int64 only");
+            return -1;
+        }
+        if (x == -1 && PyErr_Occurred())
+            return -1;
+        v->kind = SHM_INT;
+        v->i = x;
+    } else if (PyUnicode_Check(k)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(k, &n);
+        if (!s)
+            return -1;
+        v->kind = SHM_STRING;
+        v->str = s;
+        v->len = n;
+    } else if (PyBytes_Check(k)) {
+        v->kind = SHM_BYTES;
+        v->str = PyBytes_AS_STRING(k);
+        v->len = PyBytes_GET_SIZE(k);
+    } else {
+        PyErr_Format(TypeMismatch, "a key of type %.100s: keys are str, bytes, int, bool or None",
+                     Py_TYPE(k)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+static int is_proxy(PyObject *o) { return PyObject_TypeCheck(o, &ProxyType); }
+
+static int new_container(txstate *ts, int32_t kind, int64_t cap, shm_obj *out)
+{
+    shm_error err;
+    int32_t rc;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_tx_new(ts->tx, kind, cap, out, &err));
+    if (rc < 0) {
+        raise_rc(rc, &err);
+        return -1;
+    }
+    return 0;
+}
+
+static int memo_get(PyObject **memo, PyObject *o, shm_obj *out)
+{
+    PyObject *key, *hit;
+    if (!*memo)
+        return 0;
+    key = PyLong_FromVoidPtr(o);
+    if (!key)
+        return -1;
+    hit = PyDict_GetItemWithError(*memo, key);
+    Py_DECREF(key);
+    if (!hit)
+        return PyErr_Occurred() ? -1 : 0;
+    *out = (shm_obj)PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(hit, 0));
+    return 1;
+}
+
+/* memo_put remembers that o became object obj (and keeps o alive). */
+static int memo_put(PyObject **memo, PyObject *o, shm_obj obj)
+{
+    PyObject *key, *val;
+    int r;
+    if (!*memo && !(*memo = PyDict_New()))
+        return -1;
+    key = PyLong_FromVoidPtr(o);
+    val = Py_BuildValue("(KO)", (unsigned long long)obj, o);
+    if (!key || !val) {
+        Py_XDECREF(key);
+        Py_XDECREF(val);
+        return -1;
+    }
+    r = PyDict_SetItem(*memo, key, val);
+    Py_DECREF(key);
+    Py_DECREF(val);
+    return r;
+}
+
+static int to_value(txstate *ts, PyObject *o, shm_value *v, PyObject **memo);
+
+static int fill_dict(txstate *ts, shm_obj d, PyObject *o, PyObject **memo)
+{
+    PyObject *k, *x;
+    Py_ssize_t pos = 0;
+    shm_error err;
+    int32_t rc;
+    /* a snapshot of the items: converting a value may run Python code */
+    PyObject *items = PyDict_Items(o);
+    Py_ssize_t i, n;
+    (void)pos;
+    if (!items)
+        return -1;
+    n = PyList_GET_SIZE(items);
+    for (i = 0; i < n; i++) {
+        shm_value kv, vv;
+        PyObject *it = PyList_GET_ITEM(items, i);
+        k = PyTuple_GET_ITEM(it, 0);
+        x = PyTuple_GET_ITEM(it, 1);
+        if (to_key(k, &kv) < 0 || to_value(ts, x, &vv, memo) < 0)
+            goto fail;
+        ERR_INIT(err);
+        NOGIL(rc = L.shm_dict_set(ts->tx, d, &kv, &vv, &err));
+        if (rc < 0) {
+            raise_rc(rc, &err);
+            goto fail;
+        }
+    }
+    Py_DECREF(items);
+    return 0;
+fail:
+    Py_DECREF(items);
+    return -1;
+}
+
+static int fill_list(txstate *ts, shm_obj l, PyObject *o, PyObject **memo)
+{
+    /* a tuple of the items: another thread may change a list meanwhile */
+    PyObject *seq = PySequence_Tuple(o);
+    Py_ssize_t i, n;
+    shm_error err;
+    int32_t rc;
+    if (!seq)
+        return -1;
+    n = PySequence_Fast_GET_SIZE(seq);
+    for (i = 0; i < n; i++) {
+        shm_value vv;
+        if (to_value(ts, PySequence_Fast_GET_ITEM(seq, i), &vv, memo) < 0)
+            goto fail;
+        ERR_INIT(err);
+        NOGIL(rc = L.shm_list_append(ts->tx, l, &vv, &err));
+        if (rc < 0) {
+            raise_rc(rc, &err);
+            goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+fail:
+    Py_DECREF(seq);
+    return -1;
+}
+
+/* to_value converts a Python value for the store: scalars in place (str
+ * and bytes point into o, which the caller keeps alive for the call);
+ * dict, list and tuple become new shared containers (aliasing kept
+ * through memo); proxies of ts's store are linked, not copied. */
+static int to_value(txstate *ts, PyObject *o, shm_value *v, PyObject **memo)
+{
+    int r;
+    shm_obj obj;
+    memset(v, 0, sizeof *v);
+    if (o == Py_None || PyBool_Check(o) || PyLong_Check(o) || PyUnicode_Check(o) || PyBytes_Check(o))
+        return to_key(o, v);
+    if (PyFloat_Check(o)) {
+        v->kind = SHM_FLOAT;
+        v->f = PyFloat_AS_DOUBLE(o);
+        return 0;
+    }
+    if (PyByteArray_Check(o)) {
+        /* copied: another thread may resize it while the call runs without the GIL */
+        PyObject *b = PyBytes_FromObject(o);
+        if (!b)
+            return -1;
+        r = memo_put(memo, b, 0); /* keeps the copy alive for the call */
+        Py_DECREF(b);
+        if (r < 0)
+            return -1;
+        v->kind = SHM_BYTES;
+        v->str = PyBytes_AS_STRING(b);
+        v->len = PyBytes_GET_SIZE(b);
+        return 0;
+    }
+    if (is_proxy(o)) {
+        ProxyObject *p = (ProxyObject *)o;
+        if (!p->store)
+            r = materialize(ts, p, &obj, memo);
+        else if (!same_store(p->store, ts->store)) {
+            PyErr_SetString(TypeMismatch, "a container of another store: copy it with to_python() first");
+            return -1;
+        } else
+            r = proxy_obj(ts, p, &obj);
+        if (r < 0)
+            return -1;
+        v->kind = p->kind == SHM_QUEUE ? SHM_LIST : p->kind;
+        v->obj = obj;
+        return 0;
+    }
+    if (PyDict_Check(o) || PyList_Check(o) || PyTuple_Check(o)) {
+        int isdict = PyDict_Check(o);
+        r = memo_get(memo, o, &obj);
+        if (r < 0)
+            return -1;
+        if (r == 0) {
+            if (new_container(ts, isdict ? SHM_DICT : SHM_LIST, 0, &obj) < 0)
+                return -1;
+            if (memo_put(memo, o, obj) < 0)
+                return -1;
+            if ((isdict ? fill_dict(ts, obj, o, memo) : fill_list(ts, obj, o, memo)) < 0)
+                return -1;
+        }
+        v->kind = isdict ? SHM_DICT : SHM_LIST;
+        v->obj = obj;
+        return 0;
+    }
+    PyErr_Format(TypeMismatch,
+                 "cannot store a %.100s: values are None, bool, int, float, str, bytes, "
+                 "dict, list, tuple and shmstore objects",
+                 Py_TYPE(o)->tp_name);
+    return -1;
+}
+
+/* to_value_top: to_value with its own memo. */
+static int to_value_top(txstate *ts, PyObject *o, shm_value *v, PyObject **memo)
+{
+    *memo = NULL;
+    return to_value(ts, o, v, memo);
+}
+
+/* from_value: a value the library passed out, as Python (str and bytes
+ * copied at once; containers as proxies). */
+static PyObject *from_value(txstate *ts, const shm_value *v)
+{
+    switch (v->kind) {
+    case SHM_NONE: Py_RETURN_NONE;
+    case SHM_BOOL: return PyBool_FromLong(v->b);
+    case SHM_INT: return PyLong_FromLongLong(v->i);
+    case SHM_FLOAT: return PyFloat_FromDouble(v->f);
+    case SHM_STRING: return PyUnicode_DecodeUTF8(v->str ? v->str : "", (Py_ssize_t)v->len, "surrogateescape");
+    case SHM_BYTES: return PyBytes_FromStringAndSize(v->str ? v->str : "", (Py_ssize_t)v->len);
+    case SHM_DICT: case SHM_LIST: case SHM_RECORD: case SHM_COUNTER: case SHM_QUEUE:
+        return make_proxy(ts, v->obj, v->kind);
+    default:
+        return PyErr_Format(Error, "a value of unknown kind %d", (int)v->kind);
+    }
+}
+
+/* record_class_of: the Python class of a record (by its class name; a
+ * plain shmstore.Object when no class has that name), and the name. */
+static PyObject *record_class_of(txstate *ts, shm_obj o, PyObject **name_out)
+{
+    shm_error err;
+    shm_value v;
+    int32_t rc;
+    PyObject *name, *cls;
+    ERR_INIT(err);
+    memset(&v, 0, sizeof v);
+    NOGIL(rc = L.shm_record_class(ts->tx, o, &v, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    name = PyUnicode_DecodeUTF8(v.str ? v.str : "", (Py_ssize_t)v.len, "surrogateescape");
+    if (!name)
+        return NULL;
+    cls = record_classes ? PyDict_GetItemWithError(record_classes, name) : NULL;
+    if (name_out && !PyErr_Occurred())
+        *name_out = name;
+    else
+        Py_DECREF(name);
+    if (!cls) {
+        if (PyErr_Occurred())
+            return NULL;
+        cls = cls_record;
+    }
+    if (!cls)
+        return PyErr_Format(Error, "shmstore classes not set up");
+    Py_INCREF(cls);
+    return cls;
+}
+
+static PyObject *alloc_proxy(PyObject *cls, StoreObject *st, uint64_t id, int32_t kind)
+{
+    PyTypeObject *t = (PyTypeObject *)cls;
+    ProxyObject *p;
+    if (!PyType_Check(cls) || !PyType_IsSubtype(t, &ProxyType))
+        return PyErr_Format(PyExc_TypeError, "not a shmstore proxy class");
+    p = (ProxyObject *)t->tp_alloc(t, 0);
+    if (!p)
+        return NULL;
+    Py_XINCREF(st);
+    p->store = st;
+    p->id = id;
+    p->kind = kind;
+    return (PyObject *)p;
+}
+
+static PyObject *make_proxy(txstate *ts, shm_obj o, int32_t kind)
+{
+    shm_error err;
+    uint64_t id = 0;
+    int32_t rc;
+    PyObject *cls, *res;
+    ProxyObject *p;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_obj_id(ts->tx, o, &id, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    switch (kind) {
+    case SHM_DICT: cls = cls_dict; Py_XINCREF(cls); break;
+    case SHM_LIST: cls = cls_list; Py_XINCREF(cls); break;
+    case SHM_COUNTER: cls = cls_counter; Py_XINCREF(cls); break;
+    case SHM_QUEUE: cls = cls_queue; Py_XINCREF(cls); break;
+    case SHM_RECORD:
+        cls = record_class_of(ts, o, NULL);
+        if (!cls)
+            return NULL;
+        break;
+    default: return PyErr_Format(Error, "not a container kind: %d", (int)kind);
+    }
+    if (!cls)
+        return PyErr_Format(Error, "shmstore classes not set up");
+    res = alloc_proxy(cls, ts->store, id, kind);
+    Py_DECREF(cls);
+    if (!res)
+        return NULL;
+    p = (ProxyObject *)res;
+    p->obj = o;
+    p->serial = ts->serial;
+    return res;
+}
+
+/* bind_new binds an unbound proxy to the object o just made in ts, until
+ * ts commits (then for good) or the attempt ends otherwise (then unbound
+ * again, so that a re-run makes it anew). */
+static int bind_new(txstate *ts, ProxyObject *p, shm_obj o, int pending)
+{
+    shm_error err;
+    uint64_t id = 0;
+    int32_t rc;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_obj_id(ts->tx, o, &id, &err));
+    if (rc < 0) {
+        raise_rc(rc, &err);
+        return -1;
+    }
+    if (pending) {
+        if (!ts->pending && !(ts->pending = PyList_New(0)))
+            return -1;
+        if (PyList_Append(ts->pending, (PyObject *)p) < 0)
+            return -1;
+        p->pending = 1;
+    }
+    Py_INCREF(ts->store);
+    Py_XSETREF(p->store, ts->store);
+    p->id = id;
+    p->obj = o;
+    p->serial = ts->serial;
+    return 0;
+}
+
+static PyObject *attr_str(PyObject *src, const char *name)
+{
+    PyObject *v = PyObject_GetAttrString(src, name);
+    if (v && !PyUnicode_Check(v)) {
+        Py_DECREF(v);
+        return PyErr_Format(PyExc_TypeError, "%s must be a str", name);
+    }
+    return v;
+}
+
+/* new_record makes a record in ts (fields start as None) of the class
+ * name and fields src (a record class, or an unbound instance, which may
+ * carry its own: a copy of a record of a class unknown here) says. */
+static int new_record(txstate *ts, PyObject *src, shm_obj *out)
+{
+    PyObject *name = NULL, *fields = NULL, *seq = NULL;
+    const char **names = NULL;
+    Py_ssize_t i, n;
+    shm_error err;
+    int32_t rc;
+    int res = -1;
+    name = attr_str(src, "_shm_class_");
+    if (!name)
+        goto done;
+    fields = PyObject_GetAttrString(src, "_shm_fields_");
+    if (!fields)
+        goto done;
+    seq = PySequence_Tuple(fields); /* its items stay put while the call runs without the GIL */
+    if (!seq)
+        goto done;
+    n = PySequence_Fast_GET_SIZE(seq);
+    names = PyMem_Calloc((size_t)n + 1, sizeof *names);
+    if (!names) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *f = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyUnicode_Check(f)) {
+            PyErr_SetString(PyExc_TypeError, "_shm_fields_ must be a sequence of str");
+            goto done;
+        }
+        if (!(names[i] = PyUnicode_AsUTF8(f)))
+            goto done;
+    }
+    ERR_INIT(err);
+    {
+        const char *cname = PyUnicode_AsUTF8(name);
+        if (!cname)
+            goto done;
+        NOGIL(rc = L.shm_tx_new_record(ts->tx, cname, names, (int32_t)n, out, &err));
+    }
+    if (rc < 0) {
+        raise_rc(rc, &err);
+        goto done;
+    }
+    res = 0;
+done:
+    PyMem_Free(names);
+    Py_XDECREF(seq);
+    Py_XDECREF(fields);
+    Py_XDECREF(name);
+    return res;
+}
+
+static int record_set_raw(txstate *ts, shm_obj o, PyObject *name, PyObject *val, PyObject **memo);
+
+/* materialize makes an unbound proxy's object in ts (a record with its
+ * local fields, a counter with its count, a queue with its maxsize) and
+ * binds the proxy until commit. */
+static int materialize(txstate *ts, ProxyObject *p, shm_obj *out, PyObject **memo)
+{
+    shm_obj o = 0;
+    shm_error err;
+    int32_t rc;
+    if (ts->readonly) {
+        PyErr_SetString(ReadOnlyError, "cannot store a new object in a read-only transaction");
+        return -1;
+    }
+    switch (p->kind) {
+    case SHM_RECORD: {
+        if (new_record(ts, (PyObject *)p, &o) < 0)
+            return -1;
+        if (bind_new(ts, p, o, 1) < 0)
+            return -1;
+        if (p->local) {
+            PyObject *items = PyDict_Items(p->local);
+            Py_ssize_t i, n;
+            if (!items)
+                return -1;
+            n = PyList_GET_SIZE(items);
+            for (i = 0; i < n; i++) {
+                PyObject *it = PyList_GET_ITEM(items, i);
+                if (record_set_raw(ts, o, PyTuple_GET_ITEM(it, 0), PyTuple_GET_ITEM(it, 1), memo) < 0) {
+                    Py_DECREF(items);
+                    return -1;
+                }
+            }
+            Py_DECREF(items);
+        }
+        break;
+    }
+    case SHM_COUNTER: {
+        long long n0 = p->local ? PyLong_AsLongLong(p->local) : 0;
+        if (n0 == -1 && PyErr_Occurred())
+            return -1;
+        if (new_container(ts, SHM_COUNTER, 0, &o) < 0)
+            return -1;
+        if (n0) {
+            ERR_INIT(err);
+            NOGIL(rc = L.shm_counter_add_blind(ts->tx, o, n0, &err));
+            if (rc < 0) {
+                raise_rc(rc, &err);
+                return -1;
+            }
+        }
+        if (bind_new(ts, p, o, 1) < 0)
+            return -1;
+        break;
+    }
+    case SHM_QUEUE: {
+        long long cap = p->local ? PyLong_AsLongLong(p->local) : 0;
+        if (cap == -1 && PyErr_Occurred())
+            return -1;
+        if (new_container(ts, SHM_QUEUE, cap, &o) < 0)
+            return -1;
+        if (bind_new(ts, p, o, 1) < 0)
+            return -1;
+        break;
+    }
+    default:
+        PyErr_SetString(Error, "cannot store this object");
+        return -1;
+    }
+    *out = o;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Proxy base type.                                                    */
+
+static void proxy_dealloc(ProxyObject *p)
+{
+    PyObject_GC_UnTrack(p);
+    if (p->weakrefs)
+        PyObject_ClearWeakRefs((PyObject *)p);
+    Py_CLEAR(p->store);
+    Py_CLEAR(p->local);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static int proxy_traverse(ProxyObject *p, visitproc visit, void *arg)
+{
+    Py_VISIT(p->store);
+    Py_VISIT(p->local);
+    return 0;
+}
+
+static int proxy_clear(ProxyObject *p)
+{
+    Py_CLEAR(p->local);
+    return 0;
+}
+
+static PyObject *proxy_get_id(ProxyObject *p, void *c)
+{
+    (void)c;
+    if (!p->store)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(p->id);
+}
+
+static PyObject *proxy_get_store(ProxyObject *p, void *c)
+{
+    (void)c;
+    if (!p->store)
+        Py_RETURN_NONE;
+    Py_INCREF(p->store);
+    return (PyObject *)p->store;
+}
+
+static PyObject *proxy_get_kind(ProxyObject *p, void *c)
+{
+    (void)c;
+    return PyLong_FromLong(p->kind);
+}
+
+static PyObject *proxy_get_local(ProxyObject *p, void *c)
+{
+    (void)c;
+    if (!p->local)
+        Py_RETURN_NONE;
+    Py_INCREF(p->local);
+    return p->local;
+}
+
+static int proxy_set_local(ProxyObject *p, PyObject *v, void *c)
+{
+    (void)c;
+    if (p->store) {
+        PyErr_SetString(Error, "the object is in a store");
+        return -1;
+    }
+    Py_XINCREF(v);
+    Py_XSETREF(p->local, v);
+    return 0;
+}
+
+static PyGetSetDef proxy_getset[] = {
+    {"_shm_id", (getter)proxy_get_id, NULL, "the container's id (shm_obj_id), None while unbound", NULL},
+    {"_shm_store", (getter)proxy_get_store, NULL, "the Store, None while unbound", NULL},
+    {"_shm_kind", (getter)proxy_get_kind, NULL, "the SHM_* kind", NULL},
+    {"_shm_local", (getter)proxy_get_local, (setter)proxy_set_local, "an unbound object's own state", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *proxy_richcompare(PyObject *a, PyObject *b, int op)
+{
+    ProxyObject *x = (ProxyObject *)a, *y;
+    int same;
+    if ((op != Py_EQ && op != Py_NE) || !is_proxy(b))
+        Py_RETURN_NOTIMPLEMENTED;
+    y = (ProxyObject *)b;
+    same = x == y || (x->store && x->store == y->store && x->id == y->id);
+    if (!same && x->store && y->store && x->store != y->store)
+        same = x->id == y->id && PyObject_RichCompareBool(x->store->path, y->store->path, Py_EQ) == 1;
+    if (op == Py_NE)
+        same = !same;
+    return PyBool_FromLong(same);
+}
+
+static Py_hash_t proxy_hash(ProxyObject *p)
+{
+    Py_hash_t h;
+    if (!p->store)
+        return _Py_HashPointer(p);
+    h = (Py_hash_t)(p->id ^ (p->id >> 29));
+    return h == -1 ? -2 : h;
+}
+
+/* _shm_same(other): the same shared object. */
+static PyObject *proxy_same(ProxyObject *p, PyObject *o)
+{
+    ProxyObject *q;
+    if (!is_proxy(o))
+        Py_RETURN_FALSE;
+    q = (ProxyObject *)o;
+    if (p == q)
+        Py_RETURN_TRUE;
+    if (!p->store || !q->store || p->id != q->id)
+        Py_RETURN_FALSE;
+    if (p->store == q->store)
+        Py_RETURN_TRUE;
+    return PyObject_RichCompare(p->store->path, q->store->path, Py_EQ);
+}
+
+/* ------------------------------------------------------------------ */
+/* Copying out (to_python).                                            */
+
+static PyObject *copy_out(txstate *ts, const shm_value *v, PyObject *memo);
+
+static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *memo)
+{
+    shm_error err;
+    uint64_t id = 0;
+    int32_t rc;
+    int64_t n = 0, i;
+    PyObject *key, *res = NULL;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_obj_id(ts->tx, o, &id, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    key = PyLong_FromUnsignedLongLong(id);
+    if (!key)
+        return NULL;
+    res = PyDict_GetItemWithError(memo, key);
+    if (res) {
+        Py_DECREF(key);
+        Py_INCREF(res);
+        return res;
+    }
+    if (PyErr_Occurred())
+        goto fail;
+    switch (kind) {
+    case SHM_DICT: {
+        PyObject *keys;
+        if (!(res = PyDict_New()) || PyDict_SetItem(memo, key, res) < 0)
+            goto fail;
+        if (!(keys = PyList_New(0)))
+            goto fail;
+        for (i = 0;; i++) {
+            shm_value kv;
+            PyObject *k;
+            ERR_INIT(err);
+            NOGIL(rc = L.shm_dict_key(ts->tx, o, i, &kv, &err));
+            if (rc == SHM_ERR_RANGE)
+                break;
+            if (rc < 0) {
+                Py_DECREF(keys);
+                raise_rc(rc, &err);
+                goto fail;
+            }
+            k = from_value(ts, &kv);
+            if (!k || PyList_Append(keys, k) < 0) {
+                Py_XDECREF(k);
+                Py_DECREF(keys);
+                goto fail;
+            }
+            Py_DECREF(k);
+        }
+        for (i = 0; i < PyList_GET_SIZE(keys); i++) {
+            shm_value kv, vv;
+            PyObject *k = PyList_GET_ITEM(keys, i), *x;
+            if (to_key(k, &kv) < 0) {
+                Py_DECREF(keys);
+                goto fail;
+            }
+            ERR_INIT(err);
+            NOGIL(rc = L.shm_dict_get(ts->tx, o, &kv, &vv, &err));
+            if (rc < 0) {
+                Py_DECREF(keys);
+                raise_rc(rc, &err);
+                goto fail;
+            }
+            x = copy_out(ts, &vv, memo);
+            if (!x || PyDict_SetItem(res, k, x) < 0) {
+                Py_XDECREF(x);
+                Py_DECREF(keys);
+                goto fail;
+            }
+            Py_DECREF(x);
+        }
+        Py_DECREF(keys);
+        break;
+    }
+    case SHM_QUEUE:
+        /* the ABI reads a queue only by taking items (no peek): the live
+         * Queue itself, not a copy */
+        if (!(res = make_proxy(ts, o, SHM_QUEUE)) || PyDict_SetItem(memo, key, res) < 0)
+            goto fail;
+        break;
+    case SHM_LIST: {
+        if (!(res = PyList_New(0)) || PyDict_SetItem(memo, key, res) < 0)
+            goto fail;
+        ERR_INIT(err);
+        NOGIL(rc = L.shm_list_len(ts->tx, o, &n, &err));
+        if (rc < 0) {
+            raise_rc(rc, &err);
+            goto fail;
+        }
+        for (i = 0; i < n; i++) {
+            shm_value vv;
+            PyObject *x;
+            ERR_INIT(err);
+            NOGIL(rc = L.shm_list_get(ts->tx, o, i, &vv, &err));
+            if (rc < 0) {
+                raise_rc(rc, &err);
+                goto fail;
+            }
+            x = copy_out(ts, &vv, memo);
+            if (!x || PyList_Append(res, x) < 0) {
+                Py_XDECREF(x);
+                goto fail;
+            }
+            Py_DECREF(x);
+        }
+        break;
+    }
+    case SHM_COUNTER: {
+        int64_t c = 0;
+        ERR_INIT(err);
+        NOGIL(rc = L.shm_counter_get(ts->tx, o, &c, &err));
+        if (rc < 0) {
+            raise_rc(rc, &err);
+            goto fail;
+        }
+        if (!(res = PyLong_FromLongLong(c)))
+            goto fail;
+        break;
+    }
+    case SHM_RECORD: {
+        /* an unbound instance of the record's class, holding copies */
+        PyObject *cname = NULL, *cls = record_class_of(ts, o, &cname), *local;
+        int generic = cls == cls_record;
+        if (!cls)
+            goto fail;
+        res = alloc_proxy(cls, NULL, 0, SHM_RECORD);
+        Py_DECREF(cls);
+        if (res && generic) /* keeps the class name for a round trip */
+            if (PyObject_SetAttrString(res, "_shm_class_", cname) < 0)
+                Py_CLEAR(res);
+        Py_XDECREF(cname);
+        if (!res || !(local = PyDict_New()))
+            goto fail;
+        ((ProxyObject *)res)->local = local;
+        if (PyDict_SetItem(memo, key, res) < 0)
+            goto fail;
+        ERR_INIT(err);
+        NOGIL(rc = L.shm_record_nfields(ts->tx, o, &n, &err));
+        if (rc < 0) {
+            raise_rc(rc, &err);
+            goto fail;
+        }
+        for (i = 0; i < n; i++) {
+            shm_value fv, vv;
+            PyObject *name, *x;
+            const char *cname;
+            ERR_INIT(err);
+            NOGIL(rc = L.shm_record_field(ts->tx, o, i, &fv, &err));
+            if (rc < 0) {
+                raise_rc(rc, &err);
+                goto fail;
+            }
+            name = from_value(ts, &fv);
+            if (!name)
+                goto fail;
+            if (!PyUnicode_Check(name) || !(cname = PyUnicode_AsUTF8(name))) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(Error, "a record field name that is not a str");
+                Py_DECREF(name);
+                goto fail;
+            }
+            ERR_INIT(err);
+            NOGIL(rc = L.shm_record_get(ts->tx, o, cname, &vv, &err));
+            if (rc < 0) {
+                Py_DECREF(name);
+                raise_rc(rc, &err);
+                goto fail;
+            }
+            x = copy_out(ts, &vv, memo);
+            if (!x || PyDict_SetItem(local, name, x) < 0) {
+                Py_XDECREF(x);
+                Py_DECREF(name);
+                goto fail;
+            }
+            Py_DECREF(x);
+            Py_DECREF(name);
+        }
+        if (generic) {
+            PyObject *names = PyDict_Keys(local), *t = names ? PyList_AsTuple(names) : NULL;
+            Py_XDECREF(names);
+            if (!t || PyObject_SetAttrString(res, "_shm_fields_", t) < 0) {
+                Py_XDECREF(t);
+                goto fail;
+            }
+            Py_DECREF(t);
+        }
+        break;
+    }
+    default:
+        PyErr_Format(Error, "not a container kind: %d", (int)kind);
+        goto fail;
+    }
+    Py_DECREF(key);
+    return res;
+fail:
+    Py_DECREF(key);
+    Py_XDECREF(res);
+    return NULL;
+}
+
+static PyObject *copy_out(txstate *ts, const shm_value *v, PyObject *memo)
+{
+    if (v->kind >= SHM_DICT)
+        return copy_container(ts, v->obj, v->kind, memo);
+    return from_value(ts, v);
+}
+
+/* taken: a value removed from the store by this operation (pop, a queue's
+ * get): a container is freed when the transaction commits, so it comes out
+ * as a copy (to_python), read now in the same transaction. */
+static PyObject *taken(txstate *ts, const shm_value *v)
+{
+    PyObject *memo, *res;
+    if (v->kind < SHM_DICT)
+        return from_value(ts, v);
+    if (!(memo = PyDict_New()))
+        return NULL;
+    res = copy_out(ts, v, memo);
+    Py_DECREF(memo);
+    return res;
+}
+
+static PyObject *op_to_python(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+{
+    PyObject *memo = PyDict_New(), *res;
+    (void)a;
+    (void)b;
+    if (!memo)
+        return NULL;
+    res = copy_container(ts, o, p->kind, memo);
+    Py_DECREF(memo);
+    return res;
+}
+
+static PyObject *proxy_to_python(ProxyObject *p, PyObject *unused)
+{
+    (void)unused;
+    if (!p->store) {
+        /* an unbound object: itself (records), its count, [] */
+        if (p->kind == SHM_COUNTER)
+            return p->local ? (Py_INCREF(p->local), p->local) : PyLong_FromLong(0);
+        if (p->kind == SHM_QUEUE)
+            return PyList_New(0);
+        Py_INCREF(p);
+        return (PyObject *)p;
+    }
+    return run(p, op_to_python, NULL, NULL, 0);
+}
+
+static PyMethodDef proxy_methods[] = {
+    {"to_python", (PyCFunction)proxy_to_python, METH_NOARGS,
+     "to_python()\n--\n\nA deep copy as plain Python values, read in one transaction: Dicts become "
+     "dicts, Lists lists, Counters ints, records unbound instances of their class; a Queue "
+     "stays the live Queue (the ABI cannot read a queue without taking its items). "
+     "Aliasing and cycles are kept."},
+    {"_shm_same", (PyCFunction)proxy_same, METH_O, "whether other is a proxy of the same shared object"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ProxyType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmstore._shmstore.Proxy",
+    .tp_basicsize = sizeof(ProxyObject),
+    .tp_dealloc = (destructor)proxy_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The base of the proxies of shared objects: a store and a container id.",
+    .tp_traverse = (traverseproc)proxy_traverse,
+    .tp_clear = (inquiry)proxy_clear,
+    .tp_richcompare = proxy_richcompare,
+    .tp_weaklistoffset = offsetof(ProxyObject, weakrefs),
+    .tp_methods = proxy_methods,
+    .tp_getset = proxy_getset,
+    .tp_hash = (hashfunc)proxy_hash,
+};
+
+/* ------------------------------------------------------------------ */
+/* Dict.                                                               */
+
+static PyObject *op_dict_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *dflt)
+{
+    shm_value k, v;
+    shm_error err;
+    int32_t rc;
+    (void)p;
+    if (to_key(key, &k) < 0) {
+        /* a key the store cannot hold is absent */
+        if (dflt && (PyErr_ExceptionMatches(TypeMismatch) || PyErr_ExceptionMatches(PyExc_OverflowError))) {
+            PyErr_Clear();
+            Py_INCREF(dflt);
+            return dflt;
+        }
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            PyErr_SetObject(PyExc_KeyError, key);
+        }
+        return NULL;
+    }
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_dict_get(ts->tx, o, &k, &v, &err));
+    if (rc == SHM_ERR_NOT_FOUND) {
+        if (dflt) {
+            Py_INCREF(dflt);
+            return dflt;
+        }
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    }
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return from_value(ts, &v);
+}
+
+static PyObject *op_dict_set(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *val)
+{
+    shm_value k, v;
+    shm_error err;
+    int32_t rc;
+    PyObject *memo = NULL;
+    (void)p;
+    if (to_key(key, &k) < 0)
+        return NULL;
+    if (to_value_top(ts, val, &v, &memo) < 0) {
+        Py_XDECREF(memo);
+        return NULL;
+    }
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_dict_set(ts->tx, o, &k, &v, &err));
+    Py_XDECREF(memo);
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *op_dict_del(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *b)
+{
+    shm_value k;
+    shm_error err;
+    int32_t rc;
+    (void)p;
+    (void)b;
+    if (to_key(key, &k) < 0) {
+        if (PyErr_ExceptionMatches(TypeMismatch) || PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            PyErr_SetObject(PyExc_KeyError, key);
+        }
+        return NULL;
+    }
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_dict_delete(ts->tx, o, &k, &err));
+    if (rc == SHM_ERR_NOT_FOUND) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    }
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *op_dict_len(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+{
+    int64_t n = 0;
+    shm_error err;
+    int32_t rc;
+    (void)p;
+    (void)a;
+    (void)b;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_dict_len(ts->tx, o, &n, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return PyLong_FromLongLong(n);
+}
+
+static PyObject *op_dict_contains(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *b)
+{
+    shm_value k, v;
+    shm_error err;
+    int32_t rc;
+    (void)p;
+    (void)b;
+    if (to_key(key, &k) < 0) {
+        if (PyErr_ExceptionMatches(TypeMismatch) || PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            Py_RETURN_FALSE;
+        }
+        return NULL;
+    }
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_dict_get(ts->tx, o, &k, &v, &err));
+    if (rc == SHM_ERR_NOT_FOUND)
+        Py_RETURN_FALSE;
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    Py_RETURN_TRUE;
+}
+
+/* dict_keys: the keys, from one snapshot. */
+static PyObject *dict_keys(txstate *ts, shm_obj o)
+{
+    PyObject *keys = PyList_New(0);
+    int64_t i;
+    if (!keys)
+        return NULL;
+    for (i = 0;; i++) {
+        shm_value kv;
+        shm_error err;
+        int32_t rc;
+        PyObject *k;
+        ERR_INIT(err);
+        NOGIL(rc = L.shm_dict_key(ts->tx, o, i, &kv, &err));
+        if (rc == SHM_ERR_RANGE)
+            break;
+        if (rc < 0) {
+            Py_DECREF(keys);
+            return raise_rc(rc, &err);
+        }
+        k = from_value(ts, &kv);
+        if (!k || PyList_Append(keys, k) < 0) {
+            Py_XDECREF(k);
+            Py_DECREF(keys);
+            return NULL;
+        }
+        Py_DECREF(k);
+    }
+    return keys;
+}
+
+static PyObject *op_dict_keys(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+{
+    (void)p;
+    (void)a;
+    (void)b;
+    return dict_keys(ts, o);
+}
+
+/* what: 0 items, 1 values */
+static PyObject *op_dict_items(txstate *ts, ProxyObject *p, shm_obj o, PyObject *what, PyObject *b)
+{
+    PyObject *keys = dict_keys(ts, o), *res;
+    Py_ssize_t i, n;
+    int values = what == Py_True;
+    (void)p;
+    (void)b;
+    if (!keys)
+        return NULL;
+    n = PyList_GET_SIZE(keys);
+    res = PyList_New(n);
+    if (!res)
+        goto fail;
+    for (i = 0; i < n; i++) {
+        PyObject *k = PyList_GET_ITEM(keys, i), *v, *it;
+        v = op_dict_get(ts, p, o, k, NULL);
+        if (!v)
+            goto fail;
+        if (values)
+            it = v;
+        else {
+            it = PyTuple_Pack(2, k, v);
+            Py_DECREF(v);
+            if (!it)
+                goto fail;
+        }
+        PyList_SET_ITEM(res, i, it);
+    }
+    Py_DECREF(keys);
+    return res;
+fail:
+    Py_DECREF(keys);
+    Py_XDECREF(res);
+    return NULL;
+}
+
+static PyObject *op_dict_take(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *b)
+{
+    shm_value k, v;
+    shm_error err;
+    int32_t rc;
+    (void)p;
+    (void)b;
+    if (to_key(key, &k) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            PyErr_SetObject(PyExc_KeyError, key); /* absent: pop's default applies */
+        }
+        return NULL;
+    }
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_dict_get(ts->tx, o, &k, &v, &err));
+    if (rc == SHM_ERR_NOT_FOUND) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    }
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return taken(ts, &v);
+}
+
+static PyObject *op_dict_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *dflt)
+{
+    PyObject *v = op_dict_take(ts, p, o, key, NULL), *r;
+    if (!v) {
+        if (dflt && PyErr_ExceptionMatches(PyExc_KeyError)) {
+            PyErr_Clear();
+            Py_INCREF(dflt);
+            return dflt;
+        }
+        return NULL;
+    }
+    r = op_dict_del(ts, p, o, key, NULL);
+    if (!r) {
+        Py_DECREF(v);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return v;
+}
+
+static PyObject *op_dict_setdefault(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *dflt)
+{
+    PyObject *v = op_dict_get(ts, p, o, key, NULL), *r;
+    if (v || !PyErr_ExceptionMatches(PyExc_KeyError))
+        return v;
+    PyErr_Clear();
+    r = op_dict_set(ts, p, o, key, dflt);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    /* what was stored, as the store gives it back (a proxy for a container) */
+    return op_dict_get(ts, p, o, key, NULL);
+}
+
+static PyObject *op_dict_clear(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+{
+    PyObject *keys = dict_keys(ts, o);
+    Py_ssize_t i;
+    (void)a;
+    (void)b;
+    if (!keys)
+        return NULL;
+    for (i = 0; i < PyList_GET_SIZE(keys); i++) {
+        PyObject *r = op_dict_del(ts, p, o, PyList_GET_ITEM(keys, i), NULL);
+        if (!r) {
+            Py_DECREF(keys);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(keys);
+    Py_RETURN_NONE;
+}
+
+/* container(key, kind, capacity): get-or-create (a tuple (kind, cap) in b) */
+static PyObject *op_dict_container(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *kc)
+{
+    shm_value k;
+    shm_error err;
+    int32_t rc, kind = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(kc, 0));
+    int64_t cap = PyLong_AsLongLong(PyTuple_GET_ITEM(kc, 1));
+    shm_obj out = 0;
+    (void)p;
+    if (PyErr_Occurred())
+        return NULL;
+    if (to_key(key, &k) < 0)
+        return NULL;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_dict_container(ts->tx, o, &k, kind, cap, &out, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return make_proxy(ts, out, kind);
+}
+
+static PyObject *dict_getitem(ProxyObject *p, PyObject *key) { return run(p, op_dict_get, key, NULL, 0); }
+
+static int dict_ass(ProxyObject *p, PyObject *key, PyObject *val)
+{
+    PyObject *r = val ? run(p, op_dict_set, key, val, 1) : run(p, op_dict_del, key, NULL, 1);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static Py_ssize_t dict_len(ProxyObject *p)
+{
+    PyObject *r = run(p, op_dict_len, NULL, NULL, 0);
+    Py_ssize_t n;
+    if (!r)
+        return -1;
+    n = PyLong_AsSsize_t(r);
+    Py_DECREF(r);
+    return n;
+}
+
+static int dict_contains(ProxyObject *p, PyObject *key)
+{
+    PyObject *r = run(p, op_dict_contains, key, NULL, 0);
+    int b;
+    if (!r)
+        return -1;
+    b = r == Py_True;
+    Py_DECREF(r);
+    return b;
+}
+
+static PyObject *dict_get(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
+{
+    if (n < 1 || n > 2)
+        return PyErr_Format(PyExc_TypeError, "get expected 1 or 2 arguments, got %zd", n);
+    return run(p, op_dict_get, args[0], n > 1 ? args[1] : Py_None, 0);
+}
+
+static PyObject *dict_pop(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
+{
+    if (n < 1 || n > 2)
+        return PyErr_Format(PyExc_TypeError, "pop expected 1 or 2 arguments, got %zd", n);
+    return run(p, op_dict_pop, args[0], n > 1 ? args[1] : NULL, 1);
+}
+
+static PyObject *dict_setdefault(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
+{
+    if (n < 1 || n > 2)
+        return PyErr_Format(PyExc_TypeError, "setdefault expected 1 or 2 arguments, got %zd", n);
+    return run(p, op_dict_setdefault, args[0], n > 1 ? args[1] : Py_None, 1);
+}
+
+static PyObject *dict_keys_m(ProxyObject *p, PyObject *u)
+{
+    (void)u;
+    return run(p, op_dict_keys, NULL, NULL, 0);
+}
+
+static PyObject *dict_items_m(ProxyObject *p, PyObject *u)
+{
+    (void)u;
+    return run(p, op_dict_items, Py_False, NULL, 0);
+}
+
+static PyObject *dict_values_m(ProxyObject *p, PyObject *u)
+{
+    (void)u;
+    return run(p, op_dict_items, Py_True, NULL, 0);
+}
+
+static PyObject *dict_clear(ProxyObject *p, PyObject *u)
+{
+    (void)u;
+    return run(p, op_dict_clear, NULL, NULL, 1);
+}
+
+static PyObject *dict_container_m(ProxyObject *p, PyObject *args)
+{
+    PyObject *key, *kc, *r;
+    int kind;
+    long long cap = 0;
+    if (!PyArg_ParseTuple(args, "Oi|L", &key, &kind, &cap))
+        return NULL;
+    if (kind != SHM_DICT && kind != SHM_LIST && kind != SHM_COUNTER && kind != SHM_QUEUE)
+        return PyErr_Format(PyExc_ValueError, "kind must be DICT, LIST, COUNTER or QUEUE");
+    kc = Py_BuildValue("(iL)", kind, cap);
+    if (!kc)
+        return NULL;
+    r = run(p, op_dict_container, key, kc, 1);
+    Py_DECREF(kc);
+    return r;
+}
+
+static PyMappingMethods dict_as_mapping = {
+    .mp_length = (lenfunc)dict_len,
+    .mp_subscript = (binaryfunc)dict_getitem,
+    .mp_ass_subscript = (objobjargproc)dict_ass,
+};
+
+static PySequenceMethods dict_as_sequence = {
+    .sq_contains = (objobjproc)dict_contains,
+};
+
+static PyMethodDef dict_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))dict_get, METH_FASTCALL,
+     "get(key, default=None, /)\n--\n\nThe value under key, or default."},
+    {"pop", (PyCFunction)(void (*)(void))dict_pop, METH_FASTCALL,
+     "pop(key, default=<unset>, /)\n--\n\nRemove key and return its value (default, or KeyError, if absent), "
+     "in one transaction."},
+    {"setdefault", (PyCFunction)(void (*)(void))dict_setdefault, METH_FASTCALL,
+     "setdefault(key, default=None, /)\n--\n\nThe value under key; absent, default is stored first "
+     "(in one transaction) and returned as stored (a live proxy for a container)."},
+    {"_keys", (PyCFunction)dict_keys_m, METH_NOARGS, "the keys, as a list read in one transaction"},
+    {"_items", (PyCFunction)dict_items_m, METH_NOARGS, "the (key, value) pairs, read in one transaction"},
+    {"_values", (PyCFunction)dict_values_m, METH_NOARGS, "the values, read in one transaction"},
+    {"clear", (PyCFunction)dict_clear, METH_NOARGS, "clear()\n--\n\nRemove every key, in one transaction."},
+    {"_container", (PyCFunction)dict_container_m, METH_VARARGS,
+     "_container(key, kind, capacity=0): get-or-create a container under key"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject DictBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmstore._shmstore.DictBase",
+    .tp_basicsize = sizeof(ProxyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C part of shmstore.Dict.",
+    .tp_as_mapping = &dict_as_mapping,
+    .tp_as_sequence = &dict_as_sequence,
+    .tp_methods = dict_methods,
+    .tp_traverse = (traverseproc)proxy_traverse,
+    .tp_clear = (inquiry)proxy_clear,
+};
+
+/* ------------------------------------------------------------------ */
+/* List.                                                               */
+
+static int list_index(PyObject *i, int64_t *out)
+{
+    Py_ssize_t x = PyNumber_AsSsize_t(i, PyExc_IndexError);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int64_t list_len_raw(txstate *ts, shm_obj o, int *ok)
+{
+    int64_t n = 0;
+    shm_error err;
+    int32_t rc;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_list_len(ts->tx, o, &n, &err));
+    *ok = rc >= 0;
+    if (rc < 0)
+        raise_rc(rc, &err);
+    return n;
+}
+
+static PyObject *range_error(int32_t rc, shm_error *err, const char *what)
+{
+    if (rc == SHM_ERR_RANGE) {
+        PyErr_Format(PyExc_IndexError, "%s index out of range", what);
+        return NULL;
+    }
+    return raise_rc(rc, err);
+}
+
+static PyObject *op_list_len(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+{
+    int ok;
+    int64_t n = list_len_raw(ts, o, &ok);
+    (void)p;
+    (void)a;
+    (void)b;
+    return ok ? PyLong_FromLongLong(n) : NULL;
+}
+
+static PyObject *op_list_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idx, PyObject *b)
+{
+    int64_t i;
+    shm_value v;
+    shm_error err;
+    int32_t rc;
+    (void)p;
+    (void)b;
+    if (list_index(idx, &i) < 0)
+        return NULL;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_list_get(ts->tx, o, i, &v, &err));
+    if (rc < 0)
+        return range_error(rc, &err, "list");
+    return from_value(ts, &v);
+}
+
+static PyObject *op_list_set(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idx, PyObject *val)
+{
+    int64_t i;
+    shm_value v;
+    shm_error err;
+    int32_t rc;
+    PyObject *memo = NULL;
+    (void)p;
+    if (list_index(idx, &i) < 0)
+        return NULL;
+    if (to_value_top(ts, val, &v, &memo) < 0) {
+        Py_XDECREF(memo);
+        return NULL;
+    }
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_list_set(ts->tx, o, i, &v, &err));
+    Py_XDECREF(memo);
+    if (rc < 0)
+        return range_error(rc, &err, "list assignment");
+    Py_RETURN_NONE;
+}
+
+static PyObject *op_list_del(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idx, PyObject *b)
+{
+    int64_t i;
+    shm_error err;
+    int32_t rc;
+    (void)p;
+    (void)b;
+    if (list_index(idx, &i) < 0)
+        return NULL;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_list_delete(ts->tx, o, i, &err));
+    if (rc < 0)
+        return range_error(rc, &err, "list assignment");
+    Py_RETURN_NONE;
+}
+
+/* insert as list.insert does: clamped to [0, len]. */
+static PyObject *op_list_insert(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idx, PyObject *val)
+{
+    int64_t i, n;
+    int ok;
+    shm_value v;
+    shm_error err;
+    int32_t rc;
+    PyObject *memo = NULL;
+    (void)p;
+    if (list_index(idx, &i) < 0)
+        return NULL;
+    n = list_len_raw(ts, o, &ok);
+    if (!ok)
+        return NULL;
+    if (i < 0)
+        i += n;
+    if (i < 0)
+        i = 0;
+    if (i > n)
+        i = n;
+    if (to_value_top(ts, val, &v, &memo) < 0) {
+        Py_XDECREF(memo);
+        return NULL;
+    }
+    ERR_INIT(err);
+    if (i == n)
+        NOGIL(rc = L.shm_list_append(ts->tx, o, &v, &err));
+    else if (i == 0)
+        NOGIL(rc = L.shm_list_prepend(ts->tx, o, &v, &err));
+    else
+        NOGIL(rc = L.shm_list_insert(ts->tx, o, i, &v, &err));
+    Py_XDECREF(memo);
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    Py_RETURN_NONE;
+}
+
+/* b: Py_True to prepend */
+static PyObject *op_list_append(txstate *ts, ProxyObject *p, shm_obj o, PyObject *val, PyObject *front)
+{
+    shm_value v;
+    shm_error err;
+    int32_t rc;
+    PyObject *memo = NULL;
+    (void)p;
+    if (to_value_top(ts, val, &v, &memo) < 0) {
+        Py_XDECREF(memo);
+        return NULL;
+    }
+    ERR_INIT(err);
+    NOGIL(rc = front == Py_True ? L.shm_list_prepend(ts->tx, o, &v, &err) : L.shm_list_append(ts->tx, o, &v, &err));
+    Py_XDECREF(memo);
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *op_list_extend(txstate *ts, ProxyObject *p, shm_obj o, PyObject *seq, PyObject *b)
+{
+    Py_ssize_t i, n;
+    (void)b;
+    n = PySequence_Fast_GET_SIZE(seq);
+    for (i = 0; i < n; i++) {
+        PyObject *r = op_list_append(ts, p, o, PySequence_Fast_GET_ITEM(seq, i), Py_False);
+        if (!r)
+            return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *op_list_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idx, PyObject *b)
+{
+    int64_t i = -1, n;
+    int ok;
+    shm_value v;
+    shm_error err;
+    int32_t rc;
+    PyObject *res, *r;
+    (void)b;
+    if (idx && list_index(idx, &i) < 0)
+        return NULL;
+    if (i == -1 || i == 0) {
+        ERR_INIT(err);
+        NOGIL(rc = L.shm_list_pop(ts->tx, o, i == 0, &v, &err));
+        if (rc == SHM_ERR_RANGE || rc == SHM_ERR_NOT_FOUND) {
+            PyErr_SetString(PyExc_IndexError, "pop from empty list");
+            return NULL;
+        }
+        if (rc < 0)
+            return raise_rc(rc, &err);
+        return taken(ts, &v);
+    }
+    n = list_len_raw(ts, o, &ok);
+    if (!ok)
+        return NULL;
+    if (n == 0) {
+        PyErr_SetString(PyExc_IndexError, "pop from empty list");
+        return NULL;
+    }
+    if (i < -n || i >= n) {
+        PyErr_SetString(PyExc_IndexError, "pop index out of range");
+        return NULL;
+    }
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_list_get(ts->tx, o, i, &v, &err));
+    if (rc < 0)
+        return range_error(rc, &err, "pop");
+    res = taken(ts, &v);
+    if (!res)
+        return NULL;
+    r = op_list_del(ts, p, o, idx, NULL);
+    if (!r) {
+        Py_DECREF(res);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return res;
+}
+
+static PyObject *op_list_items(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+{
+    int ok;
+    int64_t n = list_len_raw(ts, o, &ok), i;
+    PyObject *res;
+    (void)p;
+    (void)a;
+    (void)b;
+    if (!ok)
+        return NULL;
+    res = PyList_New((Py_ssize_t)n);
+    if (!res)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        shm_value v;
+        shm_error err;
+        int32_t rc;
+        PyObject *x;
+        ERR_INIT(err);
+        NOGIL(rc = L.shm_list_get(ts->tx, o, i, &v, &err));
+        if (rc < 0) {
+            Py_DECREF(res);
+            return raise_rc(rc, &err);
+        }
+        x = from_value(ts, &v);
+        if (!x) {
+            Py_DECREF(res);
+            return NULL;
+        }
+        PyList_SET_ITEM(res, (Py_ssize_t)i, x);
+    }
+    return res;
+}
+
+static PyObject *op_list_clear(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+{
+    int ok;
+    int64_t n = list_len_raw(ts, o, &ok), i;
+    (void)p;
+    (void)a;
+    (void)b;
+    if (!ok)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        shm_value v;
+        shm_error err;
+        int32_t rc;
+        ERR_INIT(err);
+        NOGIL(rc = L.shm_list_pop(ts->tx, o, 0, &v, &err));
+        if (rc < 0)
+            return raise_rc(rc, &err);
+    }
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t list_len(ProxyObject *p)
+{
+    PyObject *r = run(p, op_list_len, NULL, NULL, 0);
+    Py_ssize_t n;
+    if (!r)
+        return -1;
+    n = PyLong_AsSsize_t(r);
+    Py_DECREF(r);
+    return n;
+}
+
+static PyObject *list_item(ProxyObject *p, Py_ssize_t i)
+{
+    PyObject *idx = PyLong_FromSsize_t(i), *r;
+    if (!idx)
+        return NULL;
+    r = run(p, op_list_get, idx, NULL, 0);
+    Py_DECREF(idx);
+    return r;
+}
+
+static PyObject *list_getitem(ProxyObject *p, PyObject *key)
+{
+    if (PySlice_Check(key)) {
+        /* the Python layer's _getslice */
+        return PyObject_CallMethod((PyObject *)p, "_getslice", "O", key);
+    }
+    return run(p, op_list_get, key, NULL, 0);
+}
+
+static int list_ass(ProxyObject *p, PyObject *key, PyObject *val)
+{
+    PyObject *r;
+    if (PySlice_Check(key))
+        r = val ? PyObject_CallMethod((PyObject *)p, "_setslice", "OO", key, val)
+                : PyObject_CallMethod((PyObject *)p, "_delslice", "O", key);
+    else
+        r = val ? run(p, op_list_set, key, val, 1) : run(p, op_list_del, key, NULL, 1);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *list_insert(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
+{
+    if (n != 2)
+        return PyErr_Format(PyExc_TypeError, "insert expected 2 arguments, got %zd", n);
+    return run(p, op_list_insert, args[0], args[1], 1);
+}
+
+static PyObject *list_append(ProxyObject *p, PyObject *v) { return run(p, op_list_append, v, Py_False, 1); }
+static PyObject *list_appendleft(ProxyObject *p, PyObject *v) { return run(p, op_list_append, v, Py_True, 1); }
+
+static PyObject *list_extend(ProxyObject *p, PyObject *it)
+{
+    PyObject *seq, *r;
+    /* a tuple of the items as they are now (l.extend(l) too; another
+     * thread may change a list while the calls run without the GIL) */
+    if (PyObject_TypeCheck(it, &ListBaseType))
+        it = PyObject_CallMethod(it, "_items", NULL);
+    else
+        Py_INCREF(it);
+    if (!it)
+        return NULL;
+    seq = PySequence_Tuple(it);
+    Py_DECREF(it);
+    if (!seq)
+        return NULL;
+    r = run(p, op_list_extend, seq, NULL, 1);
+    Py_DECREF(seq);
+    return r;
+}
+
+static PyObject *list_pop(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
+{
+    if (n > 1)
+        return PyErr_Format(PyExc_TypeError, "pop expected at most 1 argument, got %zd", n);
+    return run(p, op_list_pop, n ? args[0] : NULL, NULL, 1);
+}
+
+static PyObject *list_items_m(ProxyObject *p, PyObject *u)
+{
+    (void)u;
+    return run(p, op_list_items, NULL, NULL, 0);
+}
+
+static PyObject *list_clear(ProxyObject *p, PyObject *u)
+{
+    (void)u;
+    return run(p, op_list_clear, NULL, NULL, 1);
+}
+
+static PyMappingMethods list_as_mapping = {
+    .mp_length = (lenfunc)list_len,
+    .mp_subscript = (binaryfunc)list_getitem,
+    .mp_ass_subscript = (objobjargproc)list_ass,
+};
+
+static PySequenceMethods list_as_sequence = {
+    .sq_length = (lenfunc)list_len,
+    .sq_item = (ssizeargfunc)list_item,
+};
+
+static PyMethodDef list_methods[] = {
+    {"insert", (PyCFunction)(void (*)(void))list_insert, METH_FASTCALL,
+     "insert(index, value, /)\n--\n\nInsert value before index (as list.insert)."},
+    {"append", (PyCFunction)list_append, METH_O, "append(value, /)\n--\n\nAdd value at the end."},
+    {"appendleft", (PyCFunction)list_appendleft, METH_O,
+     "appendleft(value, /)\n--\n\nAdd value at the front (O(1))."},
+    {"extend", (PyCFunction)list_extend, METH_O,
+     "extend(iterable, /)\n--\n\nAppend every item, in one transaction."},
+    {"pop", (PyCFunction)(void (*)(void))list_pop, METH_FASTCALL,
+     "pop(index=-1, /)\n--\n\nRemove and return the item at index; pop() and pop(0) are O(1)."},
+    {"_items", (PyCFunction)list_items_m, METH_NOARGS, "the items, read in one transaction"},
+    {"clear", (PyCFunction)list_clear, METH_NOARGS, "clear()\n--\n\nRemove every item, in one transaction."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ListBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmstore._shmstore.ListBase",
+    .tp_basicsize = sizeof(ProxyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C part of shmstore.List.",
+    .tp_as_mapping = &list_as_mapping,
+    .tp_as_sequence = &list_as_sequence,
+    .tp_methods = list_methods,
+    .tp_traverse = (traverseproc)proxy_traverse,
+    .tp_clear = (inquiry)proxy_clear,
+};
+
+/* ------------------------------------------------------------------ */
+/* Counter.                                                            */
+
+static PyObject *op_counter_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+{
+    int64_t n = 0;
+    shm_error err;
+    int32_t rc;
+    (void)p;
+    (void)a;
+    (void)b;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_counter_get(ts->tx, o, &n, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return PyLong_FromLongLong(n);
+}
+
+/* b: Py_True for a blind add */
+static PyObject *op_counter_add(txstate *ts, ProxyObject *p, shm_obj o, PyObject *delta, PyObject *blind)
+{
+    int64_t out = 0;
+    long long d;
+    int overflow = 0;
+    shm_error err;
+    int32_t rc;
+    (void)p;
+    d = PyLong_AsLongLongAndOverflow(delta, &overflow);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "shmstore keeps integers of int64 only");
+        return NULL;
+    }
+    if (d == -1 && PyErr_Occurred())
+        return NULL;
+    ERR_INIT(err);
+    if (blind == Py_True) {
+        NOGIL(rc = L.shm_counter_add_blind(ts->tx, o, d, &err));
+        if (rc < 0)
+            return raise_rc(rc, &err);
+        Py_RETURN_NONE;
+    }
+    NOGIL(rc = L.shm_counter_add(ts->tx, o, d, &out, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return PyLong_FromLongLong(out);
+}
+
+static PyObject *counter_new(PyTypeObject *t, PyObject *args, PyObject *kw);
+
+static PyObject *counter_local(ProxyObject *p)
+{
+    if (p->local) {
+        Py_INCREF(p->local);
+        return p->local;
+    }
+    return PyLong_FromLong(0);
+}
+
+static PyObject *counter_value(ProxyObject *p, void *c)
+{
+    (void)c;
+    if (!p->store)
+        return counter_local(p);
+    return run(p, op_counter_get, NULL, NULL, 0);
+}
+
+static PyObject *counter_add_local(ProxyObject *p, PyObject *n)
+{
+    PyObject *cur = counter_local(p), *sum;
+    if (!cur)
+        return NULL;
+    sum = PyNumber_Add(cur, n);
+    Py_DECREF(cur);
+    if (!sum)
+        return NULL;
+    Py_INCREF(sum);
+    Py_XSETREF(p->local, sum);
+    return sum;
+}
+
+static PyObject *counter_add(ProxyObject *p, PyObject *n)
+{
+    if (!PyLong_Check(n))
+        return PyErr_Format(PyExc_TypeError, "Counter.add takes an int, not %.100s", Py_TYPE(n)->tp_name);
+    if (!p->store)
+        return counter_add_local(p, n);
+    return run(p, op_counter_add, n, Py_False, 1);
+}
+
+static PyObject *counter_add_blind(ProxyObject *p, PyObject *n)
+{
+    PyObject *r;
+    if (!PyLong_Check(n))
+        return PyErr_Format(PyExc_TypeError, "Counter.add_blind takes an int, not %.100s", Py_TYPE(n)->tp_name);
+    if (!p->store) {
+        r = counter_add_local(p, n);
+        if (!r)
+            return NULL;
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    return run(p, op_counter_add, n, Py_True, 1);
+}
+
+static PyObject *counter_iadd(ProxyObject *p, PyObject *n)
+{
+    PyObject *r;
+    if (!PyLong_Check(n) || PyBool_Check(n))
+        Py_RETURN_NOTIMPLEMENTED;
+    r = p->store ? run(p, op_counter_add, n, Py_True, 1) : counter_add_local(p, n);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    Py_INCREF(p);
+    return (PyObject *)p;
+}
+
+static PyObject *counter_isub(ProxyObject *p, PyObject *n)
+{
+    PyObject *neg, *r;
+    if (!PyLong_Check(n) || PyBool_Check(n))
+        Py_RETURN_NOTIMPLEMENTED;
+    neg = PyNumber_Negative(n);
+    if (!neg)
+        return NULL;
+    r = counter_iadd(p, neg);
+    Py_DECREF(neg);
+    return r;
+}
+
+static PyObject *counter_int(ProxyObject *p) { return counter_value(p, NULL); }
+
+static PyNumberMethods counter_as_number = {
+    .nb_int = (unaryfunc)counter_int,
+    .nb_index = (unaryfunc)counter_int,
+    .nb_inplace_add = (binaryfunc)counter_iadd,
+    .nb_inplace_subtract = (binaryfunc)counter_isub,
+};
+
+static PyMethodDef counter_methods[] = {
+    {"add", (PyCFunction)counter_add, METH_O,
+     "add(n, /)\n--\n\nAdd n and return the new value (reads the counter: concurrent adds conflict)."},
+    {"add_blind", (PyCFunction)counter_add_blind, METH_O,
+     "add_blind(n, /)\n--\n\nAdd n without reading: never conflicts with other adds. "
+     "counter += n does this."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef counter_getset[] = {
+    {"value", (getter)counter_value, NULL, "the counter's value", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject CounterBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmstore._shmstore.CounterBase",
+    .tp_basicsize = sizeof(ProxyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C part of shmstore.Counter.",
+    .tp_as_number = &counter_as_number,
+    .tp_methods = counter_methods,
+    .tp_getset = counter_getset,
+    .tp_new = counter_new,
+    .tp_traverse = (traverseproc)proxy_traverse,
+    .tp_clear = (inquiry)proxy_clear,
+};
+
+/* ------------------------------------------------------------------ */
+/* Queue.                                                              */
+
+/* a: the value (put) or NULL (get); b: a tuple (block, timeout-or-None) */
+static PyObject *op_queue(txstate *ts, ProxyObject *p, shm_obj o, PyObject *val, PyObject *bt)
+{
+    int block = PyObject_IsTrue(PyTuple_GET_ITEM(bt, 0));
+    PyObject *timeout = PyTuple_GET_ITEM(bt, 1);
+    double t = -1;
+    shm_value v;
+    shm_error err;
+    int32_t rc;
+    PyObject *memo = NULL;
+    (void)p;
+    if (block < 0)
+        return NULL;
+    if (block && timeout != Py_None) {
+        t = PyFloat_AsDouble(timeout);
+        if (t == -1 && PyErr_Occurred())
+            return NULL;
+        if (t < 0) {
+            PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
+            return NULL;
+        }
+    }
+    memset(&v, 0, sizeof v);
+    ERR_INIT(err);
+    if (val) {
+        if (to_value_top(ts, val, &v, &memo) < 0) {
+            Py_XDECREF(memo);
+            return NULL;
+        }
+        NOGIL(rc = L.shm_queue_put(ts->tx, o, &v, !block || t >= 0, &err));
+        Py_XDECREF(memo);
+    } else
+        NOGIL(rc = L.shm_queue_get(ts->tx, o, !block || t >= 0, &v, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    if (rc == SHM_FALSE) {
+        if (block && t >= 0) {
+            double now = monotonic();
+            if (ts->deadline == 0)
+                ts->deadline = now + t;
+            if (now < ts->deadline) {
+                ERR_INIT(err);
+                NOGIL(rc = L.shm_tx_retry(ts->tx, &err));
+                return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
+            }
+        }
+        PyErr_SetNone(val ? QueueFull : QueueEmpty);
+        return NULL;
+    }
+    if (val)
+        Py_RETURN_NONE;
+    return taken(ts, &v);
+}
+
+static PyObject *op_queue_len(txstate *ts, ProxyObject *p, shm_obj o, PyObject *cap, PyObject *b)
+{
+    int64_t n = 0;
+    shm_error err;
+    int32_t rc;
+    (void)p;
+    (void)b;
+    ERR_INIT(err);
+    NOGIL(rc = cap == Py_True ? L.shm_queue_cap(ts->tx, o, &n, &err) : L.shm_queue_len(ts->tx, o, &n, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return PyLong_FromLongLong(n);
+}
+
+static PyObject *queue_new(PyTypeObject *t, PyObject *args, PyObject *kw);
+
+static PyObject *queue_put(ProxyObject *p, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"item", "block", "timeout", NULL};
+    PyObject *item, *block = Py_True, *timeout = Py_None, *bt, *r;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO:put", kwlist, &item, &block, &timeout))
+        return NULL;
+    if (!p->store)
+        return unbound_error(p);
+    bt = PyTuple_Pack(2, block, timeout);
+    if (!bt)
+        return NULL;
+    r = run(p, op_queue, item, bt, 1);
+    Py_DECREF(bt);
+    return r;
+}
+
+static PyObject *queue_get(ProxyObject *p, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"block", "timeout", NULL};
+    PyObject *block = Py_True, *timeout = Py_None, *bt, *r;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:get", kwlist, &block, &timeout))
+        return NULL;
+    if (!p->store)
+        return unbound_error(p);
+    bt = PyTuple_Pack(2, block, timeout);
+    if (!bt)
+        return NULL;
+    r = run(p, op_queue, NULL, bt, 1);
+    Py_DECREF(bt);
+    return r;
+}
+
+static PyObject *queue_qsize(ProxyObject *p, PyObject *u)
+{
+    (void)u;
+    if (!p->store)
+        return PyLong_FromLong(0);
+    return run(p, op_queue_len, Py_False, NULL, 0);
+}
+
+static PyObject *queue_maxsize(ProxyObject *p, void *c)
+{
+    (void)c;
+    if (!p->store)
+        return p->local ? (Py_INCREF(p->local), p->local) : PyLong_FromLong(0);
+    return run(p, op_queue_len, Py_True, NULL, 0);
+}
+
+static PyMethodDef queue_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))queue_put, METH_VARARGS | METH_KEYWORDS,
+     "put(item, block=True, timeout=None)\n--\n\nAdd item at the end. While the queue is full, "
+     "block waits (the transaction retries: nothing is held) up to timeout seconds, then raises "
+     "queue.Full; block=False raises queue.Full at once."},
+    {"get", (PyCFunction)(void (*)(void))queue_get, METH_VARARGS | METH_KEYWORDS,
+     "get(block=True, timeout=None)\n--\n\nRemove and return the first item. While the queue is "
+     "empty, block waits (the transaction retries) up to timeout seconds, then raises queue.Empty; "
+     "block=False raises queue.Empty at once."},
+    {"qsize", (PyCFunction)queue_qsize, METH_NOARGS, "qsize()\n--\n\nThe number of items."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef queue_getset[] = {
+    {"maxsize", (getter)queue_maxsize, NULL, "the most items the queue holds (0: unbounded)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject QueueBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmstore._shmstore.QueueBase",
+    .tp_basicsize = sizeof(ProxyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C part of shmstore.Queue.",
+    .tp_methods = queue_methods,
+    .tp_getset = queue_getset,
+    .tp_new = queue_new,
+    .tp_traverse = (traverseproc)proxy_traverse,
+    .tp_clear = (inquiry)proxy_clear,
+};
+
+/* ------------------------------------------------------------------ */
+/* Records.                                                            */
+
+static int record_set_raw(txstate *ts, shm_obj o, PyObject *name, PyObject *val, PyObject **memo)
+{
+    shm_value v;
+    shm_error err;
+    int32_t rc;
+    const char *cname;
+    if (!PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, "field names are str");
+        return -1;
+    }
+    if (!(cname = PyUnicode_AsUTF8(name)))
+        return -1;
+    if (to_value(ts, val, &v, memo) < 0)
+        return -1;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_record_set(ts->tx, o, cname, &v, &err));
+    if (rc == SHM_ERR_NOT_FOUND) {
+        PyErr_Format(PyExc_AttributeError, "the shared record has no field %R", name);
+        return -1;
+    }
+    if (rc < 0) {
+        raise_rc(rc, &err);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *op_record_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject *name, PyObject *b)
+{
+    shm_value v;
+    shm_error err;
+    int32_t rc;
+    const char *cname;
+    (void)p;
+    (void)b;
+    if (!(cname = PyUnicode_AsUTF8(name)))
+        return NULL;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_record_get(ts->tx, o, cname, &v, &err));
+    if (rc == SHM_ERR_NOT_FOUND)
+        return PyErr_Format(PyExc_AttributeError, "the shared record has no field %R", name);
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return from_value(ts, &v);
+}
+
+static PyObject *op_record_set(txstate *ts, ProxyObject *p, shm_obj o, PyObject *name, PyObject *val)
+{
+    PyObject *memo = NULL;
+    int r;
+    (void)p;
+    r = record_set_raw(ts, o, name, val, &memo);
+    Py_XDECREF(memo);
+    if (r < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *op_record_fields(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+{
+    int64_t n = 0, i;
+    shm_error err;
+    int32_t rc;
+    PyObject *res;
+    (void)p;
+    (void)a;
+    (void)b;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_record_nfields(ts->tx, o, &n, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    res = PyTuple_New((Py_ssize_t)n);
+    if (!res)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        shm_value v;
+        PyObject *x;
+        ERR_INIT(err);
+        NOGIL(rc = L.shm_record_field(ts->tx, o, i, &v, &err));
+        if (rc < 0) {
+            Py_DECREF(res);
+            return raise_rc(rc, &err);
+        }
+        x = from_value(ts, &v);
+        if (!x) {
+            Py_DECREF(res);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(res, (Py_ssize_t)i, x);
+    }
+    return res;
+}
+
+static int check_name(PyObject *name)
+{
+    if (!PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, "field names are str");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *record_shm_get(ProxyObject *p, PyObject *name)
+{
+    if (check_name(name) < 0)
+        return NULL;
+    if (!p->store) {
+        PyObject *v = p->local ? PyDict_GetItemWithError(p->local, name) : NULL;
+        if (v) {
+            Py_INCREF(v);
+            return v;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE; /* fields start as None */
+    }
+    return run(p, op_record_get, name, NULL, 0);
+}
+
+static PyObject *record_shm_set(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
+{
+    if (n != 2)
+        return PyErr_Format(PyExc_TypeError, "_shm_set expected 2 arguments");
+    if (check_name(args[0]) < 0)
+        return NULL;
+    if (!p->store) {
+        if (!p->local && !(p->local = PyDict_New()))
+            return NULL;
+        if (PyDict_SetItem(p->local, args[0], args[1]) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return run(p, op_record_set, args[0], args[1], 1);
+}
+
+static PyObject *record_shm_fields(ProxyObject *p, PyObject *u)
+{
+    (void)u;
+    if (!p->store)
+        return PyObject_GetAttrString((PyObject *)Py_TYPE(p), "_shm_fields_");
+    return run(p, op_record_fields, NULL, NULL, 0);
+}
+
+/* Records are made in the thread's innermost transaction, or unbound
+ * (their fields kept in the object until it is stored somewhere). */
+static PyObject *record_new(PyTypeObject *t, PyObject *args, PyObject *kw)
+{
+    ProxyObject *p;
+    txstate *ts = tls_top;
+    shm_obj o = 0;
+    (void)args;
+    (void)kw;
+    while (ts && !ts->active)
+        ts = ts->prev;
+    p = (ProxyObject *)t->tp_alloc(t, 0);
+    if (!p)
+        return NULL;
+    p->kind = SHM_RECORD;
+    if (ts && !ts->readonly) {
+        if (store_live(ts->store) < 0 || new_record(ts, (PyObject *)t, &o) < 0 || bind_new(ts, p, o, 0) < 0) {
+            Py_DECREF(p);
+            return NULL;
+        }
+    } else if (!(p->local = PyDict_New())) {
+        Py_DECREF(p);
+        return NULL;
+    }
+    return (PyObject *)p;
+}
+
+static PyObject *counter_new(PyTypeObject *t, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"value", NULL};
+    long long n0 = 0;
+    ProxyObject *p;
+    txstate *ts = tls_top;
+    shm_obj o = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|L:Counter", kwlist, &n0))
+        return NULL;
+    while (ts && !ts->active)
+        ts = ts->prev;
+    p = (ProxyObject *)t->tp_alloc(t, 0);
+    if (!p)
+        return NULL;
+    p->kind = SHM_COUNTER;
+    if (ts && !ts->readonly) {
+        shm_error err;
+        int32_t rc = 0;
+        if (store_live(ts->store) < 0 || new_container(ts, SHM_COUNTER, 0, &o) < 0)
+            goto fail;
+        ERR_INIT(err);
+        if (n0)
+            NOGIL(rc = L.shm_counter_add_blind(ts->tx, o, n0, &err));
+        if (rc < 0) {
+            raise_rc(rc, &err);
+            goto fail;
+        }
+        if (bind_new(ts, p, o, 0) < 0)
+            goto fail;
+    } else if (!(p->local = PyLong_FromLongLong(n0)))
+        goto fail;
+    return (PyObject *)p;
+fail:
+    Py_DECREF(p);
+    return NULL;
+}
+
+static PyObject *queue_new(PyTypeObject *t, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"maxsize", NULL};
+    long long cap = 0;
+    ProxyObject *p;
+    txstate *ts = tls_top;
+    shm_obj o = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|L:Queue", kwlist, &cap))
+        return NULL;
+    if (cap < 0)
+        cap = 0;
+    while (ts && !ts->active)
+        ts = ts->prev;
+    p = (ProxyObject *)t->tp_alloc(t, 0);
+    if (!p)
+        return NULL;
+    p->kind = SHM_QUEUE;
+    if (ts && !ts->readonly) {
+        if (store_live(ts->store) < 0 || new_container(ts, SHM_QUEUE, cap, &o) < 0 || bind_new(ts, p, o, 0) < 0)
+            goto fail;
+    } else if (!(p->local = PyLong_FromLongLong(cap)))
+        goto fail;
+    return (PyObject *)p;
+fail:
+    Py_DECREF(p);
+    return NULL;
+}
+
+static PyMethodDef record_methods[] = {
+    {"_shm_get", (PyCFunction)record_shm_get, METH_O, "_shm_get(name): a field's value"},
+    {"_shm_set", (PyCFunction)(void (*)(void))record_shm_set, METH_FASTCALL, "_shm_set(name, value)"},
+    {"_shm_stored_fields", (PyCFunction)record_shm_fields, METH_NOARGS,
+     "the field names of the shared record (as stored)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RecordBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmstore._shmstore.RecordBase",
+    .tp_basicsize = sizeof(ProxyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C part of shmstore.Object.",
+    .tp_methods = record_methods,
+    .tp_new = record_new,
+    .tp_traverse = (traverseproc)proxy_traverse,
+    .tp_clear = (inquiry)proxy_clear,
+};
+
+/* ------------------------------------------------------------------ */
+/* Txn: a transaction the Python layer runs (attempts, begin/commit).   */
+
+typedef struct {
+    PyObject_HEAD
+    txstate ts;
+    int explicit_;
+} TxnObject;
+
+static PyTypeObject TxnType;
+
+static void txn_dealloc(TxnObject *t)
+{
+    /* never on a thread's stack here: the stack holds a reference */
+    ts_rollback(&t->ts);
+    Py_CLEAR(t->ts.store);
+    Py_CLEAR(t->ts.pending);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static int txn_live(TxnObject *t)
+{
+    if (fork_check() < 0)
+        return -1;
+    if (!t->ts.active) {
+        PyErr_SetString(TransactionClosedError, "the transaction is over");
+        return -1;
+    }
+    return 0;
+}
+
+/* end(body_rc) -> SHM_OK, SHM_AGAIN or a negative code (see ts_end) */
+static PyObject *txn_end(TxnObject *t, PyObject *arg)
+{
+    long body_rc = PyLong_AsLong(arg);
+    int32_t rc;
+    if (body_rc == -1 && PyErr_Occurred())
+        return NULL;
+    if (txn_live(t) < 0)
+        return NULL;
+    rc = ts_end(&t->ts, (int32_t)body_rc);
+    if (rc != SHM_AGAIN)
+        ts_pop(&t->ts); /* may drop the last reference but one: the caller holds t */
+    if (rc < 0 && body_rc == SHM_OK)
+        return NULL;
+    return PyLong_FromLong(rc);
+}
+
+static PyObject *txn_restart(TxnObject *t, PyObject *u)
+{
+    (void)u;
+    if (fork_check() < 0)
+        return NULL;
+    if (!t->ts.active) {
+        PyErr_SetString(TransactionClosedError, "the transaction is over");
+        return NULL;
+    }
+    if (ts_restart(&t->ts) < 0) {
+        ts_pop(&t->ts);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* _raise_end(): raise the error of the last shm_tx_end that failed */
+static PyObject *txn_raise_end(TxnObject *t, PyObject *u)
+{
+    (void)u;
+    if (t->ts.end_rc >= 0)
+        return PyErr_Format(Error, "the transaction's end did not fail");
+    return raise_rc(t->ts.end_rc, &t->ts.end_err);
+}
+
+static PyObject *txn_rollback(TxnObject *t, PyObject *u)
+{
+    (void)u;
+    ts_rollback(&t->ts);
+    ts_pop(&t->ts);
+    Py_RETURN_NONE;
+}
+
+static PyObject *txn_push(TxnObject *t, PyObject *u)
+{
+    (void)u;
+    if (!t->ts.pushed) {
+        t->ts.owner = (PyObject *)t;
+        ts_push(&t->ts);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *txn_pop(TxnObject *t, PyObject *u)
+{
+    (void)u;
+    ts_pop(&t->ts);
+    Py_RETURN_NONE;
+}
+
+static PyObject *txn_retry(TxnObject *t, PyObject *u)
+{
+    shm_error err;
+    int32_t rc;
+    (void)u;
+    if (txn_live(t) < 0)
+        return NULL;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_tx_retry(t->ts.tx, &err));
+    return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
+}
+
+static PyObject *txn_or_else_begin(TxnObject *t, PyObject *u)
+{
+    shm_error err;
+    int32_t rc;
+    int64_t token = 0;
+    (void)u;
+    if (txn_live(t) < 0)
+        return NULL;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_tx_or_else_begin(t->ts.tx, &token, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return Py_BuildValue("(LO)", (long long)token, rc == SHM_OK ? Py_True : Py_False);
+}
+
+static PyObject *txn_or_else_retried(TxnObject *t, PyObject *arg)
+{
+    shm_error err;
+    int32_t rc;
+    long long token = PyLong_AsLongLong(arg);
+    if (token == -1 && PyErr_Occurred())
+        return NULL;
+    if (txn_live(t) < 0)
+        return NULL;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_tx_or_else_retried(t->ts.tx, token, &err));
+    return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
+}
+
+static PyObject *txn_get_active(TxnObject *t, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(t->ts.active);
+}
+
+static PyObject *txn_get_readonly(TxnObject *t, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(t->ts.readonly);
+}
+
+static PyObject *txn_get_store(TxnObject *t, void *c)
+{
+    (void)c;
+    if (!t->ts.store)
+        Py_RETURN_NONE;
+    Py_INCREF(t->ts.store);
+    return (PyObject *)t->ts.store;
+}
+
+static PyObject *txn_get_attempt(TxnObject *t, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLongLong(t->ts.serial);
+}
+
+static PyMethodDef txn_methods[] = {
+    {"end", (PyCFunction)txn_end, METH_O,
+     "end(body_rc) -> 0 (committed), 1 (run again after restart()) or a negative code (over)"},
+    {"restart", (PyCFunction)txn_restart, METH_NOARGS,
+     "restart(): wait (GIL released, Ctrl-C honoured) and begin the next attempt"},
+    {"rollback", (PyCFunction)txn_rollback, METH_NOARGS, "rollback(): give the transaction up"},
+    {"_raise_end", (PyCFunction)txn_raise_end, METH_NOARGS, "raise the error of the end that failed"},
+    {"_push", (PyCFunction)txn_push, METH_NOARGS, "make it the thread's current transaction"},
+    {"_pop", (PyCFunction)txn_pop, METH_NOARGS, "no longer the thread's current transaction"},
+    {"retry", (PyCFunction)txn_retry, METH_NOARGS, "retry(): raise RetryError after shm_tx_retry"},
+    {"or_else_begin", (PyCFunction)txn_or_else_begin, METH_NOARGS, "-> (token, run_first)"},
+    {"or_else_retried", (PyCFunction)txn_or_else_retried, METH_O, "raises RetryError"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef txn_getset[] = {
+    {"active", (getter)txn_get_active, NULL, "begun and not over", NULL},
+    {"readonly", (getter)txn_get_readonly, NULL, "a read-only transaction", NULL},
+    {"store", (getter)txn_get_store, NULL, "the Store", NULL},
+    {"attempt", (getter)txn_get_attempt, NULL, "the attempt's serial number (0 when none runs)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject TxnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmstore._shmstore.Txn",
+    .tp_basicsize = sizeof(TxnObject),
+    .tp_dealloc = (destructor)txn_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A transaction (one shm_tx), run step by step by shmstore's Python layer.",
+    .tp_methods = txn_methods,
+    .tp_getset = txn_getset,
+};
+
+/* ------------------------------------------------------------------ */
+/* Store methods.                                                      */
+
+static void store_dealloc(StoreObject *st)
+{
+    if (st->weakrefs)
+        PyObject_ClearWeakRefs((PyObject *)st);
+    if (!st->closed && st->h && lib_loaded && !lib_forked && getpid() == lib_pid)
+        L.shm_close(st->h, NULL);
+    Py_CLEAR(st->path);
+    Py_CLEAR(st->name);
+    Py_TYPE(st)->tp_free((PyObject *)st);
+}
+
+static PyObject *store_begin(StoreObject *st, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"readonly", NULL};
+    int readonly = 0;
+    TxnObject *t;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:_begin", kwlist, &readonly))
+        return NULL;
+    if (store_live(st) < 0)
+        return NULL;
+    t = PyObject_New(TxnObject, &TxnType);
+    if (!t)
+        return NULL;
+    memset(&t->ts, 0, sizeof t->ts);
+    t->explicit_ = 0;
+    if (ts_begin(&t->ts, st, readonly) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return (PyObject *)t;
+}
+
+static PyObject *store_current(StoreObject *st, PyObject *u)
+{
+    txstate *ts;
+    (void)u;
+    ts = ts_find(st);
+    if (!ts) 
+        Py_RETURN_NONE;
+    if (ts->owner) {
+        Py_INCREF(ts->owner);
+        return ts->owner;
+    }
+    Py_RETURN_TRUE; /* a single operation's own transaction */
+}
+
+static PyObject *store_close(StoreObject *st, PyObject *u)
+{
+    shm_error err;
+    int32_t rc;
+    (void)u;
+    if (st->closed)
+        Py_RETURN_NONE;
+    if (fork_check() < 0)
+        return NULL;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_close(st->h, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    st->closed = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *store_check(StoreObject *st, PyObject *u)
+{
+    shm_error err;
+    int32_t rc;
+    (void)u;
+    if (store_live(st) < 0)
+        return NULL;
+    ERR_INIT(err);
+    Py_BEGIN_ALLOW_THREADS
+    rc = L.shm_check(st->h, &err);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *store_stats(StoreObject *st, PyObject *u)
+{
+    shm_error err;
+    int32_t rc;
+    int64_t used = 0, max = 0;
+    (void)u;
+    if (store_live(st) < 0)
+        return NULL;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_store_stats(st->h, &used, &max, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return Py_BuildValue("{sLsL}", "used_bytes", (long long)used, "max_bytes", (long long)max);
+}
+
+static PyObject *op_root(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+{
+    shm_error err;
+    shm_obj r = 0;
+    int32_t rc;
+    (void)p;
+    (void)o;
+    (void)a;
+    (void)b;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_tx_root(ts->tx, &r, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return make_proxy(ts, r, SHM_DICT);
+}
+
+static PyObject *store_root(StoreObject *st, void *c)
+{
+    (void)c;
+    if (cls_dict && st->root_id && !st->closed)
+        return alloc_proxy(cls_dict, st, st->root_id, SHM_DICT);
+    return run_store(st, NULL, op_root, NULL, NULL, 0);
+}
+
+static PyObject *op_open_id(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idobj, PyObject *b)
+{
+    shm_error err;
+    shm_value v;
+    int32_t rc;
+    unsigned long long id = PyLong_AsUnsignedLongLong(idobj);
+    (void)p;
+    (void)o;
+    (void)b;
+    if (id == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    ERR_INIT(err);
+    memset(&v, 0, sizeof v);
+    NOGIL(rc = L.shm_tx_open(ts->tx, id, &v, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return from_value(ts, &v);
+}
+
+static PyObject *store_open_id(StoreObject *st, PyObject *id)
+{
+    return run_store(st, NULL, op_open_id, id, NULL, 0);
+}
+
+static PyObject *store_get_path(StoreObject *st, void *c)
+{
+    (void)c;
+    Py_INCREF(st->path);
+    return st->path;
+}
+
+static PyObject *store_get_name(StoreObject *st, void *c)
+{
+    (void)c;
+    Py_INCREF(st->name);
+    return st->name;
+}
+
+static PyObject *store_get_closed(StoreObject *st, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(st->closed);
+}
+
+static PyMethodDef store_methods[] = {
+    {"_begin", (PyCFunction)(void (*)(void))store_begin, METH_VARARGS | METH_KEYWORDS,
+     "_begin(readonly=False) -> Txn (not yet current in the thread)"},
+    {"_current", (PyCFunction)store_current, METH_NOARGS,
+     "the thread's running transaction on this store: a Txn, True (an operation's own), or None"},
+    {"close", (PyCFunction)store_close, METH_NOARGS,
+     "close()\n--\n\nClose the store (fails while transactions run). Proxies then raise ClosedError."},
+    {"check", (PyCFunction)store_check, METH_NOARGS,
+     "check()\n--\n\nCheck the store's consistency; raises shmstore.Error listing the problems."},
+    {"stats", (PyCFunction)store_stats, METH_NOARGS, "stats()\n--\n\n{'used_bytes': ..., 'max_bytes': ...}"},
+    {"_open_id", (PyCFunction)store_open_id, METH_O, "_open_id(id): the container with that id, as a proxy"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef store_getset[] = {
+    {"root", (getter)store_root, NULL, "the root Dict: everything reachable from it lives", NULL},
+    {"path", (getter)store_get_path, NULL, "the store's directory (its identity across processes)", NULL},
+    {"name", (getter)store_get_name, NULL, "the store's name", NULL},
+    {"closed", (getter)store_get_closed, NULL, "whether close() was called", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject StoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmstore._shmstore.StoreBase",
+    .tp_basicsize = sizeof(StoreObject),
+    .tp_dealloc = (destructor)store_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The C part of shmstore.Store.",
+    .tp_methods = store_methods,
+    .tp_getset = store_getset,
+    .tp_weaklistoffset = offsetof(StoreObject, weakrefs),
+};
+
+/* ------------------------------------------------------------------ */
+/* Module functions.                                                   */
+
+static PyObject *mod_load(PyObject *m, PyObject *arg)
+{
+    const char *path;
+    void *h;
+    PyObject *missing;
+    (void)m;
+    if (!PyUnicode_Check(arg) || !(path = PyUnicode_AsUTF8(arg)))
+        return PyErr_Format(PyExc_TypeError, "_load(path: str)");
+    if (lib_loaded) {
+        if (fork_check() < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return PyErr_Format(PyExc_ImportError, "cannot load %s: %s", path, dlerror());
+    missing = PyList_New(0);
+    if (!missing)
+        return NULL;
+#define X(f)                                                               \
+    L.f = (__typeof__(f) *)dlsym(h, #f);                                   \
+    if (!L.f) {                                                            \
+        PyObject *s = PyUnicode_FromString(#f);                            \
+        if (!s || PyList_Append(missing, s) < 0) {                         \
+            Py_XDECREF(s);                                                 \
+            Py_DECREF(missing);                                            \
+            return NULL;                                                   \
+        }                                                                  \
+        Py_DECREF(s);                                                      \
+    }
+    SHM_FUNCS(X)
+#undef X
+    if (PyList_GET_SIZE(missing) > 0) {
+        PyErr_Format(PyExc_ImportError, "%s does not export %R (an older libshmstore?)", path, missing);
+        Py_DECREF(missing);
+        dlclose(h);
+        memset(&L, 0, sizeof L);
+        return NULL;
+    }
+    Py_DECREF(missing);
+    if (L.shm_abi_version() != SHM_ABI_VERSION) {
+        long long v = (long long)L.shm_abi_version();
+        dlclose(h);
+        memset(&L, 0, sizeof L);
+        return PyErr_Format(PyExc_ImportError, "%s has ABI version %lld, this extension needs %d", path, v,
+                            SHM_ABI_VERSION);
+    }
+    lib_handle = h;
+    lib_pid = getpid();
+    lib_forked = 0;
+    lib_loaded = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_open(PyObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"cls", "name", "dir", "create", "region_size", "max_size", "mode", "read_only", NULL};
+    PyObject *cls, *dirobj = Py_None;
+    const char *name, *dir = NULL;
+    int create = SHM_OPEN_CREATE, read_only = 0;
+    long long region_size = 0, max_size = 0;
+    unsigned int mode = 0600;
+    shm_options opts;
+    shm_error err;
+    shm_store h = 0;
+    int32_t rc;
+    StoreObject *st;
+    char pathbuf[4096];
+    (void)m;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Os|OiLLIp:_open", kwlist, &cls, &name, &dirobj, &create,
+                                     &region_size, &max_size, &mode, &read_only))
+        return NULL;
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &StoreType))
+        return PyErr_Format(PyExc_TypeError, "cls must be a Store class");
+    if (dirobj != Py_None && !(dir = PyUnicode_AsUTF8(dirobj)))
+        return NULL;
+    if (fork_check() < 0)
+        return NULL;
+    memset(&opts, 0, sizeof opts);
+    opts.dir = dir;
+    opts.region_size = region_size;
+    opts.max_size = max_size;
+    opts.mode = mode;
+    opts.create = create;
+    opts.read_only = read_only;
+    ERR_INIT(err);
+    Py_BEGIN_ALLOW_THREADS
+    rc = L.shm_open(name, &opts, &h, &err);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    st = (StoreObject *)((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, 0);
+    if (!st) {
+        L.shm_close(h, NULL);
+        return NULL;
+    }
+    st->h = h;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_store_path(h, pathbuf, sizeof pathbuf, &err));
+    if (rc < 0) {
+        Py_DECREF(st);
+        return raise_rc(rc, &err);
+    }
+    pathbuf[sizeof pathbuf - 1] = 0;
+    if (!(st->path = PyUnicode_DecodeFSDefault(pathbuf)) || !(st->name = PyUnicode_FromString(name))) {
+        Py_DECREF(st);
+        return NULL;
+    }
+    /* the root's id, so that store.root is a proxy like any other */
+    {
+        PyObject *root = run_store(st, NULL, op_root, NULL, NULL, 0);
+        if (!root) {
+            Py_DECREF(st);
+            return NULL;
+        }
+        st->root_id = ((ProxyObject *)root)->id;
+        Py_DECREF(root);
+    }
+    return (PyObject *)st;
+}
+
+static PyObject *mod_remove(PyObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"name", "dir", "force", NULL};
+    const char *name;
+    PyObject *dirobj = Py_None;
+    const char *dir = NULL;
+    int force = 0;
+    shm_error err;
+    int32_t rc;
+    (void)m;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|Op:_remove", kwlist, &name, &dirobj, &force))
+        return NULL;
+    if (dirobj != Py_None && !(dir = PyUnicode_AsUTF8(dirobj)))
+        return NULL;
+    if (fork_check() < 0)
+        return NULL;
+    ERR_INIT(err);
+    Py_BEGIN_ALLOW_THREADS
+    rc = L.shm_remove(name, dir, force, &err);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    Py_RETURN_NONE;
+}
+
+/* retry(): in the thread's innermost transaction */
+static PyObject *mod_retry(PyObject *m, PyObject *u)
+{
+    txstate *ts = tls_top;
+    shm_error err;
+    int32_t rc;
+    (void)m;
+    (void)u;
+    if (fork_check() < 0)
+        return NULL;
+    while (ts && !ts->active)
+        ts = ts->prev;
+    if (!ts)
+        return PyErr_Format(Error, "retry() outside a transaction (it waits for a change to what the "
+                                   "transaction read)");
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_tx_retry(ts->tx, &err));
+    return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
+}
+
+static PyObject *mod_set_classes(PyObject *m, PyObject *args)
+{
+    PyObject *d, *l, *c, *q, *r, *reg;
+    (void)m;
+    if (!PyArg_ParseTuple(args, "OOOOOO!", &d, &l, &c, &q, &r, &PyDict_Type, &reg))
+        return NULL;
+    Py_INCREF(d);
+    Py_XSETREF(cls_dict, d);
+    Py_INCREF(l);
+    Py_XSETREF(cls_list, l);
+    Py_INCREF(c);
+    Py_XSETREF(cls_counter, c);
+    Py_INCREF(q);
+    Py_XSETREF(cls_queue, q);
+    Py_INCREF(r);
+    Py_XSETREF(cls_record, r);
+    Py_INCREF(reg);
+    Py_XSETREF(record_classes, reg);
+    Py_RETURN_NONE;
+}
+
+/* _rebuild(cls, store, id, kind): a proxy without a transaction (unpickling) */
+static PyObject *mod_proxy(PyObject *m, PyObject *args)
+{
+    PyObject *cls, *st;
+    unsigned long long id;
+    int kind;
+    (void)m;
+    if (!PyArg_ParseTuple(args, "OO!Ki", &cls, &StoreType, &st, &id, &kind))
+        return NULL;
+    return alloc_proxy(cls, (StoreObject *)st, id, kind);
+}
+
+static PyObject *mod_loaded(PyObject *m, PyObject *u)
+{
+    (void)m;
+    (void)u;
+    return PyBool_FromLong(lib_loaded);
+}
+
+static PyObject *mod_in_transaction(PyObject *m, PyObject *u)
+{
+    txstate *ts = tls_top;
+    (void)m;
+    (void)u;
+    while (ts && !ts->active)
+        ts = ts->prev;
+    return PyBool_FromLong(ts != NULL);
+}
+
+static PyMethodDef module_methods[] = {
+    {"_load", (PyCFunction)mod_load, METH_O, "_load(path): dlopen libshmstore.so"},
+    {"_loaded", (PyCFunction)mod_loaded, METH_NOARGS, "whether libshmstore.so is loaded"},
+    {"_open", (PyCFunction)(void (*)(void))mod_open, METH_VARARGS | METH_KEYWORDS, "_open(cls, name, ...)"},
+    {"_remove", (PyCFunction)(void (*)(void))mod_remove, METH_VARARGS | METH_KEYWORDS,
+     "_remove(name, dir=None, force=False)"},
+    {"retry", (PyCFunction)mod_retry, METH_NOARGS,
+     "retry()\n--\n\nGive up this run of the transaction and wait until something it read changes, "
+     "then run it again (raises RetryError, which the transaction loop handles)."},
+    {"in_transaction", (PyCFunction)mod_in_transaction, METH_NOARGS,
+     "in_transaction()\n--\n\nWhether this thread runs a transaction."},
+    {"_set_classes", (PyCFunction)mod_set_classes, METH_VARARGS, "the Python proxy classes"},
+    {"_proxy", (PyCFunction)mod_proxy, METH_VARARGS, "_proxy(cls, store, id, kind)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "shmstore._shmstore",
+    .m_doc = "The C extension of shmstore over libshmstore.so (see the shmstore package).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+static PyObject *new_exc(PyObject *m, const char *name, PyObject *bases, const char *doc)
+{
+    char full[128];
+    PyObject *e;
+    snprintf(full, sizeof full, "shmstore.%s", name);
+    e = PyErr_NewExceptionWithDoc(full, doc, bases, NULL);
+    if (!e)
+        return NULL;
+    if (PyModule_AddObjectRef(m, name, e) < 0) {
+        Py_DECREF(e);
+        return NULL;
+    }
+    return e;
+}
+
+static PyObject *new_exc2(PyObject *m, const char *name, PyObject *b2, const char *doc)
+{
+    PyObject *bases = PyTuple_Pack(2, Error, b2), *e;
+    if (!bases)
+        return NULL;
+    e = new_exc(m, name, bases, doc);
+    Py_DECREF(bases);
+    return e;
+}
+
+PyMODINIT_FUNC PyInit__shmstore(void)
+{
+    PyObject *m, *qmod;
+    PyTypeObject *types[] = {&ProxyType, &DictBaseType, &ListBaseType, &CounterBaseType, &QueueBaseType,
+                             &RecordBaseType, &TxnType, &StoreType};
+    const char *tnames[] = {"Proxy", "DictBase", "ListBase", "CounterBase", "QueueBase",
+                            "RecordBase", "Txn", "StoreBase"};
+    size_t i;
+
+    for (i = 1; i <= 5; i++) {
+        types[i]->tp_base = &ProxyType;
+        types[i]->tp_dealloc = (destructor)proxy_dealloc;
+    }
+    for (i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (PyType_Ready(types[i]) < 0)
+            return NULL;
+    m = PyModule_Create(&module_def);
+    if (!m)
+        return NULL;
+    for (i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (PyModule_AddObjectRef(m, tnames[i], (PyObject *)types[i]) < 0)
+            goto fail;
+
+    if (!(Error = new_exc(m, "Error", NULL, "The base of shmstore's errors; .code is the ABI's result code.")))
+        goto fail;
+    if (!(ConflictError = new_exc(m, "ConflictError", Error,
+                                  "Another transaction changed what this one read. Transaction loops "
+                                  "(@store.transaction, attempts()) run the body again; an explicit "
+                                  "transaction (store.begin()) raises it from commit().")) ||
+        !(RetryError = new_exc(m, "RetryError", Error,
+                               "The body asked to wait (shmstore.retry(), a blocking queue operation): "
+                               "the transaction loop waits for a change and runs it again.")) ||
+        !(StaleObjectError = new_exc(m, "StaleObjectError", Error,
+                                     "The shared object was deleted (unlinked from every container).")) ||
+        !(StoreFullError = new_exc2(m, "StoreFullError", PyExc_MemoryError,
+                                    "The store is at its maximum size; the transaction was rolled back.")) ||
+        !(TypeMismatch = new_exc2(m, "TypeMismatch", PyExc_TypeError,
+                                  "A value of another kind than asked for, or one the store cannot keep.")) ||
+        !(DamagedStoreError = new_exc(m, "DamagedStoreError", Error,
+                                      "The store's files are damaged or of another layout.")) ||
+        !(ClosedError = new_exc(m, "ClosedError", Error, "The store was closed.")) ||
+        !(ForkError = new_exc(m, "ForkError", Error,
+                              "shmstore used in a child made by fork() of a process that had loaded "
+                              "it: use multiprocessing's spawn or forkserver start method.")) ||
+        !(TransactionClosedError = new_exc(m, "TransactionClosedError", Error,
+                                           "A transaction used after it ended.")) ||
+        !(ReadOnlyError = new_exc(m, "ReadOnlyError", Error,
+                                  "A write in a read-only transaction (store.view) or store.")) ||
+        !(TooLargeError = new_exc(m, "TooLargeError", Error,
+                                  "A value or a transaction too large: split it.")) ||
+        !(NoStoreError = new_exc2(m, "NoStoreError", PyExc_FileNotFoundError,
+                                  "No store by that name (open with create=False).")) ||
+        !(ExistsError = new_exc2(m, "ExistsError", PyExc_FileExistsError,
+                                 "The store exists (open with exclusive=True).")) ||
+        !(PermissionDenied = new_exc2(m, "PermissionDenied", PyExc_PermissionError,
+                                      "The store's files keep this process out.")) ||
+        !(InUseError = new_exc(m, "InUseError", Error, "remove: live processes are attached.")) ||
+        !(BadArgumentError = new_exc2(m, "BadArgumentError", PyExc_ValueError,
+                                      "A bad option or argument.")) ||
+        !(NotFoundError = new_exc2(m, "NotFoundError", PyExc_LookupError, "No such key, field or path.")))
+        goto fail;
+
+    qmod = PyImport_ImportModule("queue");
+    if (!qmod)
+        goto fail;
+    QueueEmpty = PyObject_GetAttrString(qmod, "Empty");
+    QueueFull = PyObject_GetAttrString(qmod, "Full");
+    Py_DECREF(qmod);
+    if (!QueueEmpty || !QueueFull)
+        goto fail;
+
+#define K(n)                                          \
+    if (PyModule_AddIntConstant(m, #n, n) < 0)        \
+        goto fail;
+    K(SHM_OK) K(SHM_AGAIN) K(SHM_TIMEOUT) K(SHM_FALSE) K(SHM_ERR_NOT_FOUND) K(SHM_ERR_RANGE) K(SHM_ERR_TYPE)
+    K(SHM_ERR_CONFLICT) K(SHM_ERR_RETRY) K(SHM_ERR_TX_CLOSED) K(SHM_ERR_STALE) K(SHM_ERR_NO_MEMORY)
+    K(SHM_ERR_TOO_LARGE) K(SHM_ERR_READ_ONLY) K(SHM_ERR_NO_STORE) K(SHM_ERR_EXISTS) K(SHM_ERR_DAMAGED)
+    K(SHM_ERR_CLOSED) K(SHM_ERR_FORKED) K(SHM_ERR_PERMISSION) K(SHM_ERR_BAD_ARG) K(SHM_ERR_IN_USE)
+    K(SHM_ERR_OVERFLOW) K(SHM_ERR_OTHER) K(SHM_NONE) K(SHM_BOOL) K(SHM_INT) K(SHM_FLOAT) K(SHM_STRING)
+    K(SHM_BYTES) K(SHM_DICT) K(SHM_LIST) K(SHM_RECORD) K(SHM_COUNTER) K(SHM_QUEUE) K(SHM_OPEN_CREATE)
+    K(SHM_OPEN_MUST_EXIST) K(SHM_OPEN_MUST_CREATE) K(SHM_ABI_VERSION)
+#undef K
+
+    {
+        static int atfork_done;
+        if (!atfork_done) {
+            pthread_atfork(NULL, NULL, atfork_child);
+            atfork_done = 1;
+        }
+    }
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

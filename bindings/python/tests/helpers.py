@@ -1,0 +1,146 @@
+"""Workers for the multi-process tests (spawned processes import them
+from here). Each takes what it needs as arguments: proxies pickle as
+(store path, id)."""
+import os
+import random
+import sys
+import time
+
+import shmstore
+
+
+def store_args(store):
+    """What another process (Python or, later, Go) needs to open store."""
+    return {"name": os.path.basename(store.path), "dir": os.path.dirname(store.path)}
+
+
+def transfer_worker(accounts, n, seed):
+    """n random transfers between the accounts (a pickled Dict)."""
+    store = accounts._shm_store
+    keys = list(accounts.keys())
+    rnd = random.Random(seed)
+
+    @store.transaction
+    def transfer(a, b, amount):
+        accounts[a] = accounts[a] - amount
+        accounts[b] = accounts[b] + amount
+
+    for _ in range(n):
+        a, b = rnd.sample(keys, 2)
+        transfer(a, b, rnd.randint(1, 10))
+
+
+def slow_transfer_worker(accounts, ready):
+    """Transfers forever, sleeping inside each transaction, so that a
+    SIGKILL lands in the middle of one."""
+    store = accounts._shm_store
+    keys = list(accounts.keys())
+    rnd = random.Random(os.getpid())
+
+    @store.transaction
+    def transfer(a, b, amount):
+        accounts[a] = accounts[a] - amount
+        time.sleep(0.002)
+        accounts[b] = accounts[b] + amount
+
+    ready.set()
+    while True:
+        a, b = rnd.sample(keys, 2)
+        transfer(a, b, rnd.randint(1, 10))
+
+
+def total_checker(accounts, expected, started, stop, result):
+    """Reads the sum in read-only transactions until stop is set; result
+    gets the number of checks and of wrong sums."""
+    store = accounts._shm_store
+    checks = bad = 0
+    while not stop.is_set() or checks == 0:
+        total = store.view(lambda: sum(accounts.values()))
+        checks += 1
+        if total != expected:
+            bad += 1
+        started.set()
+    result.put((checks, bad))
+
+
+def producer(q, n):
+    for i in range(n):
+        q.put(i)
+    q.put(None)
+
+
+def consumer(q, out):
+    """Gets until None; puts the sum of what it got, and the count, into
+    out (a shmstore Queue too)."""
+    total = count = 0
+    while True:
+        item = q.get()
+        if item is None:
+            break
+        total += item
+        count += 1
+    out.put([total, count])
+
+
+def touch_after_fork(d):
+    """Target of a multiprocessing 'fork' child: must get ForkError."""
+    try:
+        d["x"] = 1
+    except shmstore.ForkError:
+        sys.exit(17)
+    sys.exit(0)
+
+
+def read_key(d, key, out):
+    out.put(d[key])
+
+
+def blocked_get_main(name, dir):
+    """python -c: block in queue.get until SIGINT."""
+    st = shmstore.open(name, dir=dir, create=False)
+    q = st.root.queue("jobs")
+    print("ready", flush=True)
+    try:
+        q.get()
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        raise
+
+
+def starved_view_main(name, dir):
+    """python -c: a read-only transaction that writes from another thread
+    of this process keep aborting, until it locks what it reads (prelock)
+    and runs its Python body holding those locks; the writer thread's
+    reads then wait for them, and must do so without the GIL."""
+    import threading
+    st = shmstore.open(name, dir=dir, create=False)
+    r = st.root
+    r["k"] = 0
+    stop = threading.Event()
+
+    @st.transaction
+    def inc():
+        r["k"] = r["k"] + 1
+
+    def writer():
+        while not stop.is_set():
+            inc()
+
+    attempts = []
+
+    def body():
+        attempts.append(1)
+        v = r["k"]
+        time.sleep(0.02)  # the writer commits meanwhile: this attempt aborts
+        return v, r["k"]
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        a, b = st.view(body)
+    finally:
+        stop.set()
+        t.join()
+    assert a == b
+    print("attempts", len(attempts), flush=True)
+    st.close()

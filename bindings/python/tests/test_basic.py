@@ -1,0 +1,529 @@
+"""Values, errors, containers, records and transactions in one process."""
+import dataclasses
+import pickle
+import queue
+import threading
+import time
+
+import pytest
+
+import shmstore
+
+
+def test_scalars_round_trip(store):
+    r = store.root
+    vals = {"none": None, "t": True, "f": False, "i": -(2**63), "j": 2**63 - 1, "fl": 1.5,
+            "s": "héllo", "b": b"\x00\xff", "e": "", "eb": b""}
+    for k, v in vals.items():
+        r[k] = v
+    for k, v in vals.items():
+        got = r[k]
+        assert got == v and type(got) is type(v), k
+
+
+def test_int64_bounds(store):
+    r = store.root
+    with pytest.raises(OverflowError):
+        r["x"] = 2**63
+    with pytest.raises(OverflowError):
+        r[2**64] = 1
+    assert "x" not in r
+    assert 2**64 not in r and r.get(2**64) is None and r.pop(2**64, "d") == "d"
+    with pytest.raises(KeyError):
+        r[2**64]
+
+
+def test_errors_python_users_expect(store):
+    r = store.root
+    with pytest.raises(KeyError):
+        r["missing"]
+    with pytest.raises(KeyError):
+        del r["missing"]
+    with pytest.raises(shmstore.TypeMismatch):
+        r["x"] = object()
+    with pytest.raises(TypeError):  # TypeMismatch is a TypeError
+        r[1.5] = 1
+    assert 1.5 not in r
+    lst = r.list("l")
+    with pytest.raises(IndexError):
+        lst[0]
+    with pytest.raises(IndexError):
+        lst.pop()
+    with pytest.raises(IndexError):
+        lst.pop(0)
+    assert issubclass(shmstore.StoreFullError, MemoryError)
+    assert issubclass(shmstore.TypeMismatch, TypeError)
+    for e in (shmstore.ConflictError, shmstore.StaleObjectError, shmstore.StoreFullError,
+              shmstore.TypeMismatch, shmstore.DamagedStoreError, shmstore.ClosedError,
+              shmstore.ForkError):
+        assert issubclass(e, shmstore.Error)
+
+
+def test_dict_mapping_api(store):
+    d = store.root.dict("d")
+    d.update({"a": 1, "b": 2}, c=3)
+    assert d == {"a": 1, "b": 2, "c": 3}
+    assert d != {"a": 1}
+    assert sorted(d) == ["a", "b", "c"]
+    assert sorted(d.keys()) == ["a", "b", "c"]
+    assert sorted(d.values()) == [1, 2, 3]
+    assert sorted(d.items()) == [("a", 1), ("b", 2), ("c", 3)]
+    assert ("a", 1) in d.items() and "a" in d.keys()
+    assert d.get("zz") is None and d.get("zz", 5) == 5
+    assert d.setdefault("a", 9) == 1 and d.setdefault("z", 9) == 9 and d["z"] == 9
+    assert d.pop("z") == 9 and d.pop("z", "gone") == "gone"
+    with pytest.raises(KeyError):
+        d.pop("z")
+    k, v = d.popitem()
+    assert k not in d and len(d) == 2
+    d.clear()
+    assert len(d) == 0 and not d and d == {}
+    for key in (None, True, 7, -1, "s", b"b"):
+        d[key] = repr(key)
+    assert {k: d[k] for k in d} == {None: "None", True: "True", 7: "7", -1: "-1", "s": "'s'", b"b": "b'b'"}
+
+
+def test_list_sequence_api(store):
+    lst = store.root.list("l")
+    lst.extend([1, 2, 3])
+    lst.append(4)
+    lst.insert(0, 0)
+    lst.insert(-1, 3.5)
+    lst.insert(100, 5)
+    lst.insert(-100, -1)
+    assert lst == [-1, 0, 1, 2, 3, 3.5, 4, 5]
+    assert lst[-1] == 5 and lst[-8] == -1
+    assert lst[1:3] == [0, 1] and lst[::-3] == [5, 3, 0]
+    lst[1:3] = ["a", "b", "c"]
+    assert lst == [-1, "a", "b", "c", 2, 3, 3.5, 4, 5]
+    del lst[1:4]
+    assert lst == [-1, 2, 3, 3.5, 4, 5]
+    lst[::2] = [10, 30, 50]
+    assert lst == [10, 2, 30, 3.5, 50, 5]
+    with pytest.raises(ValueError):
+        lst[::2] = [1]
+    assert lst.pop(0) == 10 and lst.pop() == 5 and lst.pop(1) == 30
+    lst.remove(50)
+    assert 2 in lst and lst.index(3.5) == 1 and lst.count(2) == 1
+    lst.reverse()
+    lst += [9]
+    lst.sort()
+    assert lst == sorted(lst.to_python())
+    lst.clear()
+    assert lst == [] and len(lst) == 0
+    lst.extend([1, 2])
+    lst.extend(lst)  # the items as they were
+    store.root["dd"] = {"a": 1}
+    lst.extend(store.root["dd"])  # a Dict extends with its keys
+    lst.append(bytearray(b"ba"))
+    assert lst == [1, 2, 1, 2, "a", b"ba"]
+
+
+def test_containers_copied_in_live_out(store):
+    r = store.root
+    src = {"x": [1, {"y": (2, 3)}]}
+    r["tree"] = src
+    src["x"].append("local only")
+    t = r["tree"]
+    assert isinstance(t, shmstore.Dict) and isinstance(t["x"], shmstore.List)
+    t["x"][1]["y"].append(4)  # a live proxy: the change is in the store
+    assert r["tree"].to_python() == {"x": [1, {"y": [2, 3, 4]}]}
+
+
+def test_aliasing_and_cycles(store):
+    r = store.root
+    shared = [1]
+    r["a"] = {"p": shared, "q": shared}
+    a = r["a"]
+    a["p"].append(2)
+    assert a["q"] == [1, 2] and a["p"]._shm_same(a["q"])
+    r["b"] = a["p"]  # storing a proxy links the same object
+    r["b"].append(3)
+    assert a["q"] == [1, 2, 3]
+    c = {"name": "c"}
+    c["self"] = c
+    r["c"] = c
+    out = r["c"].to_python()
+    assert out["self"] is out and out["name"] == "c"
+    cp = r.to_python()
+    assert cp["a"]["p"] is cp["a"]["q"] is cp["b"]
+
+
+def test_counter(store):
+    c = store.root.counter("hits")
+    assert c.value == 0
+    assert c.add(5) == 5
+    c += 3
+    c -= 1
+    assert c.value == 7 and int(c) == 7 and c == 7
+    store.root["hits2"] = shmstore.Counter(10)
+    assert store.root["hits2"].add(1) == 11
+    with pytest.raises(OverflowError):
+        c.add(2**63)
+
+
+def test_queue_single_process(store):
+    q = store.root.queue("q", maxsize=2)
+    assert q.maxsize == 2 and q.empty() and not q.full()
+    q.put(1)
+    q.put_nowait({"two": 2})
+    assert q.full() and q.qsize() == 2
+    with pytest.raises(queue.Full):
+        q.put_nowait(3)
+    t0 = time.monotonic()
+    with pytest.raises(queue.Full):
+        q.put(3, timeout=0.2)
+    assert 0.15 < time.monotonic() - t0 < 2
+    assert q.get() == 1
+    assert q.get_nowait() == {"two": 2}
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.1)
+    with pytest.raises(queue.Empty):
+        q.get(block=False)
+    store.root["q2"] = shmstore.Queue()
+    store.root["q2"].put("x")
+    assert store.root["q2"].get() == "x"
+
+
+class Account(shmstore.Object):
+    owner: str
+    balance: int = 0
+
+    def __init__(self, owner, balance=0):
+        self.owner = owner
+        self.balance = balance
+        self.inits = (self.inits or 0) + 1  # counts __init__ runs
+
+    inits: int
+
+    def deposit(self, n):
+        self.balance += n
+
+
+@shmstore.record
+class Point:
+    x: int = 0
+    y: int = 0
+    tags: list = dataclasses.field(default_factory=list)
+
+
+def test_records(store):
+    r = store.root
+    a = Account("bob", 10)  # outside a transaction: kept here until stored
+    assert a._shm_id is None and a.balance == 10
+    r["bob"] = a
+    assert a._shm_id is not None  # now bound to the shared record
+    a.deposit(5)
+    b = r["bob"]
+    assert type(b) is Account and b.balance == 15 and b.owner == "bob" and b.inits == 1
+    assert b == a and b._shm_same(a)
+    with pytest.raises(AttributeError):
+        b.nosuchfield = 1
+
+    @store.transaction
+    def make():
+        acc = Account("alice")  # made in the transaction
+        r["alice"] = acc
+        return acc
+
+    alice = make()
+    assert alice.balance == 0 and alice.inits == 1 and r["alice"].owner == "alice"
+    p = Point(1, 2)
+    r["p"] = p
+    p.tags.append("t")
+    assert r["p"] == Point(1, 2, ["t"]) and r["p"].tags == ["t"]
+    cp = r["bob"].to_python()
+    assert type(cp) is Account and cp._shm_id is None and cp.balance == 15
+    assert "balance=15" in repr(r["bob"])
+    assert pickle.loads(pickle.dumps(alice))._shm_same(alice)
+
+
+def test_records_of_unknown_classes(store):
+    class Point(shmstore.Object, name="test.GeoPoint"):
+        x: int
+        y: int
+
+    store.root["p"] = Point()
+    store.root["p"].x = 3
+    del shmstore._record_classes["test.GeoPoint"]  # as in a process without the class
+    try:
+        g = store.root["p"]
+        assert type(g) is shmstore.Object and g.x == 3 and g.y is None
+        g.y = 4
+        with pytest.raises(AttributeError):
+            g.z
+        copy = g.to_python()
+        assert copy._shm_class_ == "test.GeoPoint" and copy.x == 3 and copy.y == 4
+        store.root["copy"] = copy  # stored again under its own class name
+    finally:
+        shmstore._record_classes["test.GeoPoint"] = Point
+    back = store.root["copy"]
+    assert type(back) is Point and (back.x, back.y) == (3, 4)
+
+
+def test_transaction_reruns_and_returns(store):
+    r = store.root
+    r["n"] = 0
+    runs = []
+
+    @store.transaction
+    def inc(by):
+        runs.append(1)
+        v = r["n"]
+        if len(runs) == 1:  # another commit between our read and our commit
+            t = threading.Thread(target=lambda: r.__setitem__("n", 100))
+            t.start()
+            t.join()
+        r["n"] = v + by
+        return r["n"]
+
+    assert inc(1) == 101 and len(runs) == 2
+
+
+def test_attempts_block_form_and_abort_on_exception(store):
+    r = store.root
+    r["n"] = 1
+    for attempt in store.attempts():
+        with attempt:
+            r["n"] = r["n"] + 1
+    assert r["n"] == 2
+    with pytest.raises(ZeroDivisionError):
+        for attempt in store.attempts():
+            with attempt:
+                r["n"] = 50
+                1 / 0
+    assert r["n"] == 2  # nothing written
+
+
+def test_view_is_read_only(store):
+    store.root["x"] = 1
+    assert store.view(lambda: store.root["x"] + 1) == 2
+    with pytest.raises(shmstore.ReadOnlyError):
+        store.view(lambda: store.root.__setitem__("x", 2))
+
+
+def test_explicit_begin_commit_abort(store):
+    r = store.root
+    r["n"] = 0
+    store.begin()
+    r["n"] = 1
+    store.abort()
+    assert r["n"] == 0
+    store.begin()
+    r["n"] = 2
+    store.commit()
+    assert r["n"] == 2
+    store.begin()
+    v = r["n"]
+    t = threading.Thread(target=lambda: r.__setitem__("n", 100))
+    t.start()
+    t.join()
+    r["n"] = v + 1
+    with pytest.raises(shmstore.ConflictError):
+        store.commit()
+    assert r["n"] == 100
+    with pytest.raises(shmstore.TransactionClosedError):
+        store.commit()
+
+
+def test_nested_transactions_join(store):
+    r = store.root
+    r["n"] = 0
+
+    @store.transaction
+    def inner():
+        r["n"] = r["n"] + 1
+
+    @store.transaction
+    def outer():
+        inner()
+        inner()
+        1 / 0
+
+    with pytest.raises(ZeroDivisionError):
+        outer()
+    assert r["n"] == 0
+
+
+def test_retry_waits_for_a_change(store):
+    r = store.root
+    r["ready"] = False
+
+    def later():
+        time.sleep(0.2)
+        r["ready"] = True
+
+    threading.Thread(target=later).start()
+
+    @store.transaction
+    def wait():
+        if not r["ready"]:
+            shmstore.retry()
+        return "ready"
+
+    t0 = time.monotonic()
+    assert wait() == "ready"
+    assert time.monotonic() - t0 >= 0.15
+    with pytest.raises(shmstore.Error):
+        shmstore.retry()  # outside a transaction
+
+    @store.transaction
+    def wait_for_nothing():
+        shmstore.retry()  # read nothing: it would wait forever
+
+    with pytest.raises(shmstore.Error, match="without reads"):
+        wait_for_nothing()
+
+
+def test_or_else(store):
+    r = store.root
+    q1, q2 = r.queue("q1"), r.queue("q2")
+    q2.put("b")
+    assert store.or_else(q1.get, q2.get) == "b"
+    q1.put("a")
+    q2.put("b2")
+    assert store.or_else(q1.get, q2.get) == "a"
+
+    def later():
+        time.sleep(0.2)
+        q1.put("late")
+
+    threading.Thread(target=later).start()
+    assert store.run(lambda: store.or_else(q1.get, q2.get)) == "b2"
+    assert store.run(lambda: store.or_else(q1.get, q2.get)) == "late"
+
+
+def test_objects_made_in_aborted_attempt_unbind(store):
+    c = shmstore.Counter(3)
+    runs = []
+
+    @store.transaction
+    def put():
+        runs.append(1)
+        store.root["c"] = c
+        if len(runs) == 1:  # this attempt conflicts: c is unbound again, made anew next time
+            raise_conflict()
+
+    def raise_conflict():
+        e = shmstore.ConflictError("forced")
+        e.code = shmstore._c.SHM_ERR_CONFLICT
+        raise e
+
+    put()
+    assert len(runs) == 2 and c._shm_id is not None and store.root["c"].value == 3
+
+
+def test_stale_and_closed(store, shm_dir):
+    r = store.root
+    r["d"] = {"k": 1}
+    d = r["d"]
+    del r["d"]
+    with pytest.raises(shmstore.StaleObjectError):
+        d["k"]
+    st2 = shmstore.open(store.name, dir=shm_dir, create=False)
+    root2 = st2.root
+
+    @store.transaction
+    def both():  # a second handle of the same store joins the transaction
+        root2["via2"] = [1]
+        r["via1"] = root2["via2"]
+        raise ValueError("abort")
+
+    with pytest.raises(ValueError):
+        both()
+    assert "via2" not in r and "via1" not in root2
+    r["shared"] = root2.list("l2")
+    assert r["shared"]._shm_same(root2["l2"])
+    st2.close()
+    with pytest.raises(shmstore.ClosedError):
+        root2["x"]
+    with pytest.raises(shmstore.NoStoreError):
+        shmstore.open("no-such-store", dir=shm_dir, create=False)
+    with pytest.raises(FileNotFoundError):
+        shmstore.open("no-such-store", dir=shm_dir, create=False)
+
+
+def test_store_full(shm_dir):
+    st = shmstore.open("full", dir=shm_dir, region_size=1 << 20, max_size=4 << 20)
+    try:
+        with pytest.raises(MemoryError):
+            for i in range(100):
+                st.root[i] = b"x" * (512 << 10)
+        st.root["after"] = "still usable"
+        assert st.root["after"] == "still usable"
+        st.check()
+    finally:
+        st.close()
+        shmstore.remove("full", dir=shm_dir, force=True)
+
+
+def test_pickle_round_trips_in_process(store):
+    r = store.root
+    r["d"] = {"a": [1, 2]}
+    r["c"] = shmstore.Counter(4)
+    r["q"] = shmstore.Queue(3)
+    for obj in (r["d"], r["d"]["a"], r["c"], r["q"], r):
+        back = pickle.loads(pickle.dumps(obj))
+        assert type(back) is type(obj) and back._shm_same(obj)
+    assert pickle.loads(pickle.dumps(store)) is store
+
+
+def test_no_leaks_in_the_hot_paths(store):
+    """No reference leaks in the hot paths (errors included): Python memory
+    does not grow with the number of operations (a leak of one object per
+    operation would add at least 32 bytes x 2000 x the operations here)."""
+    import gc
+    import sys
+    import tracemalloc
+    r = store.root
+    r["d"] = {"k": 1}
+    lst = r.list("l")
+    c = r.counter("c")
+    q = r.queue("q")
+
+    def ops():
+        d = r["d"]
+        d["k"] = d["k"] + 1
+        d.get("nope")
+        "k" in d
+        try:
+            d["missing"]
+        except KeyError:
+            pass
+        try:
+            d["big"] = 2**70
+        except OverflowError:
+            pass
+        lst.append(b"x" * 10)
+        lst[-1]
+        lst.pop(0)
+        c.add(1)
+        q.put({"j": [1]})
+        q.get()
+        r["s"] = ("str", 1.5, None)
+        r["s"]
+        list(r.items())
+        d.to_python()
+        store.view(lambda: len(r))
+        acc = Account("x")
+        r["acc"] = acc
+        acc.balance
+
+    for _ in range(200):
+        ops()
+    gc.collect()
+    rc_before = sys.gettotalrefcount() if hasattr(sys, "gettotalrefcount") else None
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            ops()
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 32 * 1024, grown
+    if rc_before is not None:
+        assert sys.gettotalrefcount() - rc_before < 100
