@@ -13,7 +13,9 @@ package txn
 // read, and a committer wakes only the buckets of what it changed. The
 // protocol is ipc's (Prepare, announce, re-check, wait), over many words:
 //
-//	waiter (epoch published)                committer
+//	waiter                                   committer
+//	    spin a little: any word changed? run again (no wake to pay for)
+//	    publish an epoch
 //	    tickets = Prepare(bucket of each word)   lock w (keeps waitersBit)
 //	    set waitersBit on each word              apply
 //	    re-check: any word changed? run again    release: Swap w; if waitersBit
@@ -211,16 +213,25 @@ func (tx *Tx) prepareRetry() (bool, error) {
 	if len(tx.waits) == 0 {
 		return false, fmt.Errorf("txn: %w", ErrRetryNothing)
 	}
-	return tx.announce(), nil
+	return !tx.changed(), nil
 }
 
-// announce takes a ticket for each waited word's bucket, sets the word's
-// waiters bit and re-checks the words: false if one changed (run again).
-// The caller's epoch is published (see the file comment).
+// announce publishes an epoch, takes a ticket for each waited word's
+// bucket, checks that no word changed, then sets each word's waiters bit,
+// and publishes quiescent again: false if a word changed (run again).
+// Every word is checked before any is written: all of them unchanged
+// means every object is still linked (the containers that lead to them
+// are among the words), so none can be freed while the epoch is
+// published, and no CAS lands in reused memory (see the file comment).
 func (tx *Tx) announce() bool {
+	tx.e.r.Enter(tx.slot, tx.e.g.Clock.Load())
+	defer tx.e.r.Exit(tx.slot)
 	tx.tickets = tx.tickets[:0]
 	for _, wt := range tx.waits {
 		tx.tickets = append(tx.tickets, tx.e.park.Prepare(uint64(wt.addr)))
+	}
+	if tx.changed() {
+		return false
 	}
 	for _, wt := range tx.waits {
 		for {
@@ -260,7 +271,8 @@ func (tx *Tx) waitRetry(ctx context.Context) error {
 		tx.sp.WaitOn.Store(0)
 	}()
 	// A commit is often a moment away (a producer's next Put): spin a
-	// little before the system calls of a sleep.
+	// little before the system calls of a sleep, and before announcing,
+	// so that a commit seen here costs its committer no wake.
 	for i := 0; i < spinLoads; i++ {
 		if tx.changed() {
 			return nil
@@ -268,6 +280,9 @@ func (tx *Tx) waitRetry(ctx context.Context) error {
 		if i%32 == 31 {
 			yield()
 		}
+	}
+	if !tx.announce() {
+		return nil
 	}
 	var cancel atomic.Uint32 // bumped by ctx's end: one more word to wake on
 	if ctx.Done() != nil {
@@ -292,11 +307,9 @@ func (tx *Tx) waitRetry(ctx context.Context) error {
 			return err
 		}
 		// Woken by another word of a bucket, a signal, or the timeout:
-		// announce again under a fresh epoch, then sleep again.
-		tx.e.r.Enter(tx.slot, tx.e.g.Clock.Load())
-		ok := tx.announce()
-		tx.e.r.Exit(tx.slot)
-		if !ok {
+		// announce again (a release of a reference-count-only lock clears
+		// the bit without changing the word), then sleep again.
+		if !tx.announce() {
 			return nil
 		}
 	}
