@@ -107,8 +107,8 @@ python-bench-deps: ## the Debian packages of the Python benchmarks (python3-lmdb
 python: lib python-deps ## build the Python binding in place (bindings/python/shmstore: the extension beside libshmstore.so)
 	cd bindings/python && SHMSTORE_PREBUILT_LIB=$(CURDIR)/$(LIB) $(PYTHON) setup.py -q build_ext --inplace
 
-test-python: python ## the Python binding's tests (pytest, under 2 minutes)
-	cd bindings/python && $(PYTHON) -m pytest -q -p no:cacheprovider tests
+test-python: python build ## the Python binding's tests (pytest, under 2 minutes; bin/shmctl for the Go+Python ones)
+	cd bindings/python && SHMCTL=$(CURDIR)/$(SHMCTL) $(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 clean: ## remove build outputs
 	rm -rf $(BIN)
