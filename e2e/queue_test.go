@@ -614,6 +614,9 @@ func TestQueueDeadWaiter(t *testing.T) {
 	// one-minute wait timeout: each Put's commit woke them.
 	putJobs(t, st, before, before+after)
 	waitProcessed(t, st, before+after, 20*time.Second, nil)
+	// The survivors go back to sleep (a waiter publishes a snapshot for a
+	// moment while it announces itself): quiet means all of them parked.
+	waitParked(t, st, cons[1:]...)
 
 	n, err := st.Recover()
 	require.NoError(t, err)
