@@ -119,6 +119,7 @@ type convertError struct {
 	err  error // ErrTypeMismatch, or the cause
 }
 
+// Error says what could not be stored, and where in the Go value.
 func (e *convertError) Error() string {
 	var b strings.Builder
 	b.WriteString("objects: ")
@@ -137,6 +138,7 @@ func (e *convertError) Error() string {
 	return b.String()
 }
 
+// Unwrap gives the sentinel (ErrTypeMismatch) the error wraps.
 func (e *convertError) Unwrap() error { return e.err }
 
 // where is the path, outermost segment first.

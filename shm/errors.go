@@ -50,7 +50,11 @@ var ErrDamaged error = damagedError{}
 // kind of ErrLayout (a store this build cannot use).
 type damagedError struct{}
 
-func (damagedError) Error() string        { return "the store is damaged" }
+// Error is ErrDamaged's text.
+func (damagedError) Error() string { return "the store is damaged" }
+
+// Is makes ErrDamaged match ErrLayout too: a damaged store is one this
+// build cannot use.
 func (damagedError) Is(target error) bool { return target == ErrLayout }
 
 // ErrNotStore: Remove was asked to delete a directory that is not a store's
