@@ -38,26 +38,28 @@ func opTx(t *objects.Tx) *Tx {
 	return tx
 }
 
-// update and view run this package's own single operations.
-func (s *Store) update(fn func(tx *Tx) error) error {
+// run runs fn in a transaction of the object space: what Update, View,
+// their Context forms and this package's single operations share. wrap
+// makes the Tx fn gets (newTx for a user's function, opTx for this
+// package's own operations).
+func (s *Store) run(ctx context.Context, readOnly bool, wrap func(*objects.Tx) *Tx, fn func(tx *Tx) error) error {
 	if s.sp == nil || s.readOnly {
 		return errNoSpace
 	}
-	return s.sp.Update(func(t *objects.Tx) error { return fn(opTx(t)) })
+	return s.sp.Run(ctx, readOnly, func(t *objects.Tx) error { return fn(wrap(t)) })
+}
+
+// update and view run this package's own single operations.
+func (s *Store) update(fn func(tx *Tx) error) error {
+	return s.run(context.Background(), false, opTx, fn)
 }
 
 func (s *Store) updateContext(ctx context.Context, fn func(tx *Tx) error) error {
-	if s.sp == nil || s.readOnly {
-		return errNoSpace
-	}
-	return s.sp.UpdateContext(ctx, func(t *objects.Tx) error { return fn(opTx(t)) })
+	return s.run(ctx, false, opTx, fn)
 }
 
 func (s *Store) view(fn func(tx *Tx) error) error {
-	if s.sp == nil || s.readOnly {
-		return errNoSpace
-	}
-	return s.sp.View(func(t *objects.Tx) error { return fn(opTx(t)) })
+	return s.run(context.Background(), true, opTx, fn)
 }
 
 var errNoSpace = fmt.Errorf("shmstore: store opened read-only (Options.ReadOnly: for Stats and Check only); transactions need a store opened without it: %w", ErrReadOnly)
@@ -77,28 +79,19 @@ var errNoSpace = fmt.Errorf("shmstore: store opened read-only (Options.ReadOnly:
 // As in bbolt, do not start a transaction from inside another's function:
 // the outer one may hold what the inner one waits for.
 func (s *Store) Update(fn func(tx *Tx) error) error {
-	if s.sp == nil || s.readOnly {
-		return errNoSpace
-	}
-	return s.sp.Update(func(t *objects.Tx) error { return fn(newTx(t)) })
+	return s.run(context.Background(), false, newTx, fn)
 }
 
 // UpdateContext is Update that gives up when ctx ends: a wait in Retry,
 // or between runs of fn, ends promptly with ctx.Err(), and nothing fn did
 // is kept or held.
 func (s *Store) UpdateContext(ctx context.Context, fn func(tx *Tx) error) error {
-	if s.sp == nil || s.readOnly {
-		return errNoSpace
-	}
-	return s.sp.UpdateContext(ctx, func(t *objects.Tx) error { return fn(newTx(t)) })
+	return s.run(ctx, false, newTx, fn)
 }
 
 // ViewContext is View that gives up when ctx ends, as UpdateContext.
 func (s *Store) ViewContext(ctx context.Context, fn func(tx *Tx) error) error {
-	if s.sp == nil || s.readOnly {
-		return errNoSpace
-	}
-	return s.sp.ViewContext(ctx, func(t *objects.Tx) error { return fn(newTx(t)) })
+	return s.run(ctx, true, newTx, fn)
 }
 
 // Retry gives up this run of the transaction's function and waits until
@@ -152,10 +145,7 @@ func (tx *Tx) OrElse(a, b func(tx *Tx) error) error {
 // far (without changing it) for its next run of fn, so writers of those
 // objects wait for it then.
 func (s *Store) View(fn func(tx *Tx) error) error {
-	if s.sp == nil || s.readOnly {
-		return errNoSpace
-	}
-	return s.sp.View(func(t *objects.Tx) error { return fn(newTx(t)) })
+	return s.run(context.Background(), true, newTx, fn)
 }
 
 // ReadOnly reports whether the transaction is read-only (View).

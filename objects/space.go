@@ -76,23 +76,18 @@ func (s *Space) Root() handle.Handle { return s.root }
 // Update runs fn as a read-write transaction, re-running it on conflict
 // (and after a doomed attempt: see txn.Tx.Doom).
 func (s *Space) Update(fn func(tx *Tx) error) error {
-	return s.e.Run(false, func(t *txn.Tx) error { return s.attempt(t, fn) })
+	return s.Run(context.Background(), false, fn)
 }
 
 // View runs fn as a read-only transaction.
 func (s *Space) View(fn func(tx *Tx) error) error {
-	return s.e.Run(true, func(t *txn.Tx) error { return s.attempt(t, fn) })
+	return s.Run(context.Background(), true, fn)
 }
 
-// UpdateContext is Update that gives up when ctx ends (see
-// txn.Engine.RunContext).
-func (s *Space) UpdateContext(ctx context.Context, fn func(tx *Tx) error) error {
-	return s.e.RunContext(ctx, false, func(t *txn.Tx) error { return s.attempt(t, fn) })
-}
-
-// ViewContext is View that gives up when ctx ends.
-func (s *Space) ViewContext(ctx context.Context, fn func(tx *Tx) error) error {
-	return s.e.RunContext(ctx, true, func(t *txn.Tx) error { return s.attempt(t, fn) })
+// Run runs fn as a transaction (read-only: a View) that gives up when
+// ctx ends (see txn.Engine.RunContext).
+func (s *Space) Run(ctx context.Context, readOnly bool, fn func(tx *Tx) error) error {
+	return s.e.RunContext(ctx, readOnly, func(t *txn.Tx) error { return s.attempt(t, fn) })
 }
 
 // attempt runs one attempt of fn on t; when fn returns (or panics), the

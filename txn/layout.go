@@ -132,8 +132,11 @@ const (
 //	| State       (atomic u32)  |  owner; recoverer of a dead owner
 //	| Attempts    (atomic u32)  |  owner; read by inspectors
 //	| Started     (atomic i64)  |  owner: unix nanos of the first attempt
-//	| _, WV       (atomic u64)  |  reserved; WV: owner, the commit's version
+//	| Waiting, WV (atomic u64)  |  owner: words it sleeps on in Retry (0: not
+//	|                           |  in Retry), read by inspectors only, never
+//	|                           |  by recovery; WV: the commit's version
 //	| WaitOn      (atomic u64)  |  owner: Addr+1 of the word it waits on
+//	|                           |  (a lock, or the first of a Retry's words)
 //	| NLocks      (atomic u32)  |  owner: lock entries logged (log words 0..); stale when idle
 //	| NStores     (atomic u32)  |  owner: store pairs logged after the locks
 //	| Batch       (atomic u64)  |  owner: retire batch of this commit
@@ -154,7 +157,7 @@ type slotPart struct {
 	State    atomic.Uint32
 	Attempts atomic.Uint32
 	Started  atomic.Int64
-	Waiting  atomic.Uint64 // words a transaction in Retry sleeps on (0: not in Retry); WaitOn is the first
+	Waiting  atomic.Uint64 // owner writes, inspectors read: words a Retry sleeps on (0: none); WaitOn is the first
 	WV       atomic.Uint64
 	WaitOn   atomic.Uint64
 	NLocks   atomic.Uint32

@@ -292,8 +292,7 @@ func (tx *Tx) waitRetry(ctx context.Context) error {
 		})
 		defer stop()
 	}
-	tx.e.r.Exit(tx.slot)
-	for {
+	for { // quiescent here: announce published an epoch only while it ran
 		if err := ctx.Err(); err != nil {
 			return err
 		}
