@@ -91,12 +91,9 @@ func (o *loadOptions) run(w io.Writer) error {
 	}
 	defer st.Close()
 	err = st.Update(func(tx *shmstore.Tx) error {
-		d := tx.Root()
-		for i, k := range o.keys {
-			var err error
-			if d, err = d.Dict(k); err != nil {
-				return pathError(o.keys[:i+1], err)
-			}
+		d, err := dictAt(tx, o.keys, true)
+		if err != nil {
+			return err
 		}
 		set := func(k, x any) error {
 			v, err := build(tx, x)

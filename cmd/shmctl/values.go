@@ -94,26 +94,41 @@ type dictNode struct {
 // the store. It runs inside a transaction and returns the transaction's
 // errors unchanged, conflicts included.
 func exportPath(tx *shmstore.Tx, keys []shmstore.Value) (any, error) {
-	d := tx.Root()
 	if len(keys) == 0 {
-		return exportDict(tx, d)
+		return exportDict(tx, tx.Root())
 	}
-	for i, k := range keys[:len(keys)-1] {
-		var err error
-		if d, err = d.GetDict(k); err != nil {
-			return nil, pathError(keys[:i+1], err)
-		}
+	d, err := dictAt(tx, keys[:len(keys)-1], false)
+	if err != nil {
+		return nil, err
 	}
-	last := keys[len(keys)-1]
-	v, err := d.Get(last)
+	v, err := d.Get(keys[len(keys)-1])
 	if err != nil {
 		return nil, pathError(keys, err)
 	}
-	t, err := exportValue(tx, d, last, v)
+	t, err := exportValue(tx, v)
 	if err != nil {
 		return nil, pathError(keys, err)
 	}
 	return t, nil
+}
+
+// dictAt returns the Dict at keys (none: the root), following them from
+// the root; with create, a missing Dict on the way is made. An error
+// says which key failed (pathError).
+func dictAt(tx *shmstore.Tx, keys []shmstore.Value, create bool) (shmstore.Dict, error) {
+	d := tx.Root()
+	for i, k := range keys {
+		var err error
+		if create {
+			d, err = d.Dict(k)
+		} else {
+			d, err = d.GetDict(k)
+		}
+		if err != nil {
+			return shmstore.Dict{}, pathError(keys[:i+1], err)
+		}
+	}
+	return d, nil
 }
 
 // pathError says where on a path lookup failed.
@@ -143,20 +158,21 @@ func exportDict(tx *shmstore.Tx, d shmstore.Dict) (*dictNode, error) {
 	shmstore.SortKeys(keys)
 	n := &dictNode{keys: keys, vals: make([]any, len(keys))}
 	for i, k := range keys {
-		if n.vals[i], err = exportValue(tx, d, k, vals[k]); err != nil {
+		if n.vals[i], err = exportValue(tx, vals[k]); err != nil {
 			return nil, err
 		}
 	}
 	return n, nil
 }
 
-// exportValue copies v, found under key k of Dict parent. A Dict is walked
-// here, key by key, so that keys of every kind (Bytes too) come out;
-// Lists, Records and Counters go through tx.Export.
-func exportValue(tx *shmstore.Tx, parent shmstore.Dict, k, v shmstore.Value) (any, error) {
+// exportValue copies v, a value read in tx: a Dict in a container or an
+// item taken from a Queue. A Dict is walked here, key by key, so that
+// keys of every kind (Bytes too) come out; Lists, Records and Counters go
+// through tx.Export.
+func exportValue(tx *shmstore.Tx, v shmstore.Value) (any, error) {
 	switch {
 	case v.Kind() == shmstore.KindDict:
-		d, err := parent.GetDict(k)
+		d, err := tx.Dict(v)
 		if err != nil {
 			return nil, err
 		}
@@ -316,8 +332,14 @@ func writeTreeJSON(w io.Writer, t any, at string) error {
 	if err != nil {
 		return err
 	}
+	return encodeJSON(w, j, "  ")
+}
+
+// encodeJSON writes what jsonTree gives as JSON without HTML escaping,
+// indented by indent ("": one line), and a newline.
+func encodeJSON(w io.Writer, j any, indent string) error {
 	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
+	enc.SetIndent("", indent)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(j)
 }
