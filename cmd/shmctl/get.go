@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -36,19 +35,7 @@ func (o *getOptions) addFlags(fs *pflag.FlagSet) {
 // setArgs takes the store name and the path (which --key or --int-key
 // may stand for).
 func (o *getOptions) setArgs(args []string) error {
-	switch {
-	case len(args) == 0:
-		return errors.New("missing store NAME and PATH")
-	case len(args) == 1 && len(o.extra) == 0:
-		return errors.New("missing PATH (keys from the root, like accounts/alice; / for the whole store) or --key")
-	case len(args) <= 2:
-		o.name = args[0]
-		if len(args) == 2 {
-			o.path = args[1]
-		}
-		return nil
-	}
-	return fmt.Errorf("want a store NAME and a PATH, got %d arguments", len(args))
+	return o.nameAndPath(args, &o.name, &o.path, "keys from the root, like accounts/alice; / for the whole store")
 }
 
 // Validate checks the store name, the format and the path.

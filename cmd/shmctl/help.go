@@ -124,7 +124,7 @@ func writeFlags(w io.Writer, fs *pflag.FlagSet) {
 			arg = " " + strings.ToUpper(arg)
 		}
 		def := ""
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "false" {
 			def = " (default " + f.DefValue + ")"
 		}
 		fmt.Fprintf(t, "  --%s%s\t%s%s\n", f.Name, arg, usage, def)
@@ -202,6 +202,38 @@ that come faster than it prints are seen as one, the latest. Between
 changes it sleeps in a transaction's Retry: no polling, nothing held.
 With --json each line is an object: time, absent, value.
 `
+
+	putHelp = `
+PATH, --key and --int-key name the Queue as they name a value for get
+(PATH is required: / when --key gives every key). The Queue, and Dicts
+on the way, are made if missing: unbounded, or holding at most
+--maxsize items. Each VALUE is one JSON value, read as load reads a
+file: objects become Dicts, arrays Lists, 7 an Int, 7.0 a Float; a
+String needs JSON's quotes ('"a.csv"'), or --string takes every VALUE
+as a String as it is. Each value is put in its own transaction, in
+order, waiting while the Queue is full (at most --timeout each), so
+consumers may take the first before the last is in. Python's
+Queue.get, Go's Queue.Get and shmctl take get them.
+A negative number would read as a flag: put values after "--".
+  shmctl put NAME jobs '{"id": 7, "file": "a.csv"}' 8 null
+  shmctl put NAME jobs --string a.csv b.csv --maxsize 100
+  shmctl put NAME deltas -- -5 3
+`
+
+	takeHelp = `
+PATH, --key and --int-key name the Queue as for put (made if missing,
+as put makes it). take takes --count items (default 1), each in its own
+transaction, waiting while the Queue is empty (sleeping in Retry: no
+polling, nothing held), and prints each, once taken, as one line of
+compact JSON (the rules are get's, below; --json changes nothing). An
+item with no JSON form (NaN, say) is left in the Queue, and take fails.
+--timeout bounds each wait: then take stops, exit 1 if fewer than
+--count items came. --count 0 takes until a wait of --timeout finds
+nothing, or until Ctrl-C, and then exits 0. An item is taken when its
+transaction commits and printed after: a take killed in between loses
+it (a program that takes and records in one transaction loses nothing).
+  shmctl take NAME jobs --count 0 --timeout 1s | jq -r .file
+` + jsonRulesHelp
 
 	lsHelp = `
 Each store is opened read-only: ls writes nothing. A store that cannot be

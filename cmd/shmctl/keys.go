@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -63,6 +64,25 @@ func (k *keyFlags) pathKeys(path string) ([]shmstore.Value, error) {
 		return nil, err
 	}
 	return append(keys, k.extra...), nil
+}
+
+// nameAndPath takes a store name and a path from the arguments of a
+// command whose PATH --key or --int-key may stand for (get, watch,
+// take); pathHint says what PATH is, for the message when it is missing.
+func (k *keyFlags) nameAndPath(args []string, name, path *string, pathHint string) error {
+	switch {
+	case len(args) == 0:
+		return errors.New("missing store NAME and PATH")
+	case len(args) == 1 && len(k.extra) == 0:
+		return fmt.Errorf("missing PATH (%s) or --key", pathHint)
+	case len(args) <= 2:
+		*name = args[0]
+		if len(args) == 2 {
+			*path = args[1]
+		}
+		return nil
+	}
+	return fmt.Errorf("want a store NAME and a PATH, got %d arguments", len(args))
 }
 
 // keyFlag is the pflag.Value of --key (a String) or --int-key (an Int).

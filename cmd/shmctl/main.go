@@ -5,8 +5,8 @@
 //
 //	shmctl [--dir DIR] [--json] COMMAND [FLAGS] [ARGS]
 //
-// Commands: create, ls, info, check, rm, get, watch, dump, load, txns, procs,
-// bench, bank, completion, help. Every command takes --dir (the directory
+// Commands: create, ls, info, check, rm, get, watch, dump, load, put, take,
+// txns, procs, bench, bank, completion, help. Every command takes --dir (the directory
 // that holds stores; default $SHMSTORE_DIR, else /dev/shm/shmstore) and
 // --json (machine-readable output with stable snake_case field names).
 // Flags go anywhere on the line, before or after the command name and its
@@ -23,7 +23,8 @@
 // Inspection (ls, info, txns, procs) opens stores read-only and never
 // writes. get and dump attach, because a transaction needs a slot, and
 // read in one View; load writes in one Update (values.go says how values
-// map to JSON and msgpack). check attaches, recovers dead processes, then
+// map to JSON and msgpack); put and take use a Queue, one transaction per
+// value or item (queue.go). check attaches, recovers dead processes, then
 // reports every problem it finds and exits 1 if there is any. Errors are
 // one line on stderr, prefixed "shmctl: ": exit status 2 for a mistake in
 // the command line, 1 for a failure at run time.
@@ -290,6 +291,14 @@ func commandTable() []*command {
 		{name: "watch", args: "NAME PATH", summary: "print the value at PATH now and after each commit that changes it, until interrupted",
 			details: watchHelp,
 			newOpts: func(g globalOptions) commandOptions { return &watchOptions{globalOptions: g} }},
+		{name: "put", args: "NAME PATH VALUE...", summary: "append each VALUE (JSON, or a String with --string) to the Queue at PATH, waiting while it is full",
+			details: putHelp,
+			newOpts: func(g globalOptions) commandOptions { return &putOptions{queueOptions: queueOptions{globalOptions: g}} }},
+		{name: "take", args: "NAME PATH", summary: "take items from the Queue at PATH, waiting while it is empty, and print each as a line of JSON",
+			details: takeHelp,
+			newOpts: func(g globalOptions) commandOptions {
+				return &takeOptions{queueOptions: queueOptions{globalOptions: g}}
+			}},
 		{name: "txns", args: "NAME", summary: "list the transaction slots: owner, state, locks, waits, commits, aborts, retired memory",
 			details: txnsHelp,
 			newOpts: func(g globalOptions) commandOptions { return &txnsOptions{nameOnly{globalOptions: g}} }},

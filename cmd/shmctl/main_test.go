@@ -216,6 +216,18 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--dir", dir, "load", "s"}, []string{"load:", "missing FILE"}},
 		{[]string{"--dir", dir, "load", "s", "f", "--format", "yaml"}, []string{"load:", `format "yaml"`}},
 		{[]string{"--dir", dir, "load", "s", "f", "--path", "a//b"}, []string{"load:", "empty key"}},
+		{[]string{"--dir", dir, "put", "s", "q"}, []string{"put:", "missing VALUE", "--string"}},
+		{[]string{"--dir", dir, "put", "s"}, []string{"put:", "missing PATH"}},
+		{[]string{"--dir", dir, "put", "s", "q", "1", "hello"}, []string{"put:", "value 2 (hello): bad JSON", `'"hello"'`, "--string"}},
+		{[]string{"--dir", dir, "put", "s", "q", ""}, []string{"put:", "value 1 is empty", `'""'`}},
+		{[]string{"--dir", dir, "put", "s", "q", "1e999999"}, []string{"put:", "value 1 (1e999999)", "out of range"}},
+		{[]string{"--dir", dir, "put", "s", "/", "1"}, []string{"put:", `path "/" is the root`}},
+		{[]string{"--dir", dir, "put", "s", "q", "1", "--maxsize", "-1"}, []string{"put:", "maxsize -1"}},
+		{[]string{"--dir", dir, "put", "s", "q", "1", "--timeout", "-1s"}, []string{"put:", "timeout -1s"}},
+		{[]string{"--dir", dir, "take", "s"}, []string{"take:", "missing PATH"}},
+		{[]string{"--dir", dir, "take", "s", "q", "r"}, []string{"take:", "got 3 arguments"}},
+		{[]string{"--dir", dir, "take", "s", "q", "--count", "-1"}, []string{"take:", "count -1"}},
+		{[]string{"--dir", dir, "take", "s", "a//b"}, []string{"take:", "empty key"}},
 		{[]string{"--dir", dir, "txns"}, []string{"txns:", "missing store NAME"}},
 		{[]string{"--dir", dir, "procs", "s", "t"}, []string{"procs:", "one store NAME"}},
 		{[]string{"--dir", dir, "bank", "s", "--procs", "0"}, []string{"bank:", "procs 0"}},
@@ -244,6 +256,7 @@ func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}} {
 		out := mustRun(t, args...)
 		for _, c := range []string{"create", "ls", "info", "check", "rm", "get NAME PATH", "dump", "load NAME FILE",
+			"put NAME PATH VALUE...", "take NAME PATH",
 			"txns", "procs", "bench", "bank", "completion", "help", "--dir", "--json"} {
 			require.Contains(t, out, c)
 		}
@@ -254,6 +267,8 @@ func TestHelp(t *testing.T) {
 		"get":   {"Usage: shmctl get [FLAGS] NAME PATH", "accounts/alice", "Int 5 -> \"5\"", "base64"},
 		"dump":  {"Usage: shmctl dump [FLAGS] NAME", "--format FORMAT", "--out FILE", "msgpack keeps", "(default json)"},
 		"load":  {"Usage: shmctl load [FLAGS] NAME FILE", "--path PATH", "one transaction", "Counters become Ints"},
+		"put":   {"Usage: shmctl put [FLAGS] NAME PATH VALUE...", "--string", "--maxsize N", "--timeout DURATION", "own transaction", `after "--"`},
+		"take":  {"Usage: shmctl take [FLAGS] NAME PATH", "--count N", "(default 1)", "--timeout DURATION", "loses", "Int 5 -> \"5\""},
 		"txns":  {"Usage: shmctl txns [FLAGS] NAME", "WAITS ON", "RETIRED, OLDEST", "read-only"},
 		"procs": {"Usage: shmctl procs [FLAGS] NAME", "recovering", "read-only"},
 		"bank":  {"Usage: shmctl bank [FLAGS] NAME", "--procs N", "--accounts N", "--duration DURATION", "--initial AMOUNT", "Ctrl-C"},
@@ -279,7 +294,7 @@ func TestRunRuntimeErrorIsOneLine(t *testing.T) {
 	dir := testDir(t)
 	empty := writeFile(t, "empty.json", []byte("{}"))
 	for _, args := range [][]string{{"info"}, {"check"}, {"rm"}, {"bench"}, {"get", "nosuch", "a/b"}, {"dump"},
-		{"load", "nosuch", empty}, {"txns"}, {"procs"}, {"bank"}} {
+		{"load", "nosuch", empty}, {"put", "nosuch", "q", "1"}, {"take", "nosuch", "q"}, {"txns"}, {"procs"}, {"bank"}} {
 		if len(args) == 1 {
 			args = append(args, "nosuch")
 		}

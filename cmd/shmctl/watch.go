@@ -41,14 +41,7 @@ func (o *watchOptions) addFlags(fs *pflag.FlagSet) {
 // setArgs takes the store name and the path (which --key or --int-key
 // may stand for).
 func (o *watchOptions) setArgs(args []string) error {
-	if len(args) != 2 && (len(args) != 1 || len(o.extra) == 0) {
-		return fmt.Errorf("want a store NAME and a PATH, got %d arguments", len(args))
-	}
-	o.name = args[0]
-	if len(args) == 2 {
-		o.path = args[1]
-	}
-	return nil
+	return o.nameAndPath(args, &o.name, &o.path, "keys from the root, like accounts/alice; / for the whole store")
 }
 
 // Validate checks the store name, the path and --count.

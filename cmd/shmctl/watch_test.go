@@ -89,7 +89,8 @@ func TestWatchErrors(t *testing.T) {
 	t.Parallel()
 	dir := testDir(t)
 	requireOneLineError(t, shmctl(t, "--dir", dir, "watch", "nosuch", "a"), 1, `no store "nosuch"`)
-	requireOneLineError(t, shmctl(t, "--dir", dir, "watch", "x"), 2, "want a store NAME and a PATH")
+	requireOneLineError(t, shmctl(t, "--dir", dir, "watch", "x"), 2, "missing PATH", "or --key")
+	requireOneLineError(t, shmctl(t, "--dir", dir, "watch", "x", "a", "b"), 2, "want a store NAME and a PATH, got 3 arguments")
 	createStore(t, dir, "w")
 	requireOneLineError(t, shmctl(t, "--dir", dir, "watch", "w", "a//b"), 2, "empty key")
 }
