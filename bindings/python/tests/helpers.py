@@ -82,6 +82,25 @@ def consumer(q, out):
     out.put([total, count])
 
 
+def id_consumer(q, out):
+    """Gets jobs {"id": i, "name": "job-<i>"} until None (each get its own
+    transaction); puts the ids it got, in order, into out."""
+    ids = []
+    while True:
+        job = q.get()
+        if job is None:
+            break
+        assert job == {"id": job["id"], "name": f"job-{job['id']}"}, job
+        ids.append(job["id"])
+    out.put(ids)
+
+
+def item_producer(q, p, n):
+    """Puts n items {"p": p, "i": i, "tags": [...]} for i in order."""
+    for i in range(n):
+        q.put({"p": p, "i": i, "tags": ["x", i * 0.5]})
+
+
 def touch_after_fork(d):
     """Target of a multiprocessing 'fork' child: must get ForkError."""
     try:
