@@ -57,12 +57,24 @@ lint: check-platform ## gofmt check, go vet, staticcheck (pinned, run through go
 	$(GO) vet -tags invariants ./...
 	$(GO) run $(STATICCHECK) ./...
 
-demo: build ## create the store "demo", run the bank workload from 3 processes, show info, txns and check
+# The Python process runs in the background, its output kept until bank's
+# table is out; it is killed (by its pid) if bank fails before making the
+# accounts it waits for.
+DEMO_PY_OUT   := $(BIN)/demo-python.txt
+
+demo: build python ## create the store "demo"; 3 Go processes and a Python one move money between its accounts; info, txns, check
 	@echo "== a fresh store '$(DEMO_STORE)' in $${SHMSTORE_DIR:-/dev/shm/shmstore}"
 	@$(SHMCTL) rm --force $(DEMO_STORE) 2>/dev/null || true
 	$(SHMCTL) create $(DEMO_STORE)
-	@echo "== 3 processes move money between 100 accounts in transactions; a reader checks the total every second"
-	$(SHMCTL) bank $(DEMO_STORE) --procs 3 --duration 5s
+	@echo "== 3 Go processes (shmctl bank) and a Python one (bindings/python/examples/demo_bank.py) move money between 100 accounts in transactions; a reader checks the total every second"
+	@echo "PYTHONPATH=bindings/python $(PYTHON) bindings/python/examples/demo_bank.py $(DEMO_STORE) --duration 5 &"
+	@echo "$(SHMCTL) bank $(DEMO_STORE) --procs 3 --duration 5s"
+	@PYTHONPATH=bindings/python $(PYTHON) bindings/python/examples/demo_bank.py $(DEMO_STORE) --duration 5 >$(DEMO_PY_OUT) 2>&1 & py=$$!; \
+	  $(SHMCTL) bank $(DEMO_STORE) --procs 3 --duration 5s; bank=$$?; \
+	  [ $$bank = 0 ] || kill $$py 2>/dev/null; \
+	  wait $$py; python=$$?; \
+	  echo "== what the Python process did, beside the Go ones"; cat $(DEMO_PY_OUT); \
+	  [ $$bank = 0 ] && [ $$python = 0 ]
 	@echo "== what the store holds now"
 	$(SHMCTL) info $(DEMO_STORE)
 	@echo "== the transaction slots and the version clock"

@@ -1,8 +1,10 @@
 """Workers for the multi-process tests (spawned processes import them
 from here). Each takes what it needs as arguments: proxies pickle as
 (store path, id)."""
+import json
 import os
 import random
+import subprocess
 import sys
 import time
 
@@ -10,8 +12,37 @@ import shmstore
 
 
 def store_args(store):
-    """What another process (Python or, later, Go) needs to open store."""
+    """What another process (Python or Go) needs to open store."""
     return {"name": os.path.basename(store.path), "dir": os.path.dirname(store.path)}
+
+
+def shmctl():
+    """The Go command built by make (the Makefile passes SHMCTL)."""
+    path = os.environ.get("SHMCTL") or os.path.join(os.path.dirname(__file__), "..", "..", "..", "bin", "shmctl")
+    assert os.access(path, os.X_OK), f"{path}: build it first (make build), or set SHMCTL"
+    return path
+
+
+def start_shmctl(procs, store, command, *args):
+    """Starts `shmctl COMMAND STORE ARGS...` on store (procs: the fixture),
+    its output piped."""
+    where = store_args(store)
+    return procs.popen([shmctl(), "--dir", where["dir"], command, where["name"], *args],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_retrying(store, pid, timeout=30):
+    """Waits until process pid has a transaction sleeping in Retry (shmctl
+    txns shows it)."""
+    where = store_args(store)
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run([shmctl(), "--dir", where["dir"], "txns", where["name"], "--json"],
+                             check=True, capture_output=True, text=True).stdout
+        if any(s["pid"] == pid and s["retry_on"] > 0 for s in json.loads(out)["slots"]):
+            return
+        assert time.monotonic() < deadline, f"pid {pid} is not waiting in Retry: {out}"
+        time.sleep(0.01)
 
 
 def transfer_worker(accounts, n, seed):

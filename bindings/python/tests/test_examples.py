@@ -1,12 +1,15 @@
-"""The examples run (small sizes)."""
+"""The examples run (small sizes); demo_bank.py beside shmctl bank."""
 import os
 import subprocess
 import sys
 
 import pytest
 
+import helpers
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(HERE, "..", "examples")
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))  # the package in place, as the tests use it
 
 
 @pytest.mark.parametrize("script,args", [
@@ -14,8 +17,30 @@ EXAMPLES = os.path.join(HERE, "..", "examples")
     ("producer_consumer.py", ["--jobs", "100", "--consumers", "2"]),
 ])
 def test_example_runs(script, args, shm_dir):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     p = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), "--dir", shm_dir, *args],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=ENV, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.rstrip().endswith("ok")
+
+
+def test_demo_bank_beside_shmctl_bank(store, procs):
+    """make demo's Python process: it waits in Retry for the accounts that
+    shmctl bank makes (a Go commit wakes it), then transfers beside bank's
+    Go workers; both see the total unchanged throughout."""
+    where = helpers.store_args(store)
+    py = procs.popen([sys.executable, os.path.join(EXAMPLES, "demo_bank.py"), where["name"], "--dir", where["dir"],
+                      "--duration", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    helpers.wait_retrying(store, py.pid)
+    bank = helpers.start_shmctl(procs, store, "bank", "--procs", "2", "--duration", "1s")
+    bank_out, bank_err = bank.communicate(timeout=60)
+    assert bank.returncode == 0, bank_out + bank_err
+    assert "all" in bank_out and "totals were 100000: ok" in bank_out, bank_out
+    out, err = py.communicate(timeout=60)
+    assert py.returncode == 0, out + err
+    lines = out.splitlines()
+    assert f"python (pid {py.pid}): found 100 accounts holding 100000" in lines[0], out
+    moved = int(lines[1].split(": ")[1].split()[0])
+    assert moved > 0, out
+    assert lines[2].endswith("always 100000") and lines[3] == "ok", out
+    assert sum(store.root["accounts"].values()) == 100000
+    store.check()
