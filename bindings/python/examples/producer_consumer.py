@@ -41,38 +41,41 @@ def main():
     ap.add_argument("--consumers", type=int, default=3)
     ap.add_argument("--dir", default=None)
     args = ap.parse_args()
-    tmp = None
-    if args.dir is None:
-        tmp = tempfile.TemporaryDirectory(dir="/dev/shm", prefix="shmstore-example-")
-        args.dir = tmp.name
+    if args.jobs < 0 or args.consumers < 1:
+        ap.error("--jobs must be 0 or more, --consumers 1 or more")
+    # the stores' directory: --dir, or a temporary one, removed at the end
+    # (also after an error or Ctrl-C)
+    with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="shmstore-example-") as tmp:
+        run(args.dir or tmp, args.jobs, args.consumers)
 
-    with shmstore.open("pipeline", dir=args.dir) as store:
+
+def run(store_dir, n_jobs, n_consumers):
+    with shmstore.open("pipeline", dir=store_dir) as store:
         jobs = store.root.queue("jobs", maxsize=50)
         results = store.root.dict("results")
         ctx = mp.get_context("spawn")
         t0 = time.monotonic()
-        procs = [ctx.Process(target=consumer, args=(jobs, results, f"consumer{i}"))
-                 for i in range(args.consumers)]
-        procs.append(ctx.Process(target=producer, args=(jobs, args.jobs, args.consumers)))
+        procs = [ctx.Process(target=consumer, args=(jobs, results, f"consumer{i}"), name=f"consumer{i}")
+                 for i in range(n_consumers)]
+        procs.append(ctx.Process(target=producer, args=(jobs, n_jobs, n_consumers), name="producer"))
         for p in procs:
             p.start()
         for p in procs:
             p.join()
-            assert p.exitcode == 0
         elapsed = time.monotonic() - t0
-        by = {f"consumer{i}": 0 for i in range(args.consumers)}
+        by = {f"consumer{i}": 0 for i in range(n_consumers)}
         for r in results.values():
             by[r["by"]] = by.get(r["by"], 0) + 1
         for name, n in sorted(by.items()):
             print(f"{name} did {n} jobs")  # who was ready first takes most
         print(f"{len(results)} results in {elapsed:.2f}s; queue left with {jobs.qsize()} items")
-        assert len(results) == args.jobs
-        assert all(results[i]["square"] == i * i for i in range(args.jobs))
-        store.check()
+        store.check()  # raises if anything in the store is inconsistent
+        failed = [f"{p.name} (exit {p.exitcode})" for p in procs if p.exitcode != 0]
+        if failed:
+            raise SystemExit("failed: " + ", ".join(failed))
+        if len(results) != n_jobs or any(results[i]["square"] != i * i for i in range(n_jobs)):
+            raise SystemExit("a job was lost or done wrong")
         print("ok")
-    if tmp:
-        tmp.cleanup()
-
 
 if __name__ == "__main__":
     main()

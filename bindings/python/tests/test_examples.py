@@ -12,14 +12,18 @@ EXAMPLES = os.path.join(HERE, "..", "examples")
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))  # the package in place, as the tests use it
 
 
-@pytest.mark.parametrize("script,args", [
-    ("accounts.py", ["--procs", "2", "--transfers", "200"]),
-    ("producer_consumer.py", ["--jobs", "100", "--consumers", "2"]),
+@pytest.mark.parametrize("script,args,says", [
+    ("accounts.py", ["--procs", "2", "--transfers", "200"],
+     ["200 accounts, 200000 in all; 2 processes x 200 transfers", "0 of them with another total",
+      "total at the end: 200000 (expected 200000)"]),
+    ("producer_consumer.py", ["--jobs", "100", "--consumers", "2"], ["100 results in", "queue left with 0 items"]),
 ])
-def test_example_runs(script, args, shm_dir):
+def test_example_runs(script, args, says, shm_dir):
     p = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), "--dir", shm_dir, *args],
                        capture_output=True, text=True, env=ENV, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
+    for s in says:
+        assert s in p.stdout, p.stdout
     assert p.stdout.rstrip().endswith("ok")
 
 
