@@ -222,7 +222,11 @@ func (o *putOptions) run(w io.Writer) error {
 	if o.JSON {
 		return writeJSON(w, rep)
 	}
-	_, err = fmt.Fprintf(w, "put %d values into %q of store %q\n", rep.Values, rep.Path, rep.Name)
+	values := "values"
+	if rep.Values == 1 {
+		values = "value"
+	}
+	_, err = fmt.Fprintf(w, "put %d %s into %q of store %q\n", rep.Values, values, rep.Path, rep.Name)
 	return err
 }
 

@@ -161,8 +161,9 @@ func TestPutTakePaths(t *testing.T) {
 	t.Parallel()
 	dir := testDir(t)
 	createStore(t, dir, "pp")
-	mustRun(t, "--dir", dir, "put", "pp", "a/b", "1", "2")
-	mustRun(t, "--dir", dir, "put", "pp", "/", "3", "--key", "x/y", "--int-key", "5")
+	require.Equal(t, "put 2 values into \"a/b\" of store \"pp\"\n", mustRun(t, "--dir", dir, "put", "pp", "a/b", "1", "2"))
+	require.Equal(t, "put 1 value into \"x/y/5\" of store \"pp\"\n",
+		mustRun(t, "--dir", dir, "put", "pp", "/", "3", "--key", "x/y", "--int-key", "5"))
 	st := openAttached(t, dir, "pp")
 	require.Equal(t, 2, queueLen(t, st, "a", "b"))
 	require.Equal(t, 1, queueLen(t, st, "x/y", int64(5)))
