@@ -2,8 +2,10 @@
 from here). Each takes what it needs as arguments: proxies pickle as
 (store path, id)."""
 import json
+import multiprocessing as mp
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -43,6 +45,71 @@ def wait_retrying(store, pid, timeout=30):
             return
         assert time.monotonic() < deadline, f"pid {pid} is not waiting in Retry: {out}"
         time.sleep(0.01)
+
+
+class Procs:
+    """The processes one test starts: spawned Python workers and commands.
+    Whatever still runs when the test ends is SIGKILLed, by its own pid,
+    and reaped; no other process is touched."""
+
+    SPAWN = mp.get_context("spawn")
+
+    def __init__(self):
+        self._workers = []
+        self._commands = []
+
+    def spawn(self, target, *args):
+        """Starts target(*args) in a spawned Python process."""
+        p = self.SPAWN.Process(target=target, args=args)
+        p.start()
+        self._workers.append(p)
+        return p
+
+    def popen(self, argv, **kwargs):
+        """Starts a command (subprocess.Popen's arguments)."""
+        p = subprocess.Popen(argv, **kwargs)
+        self._commands.append(p)
+        return p
+
+    def end(self):
+        for p in self._workers:
+            if p.exitcode is None:
+                p.kill()  # os.kill(p.pid, SIGKILL)
+            p.join(30)
+        for p in self._commands:
+            if p.poll() is None:
+                # a command still running: it and the processes it started
+                # (a script's multiprocessing children), each by its pid
+                for pid in _descendants(p.pid):
+                    _kill(pid)
+                p.kill()  # by pid, and only while not reaped
+            p.communicate(timeout=30)  # reaps it, closes its pipes
+
+
+def _descendants(pid):
+    """The pids of the processes below pid (children, theirs, ...), read
+    from /proc; a process that ended meanwhile is left out."""
+    found = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except FileNotFoundError:
+            continue
+        for c in children:
+            found += [c] + _descendants(c)
+    return found
+
+
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def transfer_worker(accounts, n, seed):

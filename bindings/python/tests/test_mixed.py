@@ -15,13 +15,16 @@ N_ACCOUNTS = 20
 START = 1000
 
 
-def start_bank(procs, store, duration):
-    """Makes the accounts and starts `shmctl bank` on them: two Go worker
-    processes for duration, the total read every 200 ms."""
+def make_accounts(store):
     store.root["accounts"] = {f"acct-{i:05d}": START for i in range(N_ACCOUNTS)}
-    bank = start_shmctl(procs, store, "bank", "--accounts", str(N_ACCOUNTS), "--procs", "2",
+    return store.root["accounts"]
+
+
+def start_bank(procs, store, duration):
+    """Starts `shmctl bank` on the accounts: two Go worker processes for
+    duration, the total read every 200 ms."""
+    return start_shmctl(procs, store, "bank", "--accounts", str(N_ACCOUNTS), "--procs", "2",
                         "--duration", duration, "--interval", "200ms", "--json")
-    return store.root["accounts"], bank
 
 
 def start_checker(procs, accounts):
@@ -53,7 +56,8 @@ def end_checker(checker, stop, results):
 
 
 def test_go_and_python_transfer_together(store, procs):
-    accounts, bank = start_bank(procs, store, "2s")
+    accounts = make_accounts(store)
+    bank = start_bank(procs, store, "2s")
     checker = start_checker(procs, accounts)
     workers = [procs.spawn(helpers.transfer_worker, accounts, 2000, seed) for seed in range(2)]
     for w in workers:
@@ -69,14 +73,15 @@ def test_python_worker_killed_while_go_workers_run(store, procs):
     """A Python worker SIGKILLed in the middle of a transaction while
     bank's Go workers run: no total is ever off, and the Go workers and a
     Python worker started after the kill keep transferring."""
-    t0 = time.monotonic()
-    duration = 4.0
-    accounts, bank = start_bank(procs, store, f"{duration}s")
+    accounts = make_accounts(store)
     checker = start_checker(procs, accounts)
     ready = procs.SPAWN.Event()
     victim = procs.spawn(helpers.slow_transfer_worker, accounts, ready)
     assert ready.wait(30)
-    time.sleep(0.3)  # it sleeps inside each transaction: the kill lands in one
+    duration = 3.0
+    t0 = time.monotonic()
+    bank = start_bank(procs, store, f"{duration}s")
+    time.sleep(0.5)  # the Go workers run; the victim sleeps inside each transaction: the kill lands in one
     os.kill(victim.pid, signal.SIGKILL)
     killed_at = time.monotonic() - t0
     victim.join(10)
