@@ -27,6 +27,7 @@ def test_example_runs(script, args, says, shm_dir):
     assert p.stdout.rstrip().endswith("ok")
 
 
+@pytest.mark.mixed
 def test_demo_bank_beside_shmctl_bank(store, procs):
     """make demo's Python process: it waits in Retry for the accounts that
     shmctl bank makes (a Go commit wakes it), then transfers beside bank's

@@ -8,8 +8,12 @@ import os
 import signal
 import time
 
+import pytest
+
 import helpers
 from helpers import start_shmctl
+
+pytestmark = pytest.mark.mixed
 
 N_ACCOUNTS = 20
 START = 1000
