@@ -42,16 +42,21 @@ func (d Dict) Lookup(key any) (Value, bool, error) {
 	if err != nil {
 		return None, false, err
 	}
-	v, ok, err := d.d.Lookup(k)
+	v, ok, err := d.d.LookupKey(k)
 	return d.val(v), ok, err
 }
 
-// key checks that the Dict is live and converts a key.
-func (d Dict) key(key any) (any, error) {
+// key checks that the Dict is live and converts a key. A key is a
+// scalar, converted here without keeping key: so the caller's key, boxed
+// to pass it as an any, stays on its stack (no allocation per call).
+func (d Dict) key(key any) (objects.Value, error) {
 	if err := d.live("Dict"); err != nil {
-		return nil, err
+		return objects.None, err
 	}
-	return d.arg(key)
+	if v, ok := key.(Value); ok {
+		return objects.KeyOf(v.v) // a container is refused: never a key
+	}
+	return objects.KeyOf(key)
 }
 
 // Get returns the value under key, or an error wrapping ErrKeyNotFound.
@@ -60,7 +65,7 @@ func (d Dict) Get(key any) (Value, error) {
 	if err != nil {
 		return None, err
 	}
-	v, err := d.d.Get(k)
+	v, err := d.d.GetKey(k)
 	return d.val(v), err
 }
 
@@ -76,7 +81,11 @@ func (d Dict) GetInt(key any) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return d.d.GetInt(k)
+	v, err := d.d.GetKey(k)
+	if err != nil {
+		return 0, err
+	}
+	return d.t.IntOf(v)
 }
 
 // GetFloat returns the Float (or Int) under key.
@@ -127,7 +136,17 @@ func (d Dict) Set(key, val any) error {
 	if err != nil {
 		return err
 	}
-	return d.d.Set(k, v)
+	return d.d.SetKey(k, v)
+}
+
+// SetInt stores the Int n under key: Set without boxing n (no heap
+// allocation per call).
+func (d Dict) SetInt(key any, n int64) error {
+	k, err := d.key(key)
+	if err != nil {
+		return err
+	}
+	return d.d.SetScalar(k, objects.Int(n))
 }
 
 // Delete removes key; a missing key is ErrKeyNotFound.
@@ -136,7 +155,7 @@ func (d Dict) Delete(key any) error {
 	if err != nil {
 		return err
 	}
-	return d.d.Delete(k)
+	return d.d.DeleteKey(k)
 }
 
 // Len is the number of keys (it reads every stripe).

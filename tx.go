@@ -367,6 +367,19 @@ func (s *Store) Set(path string, val any) error {
 	})
 }
 
+// SetInt stores the Int n at path in its own small transaction, making
+// missing Dicts on the way: Set without boxing n (no heap allocation per
+// call).
+func (s *Store) SetInt(path string, n int64) error {
+	return s.update(func(tx *Tx) error {
+		d, k, err := walk(tx, path, true)
+		if err != nil {
+			return err
+		}
+		return d.SetInt(k, n)
+	})
+}
+
 // Delete removes the value at path in its own small transaction.
 func (s *Store) Delete(path string) error {
 	return s.update(func(tx *Tx) error {

@@ -74,6 +74,14 @@ func (d *Dict) Lookup(key any) (Value, bool, error) {
 	return d.lookup(k)
 }
 
+// LookupKey is Lookup for a key that is a Value already.
+func (d *Dict) LookupKey(k Value) (Value, bool, error) {
+	if err := checkKey(k); err != nil {
+		return None, false, err
+	}
+	return d.lookup(k)
+}
+
 // Get returns the value under key, or an error wrapping ErrNotFound.
 func (d *Dict) Get(key any) (Value, error) {
 	k, err := KeyOf(key)
@@ -206,6 +214,14 @@ func (d *Dict) Set(key, val any) error {
 	if err != nil {
 		return err
 	}
+	return d.SetKey(k, val)
+}
+
+// SetKey is Set for a key that is a Value already.
+func (d *Dict) SetKey(k Value, val any) error {
+	if err := checkKey(k); err != nil {
+		return err
+	}
 	v, err := d.tx.valueOf(val)
 	if err != nil {
 		return err
@@ -214,10 +230,32 @@ func (d *Dict) Set(key, val any) error {
 	return err
 }
 
+// SetScalar is Set of a scalar Value under a key that is a Value already:
+// no conversion, and nothing of the caller's boxed. Containers go through
+// Set, which checks that they are of this store.
+func (d *Dict) SetScalar(k, v Value) error {
+	if err := checkKey(k); err != nil {
+		return err
+	}
+	if v.kind.IsContainer() {
+		return fmt.Errorf("objects: SetScalar of a %v: %w", v.kind, ErrTypeMismatch)
+	}
+	_, err := d.put(k, v, false)
+	return err
+}
+
 // Delete removes key; it fails with ErrNotFound if key is absent.
 func (d *Dict) Delete(key any) error {
 	k, err := KeyOf(key)
 	if err != nil {
+		return err
+	}
+	return d.DeleteKey(k)
+}
+
+// DeleteKey is Delete for a key that is a Value already.
+func (d *Dict) DeleteKey(k Value) error {
+	if err := checkKey(k); err != nil {
 		return err
 	}
 	had, err := d.put(k, None, true)

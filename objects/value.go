@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/shmstore/shmstore/handle"
@@ -226,7 +227,9 @@ func ScalarOf(x any) (Value, error) {
 	case []byte:
 		return Bytes(x), nil
 	}
-	return None, fmt.Errorf("%T is not a scalar: %w", x, ErrTypeMismatch)
+	// reflect.TypeOf, not %T: x must not leak, or every key and value
+	// passed in would be boxed on the heap.
+	return None, fmt.Errorf("%v is not a scalar: %w", reflect.TypeOf(x), ErrTypeMismatch)
 }
 
 // MaxKeyLen is the longest String or Bytes key. It also bounds what a
@@ -237,6 +240,10 @@ const MaxKeyLen = 64 << 10
 // None (Float and containers are refused with ErrTypeMismatch, as are
 // keys longer than MaxKeyLen).
 func KeyOf(x any) (Value, error) {
+	if s, ok := x.(string); ok { // the common key, without the type switch
+		v := String(s)
+		return v, checkKey(v)
+	}
 	v, err := ScalarOf(x)
 	if err != nil {
 		return None, fmt.Errorf("key: %w", err)
