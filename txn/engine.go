@@ -56,9 +56,10 @@ type Engine struct {
 	retryWaits atomic.Uint64
 	g          *global
 
+	// pool: the idle transactions, taken and left without mu (pool.go).
+	pool   idlePool
 	mu     sync.Mutex
-	freed  sync.Cond   // signalled (under mu) when a transaction goes idle
-	idle   []*Tx       // guarded by mu: transactions whose slot is leased but unused
+	freed  sync.Cond   // signalled (under mu) when a transaction goes idle and pool.waiting > 0
 	bySlot map[int]*Tx // guarded by mu: every transaction with a leased slot
 	leases int         // guarded by mu: slots leased, and being leased
 	closed bool        // guarded by mu
@@ -78,7 +79,7 @@ type Engine struct {
 // are a and r, and registers txn's recovery with the store.
 func New(st *shm.Store, a *alloc.Allocator, r *reclaim.Reclaimer) *Engine {
 	e := &Engine{st: st, a: a, r: r, park: ipc.New(st), g: (*global)(st.GlobalPart(shm.PartTxn)),
-		bySlot: map[int]*Tx{}}
+		bySlot: map[int]*Tx{}, pool: newIdlePool(int(st.Header().SlotsPerProc))}
 	e.freed.L = &e.mu
 	e.now.Store(time.Now().UnixNano())
 	e.stopTick = make(chan struct{})
@@ -110,7 +111,7 @@ func (e *Engine) tick() {
 			// Shared memory is read only while this process keeps idle
 			// slots: they are leased, so the store cannot be closed (shm
 			// refuses while slots are leased) and stays mapped.
-			if len(e.idle) > 0 && !e.closed {
+			if e.pool.count() > 0 && !e.closed {
 				if a := e.a.TrimAsked(); a != asked {
 					asked = a
 					e.trimIdleLocked()
@@ -163,6 +164,15 @@ func (e *Engine) get() (*Tx, error) { return e.getContext(context.Background()) 
 // getContext is get that gives up when ctx ends while it waits for one of
 // this process's slots to be returned.
 func (e *Engine) getContext(ctx context.Context) (*Tx, error) {
+	if tx := e.pool.take(); tx != nil {
+		return tx, nil // the fast path: no mutex
+	}
+	return e.getSlow(ctx)
+}
+
+// getSlow is get when no transaction is idle: it leases a slot for a new
+// one, or waits for one to go idle.
+func (e *Engine) getSlow(ctx context.Context) (*Tx, error) {
 	done := ctx.Done() // nil for a context that never ends: no checks then
 	if done != nil {
 		stop := context.AfterFunc(ctx, func() {
@@ -173,23 +183,25 @@ func (e *Engine) getContext(ctx context.Context) (*Tx, error) {
 		defer stop()
 	}
 	e.mu.Lock()
+	e.pool.waiting.Add(1) // before the pool is looked at (see idlePool)
 	for {
 		if e.closed {
+			e.pool.waiting.Add(-1)
 			e.mu.Unlock()
 			return nil, fmt.Errorf("txn: store %q: %w", e.st.Name(), shm.ErrClosed)
 		}
 		if done != nil {
 			if err := ctx.Err(); err != nil {
-				if len(e.idle) > 0 {
+				e.pool.waiting.Add(-1)
+				if e.pool.count() > 0 {
 					e.freed.Signal() // the wake-up this waiter may have taken goes on
 				}
 				e.mu.Unlock()
 				return nil, err
 			}
 		}
-		if n := len(e.idle); n > 0 {
-			tx := e.idle[n-1]
-			e.idle = e.idle[:n-1]
+		if tx := e.pool.take(); tx != nil {
+			e.pool.waiting.Add(-1)
 			e.mu.Unlock()
 			return tx, nil
 		}
@@ -198,6 +210,7 @@ func (e *Engine) getContext(ctx context.Context) (*Tx, error) {
 		}
 		e.freed.Wait()
 	}
+	e.pool.waiting.Add(-1)
 	e.leases++
 	e.mu.Unlock()
 	h, err := e.a.Lease() // may wait for another process's slot: not under mu
@@ -213,18 +226,26 @@ func (e *Engine) getContext(ctx context.Context) (*Tx, error) {
 	return tx, nil
 }
 
-// put returns a transaction to the idle list.
+// put returns a transaction to the idle pool; once the engine is closed,
+// its slot goes back.
 func (e *Engine) put(tx *Tx) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		e.leases--
-		delete(e.bySlot, tx.slot)
-		_ = tx.heap.Release()
+	if e.pool.leave(tx) {
+		if e.pool.waiting.Load() > 0 {
+			e.mu.Lock()
+			e.freed.Signal()
+			e.mu.Unlock()
+		}
 		return
 	}
-	e.idle = append(e.idle, tx)
-	e.freed.Signal()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.closed && e.pool.leave(tx) { // a Close that refused reopened the pool
+		e.freed.Signal()
+		return
+	}
+	e.leases--
+	delete(e.bySlot, tx.slot)
+	_ = tx.heap.Release()
 }
 
 // Collect frees what this process's idle slots retired and no transaction
@@ -242,15 +263,21 @@ func (e *Engine) Collect() error {
 // releases the slots' parts (Release, in recover.go).
 func (e *Engine) Close() error {
 	e.mu.Lock()
-	if busy := e.leases - len(e.idle); busy > 0 && !e.closed {
+	e.pool.closed.Store(true) // before the drain: see idlePool
+	idle := e.pool.drain()
+	if busy := e.leases - len(idle); busy > 0 && !e.closed {
+		e.pool.closed.Store(false)
+		for _, tx := range idle {
+			e.pool.leave(tx)
+		}
+		e.freed.Broadcast()
 		e.mu.Unlock()
 		return fmt.Errorf("txn: close store %q: %d transactions running: %w", e.st.Name(), busy, shm.ErrInUse)
 	}
-	idle := e.idle
 	if !e.closed {
 		close(e.stopTick)
 	}
-	e.idle, e.closed = nil, true
+	e.closed = true
 	e.leases -= len(idle)
 	for _, tx := range idle {
 		delete(e.bySlot, tx.slot)

@@ -201,19 +201,29 @@ func (tx *Tx) freeLogChunks() {
 // chunks and its current superblocks (the wholly free ones to the pool,
 // the others to the global heap, where the heap that ran out can take
 // their free blocks), and returns how many superblocks went to the pool.
-// Under e.mu the idle slots are nobody else's.
+// Each idle slot is taken out of the pool while it trims.
 func (e *Engine) trimIdle() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.trimIdleLocked()
 }
 
-// trimIdleLocked is trimIdle. REQUIRES: e.mu held.
+// trimIdleLocked is trimIdle. REQUIRES: e.mu held. Each idle transaction
+// is taken out of the pool while it trims, so no goroutine runs it
+// meanwhile, and left again (the pool cannot close: Close needs mu).
 func (e *Engine) trimIdleLocked() int {
 	n := 0
-	for _, tx := range e.idle {
+	for i := range e.pool.cells {
+		tx := e.pool.cells[i].Swap(nil)
+		if tx == nil {
+			continue
+		}
 		tx.freeLogChunks()
 		n += tx.heap.Trim(true)
+		e.pool.leave(tx)
+	}
+	if e.pool.waiting.Load() > 0 {
+		e.freed.Broadcast()
 	}
 	return n
 }
