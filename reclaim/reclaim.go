@@ -153,6 +153,8 @@ import (
 	"math"
 	"sync/atomic"
 
+	"github.com/shmstore/shmstore/internal/release"
+
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/shm"
@@ -299,7 +301,10 @@ func (r *Reclaimer) Exit(slot int) {
 	if r.ro || !r.usable(slot) {
 		return
 	}
-	r.part(slot).epoch.Store(0)
+	// A release store: the reads before it must be done before a
+	// collector sees the slot quiescent; nothing after it needs ordering
+	// (the next Enter is a full store again). See package release.
+	release.Store64(&r.part(slot).epoch, 0)
 }
 
 // Active reports the rv that slot published, and whether it is active.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/shmstore/shmstore/alloc"
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/internal/release"
 	"github.com/shmstore/shmstore/reclaim"
 )
 
@@ -219,8 +220,8 @@ func (tx *Tx) commit() error {
 	slices.SortFunc(tx.locks, func(a, b lockReq) int { return cmp.Compare(a.addr, b.addr) })
 	// The count is zeroed before the slot turns ACTIVE (it is stale while
 	// IDLE): recovery must never walk an earlier transaction's entries.
-	sp.NLocks.Store(0)
-	sp.State.Store(StateActive)
+	release.Store32(&sp.NLocks, 0)
+	release.Store32(&sp.State, StateActive)
 	// Every lock is logged before the first is taken (one count store):
 	// recovery releases those of the logged words that this slot holds.
 	for i := range tx.locks {
@@ -234,7 +235,7 @@ func (tx *Tx) commit() error {
 		}
 		crashPoint("logged lock")
 	}
-	sp.NLocks.Store(uint32(len(tx.locks)))
+	release.Store32(&sp.NLocks, uint32(len(tx.locks)))
 	for i := range tx.locks {
 		l := &tx.locks[i]
 		for {
@@ -269,11 +270,11 @@ func (tx *Tx) commit() error {
 			return fmt.Errorf("txn: retire %d blocks: %w", len(tx.retire), err)
 		}
 	}
-	sp.Batch.Store(uint64(batch))
-	sp.NStores.Store(uint32(tx.nstores))
-	sp.WV.Store(tx.wv)
+	release.Store64(&sp.Batch, uint64(batch))
+	release.Store32(&sp.NStores, uint32(tx.nstores))
+	release.Store64(&sp.WV, tx.wv)
 	crashPoint("redo written")
-	sp.State.Store(StateCommitting) // the commit point
+	release.Store32(&sp.State, StateCommitting) // the commit point
 	crashPoint("committing")
 	tx.applyLogged()
 	crashPoint("applied")
@@ -285,7 +286,7 @@ func (tx *Tx) commit() error {
 		}
 	}
 	crashPoint("retired")
-	sp.State.Store(StateReleasing)
+	release.Store32(&sp.State, StateReleasing)
 	crashPoint("releasing")
 	tx.heap.ForgetLog()
 	crashPoint("handed over")
@@ -301,8 +302,8 @@ func (tx *Tx) commit() error {
 	}
 	// NLocks, NStores and Batch keep stale values: nothing reads them in
 	// the IDLE state, and the next commit sets them before they count.
-	sp.State.Store(StateIdle)
-	sp.Commits.Add(1)
+	release.Store32(&sp.State, StateIdle)
+	release.Store64(&sp.Commits, sp.Commits.Load()+1) // only the owner writes it
 	return nil
 }
 
