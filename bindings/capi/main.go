@@ -77,6 +77,7 @@ var (
 	_ = [1]struct{}{}[C.SHM_ABI_VERSION-abi.Version]
 	_ = [1]struct{}{}[C.SHM_ERR_OTHER-abi.ErrOther]
 	_ = [1]struct{}{}[C.SHM_ERR_OVERFLOW-abi.ErrOverflow]
+	_ = [1]struct{}{}[C.SHM_ERR_RETRY_NOTHING-abi.ErrRetryNothing]
 	_ = [1]struct{}{}[C.SHM_QUEUE-abi.KindQueue]
 )
 

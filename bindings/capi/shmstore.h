@@ -2,7 +2,9 @@
  * shmstore.h: the C ABI of libshmstore.so, the shmstore shared-memory
  * object store built from Go with -buildmode=c-shared.
  *
- * ABI version 1. Check shm_abi_version() == SHM_ABI_VERSION at load time.
+ * ABI version 2. Check shm_abi_version() == SHM_ABI_VERSION at load time.
+ * Version 2 added SHM_ERR_RETRY_NOTHING (version 1 answered SHM_ERR_OTHER
+ * there).
  *
  * Model
  *   - Opaque 64-bit handles cross the boundary, never pointers into Go
@@ -64,7 +66,7 @@
 extern "C" {
 #endif
 
-#define SHM_ABI_VERSION 1
+#define SHM_ABI_VERSION 2
 
 typedef uint64_t shm_store;
 typedef uint64_t shm_tx;
@@ -96,6 +98,8 @@ enum {
     SHM_ERR_BAD_ARG    = -17, /* a bad handle, option or argument */
     SHM_ERR_IN_USE     = -18, /* remove: live processes are attached */
     SHM_ERR_OVERFLOW   = -19, /* an integer beyond int64 (the caller's check; OverflowError) */
+    SHM_ERR_RETRY_NOTHING = -20, /* shm_tx_end: the body retried but its attempt read nothing,
+                                    so no commit could ever wake it: the transaction is over */
     SHM_ERR_OTHER      = -100 /* anything else (the message says) */
 };
 

@@ -180,6 +180,7 @@ func TestCode(t *testing.T) {
 		{shmstore.ErrTypeMismatch, abi.ErrType},
 		{shmstore.ErrConflict, abi.ErrConflict},
 		{shmstore.ErrRetry, abi.ErrRetry},
+		{shmstore.ErrRetryNothing, abi.ErrRetryNothing},
 		{shmstore.ErrTxClosed, abi.ErrTxClosed},
 		{shmstore.ErrStaleHandle, abi.ErrStale},
 		{shmstore.ErrBadHandle, abi.ErrStale},

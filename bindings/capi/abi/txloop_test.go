@@ -257,11 +257,13 @@ func TestEndCodes(t *testing.T) {
 	en.root(tx)
 	en.is(l.TxEnd(tx, abi.ErrRetry, en.e()), abi.ErrBadArg)
 	en.says("no call of this attempt")
-	// A Retry in an attempt that read nothing would wait forever.
+	// A Retry in an attempt that read nothing would wait forever: its
+	// own code, and the transaction is over.
 	tx = en.begin(0)
 	en.is(l.TxRetry(tx, en.e()), abi.ErrRetry)
-	en.is(l.TxEnd(tx, abi.ErrRetry, en.e()), abi.ErrOther)
+	en.is(l.TxEnd(tx, abi.ErrRetry, en.e()), abi.ErrRetryNothing)
 	en.says("wait forever")
+	en.is(l.TxRestart(tx, 0, en.e()), abi.ErrTxClosed)
 	// A conflict the body made up: run again.
 	tx = en.begin(0)
 	en.is(l.TxEnd(tx, abi.ErrConflict, en.e()), abi.Again)

@@ -277,6 +277,12 @@ static void test_errors(shm_store st, const char *dir) {
     shm_tx_rollback(tx);
     IS(shm_tx_root(tx, &root, &err), SHM_ERR_TX_CLOSED);
     CHECK(shm_tx_rollback(tx) == SHM_OK, "rollback twice");
+
+    /* A retry in an attempt that read nothing would wait forever. */
+    MUST(shm_tx_begin(st, 0, &tx, &err));
+    IS(shm_tx_retry(tx, &err), SHM_ERR_RETRY);
+    IS(shm_tx_end(tx, SHM_ERR_RETRY, &err), SHM_ERR_RETRY_NOTHING);
+    IS(shm_tx_restart(tx, 0, &err), SHM_ERR_TX_CLOSED);
 }
 
 /* Values of every kind, a Record, Bytes with NULs, ids across

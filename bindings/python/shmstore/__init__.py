@@ -61,6 +61,7 @@ from ._shmstore import (  # noqa: F401  (re-exported)
     PermissionDenied,
     ReadOnlyError,
     RetryError,
+    RetryNothingError,
     StaleObjectError,
     StoreFullError,
     TooLargeError,
@@ -75,7 +76,7 @@ __all__ = [
     "retry", "in_transaction", "Error", "ConflictError", "RetryError", "StaleObjectError",
     "StoreFullError", "TypeMismatch", "DamagedStoreError", "ClosedError", "ForkError",
     "TransactionClosedError", "ReadOnlyError", "TooLargeError", "NoStoreError", "ExistsError",
-    "PermissionDenied", "InUseError", "BadArgumentError", "NotFoundError",
+    "PermissionDenied", "InUseError", "BadArgumentError", "NotFoundError", "RetryNothingError",
 ]
 
 LIBRARY_NAME = "libshmstore.so"
@@ -200,9 +201,9 @@ class _Attempt:
         if r < 0 and rc in (_c.SHM_ERR_CONFLICT, _c.SHM_ERR_RETRY):
             # it ended the transaction instead of asking for another
             # attempt (an attempt doomed by a failed read): run again in a
-            # new one, a few times; else the end's error (a retry in a run
-            # that read nothing, say)
-            if self.fresh_ok:
+            # new one, a few times; else, and at once for a retry in a run
+            # that read nothing (RetryNothingError), the end's error
+            if self.fresh_ok and r != _c.SHM_ERR_RETRY_NOTHING:
                 self.fresh = True
                 return True
             txn._raise_end()

@@ -75,7 +75,7 @@ static void atfork_child(void)
 static PyObject *Error, *ConflictError, *StaleObjectError, *StoreFullError, *TypeMismatch,
     *DamagedStoreError, *ClosedError, *ForkError, *RetryError, *TransactionClosedError,
     *ReadOnlyError, *TooLargeError, *NoStoreError, *ExistsError, *PermissionDenied, *InUseError,
-    *BadArgumentError, *NotFoundError;
+    *BadArgumentError, *NotFoundError, *RetryNothingError;
 static PyObject *QueueEmpty, *QueueFull; /* queue.Empty, queue.Full */
 
 #define FORK_MSG                                                                          \
@@ -120,6 +120,7 @@ static PyObject *class_for(int32_t rc)
     case SHM_ERR_PERMISSION: return PermissionDenied;
     case SHM_ERR_BAD_ARG: return BadArgumentError;
     case SHM_ERR_OVERFLOW: return PyExc_OverflowError;
+    case SHM_ERR_RETRY_NOTHING: return RetryNothingError;
     default: return Error;
     }
 }
@@ -146,6 +147,7 @@ static const char *default_msg(int32_t rc)
     case SHM_ERR_BAD_ARG: return "bad argument";
     case SHM_ERR_IN_USE: return "the store is in use";
     case SHM_ERR_OVERFLOW: return "integer beyond int64";
+    case SHM_ERR_RETRY_NOTHING: return "retry in a transaction that read nothing: it would wait forever";
     default: return "shmstore error";
     }
 }
@@ -549,11 +551,12 @@ static PyObject *run_store(StoreObject *st, ProxyObject *p, opfunc f, PyObject *
         if (rc < 0 && (body_rc == SHM_ERR_CONFLICT || body_rc == SHM_ERR_RETRY)) {
             /* a conflict or a retry that ended the transaction instead of
              * asking for another attempt (an attempt doomed by a failed
-             * read): run it again in a new one, a few times; else the
-             * end's error (a retry that read nothing, say) */
+             * read): run it again in a new one, a few times; else, and
+             * at once for a retry that read nothing (it would wait
+             * forever), the end's error */
             Py_CLEAR(res);
             PyErr_Clear();
-            if (fresh++ >= 3) {
+            if (rc == SHM_ERR_RETRY_NOTHING || fresh++ >= 3) {
                 raise_rc(rc, &ts.end_err);
                 break;
             }
@@ -3621,7 +3624,11 @@ PyMODINIT_FUNC PyInit__shmstore(void)
         !(InUseError = new_exc(m, "InUseError", Error, "remove: live processes are attached.")) ||
         !(BadArgumentError = new_exc2(m, "BadArgumentError", PyExc_ValueError,
                                       "A bad option or argument.")) ||
-        !(NotFoundError = new_exc2(m, "NotFoundError", PyExc_LookupError, "No such key, field or path.")))
+        !(NotFoundError = new_exc2(m, "NotFoundError", PyExc_LookupError, "No such key, field or path.")) ||
+        !(RetryNothingError = new_exc(m, "RetryNothingError", Error,
+                                      "retry() (or a blocking queue operation) in a transaction that had "
+                                      "read nothing: no commit could wake it, so it would wait forever. "
+                                      "The transaction is over.")))
         goto fail;
 
     qmod = PyImport_ImportModule("queue");
@@ -3640,7 +3647,7 @@ PyMODINIT_FUNC PyInit__shmstore(void)
     K(SHM_ERR_CONFLICT) K(SHM_ERR_RETRY) K(SHM_ERR_TX_CLOSED) K(SHM_ERR_STALE) K(SHM_ERR_NO_MEMORY)
     K(SHM_ERR_TOO_LARGE) K(SHM_ERR_READ_ONLY) K(SHM_ERR_NO_STORE) K(SHM_ERR_EXISTS) K(SHM_ERR_DAMAGED)
     K(SHM_ERR_CLOSED) K(SHM_ERR_FORKED) K(SHM_ERR_PERMISSION) K(SHM_ERR_BAD_ARG) K(SHM_ERR_IN_USE)
-    K(SHM_ERR_OVERFLOW) K(SHM_ERR_OTHER) K(SHM_NONE) K(SHM_BOOL) K(SHM_INT) K(SHM_FLOAT) K(SHM_STRING)
+    K(SHM_ERR_OVERFLOW) K(SHM_ERR_RETRY_NOTHING) K(SHM_ERR_OTHER) K(SHM_NONE) K(SHM_BOOL) K(SHM_INT) K(SHM_FLOAT) K(SHM_STRING)
     K(SHM_BYTES) K(SHM_DICT) K(SHM_LIST) K(SHM_RECORD) K(SHM_COUNTER) K(SHM_QUEUE) K(SHM_OPEN_CREATE)
     K(SHM_OPEN_MUST_EXIST) K(SHM_OPEN_MUST_CREATE) K(SHM_ABI_VERSION)
 #undef K

@@ -369,12 +369,17 @@ def test_retry_waits_for_a_change(store):
     with pytest.raises(shmstore.Error):
         shmstore.retry()  # outside a transaction
 
+    runs = []
+
     @store.transaction
     def wait_for_nothing():
+        runs.append(1)
         shmstore.retry()  # read nothing: it would wait forever
 
-    with pytest.raises(shmstore.Error, match="without reads"):
+    with pytest.raises(shmstore.RetryNothingError, match="without reads") as e:
         wait_for_nothing()
+    assert e.value.code == shmstore._c.SHM_ERR_RETRY_NOTHING
+    assert len(runs) == 1  # raised at once, not after running it again
 
 
 def test_or_else(store):
