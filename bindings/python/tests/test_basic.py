@@ -355,7 +355,8 @@ def test_retry_waits_for_a_change(store):
         time.sleep(0.2)
         r["ready"] = True
 
-    threading.Thread(target=later).start()
+    th = threading.Thread(target=later)
+    th.start()
 
     @store.transaction
     def wait():
@@ -366,6 +367,7 @@ def test_retry_waits_for_a_change(store):
     t0 = time.monotonic()
     assert wait() == "ready"
     assert time.monotonic() - t0 >= 0.15
+    th.join()  # its commit wakes wait() before its call returns: the store must not close under it
     with pytest.raises(shmstore.Error):
         shmstore.retry()  # outside a transaction
 
@@ -395,9 +397,11 @@ def test_or_else(store):
         time.sleep(0.2)
         q1.put("late")
 
-    threading.Thread(target=later).start()
+    th = threading.Thread(target=later)
+    th.start()
     assert store.run(lambda: store.or_else(q1.get, q2.get)) == "b2"
     assert store.run(lambda: store.or_else(q1.get, q2.get)) == "late"
+    th.join()
 
 
 def test_objects_made_in_aborted_attempt_unbind(store):
