@@ -168,6 +168,14 @@ func shm_check(s C.shm_store, err *C.shm_error) C.int32_t {
 	return C.int32_t(lib.Check(uint64(s), errp(err)))
 }
 
+// shm_recover repairs what dead processes left behind and writes how many
+// into the caller's *recovered.
+//
+//export shm_recover
+func shm_recover(s C.shm_store, recovered *C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.Recover(uint64(s), i64p(recovered), errp(err)))
+}
+
 // shm_store_path copies the store's directory into buf, the caller's, of
 // capacity bytes (NUL-terminated, truncated to fit).
 //

@@ -4,7 +4,7 @@
  *
  * ABI version 2. Check shm_abi_version() == SHM_ABI_VERSION at load time.
  * Version 2 added SHM_ERR_RETRY_NOTHING (version 1 answered SHM_ERR_OTHER
- * there).
+ * there) and shm_recover.
  *
  * Model
  *   - Opaque 64-bit handles cross the boundary, never pointers into Go
@@ -149,6 +149,11 @@ int32_t shm_open(const char *name, const shm_options *opts, shm_store *out, shm_
 int32_t shm_close(shm_store s, shm_error *err);                 /* fails while transactions run */
 int32_t shm_remove(const char *name, const char *dir, int32_t force, shm_error *err);
 int32_t shm_check(shm_store s, shm_error *err);                 /* SHM_OK, or SHM_ERR_OTHER listing problems */
+/* Repairs what dead processes (killed in the middle of a transaction, say)
+ * left behind and writes how many it recovered into *recovered. Opening a
+ * store does this too, and so does any process that waits on a dead one's
+ * lock; shm_check does not. */
+int32_t shm_recover(shm_store s, int64_t *recovered, shm_error *err);
 /* The store's identity (stable across processes): its directory path, for
  * pickling proxies. Copied into buf (NUL-terminated, truncated). */
 int32_t shm_store_path(shm_store s, char *buf, size_t cap, shm_error *err);

@@ -286,6 +286,7 @@ func TestEveryCallChecksItsArguments(t *testing.T) {
 	en.is(l.Close(en.st, en.e()), abi.ErrForked)
 	en.is(l.Remove(cs("t"), cs(en.dir), 0, en.e()), abi.ErrForked)
 	en.is(l.Check(en.st, en.e()), abi.ErrForked)
+	en.is(l.Recover(en.st, &n, en.e()), abi.ErrForked)
 	en.is(l.StorePath(en.st, unsafe.Pointer(&buf[0]), 8, en.e()), abi.ErrForked)
 	en.is(l.StoreStats(en.st, &n, &m, en.e()), abi.ErrForked)
 	en.is(l.TxBegin(en.st, 0, &h, en.e()), abi.ErrForked)

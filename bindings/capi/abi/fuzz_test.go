@@ -473,7 +473,7 @@ func (d *driver) step() {
 		rc = l.QueueCap(d.tx(), d.obj(), &n, e)
 	case opStore:
 		s := d.pick([]uint64{d.st})
-		switch d.byte() % 3 {
+		switch d.byte() % 4 {
 		case 0:
 			rc = l.StoreStats(s, &n, &m, e)
 		case 1:
@@ -483,6 +483,10 @@ func (d *driver) step() {
 			rc = l.Check(s, e)
 			if rc == abi.ErrOther {
 				d.t.Fatalf("check during the run: %s", e.Message())
+			}
+		case 3:
+			if rc = l.Recover(s, &n, e); rc == abi.OK && n != 0 {
+				d.t.Fatalf("recovered %d processes: none died", n)
 			}
 		}
 	case opCloseReopen:

@@ -106,6 +106,14 @@ func (l *Lib) Check(h uint64, e *Error) int32 {
 	return l.withStore(h, e, func(s *storeEntry) error { return s.st.Check() })
 }
 
+// Recover is shm_recover: it repairs what dead processes left behind
+// (Store.Recover) and writes how many it recovered into *recovered.
+func (l *Lib) Recover(h uint64, recovered *int64, e *Error) int32 {
+	return l.withStore(h, e, func(s *storeEntry) error {
+		return intOut(recovered, s.st.Recover)
+	})
+}
+
 // StorePath is shm_store_path: the store's directory (absolute) copied
 // into buf's capacity bytes, NUL-terminated, truncated to fit.
 func (l *Lib) StorePath(h uint64, buf unsafe.Pointer, capacity uintptr, e *Error) int32 {

@@ -406,7 +406,63 @@ static void test_fork(shm_store st) {
         fprintf(stderr, "fork: the child hung in the library (killed by signal %d)\n", WTERMSIG(status));
 }
 
+/* abi_test DIR hold: open the store, write "held" in a transaction left
+ * running, write a byte to stdout and wait to be killed. */
+static int hold(const char *dir) {
+    shm_options o = {0};
+    o.dir = dir;
+    o.create = SHM_OPEN_MUST_EXIST;
+    shm_store st;
+    shm_tx tx;
+    shm_obj root;
+    shm_value k = v_str("held"), v = v_int(1);
+    MUST(shm_open("ctest", &o, &st, &err));
+    MUST(shm_tx_begin(st, 0, &tx, &err));
+    MUST(shm_tx_root(tx, &root, &err));
+    MUST(shm_dict_set(tx, root, &k, &v, &err));
+    CHECK(write(1, "r", 1) == 1, "write");
+    for (;;)
+        pause();
+}
+
+/* A process killed in the middle of a transaction (this program run
+ * again as "hold") is recovered by shm_recover, once; its write is gone. */
+static void test_recover(shm_store st, const char *self, const char *dir) {
+    int64_t n = -1;
+    MUST(shm_recover(st, &n, &err));
+    CHECK(n == 0, "recovered %lld on a store without dead processes", (long long)n);
+    int fds[2];
+    CHECK(pipe(fds) == 0, "pipe");
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        execl(self, self, dir, "hold", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char c;
+    CHECK(read(fds[0], &c, 1) == 1, "the holder did not get ready");
+    close(fds[0]);
+    kill(pid, SIGKILL);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status), "the holder was not killed");
+    MUST(shm_recover(st, &n, &err));
+    CHECK(n == 1, "recovered %lld, want 1", (long long)n);
+    MUST(shm_recover(st, &n, &err));
+    CHECK(n == 0, "recovered %lld again", (long long)n);
+    IS(shm_recover(st, NULL, &err), SHM_ERR_BAD_ARG);
+    shm_tx tx;
+    shm_obj root;
+    shm_value k = v_str("held"), v;
+    MUST(shm_tx_begin(st, 1, &tx, &err));
+    MUST(shm_tx_root(tx, &root, &err));
+    IS(shm_dict_get(tx, root, &k, &v, &err), SHM_ERR_NOT_FOUND);
+    MUST(shm_tx_end(tx, SHM_OK, &err));
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[2], "hold") == 0)
+        return hold(argv[1]);
     if (argc != 2) {
         fprintf(stderr, "usage: abi_test DIR\n");
         return 2;
@@ -429,6 +485,7 @@ int main(int argc, char **argv) {
     test_values(st);
     test_or_else(st);
     test_fork(st);
+    test_recover(st, argv[0], dir);
 
     char path[4096];
     MUST(shm_store_path(st, path, sizeof path, &err));

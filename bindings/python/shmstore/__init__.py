@@ -385,18 +385,6 @@ class Store(_c.StoreBase):
 
     # -- maintenance -----------------------------------------------------
 
-    def recover(self):
-        """Repair what dead processes (killed in the middle of a
-        transaction, say) left behind. Any process waiting on them does
-        this by itself; check() does it first."""
-        # The ABI has no shm_recover: opening the store recovers every
-        # dead process (shmstore.Open), so a second handle is opened and
-        # closed.
-        path = self.path.rstrip("/")
-        tmp = _c._open(_c.StoreBase, _os.path.basename(path), _os.path.dirname(path),
-                       _c.SHM_OPEN_MUST_EXIST, 0, 0, 0, False)
-        tmp.close()
-
     def check(self, recover=True):
         """Check the store's consistency (after recover(), unless
         recover=False, as shmctl check does); raises shmstore.Error

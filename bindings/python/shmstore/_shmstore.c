@@ -40,7 +40,7 @@
 /* The library, loaded with dlopen.                                    */
 
 #define SHM_FUNCS(X)                                                                      \
-    X(shm_abi_version) X(shm_open) X(shm_close) X(shm_remove) X(shm_check)                \
+    X(shm_abi_version) X(shm_open) X(shm_close) X(shm_remove) X(shm_check) X(shm_recover)  \
     X(shm_store_path) X(shm_store_stats) X(shm_tx_begin) X(shm_tx_end) X(shm_tx_restart)  \
     X(shm_tx_rollback) X(shm_tx_retry) X(shm_tx_or_else_begin) X(shm_tx_or_else_retried) \
     X(shm_tx_root) X(shm_tx_open) X(shm_obj_id) X(shm_tx_new) X(shm_tx_new_record)        \
@@ -3180,6 +3180,21 @@ static PyObject *store_check(StoreObject *st, PyObject *u)
     Py_RETURN_NONE;
 }
 
+static PyObject *store_recover(StoreObject *st, PyObject *u)
+{
+    shm_error err;
+    int32_t rc;
+    int64_t n = 0;
+    (void)u;
+    if (store_live(st) < 0)
+        return NULL;
+    ERR_INIT(err);
+    NOGIL(rc = L.shm_recover(st->h, &n, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return PyLong_FromLongLong(n);
+}
+
 static PyObject *store_stats(StoreObject *st, PyObject *u)
 {
     shm_error err;
@@ -3273,6 +3288,10 @@ static PyMethodDef store_methods[] = {
     {"check", (PyCFunction)store_check, METH_NOARGS,
      "check()\n--\n\nCheck the store's consistency; raises shmstore.Error listing the problems."},
     {"stats", (PyCFunction)store_stats, METH_NOARGS, "stats()\n--\n\n{'used_bytes': ..., 'max_bytes': ...}"},
+    {"recover", (PyCFunction)store_recover, METH_NOARGS,
+     "recover()\n--\n\nRepair what dead processes (killed in the middle of a transaction, say) left "
+     "behind; returns how many it recovered. Any process waiting on a dead one does this by itself; "
+     "check() does it first."},
     {"_open_id", (PyCFunction)store_open_id, METH_O, "_open_id(id): the container with that id, as a proxy"},
     {NULL, NULL, 0, NULL},
 };

@@ -144,3 +144,11 @@ def starved_view_main(name, dir):
     assert a == b
     print("attempts", len(attempts), flush=True)
     st.close()
+
+
+def hold_transaction(d, ready):
+    """Writes d["held"] in a transaction that never ends (to be killed)."""
+    d._shm_store.begin()
+    d["held"] = 1
+    ready.set()
+    time.sleep(3600)
