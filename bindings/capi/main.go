@@ -459,6 +459,14 @@ func shm_queue_get(tx C.shm_tx, q C.shm_obj, try_only C.int32_t, out *C.shm_valu
 	return C.int32_t(lib.QueueGet(uint64(tx), uint64(q), int32(try_only), valp(out), errp(err)))
 }
 
+// shm_queue_peek writes item i of the queue (without taking it) into the
+// caller's *out.
+//
+//export shm_queue_peek
+func shm_queue_peek(tx C.shm_tx, q C.shm_obj, i C.int64_t, out *C.shm_value, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.QueuePeek(uint64(tx), uint64(q), int64(i), valp(out), errp(err)))
+}
+
 // shm_queue_len writes the number of items into *out.
 //
 //export shm_queue_len

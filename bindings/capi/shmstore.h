@@ -4,7 +4,7 @@
  *
  * ABI version 2. Check shm_abi_version() == SHM_ABI_VERSION at load time.
  * Version 2 added SHM_ERR_RETRY_NOTHING (version 1 answered SHM_ERR_OTHER
- * there) and shm_recover.
+ * there), shm_recover and shm_queue_peek.
  *
  * Model
  *   - Opaque 64-bit handles cross the boundary, never pointers into Go
@@ -219,6 +219,9 @@ int32_t shm_counter_add_blind(shm_tx tx, shm_obj c, int64_t n, shm_error *err); 
  * transaction's; try_ variants return SHM_FALSE instead). */
 int32_t shm_queue_put(shm_tx tx, shm_obj q, const shm_value *val, int32_t try_only, shm_error *err);
 int32_t shm_queue_get(shm_tx tx, shm_obj q, int32_t try_only, shm_value *out, shm_error *err);
+/* Item i (0: the one the next get takes; negative counts from the end),
+ * not taken: a read of the queue, as shm_list_get; SHM_ERR_RANGE outside it. */
+int32_t shm_queue_peek(shm_tx tx, shm_obj q, int64_t i, shm_value *out, shm_error *err);
 int32_t shm_queue_len(shm_tx tx, shm_obj q, int64_t *out, shm_error *err);
 int32_t shm_queue_cap(shm_tx tx, shm_obj q, int64_t *out, shm_error *err);
 

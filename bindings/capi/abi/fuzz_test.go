@@ -97,6 +97,7 @@ const (
 	opQueueCap
 	opStore
 	opCloseReopen
+	opQueuePeek
 	opCount
 )
 
@@ -465,6 +466,10 @@ func (d *driver) step() {
 		d.into(rc, o, val)
 	case opQueueGet:
 		if rc = l.QueueGet(d.tx(), d.obj(), int32(d.byte()%2), &v, e); rc == abi.OK {
+			d.out(&v)
+		}
+	case opQueuePeek:
+		if rc = l.QueuePeek(d.tx(), d.obj(), d.small(), &v, e); rc == abi.OK {
 			d.out(&v)
 		}
 	case opQueueLen:

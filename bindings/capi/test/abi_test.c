@@ -248,6 +248,25 @@ static void test_queue(shm_store st) {
     }
     pthread_join(t, NULL);
     fprintf(stderr, "queue: %d items, the consumer waited %d times\n", ITEMS, waits);
+
+    /* Peek reads an item without taking it. */
+    shm_value a = v_str("a"), b = v_str("b"), v;
+    int64_t n;
+    MUST(shm_tx_begin(st, 0, &tx, &err));
+    MUST(shm_tx_root(tx, &root, &err));
+    MUST(shm_dict_container(tx, root, &k, SHM_QUEUE, 4, &q, &err));
+    MUST(shm_queue_put(tx, q, &a, 0, &err));
+    MUST(shm_queue_put(tx, q, &b, 0, &err));
+    MUST(shm_queue_peek(tx, q, -1, &v, &err));
+    CHECK(v.kind == SHM_STRING && strcmp(v.str, "b") == 0, "peek -1: kind %d", v.kind);
+    MUST(shm_queue_peek(tx, q, 0, &v, &err));
+    CHECK(v.kind == SHM_STRING && strcmp(v.str, "a") == 0, "peek 0: kind %d", v.kind);
+    IS(shm_queue_peek(tx, q, 2, &v, &err), SHM_ERR_RANGE);
+    MUST(shm_queue_len(tx, q, &n, &err));
+    CHECK(n == 2, "%lld items after peeks", (long long)n);
+    MUST(shm_queue_get(tx, q, 0, &v, &err));
+    MUST(shm_queue_get(tx, q, 0, &v, &err));
+    MUST(shm_tx_end(tx, SHM_OK, &err));
 }
 
 /* Errors carry their code and a message; err may be NULL. */

@@ -50,7 +50,7 @@
     X(shm_list_pop) X(shm_record_class) X(shm_record_nfields) X(shm_record_field)         \
     X(shm_record_get) X(shm_record_set) X(shm_counter_get) X(shm_counter_add)             \
     X(shm_counter_add_blind) X(shm_queue_put) X(shm_queue_get) X(shm_queue_len)           \
-    X(shm_queue_cap)
+    X(shm_queue_cap) X(shm_queue_peek)
 
 static struct {
 #define X(f) __typeof__(f) *f;
@@ -1281,17 +1281,12 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
         Py_DECREF(keys);
         break;
     }
-    case SHM_QUEUE:
-        /* the ABI reads a queue only by taking items (no peek): the live
-         * Queue itself, not a copy */
-        if (!(res = make_proxy(ts, o, SHM_QUEUE)) || PyDict_SetItem(memo, key, res) < 0)
-            goto fail;
-        break;
-    case SHM_LIST: {
+    case SHM_LIST:
+    case SHM_QUEUE: { /* a Queue as the list of its items, read without taking them */
         if (!(res = PyList_New(0)) || PyDict_SetItem(memo, key, res) < 0)
             goto fail;
         ERR_INIT(err);
-        NOGIL(rc = L.shm_list_len(ts->tx, o, &n, &err));
+        NOGIL(rc = kind == SHM_QUEUE ? L.shm_queue_len(ts->tx, o, &n, &err) : L.shm_list_len(ts->tx, o, &n, &err));
         if (rc < 0) {
             raise_rc(rc, &err);
             goto fail;
@@ -1300,7 +1295,8 @@ static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *
             shm_value vv;
             PyObject *x;
             ERR_INIT(err);
-            NOGIL(rc = L.shm_list_get(ts->tx, o, i, &vv, &err));
+            NOGIL(rc = kind == SHM_QUEUE ? L.shm_queue_peek(ts->tx, o, i, &vv, &err)
+                                         : L.shm_list_get(ts->tx, o, i, &vv, &err));
             if (rc < 0) {
                 raise_rc(rc, &err);
                 goto fail;
@@ -1459,9 +1455,8 @@ static PyObject *proxy_to_python(ProxyObject *p, PyObject *unused)
 static PyMethodDef proxy_methods[] = {
     {"to_python", (PyCFunction)proxy_to_python, METH_NOARGS,
      "to_python()\n--\n\nA deep copy as plain Python values, read in one transaction: Dicts become "
-     "dicts, Lists lists, Counters ints, records unbound instances of their class; a Queue "
-     "stays the live Queue (the ABI cannot read a queue without taking its items). "
-     "Aliasing and cycles are kept."},
+     "dicts, Lists lists, Counters ints, Queues lists of their items (none taken), records unbound "
+     "instances of their class. Aliasing and cycles are kept."},
     {"_shm_same", (PyCFunction)proxy_same, METH_O, "whether other is a proxy of the same shared object"},
     {NULL, NULL, 0, NULL},
 };

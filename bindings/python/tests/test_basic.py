@@ -187,6 +187,20 @@ def test_queue_single_process(store):
     assert store.root["q2"].get() == "x"
 
 
+def test_queue_to_python_copies_without_taking(store):
+    r = store.root
+    q = r.queue("q")
+    q.put("a")
+    q.put({"b": [1, 2]})
+    q.put(3)
+    assert q.to_python() == ["a", {"b": [1, 2]}, 3]
+    r["holder"] = {"q": q, "n": 1}
+    assert r["holder"].to_python() == {"q": ["a", {"b": [1, 2]}, 3], "n": 1}
+    assert q.qsize() == 3  # nothing taken
+    assert q.get() == "a"
+    assert q.to_python() == [{"b": [1, 2]}, 3]
+
+
 class Account(shmstore.Object):
     owner: str
     balance: int = 0
