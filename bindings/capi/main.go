@@ -200,6 +200,14 @@ func shm_tx_begin(s C.shm_store, flags C.int32_t, out *C.shm_tx, err *C.shm_erro
 	return C.int32_t(lib.TxBegin(uint64(s), int32(flags), u64p(out), errp(err)))
 }
 
+// shm_tx_begin_timeout is shm_tx_begin that waits at most timeout_ms for
+// a slot (SHM_TIMEOUT: call it again).
+//
+//export shm_tx_begin_timeout
+func shm_tx_begin_timeout(s C.shm_store, flags C.int32_t, timeout_ms C.int64_t, out *C.shm_tx, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.TxBeginTimeout(uint64(s), int32(flags), int64(timeout_ms), u64p(out), errp(err)))
+}
+
 // shm_tx_end ends the attempt whose body returned body_rc: SHM_OK,
 // SHM_AGAIN, or < 0 (the transaction is over; its buffer freed).
 //

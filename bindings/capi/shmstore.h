@@ -4,7 +4,7 @@
  *
  * ABI version 2. Check shm_abi_version() == SHM_ABI_VERSION at load time.
  * Version 2 added SHM_ERR_RETRY_NOTHING (version 1 answered SHM_ERR_OTHER
- * there), shm_recover and shm_queue_peek.
+ * there), shm_recover, shm_queue_peek and shm_tx_begin_timeout.
  *
  * Model
  *   - Opaque 64-bit handles cross the boundary, never pointers into Go
@@ -33,9 +33,10 @@
  *     SHM_ERR_TX_CLOSED. To keep a container across transactions, keep its
  *     id (shm_obj_id) and reopen it with shm_tx_open.
  *   - A transaction is used by one thread at a time. Stores are shared by
- *     all threads. Blocking calls (shm_tx_restart, and shm_tx_begin while
- *     the process's slots are all in use) do not hold any lock of the
- *     caller's; the caller releases its own (Python: the GIL) around them.
+ *     all threads. Blocking calls (shm_tx_restart, and shm_tx_begin and
+ *     shm_tx_begin_timeout while the process's slots are all in use) do
+ *     not hold any lock of the caller's; the caller releases its own
+ *     (Python: the GIL) around them.
  *   - fork(): a child of a process that has loaded this library must not
  *     call it (the Go runtime does not survive fork). Every entry point
  *     returns SHM_ERR_FORKED in such a child; callers should also refuse
@@ -159,8 +160,13 @@ int32_t shm_recover(shm_store s, int64_t *recovered, shm_error *err);
 int32_t shm_store_path(shm_store s, char *buf, size_t cap, shm_error *err);
 int32_t shm_store_stats(shm_store s, int64_t *used_bytes, int64_t *max_bytes, shm_error *err);
 
-/* Transactions. flags: 1 = read-only. */
+/* Transactions. flags: 1 = read-only. shm_tx_begin waits while the
+ * process's transaction slots (16 by default) are all in use; shm_tx_begin_timeout
+ * waits at most timeout_ms (< 0: without limit; 0: 1 ms), then returns
+ * SHM_TIMEOUT (nothing begun, *out untouched): call it again, checking for
+ * signals between calls, as with shm_tx_restart. */
 int32_t shm_tx_begin(shm_store s, int32_t flags, shm_tx *out, shm_error *err);
+int32_t shm_tx_begin_timeout(shm_store s, int32_t flags, int64_t timeout_ms, shm_tx *out, shm_error *err);
 int32_t shm_tx_end(shm_tx tx, int32_t body_rc, shm_error *err);     /* SHM_OK, SHM_AGAIN, or < 0 (over) */
 int32_t shm_tx_restart(shm_tx tx, int64_t timeout_ms, shm_error *err); /* SHM_OK, SHM_TIMEOUT, or < 0 */
 int32_t shm_tx_rollback(shm_tx tx);                                  /* always SHM_OK; tx is over */

@@ -293,6 +293,7 @@ func TestEveryCallChecksItsArguments(t *testing.T) {
 	en.is(l.StorePath(en.st, unsafe.Pointer(&buf[0]), 8, en.e()), abi.ErrForked)
 	en.is(l.StoreStats(en.st, &n, &m, en.e()), abi.ErrForked)
 	en.is(l.TxBegin(en.st, 0, &h, en.e()), abi.ErrForked)
+	en.is(l.TxBeginTimeout(en.st, 0, 10, &h, en.e()), abi.ErrForked)
 	en.is(l.TxEnd(tx, 0, en.e()), abi.ErrForked)
 	en.is(l.TxRestart(tx, 0, en.e()), abi.ErrForked)
 	if rc := l.TxRollback(tx); rc != abi.ErrForked {

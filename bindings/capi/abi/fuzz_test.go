@@ -98,6 +98,7 @@ const (
 	opStore
 	opCloseReopen
 	opQueuePeek
+	opBeginTimeout
 	opCount
 )
 
@@ -317,13 +318,18 @@ func (d *driver) step() {
 	var n, m int64
 	var h uint64
 	switch op {
-	case opBegin:
+	case opBegin, opBeginTimeout:
 		flags := int32(d.byte() % 3)
 		live, ro := d.live()
 		if live >= 4 || ro || flags == 1 && live > 0 {
 			return
 		}
-		if rc = l.TxBegin(d.pick([]uint64{d.st}), flags, &h, e); rc == abi.OK {
+		if op == opBegin {
+			rc = l.TxBegin(d.pick([]uint64{d.st}), flags, &h, e)
+		} else {
+			rc = l.TxBeginTimeout(d.pick([]uint64{d.st}), flags, d.small()%4, &h, e)
+		}
+		if rc == abi.OK {
 			if d.ro == nil {
 				d.ro = map[uint64]bool{}
 			}

@@ -15,7 +15,28 @@ import (
 
 // TxBegin is shm_tx_begin: flags 0 or TxReadOnly. It may wait while the
 // process's transaction slots are all in use.
-func (l *Lib) TxBegin(h uint64, flags int32, out *uint64, e *Error) (rc int32) {
+func (l *Lib) TxBegin(h uint64, flags int32, out *uint64, e *Error) int32 {
+	return l.txBegin(h, flags, -1, out, e)
+}
+
+// TxBeginTimeout is shm_tx_begin_timeout: TxBegin that waits at most
+// timeoutMs milliseconds for a slot (negative: without limit; 0: the
+// shortest wait, 1 ms), then returns Timeout: call it again (after
+// checking for signals, say).
+func (l *Lib) TxBeginTimeout(h uint64, flags int32, timeoutMs int64, out *uint64, e *Error) int32 {
+	return l.txBegin(h, flags, timeoutMs, out, e)
+}
+
+// waitContext is the context of a wait of at most timeoutMs milliseconds
+// (negative or beyond maxWait: without limit; 0: 1 ms).
+func waitContext(timeoutMs int64) (context.Context, context.CancelFunc) {
+	if timeoutMs < 0 || timeoutMs > maxWait {
+		return context.Background(), func() {}
+	}
+	return context.WithTimeout(context.Background(), time.Duration(max(timeoutMs, 1))*time.Millisecond)
+}
+
+func (l *Lib) txBegin(h uint64, flags int32, timeoutMs int64, out *uint64, e *Error) (rc int32) {
 	defer guard(&rc, e)
 	if err := l.forked(); err != nil {
 		return result(err, e)
@@ -30,10 +51,12 @@ func (l *Lib) TxBegin(h uint64, flags int32, out *uint64, e *Error) (rc int32) {
 	if err != nil {
 		return result(err, e)
 	}
-	tx, err := s.st.Begin(flags&TxReadOnly != 0)
+	ctx, cancel := waitContext(timeoutMs)
+	defer cancel()
+	tx, err := s.st.BeginContext(ctx, flags&TxReadOnly != 0)
 	if err != nil {
 		l.releaseStore(s)
-		return result(err, e)
+		return result(err, e) // a timeout: Timeout (Code)
 	}
 	t := &txEntry{lib: l, store: s, tx: tx} // keeps the store's hold until finish
 	t.begin()
@@ -108,12 +131,8 @@ func (l *Lib) TxRestart(h uint64, timeoutMs int64, e *Error) int32 {
 		if t.running {
 			return failf(ErrTxClosed, "shmstore: shm_tx_restart: transaction %#x has an attempt running: shm_tx_end it first", h)
 		}
-		ctx := context.Background()
-		if timeoutMs >= 0 && timeoutMs <= maxWait {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, time.Duration(max(timeoutMs, 1))*time.Millisecond)
-			defer cancel()
-		}
+		ctx, cancel := waitContext(timeoutMs)
+		defer cancel()
 		if err := t.tx.Restart(ctx); err != nil {
 			if errors.Is(err, context.DeadlineExceeded) {
 				return status(Timeout)

@@ -425,6 +425,24 @@ static void test_fork(shm_store st) {
         fprintf(stderr, "fork: the child hung in the library (killed by signal %d)\n", WTERMSIG(status));
 }
 
+/* With every slot of the process in use, shm_tx_begin_timeout gives up
+ * (SHM_TIMEOUT) and begins once one is free. */
+static void test_begin_timeout(shm_store st) {
+    shm_tx held[64], tx = 0;
+    int n = 0;
+    int32_t rc;
+    while ((rc = shm_tx_begin_timeout(st, 0, 20, &held[n], &err)) == SHM_OK)
+        CHECK(++n < 64, "%d transactions begun", n);
+    CHECK(rc == SHM_TIMEOUT && n == 16, "%d transactions begun, then %d", n, rc);
+    IS(shm_tx_begin_timeout(st, 1, 0, &tx, &err), SHM_TIMEOUT);
+    CHECK(tx == 0, "a begin that timed out wrote *out");
+    shm_tx_rollback(held[0]);
+    MUST(shm_tx_begin_timeout(st, 1, -1, &tx, &err));
+    MUST(shm_tx_end(tx, SHM_OK, &err));
+    for (int i = 1; i < n; i++)
+        shm_tx_rollback(held[i]);
+}
+
 /* abi_test DIR hold: open the store, write "held" in a transaction left
  * running, write a byte to stdout and wait to be killed. */
 static int hold(const char *dir) {
@@ -505,6 +523,7 @@ int main(int argc, char **argv) {
     test_or_else(st);
     test_fork(st);
     test_recover(st, argv[0], dir);
+    test_begin_timeout(st);
 
     char path[4096];
     MUST(shm_store_path(st, path, sizeof path, &err));

@@ -19,9 +19,10 @@
  *     runs as its own small transaction (read-only when it only reads),
  *     with the header's retry loop.
  *   - The GIL is released around the calls that can block
- *     (shm_tx_begin, shm_tx_end, shm_tx_restart); shm_tx_restart waits in
- *     100 ms slices with PyErr_CheckSignals between, so Ctrl-C ends a
- *     wait with KeyboardInterrupt after a rollback.
+ *     (shm_tx_begin_timeout, shm_tx_end, shm_tx_restart); the begin and
+ *     shm_tx_restart wait in 100 ms slices with PyErr_CheckSignals
+ *     between, so Ctrl-C ends a wait with KeyboardInterrupt (after a
+ *     rollback).
  *   - Strings and bytes the library passes out live in the transaction's
  *     buffer until the next call on it: they are copied at once.
  */
@@ -41,7 +42,8 @@
 
 #define SHM_FUNCS(X)                                                                      \
     X(shm_abi_version) X(shm_open) X(shm_close) X(shm_remove) X(shm_check) X(shm_recover)  \
-    X(shm_store_path) X(shm_store_stats) X(shm_tx_begin) X(shm_tx_end) X(shm_tx_restart)  \
+    X(shm_store_path) X(shm_store_stats) X(shm_tx_begin_timeout) X(shm_tx_end)             \
+    X(shm_tx_restart)                                                                     \
     X(shm_tx_rollback) X(shm_tx_retry) X(shm_tx_or_else_begin) X(shm_tx_or_else_retried) \
     X(shm_tx_root) X(shm_tx_open) X(shm_obj_id) X(shm_tx_new) X(shm_tx_new_record)        \
     X(shm_dict_get) X(shm_dict_set) X(shm_dict_delete) X(shm_dict_len) X(shm_dict_key)    \
@@ -351,16 +353,22 @@ static void ts_unbind_pending(txstate *ts, int committed)
     Py_CLEAR(ts->pending);
 }
 
-/* ts_begin begins a transaction in ts (GIL released around the call). */
+/* ts_begin begins a transaction in ts (GIL released around the call). A
+ * begin waits while the process's transaction slots are all in use: in
+ * 100 ms slices, checking for signals between them (Ctrl-C). */
 static int ts_begin(txstate *ts, StoreObject *st, int readonly)
 {
     shm_error err;
     shm_tx tx = 0;
     int32_t rc;
     ERR_INIT(err);
-    Py_BEGIN_ALLOW_THREADS
-    rc = L.shm_tx_begin(st->h, readonly ? 1 : 0, &tx, &err);
-    Py_END_ALLOW_THREADS
+    for (;;) {
+        NOGIL(rc = L.shm_tx_begin_timeout(st->h, readonly ? 1 : 0, 100, &tx, &err));
+        if (rc != SHM_TIMEOUT)
+            break;
+        if (PyErr_CheckSignals() < 0)
+            return -1;
+    }
     if (rc != SHM_OK) {
         raise_rc(rc < 0 ? rc : SHM_ERR_OTHER, &err);
         return -1;

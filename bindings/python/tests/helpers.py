@@ -107,6 +107,48 @@ def blocked_get_main(name, dir):
         raise
 
 
+def hold_slots(store, n):
+    """n threads that each begin a transaction and hold it (taking every
+    transaction slot of the process when n is 16); returns a function that
+    ends them."""
+    import threading
+    began = threading.Semaphore(0)
+    stop = threading.Event()
+
+    def hold():
+        store.begin()
+        began.release()
+        stop.wait()
+        store.abort()
+
+    threads = [threading.Thread(target=hold) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for _ in threads:
+        assert began.acquire(timeout=30)
+
+    def release():
+        stop.set()
+        for t in threads:
+            t.join()
+    return release
+
+
+def blocked_begin_main(name, dir):
+    """python -c: an operation that waits for a transaction slot (every
+    slot held by other threads) until SIGINT."""
+    st = shmstore.open(name, dir=dir, create=False)
+    release = hold_slots(st, 16)
+    try:
+        print("ready", flush=True)
+        st.root["x"] = 1
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        raise
+    finally:
+        release()
+
+
 def starved_view_main(name, dir):
     """python -c: a read-only transaction that writes from another thread
     of this process keep aborting, until it locks what it reads (prelock)
