@@ -4,7 +4,8 @@
  *
  * ABI version 2. Check shm_abi_version() == SHM_ABI_VERSION at load time.
  * Version 2 added SHM_ERR_RETRY_NOTHING (version 1 answered SHM_ERR_OTHER
- * there), shm_recover, shm_queue_peek and shm_tx_begin_timeout.
+ * there), shm_recover, shm_queue_peek, shm_tx_begin_timeout, SHM_SHORT
+ * and the one-shot operations (shm_op_*).
  *
  * Model
  *   - Opaque 64-bit handles cross the boundary, never pointers into Go
@@ -79,6 +80,7 @@ enum {
     SHM_AGAIN   = 1,  /* shm_tx_end: restart (shm_tx_restart) and run the body again */
     SHM_TIMEOUT = 2,  /* shm_tx_restart: still waiting; call it again */
     SHM_FALSE   = 3,  /* a try-operation found nothing to do (queue empty or full) */
+    SHM_SHORT   = 4,  /* a one-shot call could not pass its value out: see shm_op_* */
 
     SHM_ERR_NOT_FOUND  = -1,  /* no such key, field or store path element (KeyError) */
     SHM_ERR_RANGE      = -2,  /* index out of range (IndexError) */
@@ -230,6 +232,39 @@ int32_t shm_queue_get(shm_tx tx, shm_obj q, int32_t try_only, shm_value *out, sh
 int32_t shm_queue_peek(shm_tx tx, shm_obj q, int64_t i, shm_value *out, shm_error *err);
 int32_t shm_queue_len(shm_tx tx, shm_obj q, int64_t *out, shm_error *err);
 int32_t shm_queue_cap(shm_tx tx, shm_obj q, int64_t *out, shm_error *err);
+
+/* One-shot operations: one operation in a transaction of its own, in one
+ * call, with the retry loop inside the library (it runs nothing of the
+ * caller's, so it may): what a caller outside a transaction would do
+ * with shm_tx_begin, shm_tx_open, the operation and shm_tx_end, in one
+ * call instead of four. The container is named by its id (shm_obj_id),
+ * and so is a container value, in (val->obj: an id, linked as
+ * shm_dict_set links an object) and out (out->obj: an id, to open with
+ * shm_tx_open): no transaction outlives the call.
+ *
+ * A String or Bytes out-value is copied into the caller's buf of cap
+ * bytes, NUL-terminated, out->str pointing at it. When it does not fit
+ * (len + 1 > cap), the call does nothing and returns SHM_SHORT with
+ * out->kind and out->len (the bytes needed, less the NUL) filled: call
+ * again with a larger buffer. out is written on SHM_OK and SHM_SHORT.
+ *
+ * Blocking: the queue operations wait while the queue is full (put) or
+ * empty (get), at most timeout_ms (then SHM_TIMEOUT, nothing done: call
+ * again); timeout_ms < 0 waits without limit, 0 does not wait (SHM_FALSE
+ * when full or empty). Any of them may wait for a word another
+ * transaction holds for a moment (release the caller's locks). */
+int32_t shm_op_dict_get(shm_store s, uint64_t d, const shm_value *key, shm_value *out, char *buf, int64_t cap, shm_error *err); /* read-only; SHM_ERR_NOT_FOUND if absent */
+int32_t shm_op_dict_set(shm_store s, uint64_t d, const shm_value *key, const shm_value *val, shm_error *err);
+int32_t shm_op_dict_delete(shm_store s, uint64_t d, const shm_value *key, shm_error *err); /* SHM_ERR_NOT_FOUND if absent */
+int32_t shm_op_counter_get(shm_store s, uint64_t c, int64_t *out, shm_error *err); /* read-only */
+/* out: the new value (a read: concurrent adds conflict, and the call runs
+ * again); blind != 0 adds without reading (never conflicts), out may be NULL. */
+int32_t shm_op_counter_add(shm_store s, uint64_t c, int64_t n, int32_t blind, int64_t *out, shm_error *err);
+int32_t shm_op_queue_put(shm_store s, uint64_t q, const shm_value *val, int64_t timeout_ms, shm_error *err);
+/* A container item is not taken (taken, it would be freed at commit):
+ * SHM_SHORT with out->kind its kind and out->len 0; take it in a
+ * transaction (shm_queue_get), which can read it before it commits. */
+int32_t shm_op_queue_get(shm_store s, uint64_t q, int64_t timeout_ms, shm_value *out, char *buf, int64_t cap, shm_error *err);
 
 #ifdef __cplusplus
 }

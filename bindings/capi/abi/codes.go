@@ -22,6 +22,7 @@ const (
 	Again   int32 = 1 // SHM_AGAIN: restart and run the body again
 	Timeout int32 = 2 // SHM_TIMEOUT: shm_tx_restart still waiting
 	False   int32 = 3 // SHM_FALSE: a try-operation found nothing to do
+	Short   int32 = 4 // SHM_SHORT: a one-shot call could not pass its value out
 
 	ErrNotFound     int32 = -1   // SHM_ERR_NOT_FOUND
 	ErrRange        int32 = -2   // SHM_ERR_RANGE
@@ -73,7 +74,7 @@ const (
 
 // Defined reports whether code is one of the codes above.
 func Defined(code int32) bool {
-	return code >= OK && code <= False || code >= ErrRetryNothing && code <= ErrNotFound || code == ErrOther
+	return code >= OK && code <= Short || code >= ErrRetryNothing && code <= ErrNotFound || code == ErrOther
 }
 
 // CodeName names a code as shmstore.h does ("SHM_ERR_TYPE").
@@ -85,7 +86,7 @@ func CodeName(code int32) string {
 }
 
 var codeNames = map[int32]string{
-	OK: "SHM_OK", Again: "SHM_AGAIN", Timeout: "SHM_TIMEOUT", False: "SHM_FALSE",
+	OK: "SHM_OK", Again: "SHM_AGAIN", Timeout: "SHM_TIMEOUT", False: "SHM_FALSE", Short: "SHM_SHORT",
 	ErrNotFound: "SHM_ERR_NOT_FOUND", ErrRange: "SHM_ERR_RANGE", ErrType: "SHM_ERR_TYPE",
 	ErrConflict: "SHM_ERR_CONFLICT", ErrRetry: "SHM_ERR_RETRY", ErrTxClosed: "SHM_ERR_TX_CLOSED",
 	ErrStale: "SHM_ERR_STALE", ErrNoMemory: "SHM_ERR_NO_MEMORY", ErrTooLarge: "SHM_ERR_TOO_LARGE",
@@ -151,7 +152,7 @@ func failf(code int32, format string, args ...any) error {
 // badArg is failf with ErrBadArg.
 func badArg(format string, args ...any) error { return failf(ErrBadArg, "shmstore: "+format, args...) }
 
-// status is a positive result (False, Timeout, Again) that travels as an
+// status is a positive result (False, Timeout, Again, Short) that travels as an
 // error through the call wrappers; it is no failure and fills no Error.
 type status int32
 

@@ -21,7 +21,11 @@
 //     internal/layers;
 //   - values in and out (value.go): String and Bytes out go into the
 //     transaction's Buffer (C memory in the C library), containers out are
-//     registered as object handles of the attempt.
+//     registered as object handles of the attempt;
+//   - the one-shot operations (oneshot.go): one operation in a transaction
+//     of its own (Store.Update or View, the retry loop inside the call),
+//     on a container named by its id; values out go into the caller's
+//     buffer, containers in and out by their ids.
 //
 // What the root package does not give, and how this package does without
 // (until it does):

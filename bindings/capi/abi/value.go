@@ -100,41 +100,58 @@ func bytesIn(v *Value, limit int64) ([]byte, error) {
 // in converts a value (or key) passed in: scalars are copied into Go
 // memory, a container is the object of this attempt that v.Obj names.
 func (t *txEntry) in(v *Value, what string) (shmstore.Value, error) {
+	x, container, err := scalarIn(v, what, t.store.maxValue)
+	if !container || err != nil {
+		return x, err
+	}
+	o, err := t.obj(v.Obj)
+	if err != nil {
+		return shmstore.None, err
+	}
+	if err := kindIs(what, v, o.kind); err != nil {
+		return shmstore.None, err
+	}
+	return o.v, nil
+}
+
+// scalarIn converts a scalar passed in (copied into Go memory; limit
+// bounds a String's or Bytes' length), or reports that v is a container
+// (container true), which the caller resolves from v.Obj.
+func scalarIn(v *Value, what string, limit int64) (x shmstore.Value, container bool, err error) {
 	if v == nil {
-		return shmstore.None, badArg("%s is NULL", what)
+		return shmstore.None, false, badArg("%s is NULL", what)
 	}
 	switch v.Kind {
 	case KindNone:
-		return shmstore.None, nil
+		return shmstore.None, false, nil
 	case KindBool:
-		return shmstore.Bool(v.B != 0), nil
+		return shmstore.Bool(v.B != 0), false, nil
 	case KindInt:
-		return shmstore.Int(v.I), nil
+		return shmstore.Int(v.I), false, nil
 	case KindFloat:
-		return shmstore.Float(v.F), nil
-	case KindString:
-		b, err := bytesIn(v, t.store.maxValue)
+		return shmstore.Float(v.F), false, nil
+	case KindString, KindBytes:
+		b, err := bytesIn(v, limit)
 		if err != nil {
-			return shmstore.None, err
+			return shmstore.None, false, err
 		}
-		return shmstore.String(string(b)), nil // string() copies
-	case KindBytes:
-		b, err := bytesIn(v, t.store.maxValue)
-		if err != nil {
-			return shmstore.None, err
+		if v.Kind == KindString {
+			return shmstore.String(string(b)), false, nil // string() copies
 		}
-		return shmstore.Bytes(b), nil // Bytes copies
+		return shmstore.Bytes(b), false, nil // Bytes copies
 	case KindDict, KindList, KindRecord, KindCounter, KindQueue:
-		o, err := t.obj(v.Obj)
-		if err != nil {
-			return shmstore.None, err
-		}
-		if o.kind != v.Kind && !(v.Kind == KindList && o.kind == KindQueue) {
-			return shmstore.None, failf(ErrType, "shmstore: %s: object %#x is a %s, not a %s", what, v.Obj, kindName(o.kind), kindName(v.Kind))
-		}
-		return o.v, nil
+		return shmstore.None, true, nil
 	}
-	return shmstore.None, badArg("%s: kind %d is not a kind of value", what, v.Kind)
+	return shmstore.None, false, badArg("%s: kind %d is not a kind of value", what, v.Kind)
+}
+
+// kindIs checks that a container passed in as v is of the kind v says
+// (a Queue passes for a List).
+func kindIs(what string, v *Value, kind int32) error {
+	if kind != v.Kind && !(v.Kind == KindList && kind == KindQueue) {
+		return failf(ErrType, "shmstore: %s: object %#x is a %s, not a %s", what, v.Obj, kindName(kind), kindName(v.Kind))
+	}
+	return nil
 }
 
 // out writes v into *out: a String or Bytes into the transaction's

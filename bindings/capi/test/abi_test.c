@@ -443,6 +443,60 @@ static void test_begin_timeout(shm_store st) {
         shm_tx_rollback(held[i]);
 }
 
+/* One-shot calls: by id, a String out in the caller's buffer (SHM_SHORT
+ * when it does not fit), counters, a queue without waiting. */
+static void test_one_shot(shm_store st) {
+    shm_tx tx;
+    shm_obj root, d, c, q;
+    uint64_t did, cid, qid;
+    shm_value kd = v_str("od"), kc = v_str("oc"), kq = v_str("oq");
+    MUST(shm_tx_begin(st, 0, &tx, &err));
+    MUST(shm_tx_root(tx, &root, &err));
+    MUST(shm_dict_container(tx, root, &kd, SHM_DICT, 0, &d, &err));
+    MUST(shm_dict_container(tx, root, &kc, SHM_COUNTER, 0, &c, &err));
+    MUST(shm_dict_container(tx, root, &kq, SHM_QUEUE, 1, &q, &err));
+    MUST(shm_obj_id(tx, d, &did, &err));
+    MUST(shm_obj_id(tx, c, &cid, &err));
+    MUST(shm_obj_id(tx, q, &qid, &err));
+    MUST(shm_tx_end(tx, SHM_OK, &err));
+
+    char buf[8];
+    shm_value k = v_str("k"), v = v_str("a longer string"), out;
+    IS(shm_op_dict_get(st, did, &k, &out, buf, sizeof buf, &err), SHM_ERR_NOT_FOUND);
+    MUST(shm_op_dict_set(st, did, &k, &v, &err));
+    IS(shm_op_dict_get(st, did, &k, &out, buf, sizeof buf, &err), SHM_SHORT);
+    CHECK(out.kind == SHM_STRING && out.len == 15, "short: kind %d len %lld", out.kind, (long long)out.len);
+    char *big = malloc((size_t)out.len + 1);
+    MUST(shm_op_dict_get(st, did, &k, &out, big, out.len + 1, &err));
+    CHECK(out.str == big && strcmp(big, "a longer string") == 0, "got \"%s\"", big);
+    free(big);
+    shm_value cv = {0};
+    cv.kind = SHM_COUNTER;
+    cv.obj = cid;
+    MUST(shm_op_dict_set(st, did, &kc, &cv, &err)); /* linked by id */
+    MUST(shm_op_dict_get(st, did, &kc, &out, buf, sizeof buf, &err));
+    CHECK(out.kind == SHM_COUNTER && out.obj == cid, "linked counter: kind %d", out.kind);
+    MUST(shm_op_dict_delete(st, did, &k, &err));
+    IS(shm_op_dict_delete(st, did, &k, &err), SHM_ERR_NOT_FOUND);
+
+    int64_t n = 0;
+    MUST(shm_op_counter_add(st, cid, 3, 0, &n, &err));
+    CHECK(n == 3, "counter %lld", (long long)n);
+    MUST(shm_op_counter_add(st, cid, 4, 1, NULL, &err));
+    MUST(shm_op_counter_get(st, cid, &n, &err));
+    CHECK(n == 7, "counter %lld", (long long)n);
+    IS(shm_op_counter_get(st, did, &n, &err), SHM_ERR_TYPE);
+
+    shm_value one = v_int(1);
+    IS(shm_op_queue_get(st, qid, 0, &out, buf, sizeof buf, &err), SHM_FALSE);
+    MUST(shm_op_queue_put(st, qid, &one, 0, &err));
+    IS(shm_op_queue_put(st, qid, &one, 0, &err), SHM_FALSE);
+    IS(shm_op_queue_put(st, qid, &one, 10, &err), SHM_TIMEOUT);
+    MUST(shm_op_queue_get(st, qid, -1, &out, buf, sizeof buf, &err));
+    CHECK(out.kind == SHM_INT && out.i == 1, "got kind %d", out.kind);
+    IS(shm_op_queue_get(st, qid, 10, &out, buf, sizeof buf, &err), SHM_TIMEOUT);
+}
+
 /* abi_test DIR hold: open the store, write "held" in a transaction left
  * running, write a byte to stdout and wait to be killed. */
 static int hold(const char *dir) {
@@ -524,6 +578,7 @@ int main(int argc, char **argv) {
     test_fork(st);
     test_recover(st, argv[0], dir);
     test_begin_timeout(st);
+    test_one_shot(st);
 
     char path[4096];
     MUST(shm_store_path(st, path, sizeof path, &err));

@@ -1,0 +1,351 @@
+//go:build linux && (amd64 || arm64)
+
+package abi
+
+import (
+	"context"
+	"errors"
+	"unsafe"
+
+	"github.com/shmstore/shmstore"
+)
+
+// One-shot operations (shm_op_*): one operation in a transaction of its
+// own, run by one call, with the retry loop inside (Store.Update or View:
+// nothing of the caller's is called back, so nothing stops it from
+// running here). A caller outside a transaction makes one call where the
+// header's loop takes at least three (begin, the operation, end) and an
+// open of the container. The container is named by its id (shm_obj_id),
+// and so is a container value in or out: no transaction outlives the
+// call, so there is no object handle to give.
+
+// oneShot runs fn in a transaction of its own on the store h (read-only:
+// a View) and returns its code. A wait in Retry lasts at most timeoutMs
+// milliseconds (negative: without limit), then the call returns Timeout.
+func (l *Lib) oneShot(h uint64, readOnly bool, timeoutMs int64, e *Error, fn func(s *storeEntry, tx *shmstore.Tx) error) int32 {
+	return l.withStore(h, e, func(s *storeEntry) error {
+		ctx := context.Background()
+		if timeoutMs > 0 { // a timer only for a wait that has a limit: it costs as much as a get
+			var cancel context.CancelFunc
+			ctx, cancel = waitContext(timeoutMs)
+			defer cancel()
+		}
+		body := func(tx *shmstore.Tx) error { return fn(s, tx) }
+		if readOnly {
+			return s.st.ViewContext(ctx, body)
+		}
+		return s.st.UpdateContext(ctx, body)
+	})
+}
+
+// openID opens the container id of a one-shot call's transaction; it
+// must be of kind (ErrType otherwise; ErrStale if the id names nothing).
+func openID(tx *shmstore.Tx, id uint64, kind int32) (shmstore.Value, error) {
+	v, err := tx.Open(id)
+	if err != nil {
+		return shmstore.None, err
+	}
+	k, err := kindOf(tx, v)
+	if err != nil {
+		return shmstore.None, err
+	}
+	if k != kind {
+		return shmstore.None, failf(ErrType, "shmstore: container %d is a %s, not a %s", id, kindName(k), kindName(kind))
+	}
+	return v, nil
+}
+
+// kindOf is the ABI kind of a value (KindQueue for a List made as a
+// Queue).
+func kindOf(tx *shmstore.Tx, v shmstore.Value) (int32, error) {
+	k := int32(v.Kind())
+	if k != KindList {
+		return k, nil
+	}
+	if _, err := tx.Queue(v); err == nil {
+		return KindQueue, nil
+	} else if !errors.Is(err, shmstore.ErrTypeMismatch) {
+		return 0, err
+	}
+	return KindList, nil
+}
+
+// inOnce converts a value passed to a one-shot call: a container by its
+// id in v.Obj.
+func inOnce(s *storeEntry, tx *shmstore.Tx, v *Value, what string) (shmstore.Value, error) {
+	x, container, err := scalarIn(v, what, s.maxValue)
+	if !container || err != nil {
+		return x, err
+	}
+	x, err = tx.Open(v.Obj)
+	if err != nil {
+		return shmstore.None, err
+	}
+	k, err := kindOf(tx, x)
+	if err != nil {
+		return shmstore.None, err
+	}
+	if err := kindIs(what, v, k); err != nil {
+		return shmstore.None, err
+	}
+	return x, nil
+}
+
+// outBuf is where a one-shot call puts a value it passes out: the
+// caller's Value, written once the call succeeded (or returns Short), and
+// the caller's buffer for a String or Bytes.
+type outBuf struct {
+	out *Value
+	buf unsafe.Pointer
+	cap int64
+	r   Value // the value of the last run
+}
+
+// done writes the last run's value into the caller's Value if rc says
+// so, and returns rc.
+func (o *outBuf) done(rc int32) int32 {
+	if rc == OK || rc == Short {
+		*o.out = o.r
+	}
+	return rc
+}
+
+// check checks the caller's pointers.
+func (o *outBuf) check() error {
+	switch {
+	case o.out == nil:
+		return badArg("out is NULL")
+	case o.cap < 0 || o.cap > 0 && o.buf == nil:
+		return badArg("buf of capacity %d at %p", o.cap, o.buf)
+	}
+	return nil
+}
+
+// put keeps v for the caller, computed in a run of the transaction: a
+// String or Bytes copied into the buffer (NUL-terminated), a container
+// as its id. taken: v was taken out of the store by this transaction,
+// and a container taken (freed at commit unless linked elsewhere) cannot
+// be passed out. Short, with Kind and Len (the bytes needed, less the
+// NUL) kept, when the value does not fit or is such a container: the run
+// must then fail, so that nothing it did is kept.
+func (o *outBuf) put(tx *shmstore.Tx, v shmstore.Value, taken bool) error {
+	var r Value
+	switch v.Kind() {
+	case shmstore.KindNone:
+	case shmstore.KindBool:
+		b, _ := v.AsBool()
+		r.Kind = KindBool
+		if b {
+			r.B = 1
+		}
+	case shmstore.KindInt:
+		r.Kind = KindInt
+		r.I, _ = v.AsInt()
+	case shmstore.KindFloat:
+		r.Kind = KindFloat
+		r.F, _ = v.AsFloat()
+	case shmstore.KindString, shmstore.KindBytes:
+		var s string
+		if v.Kind() == shmstore.KindString {
+			r.Kind = KindString
+			s, _ = v.AsString()
+		} else {
+			r.Kind = KindBytes
+			b, _ := v.AsBytes()
+			s = string(b)
+		}
+		r.Len = int64(len(s))
+		if r.Len >= o.cap {
+			o.r = r
+			return status(Short)
+		}
+		b := unsafe.Slice((*byte)(o.buf), r.Len+1)
+		b[copy(b, s)] = 0
+		r.Str = o.buf
+	default:
+		k, err := kindOf(tx, v)
+		if err != nil {
+			return err
+		}
+		r.Kind = k
+		if taken {
+			o.r = r
+			return status(Short)
+		}
+		r.Obj = v.ID()
+	}
+	o.r = r
+	return nil
+}
+
+// OpDictGet is shm_op_dict_get: the value under key in the Dict id, read
+// in a read-only transaction of its own (ErrNotFound if absent).
+func (l *Lib) OpDictGet(h, id uint64, key, out *Value, buf unsafe.Pointer, capacity int64, e *Error) int32 {
+	o := &outBuf{out: out, buf: buf, cap: capacity}
+	return o.done(l.oneShot(h, true, -1, e, func(s *storeEntry, tx *shmstore.Tx) error {
+		if err := o.check(); err != nil {
+			return err
+		}
+		d, k, err := dictKey(s, tx, id, key)
+		if err != nil {
+			return err
+		}
+		v, err := d.Get(k)
+		if err != nil {
+			return err
+		}
+		return o.put(tx, v, false)
+	}))
+}
+
+// dictKey opens the Dict id and converts the key passed in.
+func dictKey(s *storeEntry, tx *shmstore.Tx, id uint64, key *Value) (shmstore.Dict, shmstore.Value, error) {
+	k, err := inOnce(s, tx, key, "key")
+	if err != nil {
+		return shmstore.Dict{}, shmstore.None, err
+	}
+	v, err := openID(tx, id, KindDict)
+	if err != nil {
+		return shmstore.Dict{}, shmstore.None, err
+	}
+	d, err := tx.Dict(v)
+	return d, k, err
+}
+
+// OpDictSet is shm_op_dict_set: key = val in the Dict id, in a
+// transaction of its own (a container val by its id).
+func (l *Lib) OpDictSet(h, id uint64, key, val *Value, e *Error) int32 {
+	return l.oneShot(h, false, -1, e, func(s *storeEntry, tx *shmstore.Tx) error {
+		d, k, err := dictKey(s, tx, id, key)
+		if err != nil {
+			return err
+		}
+		v, err := inOnce(s, tx, val, "val")
+		if err != nil {
+			return err
+		}
+		return d.Set(k, v)
+	})
+}
+
+// OpDictDelete is shm_op_dict_delete: key removed from the Dict id, in a
+// transaction of its own (ErrNotFound if absent).
+func (l *Lib) OpDictDelete(h, id uint64, key *Value, e *Error) int32 {
+	return l.oneShot(h, false, -1, e, func(s *storeEntry, tx *shmstore.Tx) error {
+		d, k, err := dictKey(s, tx, id, key)
+		if err != nil {
+			return err
+		}
+		return d.Delete(k)
+	})
+}
+
+// counter opens the Counter id.
+func counter(tx *shmstore.Tx, id uint64) (shmstore.Counter, error) {
+	v, err := openID(tx, id, KindCounter)
+	if err != nil {
+		return shmstore.Counter{}, err
+	}
+	return tx.Counter(v)
+}
+
+// OpCounterGet is shm_op_counter_get: the Counter id's value, read in a
+// read-only transaction of its own.
+func (l *Lib) OpCounterGet(h, id uint64, out *int64, e *Error) int32 {
+	return l.oneShot(h, true, -1, e, func(_ *storeEntry, tx *shmstore.Tx) error {
+		return intOut(out, func() (int64, error) {
+			c, err := counter(tx, id)
+			if err != nil {
+				return 0, err
+			}
+			return c.Get()
+		})
+	})
+}
+
+// OpCounterAdd is shm_op_counter_add: n added to the Counter id in a
+// transaction of its own; *out is the new value (a read: concurrent
+// adds conflict and run again), or, with blind != 0, nothing is read
+// (an add that never conflicts) and out may be nil.
+func (l *Lib) OpCounterAdd(h, id uint64, n int64, blind int32, out *int64, e *Error) int32 {
+	return l.oneShot(h, false, -1, e, func(_ *storeEntry, tx *shmstore.Tx) error {
+		if blind != 0 {
+			c, err := counter(tx, id)
+			if err != nil {
+				return err
+			}
+			return c.AddBlind(n)
+		}
+		return intOut(out, func() (int64, error) {
+			c, err := counter(tx, id)
+			if err != nil {
+				return 0, err
+			}
+			return c.Add(n)
+		})
+	})
+}
+
+// queue opens the Queue id.
+func queue(tx *shmstore.Tx, id uint64) (shmstore.Queue, error) {
+	v, err := openID(tx, id, KindQueue)
+	if err != nil {
+		return shmstore.Queue{}, err
+	}
+	return tx.Queue(v)
+}
+
+// OpQueuePut is shm_op_queue_put: val put at the end of the Queue id in a
+// transaction of its own. While the Queue is full it waits for a get, at
+// most timeoutMs milliseconds (then Timeout; negative: without limit; 0:
+// it does not wait and returns False).
+func (l *Lib) OpQueuePut(h, id uint64, val *Value, timeoutMs int64, e *Error) int32 {
+	return l.oneShot(h, false, timeoutMs, e, func(s *storeEntry, tx *shmstore.Tx) error {
+		v, err := inOnce(s, tx, val, "val")
+		if err != nil {
+			return err
+		}
+		q, err := queue(tx, id)
+		if err != nil {
+			return err
+		}
+		if timeoutMs != 0 {
+			return q.Put(v)
+		}
+		if ok, err := q.TryPut(v); err != nil || ok {
+			return err
+		}
+		return status(False)
+	})
+}
+
+// OpQueueGet is shm_op_queue_get: the first item of the Queue id taken in
+// a transaction of its own. While the Queue is empty it waits for a put,
+// as OpQueuePut. A container item is not taken (it would be freed at
+// commit): Short, with out's Kind the container's; the caller takes it in
+// a transaction of its own, which can read it.
+func (l *Lib) OpQueueGet(h, id uint64, timeoutMs int64, out *Value, buf unsafe.Pointer, capacity int64, e *Error) int32 {
+	o := &outBuf{out: out, buf: buf, cap: capacity}
+	return o.done(l.oneShot(h, false, timeoutMs, e, func(_ *storeEntry, tx *shmstore.Tx) error {
+		if err := o.check(); err != nil {
+			return err
+		}
+		q, err := queue(tx, id)
+		if err != nil {
+			return err
+		}
+		var v shmstore.Value
+		if timeoutMs != 0 {
+			v, err = q.Get()
+		} else {
+			var ok bool
+			if v, ok, err = q.TryGet(); err == nil && !ok {
+				err = status(False)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		return o.put(tx, v, true)
+	}))
+}
