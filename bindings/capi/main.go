@@ -81,9 +81,12 @@ var (
 	_ = [1]struct{}{}[C.SHM_QUEUE-abi.KindQueue]
 )
 
-// lib is the library's one abi.Lib, made at load: its pid is the one a
-// forked child is told apart by.
-var lib = abi.New(abi.Config{NewBuffer: func() abi.Buffer { return &cBuffer{} }})
+// lib is the library's one abi.Lib, made at load; a forked child is told
+// apart by the flag fork.go's pthread_atfork handler sets.
+var lib = abi.New(abi.Config{
+	NewBuffer: func() abi.Buffer { return &cBuffer{} },
+	Forked:    forked,
+})
 
 // cBuffer is a transaction's out-buffer in C memory (C.malloc), owned by
 // the transaction: C reads it until its next call with the transaction,
@@ -496,37 +499,37 @@ func shm_queue_cap(tx C.shm_tx, q C.shm_obj, out *C.int64_t, err *C.shm_error) C
 // shm_op_dict_get reads the value under key in the Dict id.
 //
 //export shm_op_dict_get
-func shm_op_dict_get(s C.shm_store, d C.uint64_t, key *C.shm_cvalue, out *C.shm_value, buf *C.char, capacity C.int64_t, err *C.shm_error) C.int32_t {
-	return C.int32_t(lib.OpDictGet(uint64(s), uint64(d), cvalp(key), valp(out), unsafe.Pointer(buf), int64(capacity), errp(err)))
+func shm_op_dict_get(s C.shm_store, d C.uint64_t, key *C.shm_cvalue, timeout_ms C.int64_t, out *C.shm_value, buf *C.char, capacity C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.OpDictGet(uint64(s), uint64(d), cvalp(key), int64(timeout_ms), valp(out), unsafe.Pointer(buf), int64(capacity), errp(err)))
 }
 
 // shm_op_dict_set sets key to val in the Dict id.
 //
 //export shm_op_dict_set
-func shm_op_dict_set(s C.shm_store, d C.uint64_t, key *C.shm_cvalue, val *C.shm_cvalue, err *C.shm_error) C.int32_t {
-	return C.int32_t(lib.OpDictSet(uint64(s), uint64(d), cvalp(key), cvalp(val), errp(err)))
+func shm_op_dict_set(s C.shm_store, d C.uint64_t, key *C.shm_cvalue, val *C.shm_cvalue, timeout_ms C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.OpDictSet(uint64(s), uint64(d), cvalp(key), cvalp(val), int64(timeout_ms), errp(err)))
 }
 
 // shm_op_dict_delete removes key from the Dict id.
 //
 //export shm_op_dict_delete
-func shm_op_dict_delete(s C.shm_store, d C.uint64_t, key *C.shm_cvalue, err *C.shm_error) C.int32_t {
-	return C.int32_t(lib.OpDictDelete(uint64(s), uint64(d), cvalp(key), errp(err)))
+func shm_op_dict_delete(s C.shm_store, d C.uint64_t, key *C.shm_cvalue, timeout_ms C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.OpDictDelete(uint64(s), uint64(d), cvalp(key), int64(timeout_ms), errp(err)))
 }
 
 // shm_op_counter_get writes the Counter id's value into *out.
 //
 //export shm_op_counter_get
-func shm_op_counter_get(s C.shm_store, c C.uint64_t, out *C.int64_t, err *C.shm_error) C.int32_t {
-	return C.int32_t(lib.OpCounterGet(uint64(s), uint64(c), i64p(out), errp(err)))
+func shm_op_counter_get(s C.shm_store, c C.uint64_t, timeout_ms C.int64_t, out *C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.OpCounterGet(uint64(s), uint64(c), int64(timeout_ms), i64p(out), errp(err)))
 }
 
 // shm_op_counter_add adds n to the Counter id (*out: the new value,
 // unless blind).
 //
 //export shm_op_counter_add
-func shm_op_counter_add(s C.shm_store, c C.uint64_t, n C.int64_t, blind C.int32_t, out *C.int64_t, err *C.shm_error) C.int32_t {
-	return C.int32_t(lib.OpCounterAdd(uint64(s), uint64(c), int64(n), int32(blind), i64p(out), errp(err)))
+func shm_op_counter_add(s C.shm_store, c C.uint64_t, n C.int64_t, blind C.int32_t, timeout_ms C.int64_t, out *C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.OpCounterAdd(uint64(s), uint64(c), int64(n), int32(blind), int64(timeout_ms), i64p(out), errp(err)))
 }
 
 // shm_op_queue_put puts val on the Queue id, waiting at most timeout_ms

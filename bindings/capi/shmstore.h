@@ -248,18 +248,21 @@ int32_t shm_queue_cap(shm_tx tx, shm_obj q, int64_t *out, shm_error *err);
  * out->kind and out->len (the bytes needed, less the NUL) filled: call
  * again with a larger buffer. out is written on SHM_OK and SHM_SHORT.
  *
- * Blocking: the queue operations wait while the queue is full (put) or
- * empty (get), at most timeout_ms (then SHM_TIMEOUT, nothing done: call
- * again); timeout_ms < 0 waits without limit, 0 does not wait (SHM_FALSE
- * when full or empty). Any of them may wait for a word another
- * transaction holds for a moment (release the caller's locks). */
-int32_t shm_op_dict_get(shm_store s, uint64_t d, const shm_value *key, shm_value *out, char *buf, int64_t cap, shm_error *err); /* read-only; SHM_ERR_NOT_FOUND if absent */
-int32_t shm_op_dict_set(shm_store s, uint64_t d, const shm_value *key, const shm_value *val, shm_error *err);
-int32_t shm_op_dict_delete(shm_store s, uint64_t d, const shm_value *key, shm_error *err); /* SHM_ERR_NOT_FOUND if absent */
-int32_t shm_op_counter_get(shm_store s, uint64_t c, int64_t *out, shm_error *err); /* read-only */
+ * Waits: each call waits while the process's transaction slots are all
+ * in use, and the queue operations while the queue is full (put) or
+ * empty (get); at most timeout_ms (< 0: without limit), then SHM_TIMEOUT,
+ * nothing done: call again, checking for signals between calls. A queue
+ * operation with timeout_ms 0 does not wait for the queue (SHM_FALSE when
+ * it is full or empty). Any call may also wait a moment for a word
+ * another transaction holds (release the caller's locks around it). */
+int32_t shm_op_dict_get(shm_store s, uint64_t d, const shm_value *key, int64_t timeout_ms,
+                        shm_value *out, char *buf, int64_t cap, shm_error *err); /* read-only; SHM_ERR_NOT_FOUND if absent */
+int32_t shm_op_dict_set(shm_store s, uint64_t d, const shm_value *key, const shm_value *val, int64_t timeout_ms, shm_error *err);
+int32_t shm_op_dict_delete(shm_store s, uint64_t d, const shm_value *key, int64_t timeout_ms, shm_error *err); /* SHM_ERR_NOT_FOUND if absent */
+int32_t shm_op_counter_get(shm_store s, uint64_t c, int64_t timeout_ms, int64_t *out, shm_error *err); /* read-only */
 /* out: the new value (a read: concurrent adds conflict, and the call runs
  * again); blind != 0 adds without reading (never conflicts), out may be NULL. */
-int32_t shm_op_counter_add(shm_store s, uint64_t c, int64_t n, int32_t blind, int64_t *out, shm_error *err);
+int32_t shm_op_counter_add(shm_store s, uint64_t c, int64_t n, int32_t blind, int64_t timeout_ms, int64_t *out, shm_error *err);
 int32_t shm_op_queue_put(shm_store s, uint64_t q, const shm_value *val, int64_t timeout_ms, shm_error *err);
 /* A container item is not taken (taken, it would be freed at commit):
  * SHM_SHORT with out->kind its kind and out->len 0; take it in a

@@ -8,14 +8,20 @@ import (
 	"github.com/shmstore/shmstore/bindings/capi/abi"
 )
 
+// benchEnv is an env whose Lib checks for a fork as the C library's
+// does (a flag, not getpid(2)).
+func benchEnv(b *testing.B) *env {
+	return newEnvConfig(b, abi.Config{Forked: func() bool { return false }})
+}
+
 // BenchmarkDictGet: a get of an Int under a key of a Dict outside any
 // transaction, as a caller without a transaction makes it: the header's
 // loop (begin, open by id, get, end) against one shm_op_dict_get.
 func BenchmarkDictGet(b *testing.B) {
-	en := newEnv(b)
+	en := benchEnv(b)
 	l := en.l
 	d := en.ids()["d"]
-	en.ok(l.OpDictSet(en.st, d, str("k"), num(7), en.e()))
+	en.ok(l.OpDictSet(en.st, d, str("k"), num(7), -1, en.e()))
 	key := str("k")
 	var e abi.Error
 	b.Run("steps", func(b *testing.B) {
@@ -36,7 +42,7 @@ func BenchmarkDictGet(b *testing.B) {
 		buf, n := buf(64)
 		for b.Loop() {
 			var v abi.Value
-			if rc := l.OpDictGet(en.st, d, key, &v, buf, n, &e); rc != abi.OK || v.I != 7 {
+			if rc := l.OpDictGet(en.st, d, key, 100, &v, buf, n, &e); rc != abi.OK || v.I != 7 {
 				b.Fatal(abi.CodeName(rc), e.Message())
 			}
 		}
@@ -45,7 +51,7 @@ func BenchmarkDictGet(b *testing.B) {
 
 // BenchmarkDictSet: a set outside any transaction, as BenchmarkDictGet.
 func BenchmarkDictSet(b *testing.B) {
-	en := newEnv(b)
+	en := benchEnv(b)
 	l := en.l
 	d := en.ids()["d"]
 	key := str("k")
@@ -69,7 +75,7 @@ func BenchmarkDictSet(b *testing.B) {
 		b.ReportAllocs()
 		i := int64(0)
 		for b.Loop() {
-			if rc := l.OpDictSet(en.st, d, key, num(i), &e); rc != abi.OK {
+			if rc := l.OpDictSet(en.st, d, key, num(i), 100, &e); rc != abi.OK {
 				b.Fatal(abi.CodeName(rc), e.Message())
 			}
 			i++

@@ -3,6 +3,7 @@
 package abi_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
@@ -300,4 +301,22 @@ func TestEveryCallChecksItsArguments(t *testing.T) {
 		t.Fatalf("rollback in a forked child: %s", abi.CodeName(rc))
 	}
 	l.SetPid(pid)
+}
+
+// TestForkedHook: with Config.Forked, a Lib asks it instead of getpid(2):
+// once it says so, every call answers ErrForked.
+func TestForkedHook(t *testing.T) {
+	var child atomic.Bool
+	en := newEnvConfig(t, abi.Config{Forked: child.Load})
+	l := en.l
+	var tx uint64
+	var n int64
+	en.ok(l.TxBegin(en.st, 0, &tx, en.e()))
+	en.ok(l.TxRollback(tx))
+	child.Store(true)
+	en.is(l.TxBegin(en.st, 0, &tx, en.e()), abi.ErrForked)
+	en.is(l.Recover(en.st, &n, en.e()), abi.ErrForked)
+	en.is(l.OpCounterGet(en.st, 1, -1, &n, en.e()), abi.ErrForked)
+	en.is(l.Close(en.st, en.e()), abi.ErrForked)
+	child.Store(false)
 }

@@ -541,22 +541,22 @@ func (d *driver) oneShot(op int, e *abi.Error) int32 {
 	if len(buf) > 0 {
 		bp = unsafe.Pointer(&buf[0])
 	}
-	timeout := int64(d.byte()%5) - 1 // -1 (without limit: only where nothing can wait) to 3 ms
+	timeout := int64(d.byte()%5) - 1 // -1 (without limit: the queues' try instead) to 3 ms
 	if timeout < 0 && op >= opOpQueuePut {
 		timeout = 0
 	}
 	var rc int32
 	switch op {
 	case opOpDictGet:
-		rc = l.OpDictGet(st, id, d.value(), &v, bp, int64(len(buf)), e)
+		rc = l.OpDictGet(st, id, d.value(), timeout, &v, bp, int64(len(buf)), e)
 	case opOpDictSet:
-		rc = l.OpDictSet(st, id, d.value(), d.onceValue(), e)
+		rc = l.OpDictSet(st, id, d.value(), d.onceValue(), timeout, e)
 	case opOpDictDelete:
-		rc = l.OpDictDelete(st, id, d.value(), e)
+		rc = l.OpDictDelete(st, id, d.value(), timeout, e)
 	case opOpCounterGet:
-		rc = l.OpCounterGet(st, id, &n, e)
+		rc = l.OpCounterGet(st, id, timeout, &n, e)
 	case opOpCounterAdd:
-		rc = l.OpCounterAdd(st, id, d.small(), int32(d.byte()%2), &n, e)
+		rc = l.OpCounterAdd(st, id, d.small(), int32(d.byte()%2), timeout, &n, e)
 	case opOpQueuePut:
 		rc = l.OpQueuePut(st, id, d.onceValue(), timeout, e)
 	case opOpQueueGet:

@@ -20,12 +20,22 @@ import (
 // call, so there is no object handle to give.
 
 // oneShot runs fn in a transaction of its own on the store h (read-only:
-// a View) and returns its code. A wait in Retry lasts at most timeoutMs
-// milliseconds (negative: without limit), then the call returns Timeout.
-func (l *Lib) oneShot(h uint64, readOnly bool, timeoutMs int64, e *Error, fn func(s *storeEntry, tx *shmstore.Tx) error) int32 {
+// a View) and returns its code. A wait (for a transaction slot while all
+// the process's are in use; in a Retry of fn's, when retries) lasts at
+// most timeoutMs milliseconds (negative: without limit; 0: 1 ms), then
+// the call returns Timeout.
+//
+// The context that bounds the wait costs more than a get (a timer, and
+// the engine's watch on it: some 1.4 us), so it is made only when a wait
+// can happen: when fn may retry, or when the transactions under way
+// through the store handle, this one with them, are more than the
+// process's slots.
+func (l *Lib) oneShot(h uint64, readOnly, retries bool, timeoutMs int64, e *Error, fn func(s *storeEntry, tx *shmstore.Tx) error) int32 {
 	return l.withStore(h, e, func(s *storeEntry) error {
+		n := s.running.Add(1)
+		defer s.running.Add(-1)
 		ctx := context.Background()
-		if timeoutMs > 0 { // a timer only for a wait that has a limit: it costs as much as a get
+		if timeoutMs >= 0 && (retries || n > s.slots) {
 			var cancel context.CancelFunc
 			ctx, cancel = waitContext(timeoutMs)
 			defer cancel()
@@ -36,23 +46,6 @@ func (l *Lib) oneShot(h uint64, readOnly bool, timeoutMs int64, e *Error, fn fun
 		}
 		return s.st.UpdateContext(ctx, body)
 	})
-}
-
-// openID opens the container id of a one-shot call's transaction; it
-// must be of kind (ErrType otherwise; ErrStale if the id names nothing).
-func openID(tx *shmstore.Tx, id uint64, kind int32) (shmstore.Value, error) {
-	v, err := tx.Open(id)
-	if err != nil {
-		return shmstore.None, err
-	}
-	k, err := kindOf(tx, v)
-	if err != nil {
-		return shmstore.None, err
-	}
-	if k != kind {
-		return shmstore.None, failf(ErrType, "shmstore: container %d is a %s, not a %s", id, kindName(k), kindName(kind))
-	}
-	return v, nil
 }
 
 // kindOf is the ABI kind of a value (KindQueue for a List made as a
@@ -70,25 +63,25 @@ func kindOf(tx *shmstore.Tx, v shmstore.Value) (int32, error) {
 	return KindList, nil
 }
 
-// inOnce converts a value passed to a one-shot call: a container by its
-// id in v.Obj.
-func inOnce(s *storeEntry, tx *shmstore.Tx, v *Value, what string) (shmstore.Value, error) {
+// inOnce converts a value passed to a one-shot call, as txEntry.in: a
+// container by its id in v.Obj.
+func inOnce(s *storeEntry, tx *shmstore.Tx, v *Value, what string) (any, error) {
 	x, container, err := scalarIn(v, what, s.maxValue)
 	if !container || err != nil {
 		return x, err
 	}
-	x, err = tx.Open(v.Obj)
+	c, err := tx.Open(v.Obj)
 	if err != nil {
-		return shmstore.None, err
+		return nil, err
 	}
-	k, err := kindOf(tx, x)
+	k, err := kindOf(tx, c)
 	if err != nil {
-		return shmstore.None, err
+		return nil, err
 	}
 	if err := kindIs(what, v, k); err != nil {
-		return shmstore.None, err
+		return nil, err
 	}
-	return x, nil
+	return c, nil
 }
 
 // outBuf is where a one-shot call puts a value it passes out: the
@@ -180,9 +173,9 @@ func (o *outBuf) put(tx *shmstore.Tx, v shmstore.Value, taken bool) error {
 
 // OpDictGet is shm_op_dict_get: the value under key in the Dict id, read
 // in a read-only transaction of its own (ErrNotFound if absent).
-func (l *Lib) OpDictGet(h, id uint64, key, out *Value, buf unsafe.Pointer, capacity int64, e *Error) int32 {
+func (l *Lib) OpDictGet(h, id uint64, key *Value, timeoutMs int64, out *Value, buf unsafe.Pointer, capacity int64, e *Error) int32 {
 	o := &outBuf{out: out, buf: buf, cap: capacity}
-	return o.done(l.oneShot(h, true, -1, e, func(s *storeEntry, tx *shmstore.Tx) error {
+	return o.done(l.oneShot(h, true, false, timeoutMs, e, func(s *storeEntry, tx *shmstore.Tx) error {
 		if err := o.check(); err != nil {
 			return err
 		}
@@ -199,14 +192,14 @@ func (l *Lib) OpDictGet(h, id uint64, key, out *Value, buf unsafe.Pointer, capac
 }
 
 // dictKey opens the Dict id and converts the key passed in.
-func dictKey(s *storeEntry, tx *shmstore.Tx, id uint64, key *Value) (shmstore.Dict, shmstore.Value, error) {
+func dictKey(s *storeEntry, tx *shmstore.Tx, id uint64, key *Value) (shmstore.Dict, any, error) {
 	k, err := inOnce(s, tx, key, "key")
 	if err != nil {
-		return shmstore.Dict{}, shmstore.None, err
+		return shmstore.Dict{}, nil, err
 	}
-	v, err := openID(tx, id, KindDict)
+	v, err := tx.Open(id) // Tx.Dict, Counter, Queue check its kind
 	if err != nil {
-		return shmstore.Dict{}, shmstore.None, err
+		return shmstore.Dict{}, nil, err
 	}
 	d, err := tx.Dict(v)
 	return d, k, err
@@ -214,8 +207,8 @@ func dictKey(s *storeEntry, tx *shmstore.Tx, id uint64, key *Value) (shmstore.Di
 
 // OpDictSet is shm_op_dict_set: key = val in the Dict id, in a
 // transaction of its own (a container val by its id).
-func (l *Lib) OpDictSet(h, id uint64, key, val *Value, e *Error) int32 {
-	return l.oneShot(h, false, -1, e, func(s *storeEntry, tx *shmstore.Tx) error {
+func (l *Lib) OpDictSet(h, id uint64, key, val *Value, timeoutMs int64, e *Error) int32 {
+	return l.oneShot(h, false, false, timeoutMs, e, func(s *storeEntry, tx *shmstore.Tx) error {
 		d, k, err := dictKey(s, tx, id, key)
 		if err != nil {
 			return err
@@ -230,8 +223,8 @@ func (l *Lib) OpDictSet(h, id uint64, key, val *Value, e *Error) int32 {
 
 // OpDictDelete is shm_op_dict_delete: key removed from the Dict id, in a
 // transaction of its own (ErrNotFound if absent).
-func (l *Lib) OpDictDelete(h, id uint64, key *Value, e *Error) int32 {
-	return l.oneShot(h, false, -1, e, func(s *storeEntry, tx *shmstore.Tx) error {
+func (l *Lib) OpDictDelete(h, id uint64, key *Value, timeoutMs int64, e *Error) int32 {
+	return l.oneShot(h, false, false, timeoutMs, e, func(s *storeEntry, tx *shmstore.Tx) error {
 		d, k, err := dictKey(s, tx, id, key)
 		if err != nil {
 			return err
@@ -242,7 +235,7 @@ func (l *Lib) OpDictDelete(h, id uint64, key *Value, e *Error) int32 {
 
 // counter opens the Counter id.
 func counter(tx *shmstore.Tx, id uint64) (shmstore.Counter, error) {
-	v, err := openID(tx, id, KindCounter)
+	v, err := tx.Open(id) // Tx.Dict, Counter, Queue check its kind
 	if err != nil {
 		return shmstore.Counter{}, err
 	}
@@ -251,8 +244,8 @@ func counter(tx *shmstore.Tx, id uint64) (shmstore.Counter, error) {
 
 // OpCounterGet is shm_op_counter_get: the Counter id's value, read in a
 // read-only transaction of its own.
-func (l *Lib) OpCounterGet(h, id uint64, out *int64, e *Error) int32 {
-	return l.oneShot(h, true, -1, e, func(_ *storeEntry, tx *shmstore.Tx) error {
+func (l *Lib) OpCounterGet(h, id uint64, timeoutMs int64, out *int64, e *Error) int32 {
+	return l.oneShot(h, true, false, timeoutMs, e, func(_ *storeEntry, tx *shmstore.Tx) error {
 		return intOut(out, func() (int64, error) {
 			c, err := counter(tx, id)
 			if err != nil {
@@ -267,8 +260,8 @@ func (l *Lib) OpCounterGet(h, id uint64, out *int64, e *Error) int32 {
 // transaction of its own; *out is the new value (a read: concurrent
 // adds conflict and run again), or, with blind != 0, nothing is read
 // (an add that never conflicts) and out may be nil.
-func (l *Lib) OpCounterAdd(h, id uint64, n int64, blind int32, out *int64, e *Error) int32 {
-	return l.oneShot(h, false, -1, e, func(_ *storeEntry, tx *shmstore.Tx) error {
+func (l *Lib) OpCounterAdd(h, id uint64, n int64, blind int32, timeoutMs int64, out *int64, e *Error) int32 {
+	return l.oneShot(h, false, false, timeoutMs, e, func(_ *storeEntry, tx *shmstore.Tx) error {
 		if blind != 0 {
 			c, err := counter(tx, id)
 			if err != nil {
@@ -288,7 +281,7 @@ func (l *Lib) OpCounterAdd(h, id uint64, n int64, blind int32, out *int64, e *Er
 
 // queue opens the Queue id.
 func queue(tx *shmstore.Tx, id uint64) (shmstore.Queue, error) {
-	v, err := openID(tx, id, KindQueue)
+	v, err := tx.Open(id) // Tx.Dict, Counter, Queue check its kind
 	if err != nil {
 		return shmstore.Queue{}, err
 	}
@@ -300,7 +293,7 @@ func queue(tx *shmstore.Tx, id uint64) (shmstore.Queue, error) {
 // most timeoutMs milliseconds (then Timeout; negative: without limit; 0:
 // it does not wait and returns False).
 func (l *Lib) OpQueuePut(h, id uint64, val *Value, timeoutMs int64, e *Error) int32 {
-	return l.oneShot(h, false, timeoutMs, e, func(s *storeEntry, tx *shmstore.Tx) error {
+	return l.oneShot(h, false, timeoutMs != 0, timeoutMs, e, func(s *storeEntry, tx *shmstore.Tx) error {
 		v, err := inOnce(s, tx, val, "val")
 		if err != nil {
 			return err
@@ -326,7 +319,7 @@ func (l *Lib) OpQueuePut(h, id uint64, val *Value, timeoutMs int64, e *Error) in
 // a transaction of its own, which can read it.
 func (l *Lib) OpQueueGet(h, id uint64, timeoutMs int64, out *Value, buf unsafe.Pointer, capacity int64, e *Error) int32 {
 	o := &outBuf{out: out, buf: buf, cap: capacity}
-	return o.done(l.oneShot(h, false, timeoutMs, e, func(_ *storeEntry, tx *shmstore.Tx) error {
+	return o.done(l.oneShot(h, false, timeoutMs != 0, timeoutMs, e, func(_ *storeEntry, tx *shmstore.Tx) error {
 		if err := o.check(); err != nil {
 			return err
 		}

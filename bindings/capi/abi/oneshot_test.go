@@ -8,6 +8,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/bindings/capi/abi"
 )
 
@@ -71,12 +72,12 @@ func TestOpDict(t *testing.T) {
 	d := ids["d"]
 	b, n := buf(64)
 	var v abi.Value
-	en.is(l.OpDictGet(en.st, d, str("k"), &v, b, n, en.e()), abi.ErrNotFound)
+	en.is(l.OpDictGet(en.st, d, str("k"), -1, &v, b, n, en.e()), abi.ErrNotFound)
 	en.says(`"k"`)
 	for _, val := range []*abi.Value{none(), boo(true), num(-5), flt(2.5), str("hello"), byt([]byte("a\x00b")), str("")} {
-		en.ok(l.OpDictSet(en.st, d, str("k"), val, en.e()))
+		en.ok(l.OpDictSet(en.st, d, str("k"), val, -1, en.e()))
 		v = abi.Value{Kind: 99}
-		en.ok(l.OpDictGet(en.st, d, str("k"), &v, b, n, en.e()))
+		en.ok(l.OpDictGet(en.st, d, str("k"), -1, &v, b, n, en.e()))
 		if v.Kind != val.Kind || v.B != val.B || v.I != val.I || v.F != val.F {
 			t.Fatalf("set %+v, got %+v", *val, v)
 		}
@@ -88,23 +89,23 @@ func TestOpDict(t *testing.T) {
 		}
 	}
 	// A String that does not fit: Short with the length, nothing else.
-	en.ok(l.OpDictSet(en.st, d, num(7), str("0123456789"), en.e()))
+	en.ok(l.OpDictSet(en.st, d, num(7), str("0123456789"), -1, en.e()))
 	small, _ := buf(10)
 	v = abi.Value{}
-	en.is(l.OpDictGet(en.st, d, num(7), &v, small, 10, en.e()), abi.Short)
+	en.is(l.OpDictGet(en.st, d, num(7), -1, &v, small, 10, en.e()), abi.Short)
 	if v.Kind != abi.KindString || v.Len != 10 {
 		t.Fatalf("short: %+v", v)
 	}
-	en.is(l.OpDictGet(en.st, d, num(7), &v, nil, 0, en.e()), abi.Short)
+	en.is(l.OpDictGet(en.st, d, num(7), -1, &v, nil, 0, en.e()), abi.Short)
 	fits, _ := buf(11)
-	en.ok(l.OpDictGet(en.st, d, num(7), &v, fits, 11, en.e())) // 10 bytes and the NUL
+	en.ok(l.OpDictGet(en.st, d, num(7), -1, &v, fits, 11, en.e())) // 10 bytes and the NUL
 	if text(t, v) != "0123456789" {
 		t.Fatal(text(t, v))
 	}
 	// Containers come out as their ids, with their kinds.
 	for key, kind := range map[string]int32{"list": abi.KindList, "queue": abi.KindQueue, "counter": abi.KindCounter, "record": abi.KindRecord} {
 		v = abi.Value{}
-		en.ok(l.OpDictGet(en.st, d, str(key), &v, b, n, en.e()))
+		en.ok(l.OpDictGet(en.st, d, str(key), -1, &v, b, n, en.e()))
 		if v.Kind != kind || v.Obj == 0 {
 			t.Fatalf("%s: %+v", key, v)
 		}
@@ -117,35 +118,35 @@ func TestOpDict(t *testing.T) {
 		en.commit(tx)
 	}
 	// A container in, by id: linked, not copied.
-	en.ok(l.OpDictSet(en.st, ids["e"], str("in e"), num(1), en.e()))
-	en.ok(l.OpDictSet(en.st, d, str("e too"), obj(abi.KindDict, ids["e"]), en.e()))
-	en.ok(l.OpDictGet(en.st, d, str("e too"), &v, b, n, en.e()))
+	en.ok(l.OpDictSet(en.st, ids["e"], str("in e"), num(1), -1, en.e()))
+	en.ok(l.OpDictSet(en.st, d, str("e too"), obj(abi.KindDict, ids["e"]), -1, en.e()))
+	en.ok(l.OpDictGet(en.st, d, str("e too"), -1, &v, b, n, en.e()))
 	if v.Kind != abi.KindDict || v.Obj != ids["e"] {
 		t.Fatalf("linked Dict: %+v, want id %d", v, ids["e"])
 	}
-	en.is(l.OpDictSet(en.st, d, str("x"), obj(abi.KindList, ids["e"]), en.e()), abi.ErrType)
-	en.ok(l.OpDictSet(en.st, d, str("q as list"), obj(abi.KindList, ids["q"]), en.e()))
+	en.is(l.OpDictSet(en.st, d, str("x"), obj(abi.KindList, ids["e"]), -1, en.e()), abi.ErrType)
+	en.ok(l.OpDictSet(en.st, d, str("q as list"), obj(abi.KindList, ids["q"]), -1, en.e()))
 	// Delete.
-	en.ok(l.OpDictDelete(en.st, d, str("k"), en.e()))
-	en.is(l.OpDictDelete(en.st, d, str("k"), en.e()), abi.ErrNotFound)
-	en.is(l.OpDictGet(en.st, d, str("k"), &v, b, n, en.e()), abi.ErrNotFound)
+	en.ok(l.OpDictDelete(en.st, d, str("k"), -1, en.e()))
+	en.is(l.OpDictDelete(en.st, d, str("k"), -1, en.e()), abi.ErrNotFound)
+	en.is(l.OpDictGet(en.st, d, str("k"), -1, &v, b, n, en.e()), abi.ErrNotFound)
 	// The id of another kind, of nothing, and bad arguments.
-	en.is(l.OpDictGet(en.st, ids["c"], str("k"), &v, b, n, en.e()), abi.ErrType)
-	en.is(l.OpDictSet(en.st, ids["q"], str("k"), num(1), en.e()), abi.ErrType)
-	en.is(l.OpDictGet(en.st, 1<<40, str("k"), &v, b, n, en.e()), abi.ErrStale)
-	en.is(l.OpDictGet(en.st, d, nil, &v, b, n, en.e()), abi.ErrBadArg)
-	en.is(l.OpDictGet(en.st, d, str("k"), nil, b, n, en.e()), abi.ErrBadArg)
-	en.is(l.OpDictGet(en.st, d, str("k"), &v, nil, 8, en.e()), abi.ErrBadArg)
-	en.is(l.OpDictGet(en.st, d, str("k"), &v, b, -1, en.e()), abi.ErrBadArg)
-	en.is(l.OpDictSet(en.st, d, str("k"), nil, en.e()), abi.ErrBadArg)
-	en.is(l.OpDictSet(en.st, d, str("k"), &abi.Value{Kind: 42}, en.e()), abi.ErrBadArg)
-	en.is(l.OpDictDelete(en.st, d, nil, en.e()), abi.ErrBadArg)
-	en.is(l.OpDictSet(0, d, str("k"), num(1), en.e()), abi.ErrBadArg)
+	en.is(l.OpDictGet(en.st, ids["c"], str("k"), -1, &v, b, n, en.e()), abi.ErrType)
+	en.is(l.OpDictSet(en.st, ids["q"], str("k"), num(1), -1, en.e()), abi.ErrType)
+	en.is(l.OpDictGet(en.st, 1<<40, str("k"), -1, &v, b, n, en.e()), abi.ErrStale)
+	en.is(l.OpDictGet(en.st, d, nil, -1, &v, b, n, en.e()), abi.ErrBadArg)
+	en.is(l.OpDictGet(en.st, d, str("k"), -1, nil, b, n, en.e()), abi.ErrBadArg)
+	en.is(l.OpDictGet(en.st, d, str("k"), -1, &v, nil, 8, en.e()), abi.ErrBadArg)
+	en.is(l.OpDictGet(en.st, d, str("k"), -1, &v, b, -1, en.e()), abi.ErrBadArg)
+	en.is(l.OpDictSet(en.st, d, str("k"), nil, -1, en.e()), abi.ErrBadArg)
+	en.is(l.OpDictSet(en.st, d, str("k"), &abi.Value{Kind: 42}, -1, en.e()), abi.ErrBadArg)
+	en.is(l.OpDictDelete(en.st, d, nil, -1, en.e()), abi.ErrBadArg)
+	en.is(l.OpDictSet(0, d, str("k"), num(1), -1, en.e()), abi.ErrBadArg)
 	// A deleted container's id names nothing.
-	en.ok(l.OpDictDelete(en.st, d, str("e too"), en.e()))
+	en.ok(l.OpDictDelete(en.st, d, str("e too"), -1, en.e()))
 	_, rc := en.update(func(tx uint64) int32 { return l.DictDelete(tx, en.root(tx), str("e"), en.e()) })
 	en.ok(rc)
-	en.is(l.OpDictSet(en.st, ids["e"], str("k"), num(1), en.e()), abi.ErrStale)
+	en.is(l.OpDictSet(en.st, ids["e"], str("k"), num(1), -1, en.e()), abi.ErrStale)
 }
 
 // TestOpCounter: adds that read (and conflict, and run again, inside the
@@ -155,12 +156,12 @@ func TestOpCounter(t *testing.T) {
 	l := en.l
 	c := en.ids()["c"]
 	var n int64
-	en.ok(l.OpCounterAdd(en.st, c, 5, 0, &n, en.e()))
+	en.ok(l.OpCounterAdd(en.st, c, 5, 0, -1, &n, en.e()))
 	if n != 5 {
 		t.Fatal(n)
 	}
-	en.ok(l.OpCounterAdd(en.st, c, 2, 1, nil, en.e()))
-	en.ok(l.OpCounterGet(en.st, c, &n, en.e()))
+	en.ok(l.OpCounterAdd(en.st, c, 2, 1, -1, nil, en.e()))
+	en.ok(l.OpCounterGet(en.st, c, -1, &n, en.e()))
 	if n != 7 {
 		t.Fatal(n)
 	}
@@ -172,7 +173,7 @@ func TestOpCounter(t *testing.T) {
 			var e abi.Error
 			var out int64
 			for range adds {
-				if rc := l.OpCounterAdd(en.st, c, 1, int32(w%2), &out, &e); rc != abi.OK {
+				if rc := l.OpCounterAdd(en.st, c, 1, int32(w%2), -1, &out, &e); rc != abi.OK {
 					fails <- e.Message()
 					return
 				}
@@ -184,13 +185,13 @@ func TestOpCounter(t *testing.T) {
 	for f := range fails {
 		t.Fatal(f)
 	}
-	en.ok(l.OpCounterGet(en.st, c, &n, en.e()))
+	en.ok(l.OpCounterGet(en.st, c, -1, &n, en.e()))
 	if n != 7+workers*adds {
 		t.Fatalf("counter %d, want %d", n, 7+workers*adds)
 	}
-	en.is(l.OpCounterAdd(en.st, c, 1, 0, nil, en.e()), abi.ErrBadArg)
-	en.is(l.OpCounterGet(en.st, c, nil, en.e()), abi.ErrBadArg)
-	en.is(l.OpCounterGet(en.st, en.ids()["d"], &n, en.e()), abi.ErrType)
+	en.is(l.OpCounterAdd(en.st, c, 1, 0, -1, nil, en.e()), abi.ErrBadArg)
+	en.is(l.OpCounterGet(en.st, c, -1, nil, en.e()), abi.ErrBadArg)
+	en.is(l.OpCounterGet(en.st, en.ids()["d"], -1, &n, en.e()), abi.ErrType)
 }
 
 // TestOpQueue: put and get without waiting, waiting with a timeout, and
@@ -274,11 +275,11 @@ func TestOpCallsCheckTheStore(t *testing.T) {
 	var v abi.Value
 	var c int64
 	calls := map[string]func(h uint64) int32{
-		"shm_op_dict_get":    func(h uint64) int32 { return l.OpDictGet(h, ids["d"], str("k"), &v, b, n, en.e()) },
-		"shm_op_dict_set":    func(h uint64) int32 { return l.OpDictSet(h, ids["d"], str("k"), num(1), en.e()) },
-		"shm_op_dict_delete": func(h uint64) int32 { return l.OpDictDelete(h, ids["d"], str("k"), en.e()) },
-		"shm_op_counter_get": func(h uint64) int32 { return l.OpCounterGet(h, ids["c"], &c, en.e()) },
-		"shm_op_counter_add": func(h uint64) int32 { return l.OpCounterAdd(h, ids["c"], 1, 0, &c, en.e()) },
+		"shm_op_dict_get":    func(h uint64) int32 { return l.OpDictGet(h, ids["d"], str("k"), -1, &v, b, n, en.e()) },
+		"shm_op_dict_set":    func(h uint64) int32 { return l.OpDictSet(h, ids["d"], str("k"), num(1), -1, en.e()) },
+		"shm_op_dict_delete": func(h uint64) int32 { return l.OpDictDelete(h, ids["d"], str("k"), -1, en.e()) },
+		"shm_op_counter_get": func(h uint64) int32 { return l.OpCounterGet(h, ids["c"], -1, &c, en.e()) },
+		"shm_op_counter_add": func(h uint64) int32 { return l.OpCounterAdd(h, ids["c"], 1, 0, -1, &c, en.e()) },
 		"shm_op_queue_put":   func(h uint64) int32 { return l.OpQueuePut(h, ids["q"], num(1), 0, en.e()) },
 		"shm_op_queue_get":   func(h uint64) int32 { return l.OpQueueGet(h, ids["q"], 0, &v, b, n, en.e()) },
 	}
@@ -301,4 +302,58 @@ func TestOpCallsCheckTheStore(t *testing.T) {
 	}
 	en.t = t
 	en.ok(l.TxRollback(tx))
+}
+
+// TestOpWaitForASlot: with every slot of the process in use, a one-shot
+// call waits for one at most its timeout (then Timeout, nothing done), or
+// without limit until one is free.
+func TestOpWaitForASlot(t *testing.T) {
+	en := newEnv(t)
+	l := en.l
+	ids := en.ids()
+	d := ids["d"]
+	b, n := buf(64)
+	var v abi.Value
+	var c int64
+	held := make([]uint64, shmstore.DefaultSlotsPerProc)
+	for i := range held {
+		en.ok(l.TxBegin(en.st, 0, &held[i], en.e()))
+	}
+	for name, call := range map[string]func() int32{
+		"get":         func() int32 { return l.OpDictGet(en.st, d, str("k"), 20, &v, b, n, en.e()) },
+		"set":         func() int32 { return l.OpDictSet(en.st, d, str("k"), num(1), 20, en.e()) },
+		"delete":      func() int32 { return l.OpDictDelete(en.st, d, str("k"), 20, en.e()) },
+		"counter get": func() int32 { return l.OpCounterGet(en.st, ids["c"], 20, &c, en.e()) },
+		"counter add": func() int32 { return l.OpCounterAdd(en.st, ids["c"], 1, 0, 20, &c, en.e()) },
+		"queue put":   func() int32 { return l.OpQueuePut(en.st, ids["q"], num(1), 0, en.e()) },
+		"queue get":   func() int32 { return l.OpQueueGet(en.st, ids["q"], 20, &v, b, n, en.e()) },
+	} {
+		start := time.Now()
+		en.is(call(), abi.Timeout)
+		if d := time.Since(start); name != "queue put" && d < 15*time.Millisecond {
+			t.Fatalf("%s: timed out after %v", name, d)
+		}
+	}
+	done := make(chan int32, 1)
+	go func() {
+		var e abi.Error
+		done <- l.OpDictSet(en.st, d, str("k"), num(2), -1, &e)
+	}()
+	select {
+	case rc := <-done:
+		t.Fatalf("a set ended (%s) with every slot in use", abi.CodeName(rc))
+	case <-time.After(30 * time.Millisecond):
+	}
+	en.ok(l.TxRollback(held[0]))
+	if rc := <-done; rc != abi.OK {
+		t.Fatalf("the waiting set: %s", abi.CodeName(rc))
+	}
+	for _, tx := range held[1:] {
+		en.ok(l.TxRollback(tx))
+	}
+	en.ok(l.OpDictGet(en.st, d, str("k"), 0, &v, b, n, en.e()))
+	en.ok(l.OpCounterGet(en.st, ids["c"], 0, &c, en.e()))
+	if v.I != 2 || c != 0 {
+		t.Fatalf("k = %d, counter %d: a call that timed out did something", v.I, c)
+	}
 }

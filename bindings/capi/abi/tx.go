@@ -53,8 +53,10 @@ func (l *Lib) txBegin(h uint64, flags int32, timeoutMs int64, out *uint64, e *Er
 	}
 	ctx, cancel := waitContext(timeoutMs)
 	defer cancel()
+	s.running.Add(1)
 	tx, err := s.st.BeginContext(ctx, flags&TxReadOnly != 0)
 	if err != nil {
+		s.running.Add(-1)
 		l.releaseStore(s)
 		return result(err, e) // a timeout: Timeout (Code)
 	}

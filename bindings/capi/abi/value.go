@@ -97,52 +97,56 @@ func bytesIn(v *Value, limit int64) ([]byte, error) {
 	return unsafe.Slice((*byte)(v.Str), v.Len), nil
 }
 
-// in converts a value (or key) passed in: scalars are copied into Go
-// memory, a container is the object of this attempt that v.Obj names.
-func (t *txEntry) in(v *Value, what string) (shmstore.Value, error) {
+// in converts a value (or key) passed in for the root package's methods,
+// which take any: a scalar as a Go value, copied into Go memory; a
+// container as the Value of the object of this attempt that v.Obj names.
+func (t *txEntry) in(v *Value, what string) (any, error) {
 	x, container, err := scalarIn(v, what, t.store.maxValue)
 	if !container || err != nil {
 		return x, err
 	}
 	o, err := t.obj(v.Obj)
 	if err != nil {
-		return shmstore.None, err
+		return nil, err
 	}
 	if err := kindIs(what, v, o.kind); err != nil {
-		return shmstore.None, err
+		return nil, err
 	}
 	return o.v, nil
 }
 
-// scalarIn converts a scalar passed in (copied into Go memory; limit
-// bounds a String's or Bytes' length), or reports that v is a container
-// (container true), which the caller resolves from v.Obj.
-func scalarIn(v *Value, what string, limit int64) (x shmstore.Value, container bool, err error) {
+// scalarIn converts a scalar passed in into a Go value (nil, bool,
+// int64, float64, string, []byte; copied into Go memory, limit bounding a
+// String's or Bytes' length), or reports that v is a container (container
+// true), which the caller resolves from v.Obj. Go values, not Values: the
+// root package takes them as they are, where a Value costs it an
+// allocation more (a conversion back to its own kind of value).
+func scalarIn(v *Value, what string, limit int64) (x any, container bool, err error) {
 	if v == nil {
-		return shmstore.None, false, badArg("%s is NULL", what)
+		return nil, false, badArg("%s is NULL", what)
 	}
 	switch v.Kind {
 	case KindNone:
-		return shmstore.None, false, nil
+		return nil, false, nil
 	case KindBool:
-		return shmstore.Bool(v.B != 0), false, nil
+		return v.B != 0, false, nil
 	case KindInt:
-		return shmstore.Int(v.I), false, nil
+		return v.I, false, nil
 	case KindFloat:
-		return shmstore.Float(v.F), false, nil
+		return v.F, false, nil
 	case KindString, KindBytes:
 		b, err := bytesIn(v, limit)
 		if err != nil {
-			return shmstore.None, false, err
+			return nil, false, err
 		}
 		if v.Kind == KindString {
-			return shmstore.String(string(b)), false, nil // string() copies
+			return string(b), false, nil // string() copies
 		}
-		return shmstore.Bytes(b), false, nil // Bytes copies
+		return append([]byte{}, b...), false, nil
 	case KindDict, KindList, KindRecord, KindCounter, KindQueue:
-		return shmstore.None, true, nil
+		return nil, true, nil
 	}
-	return shmstore.None, false, badArg("%s: kind %d is not a kind of value", what, v.Kind)
+	return nil, false, badArg("%s: kind %d is not a kind of value", what, v.Kind)
 }
 
 // kindIs checks that a container passed in as v is of the kind v says

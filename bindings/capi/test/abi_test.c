@@ -462,30 +462,30 @@ static void test_one_shot(shm_store st) {
 
     char buf[8];
     shm_value k = v_str("k"), v = v_str("a longer string"), out;
-    IS(shm_op_dict_get(st, did, &k, &out, buf, sizeof buf, &err), SHM_ERR_NOT_FOUND);
-    MUST(shm_op_dict_set(st, did, &k, &v, &err));
-    IS(shm_op_dict_get(st, did, &k, &out, buf, sizeof buf, &err), SHM_SHORT);
+    IS(shm_op_dict_get(st, did, &k, -1, &out, buf, sizeof buf, &err), SHM_ERR_NOT_FOUND);
+    MUST(shm_op_dict_set(st, did, &k, &v, -1, &err));
+    IS(shm_op_dict_get(st, did, &k, -1, &out, buf, sizeof buf, &err), SHM_SHORT);
     CHECK(out.kind == SHM_STRING && out.len == 15, "short: kind %d len %lld", out.kind, (long long)out.len);
     char *big = malloc((size_t)out.len + 1);
-    MUST(shm_op_dict_get(st, did, &k, &out, big, out.len + 1, &err));
+    MUST(shm_op_dict_get(st, did, &k, -1, &out, big, out.len + 1, &err));
     CHECK(out.str == big && strcmp(big, "a longer string") == 0, "got \"%s\"", big);
     free(big);
     shm_value cv = {0};
     cv.kind = SHM_COUNTER;
     cv.obj = cid;
-    MUST(shm_op_dict_set(st, did, &kc, &cv, &err)); /* linked by id */
-    MUST(shm_op_dict_get(st, did, &kc, &out, buf, sizeof buf, &err));
+    MUST(shm_op_dict_set(st, did, &kc, &cv, -1, &err)); /* linked by id */
+    MUST(shm_op_dict_get(st, did, &kc, -1, &out, buf, sizeof buf, &err));
     CHECK(out.kind == SHM_COUNTER && out.obj == cid, "linked counter: kind %d", out.kind);
-    MUST(shm_op_dict_delete(st, did, &k, &err));
-    IS(shm_op_dict_delete(st, did, &k, &err), SHM_ERR_NOT_FOUND);
+    MUST(shm_op_dict_delete(st, did, &k, -1, &err));
+    IS(shm_op_dict_delete(st, did, &k, -1, &err), SHM_ERR_NOT_FOUND);
 
     int64_t n = 0;
-    MUST(shm_op_counter_add(st, cid, 3, 0, &n, &err));
+    MUST(shm_op_counter_add(st, cid, 3, 0, -1, &n, &err));
     CHECK(n == 3, "counter %lld", (long long)n);
-    MUST(shm_op_counter_add(st, cid, 4, 1, NULL, &err));
-    MUST(shm_op_counter_get(st, cid, &n, &err));
+    MUST(shm_op_counter_add(st, cid, 4, 1, -1, NULL, &err));
+    MUST(shm_op_counter_get(st, cid, -1, &n, &err));
     CHECK(n == 7, "counter %lld", (long long)n);
-    IS(shm_op_counter_get(st, did, &n, &err), SHM_ERR_TYPE);
+    IS(shm_op_counter_get(st, did, -1, &n, &err), SHM_ERR_TYPE);
 
     shm_value one = v_int(1);
     IS(shm_op_queue_get(st, qid, 0, &out, buf, sizeof buf, &err), SHM_FALSE);
