@@ -6,18 +6,21 @@
  *   - The library is dlopen()ed from the package directory at the first
  *     shmstore.open(), not linked: a process that only imported shmstore
  *     (a multiprocessing forkserver that preloads __main__, say) has no Go
- *     runtime yet and stays safe to fork. From that load on, every entry
- *     point compares getpid() with the pid recorded at the load (and a
- *     pthread_atfork child handler marks a forked child) and raises
- *     ForkError in C before anything enters Go.
+ *     runtime yet and stays safe to fork. From that load on, a
+ *     pthread_atfork child handler marks a forked child, every entry point
+ *     checks the mark, and opening a store (closing, removing, loading)
+ *     also compares getpid() with the pid recorded at the load; a forked
+ *     child gets ForkError in C before anything enters Go.
  *   - Proxies (Dict, List, Counter, Queue, records) keep the store and the
  *     container's id (shm_obj_id); each transaction reopens them with
  *     shm_tx_open, cached per attempt (an attempt serial unique in the
  *     process).
  *   - The current transaction of a thread is a thread-local stack of
  *     txstate. An operation with no transaction of its store in that stack
- *     runs as its own small transaction (read-only when it only reads),
- *     with the header's retry loop.
+ *     runs as its own small transaction (read-only when it only reads):
+ *     one one-shot call (shm_op_*: a Dict's get, set and delete, a
+ *     Counter's read and add, a Queue's put and get, on scalars), else the
+ *     header's retry loop.
  *   - The GIL is released around the calls that can block
  *     (shm_tx_begin_timeout, shm_tx_end, shm_tx_restart); the begin and
  *     shm_tx_restart wait in 100 ms slices with PyErr_CheckSignals
@@ -52,7 +55,9 @@
     X(shm_list_pop) X(shm_record_class) X(shm_record_nfields) X(shm_record_field)         \
     X(shm_record_get) X(shm_record_set) X(shm_counter_get) X(shm_counter_add)             \
     X(shm_counter_add_blind) X(shm_queue_put) X(shm_queue_get) X(shm_queue_len)           \
-    X(shm_queue_cap) X(shm_queue_peek)
+    X(shm_queue_cap) X(shm_queue_peek) X(shm_op_dict_get) X(shm_op_dict_set)              \
+    X(shm_op_dict_delete) X(shm_op_counter_get) X(shm_op_counter_add) X(shm_op_queue_put) \
+    X(shm_op_queue_get)
 
 static struct {
 #define X(f) __typeof__(f) *f;
@@ -86,19 +91,31 @@ static PyObject *QueueEmpty, *QueueFull; /* queue.Empty, queue.Full */
     "'spawn' or 'forkserver' method (multiprocessing.get_context('spawn')), or open the " \
     "store only after forking"
 
-/* fork_check: every entry point that may reach Go calls it first. */
+/* fork_check: every entry point that may reach Go calls it first. It
+ * reads the mark of the pthread_atfork child handler (registered when the
+ * module is imported, before the library can be loaded: fork(3) runs it in
+ * every child). fork_check_pid, for the entry points that open, close or
+ * remove a store, also compares getpid() with the pid of the load (a child
+ * made without fork(3), by a raw clone, runs no handler): a system call
+ * (some 70 ns, a tenth of a get) that every operation would pay. */
 static int fork_check(void)
 {
     if (!lib_loaded) {
         PyErr_SetString(Error, "libshmstore.so is not loaded: open a store with shmstore.open() first");
         return -1;
     }
-    if (lib_forked || getpid() != lib_pid) {
-        lib_forked = 1;
+    if (lib_forked) {
         PyErr_SetString(ForkError, FORK_MSG);
         return -1;
     }
     return 0;
+}
+
+static int fork_check_pid(void)
+{
+    if (lib_loaded && getpid() != lib_pid)
+        lib_forked = 1;
+    return fork_check();
 }
 
 static PyObject *class_for(int32_t rc)
@@ -1486,6 +1503,270 @@ static PyTypeObject ProxyType = {
 };
 
 /* ------------------------------------------------------------------ */
+/* One-shot operations (shm_op_*).                                     */
+/*
+ * Outside a transaction, a get, set or delete of a Dict, a Counter's
+ * read or add, a Queue's put or get, whose arguments are scalars (or
+ * containers of the store already), is one call of the library: one
+ * transaction of its own, the retry loop inside Go, where the header's
+ * loop takes four calls (begin, open, the operation, end). The op1_*
+ * functions return 1 when done (the result in *res, or an exception the
+ * operation means: KeyError, queue.Empty), 0 when the operation takes the
+ * transaction path instead, -1 on an exception. The transaction path
+ * also takes every failure of a one-shot call, which did nothing: it
+ * raises what the operation raises there (a stale object, a closed
+ * store), so that both paths fail alike. The GIL is released around
+ * every call (each may wait: a queue, or a word another transaction
+ * holds for a moment).
+ */
+
+/* OP1_CALL(rc, call): a one-shot call that may wait for a transaction
+ * slot (every slot of the process in use), in slices of 100 ms
+ * (timeout_ms in the call: OP1_SLICE) with a check for signals between
+ * them; rc is SHM_TIMEOUT when a signal handler raised. */
+#define OP1_SLICE 100
+#define OP1_CALL(rc, call)                                         \
+    do {                                                           \
+        ERR_INIT(err);                                             \
+        NOGIL(rc = call);                                          \
+    } while (rc == SHM_TIMEOUT && PyErr_CheckSignals() == 0)
+
+/* op1_ok: whether p's operation may be one-shot: p is bound, its store
+ * open, the library this process's, and no transaction of its store runs
+ * in this thread. */
+static int op1_ok(ProxyObject *p)
+{
+    return p->store && !p->store->closed && lib_loaded && !lib_forked && !ts_find(p->store);
+}
+
+/* op1_in: a key or value for a one-shot call: a scalar (str and bytes
+ * point into o), or a container of p's store by its id. 0: not one (a
+ * new container, an int beyond int64: the transaction path says). */
+static int op1_in(ProxyObject *p, PyObject *o, shm_value *v)
+{
+    if (PyFloat_Check(o)) {
+        memset(v, 0, sizeof *v);
+        v->kind = SHM_FLOAT;
+        v->f = PyFloat_AS_DOUBLE(o);
+        return 1;
+    }
+    if (is_proxy(o)) {
+        ProxyObject *q = (ProxyObject *)o;
+        if (!q->store || q->pending || !same_store(q->store, p->store))
+            return 0;
+        memset(v, 0, sizeof *v);
+        v->kind = q->kind == SHM_QUEUE ? SHM_LIST : q->kind;
+        v->obj = q->id;
+        return 1;
+    }
+    if (!(o == Py_None || PyBool_Check(o) || PyLong_Check(o) || PyUnicode_Check(o) || PyBytes_Check(o)))
+        return 0;
+    if (to_key(o, v) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* op1_out: a value a one-shot call passed out, as Python (a container by
+ * its id: a proxy). NULL without an exception for a record, whose class
+ * only a transaction reads. */
+static PyObject *op1_out(StoreObject *st, const shm_value *v)
+{
+    PyObject *cls;
+    switch (v->kind) {
+    case SHM_DICT: cls = cls_dict; break;
+    case SHM_LIST: cls = cls_list; break;
+    case SHM_COUNTER: cls = cls_counter; break;
+    case SHM_QUEUE: cls = cls_queue; break;
+    case SHM_RECORD: return NULL;
+    default: return from_value(NULL, v);
+    }
+    if (!cls)
+        return PyErr_Format(Error, "shmstore classes not set up");
+    return alloc_proxy(cls, st, v->obj, v->kind);
+}
+
+/* A one-shot call's buffer for a String or Bytes out: on the stack, or on
+ * the heap once one did not fit (SHM_SHORT says how much it needs). */
+typedef struct {
+    char *p;
+    int64_t cap;
+    char small[256];
+} op1buf;
+
+static void op1buf_init(op1buf *b)
+{
+    b->p = b->small;
+    b->cap = sizeof b->small;
+}
+
+static void op1buf_free(op1buf *b)
+{
+    if (b->p != b->small)
+        PyMem_Free(b->p);
+    op1buf_init(b);
+}
+
+/* op1buf_fits: after a call that returned rc with out v: 1 when it is to
+ * be called again with the buffer grown (a String or Bytes did not fit),
+ * 0 when not, -1 when no memory. */
+static int op1buf_fits(op1buf *b, int32_t rc, const shm_value *v)
+{
+    char *p;
+    if (rc != SHM_SHORT || (v->kind != SHM_STRING && v->kind != SHM_BYTES))
+        return 0;
+    op1buf_free(b);
+    if (!(p = PyMem_Malloc((size_t)v->len + 1))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = p;
+    b->cap = v->len + 1;
+    return 1;
+}
+
+/* op1_dict_get: key's value in the Dict p (*res NULL: absent). */
+static int op1_dict_get(ProxyObject *p, PyObject *key, PyObject **res)
+{
+    shm_value k, v;
+    shm_error err;
+    op1buf b;
+    int32_t rc;
+    int r;
+    if (!op1_ok(p) || !op1_in(p, key, &k))
+        return 0;
+    op1buf_init(&b);
+    do
+        OP1_CALL(rc, L.shm_op_dict_get(p->store->h, p->id, &k, OP1_SLICE, &v, b.p, b.cap, &err));
+    while ((r = op1buf_fits(&b, rc, &v)) > 0);
+    *res = NULL;
+    if (rc == SHM_TIMEOUT)
+        r = -1; /* a signal handler raised */
+    else if (r == 0 && rc == SHM_OK)
+        r = (*res = op1_out(p->store, &v)) ? 1 : PyErr_Occurred() ? -1 : 0;
+    else if (r == 0)
+        r = rc == SHM_ERR_NOT_FOUND;
+    op1buf_free(&b);
+    return r;
+}
+
+/* op1_dict_set: key = val in the Dict p (val NULL: del key; KeyError if
+ * absent). */
+static int op1_dict_set(ProxyObject *p, PyObject *key, PyObject *val)
+{
+    shm_value k, v;
+    shm_error err;
+    int32_t rc;
+    if (!op1_ok(p) || !op1_in(p, key, &k) || (val && !op1_in(p, val, &v)))
+        return 0;
+    if (val)
+        OP1_CALL(rc, L.shm_op_dict_set(p->store->h, p->id, &k, &v, OP1_SLICE, &err));
+    else
+        OP1_CALL(rc, L.shm_op_dict_delete(p->store->h, p->id, &k, OP1_SLICE, &err));
+    if (rc == SHM_TIMEOUT)
+        return -1;
+    if (rc == SHM_ERR_NOT_FOUND && !val) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        return -1;
+    }
+    return rc == SHM_OK;
+}
+
+/* op1_counter: the Counter p's value (delta NULL), or delta added (the
+ * new value; None when blind). */
+static int op1_counter(ProxyObject *p, PyObject *delta, int blind, PyObject **res)
+{
+    shm_error err;
+    int32_t rc;
+    int64_t out = 0;
+    long long d = 0;
+    int overflow = 0;
+    if (!op1_ok(p))
+        return 0;
+    if (delta) {
+        d = PyLong_AsLongLongAndOverflow(delta, &overflow);
+        if (overflow || (d == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    if (delta)
+        OP1_CALL(rc, L.shm_op_counter_add(p->store->h, p->id, d, blind, OP1_SLICE, &out, &err));
+    else
+        OP1_CALL(rc, L.shm_op_counter_get(p->store->h, p->id, OP1_SLICE, &out, &err));
+    if (rc == SHM_TIMEOUT)
+        return -1;
+    if (rc != SHM_OK)
+        return 0;
+    if (blind) {
+        Py_INCREF(Py_None);
+        *res = Py_None;
+    } else if (!(*res = PyLong_FromLongLong(out)))
+        return -1;
+    return 1;
+}
+
+/* op1_queue: val put on the Queue p (NULL: an item taken, into *res),
+ * waiting while it is full (empty) if block, for at most timeout seconds
+ * (< 0: without limit), in slices of 100 ms with a check for signals
+ * between them; queue.Full (queue.Empty) when it is still. The first call
+ * does not wait for the queue: a call that may wait costs a timer in the
+ * library (more than the operation). A container item (a queue's get
+ * would free it at commit) takes the transaction path, which reads it
+ * first: *left is then what remains of the timeout. */
+static int op1_queue(ProxyObject *p, PyObject *val, int block, double timeout, PyObject **res, double *left)
+{
+    shm_value v;
+    shm_error err;
+    op1buf b;
+    int32_t rc;
+    int r = 0, first = 1;
+    double deadline = block && timeout >= 0 ? monotonic() + timeout : 0;
+    *left = timeout;
+    if (!op1_ok(p) || (val && !op1_in(p, val, &v)))
+        return 0;
+    op1buf_init(&b);
+    for (;; first = 0) {
+        int64_t ms = block && !first ? OP1_SLICE : 0;
+        if (deadline > 0 && ms > 0) {
+            *left = deadline - monotonic();
+            if (*left <= 0) {
+                *left = 0;
+                ms = 0;
+            } else if (*left * 1000 < ms)
+                ms = (int64_t)(*left * 1000) + 1;
+        }
+        ERR_INIT(err);
+        if (val)
+            NOGIL(rc = L.shm_op_queue_put(p->store->h, p->id, &v, ms, &err));
+        else
+            NOGIL(rc = L.shm_op_queue_get(p->store->h, p->id, ms, &v, b.p, b.cap, &err));
+        if (rc == SHM_TIMEOUT) {
+            if ((r = PyErr_CheckSignals()) < 0)
+                break;
+            continue;
+        }
+        if ((r = op1buf_fits(&b, rc, &v)) != 0) {
+            if (r < 0)
+                break;
+            continue;
+        }
+        if (rc == SHM_FALSE && block && first)
+            continue; /* now wait */
+        if (rc == SHM_FALSE) {
+            PyErr_SetNone(val ? QueueFull : QueueEmpty);
+            r = -1;
+        } else if (rc == SHM_OK) {
+            r = (*res = val ? (Py_INCREF(Py_None), Py_None) : op1_out(p->store, &v)) ? 1 : -1;
+        }
+        break; /* else r == 0: a container item, or a failure */
+    }
+    op1buf_free(&b);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
 /* Dict.                                                               */
 
 static PyObject *op_dict_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *dflt)
@@ -1781,11 +2062,34 @@ static PyObject *op_dict_container(txstate *ts, ProxyObject *p, shm_obj o, PyObj
     return make_proxy(ts, out, kind);
 }
 
-static PyObject *dict_getitem(ProxyObject *p, PyObject *key) { return run(p, op_dict_get, key, NULL, 0); }
+/* dict_lookup: d[key], or dflt (NULL: KeyError) when absent. */
+static PyObject *dict_lookup(ProxyObject *p, PyObject *key, PyObject *dflt)
+{
+    PyObject *res;
+    switch (op1_dict_get(p, key, &res)) {
+    case -1: return NULL;
+    case 0: return run(p, op_dict_get, key, dflt, 0);
+    }
+    if (res)
+        return res;
+    if (dflt) {
+        Py_INCREF(dflt);
+        return dflt;
+    }
+    PyErr_SetObject(PyExc_KeyError, key);
+    return NULL;
+}
+
+static PyObject *dict_getitem(ProxyObject *p, PyObject *key) { return dict_lookup(p, key, NULL); }
 
 static int dict_ass(ProxyObject *p, PyObject *key, PyObject *val)
 {
-    PyObject *r = val ? run(p, op_dict_set, key, val, 1) : run(p, op_dict_del, key, NULL, 1);
+    PyObject *r;
+    switch (op1_dict_set(p, key, val)) {
+    case 1: return 0;
+    case -1: return -1;
+    }
+    r = val ? run(p, op_dict_set, key, val, 1) : run(p, op_dict_del, key, NULL, 1);
     if (!r)
         return -1;
     Py_DECREF(r);
@@ -1805,8 +2109,16 @@ static Py_ssize_t dict_len(ProxyObject *p)
 
 static int dict_contains(ProxyObject *p, PyObject *key)
 {
-    PyObject *r = run(p, op_dict_contains, key, NULL, 0);
+    PyObject *r;
     int b;
+    switch (op1_dict_get(p, key, &r)) {
+    case -1: return -1;
+    case 1:
+        b = r != NULL;
+        Py_XDECREF(r);
+        return b;
+    }
+    r = run(p, op_dict_contains, key, NULL, 0);
     if (!r)
         return -1;
     b = r == Py_True;
@@ -1818,7 +2130,7 @@ static PyObject *dict_get(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
 {
     if (n < 1 || n > 2)
         return PyErr_Format(PyExc_TypeError, "get expected 1 or 2 arguments, got %zd", n);
-    return run(p, op_dict_get, args[0], n > 1 ? args[1] : Py_None, 0);
+    return dict_lookup(p, args[0], n > 1 ? args[1] : Py_None);
 }
 
 static PyObject *dict_pop(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
@@ -2384,10 +2696,26 @@ static PyObject *counter_local(ProxyObject *p)
 
 static PyObject *counter_value(ProxyObject *p, void *c)
 {
+    PyObject *res;
     (void)c;
     if (!p->store)
         return counter_local(p);
+    switch (op1_counter(p, NULL, 0, &res)) {
+    case 1: return res;
+    case -1: return NULL;
+    }
     return run(p, op_counter_get, NULL, NULL, 0);
+}
+
+/* counter_add_in: n added to a bound Counter (blind: without reading). */
+static PyObject *counter_add_in(ProxyObject *p, PyObject *n, int blind)
+{
+    PyObject *res;
+    switch (op1_counter(p, n, blind, &res)) {
+    case 1: return res;
+    case -1: return NULL;
+    }
+    return run(p, op_counter_add, n, blind ? Py_True : Py_False, 1);
 }
 
 static PyObject *counter_add_local(ProxyObject *p, PyObject *n)
@@ -2410,7 +2738,7 @@ static PyObject *counter_add(ProxyObject *p, PyObject *n)
         return PyErr_Format(PyExc_TypeError, "Counter.add takes an int, not %.100s", Py_TYPE(n)->tp_name);
     if (!p->store)
         return counter_add_local(p, n);
-    return run(p, op_counter_add, n, Py_False, 1);
+    return counter_add_in(p, n, 0);
 }
 
 static PyObject *counter_add_blind(ProxyObject *p, PyObject *n)
@@ -2425,7 +2753,7 @@ static PyObject *counter_add_blind(ProxyObject *p, PyObject *n)
         Py_DECREF(r);
         Py_RETURN_NONE;
     }
-    return run(p, op_counter_add, n, Py_True, 1);
+    return counter_add_in(p, n, 1);
 }
 
 static PyObject *counter_iadd(ProxyObject *p, PyObject *n)
@@ -2433,7 +2761,7 @@ static PyObject *counter_iadd(ProxyObject *p, PyObject *n)
     PyObject *r;
     if (!PyLong_Check(n) || PyBool_Check(n))
         Py_RETURN_NOTIMPLEMENTED;
-    r = p->store ? run(p, op_counter_add, n, Py_True, 1) : counter_add_local(p, n);
+    r = p->store ? counter_add_in(p, n, 1) : counter_add_local(p, n);
     if (!r)
         return NULL;
     Py_DECREF(r);
@@ -2494,28 +2822,36 @@ static PyTypeObject CounterBaseType = {
 /* ------------------------------------------------------------------ */
 /* Queue.                                                              */
 
+/* queue_args: put's and get's block and timeout (*t: seconds, -1: none). */
+static int queue_args(PyObject *block, PyObject *timeout, int *blk, double *t)
+{
+    *t = -1;
+    if ((*blk = PyObject_IsTrue(block)) < 0)
+        return -1;
+    if (*blk && timeout != Py_None) {
+        *t = PyFloat_AsDouble(timeout);
+        if (*t == -1 && PyErr_Occurred())
+            return -1;
+        if (*t < 0) {
+            PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* a: the value (put) or NULL (get); b: a tuple (block, timeout-or-None) */
 static PyObject *op_queue(txstate *ts, ProxyObject *p, shm_obj o, PyObject *val, PyObject *bt)
 {
-    int block = PyObject_IsTrue(PyTuple_GET_ITEM(bt, 0));
-    PyObject *timeout = PyTuple_GET_ITEM(bt, 1);
-    double t = -1;
+    int block;
+    double t;
     shm_value v;
     shm_error err;
     int32_t rc;
     PyObject *memo = NULL;
     (void)p;
-    if (block < 0)
+    if (queue_args(PyTuple_GET_ITEM(bt, 0), PyTuple_GET_ITEM(bt, 1), &block, &t) < 0)
         return NULL;
-    if (block && timeout != Py_None) {
-        t = PyFloat_AsDouble(timeout);
-        if (t == -1 && PyErr_Occurred())
-            return NULL;
-        if (t < 0) {
-            PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
-            return NULL;
-        }
-    }
     memset(&v, 0, sizeof v);
     ERR_INIT(err);
     if (val) {
@@ -2564,15 +2900,25 @@ static PyObject *op_queue_len(txstate *ts, ProxyObject *p, shm_obj o, PyObject *
 
 static PyObject *queue_new(PyTypeObject *t, PyObject *args, PyObject *kw);
 
-static PyObject *queue_put(ProxyObject *p, PyObject *args, PyObject *kw)
+/* queue_op: put (item) or get (item NULL): one-shot, else in a
+ * transaction (the running one, or one of its own that waits). */
+static PyObject *queue_op(ProxyObject *p, PyObject *item, PyObject *block, PyObject *timeout)
 {
-    static char *kwlist[] = {"item", "block", "timeout", NULL};
-    PyObject *item, *block = Py_True, *timeout = Py_None, *bt, *r;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO:put", kwlist, &item, &block, &timeout))
-        return NULL;
+    PyObject *bt, *r;
+    int blk;
+    double t, left;
     if (!p->store)
         return unbound_error(p);
+    if (queue_args(block, timeout, &blk, &t) < 0)
+        return NULL;
+    switch (op1_queue(p, item, blk, t, &r, &left)) {
+    case 1: return r;
+    case -1: return NULL;
+    }
+    if (!(timeout = blk && t >= 0 ? PyFloat_FromDouble(left) : (Py_INCREF(timeout), timeout)))
+        return NULL;
     bt = PyTuple_Pack(2, block, timeout);
+    Py_DECREF(timeout);
     if (!bt)
         return NULL;
     r = run(p, op_queue, item, bt, 1);
@@ -2580,20 +2926,22 @@ static PyObject *queue_put(ProxyObject *p, PyObject *args, PyObject *kw)
     return r;
 }
 
+static PyObject *queue_put(ProxyObject *p, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"item", "block", "timeout", NULL};
+    PyObject *item, *block = Py_True, *timeout = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO:put", kwlist, &item, &block, &timeout))
+        return NULL;
+    return queue_op(p, item, block, timeout);
+}
+
 static PyObject *queue_get(ProxyObject *p, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"block", "timeout", NULL};
-    PyObject *block = Py_True, *timeout = Py_None, *bt, *r;
+    PyObject *block = Py_True, *timeout = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:get", kwlist, &block, &timeout))
         return NULL;
-    if (!p->store)
-        return unbound_error(p);
-    bt = PyTuple_Pack(2, block, timeout);
-    if (!bt)
-        return NULL;
-    r = run(p, op_queue, NULL, bt, 1);
-    Py_DECREF(bt);
-    return r;
+    return queue_op(p, NULL, block, timeout);
 }
 
 static PyObject *queue_qsize(ProxyObject *p, PyObject *u)
@@ -3157,7 +3505,7 @@ static PyObject *store_close(StoreObject *st, PyObject *u)
     (void)u;
     if (st->closed)
         Py_RETURN_NONE;
-    if (fork_check() < 0)
+    if (fork_check_pid() < 0)
         return NULL;
     ERR_INIT(err);
     NOGIL(rc = L.shm_close(st->h, &err));
@@ -3331,7 +3679,7 @@ static PyObject *mod_load(PyObject *m, PyObject *arg)
     if (!PyUnicode_Check(arg) || !(path = PyUnicode_AsUTF8(arg)))
         return PyErr_Format(PyExc_TypeError, "_load(path: str)");
     if (lib_loaded) {
-        if (fork_check() < 0)
+        if (fork_check_pid() < 0)
             return NULL;
         Py_RETURN_NONE;
     }
@@ -3398,7 +3746,7 @@ static PyObject *mod_open(PyObject *m, PyObject *args, PyObject *kw)
         return PyErr_Format(PyExc_TypeError, "cls must be a Store class");
     if (dirobj != Py_None && !(dir = PyUnicode_AsUTF8(dirobj)))
         return NULL;
-    if (fork_check() < 0)
+    if (fork_check_pid() < 0)
         return NULL;
     memset(&opts, 0, sizeof opts);
     opts.dir = dir;
@@ -3457,7 +3805,7 @@ static PyObject *mod_remove(PyObject *m, PyObject *args, PyObject *kw)
         return NULL;
     if (dirobj != Py_None && !(dir = PyUnicode_AsUTF8(dirobj)))
         return NULL;
-    if (fork_check() < 0)
+    if (fork_check_pid() < 0)
         return NULL;
     ERR_INIT(err);
     Py_BEGIN_ALLOW_THREADS

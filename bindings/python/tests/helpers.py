@@ -134,19 +134,25 @@ def hold_slots(store, n):
     return release
 
 
-def blocked_begin_main(name, dir):
+def blocked_begin_main(name, dir, value=(1,)):
     """python -c: an operation that waits for a transaction slot (every
-    slot held by other threads) until SIGINT."""
+    slot held by other threads) until SIGINT: a transaction's begin (the
+    value is a new container), or a one-shot call (value=1)."""
     st = shmstore.open(name, dir=dir, create=False)
     release = hold_slots(st, 16)
     try:
         print("ready", flush=True)
-        st.root["x"] = 1
+        st.root["x"] = value
     except KeyboardInterrupt:
         print("interrupted", flush=True)
         raise
     finally:
         release()
+
+
+def blocked_op_main(name, dir):
+    """blocked_begin_main with a one-shot call."""
+    blocked_begin_main(name, dir, 1)
 
 
 def starved_view_main(name, dir):

@@ -8,6 +8,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 import helpers
 
 
@@ -107,20 +109,22 @@ def test_ctrl_c_ends_a_blocking_get(store):
     store.check()
 
 
-def test_ctrl_c_ends_a_wait_for_a_transaction_slot(store):
-    interrupt(store, "blocked_begin_main")
+@pytest.mark.parametrize("main", ["blocked_begin_main", "blocked_op_main"])
+def test_ctrl_c_ends_a_wait_for_a_transaction_slot(store, main):
+    interrupt(store, main)
     assert "x" not in store.root
     store.root["x"] = 1
     store.check()
 
 
-def test_a_begin_waits_for_a_free_slot(store):
+@pytest.mark.parametrize("value", [[1], 1], ids=["transaction", "one-shot"])
+def test_a_begin_waits_for_a_free_slot(store, value):
     release = helpers.hold_slots(store, 16)
     threading.Timer(0.2, release).start()
     t0 = time.monotonic()
-    store.root["x"] = 1  # its own transaction: waits for a slot
+    store.root["x"] = value  # its own transaction: waits for a slot
     assert time.monotonic() - t0 >= 0.15
-    assert store.root["x"] == 1
+    assert store.root["x"] == value
 
 
 def test_queue_timeout_across_threads(store):
