@@ -286,11 +286,7 @@ class Store(_c.StoreBase):
         (the body may run more than once), and return its result."""
         if self._current() is not None:
             return fn(*args, **kwargs)
-        result = None
-        for attempt in self.attempts(readonly):
-            with attempt:
-                result = fn(*args, **kwargs)
-        return result
+        return self._run(fn, args, kwargs or None, readonly)  # attempts()' loop, in C
 
     def transaction(self, fn=None, /, *, readonly=False):
         """Decorator: each call of the function runs as one transaction,

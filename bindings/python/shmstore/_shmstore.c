@@ -552,31 +552,30 @@ static PyObject *run_in(txstate *ts, ProxyObject *p, opfunc f, PyObject *a, PyOb
     return f(ts, p, o, a, b);
 }
 
-/* run_store: f in the thread's transaction on st, or in its own small one
- * (read-only unless write). */
-static PyObject *run_store(StoreObject *st, ProxyObject *p, opfunc f, PyObject *a, PyObject *b, int write)
+/* run_ts: f as the body of a transaction of its own in ts (zeroed, or a
+ * Txn's), with the header's loop: run again after a conflict or a retry.
+ * An exception that is no Exception (KeyboardInterrupt, SystemExit) ends
+ * it at once, never run again. */
+static PyObject *run_ts(txstate *ts, StoreObject *st, ProxyObject *p, opfunc f, PyObject *a, PyObject *b, int write)
 {
-    txstate *cur, ts;
     PyObject *res;
-    if (store_live(st) < 0)
+    if (ts_begin(ts, st, !write) < 0)
         return NULL;
-    cur = ts_find(st);
-    if (cur)
-        return run_in(cur, p, f, a, b);
-    memset(&ts, 0, sizeof ts);
-    if (ts_begin(&ts, st, !write) < 0)
-        return NULL;
-    ts_push(&ts);
+    ts_push(ts);
     for (int fresh = 0;;) {
         int32_t body_rc = SHM_OK, rc;
-        res = run_in(&ts, p, f, a, b);
+        res = run_in(ts, p, f, a, b);
+        if (!res && !PyErr_ExceptionMatches(PyExc_Exception)) {
+            ts_rollback(ts);
+            break;
+        }
         if (!res)
             body_rc = body_code();
-        rc = ts_end(&ts, body_rc);
+        rc = ts_end(ts, body_rc);
         if (rc == SHM_AGAIN) {
             Py_CLEAR(res);
             PyErr_Clear();
-            if (ts_restart(&ts) < 0)
+            if (ts_restart(ts) < 0)
                 break;
             continue;
         }
@@ -589,10 +588,10 @@ static PyObject *run_store(StoreObject *st, ProxyObject *p, opfunc f, PyObject *
             Py_CLEAR(res);
             PyErr_Clear();
             if (rc == SHM_ERR_RETRY_NOTHING || fresh++ >= 3) {
-                raise_rc(rc, &ts.end_err);
+                raise_rc(rc, &ts->end_err);
                 break;
             }
-            if (ts_begin(&ts, st, !write) < 0)
+            if (ts_begin(ts, st, !write) < 0)
                 break;
             continue;
         }
@@ -600,7 +599,23 @@ static PyObject *run_store(StoreObject *st, ProxyObject *p, opfunc f, PyObject *
             Py_CLEAR(res);
         break;
     }
-    ts_pop(&ts);
+    ts_pop(ts);
+    return res;
+}
+
+/* run_store: f in the thread's transaction on st, or in its own small one
+ * (read-only unless write). */
+static PyObject *run_store(StoreObject *st, ProxyObject *p, opfunc f, PyObject *a, PyObject *b, int write)
+{
+    txstate *cur, ts;
+    PyObject *res;
+    if (store_live(st) < 0)
+        return NULL;
+    cur = ts_find(st);
+    if (cur)
+        return run_in(cur, p, f, a, b);
+    memset(&ts, 0, sizeof ts);
+    res = run_ts(&ts, st, p, f, a, b, write);
     Py_CLEAR(ts.store);
     return res;
 }
@@ -3491,6 +3506,45 @@ static PyObject *store_begin(StoreObject *st, PyObject *args, PyObject *kw)
     return (PyObject *)t;
 }
 
+/* op_call: the body of Store.run: fn(*args, **kwargs), ak the tuple
+ * (args, kwargs or None). */
+static PyObject *op_call(txstate *ts, ProxyObject *p, shm_obj o, PyObject *fn, PyObject *ak)
+{
+    PyObject *kw = PyTuple_GET_ITEM(ak, 1);
+    (void)ts;
+    (void)p;
+    (void)o;
+    return PyObject_Call(fn, PyTuple_GET_ITEM(ak, 0), kw == Py_None ? NULL : kw);
+}
+
+/* _run(fn, args, kwargs, readonly): Store.run's loop, in C: fn(*args,
+ * **kwargs) as a transaction of its own (a Txn, the thread's current one
+ * while it runs), run again after conflicts and retries, as attempts()
+ * does in Python at some 800 ns more a transaction. */
+static PyObject *store_run(StoreObject *st, PyObject *const *args, Py_ssize_t n)
+{
+    TxnObject *t;
+    PyObject *ak, *res;
+    int readonly;
+    if (n != 4 || !PyTuple_Check(args[1]) || (args[2] != Py_None && !PyDict_Check(args[2])))
+        return PyErr_Format(PyExc_TypeError, "_run(fn, args: tuple, kwargs: dict or None, readonly)");
+    if ((readonly = PyObject_IsTrue(args[3])) < 0 || store_live(st) < 0)
+        return NULL;
+    if (!(ak = PyTuple_Pack(2, args[1], args[2])))
+        return NULL;
+    if (!(t = PyObject_New(TxnObject, &TxnType))) {
+        Py_DECREF(ak);
+        return NULL;
+    }
+    memset(&t->ts, 0, sizeof t->ts);
+    t->explicit_ = 0;
+    t->ts.owner = (PyObject *)t; /* a reference while pushed (ts_push) */
+    res = run_ts(&t->ts, st, NULL, op_call, args[0], ak, !readonly);
+    Py_DECREF(ak);
+    Py_DECREF(t);
+    return res;
+}
+
 static PyObject *store_current(StoreObject *st, PyObject *u)
 {
     txstate *ts;
@@ -3639,6 +3693,9 @@ static PyObject *store_get_closed(StoreObject *st, void *c)
 static PyMethodDef store_methods[] = {
     {"_begin", (PyCFunction)(void (*)(void))store_begin, METH_VARARGS | METH_KEYWORDS,
      "_begin(readonly=False) -> Txn (not yet current in the thread)"},
+    {"_run", (PyCFunction)(void (*)(void))store_run, METH_FASTCALL,
+     "_run(fn, args, kwargs, readonly): fn(*args, **kwargs) as a transaction of its own, run again "
+     "after conflicts"},
     {"_current", (PyCFunction)store_current, METH_NOARGS,
      "the thread's running transaction on this store: a Txn, True (an operation's own), or None"},
     {"close", (PyCFunction)store_close, METH_NOARGS,

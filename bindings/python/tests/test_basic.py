@@ -635,3 +635,30 @@ def test_single_operations_fail_as_in_a_transaction(store, shm_dir):
     store.close()
     with pytest.raises(shmstore.ClosedError):
         r["k"]
+
+
+def test_keyboard_interrupt_ends_a_transaction_at_once(store):
+    """A KeyboardInterrupt from the body ends the transaction, written
+    nothing, and propagates, even from a run whose reads failed (which
+    a transaction runs again after any Exception)."""
+    r = store.root
+    r["a"], r["b"] = 0, 0
+    runs = []
+
+    @store.transaction
+    def body():
+        runs.append(1)
+        r["a"]
+        if len(runs) == 1:
+            t = threading.Thread(target=lambda: r.update(a=1, b=1))
+            t.start()
+            t.join()
+        try:
+            r["b"]  # after a commit to what this run read: its read fails
+        except shmstore.ConflictError:
+            raise KeyboardInterrupt
+        r["written"] = True
+
+    with pytest.raises(KeyboardInterrupt):
+        body()
+    assert runs == [1] and "written" not in r

@@ -1,0 +1,373 @@
+"""Benchmarks of shmstore's Python binding against its peers, printed as
+one table from one run (make python-bench):
+
+  * get and set on a shared Dict, outside a transaction (one transaction
+    each) and N in one transaction, against a plain dict, py-lmdb (a
+    transaction per operation, and N in one), a multiprocessing Manager
+    dict and a multiprocessing.shared_memory.ShareableList;
+  * two processes incrementing one counter (Counter.add; `+=` in a
+    transaction of its own per increment) against LMDB (a write
+    transaction of a read and a put per increment): increments/s of both
+    together;
+  * a Queue round trip (a put in one process, a get in another, the reply
+    back through a second queue) against multiprocessing.Queue.
+
+Every figure is the median of several repetitions, timed with
+time.perf_counter_ns. Each row says its ratio to the peer its target names
+and whether the target (from issue 10) is met. The load average is printed
+before and after: the machine may be shared.
+
+    PYTHONPATH=bindings/python /usr/bin/python3 bindings/python/bench/bench.py [--quick]
+"""
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import shmstore
+from shmstore import _shmstore
+
+try:
+    import lmdb
+except ImportError:  # make python-bench-deps installs python3-lmdb
+    lmdb = None
+
+SPAWN = mp.get_context("spawn")
+KEYS = 1000  # keys of every dict (k0 ... k999), cycled through
+
+
+def per_op(fn, n, reps):
+    """The median over reps of fn(n)'s time per operation, in ns."""
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter_ns()
+        fn(n)
+        times.append((time.perf_counter_ns() - t0) / n)
+    return statistics.median(times)
+
+
+def keys_for(n, encode=False):
+    ks = [f"k{i % KEYS}" for i in range(n)]
+    return [k.encode() for k in ks] if encode else ks
+
+
+# -- single operations --------------------------------------------------------
+
+
+def bench_dict_ops(st, n, reps):
+    """ns per get and set of a shmstore Dict: outside a transaction (one
+    each) and n in one transaction."""
+    d = st.root.dict("bench")
+    d.update({f"k{i}": i for i in range(KEYS)})
+    ks = keys_for(n)
+
+    def get(n):
+        for k in ks[:n]:
+            d[k]
+
+    def set_(n):
+        for i, k in enumerate(ks[:n]):
+            d[k] = i
+
+    def get_tx(n):
+        st.run(get, n)
+
+    def set_tx(n):
+        st.run(set_, n)
+
+    return {"get": per_op(get, n, reps), "set": per_op(set_, n, reps),
+            "get_tx": per_op(get_tx, n, reps), "set_tx": per_op(set_tx, n, reps)}
+
+
+def bench_plain_dict(n, reps):
+    d = {f"k{i}": i for i in range(KEYS)}
+    ks = keys_for(n)
+
+    def get(n):
+        for k in ks[:n]:
+            d[k]
+
+    def set_(n):
+        for i, k in enumerate(ks[:n]):
+            d[k] = i
+
+    g, s = per_op(get, n, reps), per_op(set_, n, reps)
+    return {"get": g, "set": s, "get_tx": g, "set_tx": s}
+
+
+def bench_lmdb(path, n, reps):
+    """py-lmdb: a transaction per operation, and n in one. No fsync
+    (sync=False, metasync=False): shmstore keeps nothing on disk either."""
+    env = lmdb.open(path, map_size=1 << 28, sync=False, metasync=False)
+    with env.begin(write=True) as txn:
+        for i in range(KEYS):
+            txn.put(f"k{i}".encode(), str(i).encode())
+    ks = keys_for(n, encode=True)
+
+    def get(n):
+        for k in ks[:n]:
+            with env.begin() as txn:
+                txn.get(k)
+
+    def set_(n):
+        for i, k in enumerate(ks[:n]):
+            with env.begin(write=True) as txn:
+                txn.put(k, b"%d" % i)
+
+    def get_tx(n):
+        with env.begin() as txn:
+            for k in ks[:n]:
+                txn.get(k)
+
+    def set_tx(n):
+        with env.begin(write=True) as txn:
+            for i, k in enumerate(ks[:n]):
+                txn.put(k, b"%d" % i)
+
+    res = {"get": per_op(get, n, reps), "set": per_op(set_, n, reps),
+           "get_tx": per_op(get_tx, n, reps), "set_tx": per_op(set_tx, n, reps)}
+    env.close()
+    return res
+
+
+def bench_manager(n, reps):
+    """A multiprocessing Manager dict: every operation a round trip to the
+    manager process (nothing to batch: the same figure for N in one)."""
+    with SPAWN.Manager() as m:
+        d = m.dict({f"k{i}": i for i in range(KEYS)})
+        ks = keys_for(n)
+
+        def get(n):
+            for k in ks[:n]:
+                d[k]
+
+        def set_(n):
+            for i, k in enumerate(ks[:n]):
+                d[k] = i
+
+        g, s = per_op(get, n, reps), per_op(set_, n, reps)
+    return {"get": g, "set": s, "get_tx": g, "set_tx": s}
+
+
+def bench_shareable_list(n, reps):
+    """multiprocessing.shared_memory.ShareableList of ints, by index (no
+    keys, no transactions: the same figure for N in one)."""
+    sl = shared_memory_list([0] * KEYS)
+    idx = [i % KEYS for i in range(n)]
+    try:
+        def get(n):
+            for i in idx[:n]:
+                sl[i]
+
+        def set_(n):
+            for i in idx[:n]:
+                sl[i] = i
+
+        g, s = per_op(get, n, reps), per_op(set_, n, reps)
+    finally:
+        sl.shm.close()
+        sl.shm.unlink()
+    return {"get": g, "set": s, "get_tx": g, "set_tx": s}
+
+
+def shared_memory_list(items):
+    from multiprocessing import shared_memory
+    return shared_memory.ShareableList(items)
+
+
+# -- two processes, one counter -----------------------------------------------
+
+
+def counter_worker(kind, where, n, start, out):
+    """Increments one counter n times once start is set; puts its elapsed ns."""
+    if kind == "lmdb":
+        env = lmdb.open(where, map_size=1 << 24, sync=False, metasync=False)
+
+        def inc():
+            with env.begin(write=True) as txn:
+                txn.put(b"n", b"%d" % (int(txn.get(b"n")) + 1))
+    else:
+        st = shmstore.open(os.path.basename(where), dir=os.path.dirname(where), create=False)
+        c = st.root["counter"]
+        if kind == "add":
+            def inc():
+                c.add(1)
+        else:
+            def inc():
+                st.run(c.__iadd__, 1)  # c += 1 in a transaction of its own
+    inc()  # warm
+    start.wait()
+    t0 = time.perf_counter_ns()
+    for _ in range(n - 1):
+        inc()
+    out.put(time.perf_counter_ns() - t0)
+
+
+def bench_counter(kind, where, n, reps):
+    """Total increments/s of two processes, each n increments (median of
+    reps); and the counter's final value, checked."""
+    rates = []
+    for _ in range(reps):
+        start, out = SPAWN.Event(), SPAWN.Queue()
+        procs = [SPAWN.Process(target=counter_worker, args=(kind, where, n, start, out)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        time.sleep(0.5 if kind == "lmdb" else 0.3)  # both started and warm
+        start.set()
+        elapsed = [out.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(60)
+            if p.exitcode != 0:
+                sys.exit(f"counter worker ({kind}) failed: exit {p.exitcode}")
+        rates.append(2 * (n - 1) / (max(elapsed) / 1e9))
+    return statistics.median(rates)
+
+
+# -- queue round trip ---------------------------------------------------------
+
+
+def echo_worker(q1, q2, n):
+    """Gets n items from q1 and puts each back on q2."""
+    for _ in range(n):
+        q2.put(q1.get())
+
+
+def bench_round_trip(what, q1, q2, n, reps):
+    """p50 and mean round trip in us (median of reps): put on q1, the echo
+    process puts it back on q2, get from q2."""
+    warm = 200
+    p50s, means = [], []
+    for _ in range(reps):
+        p = SPAWN.Process(target=echo_worker, args=(q1, q2, n + warm))
+        p.start()
+        rtts = []
+        for i in range(n + warm):
+            t0 = time.perf_counter_ns()
+            q1.put(i)
+            q2.get()
+            if i >= warm:
+                rtts.append(time.perf_counter_ns() - t0)
+        p.join(60)
+        if p.exitcode != 0:
+            sys.exit(f"echo worker ({what}) failed: exit {p.exitcode}")
+        p50s.append(statistics.median(rtts) / 1e3)
+        means.append(statistics.fmean(rtts) / 1e3)
+    return statistics.median(p50s), statistics.median(means)
+
+
+# -- the table ----------------------------------------------------------------
+
+
+def fmt(x, unit):
+    if x is None:
+        return "-"
+    if unit == "incr/s":
+        return f"{x / 1e3:.0f}k"
+    if unit == "us":
+        return f"{x:.1f}"
+    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+
+
+def loadavg():
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer operations and repetitions (a smoke run)")
+    args = ap.parse_args()
+    n, reps = (2000, 3) if args.quick else (20000, 7)
+    n_mgr = 200 if args.quick else 2000
+    n_cnt, reps_cnt = (2000, 1) if args.quick else (20000, 3)
+    n_rt, reps_rt = (300, 1) if args.quick else (3000, 3)
+
+    print(f"shmstore Python benchmarks: {os.cpu_count()} CPUs, load average {loadavg()} (before)",
+          flush=True)
+    tmp = tempfile.mkdtemp(prefix="shmstore-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    try:
+        st = shmstore.open("bench", dir=tmp)
+        call_gil, call_nogil = _shmstore._call_ns(200000, False), _shmstore._call_ns(200000, True)
+        shm = bench_dict_ops(st, n, reps)
+        peers = {"dict": bench_plain_dict(n, reps), "ShareableList": bench_shareable_list(n, reps),
+                 "Manager": bench_manager(n_mgr, max(3, reps // 2))}
+        peers["lmdb"] = bench_lmdb(os.path.join(tmp, "lmdb-ops"), n, reps) if lmdb else None
+
+        st.root["counter"] = shmstore.Counter(0)
+        where = os.path.join(tmp, "bench")
+        cnt = {k: bench_counter(k, where, n_cnt, reps_cnt) for k in ("add", "iadd")}
+        expected = 2 * n_cnt * reps_cnt * 2
+        if st.root["counter"].value != expected:
+            sys.exit(f"counter is {st.root['counter'].value}, want {expected}: increments lost")
+        cnt_lmdb = None
+        if lmdb:
+            lpath = os.path.join(tmp, "lmdb-counter")
+            env = lmdb.open(lpath, map_size=1 << 24, sync=False, metasync=False)
+            with env.begin(write=True) as txn:
+                txn.put(b"n", b"0")
+            cnt_lmdb = bench_counter("lmdb", lpath, n_cnt, reps_cnt)
+            with env.begin() as txn:
+                if int(txn.get(b"n")) != 2 * n_cnt * reps_cnt:
+                    sys.exit("LMDB counter lost increments")
+            env.close()
+
+        q1, q2 = st.root.queue("q1"), st.root.queue("q2")
+        rt = bench_round_trip("shmstore", q1, q2, n_rt, reps_rt)
+        rt_mp = bench_round_trip("mp", SPAWN.Queue(), SPAWN.Queue(), n_rt, reps_rt)
+        st.check()
+        st.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def peer(name, key):
+        p = peers.get(name)
+        return p[key] if p else None
+
+    rows = []  # (row, unit, shmstore, {peer: value}, [(target text, ratio, min ratio)])
+
+    def ratio(slower, faster):
+        return slower / faster if slower and faster else None
+
+    for key, what in (("get", "get, own transaction"), ("get_tx", f"get, {n} in one transaction"),
+                      ("set", "set, own transaction"), ("set_tx", f"set, {n} in one transaction")):
+        v = shm[key]
+        ps = {name: peer(name, key) for name in ("dict", "lmdb", "Manager", "ShareableList")}
+        targets = []
+        if key.startswith("get"):
+            targets.append(("<= lmdb", ratio(ps["lmdb"], v), 1.0))
+        if key in ("get", "set"):
+            targets.append((">= 100x Manager", ratio(ps["Manager"], v), 100.0))
+        rows.append((f"Dict {what}", "ns/op", v, ps, targets))
+    for key, what in (("add", "Counter.add, 2 processes"), ("iadd", "c += 1 in a transaction, 2 processes")):
+        rows.append((what, "incr/s", cnt[key], {"lmdb": cnt_lmdb}, [(">= 4x lmdb", ratio(cnt[key], cnt_lmdb), 4.0)]))
+    rows.append(("Queue round trip, p50", "us", rt[0], {"mp.Queue": rt_mp[0]},
+                 [(">= 5x mp.Queue", ratio(rt_mp[0], rt[0]), 5.0)]))
+    rows.append(("Queue round trip, mean", "us", rt[1], {"mp.Queue": rt_mp[1]}, []))
+
+    cols = ["dict", "lmdb", "Manager", "ShareableList", "mp.Queue"]
+    head = f"{'':40} {'unit':>7} {'shmstore':>9} " + " ".join(f"{c:>13}" for c in cols) + "  target            ratio   verdict"
+    print()
+    print(head)
+    print("-" * len(head))
+    for name, unit, v, ps, targets in rows:
+        line = f"{name:40} {unit:>7} {fmt(v, unit):>9} " + " ".join(f"{fmt(ps.get(c), unit):>13}" for c in cols)
+        if not targets:
+            print(line)
+        for i, (text, r, want) in enumerate(targets):
+            verdict = "no peer" if r is None else ("target met" if r >= want else "target missed")
+            rs = "-" if r is None else f"{r:.2f}x"
+            print((line if i == 0 else " " * len(line)) + f"  {text:16} {rs:>7}   {verdict}")
+    print()
+    print(f"ratio: how many times the peer's time (or, for the counter, shmstore's rate) the other's; "
+          f"median of {reps} runs ({reps_cnt} for the counter, {reps_rt} for the queue); Manager and "
+          f"ShareableList have no transactions (the same figure in both rows of an operation).")
+    print(f"floor: an empty call of the library (shm_abi_version) from C: {call_nogil:.0f} ns with the GIL "
+          f"released around it, {call_gil:.0f} ns holding it.")
+    print(f"load average {loadavg()} (after)")
+
+
+if __name__ == "__main__":
+    main()
