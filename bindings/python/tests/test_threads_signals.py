@@ -119,12 +119,13 @@ def test_ctrl_c_ends_a_wait_for_a_transaction_slot(store, main):
 
 @pytest.mark.parametrize("value", [[1], 1], ids=["transaction", "one-shot"])
 def test_a_begin_waits_for_a_free_slot(store, value):
-    release = helpers.hold_slots(store, 16)
-    threading.Timer(0.2, release).start()
+    release = threading.Timer(0.2, helpers.hold_slots(store, 16))
+    release.start()
     t0 = time.monotonic()
     store.root["x"] = value  # its own transaction: waits for a slot
     assert time.monotonic() - t0 >= 0.15
     assert store.root["x"] == value
+    release.join()  # every holder done: the store closes after the test
 
 
 def test_queue_timeout_across_threads(store):
