@@ -123,39 +123,9 @@ func (o *outBuf) check() error {
 // must then fail, so that nothing it did is kept.
 func (o *outBuf) put(tx *shmstore.Tx, v shmstore.Value, taken bool) error {
 	var r Value
-	switch v.Kind() {
-	case shmstore.KindNone:
-	case shmstore.KindBool:
-		b, _ := v.AsBool()
-		r.Kind = KindBool
-		if b {
-			r.B = 1
-		}
-	case shmstore.KindInt:
-		r.Kind = KindInt
-		r.I, _ = v.AsInt()
-	case shmstore.KindFloat:
-		r.Kind = KindFloat
-		r.F, _ = v.AsFloat()
-	case shmstore.KindString, shmstore.KindBytes:
-		var s string
-		if v.Kind() == shmstore.KindString {
-			r.Kind = KindString
-			s, _ = v.AsString()
-		} else {
-			r.Kind = KindBytes
-			b, _ := v.AsBytes()
-			s = string(b)
-		}
-		r.Len = int64(len(s))
-		if r.Len >= o.cap {
-			o.r = r
-			return status(Short)
-		}
-		b := unsafe.Slice((*byte)(o.buf), r.Len+1)
-		b[copy(b, s)] = 0
-		r.Str = o.buf
-	default:
+	s, scalar := scalarOut(v, &r)
+	switch {
+	case !scalar:
 		k, err := kindOf(tx, v)
 		if err != nil {
 			return err
@@ -166,6 +136,15 @@ func (o *outBuf) put(tx *shmstore.Tx, v shmstore.Value, taken bool) error {
 			return status(Short)
 		}
 		r.Obj = v.ID()
+	case r.Kind == KindString || r.Kind == KindBytes:
+		r.Len = int64(len(s))
+		if r.Len >= o.cap {
+			o.r = r
+			return status(Short)
+		}
+		b := unsafe.Slice((*byte)(o.buf), r.Len+1)
+		b[copy(b, s)] = 0
+		r.Str = o.buf
 	}
 	o.r = r
 	return nil
@@ -197,12 +176,20 @@ func dictKey(s *storeEntry, tx *shmstore.Tx, id uint64, key *Value) (shmstore.Di
 	if err != nil {
 		return shmstore.Dict{}, nil, err
 	}
-	v, err := tx.Open(id) // Tx.Dict, Counter, Queue check its kind
-	if err != nil {
-		return shmstore.Dict{}, nil, err
-	}
-	d, err := tx.Dict(v)
+	d, err := openAs(tx, id, tx.Dict)
 	return d, k, err
+}
+
+// openAs opens the container id of a one-shot call's transaction with as
+// (Tx.Dict, Counter, Queue: ErrType for a container of another kind;
+// ErrStale if the id names nothing).
+func openAs[C any](tx *shmstore.Tx, id uint64, as func(shmstore.Value) (C, error)) (C, error) {
+	v, err := tx.Open(id)
+	if err != nil {
+		var none C
+		return none, err
+	}
+	return as(v)
 }
 
 // OpDictSet is shm_op_dict_set: key = val in the Dict id, in a
@@ -233,26 +220,15 @@ func (l *Lib) OpDictDelete(h, id uint64, key *Value, timeoutMs int64, e *Error) 
 	})
 }
 
-// counter opens the Counter id.
-func counter(tx *shmstore.Tx, id uint64) (shmstore.Counter, error) {
-	v, err := tx.Open(id) // Tx.Dict, Counter, Queue check its kind
-	if err != nil {
-		return shmstore.Counter{}, err
-	}
-	return tx.Counter(v)
-}
-
 // OpCounterGet is shm_op_counter_get: the Counter id's value, read in a
 // read-only transaction of its own.
 func (l *Lib) OpCounterGet(h, id uint64, timeoutMs int64, out *int64, e *Error) int32 {
 	return l.oneShot(h, true, false, timeoutMs, e, func(_ *storeEntry, tx *shmstore.Tx) error {
-		return intOut(out, func() (int64, error) {
-			c, err := counter(tx, id)
-			if err != nil {
-				return 0, err
-			}
-			return c.Get()
-		})
+		c, err := openAs(tx, id, tx.Counter)
+		if err != nil {
+			return err
+		}
+		return intOut(out, c.Get)
 	})
 }
 
@@ -262,30 +238,15 @@ func (l *Lib) OpCounterGet(h, id uint64, timeoutMs int64, out *int64, e *Error) 
 // (an add that never conflicts) and out may be nil.
 func (l *Lib) OpCounterAdd(h, id uint64, n int64, blind int32, timeoutMs int64, out *int64, e *Error) int32 {
 	return l.oneShot(h, false, false, timeoutMs, e, func(_ *storeEntry, tx *shmstore.Tx) error {
-		if blind != 0 {
-			c, err := counter(tx, id)
-			if err != nil {
-				return err
-			}
+		c, err := openAs(tx, id, tx.Counter)
+		switch {
+		case err != nil:
+			return err
+		case blind != 0:
 			return c.AddBlind(n)
 		}
-		return intOut(out, func() (int64, error) {
-			c, err := counter(tx, id)
-			if err != nil {
-				return 0, err
-			}
-			return c.Add(n)
-		})
+		return intOut(out, func() (int64, error) { return c.Add(n) })
 	})
-}
-
-// queue opens the Queue id.
-func queue(tx *shmstore.Tx, id uint64) (shmstore.Queue, error) {
-	v, err := tx.Open(id) // Tx.Dict, Counter, Queue check its kind
-	if err != nil {
-		return shmstore.Queue{}, err
-	}
-	return tx.Queue(v)
 }
 
 // OpQueuePut is shm_op_queue_put: val put at the end of the Queue id in a
@@ -298,7 +259,7 @@ func (l *Lib) OpQueuePut(h, id uint64, val *Value, timeoutMs int64, e *Error) in
 		if err != nil {
 			return err
 		}
-		q, err := queue(tx, id)
+		q, err := openAs(tx, id, tx.Queue)
 		if err != nil {
 			return err
 		}
@@ -323,7 +284,7 @@ func (l *Lib) OpQueueGet(h, id uint64, timeoutMs int64, out *Value, buf unsafe.P
 		if err := o.check(); err != nil {
 			return err
 		}
-		q, err := queue(tx, id)
+		q, err := openAs(tx, id, tx.Queue)
 		if err != nil {
 			return err
 		}

@@ -158,43 +158,48 @@ func kindIs(what string, v *Value, kind int32) error {
 	return nil
 }
 
+// scalarOut converts a value passed out, if a scalar (ok), into r: its
+// kind and member; a String's or Bytes' content is s, for the caller to
+// place (Str and Len).
+func scalarOut(v shmstore.Value, r *Value) (s string, ok bool) {
+	*r = Value{Kind: int32(v.Kind())}
+	switch v.Kind() {
+	case shmstore.KindNone:
+	case shmstore.KindBool:
+		if b, _ := v.AsBool(); b {
+			r.B = 1
+		}
+	case shmstore.KindInt:
+		r.I, _ = v.AsInt()
+	case shmstore.KindFloat:
+		r.F, _ = v.AsFloat()
+	case shmstore.KindString:
+		s, _ = v.AsString()
+	case shmstore.KindBytes:
+		b, _ := v.AsBytes()
+		s = string(b)
+	default:
+		return "", false
+	}
+	return s, true
+}
+
 // out writes v into *out: a String or Bytes into the transaction's
 // buffer, a container as an object handle of this attempt.
 func (t *txEntry) out(v shmstore.Value, out *Value) error {
 	var o Value
-	switch v.Kind() {
-	case shmstore.KindNone:
-		o.Kind = KindNone
-	case shmstore.KindBool:
-		b, _ := v.AsBool()
-		o.Kind = KindBool
-		if b {
-			o.B = 1
-		}
-	case shmstore.KindInt:
-		o.Kind = KindInt
-		o.I, _ = v.AsInt()
-	case shmstore.KindFloat:
-		o.Kind = KindFloat
-		o.F, _ = v.AsFloat()
-	case shmstore.KindString:
-		s, _ := v.AsString()
-		o.Kind = KindString
-		if err := t.put(&o, s); err != nil {
-			return err
-		}
-	case shmstore.KindBytes:
-		b, _ := v.AsBytes()
-		o.Kind = KindBytes
-		if err := t.put(&o, string(b)); err != nil {
-			return err
-		}
-	default:
+	s, scalar := scalarOut(v, &o)
+	switch {
+	case !scalar:
 		h, kind, err := t.register(v)
 		if err != nil {
 			return err
 		}
 		o.Kind, o.Obj = kind, h
+	case o.Kind == KindString || o.Kind == KindBytes:
+		if err := t.put(&o, s); err != nil {
+			return err
+		}
 	}
 	*out = o
 	return nil

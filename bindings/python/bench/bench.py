@@ -58,45 +58,41 @@ def keys_for(n, encode=False):
 # -- single operations --------------------------------------------------------
 
 
+def get_set(c, ks):
+    """Loops of a get and of a set of each key of ks on c (a mapping, or a
+    sequence with indexes for keys), to time with per_op(fn, len(ks))."""
+    def get(n):
+        for k in ks:
+            c[k]
+
+    def set_(n):
+        for i, k in enumerate(ks):
+            c[k] = i
+
+    return get, set_
+
+
+def without_transactions(c, ks, reps):
+    """The ns per get and set on c, which has no transactions: the same
+    figures for one and for N in one."""
+    get, set_ = get_set(c, ks)
+    g, s = per_op(get, len(ks), reps), per_op(set_, len(ks), reps)
+    return {"get": g, "set": s, "get_tx": g, "set_tx": s}
+
+
 def bench_dict_ops(st, n, reps):
     """ns per get and set of a shmstore Dict: outside a transaction (one
     each) and n in one transaction."""
     d = st.root.dict("bench")
     d.update({f"k{i}": i for i in range(KEYS)})
-    ks = keys_for(n)
-
-    def get(n):
-        for k in ks[:n]:
-            d[k]
-
-    def set_(n):
-        for i, k in enumerate(ks[:n]):
-            d[k] = i
-
-    def get_tx(n):
-        st.run(get, n)
-
-    def set_tx(n):
-        st.run(set_, n)
-
+    get, set_ = get_set(d, keys_for(n))
     return {"get": per_op(get, n, reps), "set": per_op(set_, n, reps),
-            "get_tx": per_op(get_tx, n, reps), "set_tx": per_op(set_tx, n, reps)}
+            "get_tx": per_op(lambda n: st.run(get, n), n, reps),
+            "set_tx": per_op(lambda n: st.run(set_, n), n, reps)}
 
 
 def bench_plain_dict(n, reps):
-    d = {f"k{i}": i for i in range(KEYS)}
-    ks = keys_for(n)
-
-    def get(n):
-        for k in ks[:n]:
-            d[k]
-
-    def set_(n):
-        for i, k in enumerate(ks[:n]):
-            d[k] = i
-
-    g, s = per_op(get, n, reps), per_op(set_, n, reps)
-    return {"get": g, "set": s, "get_tx": g, "set_tx": s}
+    return without_transactions({f"k{i}": i for i in range(KEYS)}, keys_for(n), reps)
 
 
 def bench_lmdb(path, n, reps):
@@ -109,23 +105,23 @@ def bench_lmdb(path, n, reps):
     ks = keys_for(n, encode=True)
 
     def get(n):
-        for k in ks[:n]:
+        for k in ks:
             with env.begin() as txn:
                 txn.get(k)
 
     def set_(n):
-        for i, k in enumerate(ks[:n]):
+        for i, k in enumerate(ks):
             with env.begin(write=True) as txn:
                 txn.put(k, b"%d" % i)
 
     def get_tx(n):
         with env.begin() as txn:
-            for k in ks[:n]:
+            for k in ks:
                 txn.get(k)
 
     def set_tx(n):
         with env.begin(write=True) as txn:
-            for i, k in enumerate(ks[:n]):
+            for i, k in enumerate(ks):
                 txn.put(k, b"%d" % i)
 
     res = {"get": per_op(get, n, reps), "set": per_op(set_, n, reps),
@@ -136,42 +132,20 @@ def bench_lmdb(path, n, reps):
 
 def bench_manager(n, reps):
     """A multiprocessing Manager dict: every operation a round trip to the
-    manager process (nothing to batch: the same figure for N in one)."""
+    manager process (nothing to batch)."""
     with SPAWN.Manager() as m:
-        d = m.dict({f"k{i}": i for i in range(KEYS)})
-        ks = keys_for(n)
-
-        def get(n):
-            for k in ks[:n]:
-                d[k]
-
-        def set_(n):
-            for i, k in enumerate(ks[:n]):
-                d[k] = i
-
-        g, s = per_op(get, n, reps), per_op(set_, n, reps)
-    return {"get": g, "set": s, "get_tx": g, "set_tx": s}
+        return without_transactions(m.dict({f"k{i}": i for i in range(KEYS)}), keys_for(n), reps)
 
 
 def bench_shareable_list(n, reps):
     """multiprocessing.shared_memory.ShareableList of ints, by index (no
-    keys, no transactions: the same figure for N in one)."""
+    keys, no transactions)."""
     sl = shared_memory_list([0] * KEYS)
-    idx = [i % KEYS for i in range(n)]
     try:
-        def get(n):
-            for i in idx[:n]:
-                sl[i]
-
-        def set_(n):
-            for i in idx[:n]:
-                sl[i] = i
-
-        g, s = per_op(get, n, reps), per_op(set_, n, reps)
+        return without_transactions(sl, [i % KEYS for i in range(n)], reps)
     finally:
         sl.shm.close()
         sl.shm.unlink()
-    return {"get": g, "set": s, "get_tx": g, "set_tx": s}
 
 
 def shared_memory_list(items):
