@@ -38,6 +38,12 @@
  *     shm_tx_begin_timeout while the process's slots are all in use) do
  *     not hold any lock of the caller's; the caller releases its own
  *     (Python: the GIL) around them.
+ *   - Timeouts (timeout_ms): < 0 waits without limit; 0 the shortest wait
+ *     (1 ms; a one-shot queue call does not wait then). A timeout of 100
+ *     to 199 ms, the slice of a caller that checks for signals between
+ *     calls, is kept by a clock the library shares between such calls (a
+ *     timer per call would cost more than the call): the wait ends within
+ *     100 ms, sooner than asked rather than later. Others end when asked.
  *   - fork(): a child of a process that has loaded this library must not
  *     call it (the Go runtime does not survive fork). Every entry point
  *     returns SHM_ERR_FORKED in such a child; callers should also refuse
@@ -163,10 +169,10 @@ int32_t shm_store_path(shm_store s, char *buf, size_t cap, shm_error *err);
 int32_t shm_store_stats(shm_store s, int64_t *used_bytes, int64_t *max_bytes, shm_error *err);
 
 /* Transactions. flags: 1 = read-only. shm_tx_begin waits while the
- * process's transaction slots (16 by default) are all in use; shm_tx_begin_timeout
- * waits at most timeout_ms (< 0: without limit; 0: 1 ms), then returns
- * SHM_TIMEOUT (nothing begun, *out untouched): call it again, checking for
- * signals between calls, as with shm_tx_restart. */
+ * process's transaction slots (16 by default) are all in use;
+ * shm_tx_begin_timeout waits at most timeout_ms (see Timeouts), then
+ * returns SHM_TIMEOUT (nothing begun, *out untouched): call it again,
+ * checking for signals between calls, as with shm_tx_restart. */
 int32_t shm_tx_begin(shm_store s, int32_t flags, shm_tx *out, shm_error *err);
 int32_t shm_tx_begin_timeout(shm_store s, int32_t flags, int64_t timeout_ms, shm_tx *out, shm_error *err);
 int32_t shm_tx_end(shm_tx tx, int32_t body_rc, shm_error *err);     /* SHM_OK, SHM_AGAIN, or < 0 (over) */
@@ -250,7 +256,7 @@ int32_t shm_queue_cap(shm_tx tx, shm_obj q, int64_t *out, shm_error *err);
  *
  * Waits: each call waits while the process's transaction slots are all
  * in use, and the queue operations while the queue is full (put) or
- * empty (get); at most timeout_ms (< 0: without limit), then SHM_TIMEOUT,
+ * empty (get); at most timeout_ms (see Timeouts), then SHM_TIMEOUT,
  * nothing done: call again, checking for signals between calls. A queue
  * operation with timeout_ms 0 does not wait for the queue (SHM_FALSE when
  * it is full or empty). Any call may also wait a moment for a word

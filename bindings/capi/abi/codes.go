@@ -204,6 +204,7 @@ var sentinels = []struct {
 	{shmstore.ErrBadOption, ErrBadArg},
 	{shmstore.ErrInUse, ErrInUse},
 	{context.DeadlineExceeded, Timeout},
+	{context.Canceled, Timeout}, // a wait's slice ended (slices.go)
 }
 
 // Code is the result code for err: OK for nil, a status's own, a

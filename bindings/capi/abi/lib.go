@@ -23,6 +23,8 @@ type Lib struct {
 	newBuffer func() Buffer
 	attempts  atomic.Uint64 // the last attempt number handed out
 
+	slices slices // the contexts of waits in slices (slices.go)
+
 	mu     sync.Mutex // guards the tables and storeEntry.refs' increments
 	stores table[storeEntry]
 	txs    table[txEntry]

@@ -22,13 +22,13 @@ import (
 // oneShot runs fn in a transaction of its own on the store h (read-only:
 // a View) and returns its code. A wait (for a transaction slot while all
 // the process's are in use; in a Retry of fn's, when retries) lasts at
-// most timeoutMs milliseconds (negative: without limit; 0: 1 ms), then
-// the call returns Timeout.
+// most timeoutMs milliseconds (see waitContext), then the call returns
+// Timeout.
 //
-// The context that bounds the wait costs more than a get (a timer, and
-// the engine's watch on it: some 1.4 us), so it is made only when a wait
-// can happen: when fn may retry, or when the transactions under way
-// through the store handle, this one with them, are more than the
+// The context that bounds a wait costs more than a get (the engine's
+// watch on it; a timer of its own: some 1.4 us), so it is made only when
+// a wait can happen: when fn may retry, or when the transactions under
+// way through the store handle, this one with them, are more than the
 // process's slots.
 func (l *Lib) oneShot(h uint64, readOnly, retries bool, timeoutMs int64, e *Error, fn func(s *storeEntry, tx *shmstore.Tx) error) int32 {
 	return l.withStore(h, e, func(s *storeEntry) error {
@@ -36,9 +36,9 @@ func (l *Lib) oneShot(h uint64, readOnly, retries bool, timeoutMs int64, e *Erro
 		defer s.running.Add(-1)
 		ctx := context.Background()
 		if timeoutMs >= 0 && (retries || n > s.slots) {
-			var cancel context.CancelFunc
-			ctx, cancel = waitContext(timeoutMs)
-			defer cancel()
+			var done func()
+			ctx, done = l.waitContext(timeoutMs)
+			defer done()
 		}
 		body := func(tx *shmstore.Tx) error { return fn(s, tx) }
 		if readOnly {

@@ -3,6 +3,7 @@
 package abi_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -268,6 +269,8 @@ func TestCode(t *testing.T) {
 		{shmstore.ErrInUse, abi.ErrInUse},
 		{shmstore.ErrCheck, abi.ErrOther},
 		{shmstore.ErrTooManyProcs, abi.ErrOther},
+		{context.DeadlineExceeded, abi.Timeout},
+		{context.Canceled, abi.Timeout},
 		{errors.New("something else"), abi.ErrOther},
 	} {
 		err := c.err

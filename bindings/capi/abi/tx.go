@@ -3,7 +3,6 @@
 package abi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -20,20 +19,10 @@ func (l *Lib) TxBegin(h uint64, flags int32, out *uint64, e *Error) int32 {
 }
 
 // TxBeginTimeout is shm_tx_begin_timeout: TxBegin that waits at most
-// timeoutMs milliseconds for a slot (negative: without limit; 0: the
-// shortest wait, 1 ms), then returns Timeout: call it again (after
-// checking for signals, say).
+// timeoutMs milliseconds for a slot (see waitContext), then returns
+// Timeout: call it again (after checking for signals, say).
 func (l *Lib) TxBeginTimeout(h uint64, flags int32, timeoutMs int64, out *uint64, e *Error) int32 {
 	return l.txBegin(h, flags, timeoutMs, out, e)
-}
-
-// waitContext is the context of a wait of at most timeoutMs milliseconds
-// (negative or beyond maxWait: without limit; 0: 1 ms).
-func waitContext(timeoutMs int64) (context.Context, context.CancelFunc) {
-	if timeoutMs < 0 || timeoutMs > maxWait {
-		return context.Background(), func() {}
-	}
-	return context.WithTimeout(context.Background(), time.Duration(max(timeoutMs, 1))*time.Millisecond)
 }
 
 func (l *Lib) txBegin(h uint64, flags int32, timeoutMs int64, out *uint64, e *Error) (rc int32) {
@@ -51,7 +40,7 @@ func (l *Lib) txBegin(h uint64, flags int32, timeoutMs int64, out *uint64, e *Er
 	if err != nil {
 		return result(err, e)
 	}
-	ctx, cancel := waitContext(timeoutMs)
+	ctx, cancel := l.waitContext(timeoutMs)
 	defer cancel()
 	s.running.Add(1)
 	tx, err := s.st.BeginContext(ctx, flags&TxReadOnly != 0)
@@ -124,22 +113,19 @@ func (t *txEntry) bodyErr(code int32) error {
 // limit.
 const maxWait = int64(time.Duration(1<<62) / time.Millisecond)
 
-// TxRestart is shm_tx_restart: it waits (at most timeoutMs milliseconds;
-// negative: without limit; 0: the shortest wait, 1 ms) for what the
-// last attempt's end asked for, and begins the next attempt (OK). Timeout:
-// still waiting; call it again (or roll back).
+// TxRestart is shm_tx_restart: it waits (at most timeoutMs milliseconds,
+// see waitContext) for what the last attempt's end asked for, and begins
+// the next attempt (OK). Timeout: still waiting; call it again (or roll
+// back).
 func (l *Lib) TxRestart(h uint64, timeoutMs int64, e *Error) int32 {
 	return l.withTx(h, false, e, func(t *txEntry) error {
 		if t.running {
 			return failf(ErrTxClosed, "shmstore: shm_tx_restart: transaction %#x has an attempt running: shm_tx_end it first", h)
 		}
-		ctx, cancel := waitContext(timeoutMs)
+		ctx, cancel := l.waitContext(timeoutMs)
 		defer cancel()
 		if err := t.tx.Restart(ctx); err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				return status(Timeout)
-			}
-			return err
+			return err // its context's end: Timeout (Code)
 		}
 		t.begin()
 		return nil

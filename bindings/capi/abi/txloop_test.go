@@ -457,3 +457,40 @@ func TestBeginTimeout(t *testing.T) {
 	en.is(l.TxBeginTimeout(en.st, 2, 10, &tx, en.e()), abi.ErrBadArg)
 	en.is(l.TxBeginTimeout(en.st, 0, 10, nil, en.e()), abi.ErrBadArg)
 }
+
+// TestWaitSlices: a wait of 100 to 199 ms ends within 100 ms of a shared
+// clock (a slice: early rather than late), a longer one when asked; the
+// clock's ticker stops once no wait holds a slice.
+func TestWaitSlices(t *testing.T) {
+	en := newEnv(t)
+	l := en.l
+	en.set("x", num(0))
+	tx := en.begin(0)
+	var v abi.Value
+	en.ok(l.DictGet(tx, en.root(tx), str("x"), &v, en.e()))
+	en.is(l.TxRetry(tx, en.e()), abi.ErrRetry)
+	en.is(l.TxEnd(tx, abi.ErrRetry, en.e()), abi.Again)
+	for range 3 {
+		start := time.Now()
+		en.is(l.TxRestart(tx, 150, en.e()), abi.Timeout)
+		if d := time.Since(start); d > 140*time.Millisecond {
+			t.Fatalf("a wait of a slice took %v", d)
+		}
+	}
+	if !l.SlicesTicking() {
+		t.Fatal("no ticker for the slices")
+	}
+	start := time.Now()
+	en.is(l.TxRestart(tx, 250, en.e()), abi.Timeout)
+	if d := time.Since(start); d < 240*time.Millisecond {
+		t.Fatalf("a wait of 250 ms ended after %v", d)
+	}
+	en.ok(l.TxRollback(tx))
+	deadline := time.Now().Add(10 * time.Second)
+	for l.SlicesTicking() {
+		if time.Now().After(deadline) {
+			t.Fatal("the ticker of the slices runs on with no wait")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
