@@ -155,6 +155,15 @@ func (d *driver) u64() uint64 {
 	return binary.LittleEndian.Uint64(b[:])
 }
 
+// timeout is a wait's timeout: 0 to 3 ms, now and then 150 (a slice of
+// the shared clock, slices.go).
+func (d *driver) timeout() int64 {
+	if b := d.byte(); b < 252 {
+		return int64(b % 4)
+	}
+	return 150
+}
+
 // small is a small signed number, now and then a large one.
 func (d *driver) small() int64 {
 	b := d.byte()
@@ -337,7 +346,7 @@ func (d *driver) step() {
 		if op == opBegin {
 			rc = l.TxBegin(d.pick([]uint64{d.st}), flags, &h, e)
 		} else {
-			rc = l.TxBeginTimeout(d.pick([]uint64{d.st}), flags, d.small()%4, &h, e)
+			rc = l.TxBeginTimeout(d.pick([]uint64{d.st}), flags, d.timeout(), &h, e)
 		}
 		if rc == abi.OK {
 			if d.ro == nil {
@@ -350,7 +359,7 @@ func (d *driver) step() {
 		codes := []int32{abi.OK, abi.OK, abi.ErrConflict, abi.ErrRetry, abi.ErrNotFound, abi.ErrOther, abi.Again, -42}
 		rc = l.TxEnd(d.tx(), codes[d.byte()%byte(len(codes))], e)
 	case opRestart:
-		rc = l.TxRestart(d.tx(), int64(d.byte()%4), e)
+		rc = l.TxRestart(d.tx(), d.timeout(), e)
 	case opRollback:
 		rc = l.TxRollback(d.tx())
 	case opRetry:
@@ -541,9 +550,9 @@ func (d *driver) oneShot(op int, e *abi.Error) int32 {
 	if len(buf) > 0 {
 		bp = unsafe.Pointer(&buf[0])
 	}
-	timeout := int64(d.byte()%5) - 1 // -1 (without limit: the queues' try instead) to 3 ms
-	if timeout < 0 && op >= opOpQueuePut {
-		timeout = 0
+	timeout := d.timeout()
+	if b := d.byte(); b%5 == 0 && op < opOpQueuePut {
+		timeout = -1 // without limit: only where nothing waits for long
 	}
 	var rc int32
 	switch op {
@@ -678,10 +687,11 @@ func fuzzSeeds() [][]byte {
 			op(opDictContainer, first, first), str("d"), []byte{0, 0},
 			op(opDictContainer, first, first), str("q"), []byte{3, 0},
 			op(opObjID, first, 1), op(opObjID, first, 2), op(opEnd, first, 0),
-			op(opOpDictSet, first), make([]byte, 8), []byte{0, 0, 0}, str("k"), []byte{byte(abi.KindInt), 40},
-			op(opOpDictGet, first), make([]byte, 8), []byte{0, 15, 0}, str("k"),
-			op(opOpQueuePut, first), make([]byte, 8), []byte{1, 0, 1}, str("job"),
-			op(opOpQueueGet, first), make([]byte, 8), []byte{1, 15, 1},
-			op(opOpQueueGet, first), make([]byte, 8), []byte{1, 15, 2}),
+			// store, id (8 bytes), the id picked, buffer size, timeout, no "without limit"
+			op(opOpDictSet, first), make([]byte, 8), []byte{0, 0, 0, 1}, str("k"), []byte{byte(abi.KindInt), 40},
+			op(opOpDictGet, first), make([]byte, 8), []byte{0, 15, 0, 1}, str("k"),
+			op(opOpQueuePut, first), make([]byte, 8), []byte{1, 0, 1, 1}, str("job"),
+			op(opOpQueueGet, first), make([]byte, 8), []byte{1, 15, 1, 1},
+			op(opOpQueueGet, first), make([]byte, 8), []byte{1, 15, 2, 1}),
 	}
 }
