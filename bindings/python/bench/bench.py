@@ -184,24 +184,32 @@ def counter_worker(kind, where, n, start, out):
     out.put(time.perf_counter_ns() - t0)
 
 
-def bench_counter(kind, where, n, reps):
-    """Total increments/s of two processes, each n increments (median of
-    reps); and the counter's final value, checked."""
-    rates = []
+def counter_rate(kind, where, n):
+    """Total increments/s of two processes, each n increments."""
+    start, out = SPAWN.Event(), SPAWN.Queue()
+    procs = [SPAWN.Process(target=counter_worker, args=(kind, where, n, start, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    time.sleep(0.5 if kind == "lmdb" else 0.3)  # both started and warm
+    start.set()
+    elapsed = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+        if p.exitcode != 0:
+            sys.exit(f"counter worker ({kind}) failed: exit {p.exitcode}")
+    return 2 * (n - 1) / (max(elapsed) / 1e9)
+
+
+def interleaved(measures, reps):
+    """The median of reps runs of each of measures (name: function), run
+    in turn (one of each, then again): a load that comes and goes on a
+    shared machine weighs on all alike."""
+    runs = {name: [] for name in measures}
     for _ in range(reps):
-        start, out = SPAWN.Event(), SPAWN.Queue()
-        procs = [SPAWN.Process(target=counter_worker, args=(kind, where, n, start, out)) for _ in range(2)]
-        for p in procs:
-            p.start()
-        time.sleep(0.5 if kind == "lmdb" else 0.3)  # both started and warm
-        start.set()
-        elapsed = [out.get(timeout=120) for _ in procs]
-        for p in procs:
-            p.join(60)
-            if p.exitcode != 0:
-                sys.exit(f"counter worker ({kind}) failed: exit {p.exitcode}")
-        rates.append(2 * (n - 1) / (max(elapsed) / 1e9))
-    return statistics.median(rates)
+        for name, fn in measures.items():
+            runs[name].append(fn())
+    return {name: (statistics.median(r) if not isinstance(r[0], tuple)
+                   else tuple(statistics.median(x) for x in zip(*r))) for name, r in runs.items()}
 
 
 # -- queue round trip ---------------------------------------------------------
@@ -213,27 +221,23 @@ def echo_worker(q1, q2, n):
         q2.put(q1.get())
 
 
-def bench_round_trip(what, q1, q2, n, reps):
-    """p50 and mean round trip in us (median of reps): put on q1, the echo
-    process puts it back on q2, get from q2."""
+def round_trip(what, q1, q2, n):
+    """p50 and mean round trip in us: put on q1, the echo process puts it
+    back on q2, get from q2."""
     warm = 200
-    p50s, means = [], []
-    for _ in range(reps):
-        p = SPAWN.Process(target=echo_worker, args=(q1, q2, n + warm))
-        p.start()
-        rtts = []
-        for i in range(n + warm):
-            t0 = time.perf_counter_ns()
-            q1.put(i)
-            q2.get()
-            if i >= warm:
-                rtts.append(time.perf_counter_ns() - t0)
-        p.join(60)
-        if p.exitcode != 0:
-            sys.exit(f"echo worker ({what}) failed: exit {p.exitcode}")
-        p50s.append(statistics.median(rtts) / 1e3)
-        means.append(statistics.fmean(rtts) / 1e3)
-    return statistics.median(p50s), statistics.median(means)
+    p = SPAWN.Process(target=echo_worker, args=(q1, q2, n + warm))
+    p.start()
+    rtts = []
+    for i in range(n + warm):
+        t0 = time.perf_counter_ns()
+        q1.put(i)
+        q2.get()
+        if i >= warm:
+            rtts.append(time.perf_counter_ns() - t0)
+    p.join(60)
+    if p.exitcode != 0:
+        sys.exit(f"echo worker ({what}) failed: exit {p.exitcode}")
+    return statistics.median(rtts) / 1e3, statistics.fmean(rtts) / 1e3
 
 
 # -- the table ----------------------------------------------------------------
@@ -274,26 +278,28 @@ def main():
         peers["lmdb"] = bench_lmdb(os.path.join(tmp, "lmdb-ops"), n, reps) if lmdb else None
 
         st.root["counter"] = shmstore.Counter(0)
-        where = os.path.join(tmp, "bench")
-        cnt = {k: bench_counter(k, where, n_cnt, reps_cnt) for k in ("add", "iadd", "iadd_tx")}
-        expected = 2 * n_cnt * reps_cnt * len(cnt)
-        if st.root["counter"].value != expected:
-            sys.exit(f"counter is {st.root['counter'].value}, want {expected}: increments lost")
-        cnt_lmdb = None
+        where, lpath = os.path.join(tmp, "bench"), os.path.join(tmp, "lmdb-counter")
+        kinds = {k: (lambda k=k: counter_rate(k, where, n_cnt)) for k in ("add", "iadd", "iadd_tx")}
         if lmdb:
-            lpath = os.path.join(tmp, "lmdb-counter")
             env = lmdb.open(lpath, map_size=1 << 24, sync=False, metasync=False)
             with env.begin(write=True) as txn:
                 txn.put(b"n", b"0")
-            cnt_lmdb = bench_counter("lmdb", lpath, n_cnt, reps_cnt)
+            kinds["lmdb"] = lambda: counter_rate("lmdb", lpath, n_cnt)
+        cnt = interleaved(kinds, reps_cnt)
+        cnt_lmdb = cnt.pop("lmdb", None)
+        expected = 2 * n_cnt * reps_cnt * len(cnt)
+        if st.root["counter"].value != expected:
+            sys.exit(f"counter is {st.root['counter'].value}, want {expected}: increments lost")
+        if lmdb:
             with env.begin() as txn:
                 if int(txn.get(b"n")) != 2 * n_cnt * reps_cnt:
                     sys.exit("LMDB counter lost increments")
             env.close()
 
-        q1, q2 = st.root.queue("q1"), st.root.queue("q2")
-        rt = bench_round_trip("shmstore", q1, q2, n_rt, reps_rt)
-        rt_mp = bench_round_trip("mp", SPAWN.Queue(), SPAWN.Queue(), n_rt, reps_rt)
+        q1, q2, m1, m2 = st.root.queue("q1"), st.root.queue("q2"), SPAWN.Queue(), SPAWN.Queue()
+        rts = interleaved({"shmstore": lambda: round_trip("shmstore", q1, q2, n_rt),
+                           "mp": lambda: round_trip("mp", m1, m2, n_rt)}, reps_rt)
+        rt, rt_mp = rts["shmstore"], rts["mp"]
         st.check()
         st.close()
     finally:
