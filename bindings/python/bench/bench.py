@@ -348,7 +348,7 @@ def main():
     print(f"ratio: how many times the peer's time (or, for the counter, shmstore's rate) the other's; "
           f"median of {reps} runs ({reps_cnt} for the counter, {reps_rt} for the queue); Manager and "
           f"ShareableList have no transactions (the same figure in both rows of an operation).")
-    print(f"floor: an empty call of the library (shm_abi_version) from C: {call_nogil:.0f} ns with the GIL "
+    print(f"floor: an empty call of the library (shm_abi_version, in a C loop): {call_nogil:.0f} ns with the GIL "
           f"released around it, {call_gil:.0f} ns holding it.")
     print(f"load average {loadavg()} (after)")
 
