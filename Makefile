@@ -11,7 +11,7 @@ DEMO_STORE    ?= demo
 CONCURRENT    := ./shm/ ./alloc/ ./handle/ ./ipc/ ./reclaim/ ./txn/ ./objects/ ./cmd/shmctl/ ./internal/proctest/ ./e2e/ ./bindings/capi/abi/ .
 
 .DEFAULT_GOAL := help
-.PHONY: help check-platform check-cc build lib test test-unit test-race lint demo bench fuzz clean python python-deps python-bench-deps test-python
+.PHONY: help check-platform check-cc build lib test test-unit test-race lint demo bench fuzz clean python python-deps python-bench-deps python-bench test-python
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -118,6 +118,9 @@ python-bench-deps: ## the Debian packages of the Python benchmarks (python3-lmdb
 
 python: lib python-deps ## build the Python binding in place (bindings/python/shmstore: the extension beside libshmstore.so)
 	cd bindings/python && SHMSTORE_PREBUILT_LIB=$(CURDIR)/$(LIB) $(PYTHON) setup.py -q build_ext --inplace
+
+python-bench: python python-bench-deps ## the Python binding against its peers (dict, LMDB, Manager, ShareableList, multiprocessing.Queue): one table
+	PYTHONPATH=bindings/python $(PYTHON) bindings/python/bench/bench.py
 
 test-python: python build ## the Python binding's tests (pytest, under 2 minutes; bin/shmctl for the Go+Python ones)
 	cd bindings/python && SHMCTL=$(CURDIR)/$(SHMCTL) $(PYTHON) -m pytest -q -p no:cacheprovider tests

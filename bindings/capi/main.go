@@ -77,12 +77,16 @@ var (
 	_ = [1]struct{}{}[C.SHM_ABI_VERSION-abi.Version]
 	_ = [1]struct{}{}[C.SHM_ERR_OTHER-abi.ErrOther]
 	_ = [1]struct{}{}[C.SHM_ERR_OVERFLOW-abi.ErrOverflow]
+	_ = [1]struct{}{}[C.SHM_ERR_RETRY_NOTHING-abi.ErrRetryNothing]
 	_ = [1]struct{}{}[C.SHM_QUEUE-abi.KindQueue]
 )
 
-// lib is the library's one abi.Lib, made at load: its pid is the one a
-// forked child is told apart by.
-var lib = abi.New(abi.Config{NewBuffer: func() abi.Buffer { return &cBuffer{} }})
+// lib is the library's one abi.Lib, made at load; a forked child is told
+// apart by the flag fork.go's pthread_atfork handler sets.
+var lib = abi.New(abi.Config{
+	NewBuffer: func() abi.Buffer { return &cBuffer{} },
+	Forked:    forked,
+})
 
 // cBuffer is a transaction's out-buffer in C memory (C.malloc), owned by
 // the transaction: C reads it until its next call with the transaction,
@@ -167,6 +171,14 @@ func shm_check(s C.shm_store, err *C.shm_error) C.int32_t {
 	return C.int32_t(lib.Check(uint64(s), errp(err)))
 }
 
+// shm_recover repairs what dead processes left behind and writes how many
+// into the caller's *recovered.
+//
+//export shm_recover
+func shm_recover(s C.shm_store, recovered *C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.Recover(uint64(s), i64p(recovered), errp(err)))
+}
+
 // shm_store_path copies the store's directory into buf, the caller's, of
 // capacity bytes (NUL-terminated, truncated to fit).
 //
@@ -189,6 +201,14 @@ func shm_store_stats(s C.shm_store, used *C.int64_t, maxBytes *C.int64_t, err *C
 //export shm_tx_begin
 func shm_tx_begin(s C.shm_store, flags C.int32_t, out *C.shm_tx, err *C.shm_error) C.int32_t {
 	return C.int32_t(lib.TxBegin(uint64(s), int32(flags), u64p(out), errp(err)))
+}
+
+// shm_tx_begin_timeout is shm_tx_begin that waits at most timeout_ms for
+// a slot (SHM_TIMEOUT: call it again).
+//
+//export shm_tx_begin_timeout
+func shm_tx_begin_timeout(s C.shm_store, flags C.int32_t, timeout_ms C.int64_t, out *C.shm_tx, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.TxBeginTimeout(uint64(s), int32(flags), int64(timeout_ms), u64p(out), errp(err)))
 }
 
 // shm_tx_end ends the attempt whose body returned body_rc: SHM_OK,
@@ -450,6 +470,14 @@ func shm_queue_get(tx C.shm_tx, q C.shm_obj, try_only C.int32_t, out *C.shm_valu
 	return C.int32_t(lib.QueueGet(uint64(tx), uint64(q), int32(try_only), valp(out), errp(err)))
 }
 
+// shm_queue_peek writes item i of the queue (without taking it) into the
+// caller's *out.
+//
+//export shm_queue_peek
+func shm_queue_peek(tx C.shm_tx, q C.shm_obj, i C.int64_t, out *C.shm_value, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.QueuePeek(uint64(tx), uint64(q), int64(i), valp(out), errp(err)))
+}
+
 // shm_queue_len writes the number of items into *out.
 //
 //export shm_queue_len
@@ -462,4 +490,60 @@ func shm_queue_len(tx C.shm_tx, q C.shm_obj, out *C.int64_t, err *C.shm_error) C
 //export shm_queue_cap
 func shm_queue_cap(tx C.shm_tx, q C.shm_obj, out *C.int64_t, err *C.shm_error) C.int32_t {
 	return C.int32_t(lib.QueueCap(uint64(tx), uint64(q), i64p(out), errp(err)))
+}
+
+// The one-shot operations: one call, one transaction of its own. Keys
+// and values are the caller's, read during the call; buf is the caller's,
+// written during the call (a String or Bytes out-value points into it).
+
+// shm_op_dict_get reads the value under key in the Dict id.
+//
+//export shm_op_dict_get
+func shm_op_dict_get(s C.shm_store, d C.uint64_t, key *C.shm_cvalue, timeout_ms C.int64_t, out *C.shm_value, buf *C.char, capacity C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.OpDictGet(uint64(s), uint64(d), cvalp(key), int64(timeout_ms), valp(out), unsafe.Pointer(buf), int64(capacity), errp(err)))
+}
+
+// shm_op_dict_set sets key to val in the Dict id.
+//
+//export shm_op_dict_set
+func shm_op_dict_set(s C.shm_store, d C.uint64_t, key *C.shm_cvalue, val *C.shm_cvalue, timeout_ms C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.OpDictSet(uint64(s), uint64(d), cvalp(key), cvalp(val), int64(timeout_ms), errp(err)))
+}
+
+// shm_op_dict_delete removes key from the Dict id.
+//
+//export shm_op_dict_delete
+func shm_op_dict_delete(s C.shm_store, d C.uint64_t, key *C.shm_cvalue, timeout_ms C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.OpDictDelete(uint64(s), uint64(d), cvalp(key), int64(timeout_ms), errp(err)))
+}
+
+// shm_op_counter_get writes the Counter id's value into *out.
+//
+//export shm_op_counter_get
+func shm_op_counter_get(s C.shm_store, c C.uint64_t, timeout_ms C.int64_t, out *C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.OpCounterGet(uint64(s), uint64(c), int64(timeout_ms), i64p(out), errp(err)))
+}
+
+// shm_op_counter_add adds n to the Counter id (*out: the new value,
+// unless blind).
+//
+//export shm_op_counter_add
+func shm_op_counter_add(s C.shm_store, c C.uint64_t, n C.int64_t, blind C.int32_t, timeout_ms C.int64_t, out *C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.OpCounterAdd(uint64(s), uint64(c), int64(n), int32(blind), int64(timeout_ms), i64p(out), errp(err)))
+}
+
+// shm_op_queue_put puts val on the Queue id, waiting at most timeout_ms
+// while it is full.
+//
+//export shm_op_queue_put
+func shm_op_queue_put(s C.shm_store, q C.uint64_t, val *C.shm_cvalue, timeout_ms C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.OpQueuePut(uint64(s), uint64(q), cvalp(val), int64(timeout_ms), errp(err)))
+}
+
+// shm_op_queue_get takes the first item of the Queue id, waiting at most
+// timeout_ms while it is empty.
+//
+//export shm_op_queue_get
+func shm_op_queue_get(s C.shm_store, q C.uint64_t, timeout_ms C.int64_t, out *C.shm_value, buf *C.char, capacity C.int64_t, err *C.shm_error) C.int32_t {
+	return C.int32_t(lib.OpQueueGet(uint64(s), uint64(q), int64(timeout_ms), valp(out), unsafe.Pointer(buf), int64(capacity), errp(err)))
 }

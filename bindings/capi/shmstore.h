@@ -2,7 +2,10 @@
  * shmstore.h: the C ABI of libshmstore.so, the shmstore shared-memory
  * object store built from Go with -buildmode=c-shared.
  *
- * ABI version 1. Check shm_abi_version() == SHM_ABI_VERSION at load time.
+ * ABI version 2. Check shm_abi_version() == SHM_ABI_VERSION at load time.
+ * Version 2 added SHM_ERR_RETRY_NOTHING (version 1 answered SHM_ERR_OTHER
+ * there), shm_recover, shm_queue_peek, shm_tx_begin_timeout, SHM_SHORT
+ * and the one-shot operations (shm_op_*).
  *
  * Model
  *   - Opaque 64-bit handles cross the boundary, never pointers into Go
@@ -31,9 +34,16 @@
  *     SHM_ERR_TX_CLOSED. To keep a container across transactions, keep its
  *     id (shm_obj_id) and reopen it with shm_tx_open.
  *   - A transaction is used by one thread at a time. Stores are shared by
- *     all threads. Blocking calls (shm_tx_restart, and shm_tx_begin while
- *     the process's slots are all in use) do not hold any lock of the
- *     caller's; the caller releases its own (Python: the GIL) around them.
+ *     all threads. Blocking calls (shm_tx_restart, and shm_tx_begin and
+ *     shm_tx_begin_timeout while the process's slots are all in use) do
+ *     not hold any lock of the caller's; the caller releases its own
+ *     (Python: the GIL) around them.
+ *   - Timeouts (timeout_ms): < 0 waits without limit; 0 the shortest wait
+ *     (1 ms; a one-shot queue call does not wait then). A timeout of 100
+ *     to 199 ms, the slice of a caller that checks for signals between
+ *     calls, is kept by a clock the library shares between such calls (a
+ *     timer per call would cost more than the call): the wait ends within
+ *     100 ms, sooner than asked rather than later. Others end when asked.
  *   - fork(): a child of a process that has loaded this library must not
  *     call it (the Go runtime does not survive fork). Every entry point
  *     returns SHM_ERR_FORKED in such a child; callers should also refuse
@@ -64,7 +74,7 @@
 extern "C" {
 #endif
 
-#define SHM_ABI_VERSION 1
+#define SHM_ABI_VERSION 2
 
 typedef uint64_t shm_store;
 typedef uint64_t shm_tx;
@@ -76,6 +86,7 @@ enum {
     SHM_AGAIN   = 1,  /* shm_tx_end: restart (shm_tx_restart) and run the body again */
     SHM_TIMEOUT = 2,  /* shm_tx_restart: still waiting; call it again */
     SHM_FALSE   = 3,  /* a try-operation found nothing to do (queue empty or full) */
+    SHM_SHORT   = 4,  /* a one-shot call could not pass its value out: see shm_op_* */
 
     SHM_ERR_NOT_FOUND  = -1,  /* no such key, field or store path element (KeyError) */
     SHM_ERR_RANGE      = -2,  /* index out of range (IndexError) */
@@ -96,6 +107,8 @@ enum {
     SHM_ERR_BAD_ARG    = -17, /* a bad handle, option or argument */
     SHM_ERR_IN_USE     = -18, /* remove: live processes are attached */
     SHM_ERR_OVERFLOW   = -19, /* an integer beyond int64 (the caller's check; OverflowError) */
+    SHM_ERR_RETRY_NOTHING = -20, /* shm_tx_end: the body retried but its attempt read nothing,
+                                    so no commit could ever wake it: the transaction is over */
     SHM_ERR_OTHER      = -100 /* anything else (the message says) */
 };
 
@@ -145,13 +158,23 @@ int32_t shm_open(const char *name, const shm_options *opts, shm_store *out, shm_
 int32_t shm_close(shm_store s, shm_error *err);                 /* fails while transactions run */
 int32_t shm_remove(const char *name, const char *dir, int32_t force, shm_error *err);
 int32_t shm_check(shm_store s, shm_error *err);                 /* SHM_OK, or SHM_ERR_OTHER listing problems */
+/* Repairs what dead processes (killed in the middle of a transaction, say)
+ * left behind and writes how many it recovered into *recovered. Opening a
+ * store does this too, and so does any process that waits on a dead one's
+ * lock; shm_check does not. */
+int32_t shm_recover(shm_store s, int64_t *recovered, shm_error *err);
 /* The store's identity (stable across processes): its directory path, for
  * pickling proxies. Copied into buf (NUL-terminated, truncated). */
 int32_t shm_store_path(shm_store s, char *buf, size_t cap, shm_error *err);
 int32_t shm_store_stats(shm_store s, int64_t *used_bytes, int64_t *max_bytes, shm_error *err);
 
-/* Transactions. flags: 1 = read-only. */
+/* Transactions. flags: 1 = read-only. shm_tx_begin waits while the
+ * process's transaction slots (16 by default) are all in use;
+ * shm_tx_begin_timeout waits at most timeout_ms (see Timeouts), then
+ * returns SHM_TIMEOUT (nothing begun, *out untouched): call it again,
+ * checking for signals between calls, as with shm_tx_restart. */
 int32_t shm_tx_begin(shm_store s, int32_t flags, shm_tx *out, shm_error *err);
+int32_t shm_tx_begin_timeout(shm_store s, int32_t flags, int64_t timeout_ms, shm_tx *out, shm_error *err);
 int32_t shm_tx_end(shm_tx tx, int32_t body_rc, shm_error *err);     /* SHM_OK, SHM_AGAIN, or < 0 (over) */
 int32_t shm_tx_restart(shm_tx tx, int64_t timeout_ms, shm_error *err); /* SHM_OK, SHM_TIMEOUT, or < 0 */
 int32_t shm_tx_rollback(shm_tx tx);                                  /* always SHM_OK; tx is over */
@@ -210,8 +233,47 @@ int32_t shm_counter_add_blind(shm_tx tx, shm_obj c, int64_t n, shm_error *err); 
  * transaction's; try_ variants return SHM_FALSE instead). */
 int32_t shm_queue_put(shm_tx tx, shm_obj q, const shm_value *val, int32_t try_only, shm_error *err);
 int32_t shm_queue_get(shm_tx tx, shm_obj q, int32_t try_only, shm_value *out, shm_error *err);
+/* Item i (0: the one the next get takes; negative counts from the end),
+ * not taken: a read of the queue, as shm_list_get; SHM_ERR_RANGE outside it. */
+int32_t shm_queue_peek(shm_tx tx, shm_obj q, int64_t i, shm_value *out, shm_error *err);
 int32_t shm_queue_len(shm_tx tx, shm_obj q, int64_t *out, shm_error *err);
 int32_t shm_queue_cap(shm_tx tx, shm_obj q, int64_t *out, shm_error *err);
+
+/* One-shot operations: one operation in a transaction of its own, in one
+ * call, with the retry loop inside the library (it runs nothing of the
+ * caller's, so it may): what a caller outside a transaction would do
+ * with shm_tx_begin, shm_tx_open, the operation and shm_tx_end, in one
+ * call instead of four. The container is named by its id (shm_obj_id),
+ * and so is a container value, in (val->obj: an id, linked as
+ * shm_dict_set links an object) and out (out->obj: an id, to open with
+ * shm_tx_open): no transaction outlives the call.
+ *
+ * A String or Bytes out-value is copied into the caller's buf of cap
+ * bytes, NUL-terminated, out->str pointing at it. When it does not fit
+ * (len + 1 > cap), the call does nothing and returns SHM_SHORT with
+ * out->kind and out->len (the bytes needed, less the NUL) filled: call
+ * again with a larger buffer. out is written on SHM_OK and SHM_SHORT.
+ *
+ * Waits: each call waits while the process's transaction slots are all
+ * in use, and the queue operations while the queue is full (put) or
+ * empty (get); at most timeout_ms (see Timeouts), then SHM_TIMEOUT,
+ * nothing done: call again, checking for signals between calls. A queue
+ * operation with timeout_ms 0 does not wait for the queue (SHM_FALSE when
+ * it is full or empty). Any call may also wait a moment for a word
+ * another transaction holds (release the caller's locks around it). */
+int32_t shm_op_dict_get(shm_store s, uint64_t d, const shm_value *key, int64_t timeout_ms,
+                        shm_value *out, char *buf, int64_t cap, shm_error *err); /* read-only; SHM_ERR_NOT_FOUND if absent */
+int32_t shm_op_dict_set(shm_store s, uint64_t d, const shm_value *key, const shm_value *val, int64_t timeout_ms, shm_error *err);
+int32_t shm_op_dict_delete(shm_store s, uint64_t d, const shm_value *key, int64_t timeout_ms, shm_error *err); /* SHM_ERR_NOT_FOUND if absent */
+int32_t shm_op_counter_get(shm_store s, uint64_t c, int64_t timeout_ms, int64_t *out, shm_error *err); /* read-only */
+/* out: the new value (a read: concurrent adds conflict, and the call runs
+ * again); blind != 0 adds without reading (never conflicts), out may be NULL. */
+int32_t shm_op_counter_add(shm_store s, uint64_t c, int64_t n, int32_t blind, int64_t timeout_ms, int64_t *out, shm_error *err);
+int32_t shm_op_queue_put(shm_store s, uint64_t q, const shm_value *val, int64_t timeout_ms, shm_error *err);
+/* A container item is not taken (taken, it would be freed at commit):
+ * SHM_SHORT with out->kind its kind and out->len 0; take it in a
+ * transaction (shm_queue_get), which can read it before it commits. */
+int32_t shm_op_queue_get(shm_store s, uint64_t q, int64_t timeout_ms, shm_value *out, char *buf, int64_t cap, shm_error *err);
 
 #ifdef __cplusplus
 }

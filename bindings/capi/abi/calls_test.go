@@ -3,6 +3,7 @@
 package abi_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
@@ -114,6 +115,9 @@ var objCalls = func() []objCall {
 		{"shm_queue_get", abi.KindQueue,
 			func(l *abi.Lib, tx, o uint64, e *abi.Error) int32 { return l.QueueGet(tx, o, 1, &v, e) },
 			func(l *abi.Lib, tx, o uint64, e *abi.Error) int32 { return l.QueueGet(tx, o, 1, nil, e) }},
+		{"shm_queue_peek", abi.KindQueue,
+			func(l *abi.Lib, tx, o uint64, e *abi.Error) int32 { return l.QueuePeek(tx, o, 0, &v, e) },
+			func(l *abi.Lib, tx, o uint64, e *abi.Error) int32 { return l.QueuePeek(tx, o, 0, nil, e) }},
 		{"shm_queue_len", abi.KindQueue,
 			func(l *abi.Lib, tx, o uint64, e *abi.Error) int32 { return l.QueueLen(tx, o, &n, e) },
 			func(l *abi.Lib, tx, o uint64, e *abi.Error) int32 { return l.QueueLen(tx, o, nil, e) }},
@@ -286,13 +290,33 @@ func TestEveryCallChecksItsArguments(t *testing.T) {
 	en.is(l.Close(en.st, en.e()), abi.ErrForked)
 	en.is(l.Remove(cs("t"), cs(en.dir), 0, en.e()), abi.ErrForked)
 	en.is(l.Check(en.st, en.e()), abi.ErrForked)
+	en.is(l.Recover(en.st, &n, en.e()), abi.ErrForked)
 	en.is(l.StorePath(en.st, unsafe.Pointer(&buf[0]), 8, en.e()), abi.ErrForked)
 	en.is(l.StoreStats(en.st, &n, &m, en.e()), abi.ErrForked)
 	en.is(l.TxBegin(en.st, 0, &h, en.e()), abi.ErrForked)
+	en.is(l.TxBeginTimeout(en.st, 0, 10, &h, en.e()), abi.ErrForked)
 	en.is(l.TxEnd(tx, 0, en.e()), abi.ErrForked)
 	en.is(l.TxRestart(tx, 0, en.e()), abi.ErrForked)
 	if rc := l.TxRollback(tx); rc != abi.ErrForked {
 		t.Fatalf("rollback in a forked child: %s", abi.CodeName(rc))
 	}
 	l.SetPid(pid)
+}
+
+// TestForkedHook: with Config.Forked, a Lib asks it instead of getpid(2):
+// once it says so, every call answers ErrForked.
+func TestForkedHook(t *testing.T) {
+	var child atomic.Bool
+	en := newEnvConfig(t, abi.Config{Forked: child.Load})
+	l := en.l
+	var tx uint64
+	var n int64
+	en.ok(l.TxBegin(en.st, 0, &tx, en.e()))
+	en.ok(l.TxRollback(tx))
+	child.Store(true)
+	en.is(l.TxBegin(en.st, 0, &tx, en.e()), abi.ErrForked)
+	en.is(l.Recover(en.st, &n, en.e()), abi.ErrForked)
+	en.is(l.OpCounterGet(en.st, 1, -1, &n, en.e()), abi.ErrForked)
+	en.is(l.Close(en.st, en.e()), abi.ErrForked)
+	child.Store(false)
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // Version is the ABI version, SHM_ABI_VERSION of shmstore.h.
-const Version = 1
+const Version = 2
 
 // Result codes (shmstore.h's SHM_OK ... SHM_ERR_OTHER): 0, a positive
 // status, or a negative error.
@@ -22,27 +22,29 @@ const (
 	Again   int32 = 1 // SHM_AGAIN: restart and run the body again
 	Timeout int32 = 2 // SHM_TIMEOUT: shm_tx_restart still waiting
 	False   int32 = 3 // SHM_FALSE: a try-operation found nothing to do
+	Short   int32 = 4 // SHM_SHORT: a one-shot call could not pass its value out
 
-	ErrNotFound   int32 = -1   // SHM_ERR_NOT_FOUND
-	ErrRange      int32 = -2   // SHM_ERR_RANGE
-	ErrType       int32 = -3   // SHM_ERR_TYPE
-	ErrConflict   int32 = -4   // SHM_ERR_CONFLICT
-	ErrRetry      int32 = -5   // SHM_ERR_RETRY
-	ErrTxClosed   int32 = -6   // SHM_ERR_TX_CLOSED
-	ErrStale      int32 = -7   // SHM_ERR_STALE
-	ErrNoMemory   int32 = -8   // SHM_ERR_NO_MEMORY
-	ErrTooLarge   int32 = -9   // SHM_ERR_TOO_LARGE
-	ErrReadOnly   int32 = -10  // SHM_ERR_READ_ONLY
-	ErrNoStore    int32 = -11  // SHM_ERR_NO_STORE
-	ErrExists     int32 = -12  // SHM_ERR_EXISTS
-	ErrDamaged    int32 = -13  // SHM_ERR_DAMAGED
-	ErrClosed     int32 = -14  // SHM_ERR_CLOSED
-	ErrForked     int32 = -15  // SHM_ERR_FORKED
-	ErrPermission int32 = -16  // SHM_ERR_PERMISSION
-	ErrBadArg     int32 = -17  // SHM_ERR_BAD_ARG
-	ErrInUse      int32 = -18  // SHM_ERR_IN_USE
-	ErrOverflow   int32 = -19  // SHM_ERR_OVERFLOW (the caller's own check; never returned here)
-	ErrOther      int32 = -100 // SHM_ERR_OTHER
+	ErrNotFound     int32 = -1   // SHM_ERR_NOT_FOUND
+	ErrRange        int32 = -2   // SHM_ERR_RANGE
+	ErrType         int32 = -3   // SHM_ERR_TYPE
+	ErrConflict     int32 = -4   // SHM_ERR_CONFLICT
+	ErrRetry        int32 = -5   // SHM_ERR_RETRY
+	ErrTxClosed     int32 = -6   // SHM_ERR_TX_CLOSED
+	ErrStale        int32 = -7   // SHM_ERR_STALE
+	ErrNoMemory     int32 = -8   // SHM_ERR_NO_MEMORY
+	ErrTooLarge     int32 = -9   // SHM_ERR_TOO_LARGE
+	ErrReadOnly     int32 = -10  // SHM_ERR_READ_ONLY
+	ErrNoStore      int32 = -11  // SHM_ERR_NO_STORE
+	ErrExists       int32 = -12  // SHM_ERR_EXISTS
+	ErrDamaged      int32 = -13  // SHM_ERR_DAMAGED
+	ErrClosed       int32 = -14  // SHM_ERR_CLOSED
+	ErrForked       int32 = -15  // SHM_ERR_FORKED
+	ErrPermission   int32 = -16  // SHM_ERR_PERMISSION
+	ErrBadArg       int32 = -17  // SHM_ERR_BAD_ARG
+	ErrInUse        int32 = -18  // SHM_ERR_IN_USE
+	ErrOverflow     int32 = -19  // SHM_ERR_OVERFLOW (the caller's own check; never returned here)
+	ErrRetryNothing int32 = -20  // SHM_ERR_RETRY_NOTHING
+	ErrOther        int32 = -100 // SHM_ERR_OTHER
 )
 
 // Value kinds (SHM_NONE ... SHM_QUEUE): the store's Kind numbers, and
@@ -72,7 +74,7 @@ const (
 
 // Defined reports whether code is one of the codes above.
 func Defined(code int32) bool {
-	return code >= OK && code <= False || code >= ErrOverflow && code <= ErrNotFound || code == ErrOther
+	return code >= OK && code <= Short || code >= ErrRetryNothing && code <= ErrNotFound || code == ErrOther
 }
 
 // CodeName names a code as shmstore.h does ("SHM_ERR_TYPE").
@@ -84,14 +86,14 @@ func CodeName(code int32) string {
 }
 
 var codeNames = map[int32]string{
-	OK: "SHM_OK", Again: "SHM_AGAIN", Timeout: "SHM_TIMEOUT", False: "SHM_FALSE",
+	OK: "SHM_OK", Again: "SHM_AGAIN", Timeout: "SHM_TIMEOUT", False: "SHM_FALSE", Short: "SHM_SHORT",
 	ErrNotFound: "SHM_ERR_NOT_FOUND", ErrRange: "SHM_ERR_RANGE", ErrType: "SHM_ERR_TYPE",
 	ErrConflict: "SHM_ERR_CONFLICT", ErrRetry: "SHM_ERR_RETRY", ErrTxClosed: "SHM_ERR_TX_CLOSED",
 	ErrStale: "SHM_ERR_STALE", ErrNoMemory: "SHM_ERR_NO_MEMORY", ErrTooLarge: "SHM_ERR_TOO_LARGE",
 	ErrReadOnly: "SHM_ERR_READ_ONLY", ErrNoStore: "SHM_ERR_NO_STORE", ErrExists: "SHM_ERR_EXISTS",
 	ErrDamaged: "SHM_ERR_DAMAGED", ErrClosed: "SHM_ERR_CLOSED", ErrForked: "SHM_ERR_FORKED",
 	ErrPermission: "SHM_ERR_PERMISSION", ErrBadArg: "SHM_ERR_BAD_ARG", ErrInUse: "SHM_ERR_IN_USE",
-	ErrOverflow: "SHM_ERR_OVERFLOW", ErrOther: "SHM_ERR_OTHER",
+	ErrOverflow: "SHM_ERR_OVERFLOW", ErrRetryNothing: "SHM_ERR_RETRY_NOTHING", ErrOther: "SHM_ERR_OTHER",
 }
 
 // MsgSize is the size of Error.Msg (shm_error.msg).
@@ -150,7 +152,7 @@ func failf(code int32, format string, args ...any) error {
 // badArg is failf with ErrBadArg.
 func badArg(format string, args ...any) error { return failf(ErrBadArg, "shmstore: "+format, args...) }
 
-// status is a positive result (False, Timeout, Again) that travels as an
+// status is a positive result (False, Timeout, Again, Short) that travels as an
 // error through the call wrappers; it is no failure and fills no Error.
 type status int32
 
@@ -180,6 +182,7 @@ var sentinels = []struct {
 	{shmstore.ErrForked, ErrForked},
 	{shmstore.ErrClosed, ErrClosed},
 	{shmstore.ErrConflict, ErrConflict},
+	{shmstore.ErrRetryNothing, ErrRetryNothing},
 	{shmstore.ErrRetry, ErrRetry},
 	{shmstore.ErrTxClosed, ErrTxClosed},
 	{txn.ErrDone, ErrTxClosed},
@@ -201,6 +204,7 @@ var sentinels = []struct {
 	{shmstore.ErrBadOption, ErrBadArg},
 	{shmstore.ErrInUse, ErrInUse},
 	{context.DeadlineExceeded, Timeout},
+	{context.Canceled, Timeout}, // a wait's slice ended (slices.go)
 }
 
 // Code is the result code for err: OK for nil, a status's own, a

@@ -13,3 +13,10 @@ func SetError(e *Error, code int32, msg string) { e.set(code, msg) }
 
 // Attempt is the number of the attempt an object handle names.
 func Attempt(h uint64) uint64 { a, _, _ := splitObj(h); return a }
+
+// SlicesTicking reports whether l's ticker of wait slices runs.
+func (l *Lib) SlicesTicking() bool {
+	l.slices.mu.Lock()
+	defer l.slices.mu.Unlock()
+	return l.slices.cur != nil
+}

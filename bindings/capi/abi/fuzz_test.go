@@ -27,8 +27,11 @@ import (
 // One goroutine runs several transactions at once, so the driver avoids
 // what would make it wait on itself: it keeps fewer transactions than a
 // process's slots, never lets a read-only one (which may lock what it
-// read after 8 aborts) run beside another, and restarts with timeouts of
-// a few milliseconds.
+// read after 8 aborts) run beside another, restarts with timeouts of a
+// few milliseconds, and makes the one-shot calls (shm_op_*, each a
+// transaction of its own) only beside no read-only transaction, and
+// those that write (whose commit would wait for a transaction of its own
+// that took the fairness token) only when none is under way.
 func FuzzABI(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s)
@@ -97,6 +100,15 @@ const (
 	opQueueCap
 	opStore
 	opCloseReopen
+	opQueuePeek
+	opBeginTimeout
+	opOpDictGet
+	opOpDictSet
+	opOpDictDelete
+	opOpCounterGet
+	opOpCounterAdd
+	opOpQueuePut
+	opOpQueueGet
 	opCount
 )
 
@@ -141,6 +153,15 @@ func (d *driver) u64() uint64 {
 	n := copy(b[:], d.in)
 	d.in = d.in[n:]
 	return binary.LittleEndian.Uint64(b[:])
+}
+
+// timeout is a wait's timeout: 0 to 3 ms, now and then 150 (a slice of
+// the shared clock, slices.go).
+func (d *driver) timeout() int64 {
+	if b := d.byte(); b < 252 {
+		return int64(b % 4)
+	}
+	return 150
 }
 
 // small is a small signed number, now and then a large one.
@@ -316,13 +337,18 @@ func (d *driver) step() {
 	var n, m int64
 	var h uint64
 	switch op {
-	case opBegin:
+	case opBegin, opBeginTimeout:
 		flags := int32(d.byte() % 3)
 		live, ro := d.live()
 		if live >= 4 || ro || flags == 1 && live > 0 {
 			return
 		}
-		if rc = l.TxBegin(d.pick([]uint64{d.st}), flags, &h, e); rc == abi.OK {
+		if op == opBegin {
+			rc = l.TxBegin(d.pick([]uint64{d.st}), flags, &h, e)
+		} else {
+			rc = l.TxBeginTimeout(d.pick([]uint64{d.st}), flags, d.timeout(), &h, e)
+		}
+		if rc == abi.OK {
 			if d.ro == nil {
 				d.ro = map[uint64]bool{}
 			}
@@ -333,7 +359,7 @@ func (d *driver) step() {
 		codes := []int32{abi.OK, abi.OK, abi.ErrConflict, abi.ErrRetry, abi.ErrNotFound, abi.ErrOther, abi.Again, -42}
 		rc = l.TxEnd(d.tx(), codes[d.byte()%byte(len(codes))], e)
 	case opRestart:
-		rc = l.TxRestart(d.tx(), int64(d.byte()%4), e)
+		rc = l.TxRestart(d.tx(), d.timeout(), e)
 	case opRollback:
 		rc = l.TxRollback(d.tx())
 	case opRetry:
@@ -467,13 +493,19 @@ func (d *driver) step() {
 		if rc = l.QueueGet(d.tx(), d.obj(), int32(d.byte()%2), &v, e); rc == abi.OK {
 			d.out(&v)
 		}
+	case opOpDictGet, opOpDictSet, opOpDictDelete, opOpCounterGet, opOpCounterAdd, opOpQueuePut, opOpQueueGet:
+		rc = d.oneShot(op, e)
+	case opQueuePeek:
+		if rc = l.QueuePeek(d.tx(), d.obj(), d.small(), &v, e); rc == abi.OK {
+			d.out(&v)
+		}
 	case opQueueLen:
 		rc = l.QueueLen(d.tx(), d.obj(), &n, e)
 	case opQueueCap:
 		rc = l.QueueCap(d.tx(), d.obj(), &n, e)
 	case opStore:
 		s := d.pick([]uint64{d.st})
-		switch d.byte() % 3 {
+		switch d.byte() % 4 {
 		case 0:
 			rc = l.StoreStats(s, &n, &m, e)
 		case 1:
@@ -484,6 +516,10 @@ func (d *driver) step() {
 			if rc == abi.ErrOther {
 				d.t.Fatalf("check during the run: %s", e.Message())
 			}
+		case 3:
+			if rc = l.Recover(s, &n, e); rc == abi.OK && n != 0 {
+				d.t.Fatalf("recovered %d processes: none died", n)
+			}
 		}
 	case opCloseReopen:
 		if rc = l.Close(d.st, e); rc == abi.OK {
@@ -493,6 +529,71 @@ func (d *driver) step() {
 		}
 	}
 	d.check(op, rc, e)
+}
+
+// oneShot makes a one-shot call (see FuzzABI for when it may).
+func (d *driver) oneShot(op int, e *abi.Error) int32 {
+	live, ro := d.live()
+	writes := op != opOpDictGet && op != opOpCounterGet
+	if ro || writes && live > 0 {
+		return abi.OK
+	}
+	l, st := d.l, d.pick([]uint64{d.st})
+	id := d.u64()
+	if b := d.byte(); b < 220 && len(d.ids) > 0 {
+		id = d.ids[int(b)%len(d.ids)]
+	}
+	var v abi.Value
+	var n int64
+	buf := make([]byte, d.byte()%16)
+	var bp unsafe.Pointer
+	if len(buf) > 0 {
+		bp = unsafe.Pointer(&buf[0])
+	}
+	timeout := d.timeout()
+	if b := d.byte(); b%5 == 0 && op < opOpQueuePut {
+		timeout = -1 // without limit: only where nothing waits for long
+	}
+	var rc int32
+	switch op {
+	case opOpDictGet:
+		rc = l.OpDictGet(st, id, d.value(), timeout, &v, bp, int64(len(buf)), e)
+	case opOpDictSet:
+		rc = l.OpDictSet(st, id, d.value(), d.onceValue(), timeout, e)
+	case opOpDictDelete:
+		rc = l.OpDictDelete(st, id, d.value(), timeout, e)
+	case opOpCounterGet:
+		rc = l.OpCounterGet(st, id, timeout, &n, e)
+	case opOpCounterAdd:
+		rc = l.OpCounterAdd(st, id, d.small(), int32(d.byte()%2), timeout, &n, e)
+	case opOpQueuePut:
+		rc = l.OpQueuePut(st, id, d.onceValue(), timeout, e)
+	case opOpQueueGet:
+		rc = l.OpQueueGet(st, id, timeout, &v, bp, int64(len(buf)), e)
+	}
+	if rc == abi.OK && (op == opOpDictGet || op == opOpQueueGet) {
+		switch {
+		case v.Kind >= abi.KindDict:
+			d.ids = append(d.ids, v.Obj) // an id: there is no transaction after the call
+		case v.Kind == abi.KindString || v.Kind == abi.KindBytes:
+			if v.Len > 0 && v.Str != bp || v.Len >= int64(len(buf)) || buf[v.Len] != 0 {
+				d.t.Fatalf("one-shot String out-value %+v in a buffer of %d", v, len(buf))
+			}
+		}
+	}
+	if rc == abi.Short && v.Kind != abi.KindString && v.Kind != abi.KindBytes && v.Kind < abi.KindDict {
+		d.t.Fatalf("SHM_SHORT for a value of kind %d", v.Kind)
+	}
+	return rc
+}
+
+// onceValue is a value for a one-shot call: a container by an id.
+func (d *driver) onceValue() *abi.Value {
+	v := d.value()
+	if v != nil && v.Kind >= abi.KindDict && len(d.ids) > 0 && d.byte() < 200 {
+		v.Obj = d.ids[int(d.byte())%len(d.ids)]
+	}
+	return v
 }
 
 // finish rolls back what is open, checks the store (through the ABI,
@@ -581,5 +682,16 @@ func fuzzSeeds() [][]byte {
 			op(opRecordSet, first, 1), []byte{1, 'x'}, []byte{byte(abi.KindInt), 9}, op(opRecordGet, first, 1, 1, 'x'),
 			op(opRecordClass, first, 1), op(opRecordField, first, 1, 8), op(opStore, 0, 2), op(opCloseReopen),
 			op(opEnd, first, 0), op(opCloseReopen)),
+		// One-shot calls on a Dict and a Queue by their ids.
+		cat(op(opBegin, 0, first), op(opRoot, first),
+			op(opDictContainer, first, first), str("d"), []byte{0, 0},
+			op(opDictContainer, first, first), str("q"), []byte{3, 0},
+			op(opObjID, first, 1), op(opObjID, first, 2), op(opEnd, first, 0),
+			// store, id (8 bytes), the id picked, buffer size, timeout, no "without limit"
+			op(opOpDictSet, first), make([]byte, 8), []byte{0, 0, 0, 1}, str("k"), []byte{byte(abi.KindInt), 40},
+			op(opOpDictGet, first), make([]byte, 8), []byte{0, 15, 0, 1}, str("k"),
+			op(opOpQueuePut, first), make([]byte, 8), []byte{1, 0, 1, 1}, str("job"),
+			op(opOpQueueGet, first), make([]byte, 8), []byte{1, 15, 1, 1},
+			op(opOpQueueGet, first), make([]byte, 8), []byte{1, 15, 2, 1}),
 	}
 }

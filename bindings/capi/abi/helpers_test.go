@@ -9,16 +9,18 @@ import (
 	"unsafe"
 
 	"github.com/shmstore/shmstore/bindings/capi/abi"
+	"github.com/shmstore/shmstore/internal/proctest"
 	"github.com/shmstore/shmstore/shm/shmtest"
 )
 
 // TestMain raises the waits' safety-net timeout, as the root package's
-// tests do, so that a lost wake-up shows as a hang.
+// tests do, so that a lost wake-up shows as a hang; in a worker process
+// (internal/proctest) it runs the worker's role instead of the tests.
 func TestMain(m *testing.M) {
 	if os.Getenv("SHMSTORE_WAIT_TIMEOUT") == "" {
 		_ = os.Setenv("SHMSTORE_WAIT_TIMEOUT", "1m")
 	}
-	os.Exit(m.Run())
+	proctest.Main(m)
 }
 
 // cs is a NUL-terminated copy of s, as C passes strings.

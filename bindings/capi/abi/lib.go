@@ -19,10 +19,13 @@ import (
 // (a second thread is refused with ErrBadArg rather than let in).
 type Lib struct {
 	pid       int
+	isForked  func() bool
 	newBuffer func() Buffer
 	attempts  atomic.Uint64 // the last attempt number handed out
 
-	mu     sync.Mutex // guards the tables and storeEntry.refs
+	slices slices // the contexts of waits in slices (slices.go)
+
+	mu     sync.Mutex // guards the tables and storeEntry.refs' increments
 	stores table[storeEntry]
 	txs    table[txEntry]
 }
@@ -32,12 +35,20 @@ type Config struct {
 	// NewBuffer makes a transaction's out-buffer (nil: Go memory). The C
 	// library's makes C.malloc'd memory.
 	NewBuffer func() Buffer
+	// Forked reports whether this process is a forked child of the one
+	// that made the Lib; every call asks. nil: getpid(2) differs from the
+	// pid New saw, a system call per call (some 70 ns). The C library's
+	// reads a flag that its pthread_atfork child handler sets.
+	Forked func() bool
 }
 
 // New makes a Lib, remembering the process it runs in: a forked child
 // gets ErrForked from every call.
 func New(c Config) *Lib {
-	l := &Lib{pid: syscall.Getpid(), newBuffer: c.NewBuffer}
+	l := &Lib{pid: syscall.Getpid(), isForked: c.Forked, newBuffer: c.NewBuffer}
+	if l.isForked == nil {
+		l.isForked = func() bool { return syscall.Getpid() != l.pid }
+	}
 	if l.newBuffer == nil {
 		l.newBuffer = func() Buffer { return &goBuffer{} }
 	}
@@ -61,7 +72,18 @@ type storeEntry struct {
 	st       *shmstore.Store
 	path     string // the store's directory, absolute
 	maxValue int64  // the largest value a caller may pass (the region size)
-	refs     int    // transactions and calls that use the store (Close waits for none)
+	// refs counts the transactions and calls that use the store: Close
+	// refuses while there are any. It goes up under Lib.mu (with the
+	// lookup, so that Close, under Lib.mu too, sees it) and down without
+	// (a Close that sees it a moment late refuses, as it would have).
+	refs atomic.Int64
+
+	// running counts the transactions under way through the store handle
+	// (begun and not over, one-shot calls inside their call); while it is
+	// at most slots, the process's transaction slots of the store
+	// (Options.SlotsPerProc), none of them waits for a slot.
+	running atomic.Int64
+	slots   int64
 }
 
 // txEntry is a transaction begun through the ABI. Its fields are guarded
@@ -107,7 +129,7 @@ func guard(rc *int32, e *Error) {
 // forked reports ErrForked in a child forked from the process l was made
 // in (its Go runtime did not survive the fork: it may not even get here).
 func (l *Lib) forked() error {
-	if syscall.Getpid() != l.pid {
+	if l.isForked() {
 		return failf(ErrForked, "shmstore: called in a forked child of the process that loaded the library (pid %d): open the store in a fresh process", l.pid)
 	}
 	return nil
@@ -134,15 +156,11 @@ func (l *Lib) holdStore(h uint64) (*storeEntry, error) {
 	case s == nil:
 		return nil, failf(ErrClosed, "shmstore: store handle %#x: the store was closed", h)
 	}
-	s.refs++
+	s.refs.Add(1)
 	return s, nil
 }
 
-func (l *Lib) releaseStore(s *storeEntry) {
-	l.mu.Lock()
-	s.refs--
-	l.mu.Unlock()
-}
+func (l *Lib) releaseStore(s *storeEntry) { s.refs.Add(-1) }
 
 // withStore runs fn with the store h names.
 func (l *Lib) withStore(h uint64, e *Error, fn func(s *storeEntry) error) (rc int32) {
@@ -310,10 +328,11 @@ func (t *txEntry) finish() {
 		t.buf.Free()
 		t.buf = nil
 	}
+	t.store.running.Add(-1)
+	t.store.refs.Add(-1)
 	l := t.lib
 	l.mu.Lock()
 	l.txs.remove(t.h)
-	t.store.refs--
 	l.mu.Unlock()
 }
 

@@ -312,6 +312,22 @@ func (l *Lib) QueueGet(h, q uint64, tryOnly int32, out *Value, e *Error) int32 {
 	})
 }
 
+// QueuePeek is shm_queue_peek: item i (0: the one the next Get takes;
+// negative counts from the end) without taking it; ErrRange outside the
+// Queue. It reads the Queue through its List: a Queue is a List made as a
+// Queue.
+func (l *Lib) QueuePeek(h, q uint64, i int64, out *Value, e *Error) int32 {
+	return l.withObj(h, q, KindQueue, e, func(t *txEntry, o *object) error {
+		return t.valueOut(out, func() (shmstore.Value, error) {
+			ls, err := t.tx.List(o.v)
+			if err != nil {
+				return shmstore.None, err
+			}
+			return ls.Get(int(i))
+		})
+	})
+}
+
 // QueueLen is shm_queue_len.
 func (l *Lib) QueueLen(h, q uint64, out *int64, e *Error) int32 {
 	return l.withObj(h, q, KindQueue, e, func(t *txEntry, o *object) error {

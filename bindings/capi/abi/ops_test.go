@@ -382,11 +382,62 @@ func TestQueue(t *testing.T) {
 	if n != 2 {
 		t.Fatal(n)
 	}
+	// Peek reads without taking: from the front, or the end.
+	for i, want := range map[int64]string{0: "a", 1: "b", -1: "b", -2: "a"} {
+		en.ok(l.QueuePeek(tx, q, i, &v, en.e()))
+		if text(t, v) != want {
+			t.Fatalf("peek %d: %q, want %q", i, text(t, v), want)
+		}
+	}
+	en.is(l.QueuePeek(tx, q, 2, &v, en.e()), abi.ErrRange)
+	en.is(l.QueuePeek(tx, q, -3, &v, en.e()), abi.ErrRange)
+	en.ok(l.QueueLen(tx, q, &n, en.e()))
+	if n != 2 {
+		t.Fatalf("%d items after peeks", n)
+	}
 	en.ok(l.QueueGet(tx, q, 0, &v, en.e()))
 	if text(t, v) != "a" {
 		t.Fatal(text(t, v))
 	}
+	en.ok(l.QueuePeek(tx, q, 0, &v, en.e()))
+	if text(t, v) != "b" {
+		t.Fatal(text(t, v))
+	}
+	// A container item comes out as an object of the attempt.
+	var d uint64
+	en.ok(l.TxNew(tx, abi.KindDict, 0, &d, en.e()))
+	en.ok(l.DictSet(tx, d, str("k"), num(7), en.e()))
+	en.ok(l.QueuePut(tx, q, obj(abi.KindDict, d), 0, en.e()))
+	en.ok(l.QueuePeek(tx, q, 1, &v, en.e()))
+	if v.Kind != abi.KindDict {
+		t.Fatalf("peeked kind %d", v.Kind)
+	}
+	var k abi.Value
+	en.ok(l.DictGet(tx, v.Obj, str("k"), &k, en.e()))
+	if k.I != 7 {
+		t.Fatal(k.I)
+	}
+	en.ok(l.QueueGet(tx, q, 0, &v, en.e()))
+	en.ok(l.QueueGet(tx, q, 0, &v, en.e()))
 	en.commit(tx)
+
+	// A peek is a read: a put committed meanwhile makes the attempt's end
+	// ask for another run.
+	tx = en.begin(0)
+	var qv0 abi.Value
+	en.ok(l.DictGet(tx, en.root(tx), str("q"), &qv0, en.e()))
+	en.is(l.QueuePeek(tx, qv0.Obj, 0, &v, en.e()), abi.ErrRange)
+	_, rc := en.update(func(tx2 uint64) int32 {
+		var q2 abi.Value
+		if rc := l.DictGet(tx2, en.root(tx2), str("q"), &q2, en.e()); rc != abi.OK {
+			return rc
+		}
+		return l.QueuePut(tx2, q2.Obj, str("new"), 0, en.e())
+	})
+	en.ok(rc)
+	en.ok(l.DictSet(tx, en.root(tx), str("seen"), num(0), en.e()))
+	en.is(l.TxEnd(tx, abi.OK, en.e()), abi.Again)
+	en.ok(l.TxRollback(tx))
 
 	// A full queue's put and an empty one's get retry.
 	tx = en.begin(0)

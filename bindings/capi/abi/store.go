@@ -50,7 +50,7 @@ func (l *Lib) Open(name unsafe.Pointer, opts *Options, out *uint64, e *Error) in
 		if err != nil {
 			path = sh.Dir()
 		}
-		s := &storeEntry{st: st, path: path, maxValue: int64(sh.RegionSize())}
+		s := &storeEntry{st: st, path: path, maxValue: int64(sh.RegionSize()), slots: int64(sh.Header().SlotsPerProc)}
 		l.mu.Lock()
 		*out = l.stores.add(s)
 		l.mu.Unlock()
@@ -73,8 +73,8 @@ func (l *Lib) Close(h uint64, e *Error) (rc int32) {
 		return result(badArg("%#x is not a store handle", h), e)
 	case s == nil:
 		return result(failf(ErrClosed, "shmstore: store handle %#x: the store was closed", h), e)
-	case s.refs > 0:
-		return result(failf(ErrInUse, "shmstore: close store %q: %d transactions or calls under way", s.st.Name(), s.refs), e)
+	case s.refs.Load() > 0:
+		return result(failf(ErrInUse, "shmstore: close store %q: %d transactions or calls under way", s.st.Name(), s.refs.Load()), e)
 	}
 	err := s.st.Close()
 	if err != nil && errors.Is(err, shmstore.ErrInUse) {
@@ -104,6 +104,14 @@ func (l *Lib) Remove(name, dir unsafe.Pointer, force int32, e *Error) int32 {
 // Check is shm_check: OK, or ErrOther with the problems in the message.
 func (l *Lib) Check(h uint64, e *Error) int32 {
 	return l.withStore(h, e, func(s *storeEntry) error { return s.st.Check() })
+}
+
+// Recover is shm_recover: it repairs what dead processes left behind
+// (Store.Recover) and writes how many it recovered into *recovered.
+func (l *Lib) Recover(h uint64, recovered *int64, e *Error) int32 {
+	return l.withStore(h, e, func(s *storeEntry) error {
+		return intOut(recovered, s.st.Recover)
+	})
 }
 
 // StorePath is shm_store_path: the store's directory (absolute) copied

@@ -3,8 +3,10 @@
 package abi_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/bindings/capi/abi"
+	"github.com/shmstore/shmstore/internal/proctest"
 )
 
 func TestOpen(t *testing.T) {
@@ -120,6 +123,72 @@ func TestRemove(t *testing.T) {
 	en.ok(l.Remove(cs("third"), nil, 0, en.e()))
 }
 
+// envDir passes the store's directory to a worker process.
+const envDir = "SHMSTORE_ABI_TEST_DIR"
+
+// The role "hold": open the store "t" in $SHMSTORE_ABI_TEST_DIR through a
+// Lib, write "held" in a transaction left running, say "ready" and wait
+// (to be killed).
+func init() {
+	proctest.Register("hold", func() int {
+		l := abi.New(abi.Config{})
+		var e abi.Error
+		var st, tx, r uint64
+		o := &abi.Options{Dir: cs(os.Getenv(envDir))}
+		for _, rc := range []func() int32{
+			func() int32 { return l.Open(cs("t"), o, &st, &e) },
+			func() int32 { return l.TxBegin(st, 0, &tx, &e) },
+			func() int32 { return l.TxRoot(tx, &r, &e) },
+			func() int32 { return l.DictSet(tx, r, str("held"), num(1), &e) },
+		} {
+			if rc() != abi.OK {
+				return proctest.Fail(errors.New(e.Message()))
+			}
+		}
+		fmt.Println("ready")
+		_, _ = io.Copy(io.Discard, os.Stdin) // until killed
+		return 0
+	})
+}
+
+// TestRecover: a process killed in the middle of a transaction is
+// recovered once, by shm_recover, which says so; what it wrote is gone.
+func TestRecover(t *testing.T) {
+	en := newEnv(t)
+	l := en.l
+	var n int64
+	en.ok(l.Recover(en.st, &n, en.e()))
+	if n != 0 {
+		t.Fatalf("recovered %d on a store without dead processes", n)
+	}
+	w := proctest.Start(t, "hold", proctest.Options{Env: []string{envDir + "=" + en.dir}})
+	if line := w.Line(); line != "ready" {
+		t.Fatalf("worker: %q", line)
+	}
+	if killed, err := w.Kill(); err != nil || !killed {
+		t.Fatalf("kill: %v, %v", killed, err)
+	}
+	en.ok(l.Recover(en.st, &n, en.e()))
+	if n != 1 {
+		t.Fatalf("recovered %d processes, want 1", n)
+	}
+	en.ok(l.Recover(en.st, &n, en.e()))
+	if n != 0 {
+		t.Fatalf("recovered %d again", n)
+	}
+	_, rc := en.update(func(tx uint64) int32 {
+		var v abi.Value
+		return l.DictGet(tx, en.root(tx), str("held"), &v, en.e())
+	})
+	en.is(rc, abi.ErrNotFound)
+	en.ok(l.Check(en.st, en.e()))
+	en.is(l.Recover(en.st, nil, en.e()), abi.ErrBadArg)
+	en.is(l.Recover(0, &n, en.e()), abi.ErrBadArg)
+	h := en.open("t", abi.OpenMustExist)
+	en.ok(l.Close(h, en.e()))
+	en.is(l.Recover(h, &n, en.e()), abi.ErrClosed)
+}
+
 func TestStorePathAndStats(t *testing.T) {
 	en := newEnv(t)
 	l := en.l
@@ -180,6 +249,7 @@ func TestCode(t *testing.T) {
 		{shmstore.ErrTypeMismatch, abi.ErrType},
 		{shmstore.ErrConflict, abi.ErrConflict},
 		{shmstore.ErrRetry, abi.ErrRetry},
+		{shmstore.ErrRetryNothing, abi.ErrRetryNothing},
 		{shmstore.ErrTxClosed, abi.ErrTxClosed},
 		{shmstore.ErrStaleHandle, abi.ErrStale},
 		{shmstore.ErrBadHandle, abi.ErrStale},
@@ -199,6 +269,8 @@ func TestCode(t *testing.T) {
 		{shmstore.ErrInUse, abi.ErrInUse},
 		{shmstore.ErrCheck, abi.ErrOther},
 		{shmstore.ErrTooManyProcs, abi.ErrOther},
+		{context.DeadlineExceeded, abi.Timeout},
+		{context.Canceled, abi.Timeout},
 		{errors.New("something else"), abi.ErrOther},
 	} {
 		err := c.err

@@ -3,7 +3,6 @@
 package abi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -15,7 +14,18 @@ import (
 
 // TxBegin is shm_tx_begin: flags 0 or TxReadOnly. It may wait while the
 // process's transaction slots are all in use.
-func (l *Lib) TxBegin(h uint64, flags int32, out *uint64, e *Error) (rc int32) {
+func (l *Lib) TxBegin(h uint64, flags int32, out *uint64, e *Error) int32 {
+	return l.txBegin(h, flags, -1, out, e)
+}
+
+// TxBeginTimeout is shm_tx_begin_timeout: TxBegin that waits at most
+// timeoutMs milliseconds for a slot (see waitContext), then returns
+// Timeout: call it again (after checking for signals, say).
+func (l *Lib) TxBeginTimeout(h uint64, flags int32, timeoutMs int64, out *uint64, e *Error) int32 {
+	return l.txBegin(h, flags, timeoutMs, out, e)
+}
+
+func (l *Lib) txBegin(h uint64, flags int32, timeoutMs int64, out *uint64, e *Error) (rc int32) {
 	defer guard(&rc, e)
 	if err := l.forked(); err != nil {
 		return result(err, e)
@@ -30,10 +40,14 @@ func (l *Lib) TxBegin(h uint64, flags int32, out *uint64, e *Error) (rc int32) {
 	if err != nil {
 		return result(err, e)
 	}
-	tx, err := s.st.Begin(flags&TxReadOnly != 0)
+	ctx, cancel := l.waitContext(timeoutMs)
+	defer cancel()
+	s.running.Add(1)
+	tx, err := s.st.BeginContext(ctx, flags&TxReadOnly != 0)
 	if err != nil {
+		s.running.Add(-1)
 		l.releaseStore(s)
-		return result(err, e)
+		return result(err, e) // a timeout: Timeout (Code)
 	}
 	t := &txEntry{lib: l, store: s, tx: tx} // keeps the store's hold until finish
 	t.begin()
@@ -99,26 +113,19 @@ func (t *txEntry) bodyErr(code int32) error {
 // limit.
 const maxWait = int64(time.Duration(1<<62) / time.Millisecond)
 
-// TxRestart is shm_tx_restart: it waits (at most timeoutMs milliseconds;
-// negative: without limit; 0: the shortest wait, 1 ms) for what the
-// last attempt's end asked for, and begins the next attempt (OK). Timeout:
-// still waiting; call it again (or roll back).
+// TxRestart is shm_tx_restart: it waits (at most timeoutMs milliseconds,
+// see waitContext) for what the last attempt's end asked for, and begins
+// the next attempt (OK). Timeout: still waiting; call it again (or roll
+// back).
 func (l *Lib) TxRestart(h uint64, timeoutMs int64, e *Error) int32 {
 	return l.withTx(h, false, e, func(t *txEntry) error {
 		if t.running {
 			return failf(ErrTxClosed, "shmstore: shm_tx_restart: transaction %#x has an attempt running: shm_tx_end it first", h)
 		}
-		ctx := context.Background()
-		if timeoutMs >= 0 && timeoutMs <= maxWait {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, time.Duration(max(timeoutMs, 1))*time.Millisecond)
-			defer cancel()
-		}
+		ctx, cancel := l.waitContext(timeoutMs)
+		defer cancel()
 		if err := t.tx.Restart(ctx); err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				return status(Timeout)
-			}
-			return err
+			return err // its context's end: Timeout (Code)
 		}
 		t.begin()
 		return nil

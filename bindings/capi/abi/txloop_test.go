@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/bindings/capi/abi"
 )
 
@@ -257,11 +258,13 @@ func TestEndCodes(t *testing.T) {
 	en.root(tx)
 	en.is(l.TxEnd(tx, abi.ErrRetry, en.e()), abi.ErrBadArg)
 	en.says("no call of this attempt")
-	// A Retry in an attempt that read nothing would wait forever.
+	// A Retry in an attempt that read nothing would wait forever: its
+	// own code, and the transaction is over.
 	tx = en.begin(0)
 	en.is(l.TxRetry(tx, en.e()), abi.ErrRetry)
-	en.is(l.TxEnd(tx, abi.ErrRetry, en.e()), abi.ErrOther)
+	en.is(l.TxEnd(tx, abi.ErrRetry, en.e()), abi.ErrRetryNothing)
 	en.says("wait forever")
+	en.is(l.TxRestart(tx, 0, en.e()), abi.ErrTxClosed)
 	// A conflict the body made up: run again.
 	tx = en.begin(0)
 	en.is(l.TxEnd(tx, abi.ErrConflict, en.e()), abi.Again)
@@ -390,4 +393,104 @@ func TestCloseWhileTransactions(t *testing.T) {
 	var r uint64
 	en.is(l.TxRoot(tx, &r, en.e()), abi.ErrTxClosed)
 	en.is(l.TxBegin(h, 0, &tx, en.e()), abi.ErrClosed)
+}
+
+// TestBeginTimeout: with every slot of the process in use, a begin waits;
+// shm_tx_begin_timeout gives up after its timeout (and may be called
+// again), and begins once a slot is free; shm_tx_begin waits for one.
+func TestBeginTimeout(t *testing.T) {
+	en := newEnv(t)
+	l := en.l
+	var held []uint64
+	for {
+		var tx uint64
+		rc := l.TxBeginTimeout(en.st, 0, 20, &tx, en.e())
+		if rc == abi.Timeout {
+			break
+		}
+		en.ok(rc)
+		held = append(held, tx)
+		if len(held) > shmstore.DefaultSlotsPerProc {
+			t.Fatalf("%d transactions begun: more than the process's slots", len(held))
+		}
+	}
+	if len(held) != shmstore.DefaultSlotsPerProc {
+		t.Fatalf("%d transactions begun before a timeout, want %d", len(held), shmstore.DefaultSlotsPerProc)
+	}
+	tx := uint64(12345)
+	start := time.Now()
+	en.is(l.TxBeginTimeout(en.st, abi.TxReadOnly, 30, &tx, en.e()), abi.Timeout)
+	if d := time.Since(start); d < 25*time.Millisecond {
+		t.Fatalf("timed out after %v", d)
+	}
+	if tx != 12345 {
+		t.Fatal("a begin that timed out wrote *out")
+	}
+	en.is(l.TxBeginTimeout(en.st, 0, 0, &tx, en.e()), abi.Timeout)
+	en.is(l.Close(en.st, en.e()), abi.ErrInUse)
+
+	// A begin without limit waits for a slot to come back.
+	done := make(chan int32, 1)
+	go func() {
+		var e abi.Error
+		var tx uint64
+		rc := l.TxBeginTimeout(en.st, 0, -1, &tx, &e)
+		if rc == abi.OK {
+			rc = l.TxEnd(tx, abi.OK, &e)
+		}
+		done <- rc
+	}()
+	select {
+	case rc := <-done:
+		t.Fatalf("a begin ended (%s) with every slot in use", abi.CodeName(rc))
+	case <-time.After(30 * time.Millisecond):
+	}
+	en.ok(l.TxRollback(held[0]))
+	if rc := <-done; rc != abi.OK {
+		t.Fatalf("the waiting begin: %s", abi.CodeName(rc))
+	}
+	en.ok(l.TxBeginTimeout(en.st, 0, 1000, &held[0], en.e()))
+	for _, tx := range held {
+		en.commit(tx)
+	}
+	en.is(l.TxBeginTimeout(0, 0, 10, &tx, en.e()), abi.ErrBadArg)
+	en.is(l.TxBeginTimeout(en.st, 2, 10, &tx, en.e()), abi.ErrBadArg)
+	en.is(l.TxBeginTimeout(en.st, 0, 10, nil, en.e()), abi.ErrBadArg)
+}
+
+// TestWaitSlices: a wait of 100 to 199 ms ends within 100 ms of a shared
+// clock (a slice: early rather than late), a longer one when asked; the
+// clock's ticker stops once no wait holds a slice.
+func TestWaitSlices(t *testing.T) {
+	en := newEnv(t)
+	l := en.l
+	en.set("x", num(0))
+	tx := en.begin(0)
+	var v abi.Value
+	en.ok(l.DictGet(tx, en.root(tx), str("x"), &v, en.e()))
+	en.is(l.TxRetry(tx, en.e()), abi.ErrRetry)
+	en.is(l.TxEnd(tx, abi.ErrRetry, en.e()), abi.Again)
+	for range 3 {
+		start := time.Now()
+		en.is(l.TxRestart(tx, 150, en.e()), abi.Timeout)
+		if d := time.Since(start); d > 140*time.Millisecond {
+			t.Fatalf("a wait of a slice took %v", d)
+		}
+	}
+	if !l.SlicesTicking() {
+		t.Fatal("no ticker for the slices")
+	}
+	start := time.Now()
+	en.is(l.TxRestart(tx, 250, en.e()), abi.Timeout)
+	if d := time.Since(start); d < 240*time.Millisecond {
+		t.Fatalf("a wait of 250 ms ended after %v", d)
+	}
+	en.ok(l.TxRollback(tx))
+	deadline := time.Now().Add(10 * time.Second)
+	for l.SlicesTicking() {
+		if time.Now().After(deadline) {
+			t.Fatal("the ticker of the slices runs on with no wait")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

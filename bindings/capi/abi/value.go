@@ -97,83 +97,109 @@ func bytesIn(v *Value, limit int64) ([]byte, error) {
 	return unsafe.Slice((*byte)(v.Str), v.Len), nil
 }
 
-// in converts a value (or key) passed in: scalars are copied into Go
-// memory, a container is the object of this attempt that v.Obj names.
-func (t *txEntry) in(v *Value, what string) (shmstore.Value, error) {
+// in converts a value (or key) passed in for the root package's methods,
+// which take any: a scalar as a Go value, copied into Go memory; a
+// container as the Value of the object of this attempt that v.Obj names.
+func (t *txEntry) in(v *Value, what string) (any, error) {
+	x, container, err := scalarIn(v, what, t.store.maxValue)
+	if !container || err != nil {
+		return x, err
+	}
+	o, err := t.obj(v.Obj)
+	if err != nil {
+		return nil, err
+	}
+	if err := kindIs(what, v, o.kind); err != nil {
+		return nil, err
+	}
+	return o.v, nil
+}
+
+// scalarIn converts a scalar passed in into a Go value (nil, bool,
+// int64, float64, string, []byte; copied into Go memory, limit bounding a
+// String's or Bytes' length), or reports that v is a container (container
+// true), which the caller resolves from v.Obj. Go values, not Values: the
+// root package takes them as they are, where a Value costs it an
+// allocation more (a conversion back to its own kind of value).
+func scalarIn(v *Value, what string, limit int64) (x any, container bool, err error) {
 	if v == nil {
-		return shmstore.None, badArg("%s is NULL", what)
+		return nil, false, badArg("%s is NULL", what)
 	}
 	switch v.Kind {
 	case KindNone:
-		return shmstore.None, nil
+		return nil, false, nil
 	case KindBool:
-		return shmstore.Bool(v.B != 0), nil
+		return v.B != 0, false, nil
 	case KindInt:
-		return shmstore.Int(v.I), nil
+		return v.I, false, nil
 	case KindFloat:
-		return shmstore.Float(v.F), nil
-	case KindString:
-		b, err := bytesIn(v, t.store.maxValue)
+		return v.F, false, nil
+	case KindString, KindBytes:
+		b, err := bytesIn(v, limit)
 		if err != nil {
-			return shmstore.None, err
+			return nil, false, err
 		}
-		return shmstore.String(string(b)), nil // string() copies
-	case KindBytes:
-		b, err := bytesIn(v, t.store.maxValue)
-		if err != nil {
-			return shmstore.None, err
+		if v.Kind == KindString {
+			return string(b), false, nil // string() copies
 		}
-		return shmstore.Bytes(b), nil // Bytes copies
+		return append([]byte{}, b...), false, nil
 	case KindDict, KindList, KindRecord, KindCounter, KindQueue:
-		o, err := t.obj(v.Obj)
-		if err != nil {
-			return shmstore.None, err
-		}
-		if o.kind != v.Kind && !(v.Kind == KindList && o.kind == KindQueue) {
-			return shmstore.None, failf(ErrType, "shmstore: %s: object %#x is a %s, not a %s", what, v.Obj, kindName(o.kind), kindName(v.Kind))
-		}
-		return o.v, nil
+		return nil, true, nil
 	}
-	return shmstore.None, badArg("%s: kind %d is not a kind of value", what, v.Kind)
+	return nil, false, badArg("%s: kind %d is not a kind of value", what, v.Kind)
+}
+
+// kindIs checks that a container passed in as v is of the kind v says
+// (a Queue passes for a List).
+func kindIs(what string, v *Value, kind int32) error {
+	if kind != v.Kind && !(v.Kind == KindList && kind == KindQueue) {
+		return failf(ErrType, "shmstore: %s: object %#x is a %s, not a %s", what, v.Obj, kindName(kind), kindName(v.Kind))
+	}
+	return nil
+}
+
+// scalarOut converts a value passed out, if a scalar (ok), into r: its
+// kind and member; a String's or Bytes' content is s, for the caller to
+// place (Str and Len).
+func scalarOut(v shmstore.Value, r *Value) (s string, ok bool) {
+	*r = Value{Kind: int32(v.Kind())}
+	switch v.Kind() {
+	case shmstore.KindNone:
+	case shmstore.KindBool:
+		if b, _ := v.AsBool(); b {
+			r.B = 1
+		}
+	case shmstore.KindInt:
+		r.I, _ = v.AsInt()
+	case shmstore.KindFloat:
+		r.F, _ = v.AsFloat()
+	case shmstore.KindString:
+		s, _ = v.AsString()
+	case shmstore.KindBytes:
+		b, _ := v.AsBytes()
+		s = string(b)
+	default:
+		return "", false
+	}
+	return s, true
 }
 
 // out writes v into *out: a String or Bytes into the transaction's
 // buffer, a container as an object handle of this attempt.
 func (t *txEntry) out(v shmstore.Value, out *Value) error {
 	var o Value
-	switch v.Kind() {
-	case shmstore.KindNone:
-		o.Kind = KindNone
-	case shmstore.KindBool:
-		b, _ := v.AsBool()
-		o.Kind = KindBool
-		if b {
-			o.B = 1
-		}
-	case shmstore.KindInt:
-		o.Kind = KindInt
-		o.I, _ = v.AsInt()
-	case shmstore.KindFloat:
-		o.Kind = KindFloat
-		o.F, _ = v.AsFloat()
-	case shmstore.KindString:
-		s, _ := v.AsString()
-		o.Kind = KindString
-		if err := t.put(&o, s); err != nil {
-			return err
-		}
-	case shmstore.KindBytes:
-		b, _ := v.AsBytes()
-		o.Kind = KindBytes
-		if err := t.put(&o, string(b)); err != nil {
-			return err
-		}
-	default:
+	s, scalar := scalarOut(v, &o)
+	switch {
+	case !scalar:
 		h, kind, err := t.register(v)
 		if err != nil {
 			return err
 		}
 		o.Kind, o.Obj = kind, h
+	case o.Kind == KindString || o.Kind == KindBytes:
+		if err := t.put(&o, s); err != nil {
+			return err
+		}
 	}
 	*out = o
 	return nil

@@ -248,6 +248,25 @@ static void test_queue(shm_store st) {
     }
     pthread_join(t, NULL);
     fprintf(stderr, "queue: %d items, the consumer waited %d times\n", ITEMS, waits);
+
+    /* Peek reads an item without taking it. */
+    shm_value a = v_str("a"), b = v_str("b"), v;
+    int64_t n;
+    MUST(shm_tx_begin(st, 0, &tx, &err));
+    MUST(shm_tx_root(tx, &root, &err));
+    MUST(shm_dict_container(tx, root, &k, SHM_QUEUE, 4, &q, &err));
+    MUST(shm_queue_put(tx, q, &a, 0, &err));
+    MUST(shm_queue_put(tx, q, &b, 0, &err));
+    MUST(shm_queue_peek(tx, q, -1, &v, &err));
+    CHECK(v.kind == SHM_STRING && strcmp(v.str, "b") == 0, "peek -1: kind %d", v.kind);
+    MUST(shm_queue_peek(tx, q, 0, &v, &err));
+    CHECK(v.kind == SHM_STRING && strcmp(v.str, "a") == 0, "peek 0: kind %d", v.kind);
+    IS(shm_queue_peek(tx, q, 2, &v, &err), SHM_ERR_RANGE);
+    MUST(shm_queue_len(tx, q, &n, &err));
+    CHECK(n == 2, "%lld items after peeks", (long long)n);
+    MUST(shm_queue_get(tx, q, 0, &v, &err));
+    MUST(shm_queue_get(tx, q, 0, &v, &err));
+    MUST(shm_tx_end(tx, SHM_OK, &err));
 }
 
 /* Errors carry their code and a message; err may be NULL. */
@@ -277,6 +296,12 @@ static void test_errors(shm_store st, const char *dir) {
     shm_tx_rollback(tx);
     IS(shm_tx_root(tx, &root, &err), SHM_ERR_TX_CLOSED);
     CHECK(shm_tx_rollback(tx) == SHM_OK, "rollback twice");
+
+    /* A retry in an attempt that read nothing would wait forever. */
+    MUST(shm_tx_begin(st, 0, &tx, &err));
+    IS(shm_tx_retry(tx, &err), SHM_ERR_RETRY);
+    IS(shm_tx_end(tx, SHM_ERR_RETRY, &err), SHM_ERR_RETRY_NOTHING);
+    IS(shm_tx_restart(tx, 0, &err), SHM_ERR_TX_CLOSED);
 }
 
 /* Values of every kind, a Record, Bytes with NULs, ids across
@@ -400,7 +425,135 @@ static void test_fork(shm_store st) {
         fprintf(stderr, "fork: the child hung in the library (killed by signal %d)\n", WTERMSIG(status));
 }
 
+/* With every slot of the process in use, shm_tx_begin_timeout gives up
+ * (SHM_TIMEOUT) and begins once one is free. */
+static void test_begin_timeout(shm_store st) {
+    shm_tx held[64], tx = 0;
+    int n = 0;
+    int32_t rc;
+    while ((rc = shm_tx_begin_timeout(st, 0, 20, &held[n], &err)) == SHM_OK)
+        CHECK(++n < 64, "%d transactions begun", n);
+    CHECK(rc == SHM_TIMEOUT && n == 16, "%d transactions begun, then %d", n, rc);
+    IS(shm_tx_begin_timeout(st, 1, 0, &tx, &err), SHM_TIMEOUT);
+    CHECK(tx == 0, "a begin that timed out wrote *out");
+    shm_tx_rollback(held[0]);
+    MUST(shm_tx_begin_timeout(st, 1, -1, &tx, &err));
+    MUST(shm_tx_end(tx, SHM_OK, &err));
+    for (int i = 1; i < n; i++)
+        shm_tx_rollback(held[i]);
+}
+
+/* One-shot calls: by id, a String out in the caller's buffer (SHM_SHORT
+ * when it does not fit), counters, a queue without waiting. */
+static void test_one_shot(shm_store st) {
+    shm_tx tx;
+    shm_obj root, d, c, q;
+    uint64_t did, cid, qid;
+    shm_value kd = v_str("od"), kc = v_str("oc"), kq = v_str("oq");
+    MUST(shm_tx_begin(st, 0, &tx, &err));
+    MUST(shm_tx_root(tx, &root, &err));
+    MUST(shm_dict_container(tx, root, &kd, SHM_DICT, 0, &d, &err));
+    MUST(shm_dict_container(tx, root, &kc, SHM_COUNTER, 0, &c, &err));
+    MUST(shm_dict_container(tx, root, &kq, SHM_QUEUE, 1, &q, &err));
+    MUST(shm_obj_id(tx, d, &did, &err));
+    MUST(shm_obj_id(tx, c, &cid, &err));
+    MUST(shm_obj_id(tx, q, &qid, &err));
+    MUST(shm_tx_end(tx, SHM_OK, &err));
+
+    char buf[8];
+    shm_value k = v_str("k"), v = v_str("a longer string"), out;
+    IS(shm_op_dict_get(st, did, &k, -1, &out, buf, sizeof buf, &err), SHM_ERR_NOT_FOUND);
+    MUST(shm_op_dict_set(st, did, &k, &v, -1, &err));
+    IS(shm_op_dict_get(st, did, &k, -1, &out, buf, sizeof buf, &err), SHM_SHORT);
+    CHECK(out.kind == SHM_STRING && out.len == 15, "short: kind %d len %lld", out.kind, (long long)out.len);
+    char *big = malloc((size_t)out.len + 1);
+    MUST(shm_op_dict_get(st, did, &k, -1, &out, big, out.len + 1, &err));
+    CHECK(out.str == big && strcmp(big, "a longer string") == 0, "got \"%s\"", big);
+    free(big);
+    shm_value cv = {0};
+    cv.kind = SHM_COUNTER;
+    cv.obj = cid;
+    MUST(shm_op_dict_set(st, did, &kc, &cv, -1, &err)); /* linked by id */
+    MUST(shm_op_dict_get(st, did, &kc, -1, &out, buf, sizeof buf, &err));
+    CHECK(out.kind == SHM_COUNTER && out.obj == cid, "linked counter: kind %d", out.kind);
+    MUST(shm_op_dict_delete(st, did, &k, -1, &err));
+    IS(shm_op_dict_delete(st, did, &k, -1, &err), SHM_ERR_NOT_FOUND);
+
+    int64_t n = 0;
+    MUST(shm_op_counter_add(st, cid, 3, 0, -1, &n, &err));
+    CHECK(n == 3, "counter %lld", (long long)n);
+    MUST(shm_op_counter_add(st, cid, 4, 1, -1, NULL, &err));
+    MUST(shm_op_counter_get(st, cid, -1, &n, &err));
+    CHECK(n == 7, "counter %lld", (long long)n);
+    IS(shm_op_counter_get(st, did, -1, &n, &err), SHM_ERR_TYPE);
+
+    shm_value one = v_int(1);
+    IS(shm_op_queue_get(st, qid, 0, &out, buf, sizeof buf, &err), SHM_FALSE);
+    MUST(shm_op_queue_put(st, qid, &one, 0, &err));
+    IS(shm_op_queue_put(st, qid, &one, 0, &err), SHM_FALSE);
+    IS(shm_op_queue_put(st, qid, &one, 10, &err), SHM_TIMEOUT);
+    MUST(shm_op_queue_get(st, qid, -1, &out, buf, sizeof buf, &err));
+    CHECK(out.kind == SHM_INT && out.i == 1, "got kind %d", out.kind);
+    IS(shm_op_queue_get(st, qid, 10, &out, buf, sizeof buf, &err), SHM_TIMEOUT);
+}
+
+/* abi_test DIR hold: open the store, write "held" in a transaction left
+ * running, write a byte to stdout and wait to be killed. */
+static int hold(const char *dir) {
+    shm_options o = {0};
+    o.dir = dir;
+    o.create = SHM_OPEN_MUST_EXIST;
+    shm_store st;
+    shm_tx tx;
+    shm_obj root;
+    shm_value k = v_str("held"), v = v_int(1);
+    MUST(shm_open("ctest", &o, &st, &err));
+    MUST(shm_tx_begin(st, 0, &tx, &err));
+    MUST(shm_tx_root(tx, &root, &err));
+    MUST(shm_dict_set(tx, root, &k, &v, &err));
+    CHECK(write(1, "r", 1) == 1, "write");
+    for (;;)
+        pause();
+}
+
+/* A process killed in the middle of a transaction (this program run
+ * again as "hold") is recovered by shm_recover, once; its write is gone. */
+static void test_recover(shm_store st, const char *self, const char *dir) {
+    int64_t n = -1;
+    MUST(shm_recover(st, &n, &err));
+    CHECK(n == 0, "recovered %lld on a store without dead processes", (long long)n);
+    int fds[2];
+    CHECK(pipe(fds) == 0, "pipe");
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        execl(self, self, dir, "hold", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char c;
+    CHECK(read(fds[0], &c, 1) == 1, "the holder did not get ready");
+    close(fds[0]);
+    kill(pid, SIGKILL);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status), "the holder was not killed");
+    MUST(shm_recover(st, &n, &err));
+    CHECK(n == 1, "recovered %lld, want 1", (long long)n);
+    MUST(shm_recover(st, &n, &err));
+    CHECK(n == 0, "recovered %lld again", (long long)n);
+    IS(shm_recover(st, NULL, &err), SHM_ERR_BAD_ARG);
+    shm_tx tx;
+    shm_obj root;
+    shm_value k = v_str("held"), v;
+    MUST(shm_tx_begin(st, 1, &tx, &err));
+    MUST(shm_tx_root(tx, &root, &err));
+    IS(shm_dict_get(tx, root, &k, &v, &err), SHM_ERR_NOT_FOUND);
+    MUST(shm_tx_end(tx, SHM_OK, &err));
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[2], "hold") == 0)
+        return hold(argv[1]);
     if (argc != 2) {
         fprintf(stderr, "usage: abi_test DIR\n");
         return 2;
@@ -423,6 +576,9 @@ int main(int argc, char **argv) {
     test_values(st);
     test_or_else(st);
     test_fork(st);
+    test_recover(st, argv[0], dir);
+    test_begin_timeout(st);
+    test_one_shot(st);
 
     char path[4096];
     MUST(shm_store_path(st, path, sizeof path, &err));

@@ -61,6 +61,7 @@ from ._shmstore import (  # noqa: F401  (re-exported)
     PermissionDenied,
     ReadOnlyError,
     RetryError,
+    RetryNothingError,
     StaleObjectError,
     StoreFullError,
     TooLargeError,
@@ -75,7 +76,7 @@ __all__ = [
     "retry", "in_transaction", "Error", "ConflictError", "RetryError", "StaleObjectError",
     "StoreFullError", "TypeMismatch", "DamagedStoreError", "ClosedError", "ForkError",
     "TransactionClosedError", "ReadOnlyError", "TooLargeError", "NoStoreError", "ExistsError",
-    "PermissionDenied", "InUseError", "BadArgumentError", "NotFoundError",
+    "PermissionDenied", "InUseError", "BadArgumentError", "NotFoundError", "RetryNothingError",
 ]
 
 LIBRARY_NAME = "libshmstore.so"
@@ -200,9 +201,9 @@ class _Attempt:
         if r < 0 and rc in (_c.SHM_ERR_CONFLICT, _c.SHM_ERR_RETRY):
             # it ended the transaction instead of asking for another
             # attempt (an attempt doomed by a failed read): run again in a
-            # new one, a few times; else the end's error (a retry in a run
-            # that read nothing, say)
-            if self.fresh_ok:
+            # new one, a few times; else, and at once for a retry in a run
+            # that read nothing (RetryNothingError), the end's error
+            if self.fresh_ok and r != _c.SHM_ERR_RETRY_NOTHING:
                 self.fresh = True
                 return True
             txn._raise_end()
@@ -285,11 +286,7 @@ class Store(_c.StoreBase):
         (the body may run more than once), and return its result."""
         if self._current() is not None:
             return fn(*args, **kwargs)
-        result = None
-        for attempt in self.attempts(readonly):
-            with attempt:
-                result = fn(*args, **kwargs)
-        return result
+        return self._run(fn, args, kwargs or None, readonly)  # attempts()' loop, in C
 
     def transaction(self, fn=None, /, *, readonly=False):
         """Decorator: each call of the function runs as one transaction,
@@ -383,18 +380,6 @@ class Store(_c.StoreBase):
         txn.rollback()
 
     # -- maintenance -----------------------------------------------------
-
-    def recover(self):
-        """Repair what dead processes (killed in the middle of a
-        transaction, say) left behind. Any process waiting on them does
-        this by itself; check() does it first."""
-        # The ABI has no shm_recover: opening the store recovers every
-        # dead process (shmstore.Open), so a second handle is opened and
-        # closed.
-        path = self.path.rstrip("/")
-        tmp = _c._open(_c.StoreBase, _os.path.basename(path), _os.path.dirname(path),
-                       _c.SHM_OPEN_MUST_EXIST, 0, 0, 0, False)
-        tmp.close()
 
     def check(self, recover=True):
         """Check the store's consistency (after recover(), unless

@@ -6,22 +6,26 @@
  *   - The library is dlopen()ed from the package directory at the first
  *     shmstore.open(), not linked: a process that only imported shmstore
  *     (a multiprocessing forkserver that preloads __main__, say) has no Go
- *     runtime yet and stays safe to fork. From that load on, every entry
- *     point compares getpid() with the pid recorded at the load (and a
- *     pthread_atfork child handler marks a forked child) and raises
- *     ForkError in C before anything enters Go.
+ *     runtime yet and stays safe to fork. From that load on, a
+ *     pthread_atfork child handler marks a forked child, every entry point
+ *     checks the mark, and opening a store (closing, removing, loading)
+ *     also compares getpid() with the pid recorded at the load; a forked
+ *     child gets ForkError in C before anything enters Go.
  *   - Proxies (Dict, List, Counter, Queue, records) keep the store and the
  *     container's id (shm_obj_id); each transaction reopens them with
  *     shm_tx_open, cached per attempt (an attempt serial unique in the
  *     process).
  *   - The current transaction of a thread is a thread-local stack of
  *     txstate. An operation with no transaction of its store in that stack
- *     runs as its own small transaction (read-only when it only reads),
- *     with the header's retry loop.
+ *     runs as its own small transaction (read-only when it only reads):
+ *     one one-shot call (shm_op_*: a Dict's get, set and delete, a
+ *     Counter's read and add, a Queue's put and get, on scalars), else the
+ *     header's retry loop.
  *   - The GIL is released around the calls that can block
- *     (shm_tx_begin, shm_tx_end, shm_tx_restart); shm_tx_restart waits in
- *     100 ms slices with PyErr_CheckSignals between, so Ctrl-C ends a
- *     wait with KeyboardInterrupt after a rollback.
+ *     (shm_tx_begin_timeout, shm_tx_end, shm_tx_restart); the begin and
+ *     shm_tx_restart wait in 100 ms slices with PyErr_CheckSignals
+ *     between, so Ctrl-C ends a wait with KeyboardInterrupt (after a
+ *     rollback).
  *   - Strings and bytes the library passes out live in the transaction's
  *     buffer until the next call on it: they are copied at once.
  */
@@ -40,8 +44,9 @@
 /* The library, loaded with dlopen.                                    */
 
 #define SHM_FUNCS(X)                                                                      \
-    X(shm_abi_version) X(shm_open) X(shm_close) X(shm_remove) X(shm_check)                \
-    X(shm_store_path) X(shm_store_stats) X(shm_tx_begin) X(shm_tx_end) X(shm_tx_restart)  \
+    X(shm_abi_version) X(shm_open) X(shm_close) X(shm_remove) X(shm_check) X(shm_recover)  \
+    X(shm_store_path) X(shm_store_stats) X(shm_tx_begin_timeout) X(shm_tx_end)             \
+    X(shm_tx_restart)                                                                     \
     X(shm_tx_rollback) X(shm_tx_retry) X(shm_tx_or_else_begin) X(shm_tx_or_else_retried) \
     X(shm_tx_root) X(shm_tx_open) X(shm_obj_id) X(shm_tx_new) X(shm_tx_new_record)        \
     X(shm_dict_get) X(shm_dict_set) X(shm_dict_delete) X(shm_dict_len) X(shm_dict_key)    \
@@ -50,7 +55,9 @@
     X(shm_list_pop) X(shm_record_class) X(shm_record_nfields) X(shm_record_field)         \
     X(shm_record_get) X(shm_record_set) X(shm_counter_get) X(shm_counter_add)             \
     X(shm_counter_add_blind) X(shm_queue_put) X(shm_queue_get) X(shm_queue_len)           \
-    X(shm_queue_cap)
+    X(shm_queue_cap) X(shm_queue_peek) X(shm_op_dict_get) X(shm_op_dict_set)              \
+    X(shm_op_dict_delete) X(shm_op_counter_get) X(shm_op_counter_add) X(shm_op_queue_put) \
+    X(shm_op_queue_get)
 
 static struct {
 #define X(f) __typeof__(f) *f;
@@ -75,7 +82,7 @@ static void atfork_child(void)
 static PyObject *Error, *ConflictError, *StaleObjectError, *StoreFullError, *TypeMismatch,
     *DamagedStoreError, *ClosedError, *ForkError, *RetryError, *TransactionClosedError,
     *ReadOnlyError, *TooLargeError, *NoStoreError, *ExistsError, *PermissionDenied, *InUseError,
-    *BadArgumentError, *NotFoundError;
+    *BadArgumentError, *NotFoundError, *RetryNothingError;
 static PyObject *QueueEmpty, *QueueFull; /* queue.Empty, queue.Full */
 
 #define FORK_MSG                                                                          \
@@ -84,83 +91,108 @@ static PyObject *QueueEmpty, *QueueFull; /* queue.Empty, queue.Full */
     "'spawn' or 'forkserver' method (multiprocessing.get_context('spawn')), or open the " \
     "store only after forking"
 
-/* fork_check: every entry point that may reach Go calls it first. */
+/* fork_check: every entry point that may reach Go calls it first. It
+ * reads the mark of the pthread_atfork child handler (registered when the
+ * module is imported, before the library can be loaded: fork(3) runs it in
+ * every child). fork_check_pid, for the entry points that open, close or
+ * remove a store, also compares getpid() with the pid of the load (a child
+ * made without fork(3), by a raw clone, runs no handler): a system call
+ * (some 70 ns, a tenth of a get) that every operation would pay. */
 static int fork_check(void)
 {
     if (!lib_loaded) {
         PyErr_SetString(Error, "libshmstore.so is not loaded: open a store with shmstore.open() first");
         return -1;
     }
-    if (lib_forked || getpid() != lib_pid) {
-        lib_forked = 1;
+    if (lib_forked) {
         PyErr_SetString(ForkError, FORK_MSG);
         return -1;
     }
     return 0;
 }
 
-static PyObject *class_for(int32_t rc)
+static int fork_check_pid(void)
 {
-    switch (rc) {
-    case SHM_ERR_NOT_FOUND: return NotFoundError;
-    case SHM_ERR_RANGE: return PyExc_IndexError;
-    case SHM_ERR_TYPE: return TypeMismatch;
-    case SHM_ERR_CONFLICT: return ConflictError;
-    case SHM_ERR_RETRY: return RetryError;
-    case SHM_ERR_TX_CLOSED: return TransactionClosedError;
-    case SHM_ERR_STALE: return StaleObjectError;
-    case SHM_ERR_NO_MEMORY: return StoreFullError;
-    case SHM_ERR_TOO_LARGE: return TooLargeError;
-    case SHM_ERR_READ_ONLY: return ReadOnlyError;
-    case SHM_ERR_NO_STORE: return NoStoreError;
-    case SHM_ERR_EXISTS: return ExistsError;
-    case SHM_ERR_DAMAGED: return DamagedStoreError;
-    case SHM_ERR_CLOSED: return ClosedError;
-    case SHM_ERR_FORKED: return ForkError;
-    case SHM_ERR_PERMISSION: return PermissionDenied;
-    case SHM_ERR_BAD_ARG: return BadArgumentError;
-    case SHM_ERR_OVERFLOW: return PyExc_OverflowError;
-    default: return Error;
-    }
+    if (lib_loaded && getpid() != lib_pid)
+        lib_forked = 1;
+    return fork_check();
 }
 
-static const char *default_msg(int32_t rc)
-{
-    switch (rc) {
-    case SHM_ERR_NOT_FOUND: return "not found";
-    case SHM_ERR_RANGE: return "index out of range";
-    case SHM_ERR_TYPE: return "type mismatch";
-    case SHM_ERR_CONFLICT: return "conflict with another transaction";
-    case SHM_ERR_RETRY: return "the transaction waits (retry)";
-    case SHM_ERR_TX_CLOSED: return "transaction ended";
-    case SHM_ERR_STALE: return "the object was deleted";
-    case SHM_ERR_NO_MEMORY: return "the store is full";
-    case SHM_ERR_TOO_LARGE: return "value or transaction too large";
-    case SHM_ERR_READ_ONLY: return "write in a read-only transaction";
-    case SHM_ERR_NO_STORE: return "no such store";
-    case SHM_ERR_EXISTS: return "the store exists";
-    case SHM_ERR_DAMAGED: return "the store is damaged";
-    case SHM_ERR_CLOSED: return "the store is closed";
-    case SHM_ERR_FORKED: return FORK_MSG;
-    case SHM_ERR_PERMISSION: return "permission denied";
-    case SHM_ERR_BAD_ARG: return "bad argument";
-    case SHM_ERR_IN_USE: return "the store is in use";
-    case SHM_ERR_OVERFLOW: return "integer beyond int64";
-    default: return "shmstore error";
-    }
-}
+/* The exception of each result code: its class (made at import when
+ * name is set, as shmstore.<name>, a subclass of Error and of base if
+ * set; else a builtin), its doc, and the message of a failure whose
+ * shm_error the library left empty. Others: Error, "shmstore error". */
+static const struct {
+    int32_t code;
+    PyObject **cls;
+    const char *name;
+    PyObject **base;
+    const char *doc, *msg;
+} codes[] = {
+    {SHM_ERR_NOT_FOUND, &NotFoundError, "NotFoundError", &PyExc_LookupError, "No such key, field or path.",
+     "not found"},
+    {SHM_ERR_RANGE, &PyExc_IndexError, NULL, NULL, NULL, "index out of range"},
+    {SHM_ERR_TYPE, &TypeMismatch, "TypeMismatch", &PyExc_TypeError,
+     "A value of another kind than asked for, or one the store cannot keep.", "type mismatch"},
+    {SHM_ERR_CONFLICT, &ConflictError, "ConflictError", NULL,
+     "Another transaction changed what this one read. Transaction loops (@store.transaction, "
+     "attempts()) run the body again; an explicit transaction (store.begin()) raises it from commit().",
+     "conflict with another transaction"},
+    {SHM_ERR_RETRY, &RetryError, "RetryError", NULL,
+     "The body asked to wait (shmstore.retry(), a blocking queue operation): the transaction loop "
+     "waits for a change and runs it again.",
+     "the transaction waits (retry)"},
+    {SHM_ERR_TX_CLOSED, &TransactionClosedError, "TransactionClosedError", NULL,
+     "A transaction used after it ended.", "transaction ended"},
+    {SHM_ERR_STALE, &StaleObjectError, "StaleObjectError", NULL,
+     "The shared object was deleted (unlinked from every container).", "the object was deleted"},
+    {SHM_ERR_NO_MEMORY, &StoreFullError, "StoreFullError", &PyExc_MemoryError,
+     "The store is at its maximum size; the transaction was rolled back.", "the store is full"},
+    {SHM_ERR_TOO_LARGE, &TooLargeError, "TooLargeError", NULL, "A value or a transaction too large: split it.",
+     "value or transaction too large"},
+    {SHM_ERR_READ_ONLY, &ReadOnlyError, "ReadOnlyError", NULL,
+     "A write in a read-only transaction (store.view) or store.", "write in a read-only transaction"},
+    {SHM_ERR_NO_STORE, &NoStoreError, "NoStoreError", &PyExc_FileNotFoundError,
+     "No store by that name (open with create=False).", "no such store"},
+    {SHM_ERR_EXISTS, &ExistsError, "ExistsError", &PyExc_FileExistsError,
+     "The store exists (open with exclusive=True).", "the store exists"},
+    {SHM_ERR_DAMAGED, &DamagedStoreError, "DamagedStoreError", NULL,
+     "The store's files are damaged or of another layout.", "the store is damaged"},
+    {SHM_ERR_CLOSED, &ClosedError, "ClosedError", NULL, "The store was closed.", "the store is closed"},
+    {SHM_ERR_FORKED, &ForkError, "ForkError", NULL,
+     "shmstore used in a child made by fork() of a process that had loaded it: use multiprocessing's "
+     "spawn or forkserver start method.",
+     FORK_MSG},
+    {SHM_ERR_PERMISSION, &PermissionDenied, "PermissionDenied", &PyExc_PermissionError,
+     "The store's files keep this process out.", "permission denied"},
+    {SHM_ERR_BAD_ARG, &BadArgumentError, "BadArgumentError", &PyExc_ValueError, "A bad option or argument.",
+     "bad argument"},
+    {SHM_ERR_IN_USE, &InUseError, "InUseError", NULL, "remove: live processes are attached.",
+     "the store is in use"},
+    {SHM_ERR_OVERFLOW, &PyExc_OverflowError, NULL, NULL, NULL, "integer beyond int64"},
+    {SHM_ERR_RETRY_NOTHING, &RetryNothingError, "RetryNothingError", NULL,
+     "retry() (or a blocking queue operation) in a transaction that had read nothing: no commit could "
+     "wake it, so it would wait forever. The transaction is over.",
+     "retry in a transaction that read nothing: it would wait forever"},
+};
 
 /* raise_rc raises the exception for a negative result code, with the
  * library's message when it filled err. Returns NULL. */
 static PyObject *raise_rc(int32_t rc, const shm_error *err)
 {
-    PyObject *cls = class_for(rc), *msg, *exc;
-    if (rc == SHM_ERR_IN_USE)
-        cls = InUseError;
+    PyObject *cls = Error, *msg, *exc;
+    const char *dflt = "shmstore error";
+    size_t i;
+    for (i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (codes[i].code == rc) {
+            cls = *codes[i].cls;
+            dflt = codes[i].msg;
+            break;
+        }
     if (err && err->code == rc && err->msg[0])
         msg = PyUnicode_DecodeUTF8(err->msg, (Py_ssize_t)strnlen(err->msg, sizeof err->msg), "replace");
     else
-        msg = PyUnicode_FromString(default_msg(rc));
+        msg = PyUnicode_FromString(dflt);
     if (!msg)
         return NULL;
     exc = PyObject_CallOneArg(cls, msg);
@@ -181,6 +213,13 @@ static PyObject *raise_rc(int32_t rc, const shm_error *err)
     return NULL;
 }
 
+/* fail_rc is raise_rc for the functions that return -1 on failure. */
+static int fail_rc(int32_t rc, const shm_error *err)
+{
+    raise_rc(rc, err);
+    return -1;
+}
+
 /* body_code: the result code a body that raised passes to shm_tx_end. */
 static int32_t body_code(void)
 {
@@ -197,13 +236,56 @@ static int32_t body_code(void)
  * calls the header names as blocking, any read may wait for a word that
  * another transaction holds: one committing, or a starved read-only
  * transaction's prelocks while its body runs; when that body is Python in
- * another thread of this process, it needs the GIL to finish. */
+ * another thread of this process, it needs the GIL to finish.
+ *
+ * The calls that neither wait nor read the store (shm_obj_id, shm_tx_retry,
+ * shm_tx_or_else_begin and _retried, shm_store_path: lookups in the
+ * library's own tables, under its own short-held locks) keep the GIL:
+ * releasing and taking it back costs some 46 ns (an empty call, _call_ns:
+ * 97 ns with, 51 ns without), measured 870-910 -> 830-870 ns for a get of a
+ * container in a transaction (which reads its id). */
 #define NOGIL(stmt)             \
     do {                        \
         Py_BEGIN_ALLOW_THREADS  \
         stmt;                   \
         Py_END_ALLOW_THREADS    \
     } while (0)
+
+/* LIB(rc, call): a call of the library with the GIL released, its code
+ * into rc; the shm_error named err in scope is made fresh first. */
+#define LIB(rc, call)       \
+    do {                    \
+        ERR_INIT(err);      \
+        NOGIL(rc = (call)); \
+    } while (0)
+
+/* nargs: whether a METH_FASTCALL method got min to max arguments (else
+ * TypeError). */
+static int nargs(const char *name, Py_ssize_t n, Py_ssize_t min, Py_ssize_t max)
+{
+    if (n >= min && n <= max)
+        return 1;
+    if (min == max)
+        PyErr_Format(PyExc_TypeError, "%s expected %zd arguments, got %zd", name, min, n);
+    else
+        PyErr_Format(PyExc_TypeError, "%s expected %zd to %zd arguments, got %zd", name, min, max, n);
+    return 0;
+}
+
+/* UNUSED marks a parameter a function does not use (the opfuncs and the
+ * slots of Python's tables take more than each needs). */
+#define UNUSED __attribute__((unused))
+
+/* tx_retry: the attempt of tx waits (shm_tx_retry; keeps the GIL: see
+ * NOGIL): RetryError raised, for the body to end with. Returns NULL. */
+static PyObject *tx_retry(shm_tx tx)
+{
+    shm_error err;
+    int32_t rc;
+    ERR_INIT(err);
+    rc = L.shm_tx_retry(tx, &err);
+    return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
+}
 
 /* ------------------------------------------------------------------ */
 /* Transactions as C sees them: a thread-local stack.                  */
@@ -295,6 +377,15 @@ static txstate *ts_find(StoreObject *st)
     return NULL;
 }
 
+/* active_ts: the thread's innermost running transaction, or NULL. */
+static txstate *active_ts(void)
+{
+    txstate *ts = tls_top;
+    while (ts && !ts->active)
+        ts = ts->prev;
+    return ts;
+}
+
 static int store_live(StoreObject *st)
 {
     if (fork_check() < 0)
@@ -349,20 +440,23 @@ static void ts_unbind_pending(txstate *ts, int committed)
     Py_CLEAR(ts->pending);
 }
 
-/* ts_begin begins a transaction in ts (GIL released around the call). */
+/* ts_begin begins a transaction in ts (GIL released around the call). A
+ * begin waits while the process's transaction slots are all in use: in
+ * 100 ms slices, checking for signals between them (Ctrl-C). */
 static int ts_begin(txstate *ts, StoreObject *st, int readonly)
 {
     shm_error err;
     shm_tx tx = 0;
     int32_t rc;
-    ERR_INIT(err);
-    Py_BEGIN_ALLOW_THREADS
-    rc = L.shm_tx_begin(st->h, readonly ? 1 : 0, &tx, &err);
-    Py_END_ALLOW_THREADS
-    if (rc != SHM_OK) {
-        raise_rc(rc < 0 ? rc : SHM_ERR_OTHER, &err);
-        return -1;
+    for (;;) {
+        LIB(rc, L.shm_tx_begin_timeout(st->h, readonly ? 1 : 0, 100, &tx, &err));
+        if (rc != SHM_TIMEOUT)
+            break;
+        if (PyErr_CheckSignals() < 0)
+            return -1;
     }
+    if (rc != SHM_OK)
+        return fail_rc(rc < 0 ? rc : SHM_ERR_OTHER, &err);
     if (ts->store != st) {
         Py_INCREF(st);
         Py_XSETREF(ts->store, st);
@@ -398,10 +492,7 @@ static int32_t ts_end(txstate *ts, int32_t body_rc)
 {
     shm_error err;
     int32_t rc;
-    ERR_INIT(err);
-    Py_BEGIN_ALLOW_THREADS
-    rc = L.shm_tx_end(ts->tx, body_rc, &err);
-    Py_END_ALLOW_THREADS
+    LIB(rc, L.shm_tx_end(ts->tx, body_rc, &err));
     if (rc == SHM_AGAIN) {
         ts->serial = 0;
         ts_unbind_pending(ts, 0);
@@ -449,10 +540,7 @@ static int ts_restart(txstate *ts)
             if (left * 1000 < slice)
                 slice = (int64_t)(left * 1000) + 1;
         }
-        ERR_INIT(err);
-        Py_BEGIN_ALLOW_THREADS
-        rc = L.shm_tx_restart(ts->tx, slice, &err);
-        Py_END_ALLOW_THREADS
+        LIB(rc, L.shm_tx_restart(ts->tx, slice, &err));
         if (rc == SHM_OK) {
             ts->serial = next_serial();
             return 0;
@@ -490,13 +578,10 @@ static int proxy_obj(txstate *ts, ProxyObject *p, shm_obj *out)
         *out = p->obj;
         return 0;
     }
-    ERR_INIT(err);
     memset(&v, 0, sizeof v);
-    NOGIL(rc = L.shm_tx_open(ts->tx, p->id, &v, &err));
-    if (rc < 0) {
-        raise_rc(rc, &err);
-        return -1;
-    }
+    LIB(rc, L.shm_tx_open(ts->tx, p->id, &v, &err));
+    if (rc < 0)
+        return fail_rc(rc, &err);
     want = p->kind;
     if (v.kind != want && !(want == SHM_LIST && v.kind == SHM_QUEUE)) {
         PyErr_Format(StaleObjectError, "object %llu is no longer a %s", (unsigned long long)p->id,
@@ -518,6 +603,58 @@ static PyObject *run_in(txstate *ts, ProxyObject *p, opfunc f, PyObject *a, PyOb
     return f(ts, p, o, a, b);
 }
 
+/* run_ts: f as the body of a transaction of its own in ts (zeroed, or a
+ * Txn's), with the header's loop: run again after a conflict or a retry.
+ * An exception that is no Exception (KeyboardInterrupt, SystemExit) ends
+ * it at once, never run again. */
+static PyObject *run_ts(txstate *ts, StoreObject *st, ProxyObject *p, opfunc f, PyObject *a, PyObject *b,
+                        int write)
+{
+    PyObject *res;
+    if (ts_begin(ts, st, !write) < 0)
+        return NULL;
+    ts_push(ts);
+    for (int fresh = 0;;) {
+        int32_t body_rc = SHM_OK, rc;
+        res = run_in(ts, p, f, a, b);
+        if (!res && !PyErr_ExceptionMatches(PyExc_Exception)) {
+            ts_rollback(ts);
+            break;
+        }
+        if (!res)
+            body_rc = body_code();
+        rc = ts_end(ts, body_rc);
+        if (rc == SHM_AGAIN) {
+            Py_CLEAR(res);
+            PyErr_Clear();
+            if (ts_restart(ts) < 0)
+                break;
+            continue;
+        }
+        if (rc < 0 && (body_rc == SHM_ERR_CONFLICT || body_rc == SHM_ERR_RETRY)) {
+            /* a conflict or a retry that ended the transaction instead of
+             * asking for another attempt (an attempt doomed by a failed
+             * read): run it again in a new one, a few times; else, and
+             * at once for a retry that read nothing (it would wait
+             * forever), the end's error */
+            Py_CLEAR(res);
+            PyErr_Clear();
+            if (rc == SHM_ERR_RETRY_NOTHING || fresh++ >= 3) {
+                raise_rc(rc, &ts->end_err);
+                break;
+            }
+            if (ts_begin(ts, st, !write) < 0)
+                break;
+            continue;
+        }
+        if (rc < 0)
+            Py_CLEAR(res);
+        break;
+    }
+    ts_pop(ts);
+    return res;
+}
+
 /* run_store: f in the thread's transaction on st, or in its own small one
  * (read-only unless write). */
 static PyObject *run_store(StoreObject *st, ProxyObject *p, opfunc f, PyObject *a, PyObject *b, int write)
@@ -530,42 +667,7 @@ static PyObject *run_store(StoreObject *st, ProxyObject *p, opfunc f, PyObject *
     if (cur)
         return run_in(cur, p, f, a, b);
     memset(&ts, 0, sizeof ts);
-    if (ts_begin(&ts, st, !write) < 0)
-        return NULL;
-    ts_push(&ts);
-    for (int fresh = 0;;) {
-        int32_t body_rc = SHM_OK, rc;
-        res = run_in(&ts, p, f, a, b);
-        if (!res)
-            body_rc = body_code();
-        rc = ts_end(&ts, body_rc);
-        if (rc == SHM_AGAIN) {
-            Py_CLEAR(res);
-            PyErr_Clear();
-            if (ts_restart(&ts) < 0)
-                break;
-            continue;
-        }
-        if (rc < 0 && (body_rc == SHM_ERR_CONFLICT || body_rc == SHM_ERR_RETRY)) {
-            /* a conflict or a retry that ended the transaction instead of
-             * asking for another attempt (an attempt doomed by a failed
-             * read): run it again in a new one, a few times; else the
-             * end's error (a retry that read nothing, say) */
-            Py_CLEAR(res);
-            PyErr_Clear();
-            if (fresh++ >= 3) {
-                raise_rc(rc, &ts.end_err);
-                break;
-            }
-            if (ts_begin(&ts, st, !write) < 0)
-                break;
-            continue;
-        }
-        if (rc < 0)
-            Py_CLEAR(res);
-        break;
-    }
-    ts_pop(&ts);
+    res = run_ts(&ts, st, p, f, a, b, write);
     Py_CLEAR(ts.store);
     return res;
 }
@@ -581,7 +683,8 @@ static PyObject *run(ProxyObject *p, opfunc f, PyObject *a, PyObject *b, int wri
 /* Values.                                                             */
 
 static PyObject *make_proxy(txstate *ts, shm_obj o, int32_t kind);
-static int materialize(txstate *ts, ProxyObject *p, shm_obj *out, PyObject **memo);
+static int materialize(txstate *ts, ProxyObject *p, shm_obj *out, PyObject **memo, int pending);
+static PyObject *proxy_new(PyTypeObject *t, int32_t kind, PyObject *local);
 
 static int to_key(PyObject *k, shm_value *v)
 {
@@ -628,12 +731,9 @@ static int new_container(txstate *ts, int32_t kind, int64_t cap, shm_obj *out)
 {
     shm_error err;
     int32_t rc;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_tx_new(ts->tx, kind, cap, out, &err));
-    if (rc < 0) {
-        raise_rc(rc, &err);
-        return -1;
-    }
+    LIB(rc, L.shm_tx_new(ts->tx, kind, cap, out, &err));
+    if (rc < 0)
+        return fail_rc(rc, &err);
     return 0;
 }
 
@@ -675,66 +775,36 @@ static int memo_put(PyObject **memo, PyObject *o, shm_obj obj)
 
 static int to_value(txstate *ts, PyObject *o, shm_value *v, PyObject **memo);
 
-static int fill_dict(txstate *ts, shm_obj d, PyObject *o, PyObject **memo)
+/* fill fills the new container c, a Dict (isdict) or a List, with the
+ * items of o, a dict or a list or tuple, converted (memo: to_value's). It
+ * works on a snapshot: converting a value may run Python code, and
+ * another thread may change o while a call runs without the GIL. */
+static int fill(txstate *ts, shm_obj c, PyObject *o, int isdict, PyObject **memo)
 {
-    PyObject *k, *x;
-    Py_ssize_t pos = 0;
-    shm_error err;
-    int32_t rc;
-    /* a snapshot of the items: converting a value may run Python code */
-    PyObject *items = PyDict_Items(o);
-    Py_ssize_t i, n;
-    (void)pos;
+    PyObject *items = isdict ? PyDict_Items(o) : PySequence_List(o);
+    Py_ssize_t i;
+    int r = 0;
     if (!items)
         return -1;
-    n = PyList_GET_SIZE(items);
-    for (i = 0; i < n; i++) {
-        shm_value kv, vv;
+    for (i = 0; r == 0 && i < PyList_GET_SIZE(items); i++) {
         PyObject *it = PyList_GET_ITEM(items, i);
-        k = PyTuple_GET_ITEM(it, 0);
-        x = PyTuple_GET_ITEM(it, 1);
-        if (to_key(k, &kv) < 0 || to_value(ts, x, &vv, memo) < 0)
-            goto fail;
-        ERR_INIT(err);
-        NOGIL(rc = L.shm_dict_set(ts->tx, d, &kv, &vv, &err));
-        if (rc < 0) {
-            raise_rc(rc, &err);
-            goto fail;
+        shm_value kv, vv;
+        shm_error err;
+        int32_t rc;
+        if ((isdict && to_key(PyTuple_GET_ITEM(it, 0), &kv) < 0) ||
+            to_value(ts, isdict ? PyTuple_GET_ITEM(it, 1) : it, &vv, memo) < 0) {
+            r = -1;
+            break;
         }
+        if (isdict)
+            LIB(rc, L.shm_dict_set(ts->tx, c, &kv, &vv, &err));
+        else
+            LIB(rc, L.shm_list_append(ts->tx, c, &vv, &err));
+        if (rc < 0)
+            r = fail_rc(rc, &err);
     }
     Py_DECREF(items);
-    return 0;
-fail:
-    Py_DECREF(items);
-    return -1;
-}
-
-static int fill_list(txstate *ts, shm_obj l, PyObject *o, PyObject **memo)
-{
-    /* a tuple of the items: another thread may change a list meanwhile */
-    PyObject *seq = PySequence_Tuple(o);
-    Py_ssize_t i, n;
-    shm_error err;
-    int32_t rc;
-    if (!seq)
-        return -1;
-    n = PySequence_Fast_GET_SIZE(seq);
-    for (i = 0; i < n; i++) {
-        shm_value vv;
-        if (to_value(ts, PySequence_Fast_GET_ITEM(seq, i), &vv, memo) < 0)
-            goto fail;
-        ERR_INIT(err);
-        NOGIL(rc = L.shm_list_append(ts->tx, l, &vv, &err));
-        if (rc < 0) {
-            raise_rc(rc, &err);
-            goto fail;
-        }
-    }
-    Py_DECREF(seq);
-    return 0;
-fail:
-    Py_DECREF(seq);
-    return -1;
+    return r;
 }
 
 /* to_value converts a Python value for the store: scalars in place (str
@@ -770,7 +840,7 @@ static int to_value(txstate *ts, PyObject *o, shm_value *v, PyObject **memo)
     if (is_proxy(o)) {
         ProxyObject *p = (ProxyObject *)o;
         if (!p->store)
-            r = materialize(ts, p, &obj, memo);
+            r = materialize(ts, p, &obj, memo, 1);
         else if (!same_store(p->store, ts->store)) {
             PyErr_SetString(TypeMismatch, "a container of another store: copy it with to_python() first");
             return -1;
@@ -792,7 +862,7 @@ static int to_value(txstate *ts, PyObject *o, shm_value *v, PyObject **memo)
                 return -1;
             if (memo_put(memo, o, obj) < 0)
                 return -1;
-            if ((isdict ? fill_dict(ts, obj, o, memo) : fill_list(ts, obj, o, memo)) < 0)
+            if (fill(ts, obj, o, isdict, memo) < 0)
                 return -1;
         }
         v->kind = isdict ? SHM_DICT : SHM_LIST;
@@ -806,11 +876,47 @@ static int to_value(txstate *ts, PyObject *o, shm_value *v, PyObject **memo)
     return -1;
 }
 
-/* to_value_top: to_value with its own memo. */
+/* to_value_top: to_value with its own memo, which keeps what v points
+ * into alive: Py_XDECREF it after the call that takes v (on failure it is
+ * released here). */
 static int to_value_top(txstate *ts, PyObject *o, shm_value *v, PyObject **memo)
 {
     *memo = NULL;
-    return to_value(ts, o, v, memo);
+    if (to_value(ts, o, v, memo) < 0) {
+        Py_CLEAR(*memo);
+        return -1;
+    }
+    return 0;
+}
+
+/* absent: dflt (a new reference), or KeyError(key) when dflt is NULL. */
+static PyObject *absent(PyObject *key, PyObject *dflt)
+{
+    if (dflt) {
+        Py_INCREF(dflt);
+        return dflt;
+    }
+    PyErr_SetObject(PyExc_KeyError, key);
+    return NULL;
+}
+
+/* absent_key: after to_key failed: whether the failure only says that no
+ * Dict holds such a key (an int beyond int64; with any, a key of another
+ * kind too: TypeMismatch), cleared then; else the exception stays. */
+static int absent_key(int any)
+{
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError) && !(any && PyErr_ExceptionMatches(TypeMismatch)))
+        return 0;
+    PyErr_Clear();
+    return 1;
+}
+
+/* none_or_raise: None, or the exception of a failed rc. */
+static PyObject *none_or_raise(int32_t rc, const shm_error *err)
+{
+    if (rc < 0)
+        return raise_rc(rc, err);
+    Py_RETURN_NONE;
 }
 
 /* from_value: a value the library passed out, as Python (str and bytes
@@ -879,31 +985,46 @@ static PyObject *alloc_proxy(PyObject *cls, StoreObject *st, uint64_t id, int32_
     return (PyObject *)p;
 }
 
-static PyObject *make_proxy(txstate *ts, shm_obj o, int32_t kind)
+/* obj_id: the id of the object o of ts (shm_obj_id; keeps the GIL: see
+ * NOGIL). */
+static int obj_id(txstate *ts, shm_obj o, uint64_t *id)
 {
     shm_error err;
-    uint64_t id = 0;
     int32_t rc;
-    PyObject *cls, *res;
-    ProxyObject *p;
     ERR_INIT(err);
-    NOGIL(rc = L.shm_obj_id(ts->tx, o, &id, &err));
-    if (rc < 0)
-        return raise_rc(rc, &err);
+    rc = L.shm_obj_id(ts->tx, o, id, &err);
+    return rc < 0 ? fail_rc(rc, &err) : 0;
+}
+
+/* proxy_class: the class of the proxies of a container of kind (a new
+ * reference): Dict, List, Counter, Queue; NULL with an exception for
+ * another kind (a record's class is its own: record_class_of). */
+static PyObject *proxy_class(int32_t kind)
+{
+    PyObject *cls;
     switch (kind) {
-    case SHM_DICT: cls = cls_dict; Py_XINCREF(cls); break;
-    case SHM_LIST: cls = cls_list; Py_XINCREF(cls); break;
-    case SHM_COUNTER: cls = cls_counter; Py_XINCREF(cls); break;
-    case SHM_QUEUE: cls = cls_queue; Py_XINCREF(cls); break;
-    case SHM_RECORD:
-        cls = record_class_of(ts, o, NULL);
-        if (!cls)
-            return NULL;
-        break;
+    case SHM_DICT: cls = cls_dict; break;
+    case SHM_LIST: cls = cls_list; break;
+    case SHM_COUNTER: cls = cls_counter; break;
+    case SHM_QUEUE: cls = cls_queue; break;
     default: return PyErr_Format(Error, "not a container kind: %d", (int)kind);
     }
     if (!cls)
         return PyErr_Format(Error, "shmstore classes not set up");
+    Py_INCREF(cls);
+    return cls;
+}
+
+static PyObject *make_proxy(txstate *ts, shm_obj o, int32_t kind)
+{
+    uint64_t id = 0;
+    PyObject *cls, *res;
+    ProxyObject *p;
+    if (obj_id(ts, o, &id) < 0)
+        return NULL;
+    cls = kind == SHM_RECORD ? record_class_of(ts, o, NULL) : proxy_class(kind);
+    if (!cls)
+        return NULL;
     res = alloc_proxy(cls, ts->store, id, kind);
     Py_DECREF(cls);
     if (!res)
@@ -919,15 +1040,9 @@ static PyObject *make_proxy(txstate *ts, shm_obj o, int32_t kind)
  * again, so that a re-run makes it anew). */
 static int bind_new(txstate *ts, ProxyObject *p, shm_obj o, int pending)
 {
-    shm_error err;
     uint64_t id = 0;
-    int32_t rc;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_obj_id(ts->tx, o, &id, &err));
-    if (rc < 0) {
-        raise_rc(rc, &err);
+    if (obj_id(ts, o, &id) < 0)
         return -1;
-    }
     if (pending) {
         if (!ts->pending && !(ts->pending = PyList_New(0)))
             return -1;
@@ -1012,8 +1127,8 @@ static int record_set_raw(txstate *ts, shm_obj o, PyObject *name, PyObject *val,
 
 /* materialize makes an unbound proxy's object in ts (a record with its
  * local fields, a counter with its count, a queue with its maxsize) and
- * binds the proxy until commit. */
-static int materialize(txstate *ts, ProxyObject *p, shm_obj *out, PyObject **memo)
+ * binds the proxy (pending: until commit, see bind_new). */
+static int materialize(txstate *ts, ProxyObject *p, shm_obj *out, PyObject **memo, int pending)
 {
     shm_obj o = 0;
     shm_error err;
@@ -1026,7 +1141,7 @@ static int materialize(txstate *ts, ProxyObject *p, shm_obj *out, PyObject **mem
     case SHM_RECORD: {
         if (new_record(ts, (PyObject *)p, &o) < 0)
             return -1;
-        if (bind_new(ts, p, o, 1) < 0)
+        if (bind_new(ts, p, o, pending) < 0)
             return -1;
         if (p->local) {
             PyObject *items = PyDict_Items(p->local);
@@ -1052,14 +1167,11 @@ static int materialize(txstate *ts, ProxyObject *p, shm_obj *out, PyObject **mem
         if (new_container(ts, SHM_COUNTER, 0, &o) < 0)
             return -1;
         if (n0) {
-            ERR_INIT(err);
-            NOGIL(rc = L.shm_counter_add_blind(ts->tx, o, n0, &err));
-            if (rc < 0) {
-                raise_rc(rc, &err);
-                return -1;
-            }
+            LIB(rc, L.shm_counter_add_blind(ts->tx, o, n0, &err));
+            if (rc < 0)
+                return fail_rc(rc, &err);
         }
-        if (bind_new(ts, p, o, 1) < 0)
+        if (bind_new(ts, p, o, pending) < 0)
             return -1;
         break;
     }
@@ -1069,7 +1181,7 @@ static int materialize(txstate *ts, ProxyObject *p, shm_obj *out, PyObject **mem
             return -1;
         if (new_container(ts, SHM_QUEUE, cap, &o) < 0)
             return -1;
-        if (bind_new(ts, p, o, 1) < 0)
+        if (bind_new(ts, p, o, pending) < 0)
             return -1;
         break;
     }
@@ -1107,41 +1219,36 @@ static int proxy_clear(ProxyObject *p)
     return 0;
 }
 
-static PyObject *proxy_get_id(ProxyObject *p, void *c)
+static PyObject *proxy_get_id(ProxyObject *p, void *c UNUSED)
 {
-    (void)c;
     if (!p->store)
         Py_RETURN_NONE;
     return PyLong_FromUnsignedLongLong(p->id);
 }
 
-static PyObject *proxy_get_store(ProxyObject *p, void *c)
+static PyObject *proxy_get_store(ProxyObject *p, void *c UNUSED)
 {
-    (void)c;
     if (!p->store)
         Py_RETURN_NONE;
     Py_INCREF(p->store);
     return (PyObject *)p->store;
 }
 
-static PyObject *proxy_get_kind(ProxyObject *p, void *c)
+static PyObject *proxy_get_kind(ProxyObject *p, void *c UNUSED)
 {
-    (void)c;
     return PyLong_FromLong(p->kind);
 }
 
-static PyObject *proxy_get_local(ProxyObject *p, void *c)
+static PyObject *proxy_get_local(ProxyObject *p, void *c UNUSED)
 {
-    (void)c;
     if (!p->local)
         Py_RETURN_NONE;
     Py_INCREF(p->local);
     return p->local;
 }
 
-static int proxy_set_local(ProxyObject *p, PyObject *v, void *c)
+static int proxy_set_local(ProxyObject *p, PyObject *v, void *c UNUSED)
 {
-    (void)c;
     if (p->store) {
         PyErr_SetString(Error, "the object is in a store");
         return -1;
@@ -1200,208 +1307,219 @@ static PyObject *proxy_same(ProxyObject *p, PyObject *o)
 }
 
 /* ------------------------------------------------------------------ */
-/* Copying out (to_python).                                            */
+/* Reading many: counts, values by index, keys.                         */
+
+/* A call that says how many (shm_list_len, shm_dict_len, shm_queue_len,
+ * shm_queue_cap, shm_record_nfields, shm_counter_get), and one that reads
+ * the i-th (shm_list_get, shm_queue_peek, shm_record_field). */
+typedef int32_t (*count_fn)(shm_tx, shm_obj, int64_t *, shm_error *);
+typedef int32_t (*at_fn)(shm_tx, shm_obj, int64_t, shm_value *, shm_error *);
+
+/* count: what fn says of o into *n; -1 with an exception. */
+static int count(txstate *ts, shm_obj o, count_fn fn, int64_t *n)
+{
+    shm_error err;
+    int32_t rc;
+    *n = 0;
+    LIB(rc, fn(ts->tx, o, n, &err));
+    return rc < 0 ? fail_rc(rc, &err) : 0;
+}
+
+/* count_op: what fn says of o, as an int. */
+static PyObject *count_op(txstate *ts, shm_obj o, count_fn fn)
+{
+    int64_t n;
+    return count(ts, o, fn, &n) < 0 ? NULL : PyLong_FromLongLong(n);
+}
 
 static PyObject *copy_out(txstate *ts, const shm_value *v, PyObject *memo);
 
-static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *memo)
+/* append_at appends to the list into the values fn reads of o at 0 to
+ * n-1: as proxies (memo NULL), or copied out (to_python) with memo. */
+static int append_at(txstate *ts, shm_obj o, int64_t n, at_fn fn, PyObject *memo, PyObject *into)
 {
-    shm_error err;
-    uint64_t id = 0;
-    int32_t rc;
-    int64_t n = 0, i;
-    PyObject *key, *res = NULL;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_obj_id(ts->tx, o, &id, &err));
-    if (rc < 0)
-        return raise_rc(rc, &err);
-    key = PyLong_FromUnsignedLongLong(id);
-    if (!key)
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        shm_value v;
+        shm_error err;
+        int32_t rc;
+        PyObject *x;
+        int r;
+        LIB(rc, fn(ts->tx, o, i, &v, &err));
+        if (rc < 0)
+            return fail_rc(rc, &err);
+        if (!(x = memo ? copy_out(ts, &v, memo) : from_value(ts, &v)))
+            return -1;
+        r = PyList_Append(into, x);
+        Py_DECREF(x);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* items_at: the values fn reads of o at 0 to n-1 (n: what count_fn says),
+ * as a new list of proxies. */
+static PyObject *items_at(txstate *ts, shm_obj o, count_fn nfn, at_fn fn)
+{
+    int64_t n;
+    PyObject *res;
+    if (count(ts, o, nfn, &n) < 0 || !(res = PyList_New(0)))
         return NULL;
-    res = PyDict_GetItemWithError(memo, key);
-    if (res) {
-        Py_DECREF(key);
-        Py_INCREF(res);
-        return res;
+    if (append_at(ts, o, n, fn, NULL, res) < 0)
+        Py_CLEAR(res);
+    return res;
+}
+
+/* dict_keys: the keys, from one snapshot. */
+static PyObject *dict_keys(txstate *ts, shm_obj o)
+{
+    PyObject *keys = PyList_New(0);
+    int64_t i;
+    if (!keys)
+        return NULL;
+    for (i = 0;; i++) {
+        shm_value kv;
+        shm_error err;
+        int32_t rc;
+        PyObject *k;
+        LIB(rc, L.shm_dict_key(ts->tx, o, i, &kv, &err));
+        if (rc == SHM_ERR_RANGE)
+            break;
+        if (rc < 0) {
+            Py_DECREF(keys);
+            return raise_rc(rc, &err);
+        }
+        k = from_value(ts, &kv);
+        if (!k || PyList_Append(keys, k) < 0) {
+            Py_XDECREF(k);
+            Py_DECREF(keys);
+            return NULL;
+        }
+        Py_DECREF(k);
     }
-    if (PyErr_Occurred())
+    return keys;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Copying out (to_python).                                            */
+
+static PyObject *record_fields(txstate *ts, shm_obj o);
+
+/* copy_entries: into[k] = a copy of o's value under k, for each k of keys
+ * (a list or tuple, NULL after a failure; released here): o a Dict
+ * (keys), or a record (field names). */
+static int copy_entries(txstate *ts, shm_obj o, int record, PyObject *keys, PyObject *into, PyObject *memo)
+{
+    Py_ssize_t i;
+    int r = 0;
+    if (!keys)
+        return -1;
+    for (i = 0; r == 0 && i < PySequence_Fast_GET_SIZE(keys); i++) {
+        shm_value kv, vv;
+        shm_error err;
+        int32_t rc;
+        PyObject *k = PySequence_Fast_GET_ITEM(keys, i), *x;
+        const char *field = NULL;
+        if (record && !(field = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(Error, "a record field name that is not a str");
+            r = -1;
+        } else if (!record && to_key(k, &kv) < 0)
+            r = -1;
+        else {
+            if (record)
+                LIB(rc, L.shm_record_get(ts->tx, o, field, &vv, &err));
+            else
+                LIB(rc, L.shm_dict_get(ts->tx, o, &kv, &vv, &err));
+            if (rc < 0)
+                r = fail_rc(rc, &err);
+            else if (!(x = copy_out(ts, &vv, memo)))
+                r = -1;
+            else {
+                r = PyDict_SetItem(into, k, x);
+                Py_DECREF(x);
+            }
+        }
+    }
+    Py_DECREF(keys);
+    return r;
+}
+
+/* record_copy: an unbound instance of the record o's class, holding
+ * copies of its fields (a plain shmstore.Object keeps the class name and
+ * field names, for a round trip), registered in memo under key first. */
+static PyObject *record_copy(txstate *ts, shm_obj o, PyObject *key, PyObject *memo)
+{
+    PyObject *cname = NULL, *cls = record_class_of(ts, o, &cname), *res, *local;
+    int generic = cls == cls_record;
+    if (!cls)
+        return NULL;
+    res = alloc_proxy(cls, NULL, 0, SHM_RECORD);
+    Py_DECREF(cls);
+    if (res && generic && PyObject_SetAttrString(res, "_shm_class_", cname) < 0)
+        Py_CLEAR(res);
+    Py_XDECREF(cname);
+    if (!res || !(local = PyDict_New()))
         goto fail;
-    switch (kind) {
-    case SHM_DICT: {
-        PyObject *keys;
-        if (!(res = PyDict_New()) || PyDict_SetItem(memo, key, res) < 0)
-            goto fail;
-        if (!(keys = PyList_New(0)))
-            goto fail;
-        for (i = 0;; i++) {
-            shm_value kv;
-            PyObject *k;
-            ERR_INIT(err);
-            NOGIL(rc = L.shm_dict_key(ts->tx, o, i, &kv, &err));
-            if (rc == SHM_ERR_RANGE)
-                break;
-            if (rc < 0) {
-                Py_DECREF(keys);
-                raise_rc(rc, &err);
-                goto fail;
-            }
-            k = from_value(ts, &kv);
-            if (!k || PyList_Append(keys, k) < 0) {
-                Py_XDECREF(k);
-                Py_DECREF(keys);
-                goto fail;
-            }
-            Py_DECREF(k);
-        }
-        for (i = 0; i < PyList_GET_SIZE(keys); i++) {
-            shm_value kv, vv;
-            PyObject *k = PyList_GET_ITEM(keys, i), *x;
-            if (to_key(k, &kv) < 0) {
-                Py_DECREF(keys);
-                goto fail;
-            }
-            ERR_INIT(err);
-            NOGIL(rc = L.shm_dict_get(ts->tx, o, &kv, &vv, &err));
-            if (rc < 0) {
-                Py_DECREF(keys);
-                raise_rc(rc, &err);
-                goto fail;
-            }
-            x = copy_out(ts, &vv, memo);
-            if (!x || PyDict_SetItem(res, k, x) < 0) {
-                Py_XDECREF(x);
-                Py_DECREF(keys);
-                goto fail;
-            }
-            Py_DECREF(x);
-        }
-        Py_DECREF(keys);
-        break;
-    }
-    case SHM_QUEUE:
-        /* the ABI reads a queue only by taking items (no peek): the live
-         * Queue itself, not a copy */
-        if (!(res = make_proxy(ts, o, SHM_QUEUE)) || PyDict_SetItem(memo, key, res) < 0)
-            goto fail;
-        break;
-    case SHM_LIST: {
-        if (!(res = PyList_New(0)) || PyDict_SetItem(memo, key, res) < 0)
-            goto fail;
-        ERR_INIT(err);
-        NOGIL(rc = L.shm_list_len(ts->tx, o, &n, &err));
-        if (rc < 0) {
-            raise_rc(rc, &err);
-            goto fail;
-        }
-        for (i = 0; i < n; i++) {
-            shm_value vv;
-            PyObject *x;
-            ERR_INIT(err);
-            NOGIL(rc = L.shm_list_get(ts->tx, o, i, &vv, &err));
-            if (rc < 0) {
-                raise_rc(rc, &err);
-                goto fail;
-            }
-            x = copy_out(ts, &vv, memo);
-            if (!x || PyList_Append(res, x) < 0) {
-                Py_XDECREF(x);
-                goto fail;
-            }
-            Py_DECREF(x);
-        }
-        break;
-    }
-    case SHM_COUNTER: {
-        int64_t c = 0;
-        ERR_INIT(err);
-        NOGIL(rc = L.shm_counter_get(ts->tx, o, &c, &err));
-        if (rc < 0) {
-            raise_rc(rc, &err);
-            goto fail;
-        }
-        if (!(res = PyLong_FromLongLong(c)))
-            goto fail;
-        break;
-    }
-    case SHM_RECORD: {
-        /* an unbound instance of the record's class, holding copies */
-        PyObject *cname = NULL, *cls = record_class_of(ts, o, &cname), *local;
-        int generic = cls == cls_record;
-        if (!cls)
-            goto fail;
-        res = alloc_proxy(cls, NULL, 0, SHM_RECORD);
-        Py_DECREF(cls);
-        if (res && generic) /* keeps the class name for a round trip */
-            if (PyObject_SetAttrString(res, "_shm_class_", cname) < 0)
-                Py_CLEAR(res);
-        Py_XDECREF(cname);
-        if (!res || !(local = PyDict_New()))
-            goto fail;
-        ((ProxyObject *)res)->local = local;
-        if (PyDict_SetItem(memo, key, res) < 0)
-            goto fail;
-        ERR_INIT(err);
-        NOGIL(rc = L.shm_record_nfields(ts->tx, o, &n, &err));
-        if (rc < 0) {
-            raise_rc(rc, &err);
-            goto fail;
-        }
-        for (i = 0; i < n; i++) {
-            shm_value fv, vv;
-            PyObject *name, *x;
-            const char *cname;
-            ERR_INIT(err);
-            NOGIL(rc = L.shm_record_field(ts->tx, o, i, &fv, &err));
-            if (rc < 0) {
-                raise_rc(rc, &err);
-                goto fail;
-            }
-            name = from_value(ts, &fv);
-            if (!name)
-                goto fail;
-            if (!PyUnicode_Check(name) || !(cname = PyUnicode_AsUTF8(name))) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(Error, "a record field name that is not a str");
-                Py_DECREF(name);
-                goto fail;
-            }
-            ERR_INIT(err);
-            NOGIL(rc = L.shm_record_get(ts->tx, o, cname, &vv, &err));
-            if (rc < 0) {
-                Py_DECREF(name);
-                raise_rc(rc, &err);
-                goto fail;
-            }
-            x = copy_out(ts, &vv, memo);
-            if (!x || PyDict_SetItem(local, name, x) < 0) {
-                Py_XDECREF(x);
-                Py_DECREF(name);
-                goto fail;
-            }
-            Py_DECREF(x);
-            Py_DECREF(name);
-        }
-        if (generic) {
-            PyObject *names = PyDict_Keys(local), *t = names ? PyList_AsTuple(names) : NULL;
-            Py_XDECREF(names);
-            if (!t || PyObject_SetAttrString(res, "_shm_fields_", t) < 0) {
-                Py_XDECREF(t);
-                goto fail;
-            }
-            Py_DECREF(t);
-        }
-        break;
-    }
-    default:
-        PyErr_Format(Error, "not a container kind: %d", (int)kind);
+    ((ProxyObject *)res)->local = local;
+    if (PyDict_SetItem(memo, key, res) < 0 || copy_entries(ts, o, 1, record_fields(ts, o), local, memo) < 0)
         goto fail;
+    if (generic) {
+        PyObject *names = PyDict_Keys(local), *t = names ? PyList_AsTuple(names) : NULL;
+        int r = t ? PyObject_SetAttrString(res, "_shm_fields_", t) : -1;
+        Py_XDECREF(names);
+        Py_XDECREF(t);
+        if (r < 0)
+            goto fail;
     }
-    Py_DECREF(key);
     return res;
 fail:
-    Py_DECREF(key);
     Py_XDECREF(res);
     return NULL;
+}
+
+/* copy_container: a container of ts as plain Python (to_python), memo
+ * the copies made so far by id (aliasing and cycles kept). */
+static PyObject *copy_container(txstate *ts, shm_obj o, int32_t kind, PyObject *memo)
+{
+    uint64_t id = 0;
+    int64_t n = 0;
+    int r = -1;
+    PyObject *key, *res;
+    if (obj_id(ts, o, &id) < 0 || !(key = PyLong_FromUnsignedLongLong(id)))
+        return NULL;
+    if ((res = PyDict_GetItemWithError(memo, key)) || PyErr_Occurred()) {
+        Py_XINCREF(res);
+        Py_DECREF(key);
+        return res;
+    }
+    switch (kind) {
+    case SHM_DICT:
+        if ((res = PyDict_New()) && PyDict_SetItem(memo, key, res) == 0)
+            r = copy_entries(ts, o, 0, dict_keys(ts, o), res, memo);
+        break;
+    case SHM_LIST:
+    case SHM_QUEUE: /* a Queue as the list of its items, read without taking them */
+        if ((res = PyList_New(0)) && PyDict_SetItem(memo, key, res) == 0 &&
+            count(ts, o, kind == SHM_QUEUE ? L.shm_queue_len : L.shm_list_len, &n) == 0)
+            r = append_at(ts, o, n, kind == SHM_QUEUE ? L.shm_queue_peek : L.shm_list_get, memo, res);
+        break;
+    case SHM_COUNTER:
+        if (count(ts, o, L.shm_counter_get, &n) == 0 && (res = PyLong_FromLongLong(n)))
+            r = 0;
+        break;
+    case SHM_RECORD:
+        r = (res = record_copy(ts, o, key, memo)) ? 0 : -1;
+        break;
+    default:
+        PyErr_Format(Error, "not a container kind: %d", (int)kind);
+    }
+    Py_DECREF(key);
+    if (r < 0)
+        Py_CLEAR(res);
+    return res;
 }
 
 static PyObject *copy_out(txstate *ts, const shm_value *v, PyObject *memo)
@@ -1426,11 +1544,9 @@ static PyObject *taken(txstate *ts, const shm_value *v)
     return res;
 }
 
-static PyObject *op_to_python(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+static PyObject *op_to_python(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a UNUSED, PyObject *b UNUSED)
 {
     PyObject *memo = PyDict_New(), *res;
-    (void)a;
-    (void)b;
     if (!memo)
         return NULL;
     res = copy_container(ts, o, p->kind, memo);
@@ -1438,9 +1554,8 @@ static PyObject *op_to_python(txstate *ts, ProxyObject *p, shm_obj o, PyObject *
     return res;
 }
 
-static PyObject *proxy_to_python(ProxyObject *p, PyObject *unused)
+static PyObject *proxy_to_python(ProxyObject *p, PyObject *unused UNUSED)
 {
-    (void)unused;
     if (!p->store) {
         /* an unbound object: itself (records), its count, [] */
         if (p->kind == SHM_COUNTER)
@@ -1456,9 +1571,8 @@ static PyObject *proxy_to_python(ProxyObject *p, PyObject *unused)
 static PyMethodDef proxy_methods[] = {
     {"to_python", (PyCFunction)proxy_to_python, METH_NOARGS,
      "to_python()\n--\n\nA deep copy as plain Python values, read in one transaction: Dicts become "
-     "dicts, Lists lists, Counters ints, records unbound instances of their class; a Queue "
-     "stays the live Queue (the ABI cannot read a queue without taking its items). "
-     "Aliasing and cycles are kept."},
+     "dicts, Lists lists, Counters ints, Queues lists of their items (none taken), records unbound "
+     "instances of their class. Aliasing and cycles are kept."},
     {"_shm_same", (PyCFunction)proxy_same, METH_O, "whether other is a proxy of the same shared object"},
     {NULL, NULL, 0, NULL},
 };
@@ -1479,174 +1593,369 @@ static PyTypeObject ProxyType = {
     .tp_hash = (hashfunc)proxy_hash,
 };
 
+/* PROXY_TYPE(name, cls, fields...): a subtype of Proxy (tp_base is set
+ * at import) with the fields every one has, and its own. */
+#define PROXY_TYPE(name, cls, ...)                                                 \
+    {                                                                              \
+        PyVarObject_HEAD_INIT(NULL, 0)                                             \
+        .tp_name = "shmstore._shmstore." name,                                     \
+        .tp_basicsize = sizeof(ProxyObject),                                       \
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, \
+        .tp_doc = "The C part of " cls ".",                                        \
+        .tp_traverse = (traverseproc)proxy_traverse,                               \
+        .tp_clear = (inquiry)proxy_clear,                                          \
+        __VA_ARGS__                                                                \
+    }
+
+/* ------------------------------------------------------------------ */
+/* One-shot operations (shm_op_*).                                     */
+/*
+ * Outside a transaction, a get, set or delete of a Dict, a Counter's
+ * read or add, a Queue's put or get, whose arguments are scalars (or
+ * containers of the store already), is one call of the library: one
+ * transaction of its own, the retry loop inside Go, where the header's
+ * loop takes four calls (begin, open, the operation, end). The op1_*
+ * functions return 1 when done (the result in *res, or an exception the
+ * operation means: KeyError, queue.Empty), 0 when the operation takes the
+ * transaction path instead, -1 on an exception. The transaction path
+ * also takes every failure of a one-shot call, which did nothing: it
+ * raises what the operation raises there (a stale object, a closed
+ * store), so that both paths fail alike. The GIL is released around
+ * every call (each may wait: a queue, or a word another transaction
+ * holds for a moment).
+ */
+
+/* OP1_CALL(rc, call): a one-shot call that may wait for a transaction
+ * slot (every slot of the process in use), in slices of 100 ms
+ * (timeout_ms in the call: OP1_SLICE) with a check for signals between
+ * them; rc is SHM_TIMEOUT when a signal handler raised. */
+#define OP1_SLICE 100
+#define OP1_CALL(rc, call)                                         \
+    do {                                                           \
+        ERR_INIT(err);                                             \
+        NOGIL(rc = call);                                          \
+    } while (rc == SHM_TIMEOUT && PyErr_CheckSignals() == 0)
+
+/* op1_ok: whether p's operation may be one-shot: p is bound, its store
+ * open, the library this process's, and no transaction of its store runs
+ * in this thread. */
+static int op1_ok(ProxyObject *p)
+{
+    return p->store && !p->store->closed && lib_loaded && !lib_forked && !ts_find(p->store);
+}
+
+/* op1_in: a key or value for a one-shot call: a scalar (str and bytes
+ * point into o), or a container of p's store by its id. 0: not one (a
+ * new container, an int beyond int64: the transaction path says). */
+static int op1_in(ProxyObject *p, PyObject *o, shm_value *v)
+{
+    if (PyFloat_Check(o)) {
+        memset(v, 0, sizeof *v);
+        v->kind = SHM_FLOAT;
+        v->f = PyFloat_AS_DOUBLE(o);
+        return 1;
+    }
+    if (is_proxy(o)) {
+        ProxyObject *q = (ProxyObject *)o;
+        if (!q->store || q->pending || !same_store(q->store, p->store))
+            return 0;
+        memset(v, 0, sizeof *v);
+        v->kind = q->kind == SHM_QUEUE ? SHM_LIST : q->kind;
+        v->obj = q->id;
+        return 1;
+    }
+    if (!(o == Py_None || PyBool_Check(o) || PyLong_Check(o) || PyUnicode_Check(o) || PyBytes_Check(o)))
+        return 0;
+    if (to_key(o, v) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* op1_out: a value a one-shot call passed out, as Python (a container by
+ * its id: a proxy). NULL without an exception for a record, whose class
+ * only a transaction reads. */
+static PyObject *op1_out(StoreObject *st, const shm_value *v)
+{
+    PyObject *cls, *res;
+    if (v->kind < SHM_DICT)
+        return from_value(NULL, v);
+    if (v->kind == SHM_RECORD)
+        return NULL;
+    if (!(cls = proxy_class(v->kind)))
+        return NULL;
+    res = alloc_proxy(cls, st, v->obj, v->kind);
+    Py_DECREF(cls);
+    return res;
+}
+
+/* A one-shot call's buffer for a String or Bytes out: on the stack, or on
+ * the heap once one did not fit (SHM_SHORT says how much it needs). */
+typedef struct {
+    char *p;
+    int64_t cap;
+    char small[256];
+} op1buf;
+
+static void op1buf_init(op1buf *b)
+{
+    b->p = b->small;
+    b->cap = sizeof b->small;
+}
+
+static void op1buf_free(op1buf *b)
+{
+    if (b->p != b->small)
+        PyMem_Free(b->p);
+    op1buf_init(b);
+}
+
+/* op1buf_fits: after a call that returned rc with out v: 1 when it is to
+ * be called again with the buffer grown (a String or Bytes did not fit),
+ * 0 when not, -1 when no memory. */
+static int op1buf_fits(op1buf *b, int32_t rc, const shm_value *v)
+{
+    char *p;
+    if (rc != SHM_SHORT || (v->kind != SHM_STRING && v->kind != SHM_BYTES))
+        return 0;
+    op1buf_free(b);
+    if (!(p = PyMem_Malloc((size_t)v->len + 1))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = p;
+    b->cap = v->len + 1;
+    return 1;
+}
+
+/* op1_dict_get: key's value in the Dict p (*res NULL: absent). */
+static int op1_dict_get(ProxyObject *p, PyObject *key, PyObject **res)
+{
+    shm_value k, v;
+    shm_error err;
+    op1buf b;
+    int32_t rc;
+    int r;
+    if (!op1_ok(p) || !op1_in(p, key, &k))
+        return 0;
+    op1buf_init(&b);
+    do
+        OP1_CALL(rc, L.shm_op_dict_get(p->store->h, p->id, &k, OP1_SLICE, &v, b.p, b.cap, &err));
+    while ((r = op1buf_fits(&b, rc, &v)) > 0);
+    *res = NULL;
+    if (rc == SHM_TIMEOUT)
+        r = -1; /* a signal handler raised */
+    else if (r == 0 && rc == SHM_OK)
+        r = (*res = op1_out(p->store, &v)) ? 1 : PyErr_Occurred() ? -1 : 0;
+    else if (r == 0)
+        r = rc == SHM_ERR_NOT_FOUND;
+    op1buf_free(&b);
+    return r;
+}
+
+/* op1_dict_set: key = val in the Dict p (val NULL: del key; KeyError if
+ * absent). */
+static int op1_dict_set(ProxyObject *p, PyObject *key, PyObject *val)
+{
+    shm_value k, v;
+    shm_error err;
+    int32_t rc;
+    if (!op1_ok(p) || !op1_in(p, key, &k) || (val && !op1_in(p, val, &v)))
+        return 0;
+    if (val)
+        OP1_CALL(rc, L.shm_op_dict_set(p->store->h, p->id, &k, &v, OP1_SLICE, &err));
+    else
+        OP1_CALL(rc, L.shm_op_dict_delete(p->store->h, p->id, &k, OP1_SLICE, &err));
+    if (rc == SHM_TIMEOUT)
+        return -1;
+    if (rc == SHM_ERR_NOT_FOUND && !val) {
+        absent(key, NULL);
+        return -1;
+    }
+    return rc == SHM_OK;
+}
+
+/* op1_counter: the Counter p's value (delta NULL), or delta added (the
+ * new value; None when blind). */
+static int op1_counter(ProxyObject *p, PyObject *delta, int blind, PyObject **res)
+{
+    shm_error err;
+    int32_t rc;
+    int64_t out = 0;
+    long long d = 0;
+    int overflow = 0;
+    if (!op1_ok(p))
+        return 0;
+    if (delta) {
+        d = PyLong_AsLongLongAndOverflow(delta, &overflow);
+        if (overflow || (d == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    if (delta)
+        OP1_CALL(rc, L.shm_op_counter_add(p->store->h, p->id, d, blind, OP1_SLICE, &out, &err));
+    else
+        OP1_CALL(rc, L.shm_op_counter_get(p->store->h, p->id, OP1_SLICE, &out, &err));
+    if (rc == SHM_TIMEOUT)
+        return -1;
+    if (rc != SHM_OK)
+        return 0;
+    if (blind) {
+        Py_INCREF(Py_None);
+        *res = Py_None;
+    } else if (!(*res = PyLong_FromLongLong(out)))
+        return -1;
+    return 1;
+}
+
+/* op1_queue: val put on the Queue p (NULL: an item taken, into *res),
+ * waiting while it is full (empty) if block, for at most timeout seconds
+ * (< 0: without limit), in slices of 100 ms (the library's shared clock,
+ * no timer per call) with a check for signals between them; queue.Full
+ * (queue.Empty) when it is still. The first call does not wait: one that
+ * may costs the library's watch on the clock, some 400 ns (a put and a
+ * get in one process: 2.9 us without the try, 2.1 with), where a try
+ * that finds the queue empty costs a call (the round trip between two
+ * processes: 9.5-10.0 us without, 10.1-10.8 with). A container item (a queue's get would free it at commit)
+ * takes the transaction path, which reads it first: *left is then what
+ * remains of the timeout. */
+static int op1_queue(ProxyObject *p, PyObject *val, int block, double timeout, PyObject **res, double *left)
+{
+    shm_value v;
+    shm_error err;
+    op1buf b;
+    int32_t rc;
+    int r = 0, first = 1;
+    double deadline = block && timeout >= 0 ? monotonic() + timeout : 0;
+    *left = timeout;
+    if (!op1_ok(p) || (val && !op1_in(p, val, &v)))
+        return 0;
+    op1buf_init(&b);
+    for (;; first = 0) {
+        int64_t ms = block && !first ? OP1_SLICE : 0;
+        if (deadline > 0 && ms > 0) {
+            *left = deadline - monotonic();
+            if (*left <= 0) {
+                *left = 0;
+                ms = 0;
+            } else if (*left * 1000 < ms)
+                ms = (int64_t)(*left * 1000) + 1;
+        }
+        ERR_INIT(err);
+        if (val)
+            NOGIL(rc = L.shm_op_queue_put(p->store->h, p->id, &v, ms, &err));
+        else
+            NOGIL(rc = L.shm_op_queue_get(p->store->h, p->id, ms, &v, b.p, b.cap, &err));
+        if (rc == SHM_TIMEOUT) {
+            if ((r = PyErr_CheckSignals()) < 0)
+                break;
+            continue;
+        }
+        if ((r = op1buf_fits(&b, rc, &v)) != 0) {
+            if (r < 0)
+                break;
+            continue;
+        }
+        if (rc == SHM_FALSE && block && first)
+            continue; /* now wait */
+        if (rc == SHM_FALSE) {
+            PyErr_SetNone(val ? QueueFull : QueueEmpty);
+            r = -1;
+        } else if (rc == SHM_OK) {
+            r = (*res = val ? (Py_INCREF(Py_None), Py_None) : op1_out(p->store, &v)) ? 1 : -1;
+        }
+        break; /* else r == 0: a container item, or a failure */
+    }
+    op1buf_free(&b);
+    return r;
+}
+
 /* ------------------------------------------------------------------ */
 /* Dict.                                                               */
 
-static PyObject *op_dict_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *dflt)
+/* dict_read: the value under key (take: copied out, as pop gives it), or
+ * dflt (NULL: KeyError) when absent. A key the store cannot hold is
+ * absent: with dflt any; without, an int beyond int64 (another kind of
+ * key raises TypeMismatch). */
+static PyObject *dict_read(txstate *ts, shm_obj o, PyObject *key, PyObject *dflt, int take)
 {
     shm_value k, v;
     shm_error err;
     int32_t rc;
-    (void)p;
-    if (to_key(key, &k) < 0) {
-        /* a key the store cannot hold is absent */
-        if (dflt && (PyErr_ExceptionMatches(TypeMismatch) || PyErr_ExceptionMatches(PyExc_OverflowError))) {
-            PyErr_Clear();
-            Py_INCREF(dflt);
-            return dflt;
-        }
-        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            PyErr_Clear();
-            PyErr_SetObject(PyExc_KeyError, key);
-        }
-        return NULL;
-    }
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_dict_get(ts->tx, o, &k, &v, &err));
-    if (rc == SHM_ERR_NOT_FOUND) {
-        if (dflt) {
-            Py_INCREF(dflt);
-            return dflt;
-        }
-        PyErr_SetObject(PyExc_KeyError, key);
-        return NULL;
-    }
-    if (rc < 0)
-        return raise_rc(rc, &err);
-    return from_value(ts, &v);
-}
-
-static PyObject *op_dict_set(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *val)
-{
-    shm_value k, v;
-    shm_error err;
-    int32_t rc;
-    PyObject *memo = NULL;
-    (void)p;
     if (to_key(key, &k) < 0)
-        return NULL;
-    if (to_value_top(ts, val, &v, &memo) < 0) {
-        Py_XDECREF(memo);
-        return NULL;
-    }
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_dict_set(ts->tx, o, &k, &v, &err));
-    Py_XDECREF(memo);
+        return absent_key(dflt != NULL) ? absent(key, dflt) : NULL;
+    LIB(rc, L.shm_dict_get(ts->tx, o, &k, &v, &err));
+    if (rc == SHM_ERR_NOT_FOUND)
+        return absent(key, dflt);
     if (rc < 0)
         return raise_rc(rc, &err);
-    Py_RETURN_NONE;
+    return take ? taken(ts, &v) : from_value(ts, &v);
 }
 
-static PyObject *op_dict_del(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *b)
+static PyObject *op_dict_get(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *key, PyObject *dflt)
+{
+    return dict_read(ts, o, key, dflt, 0);
+}
+
+static PyObject *op_dict_set(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *key, PyObject *val)
+{
+    shm_value k, v;
+    shm_error err;
+    int32_t rc;
+    PyObject *memo;
+    if (to_key(key, &k) < 0 || to_value_top(ts, val, &v, &memo) < 0)
+        return NULL;
+    LIB(rc, L.shm_dict_set(ts->tx, o, &k, &v, &err));
+    Py_XDECREF(memo);
+    return none_or_raise(rc, &err);
+}
+
+static PyObject *op_dict_del(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *key, PyObject *b UNUSED)
 {
     shm_value k;
     shm_error err;
     int32_t rc;
-    (void)p;
-    (void)b;
-    if (to_key(key, &k) < 0) {
-        if (PyErr_ExceptionMatches(TypeMismatch) || PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            PyErr_Clear();
-            PyErr_SetObject(PyExc_KeyError, key);
-        }
-        return NULL;
-    }
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_dict_delete(ts->tx, o, &k, &err));
-    if (rc == SHM_ERR_NOT_FOUND) {
-        PyErr_SetObject(PyExc_KeyError, key);
-        return NULL;
-    }
-    if (rc < 0)
-        return raise_rc(rc, &err);
-    Py_RETURN_NONE;
+    if (to_key(key, &k) < 0)
+        return absent_key(1) ? absent(key, NULL) : NULL;
+    LIB(rc, L.shm_dict_delete(ts->tx, o, &k, &err));
+    return rc == SHM_ERR_NOT_FOUND ? absent(key, NULL) : none_or_raise(rc, &err);
 }
 
-static PyObject *op_dict_len(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+static PyObject *op_dict_len(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *a UNUSED, PyObject *b UNUSED)
 {
-    int64_t n = 0;
-    shm_error err;
-    int32_t rc;
-    (void)p;
-    (void)a;
-    (void)b;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_dict_len(ts->tx, o, &n, &err));
-    if (rc < 0)
-        return raise_rc(rc, &err);
-    return PyLong_FromLongLong(n);
+    return count_op(ts, o, L.shm_dict_len);
 }
 
-static PyObject *op_dict_contains(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *b)
+static PyObject *op_dict_contains(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *key, PyObject *b UNUSED)
 {
     shm_value k, v;
     shm_error err;
     int32_t rc;
-    (void)p;
-    (void)b;
     if (to_key(key, &k) < 0) {
-        if (PyErr_ExceptionMatches(TypeMismatch) || PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            PyErr_Clear();
+        if (absent_key(1))
             Py_RETURN_FALSE;
-        }
         return NULL;
     }
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_dict_get(ts->tx, o, &k, &v, &err));
+    LIB(rc, L.shm_dict_get(ts->tx, o, &k, &v, &err));
     if (rc == SHM_ERR_NOT_FOUND)
         Py_RETURN_FALSE;
-    if (rc < 0)
-        return raise_rc(rc, &err);
-    Py_RETURN_TRUE;
+    return rc < 0 ? raise_rc(rc, &err) : (Py_INCREF(Py_True), Py_True);
 }
 
-/* dict_keys: the keys, from one snapshot. */
-static PyObject *dict_keys(txstate *ts, shm_obj o)
+static PyObject *op_dict_keys(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *a UNUSED,
+                              PyObject *b UNUSED)
 {
-    PyObject *keys = PyList_New(0);
-    int64_t i;
-    if (!keys)
-        return NULL;
-    for (i = 0;; i++) {
-        shm_value kv;
-        shm_error err;
-        int32_t rc;
-        PyObject *k;
-        ERR_INIT(err);
-        NOGIL(rc = L.shm_dict_key(ts->tx, o, i, &kv, &err));
-        if (rc == SHM_ERR_RANGE)
-            break;
-        if (rc < 0) {
-            Py_DECREF(keys);
-            return raise_rc(rc, &err);
-        }
-        k = from_value(ts, &kv);
-        if (!k || PyList_Append(keys, k) < 0) {
-            Py_XDECREF(k);
-            Py_DECREF(keys);
-            return NULL;
-        }
-        Py_DECREF(k);
-    }
-    return keys;
-}
-
-static PyObject *op_dict_keys(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
-{
-    (void)p;
-    (void)a;
-    (void)b;
     return dict_keys(ts, o);
 }
 
 /* what: 0 items, 1 values */
-static PyObject *op_dict_items(txstate *ts, ProxyObject *p, shm_obj o, PyObject *what, PyObject *b)
+static PyObject *op_dict_items(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *what, PyObject *b UNUSED)
 {
     PyObject *keys = dict_keys(ts, o), *res;
     Py_ssize_t i, n;
     int values = what == Py_True;
-    (void)p;
-    (void)b;
     if (!keys)
         return NULL;
     n = PyList_GET_SIZE(keys);
@@ -1676,29 +1985,9 @@ fail:
     return NULL;
 }
 
-static PyObject *op_dict_take(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *b)
+static PyObject *op_dict_take(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *key, PyObject *b UNUSED)
 {
-    shm_value k, v;
-    shm_error err;
-    int32_t rc;
-    (void)p;
-    (void)b;
-    if (to_key(key, &k) < 0) {
-        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            PyErr_Clear();
-            PyErr_SetObject(PyExc_KeyError, key); /* absent: pop's default applies */
-        }
-        return NULL;
-    }
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_dict_get(ts->tx, o, &k, &v, &err));
-    if (rc == SHM_ERR_NOT_FOUND) {
-        PyErr_SetObject(PyExc_KeyError, key);
-        return NULL;
-    }
-    if (rc < 0)
-        return raise_rc(rc, &err);
-    return taken(ts, &v);
+    return dict_read(ts, o, key, NULL, 1);
 }
 
 static PyObject *op_dict_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *dflt)
@@ -1735,12 +2024,10 @@ static PyObject *op_dict_setdefault(txstate *ts, ProxyObject *p, shm_obj o, PyOb
     return op_dict_get(ts, p, o, key, NULL);
 }
 
-static PyObject *op_dict_clear(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+static PyObject *op_dict_clear(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a UNUSED, PyObject *b UNUSED)
 {
     PyObject *keys = dict_keys(ts, o);
     Py_ssize_t i;
-    (void)a;
-    (void)b;
     if (!keys)
         return NULL;
     for (i = 0; i < PyList_GET_SIZE(keys); i++) {
@@ -1756,39 +2043,54 @@ static PyObject *op_dict_clear(txstate *ts, ProxyObject *p, shm_obj o, PyObject 
 }
 
 /* container(key, kind, capacity): get-or-create (a tuple (kind, cap) in b) */
-static PyObject *op_dict_container(txstate *ts, ProxyObject *p, shm_obj o, PyObject *key, PyObject *kc)
+static PyObject *op_dict_container(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *key, PyObject *kc)
 {
     shm_value k;
     shm_error err;
     int32_t rc, kind = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(kc, 0));
     int64_t cap = PyLong_AsLongLong(PyTuple_GET_ITEM(kc, 1));
     shm_obj out = 0;
-    (void)p;
     if (PyErr_Occurred())
         return NULL;
     if (to_key(key, &k) < 0)
         return NULL;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_dict_container(ts->tx, o, &k, kind, cap, &out, &err));
+    LIB(rc, L.shm_dict_container(ts->tx, o, &k, kind, cap, &out, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     return make_proxy(ts, out, kind);
 }
 
-static PyObject *dict_getitem(ProxyObject *p, PyObject *key) { return run(p, op_dict_get, key, NULL, 0); }
+/* dict_lookup: d[key], or dflt (NULL: KeyError) when absent. */
+static PyObject *dict_lookup(ProxyObject *p, PyObject *key, PyObject *dflt)
+{
+    PyObject *res;
+    switch (op1_dict_get(p, key, &res)) {
+    case -1: return NULL;
+    case 0: return run(p, op_dict_get, key, dflt, 0);
+    }
+    return res ? res : absent(key, dflt);
+}
+
+static PyObject *dict_getitem(ProxyObject *p, PyObject *key) { return dict_lookup(p, key, NULL); }
 
 static int dict_ass(ProxyObject *p, PyObject *key, PyObject *val)
 {
-    PyObject *r = val ? run(p, op_dict_set, key, val, 1) : run(p, op_dict_del, key, NULL, 1);
+    PyObject *r;
+    switch (op1_dict_set(p, key, val)) {
+    case 1: return 0;
+    case -1: return -1;
+    }
+    r = val ? run(p, op_dict_set, key, val, 1) : run(p, op_dict_del, key, NULL, 1);
     if (!r)
         return -1;
     Py_DECREF(r);
     return 0;
 }
 
-static Py_ssize_t dict_len(ProxyObject *p)
+/* proxy_len: what the opfunc f (a count) says, as a Py_ssize_t. */
+static Py_ssize_t proxy_len(ProxyObject *p, opfunc f)
 {
-    PyObject *r = run(p, op_dict_len, NULL, NULL, 0);
+    PyObject *r = run(p, f, NULL, NULL, 0);
     Py_ssize_t n;
     if (!r)
         return -1;
@@ -1797,10 +2099,20 @@ static Py_ssize_t dict_len(ProxyObject *p)
     return n;
 }
 
+static Py_ssize_t dict_len(ProxyObject *p) { return proxy_len(p, op_dict_len); }
+
 static int dict_contains(ProxyObject *p, PyObject *key)
 {
-    PyObject *r = run(p, op_dict_contains, key, NULL, 0);
+    PyObject *r;
     int b;
+    switch (op1_dict_get(p, key, &r)) {
+    case -1: return -1;
+    case 1:
+        b = r != NULL;
+        Py_XDECREF(r);
+        return b;
+    }
+    r = run(p, op_dict_contains, key, NULL, 0);
     if (!r)
         return -1;
     b = r == Py_True;
@@ -1810,46 +2122,42 @@ static int dict_contains(ProxyObject *p, PyObject *key)
 
 static PyObject *dict_get(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
 {
-    if (n < 1 || n > 2)
-        return PyErr_Format(PyExc_TypeError, "get expected 1 or 2 arguments, got %zd", n);
-    return run(p, op_dict_get, args[0], n > 1 ? args[1] : Py_None, 0);
+    if (!nargs("get", n, 1, 2))
+        return NULL;
+    return dict_lookup(p, args[0], n > 1 ? args[1] : Py_None);
 }
 
 static PyObject *dict_pop(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
 {
-    if (n < 1 || n > 2)
-        return PyErr_Format(PyExc_TypeError, "pop expected 1 or 2 arguments, got %zd", n);
+    if (!nargs("pop", n, 1, 2))
+        return NULL;
     return run(p, op_dict_pop, args[0], n > 1 ? args[1] : NULL, 1);
 }
 
 static PyObject *dict_setdefault(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
 {
-    if (n < 1 || n > 2)
-        return PyErr_Format(PyExc_TypeError, "setdefault expected 1 or 2 arguments, got %zd", n);
+    if (!nargs("setdefault", n, 1, 2))
+        return NULL;
     return run(p, op_dict_setdefault, args[0], n > 1 ? args[1] : Py_None, 1);
 }
 
-static PyObject *dict_keys_m(ProxyObject *p, PyObject *u)
+static PyObject *dict_keys_m(ProxyObject *p, PyObject *u UNUSED)
 {
-    (void)u;
     return run(p, op_dict_keys, NULL, NULL, 0);
 }
 
-static PyObject *dict_items_m(ProxyObject *p, PyObject *u)
+static PyObject *dict_items_m(ProxyObject *p, PyObject *u UNUSED)
 {
-    (void)u;
     return run(p, op_dict_items, Py_False, NULL, 0);
 }
 
-static PyObject *dict_values_m(ProxyObject *p, PyObject *u)
+static PyObject *dict_values_m(ProxyObject *p, PyObject *u UNUSED)
 {
-    (void)u;
     return run(p, op_dict_items, Py_True, NULL, 0);
 }
 
-static PyObject *dict_clear(ProxyObject *p, PyObject *u)
+static PyObject *dict_clear(ProxyObject *p, PyObject *u UNUSED)
 {
-    (void)u;
     return run(p, op_dict_clear, NULL, NULL, 1);
 }
 
@@ -1898,18 +2206,10 @@ static PyMethodDef dict_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyTypeObject DictBaseType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmstore._shmstore.DictBase",
-    .tp_basicsize = sizeof(ProxyObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The C part of shmstore.Dict.",
+static PyTypeObject DictBaseType = PROXY_TYPE("DictBase", "shmstore.Dict",
     .tp_as_mapping = &dict_as_mapping,
     .tp_as_sequence = &dict_as_sequence,
-    .tp_methods = dict_methods,
-    .tp_traverse = (traverseproc)proxy_traverse,
-    .tp_clear = (inquiry)proxy_clear,
-};
+    .tp_methods = dict_methods);
 
 /* ------------------------------------------------------------------ */
 /* List.                                                               */
@@ -1923,19 +2223,6 @@ static int list_index(PyObject *i, int64_t *out)
     return 0;
 }
 
-static int64_t list_len_raw(txstate *ts, shm_obj o, int *ok)
-{
-    int64_t n = 0;
-    shm_error err;
-    int32_t rc;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_list_len(ts->tx, o, &n, &err));
-    *ok = rc >= 0;
-    if (rc < 0)
-        raise_rc(rc, &err);
-    return n;
-}
-
 static PyObject *range_error(int32_t rc, shm_error *err, const char *what)
 {
     if (rc == SHM_ERR_RANGE) {
@@ -1945,85 +2232,63 @@ static PyObject *range_error(int32_t rc, shm_error *err, const char *what)
     return raise_rc(rc, err);
 }
 
-static PyObject *op_list_len(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+static PyObject *op_list_len(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *a UNUSED, PyObject *b UNUSED)
 {
-    int ok;
-    int64_t n = list_len_raw(ts, o, &ok);
-    (void)p;
-    (void)a;
-    (void)b;
-    return ok ? PyLong_FromLongLong(n) : NULL;
+    return count_op(ts, o, L.shm_list_len);
 }
 
-static PyObject *op_list_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idx, PyObject *b)
+static PyObject *op_list_get(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *idx, PyObject *b UNUSED)
 {
     int64_t i;
     shm_value v;
     shm_error err;
     int32_t rc;
-    (void)p;
-    (void)b;
     if (list_index(idx, &i) < 0)
         return NULL;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_list_get(ts->tx, o, i, &v, &err));
+    LIB(rc, L.shm_list_get(ts->tx, o, i, &v, &err));
     if (rc < 0)
         return range_error(rc, &err, "list");
     return from_value(ts, &v);
 }
 
-static PyObject *op_list_set(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idx, PyObject *val)
+static PyObject *op_list_set(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *idx, PyObject *val)
 {
     int64_t i;
     shm_value v;
     shm_error err;
     int32_t rc;
-    PyObject *memo = NULL;
-    (void)p;
-    if (list_index(idx, &i) < 0)
+    PyObject *memo;
+    if (list_index(idx, &i) < 0 || to_value_top(ts, val, &v, &memo) < 0)
         return NULL;
-    if (to_value_top(ts, val, &v, &memo) < 0) {
-        Py_XDECREF(memo);
-        return NULL;
-    }
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_list_set(ts->tx, o, i, &v, &err));
+    LIB(rc, L.shm_list_set(ts->tx, o, i, &v, &err));
     Py_XDECREF(memo);
     if (rc < 0)
         return range_error(rc, &err, "list assignment");
     Py_RETURN_NONE;
 }
 
-static PyObject *op_list_del(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idx, PyObject *b)
+static PyObject *op_list_del(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *idx, PyObject *b UNUSED)
 {
     int64_t i;
     shm_error err;
     int32_t rc;
-    (void)p;
-    (void)b;
     if (list_index(idx, &i) < 0)
         return NULL;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_list_delete(ts->tx, o, i, &err));
+    LIB(rc, L.shm_list_delete(ts->tx, o, i, &err));
     if (rc < 0)
         return range_error(rc, &err, "list assignment");
     Py_RETURN_NONE;
 }
 
 /* insert as list.insert does: clamped to [0, len]. */
-static PyObject *op_list_insert(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idx, PyObject *val)
+static PyObject *op_list_insert(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *idx, PyObject *val)
 {
     int64_t i, n;
-    int ok;
     shm_value v;
     shm_error err;
     int32_t rc;
-    PyObject *memo = NULL;
-    (void)p;
-    if (list_index(idx, &i) < 0)
-        return NULL;
-    n = list_len_raw(ts, o, &ok);
-    if (!ok)
+    PyObject *memo;
+    if (list_index(idx, &i) < 0 || count(ts, o, L.shm_list_len, &n) < 0)
         return NULL;
     if (i < 0)
         i += n;
@@ -2031,47 +2296,35 @@ static PyObject *op_list_insert(txstate *ts, ProxyObject *p, shm_obj o, PyObject
         i = 0;
     if (i > n)
         i = n;
-    if (to_value_top(ts, val, &v, &memo) < 0) {
-        Py_XDECREF(memo);
+    if (to_value_top(ts, val, &v, &memo) < 0)
         return NULL;
-    }
-    ERR_INIT(err);
     if (i == n)
-        NOGIL(rc = L.shm_list_append(ts->tx, o, &v, &err));
+        LIB(rc, L.shm_list_append(ts->tx, o, &v, &err));
     else if (i == 0)
-        NOGIL(rc = L.shm_list_prepend(ts->tx, o, &v, &err));
+        LIB(rc, L.shm_list_prepend(ts->tx, o, &v, &err));
     else
-        NOGIL(rc = L.shm_list_insert(ts->tx, o, i, &v, &err));
+        LIB(rc, L.shm_list_insert(ts->tx, o, i, &v, &err));
     Py_XDECREF(memo);
-    if (rc < 0)
-        return raise_rc(rc, &err);
-    Py_RETURN_NONE;
+    return none_or_raise(rc, &err);
 }
 
 /* b: Py_True to prepend */
-static PyObject *op_list_append(txstate *ts, ProxyObject *p, shm_obj o, PyObject *val, PyObject *front)
+static PyObject *op_list_append(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *val, PyObject *front)
 {
     shm_value v;
     shm_error err;
     int32_t rc;
-    PyObject *memo = NULL;
-    (void)p;
-    if (to_value_top(ts, val, &v, &memo) < 0) {
-        Py_XDECREF(memo);
+    PyObject *memo;
+    if (to_value_top(ts, val, &v, &memo) < 0)
         return NULL;
-    }
-    ERR_INIT(err);
-    NOGIL(rc = front == Py_True ? L.shm_list_prepend(ts->tx, o, &v, &err) : L.shm_list_append(ts->tx, o, &v, &err));
+    LIB(rc, front == Py_True ? L.shm_list_prepend(ts->tx, o, &v, &err) : L.shm_list_append(ts->tx, o, &v, &err));
     Py_XDECREF(memo);
-    if (rc < 0)
-        return raise_rc(rc, &err);
-    Py_RETURN_NONE;
+    return none_or_raise(rc, &err);
 }
 
-static PyObject *op_list_extend(txstate *ts, ProxyObject *p, shm_obj o, PyObject *seq, PyObject *b)
+static PyObject *op_list_extend(txstate *ts, ProxyObject *p, shm_obj o, PyObject *seq, PyObject *b UNUSED)
 {
     Py_ssize_t i, n;
-    (void)b;
     n = PySequence_Fast_GET_SIZE(seq);
     for (i = 0; i < n; i++) {
         PyObject *r = op_list_append(ts, p, o, PySequence_Fast_GET_ITEM(seq, i), Py_False);
@@ -2082,20 +2335,17 @@ static PyObject *op_list_extend(txstate *ts, ProxyObject *p, shm_obj o, PyObject
     Py_RETURN_NONE;
 }
 
-static PyObject *op_list_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idx, PyObject *b)
+static PyObject *op_list_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idx, PyObject *b UNUSED)
 {
     int64_t i = -1, n;
-    int ok;
     shm_value v;
     shm_error err;
     int32_t rc;
     PyObject *res, *r;
-    (void)b;
     if (idx && list_index(idx, &i) < 0)
         return NULL;
     if (i == -1 || i == 0) {
-        ERR_INIT(err);
-        NOGIL(rc = L.shm_list_pop(ts->tx, o, i == 0, &v, &err));
+        LIB(rc, L.shm_list_pop(ts->tx, o, i == 0, &v, &err));
         if (rc == SHM_ERR_RANGE || rc == SHM_ERR_NOT_FOUND) {
             PyErr_SetString(PyExc_IndexError, "pop from empty list");
             return NULL;
@@ -2104,8 +2354,7 @@ static PyObject *op_list_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *i
             return raise_rc(rc, &err);
         return taken(ts, &v);
     }
-    n = list_len_raw(ts, o, &ok);
-    if (!ok)
+    if (count(ts, o, L.shm_list_len, &n) < 0)
         return NULL;
     if (n == 0) {
         PyErr_SetString(PyExc_IndexError, "pop from empty list");
@@ -2115,8 +2364,7 @@ static PyObject *op_list_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *i
         PyErr_SetString(PyExc_IndexError, "pop index out of range");
         return NULL;
     }
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_list_get(ts->tx, o, i, &v, &err));
+    LIB(rc, L.shm_list_get(ts->tx, o, i, &v, &err));
     if (rc < 0)
         return range_error(rc, &err, "pop");
     res = taken(ts, &v);
@@ -2131,71 +2379,30 @@ static PyObject *op_list_pop(txstate *ts, ProxyObject *p, shm_obj o, PyObject *i
     return res;
 }
 
-static PyObject *op_list_items(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+static PyObject *op_list_items(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *a UNUSED,
+                               PyObject *b UNUSED)
 {
-    int ok;
-    int64_t n = list_len_raw(ts, o, &ok), i;
-    PyObject *res;
-    (void)p;
-    (void)a;
-    (void)b;
-    if (!ok)
-        return NULL;
-    res = PyList_New((Py_ssize_t)n);
-    if (!res)
-        return NULL;
-    for (i = 0; i < n; i++) {
-        shm_value v;
-        shm_error err;
-        int32_t rc;
-        PyObject *x;
-        ERR_INIT(err);
-        NOGIL(rc = L.shm_list_get(ts->tx, o, i, &v, &err));
-        if (rc < 0) {
-            Py_DECREF(res);
-            return raise_rc(rc, &err);
-        }
-        x = from_value(ts, &v);
-        if (!x) {
-            Py_DECREF(res);
-            return NULL;
-        }
-        PyList_SET_ITEM(res, (Py_ssize_t)i, x);
-    }
-    return res;
+    return items_at(ts, o, L.shm_list_len, L.shm_list_get);
 }
 
-static PyObject *op_list_clear(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+static PyObject *op_list_clear(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *a UNUSED,
+                               PyObject *b UNUSED)
 {
-    int ok;
-    int64_t n = list_len_raw(ts, o, &ok), i;
-    (void)p;
-    (void)a;
-    (void)b;
-    if (!ok)
+    int64_t n, i;
+    if (count(ts, o, L.shm_list_len, &n) < 0)
         return NULL;
     for (i = 0; i < n; i++) {
         shm_value v;
         shm_error err;
         int32_t rc;
-        ERR_INIT(err);
-        NOGIL(rc = L.shm_list_pop(ts->tx, o, 0, &v, &err));
+        LIB(rc, L.shm_list_pop(ts->tx, o, 0, &v, &err));
         if (rc < 0)
             return raise_rc(rc, &err);
     }
     Py_RETURN_NONE;
 }
 
-static Py_ssize_t list_len(ProxyObject *p)
-{
-    PyObject *r = run(p, op_list_len, NULL, NULL, 0);
-    Py_ssize_t n;
-    if (!r)
-        return -1;
-    n = PyLong_AsSsize_t(r);
-    Py_DECREF(r);
-    return n;
-}
+static Py_ssize_t list_len(ProxyObject *p) { return proxy_len(p, op_list_len); }
 
 static PyObject *list_item(ProxyObject *p, Py_ssize_t i)
 {
@@ -2232,8 +2439,8 @@ static int list_ass(ProxyObject *p, PyObject *key, PyObject *val)
 
 static PyObject *list_insert(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
 {
-    if (n != 2)
-        return PyErr_Format(PyExc_TypeError, "insert expected 2 arguments, got %zd", n);
+    if (!nargs("insert", n, 2, 2))
+        return NULL;
     return run(p, op_list_insert, args[0], args[1], 1);
 }
 
@@ -2262,20 +2469,18 @@ static PyObject *list_extend(ProxyObject *p, PyObject *it)
 
 static PyObject *list_pop(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
 {
-    if (n > 1)
-        return PyErr_Format(PyExc_TypeError, "pop expected at most 1 argument, got %zd", n);
+    if (!nargs("pop", n, 0, 1))
+        return NULL;
     return run(p, op_list_pop, n ? args[0] : NULL, NULL, 1);
 }
 
-static PyObject *list_items_m(ProxyObject *p, PyObject *u)
+static PyObject *list_items_m(ProxyObject *p, PyObject *u UNUSED)
 {
-    (void)u;
     return run(p, op_list_items, NULL, NULL, 0);
 }
 
-static PyObject *list_clear(ProxyObject *p, PyObject *u)
+static PyObject *list_clear(ProxyObject *p, PyObject *u UNUSED)
 {
-    (void)u;
     return run(p, op_list_clear, NULL, NULL, 1);
 }
 
@@ -2305,46 +2510,28 @@ static PyMethodDef list_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyTypeObject ListBaseType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmstore._shmstore.ListBase",
-    .tp_basicsize = sizeof(ProxyObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The C part of shmstore.List.",
+static PyTypeObject ListBaseType = PROXY_TYPE("ListBase", "shmstore.List",
     .tp_as_mapping = &list_as_mapping,
     .tp_as_sequence = &list_as_sequence,
-    .tp_methods = list_methods,
-    .tp_traverse = (traverseproc)proxy_traverse,
-    .tp_clear = (inquiry)proxy_clear,
-};
+    .tp_methods = list_methods);
 
 /* ------------------------------------------------------------------ */
 /* Counter.                                                            */
 
-static PyObject *op_counter_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+static PyObject *op_counter_get(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *a UNUSED,
+                                PyObject *b UNUSED)
 {
-    int64_t n = 0;
-    shm_error err;
-    int32_t rc;
-    (void)p;
-    (void)a;
-    (void)b;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_counter_get(ts->tx, o, &n, &err));
-    if (rc < 0)
-        return raise_rc(rc, &err);
-    return PyLong_FromLongLong(n);
+    return count_op(ts, o, L.shm_counter_get);
 }
 
 /* b: Py_True for a blind add */
-static PyObject *op_counter_add(txstate *ts, ProxyObject *p, shm_obj o, PyObject *delta, PyObject *blind)
+static PyObject *op_counter_add(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *delta, PyObject *blind)
 {
     int64_t out = 0;
     long long d;
     int overflow = 0;
     shm_error err;
     int32_t rc;
-    (void)p;
     d = PyLong_AsLongLongAndOverflow(delta, &overflow);
     if (overflow) {
         PyErr_SetString(PyExc_OverflowError, "shmstore keeps integers of int64 only");
@@ -2365,7 +2552,14 @@ static PyObject *op_counter_add(txstate *ts, ProxyObject *p, shm_obj o, PyObject
     return PyLong_FromLongLong(out);
 }
 
-static PyObject *counter_new(PyTypeObject *t, PyObject *args, PyObject *kw);
+static PyObject *counter_new(PyTypeObject *t, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"value", NULL};
+    long long n0 = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|L:Counter", kwlist, &n0))
+        return NULL;
+    return proxy_new(t, SHM_COUNTER, PyLong_FromLongLong(n0));
+}
 
 static PyObject *counter_local(ProxyObject *p)
 {
@@ -2376,12 +2570,27 @@ static PyObject *counter_local(ProxyObject *p)
     return PyLong_FromLong(0);
 }
 
-static PyObject *counter_value(ProxyObject *p, void *c)
+static PyObject *counter_value(ProxyObject *p, void *c UNUSED)
 {
-    (void)c;
+    PyObject *res;
     if (!p->store)
         return counter_local(p);
+    switch (op1_counter(p, NULL, 0, &res)) {
+    case 1: return res;
+    case -1: return NULL;
+    }
     return run(p, op_counter_get, NULL, NULL, 0);
+}
+
+/* counter_add_in: n added to a bound Counter (blind: without reading). */
+static PyObject *counter_add_in(ProxyObject *p, PyObject *n, int blind)
+{
+    PyObject *res;
+    switch (op1_counter(p, n, blind, &res)) {
+    case 1: return res;
+    case -1: return NULL;
+    }
+    return run(p, op_counter_add, n, blind ? Py_True : Py_False, 1);
 }
 
 static PyObject *counter_add_local(ProxyObject *p, PyObject *n)
@@ -2404,7 +2613,7 @@ static PyObject *counter_add(ProxyObject *p, PyObject *n)
         return PyErr_Format(PyExc_TypeError, "Counter.add takes an int, not %.100s", Py_TYPE(n)->tp_name);
     if (!p->store)
         return counter_add_local(p, n);
-    return run(p, op_counter_add, n, Py_False, 1);
+    return counter_add_in(p, n, 0);
 }
 
 static PyObject *counter_add_blind(ProxyObject *p, PyObject *n)
@@ -2419,7 +2628,7 @@ static PyObject *counter_add_blind(ProxyObject *p, PyObject *n)
         Py_DECREF(r);
         Py_RETURN_NONE;
     }
-    return run(p, op_counter_add, n, Py_True, 1);
+    return counter_add_in(p, n, 1);
 }
 
 static PyObject *counter_iadd(ProxyObject *p, PyObject *n)
@@ -2427,7 +2636,7 @@ static PyObject *counter_iadd(ProxyObject *p, PyObject *n)
     PyObject *r;
     if (!PyLong_Check(n) || PyBool_Check(n))
         Py_RETURN_NOTIMPLEMENTED;
-    r = p->store ? run(p, op_counter_add, n, Py_True, 1) : counter_add_local(p, n);
+    r = p->store ? counter_add_in(p, n, 1) : counter_add_local(p, n);
     if (!r)
         return NULL;
     Py_DECREF(r);
@@ -2471,56 +2680,52 @@ static PyGetSetDef counter_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyTypeObject CounterBaseType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmstore._shmstore.CounterBase",
-    .tp_basicsize = sizeof(ProxyObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The C part of shmstore.Counter.",
+static PyTypeObject CounterBaseType = PROXY_TYPE("CounterBase", "shmstore.Counter",
     .tp_as_number = &counter_as_number,
     .tp_methods = counter_methods,
     .tp_getset = counter_getset,
-    .tp_new = counter_new,
-    .tp_traverse = (traverseproc)proxy_traverse,
-    .tp_clear = (inquiry)proxy_clear,
-};
+    .tp_new = counter_new);
 
 /* ------------------------------------------------------------------ */
 /* Queue.                                                              */
 
-/* a: the value (put) or NULL (get); b: a tuple (block, timeout-or-None) */
-static PyObject *op_queue(txstate *ts, ProxyObject *p, shm_obj o, PyObject *val, PyObject *bt)
+/* queue_args: put's and get's block and timeout (*t: seconds, -1: none). */
+static int queue_args(PyObject *block, PyObject *timeout, int *blk, double *t)
 {
-    int block = PyObject_IsTrue(PyTuple_GET_ITEM(bt, 0));
-    PyObject *timeout = PyTuple_GET_ITEM(bt, 1);
-    double t = -1;
+    *t = -1;
+    if ((*blk = PyObject_IsTrue(block)) < 0)
+        return -1;
+    if (*blk && timeout != Py_None) {
+        *t = PyFloat_AsDouble(timeout);
+        if (*t == -1 && PyErr_Occurred())
+            return -1;
+        if (*t < 0) {
+            PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* a: the value (put) or NULL (get); b: a tuple (block, timeout-or-None) */
+static PyObject *op_queue(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *val, PyObject *bt)
+{
+    int block;
+    double t;
     shm_value v;
     shm_error err;
     int32_t rc;
     PyObject *memo = NULL;
-    (void)p;
-    if (block < 0)
+    if (queue_args(PyTuple_GET_ITEM(bt, 0), PyTuple_GET_ITEM(bt, 1), &block, &t) < 0)
         return NULL;
-    if (block && timeout != Py_None) {
-        t = PyFloat_AsDouble(timeout);
-        if (t == -1 && PyErr_Occurred())
-            return NULL;
-        if (t < 0) {
-            PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
-            return NULL;
-        }
-    }
     memset(&v, 0, sizeof v);
-    ERR_INIT(err);
     if (val) {
-        if (to_value_top(ts, val, &v, &memo) < 0) {
-            Py_XDECREF(memo);
+        if (to_value_top(ts, val, &v, &memo) < 0)
             return NULL;
-        }
-        NOGIL(rc = L.shm_queue_put(ts->tx, o, &v, !block || t >= 0, &err));
+        LIB(rc, L.shm_queue_put(ts->tx, o, &v, !block || t >= 0, &err));
         Py_XDECREF(memo);
     } else
-        NOGIL(rc = L.shm_queue_get(ts->tx, o, !block || t >= 0, &v, &err));
+        LIB(rc, L.shm_queue_get(ts->tx, o, !block || t >= 0, &v, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     if (rc == SHM_FALSE) {
@@ -2528,11 +2733,8 @@ static PyObject *op_queue(txstate *ts, ProxyObject *p, shm_obj o, PyObject *val,
             double now = monotonic();
             if (ts->deadline == 0)
                 ts->deadline = now + t;
-            if (now < ts->deadline) {
-                ERR_INIT(err);
-                NOGIL(rc = L.shm_tx_retry(ts->tx, &err));
-                return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
-            }
+            if (now < ts->deadline)
+                return tx_retry(ts->tx);
         }
         PyErr_SetNone(val ? QueueFull : QueueEmpty);
         return NULL;
@@ -2542,31 +2744,40 @@ static PyObject *op_queue(txstate *ts, ProxyObject *p, shm_obj o, PyObject *val,
     return taken(ts, &v);
 }
 
-static PyObject *op_queue_len(txstate *ts, ProxyObject *p, shm_obj o, PyObject *cap, PyObject *b)
+/* cap: Py_True for the bound */
+static PyObject *op_queue_len(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *cap, PyObject *b UNUSED)
 {
-    int64_t n = 0;
-    shm_error err;
-    int32_t rc;
-    (void)p;
-    (void)b;
-    ERR_INIT(err);
-    NOGIL(rc = cap == Py_True ? L.shm_queue_cap(ts->tx, o, &n, &err) : L.shm_queue_len(ts->tx, o, &n, &err));
-    if (rc < 0)
-        return raise_rc(rc, &err);
-    return PyLong_FromLongLong(n);
+    return count_op(ts, o, cap == Py_True ? L.shm_queue_cap : L.shm_queue_len);
 }
 
-static PyObject *queue_new(PyTypeObject *t, PyObject *args, PyObject *kw);
-
-static PyObject *queue_put(ProxyObject *p, PyObject *args, PyObject *kw)
+static PyObject *queue_new(PyTypeObject *t, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"item", "block", "timeout", NULL};
-    PyObject *item, *block = Py_True, *timeout = Py_None, *bt, *r;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO:put", kwlist, &item, &block, &timeout))
+    static char *kwlist[] = {"maxsize", NULL};
+    long long cap = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|L:Queue", kwlist, &cap))
         return NULL;
+    return proxy_new(t, SHM_QUEUE, PyLong_FromLongLong(cap < 0 ? 0 : cap));
+}
+
+/* queue_op: put (item) or get (item NULL): one-shot, else in a
+ * transaction (the running one, or one of its own that waits). */
+static PyObject *queue_op(ProxyObject *p, PyObject *item, PyObject *block, PyObject *timeout)
+{
+    PyObject *bt, *r;
+    int blk;
+    double t, left;
     if (!p->store)
         return unbound_error(p);
+    if (queue_args(block, timeout, &blk, &t) < 0)
+        return NULL;
+    switch (op1_queue(p, item, blk, t, &r, &left)) {
+    case 1: return r;
+    case -1: return NULL;
+    }
+    if (!(timeout = blk && t >= 0 ? PyFloat_FromDouble(left) : (Py_INCREF(timeout), timeout)))
+        return NULL;
     bt = PyTuple_Pack(2, block, timeout);
+    Py_DECREF(timeout);
     if (!bt)
         return NULL;
     r = run(p, op_queue, item, bt, 1);
@@ -2574,33 +2785,33 @@ static PyObject *queue_put(ProxyObject *p, PyObject *args, PyObject *kw)
     return r;
 }
 
+static PyObject *queue_put(ProxyObject *p, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"item", "block", "timeout", NULL};
+    PyObject *item, *block = Py_True, *timeout = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO:put", kwlist, &item, &block, &timeout))
+        return NULL;
+    return queue_op(p, item, block, timeout);
+}
+
 static PyObject *queue_get(ProxyObject *p, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"block", "timeout", NULL};
-    PyObject *block = Py_True, *timeout = Py_None, *bt, *r;
+    PyObject *block = Py_True, *timeout = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:get", kwlist, &block, &timeout))
         return NULL;
-    if (!p->store)
-        return unbound_error(p);
-    bt = PyTuple_Pack(2, block, timeout);
-    if (!bt)
-        return NULL;
-    r = run(p, op_queue, NULL, bt, 1);
-    Py_DECREF(bt);
-    return r;
+    return queue_op(p, NULL, block, timeout);
 }
 
-static PyObject *queue_qsize(ProxyObject *p, PyObject *u)
+static PyObject *queue_qsize(ProxyObject *p, PyObject *u UNUSED)
 {
-    (void)u;
     if (!p->store)
         return PyLong_FromLong(0);
     return run(p, op_queue_len, Py_False, NULL, 0);
 }
 
-static PyObject *queue_maxsize(ProxyObject *p, void *c)
+static PyObject *queue_maxsize(ProxyObject *p, void *c UNUSED)
 {
-    (void)c;
     if (!p->store)
         return p->local ? (Py_INCREF(p->local), p->local) : PyLong_FromLong(0);
     return run(p, op_queue_len, Py_True, NULL, 0);
@@ -2624,18 +2835,10 @@ static PyGetSetDef queue_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyTypeObject QueueBaseType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmstore._shmstore.QueueBase",
-    .tp_basicsize = sizeof(ProxyObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The C part of shmstore.Queue.",
+static PyTypeObject QueueBaseType = PROXY_TYPE("QueueBase", "shmstore.Queue",
     .tp_methods = queue_methods,
     .tp_getset = queue_getset,
-    .tp_new = queue_new,
-    .tp_traverse = (traverseproc)proxy_traverse,
-    .tp_clear = (inquiry)proxy_clear,
-};
+    .tp_new = queue_new);
 
 /* ------------------------------------------------------------------ */
 /* Records.                                                            */
@@ -2654,31 +2857,25 @@ static int record_set_raw(txstate *ts, shm_obj o, PyObject *name, PyObject *val,
         return -1;
     if (to_value(ts, val, &v, memo) < 0)
         return -1;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_record_set(ts->tx, o, cname, &v, &err));
+    LIB(rc, L.shm_record_set(ts->tx, o, cname, &v, &err));
     if (rc == SHM_ERR_NOT_FOUND) {
         PyErr_Format(PyExc_AttributeError, "the shared record has no field %R", name);
         return -1;
     }
-    if (rc < 0) {
-        raise_rc(rc, &err);
-        return -1;
-    }
+    if (rc < 0)
+        return fail_rc(rc, &err);
     return 0;
 }
 
-static PyObject *op_record_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject *name, PyObject *b)
+static PyObject *op_record_get(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *name, PyObject *b UNUSED)
 {
     shm_value v;
     shm_error err;
     int32_t rc;
     const char *cname;
-    (void)p;
-    (void)b;
     if (!(cname = PyUnicode_AsUTF8(name)))
         return NULL;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_record_get(ts->tx, o, cname, &v, &err));
+    LIB(rc, L.shm_record_get(ts->tx, o, cname, &v, &err));
     if (rc == SHM_ERR_NOT_FOUND)
         return PyErr_Format(PyExc_AttributeError, "the shared record has no field %R", name);
     if (rc < 0)
@@ -2686,11 +2883,10 @@ static PyObject *op_record_get(txstate *ts, ProxyObject *p, shm_obj o, PyObject 
     return from_value(ts, &v);
 }
 
-static PyObject *op_record_set(txstate *ts, ProxyObject *p, shm_obj o, PyObject *name, PyObject *val)
+static PyObject *op_record_set(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *name, PyObject *val)
 {
     PyObject *memo = NULL;
     int r;
-    (void)p;
     r = record_set_raw(ts, o, name, val, &memo);
     Py_XDECREF(memo);
     if (r < 0)
@@ -2698,39 +2894,21 @@ static PyObject *op_record_set(txstate *ts, ProxyObject *p, shm_obj o, PyObject 
     Py_RETURN_NONE;
 }
 
-static PyObject *op_record_fields(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+/* record_fields: the field names of the record o, a tuple. */
+static PyObject *record_fields(txstate *ts, shm_obj o)
 {
-    int64_t n = 0, i;
-    shm_error err;
-    int32_t rc;
-    PyObject *res;
-    (void)p;
-    (void)a;
-    (void)b;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_record_nfields(ts->tx, o, &n, &err));
-    if (rc < 0)
-        return raise_rc(rc, &err);
-    res = PyTuple_New((Py_ssize_t)n);
-    if (!res)
+    PyObject *names = items_at(ts, o, L.shm_record_nfields, L.shm_record_field), *res;
+    if (!names)
         return NULL;
-    for (i = 0; i < n; i++) {
-        shm_value v;
-        PyObject *x;
-        ERR_INIT(err);
-        NOGIL(rc = L.shm_record_field(ts->tx, o, i, &v, &err));
-        if (rc < 0) {
-            Py_DECREF(res);
-            return raise_rc(rc, &err);
-        }
-        x = from_value(ts, &v);
-        if (!x) {
-            Py_DECREF(res);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(res, (Py_ssize_t)i, x);
-    }
+    res = PyList_AsTuple(names);
+    Py_DECREF(names);
     return res;
+}
+
+static PyObject *op_record_fields(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObject *a UNUSED,
+                                  PyObject *b UNUSED)
+{
+    return record_fields(ts, o);
 }
 
 static int check_name(PyObject *name)
@@ -2761,8 +2939,8 @@ static PyObject *record_shm_get(ProxyObject *p, PyObject *name)
 
 static PyObject *record_shm_set(ProxyObject *p, PyObject *const *args, Py_ssize_t n)
 {
-    if (n != 2)
-        return PyErr_Format(PyExc_TypeError, "_shm_set expected 2 arguments");
+    if (!nargs("_shm_set", n, 2, 2))
+        return NULL;
     if (check_name(args[0]) < 0)
         return NULL;
     if (!p->store) {
@@ -2775,104 +2953,46 @@ static PyObject *record_shm_set(ProxyObject *p, PyObject *const *args, Py_ssize_
     return run(p, op_record_set, args[0], args[1], 1);
 }
 
-static PyObject *record_shm_fields(ProxyObject *p, PyObject *u)
+static PyObject *record_shm_fields(ProxyObject *p, PyObject *u UNUSED)
 {
-    (void)u;
     if (!p->store)
         return PyObject_GetAttrString((PyObject *)Py_TYPE(p), "_shm_fields_");
     return run(p, op_record_fields, NULL, NULL, 0);
 }
 
-/* Records are made in the thread's innermost transaction, or unbound
- * (their fields kept in the object until it is stored somewhere). */
-static PyObject *record_new(PyTypeObject *t, PyObject *args, PyObject *kw)
+/* proxy_new: a new record, Counter or Queue of class t, with its own
+ * state local (a new reference, taken: the fields, the count, the
+ * bound): made in the thread's innermost transaction if one runs (and
+ * writes), else kept unbound, in the proxy, until it is stored. */
+static PyObject *proxy_new(PyTypeObject *t, int32_t kind, PyObject *local)
 {
+    txstate *ts = active_ts();
     ProxyObject *p;
-    txstate *ts = tls_top;
-    shm_obj o = 0;
-    (void)args;
-    (void)kw;
-    while (ts && !ts->active)
-        ts = ts->prev;
-    p = (ProxyObject *)t->tp_alloc(t, 0);
-    if (!p)
+    if (!local)
         return NULL;
-    p->kind = SHM_RECORD;
+    if (!(p = (ProxyObject *)t->tp_alloc(t, 0))) {
+        Py_DECREF(local);
+        return NULL;
+    }
+    p->kind = kind;
+    p->local = local;
     if (ts && !ts->readonly) {
-        if (store_live(ts->store) < 0 || new_record(ts, (PyObject *)t, &o) < 0 || bind_new(ts, p, o, 0) < 0) {
-            Py_DECREF(p);
-            return NULL;
-        }
-    } else if (!(p->local = PyDict_New())) {
-        Py_DECREF(p);
-        return NULL;
+        PyObject *memo = NULL;
+        shm_obj o;
+        int r = store_live(ts->store) < 0 ? -1 : materialize(ts, p, &o, &memo, 0);
+        Py_XDECREF(memo);
+        Py_CLEAR(p->local);
+        if (r < 0)
+            Py_CLEAR(p);
     }
     return (PyObject *)p;
 }
 
-static PyObject *counter_new(PyTypeObject *t, PyObject *args, PyObject *kw)
+/* Records are made in the thread's innermost transaction, or unbound
+ * (their fields kept in the object until it is stored somewhere). */
+static PyObject *record_new(PyTypeObject *t, PyObject *args UNUSED, PyObject *kw UNUSED)
 {
-    static char *kwlist[] = {"value", NULL};
-    long long n0 = 0;
-    ProxyObject *p;
-    txstate *ts = tls_top;
-    shm_obj o = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|L:Counter", kwlist, &n0))
-        return NULL;
-    while (ts && !ts->active)
-        ts = ts->prev;
-    p = (ProxyObject *)t->tp_alloc(t, 0);
-    if (!p)
-        return NULL;
-    p->kind = SHM_COUNTER;
-    if (ts && !ts->readonly) {
-        shm_error err;
-        int32_t rc = 0;
-        if (store_live(ts->store) < 0 || new_container(ts, SHM_COUNTER, 0, &o) < 0)
-            goto fail;
-        ERR_INIT(err);
-        if (n0)
-            NOGIL(rc = L.shm_counter_add_blind(ts->tx, o, n0, &err));
-        if (rc < 0) {
-            raise_rc(rc, &err);
-            goto fail;
-        }
-        if (bind_new(ts, p, o, 0) < 0)
-            goto fail;
-    } else if (!(p->local = PyLong_FromLongLong(n0)))
-        goto fail;
-    return (PyObject *)p;
-fail:
-    Py_DECREF(p);
-    return NULL;
-}
-
-static PyObject *queue_new(PyTypeObject *t, PyObject *args, PyObject *kw)
-{
-    static char *kwlist[] = {"maxsize", NULL};
-    long long cap = 0;
-    ProxyObject *p;
-    txstate *ts = tls_top;
-    shm_obj o = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|L:Queue", kwlist, &cap))
-        return NULL;
-    if (cap < 0)
-        cap = 0;
-    while (ts && !ts->active)
-        ts = ts->prev;
-    p = (ProxyObject *)t->tp_alloc(t, 0);
-    if (!p)
-        return NULL;
-    p->kind = SHM_QUEUE;
-    if (ts && !ts->readonly) {
-        if (store_live(ts->store) < 0 || new_container(ts, SHM_QUEUE, cap, &o) < 0 || bind_new(ts, p, o, 0) < 0)
-            goto fail;
-    } else if (!(p->local = PyLong_FromLongLong(cap)))
-        goto fail;
-    return (PyObject *)p;
-fail:
-    Py_DECREF(p);
-    return NULL;
+    return proxy_new(t, SHM_RECORD, PyDict_New());
 }
 
 static PyMethodDef record_methods[] = {
@@ -2883,17 +3003,9 @@ static PyMethodDef record_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyTypeObject RecordBaseType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmstore._shmstore.RecordBase",
-    .tp_basicsize = sizeof(ProxyObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The C part of shmstore.Object.",
+static PyTypeObject RecordBaseType = PROXY_TYPE("RecordBase", "shmstore.Object",
     .tp_methods = record_methods,
-    .tp_new = record_new,
-    .tp_traverse = (traverseproc)proxy_traverse,
-    .tp_clear = (inquiry)proxy_clear,
-};
+    .tp_new = record_new);
 
 /* ------------------------------------------------------------------ */
 /* Txn: a transaction the Python layer runs (attempts, begin/commit).   */
@@ -2943,9 +3055,8 @@ static PyObject *txn_end(TxnObject *t, PyObject *arg)
     return PyLong_FromLong(rc);
 }
 
-static PyObject *txn_restart(TxnObject *t, PyObject *u)
+static PyObject *txn_restart(TxnObject *t, PyObject *u UNUSED)
 {
-    (void)u;
     if (fork_check() < 0)
         return NULL;
     if (!t->ts.active) {
@@ -2960,25 +3071,22 @@ static PyObject *txn_restart(TxnObject *t, PyObject *u)
 }
 
 /* _raise_end(): raise the error of the last shm_tx_end that failed */
-static PyObject *txn_raise_end(TxnObject *t, PyObject *u)
+static PyObject *txn_raise_end(TxnObject *t, PyObject *u UNUSED)
 {
-    (void)u;
     if (t->ts.end_rc >= 0)
         return PyErr_Format(Error, "the transaction's end did not fail");
     return raise_rc(t->ts.end_rc, &t->ts.end_err);
 }
 
-static PyObject *txn_rollback(TxnObject *t, PyObject *u)
+static PyObject *txn_rollback(TxnObject *t, PyObject *u UNUSED)
 {
-    (void)u;
     ts_rollback(&t->ts);
     ts_pop(&t->ts);
     Py_RETURN_NONE;
 }
 
-static PyObject *txn_push(TxnObject *t, PyObject *u)
+static PyObject *txn_push(TxnObject *t, PyObject *u UNUSED)
 {
-    (void)u;
     if (!t->ts.pushed) {
         t->ts.owner = (PyObject *)t;
         ts_push(&t->ts);
@@ -2986,35 +3094,26 @@ static PyObject *txn_push(TxnObject *t, PyObject *u)
     Py_RETURN_NONE;
 }
 
-static PyObject *txn_pop(TxnObject *t, PyObject *u)
+static PyObject *txn_pop(TxnObject *t, PyObject *u UNUSED)
 {
-    (void)u;
     ts_pop(&t->ts);
     Py_RETURN_NONE;
 }
 
-static PyObject *txn_retry(TxnObject *t, PyObject *u)
+static PyObject *txn_retry(TxnObject *t, PyObject *u UNUSED)
 {
-    shm_error err;
-    int32_t rc;
-    (void)u;
-    if (txn_live(t) < 0)
-        return NULL;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_tx_retry(t->ts.tx, &err));
-    return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
+    return txn_live(t) < 0 ? NULL : tx_retry(t->ts.tx);
 }
 
-static PyObject *txn_or_else_begin(TxnObject *t, PyObject *u)
+static PyObject *txn_or_else_begin(TxnObject *t, PyObject *u UNUSED)
 {
     shm_error err;
     int32_t rc;
     int64_t token = 0;
-    (void)u;
     if (txn_live(t) < 0)
         return NULL;
     ERR_INIT(err);
-    NOGIL(rc = L.shm_tx_or_else_begin(t->ts.tx, &token, &err));
+    rc = L.shm_tx_or_else_begin(t->ts.tx, &token, &err); /* keeps the GIL: see NOGIL */
     if (rc < 0)
         return raise_rc(rc, &err);
     return Py_BuildValue("(LO)", (long long)token, rc == SHM_OK ? Py_True : Py_False);
@@ -3030,34 +3129,30 @@ static PyObject *txn_or_else_retried(TxnObject *t, PyObject *arg)
     if (txn_live(t) < 0)
         return NULL;
     ERR_INIT(err);
-    NOGIL(rc = L.shm_tx_or_else_retried(t->ts.tx, token, &err));
+    rc = L.shm_tx_or_else_retried(t->ts.tx, token, &err); /* keeps the GIL: see NOGIL */
     return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
 }
 
-static PyObject *txn_get_active(TxnObject *t, void *c)
+static PyObject *txn_get_active(TxnObject *t, void *c UNUSED)
 {
-    (void)c;
     return PyBool_FromLong(t->ts.active);
 }
 
-static PyObject *txn_get_readonly(TxnObject *t, void *c)
+static PyObject *txn_get_readonly(TxnObject *t, void *c UNUSED)
 {
-    (void)c;
     return PyBool_FromLong(t->ts.readonly);
 }
 
-static PyObject *txn_get_store(TxnObject *t, void *c)
+static PyObject *txn_get_store(TxnObject *t, void *c UNUSED)
 {
-    (void)c;
     if (!t->ts.store)
         Py_RETURN_NONE;
     Py_INCREF(t->ts.store);
     return (PyObject *)t->ts.store;
 }
 
-static PyObject *txn_get_attempt(TxnObject *t, void *c)
+static PyObject *txn_get_attempt(TxnObject *t, void *c UNUSED)
 {
-    (void)c;
     return PyLong_FromUnsignedLongLong(t->ts.serial);
 }
 
@@ -3130,10 +3225,45 @@ static PyObject *store_begin(StoreObject *st, PyObject *args, PyObject *kw)
     return (PyObject *)t;
 }
 
-static PyObject *store_current(StoreObject *st, PyObject *u)
+/* op_call: the body of Store.run: fn(*args, **kwargs), ak the tuple
+ * (args, kwargs or None). */
+static PyObject *op_call(txstate *ts UNUSED, ProxyObject *p UNUSED, shm_obj o UNUSED, PyObject *fn, PyObject *ak)
+{
+    PyObject *kw = PyTuple_GET_ITEM(ak, 1);
+    return PyObject_Call(fn, PyTuple_GET_ITEM(ak, 0), kw == Py_None ? NULL : kw);
+}
+
+/* _run(fn, args, kwargs, readonly): Store.run's loop, in C: fn(*args,
+ * **kwargs) as a transaction of its own (a Txn, the thread's current one
+ * while it runs), run again after conflicts and retries, as attempts()
+ * does in Python at some 800 ns more a transaction. */
+static PyObject *store_run(StoreObject *st, PyObject *const *args, Py_ssize_t n)
+{
+    TxnObject *t;
+    PyObject *ak, *res;
+    int readonly;
+    if (n != 4 || !PyTuple_Check(args[1]) || (args[2] != Py_None && !PyDict_Check(args[2])))
+        return PyErr_Format(PyExc_TypeError, "_run(fn, args: tuple, kwargs: dict or None, readonly)");
+    if ((readonly = PyObject_IsTrue(args[3])) < 0 || store_live(st) < 0)
+        return NULL;
+    if (!(ak = PyTuple_Pack(2, args[1], args[2])))
+        return NULL;
+    if (!(t = PyObject_New(TxnObject, &TxnType))) {
+        Py_DECREF(ak);
+        return NULL;
+    }
+    memset(&t->ts, 0, sizeof t->ts);
+    t->explicit_ = 0;
+    t->ts.owner = (PyObject *)t; /* a reference while pushed (ts_push) */
+    res = run_ts(&t->ts, st, NULL, op_call, args[0], ak, !readonly);
+    Py_DECREF(ak);
+    Py_DECREF(t);
+    return res;
+}
+
+static PyObject *store_current(StoreObject *st, PyObject *u UNUSED)
 {
     txstate *ts;
-    (void)u;
     ts = ts_find(st);
     if (!ts) 
         Py_RETURN_NONE;
@@ -3144,28 +3274,25 @@ static PyObject *store_current(StoreObject *st, PyObject *u)
     Py_RETURN_TRUE; /* a single operation's own transaction */
 }
 
-static PyObject *store_close(StoreObject *st, PyObject *u)
+static PyObject *store_close(StoreObject *st, PyObject *u UNUSED)
 {
     shm_error err;
     int32_t rc;
-    (void)u;
     if (st->closed)
         Py_RETURN_NONE;
-    if (fork_check() < 0)
+    if (fork_check_pid() < 0)
         return NULL;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_close(st->h, &err));
+    LIB(rc, L.shm_close(st->h, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     st->closed = 1;
     Py_RETURN_NONE;
 }
 
-static PyObject *store_check(StoreObject *st, PyObject *u)
+static PyObject *store_check(StoreObject *st, PyObject *u UNUSED)
 {
     shm_error err;
     int32_t rc;
-    (void)u;
     if (store_live(st) < 0)
         return NULL;
     ERR_INIT(err);
@@ -3177,54 +3304,58 @@ static PyObject *store_check(StoreObject *st, PyObject *u)
     Py_RETURN_NONE;
 }
 
-static PyObject *store_stats(StoreObject *st, PyObject *u)
+static PyObject *store_recover(StoreObject *st, PyObject *u UNUSED)
+{
+    shm_error err;
+    int32_t rc;
+    int64_t n = 0;
+    if (store_live(st) < 0)
+        return NULL;
+    LIB(rc, L.shm_recover(st->h, &n, &err));
+    if (rc < 0)
+        return raise_rc(rc, &err);
+    return PyLong_FromLongLong(n);
+}
+
+static PyObject *store_stats(StoreObject *st, PyObject *u UNUSED)
 {
     shm_error err;
     int32_t rc;
     int64_t used = 0, max = 0;
-    (void)u;
     if (store_live(st) < 0)
         return NULL;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_store_stats(st->h, &used, &max, &err));
+    LIB(rc, L.shm_store_stats(st->h, &used, &max, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     return Py_BuildValue("{sLsL}", "used_bytes", (long long)used, "max_bytes", (long long)max);
 }
 
-static PyObject *op_root(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b)
+static PyObject *op_root(txstate *ts, ProxyObject *p UNUSED, shm_obj o UNUSED, PyObject *a UNUSED,
+                         PyObject *b UNUSED)
 {
     shm_error err;
     shm_obj r = 0;
     int32_t rc;
-    (void)p;
-    (void)o;
-    (void)a;
-    (void)b;
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_tx_root(ts->tx, &r, &err));
+    LIB(rc, L.shm_tx_root(ts->tx, &r, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
     return make_proxy(ts, r, SHM_DICT);
 }
 
-static PyObject *store_root(StoreObject *st, void *c)
+static PyObject *store_root(StoreObject *st, void *c UNUSED)
 {
-    (void)c;
     if (cls_dict && st->root_id && !st->closed)
         return alloc_proxy(cls_dict, st, st->root_id, SHM_DICT);
     return run_store(st, NULL, op_root, NULL, NULL, 0);
 }
 
-static PyObject *op_open_id(txstate *ts, ProxyObject *p, shm_obj o, PyObject *idobj, PyObject *b)
+static PyObject *op_open_id(txstate *ts, ProxyObject *p UNUSED, shm_obj o UNUSED, PyObject *idobj,
+                            PyObject *b UNUSED)
 {
     shm_error err;
     shm_value v;
     int32_t rc;
     unsigned long long id = PyLong_AsUnsignedLongLong(idobj);
-    (void)p;
-    (void)o;
-    (void)b;
     if (id == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
     ERR_INIT(err);
@@ -3240,29 +3371,29 @@ static PyObject *store_open_id(StoreObject *st, PyObject *id)
     return run_store(st, NULL, op_open_id, id, NULL, 0);
 }
 
-static PyObject *store_get_path(StoreObject *st, void *c)
+static PyObject *store_get_path(StoreObject *st, void *c UNUSED)
 {
-    (void)c;
     Py_INCREF(st->path);
     return st->path;
 }
 
-static PyObject *store_get_name(StoreObject *st, void *c)
+static PyObject *store_get_name(StoreObject *st, void *c UNUSED)
 {
-    (void)c;
     Py_INCREF(st->name);
     return st->name;
 }
 
-static PyObject *store_get_closed(StoreObject *st, void *c)
+static PyObject *store_get_closed(StoreObject *st, void *c UNUSED)
 {
-    (void)c;
     return PyBool_FromLong(st->closed);
 }
 
 static PyMethodDef store_methods[] = {
     {"_begin", (PyCFunction)(void (*)(void))store_begin, METH_VARARGS | METH_KEYWORDS,
      "_begin(readonly=False) -> Txn (not yet current in the thread)"},
+    {"_run", (PyCFunction)(void (*)(void))store_run, METH_FASTCALL,
+     "_run(fn, args, kwargs, readonly): fn(*args, **kwargs) as a transaction of its own, run again "
+     "after conflicts"},
     {"_current", (PyCFunction)store_current, METH_NOARGS,
      "the thread's running transaction on this store: a Txn, True (an operation's own), or None"},
     {"close", (PyCFunction)store_close, METH_NOARGS,
@@ -3270,6 +3401,10 @@ static PyMethodDef store_methods[] = {
     {"check", (PyCFunction)store_check, METH_NOARGS,
      "check()\n--\n\nCheck the store's consistency; raises shmstore.Error listing the problems."},
     {"stats", (PyCFunction)store_stats, METH_NOARGS, "stats()\n--\n\n{'used_bytes': ..., 'max_bytes': ...}"},
+    {"recover", (PyCFunction)store_recover, METH_NOARGS,
+     "recover()\n--\n\nRepair what dead processes (killed in the middle of a transaction, say) left "
+     "behind; returns how many it recovered. Any process waiting on a dead one does this by itself; "
+     "check() does it first."},
     {"_open_id", (PyCFunction)store_open_id, METH_O, "_open_id(id): the container with that id, as a proxy"},
     {NULL, NULL, 0, NULL},
 };
@@ -3297,16 +3432,15 @@ static PyTypeObject StoreType = {
 /* ------------------------------------------------------------------ */
 /* Module functions.                                                   */
 
-static PyObject *mod_load(PyObject *m, PyObject *arg)
+static PyObject *mod_load(PyObject *m UNUSED, PyObject *arg)
 {
     const char *path;
     void *h;
     PyObject *missing;
-    (void)m;
     if (!PyUnicode_Check(arg) || !(path = PyUnicode_AsUTF8(arg)))
         return PyErr_Format(PyExc_TypeError, "_load(path: str)");
     if (lib_loaded) {
-        if (fork_check() < 0)
+        if (fork_check_pid() < 0)
             return NULL;
         Py_RETURN_NONE;
     }
@@ -3351,7 +3485,7 @@ static PyObject *mod_load(PyObject *m, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-static PyObject *mod_open(PyObject *m, PyObject *args, PyObject *kw)
+static PyObject *mod_open(PyObject *m UNUSED, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"cls", "name", "dir", "create", "region_size", "max_size", "mode", "read_only", NULL};
     PyObject *cls, *dirobj = Py_None;
@@ -3365,7 +3499,6 @@ static PyObject *mod_open(PyObject *m, PyObject *args, PyObject *kw)
     int32_t rc;
     StoreObject *st;
     char pathbuf[4096];
-    (void)m;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "Os|OiLLIp:_open", kwlist, &cls, &name, &dirobj, &create,
                                      &region_size, &max_size, &mode, &read_only))
         return NULL;
@@ -3373,7 +3506,7 @@ static PyObject *mod_open(PyObject *m, PyObject *args, PyObject *kw)
         return PyErr_Format(PyExc_TypeError, "cls must be a Store class");
     if (dirobj != Py_None && !(dir = PyUnicode_AsUTF8(dirobj)))
         return NULL;
-    if (fork_check() < 0)
+    if (fork_check_pid() < 0)
         return NULL;
     memset(&opts, 0, sizeof opts);
     opts.dir = dir;
@@ -3395,7 +3528,7 @@ static PyObject *mod_open(PyObject *m, PyObject *args, PyObject *kw)
     }
     st->h = h;
     ERR_INIT(err);
-    NOGIL(rc = L.shm_store_path(h, pathbuf, sizeof pathbuf, &err));
+    rc = L.shm_store_path(h, pathbuf, sizeof pathbuf, &err); /* keeps the GIL: see NOGIL */
     if (rc < 0) {
         Py_DECREF(st);
         return raise_rc(rc, &err);
@@ -3418,7 +3551,7 @@ static PyObject *mod_open(PyObject *m, PyObject *args, PyObject *kw)
     return (PyObject *)st;
 }
 
-static PyObject *mod_remove(PyObject *m, PyObject *args, PyObject *kw)
+static PyObject *mod_remove(PyObject *m UNUSED, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"name", "dir", "force", NULL};
     const char *name;
@@ -3427,12 +3560,11 @@ static PyObject *mod_remove(PyObject *m, PyObject *args, PyObject *kw)
     int force = 0;
     shm_error err;
     int32_t rc;
-    (void)m;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "s|Op:_remove", kwlist, &name, &dirobj, &force))
         return NULL;
     if (dirobj != Py_None && !(dir = PyUnicode_AsUTF8(dirobj)))
         return NULL;
-    if (fork_check() < 0)
+    if (fork_check_pid() < 0)
         return NULL;
     ERR_INIT(err);
     Py_BEGIN_ALLOW_THREADS
@@ -3444,29 +3576,20 @@ static PyObject *mod_remove(PyObject *m, PyObject *args, PyObject *kw)
 }
 
 /* retry(): in the thread's innermost transaction */
-static PyObject *mod_retry(PyObject *m, PyObject *u)
+static PyObject *mod_retry(PyObject *m UNUSED, PyObject *u UNUSED)
 {
-    txstate *ts = tls_top;
-    shm_error err;
-    int32_t rc;
-    (void)m;
-    (void)u;
+    txstate *ts = active_ts();
     if (fork_check() < 0)
         return NULL;
-    while (ts && !ts->active)
-        ts = ts->prev;
     if (!ts)
         return PyErr_Format(Error, "retry() outside a transaction (it waits for a change to what the "
                                    "transaction read)");
-    ERR_INIT(err);
-    NOGIL(rc = L.shm_tx_retry(ts->tx, &err));
-    return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
+    return tx_retry(ts->tx);
 }
 
-static PyObject *mod_set_classes(PyObject *m, PyObject *args)
+static PyObject *mod_set_classes(PyObject *m UNUSED, PyObject *args)
 {
     PyObject *d, *l, *c, *q, *r, *reg;
-    (void)m;
     if (!PyArg_ParseTuple(args, "OOOOOO!", &d, &l, &c, &q, &r, &PyDict_Type, &reg))
         return NULL;
     Py_INCREF(d);
@@ -3485,31 +3608,51 @@ static PyObject *mod_set_classes(PyObject *m, PyObject *args)
 }
 
 /* _rebuild(cls, store, id, kind): a proxy without a transaction (unpickling) */
-static PyObject *mod_proxy(PyObject *m, PyObject *args)
+static PyObject *mod_proxy(PyObject *m UNUSED, PyObject *args)
 {
     PyObject *cls, *st;
     unsigned long long id;
     int kind;
-    (void)m;
     if (!PyArg_ParseTuple(args, "OO!Ki", &cls, &StoreType, &st, &id, &kind))
         return NULL;
     return alloc_proxy(cls, (StoreObject *)st, id, kind);
 }
 
-static PyObject *mod_loaded(PyObject *m, PyObject *u)
+/* _call_ns(n, release_gil): the mean ns of a call of the library that
+ * does nothing (shm_abi_version), with the GIL released around each or
+ * not: the floor of every operation (the benchmarks print it). */
+static PyObject *mod_call_ns(PyObject *m UNUSED, PyObject *args)
 {
-    (void)m;
-    (void)u;
+    Py_ssize_t n, i;
+    int release;
+    int64_t sum = 0;
+    double t0;
+    if (!PyArg_ParseTuple(args, "np:_call_ns", &n, &release))
+        return NULL;
+    if (fork_check() < 0)
+        return NULL;
+    if (n <= 0)
+        return PyErr_Format(PyExc_ValueError, "n must be positive");
+    t0 = monotonic();
+    for (i = 0; i < n; i++) {
+        if (release)
+            NOGIL(sum += L.shm_abi_version());
+        else
+            sum += L.shm_abi_version();
+    }
+    if (sum != (int64_t)n * SHM_ABI_VERSION)
+        return PyErr_Format(Error, "shm_abi_version answered otherwise");
+    return PyFloat_FromDouble((monotonic() - t0) * 1e9 / (double)n);
+}
+
+static PyObject *mod_loaded(PyObject *m UNUSED, PyObject *u UNUSED)
+{
     return PyBool_FromLong(lib_loaded);
 }
 
-static PyObject *mod_in_transaction(PyObject *m, PyObject *u)
+static PyObject *mod_in_transaction(PyObject *m UNUSED, PyObject *u UNUSED)
 {
-    txstate *ts = tls_top;
-    (void)m;
-    (void)u;
-    while (ts && !ts->active)
-        ts = ts->prev;
+    txstate *ts = active_ts();
     return PyBool_FromLong(ts != NULL);
 }
 
@@ -3526,6 +3669,8 @@ static PyMethodDef module_methods[] = {
      "in_transaction()\n--\n\nWhether this thread runs a transaction."},
     {"_set_classes", (PyCFunction)mod_set_classes, METH_VARARGS, "the Python proxy classes"},
     {"_proxy", (PyCFunction)mod_proxy, METH_VARARGS, "_proxy(cls, store, id, kind)"},
+    {"_call_ns", (PyCFunction)mod_call_ns, METH_VARARGS,
+     "_call_ns(n, release_gil): mean ns of an empty call of the library (shm_abi_version)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -3537,6 +3682,8 @@ static struct PyModuleDef module_def = {
     .m_methods = module_methods,
 };
 
+/* new_exc makes shmstore.<name>, of bases (NULL: Exception), as an
+ * attribute of m: a borrowed reference (m holds one), or NULL. */
 static PyObject *new_exc(PyObject *m, const char *name, PyObject *bases, const char *doc)
 {
     char full[128];
@@ -3552,14 +3699,25 @@ static PyObject *new_exc(PyObject *m, const char *name, PyObject *bases, const c
     return e;
 }
 
-static PyObject *new_exc2(PyObject *m, const char *name, PyObject *b2, const char *doc)
+/* new_excs makes Error and the exceptions of the codes table. */
+static int new_excs(PyObject *m)
 {
-    PyObject *bases = PyTuple_Pack(2, Error, b2), *e;
-    if (!bases)
-        return NULL;
-    e = new_exc(m, name, bases, doc);
-    Py_DECREF(bases);
-    return e;
+    size_t i;
+    if (!(Error = new_exc(m, "Error", NULL, "The base of shmstore's errors; .code is the ABI's result code.")))
+        return -1;
+    for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        PyObject *bases;
+        if (!codes[i].name)
+            continue;
+        bases = codes[i].base ? PyTuple_Pack(2, Error, *codes[i].base) : (Py_INCREF(Error), Error);
+        if (!bases)
+            return -1;
+        *codes[i].cls = new_exc(m, codes[i].name, bases, codes[i].doc);
+        Py_DECREF(bases);
+        if (!*codes[i].cls)
+            return -1;
+    }
+    return 0;
 }
 
 PyMODINIT_FUNC PyInit__shmstore(void)
@@ -3585,43 +3743,7 @@ PyMODINIT_FUNC PyInit__shmstore(void)
         if (PyModule_AddObjectRef(m, tnames[i], (PyObject *)types[i]) < 0)
             goto fail;
 
-    if (!(Error = new_exc(m, "Error", NULL, "The base of shmstore's errors; .code is the ABI's result code.")))
-        goto fail;
-    if (!(ConflictError = new_exc(m, "ConflictError", Error,
-                                  "Another transaction changed what this one read. Transaction loops "
-                                  "(@store.transaction, attempts()) run the body again; an explicit "
-                                  "transaction (store.begin()) raises it from commit().")) ||
-        !(RetryError = new_exc(m, "RetryError", Error,
-                               "The body asked to wait (shmstore.retry(), a blocking queue operation): "
-                               "the transaction loop waits for a change and runs it again.")) ||
-        !(StaleObjectError = new_exc(m, "StaleObjectError", Error,
-                                     "The shared object was deleted (unlinked from every container).")) ||
-        !(StoreFullError = new_exc2(m, "StoreFullError", PyExc_MemoryError,
-                                    "The store is at its maximum size; the transaction was rolled back.")) ||
-        !(TypeMismatch = new_exc2(m, "TypeMismatch", PyExc_TypeError,
-                                  "A value of another kind than asked for, or one the store cannot keep.")) ||
-        !(DamagedStoreError = new_exc(m, "DamagedStoreError", Error,
-                                      "The store's files are damaged or of another layout.")) ||
-        !(ClosedError = new_exc(m, "ClosedError", Error, "The store was closed.")) ||
-        !(ForkError = new_exc(m, "ForkError", Error,
-                              "shmstore used in a child made by fork() of a process that had loaded "
-                              "it: use multiprocessing's spawn or forkserver start method.")) ||
-        !(TransactionClosedError = new_exc(m, "TransactionClosedError", Error,
-                                           "A transaction used after it ended.")) ||
-        !(ReadOnlyError = new_exc(m, "ReadOnlyError", Error,
-                                  "A write in a read-only transaction (store.view) or store.")) ||
-        !(TooLargeError = new_exc(m, "TooLargeError", Error,
-                                  "A value or a transaction too large: split it.")) ||
-        !(NoStoreError = new_exc2(m, "NoStoreError", PyExc_FileNotFoundError,
-                                  "No store by that name (open with create=False).")) ||
-        !(ExistsError = new_exc2(m, "ExistsError", PyExc_FileExistsError,
-                                 "The store exists (open with exclusive=True).")) ||
-        !(PermissionDenied = new_exc2(m, "PermissionDenied", PyExc_PermissionError,
-                                      "The store's files keep this process out.")) ||
-        !(InUseError = new_exc(m, "InUseError", Error, "remove: live processes are attached.")) ||
-        !(BadArgumentError = new_exc2(m, "BadArgumentError", PyExc_ValueError,
-                                      "A bad option or argument.")) ||
-        !(NotFoundError = new_exc2(m, "NotFoundError", PyExc_LookupError, "No such key, field or path.")))
+    if (new_excs(m) < 0)
         goto fail;
 
     qmod = PyImport_ImportModule("queue");
@@ -3640,9 +3762,9 @@ PyMODINIT_FUNC PyInit__shmstore(void)
     K(SHM_ERR_CONFLICT) K(SHM_ERR_RETRY) K(SHM_ERR_TX_CLOSED) K(SHM_ERR_STALE) K(SHM_ERR_NO_MEMORY)
     K(SHM_ERR_TOO_LARGE) K(SHM_ERR_READ_ONLY) K(SHM_ERR_NO_STORE) K(SHM_ERR_EXISTS) K(SHM_ERR_DAMAGED)
     K(SHM_ERR_CLOSED) K(SHM_ERR_FORKED) K(SHM_ERR_PERMISSION) K(SHM_ERR_BAD_ARG) K(SHM_ERR_IN_USE)
-    K(SHM_ERR_OVERFLOW) K(SHM_ERR_OTHER) K(SHM_NONE) K(SHM_BOOL) K(SHM_INT) K(SHM_FLOAT) K(SHM_STRING)
-    K(SHM_BYTES) K(SHM_DICT) K(SHM_LIST) K(SHM_RECORD) K(SHM_COUNTER) K(SHM_QUEUE) K(SHM_OPEN_CREATE)
-    K(SHM_OPEN_MUST_EXIST) K(SHM_OPEN_MUST_CREATE) K(SHM_ABI_VERSION)
+    K(SHM_ERR_OVERFLOW) K(SHM_ERR_RETRY_NOTHING) K(SHM_ERR_OTHER) K(SHM_NONE) K(SHM_BOOL) K(SHM_INT)
+    K(SHM_FLOAT) K(SHM_STRING) K(SHM_BYTES) K(SHM_DICT) K(SHM_LIST) K(SHM_RECORD) K(SHM_COUNTER) K(SHM_QUEUE)
+    K(SHM_OPEN_CREATE) K(SHM_OPEN_MUST_EXIST) K(SHM_OPEN_MUST_CREATE) K(SHM_ABI_VERSION)
 #undef K
 
     {

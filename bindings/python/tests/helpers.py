@@ -224,6 +224,54 @@ def blocked_get_main(name, dir):
         raise
 
 
+def hold_slots(store, n):
+    """n threads that each begin a transaction and hold it (taking every
+    transaction slot of the process when n is 16); returns a function that
+    ends them."""
+    import threading
+    began = threading.Semaphore(0)
+    stop = threading.Event()
+
+    def hold():
+        store.begin()
+        began.release()
+        stop.wait()
+        store.abort()
+
+    threads = [threading.Thread(target=hold) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for _ in threads:
+        assert began.acquire(timeout=30)
+
+    def release():
+        stop.set()
+        for t in threads:
+            t.join()
+    return release
+
+
+def blocked_begin_main(name, dir, value=(1,)):
+    """python -c: an operation that waits for a transaction slot (every
+    slot held by other threads) until SIGINT: a transaction's begin (the
+    value is a new container), or a one-shot call (value=1)."""
+    st = shmstore.open(name, dir=dir, create=False)
+    release = hold_slots(st, 16)
+    try:
+        print("ready", flush=True)
+        st.root["x"] = value
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        raise
+    finally:
+        release()
+
+
+def blocked_op_main(name, dir):
+    """blocked_begin_main with a one-shot call."""
+    blocked_begin_main(name, dir, 1)
+
+
 def starved_view_main(name, dir):
     """python -c: a read-only transaction that writes from another thread
     of this process keep aborting, until it locks what it reads (prelock)
@@ -261,3 +309,11 @@ def starved_view_main(name, dir):
     assert a == b
     print("attempts", len(attempts), flush=True)
     st.close()
+
+
+def hold_transaction(d, ready):
+    """Writes d["held"] in a transaction that never ends (to be killed)."""
+    d._shm_store.begin()
+    d["held"] = 1
+    ready.set()
+    time.sleep(3600)

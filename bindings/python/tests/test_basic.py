@@ -1,5 +1,6 @@
 """Values, errors, containers, records and transactions in one process."""
 import dataclasses
+import os
 import pickle
 import queue
 import threading
@@ -187,6 +188,20 @@ def test_queue_single_process(store):
     assert store.root["q2"].get() == "x"
 
 
+def test_queue_to_python_copies_without_taking(store):
+    r = store.root
+    q = r.queue("q")
+    q.put("a")
+    q.put({"b": [1, 2]})
+    q.put(3)
+    assert q.to_python() == ["a", {"b": [1, 2]}, 3]
+    r["holder"] = {"q": q, "n": 1}
+    assert r["holder"].to_python() == {"q": ["a", {"b": [1, 2]}, 3], "n": 1}
+    assert q.qsize() == 3  # nothing taken
+    assert q.get() == "a"
+    assert q.to_python() == [{"b": [1, 2]}, 3]
+
+
 class Account(shmstore.Object):
     owner: str
     balance: int = 0
@@ -355,7 +370,8 @@ def test_retry_waits_for_a_change(store):
         time.sleep(0.2)
         r["ready"] = True
 
-    threading.Thread(target=later).start()
+    th = threading.Thread(target=later)
+    th.start()
 
     @store.transaction
     def wait():
@@ -366,15 +382,21 @@ def test_retry_waits_for_a_change(store):
     t0 = time.monotonic()
     assert wait() == "ready"
     assert time.monotonic() - t0 >= 0.15
+    th.join()  # its commit wakes wait() before its call returns: the store must not close under it
     with pytest.raises(shmstore.Error):
         shmstore.retry()  # outside a transaction
 
+    runs = []
+
     @store.transaction
     def wait_for_nothing():
+        runs.append(1)
         shmstore.retry()  # read nothing: it would wait forever
 
-    with pytest.raises(shmstore.Error, match="without reads"):
+    with pytest.raises(shmstore.RetryNothingError, match="without reads") as e:
         wait_for_nothing()
+    assert e.value.code == shmstore._c.SHM_ERR_RETRY_NOTHING
+    assert len(runs) == 1  # raised at once, not after running it again
 
 
 def test_or_else(store):
@@ -390,9 +412,11 @@ def test_or_else(store):
         time.sleep(0.2)
         q1.put("late")
 
-    threading.Thread(target=later).start()
+    th = threading.Thread(target=later)
+    th.start()
     assert store.run(lambda: store.or_else(q1.get, q2.get)) == "b2"
     assert store.run(lambda: store.or_else(q1.get, q2.get)) == "late"
+    th.join()
 
 
 def test_objects_made_in_aborted_attempt_unbind(store):
@@ -527,3 +551,114 @@ def test_no_leaks_in_the_hot_paths(store):
     assert grown < 32 * 1024, grown
     if rc_before is not None:
         assert sys.gettotalrefcount() - rc_before < 100
+
+
+def test_single_operations_outside_a_transaction(store):
+    """Outside a transaction a Dict's get/set/delete, a Counter's read and
+    add and a Queue's put/get are one call of the library each (one-shot):
+    what they give back is what a transaction gives back."""
+    r = store.root
+    r["d"] = {"in": 1}
+    r["l"] = [1, 2]
+    r["c"] = shmstore.Counter(5)
+    r["q"] = shmstore.Queue()
+    r["acc"] = Account("ann", 3)
+    d = r["d"]
+    assert isinstance(d, shmstore.Dict) and d == {"in": 1}
+    assert isinstance(r["l"], shmstore.List) and r["l"] == [1, 2]
+    assert isinstance(r["c"], shmstore.Counter) and r["c"].value == 5
+    assert isinstance(r["q"], shmstore.Queue)
+    acc = r["acc"]  # a record: its class is read in a transaction
+    assert type(acc) is Account and acc.owner == "ann" and acc.balance == 3
+    # a proxy of the store, set by its id: linked, not copied
+    r["d2"] = d
+    assert r["d2"]._shm_id == d._shm_id
+    d["x"] = 1
+    assert r["d2"]["x"] == 1
+    # strings and bytes larger than the call's stack buffer
+    big, blob = "é" * 5000, bytes(range(256)) * 40
+    d["big"], d["blob"] = big, blob
+    assert d["big"] == big and d["blob"] == blob and d.get("big") == big
+    assert "big" in d and "nope" not in d
+    # keys the store cannot hold are absent; an int beyond int64 too
+    assert d.get(2**70, "dflt") == "dflt" and d.get(1.5) is None and 2**70 not in d
+    with pytest.raises(KeyError):
+        d[2**70]
+    with pytest.raises(KeyError):
+        del d["nope"]
+    with pytest.raises(OverflowError):
+        d["x"] = 2**70
+    del d["x"]
+    assert "x" not in d
+    c = r["c"]
+    assert c.add(2) == 7 and int(c) == 7
+    c += 3
+    c -= 1
+    c.add_blind(1)
+    assert c.value == 10
+    with pytest.raises(OverflowError):
+        c.add(2**63)
+    q = r["q"]
+    q.put(big)
+    q.put(blob)
+    q.put({"job": [1, 2]})  # a new container: put in a transaction
+    q.put(d)  # a container of the store: by its id
+    assert q.get() == big and q.get_nowait() == blob
+    assert q.get() == {"job": [1, 2]}  # a container item: taken in a transaction, copied out
+    assert q.get(timeout=1) == {"in": 1, "big": big, "blob": blob}
+    assert q.qsize() == 0 and d["big"] == big  # taking the copy left the Dict linked elsewhere alone
+
+
+def test_single_operations_fail_as_in_a_transaction(store, shm_dir):
+    """A one-shot call that fails takes the transaction path, which raises
+    what a transaction raises."""
+    r = store.root
+    d = r.dict("gone")
+    c = r.counter("c")
+    del r["gone"]
+    with pytest.raises(shmstore.StaleObjectError):
+        d["k"]
+    with pytest.raises(shmstore.StaleObjectError):
+        d["k"] = 1
+    r["c"] = "not a counter any more"
+    with pytest.raises(shmstore.StaleObjectError):
+        c.value
+    with pytest.raises(shmstore.TypeMismatch):
+        r[1.5] = 1
+    other = shmstore.open("other-" + os.path.basename(store.path), dir=shm_dir)
+    try:
+        with pytest.raises(shmstore.TypeMismatch):
+            r["x"] = other.root  # a container of another store
+    finally:
+        other.close()
+        shmstore.remove("other-" + os.path.basename(store.path), dir=shm_dir)
+    store.close()
+    with pytest.raises(shmstore.ClosedError):
+        r["k"]
+
+
+def test_keyboard_interrupt_ends_a_transaction_at_once(store):
+    """A KeyboardInterrupt from the body ends the transaction, written
+    nothing, and propagates, even from a run whose reads failed (which
+    a transaction runs again after any Exception)."""
+    r = store.root
+    r["a"], r["b"] = 0, 0
+    runs = []
+
+    @store.transaction
+    def body():
+        runs.append(1)
+        r["a"]
+        if len(runs) == 1:
+            t = threading.Thread(target=lambda: r.update(a=1, b=1))
+            t.start()
+            t.join()
+        try:
+            r["b"]  # after a commit to what this run read: its read fails
+        except shmstore.ConflictError:
+            raise KeyboardInterrupt
+        r["written"] = True
+
+    with pytest.raises(KeyboardInterrupt):
+        body()
+    assert runs == [1] and "written" not in r

@@ -66,6 +66,19 @@ def test_worker_killed_mid_transaction(store):
     store.check()
 
 
+def test_recover_counts_dead_processes(store):
+    d = store.root.dict("d")
+    ready = SPAWN.Event()
+    victim = SPAWN.Process(target=helpers.hold_transaction, args=(d, ready))
+    victim.start()
+    assert ready.wait(30)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join(10)
+    assert store.recover() == 1
+    assert store.recover() == 0
+    assert "held" not in d
+
+
 def test_queue_between_processes(store):
     q = store.root.queue("jobs", maxsize=10)  # bounded: the producer waits too
     out = store.root.queue("out")

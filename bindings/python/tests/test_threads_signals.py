@@ -8,6 +8,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 import helpers
 
 
@@ -75,16 +77,18 @@ def test_blocking_get_releases_the_gil(store):
     assert got == ["item"] and n > 1000
 
 
-def test_ctrl_c_ends_a_blocking_get(store):
-    q = store.root.queue("jobs")
-    code = "import helpers, sys; helpers.blocked_get_main(sys.argv[1], sys.argv[2])"
+def interrupt(store, main):
+    """Runs helpers.main(name, dir) in another process; once it says
+    "ready" (and has had 0.3 s to start waiting), sends it SIGINT, and
+    checks that it ends promptly with KeyboardInterrupt."""
+    code = f"import helpers, sys; helpers.{main}(sys.argv[1], sys.argv[2])"
     args = helpers.store_args(store)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     p = subprocess.Popen([sys.executable, "-c", code, args["name"], args["dir"]],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:
         assert p.stdout.readline().strip() == "ready"
-        time.sleep(0.3)  # now in q.get(), waiting
+        time.sleep(0.3)  # now waiting
         t0 = time.monotonic()
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=10)
@@ -94,10 +98,34 @@ def test_ctrl_c_ends_a_blocking_get(store):
             p.kill()
     assert "interrupted" in out and "KeyboardInterrupt" in err
     assert p.returncode != 0 and elapsed < 5, (elapsed, err)  # generous: CI machines are shared
+
+
+def test_ctrl_c_ends_a_blocking_get(store):
+    q = store.root.queue("jobs")
+    interrupt(store, "blocked_get_main")
     # nothing held: the queue works, the store is clean
     q.put(1)
     assert q.get(timeout=5) == 1
     store.check()
+
+
+@pytest.mark.parametrize("main", ["blocked_begin_main", "blocked_op_main"])
+def test_ctrl_c_ends_a_wait_for_a_transaction_slot(store, main):
+    interrupt(store, main)
+    assert "x" not in store.root
+    store.root["x"] = 1
+    store.check()
+
+
+@pytest.mark.parametrize("value", [[1], 1], ids=["transaction", "one-shot"])
+def test_a_begin_waits_for_a_free_slot(store, value):
+    release = threading.Timer(0.2, helpers.hold_slots(store, 16))
+    release.start()
+    t0 = time.monotonic()
+    store.root["x"] = value  # its own transaction: waits for a slot
+    assert time.monotonic() - t0 >= 0.15
+    assert store.root["x"] == value
+    release.join()  # every holder done: the store closes after the test
 
 
 def test_queue_timeout_across_threads(store):
