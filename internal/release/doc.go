@@ -15,6 +15,10 @@
 //     atomic load sees the old or the new value, never a mix.
 //   - arm64: sync/atomic's Store is STLR, already a release store and no
 //     more: used as it is.
+//   - with the race detector: sync/atomic's Store everywhere, since the
+//     detector knows nothing of TSO and would report a plain store that
+//     an atomic load reads as a race (in Go memory; it does not watch
+//     the mapped store).
 //
 // The pointers are sync/atomic's types, so that every other access to
 // the word stays atomic; their value is the type's only non-zero-sized
