@@ -8,7 +8,7 @@ SHMCTL        := $(BIN)/shmctl
 LIB           := $(BIN)/libshmstore.so
 DEMO_STORE    ?= demo
 # Packages with concurrency, tested again with -race and -tags invariants.
-CONCURRENT    := ./shm/ ./alloc/ ./handle/ ./ipc/ ./reclaim/ ./txn/ ./objects/ ./cmd/shmctl/ ./internal/proctest/ ./e2e/ ./bindings/capi/abi/ .
+CONCURRENT    := ./shm/ ./alloc/ ./handle/ ./ipc/ ./reclaim/ ./txn/ ./objects/ ./cmd/shmctl/ ./internal/proctest/ ./e2e/ ./bindings/capi/abi/ ./internal/release/ .
 
 .DEFAULT_GOAL := help
 .PHONY: help check-platform check-cc build lib test test-unit test-race lint demo bench fuzz clean python python-deps python-bench-deps python-bench test-python
