@@ -77,6 +77,22 @@ package reclaim
 // largest epoch of what it lists, so judging it by that epoch is
 // conservative.
 //
+// Exit is a release store, not a seq-cst one (internal/release: a plain
+// MOV on amd64, STLR on arm64). It only has to keep T's loads before
+// it: if M_i reads the 0 that T's Exit stored, T's loads happen before
+// M_i (release, then the scan's acquiring load), so they are done before
+// anything is freed; if M_i reads T's rv+1, case 2 holds. Nothing after
+// Exit needs ordering: T's next Enter is a full store again. Enter cannot
+// be weakened: it is the store half of Dekker's pattern above.
+//
+// A read-only transaction's cost in shared memory is therefore the two
+// stores to its own slot's epoch line, which only collectors read (and
+// they read it once per scan, not per read). It takes no mutex either:
+// txn keeps each process's idle transactions, with their leased slots,
+// in a lock-free pool (txn/pool.go), so a View's way to its slot and back
+// is two CompareAndSwaps on this process's memory. Nothing a reader does
+// writes a line another process reads on its own hot path.
+//
 // Why readers need no lock, and why the scan may read stale words: a word
 // read stale is either a transaction's rv that has since exited (the scan
 // is conservative: the entry waits for the next Collect), or 0 where a

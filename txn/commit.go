@@ -10,6 +10,42 @@ package txn
 // stop a commit at. Recovery of a commit whose process died is in
 // recover.go.
 
+// # Which of a commit's stores are ordered, and why
+//
+// A commit writes its slot (State, NLocks, the log words, NStores,
+// Batch, WV) for one reader only: recovery, run by another process after
+// this one died (inspectors read them too, but need no guarantee). A dead
+// process's executed stores are all in memory; what recovery needs is
+// that it never sees a step without the steps before it. So every slot
+// store is a release store (internal/release: a plain MOV on amd64, STLR
+// on arm64), and these stay fully fenced because they must also order
+// what comes after them, or because they are read-modify-writes anyway:
+//
+//   - each lock's CompareAndSwap: it is the lock. Taken after State is
+//     ACTIVE and every lock is logged (NLocks): recovery releases the
+//     logged words this slot holds, and a lock it does not know of would
+//     stay held forever.
+//   - the version clock's Add: wv must be unique and later than every
+//     version a validating reader could have seen; validation's loads
+//     come after it.
+//   - each applied store (sync/atomic, seq-cst): a concurrent reader
+//     reads the word between two loads of its lock word.
+//   - each lock release (Swap): it publishes the new values and version,
+//     and returns the waiters bit so that sleepers are woken.
+//
+// The order recovery relies on: log words and NLocks before the first
+// lock; redo words, NStores, Batch and WV before State = COMMITTING (the
+// commit point: a release store orders them before it); COMMITTING
+// before the first applied store (store-store order: TSO on amd64, and
+// on arm64 the applied stores are themselves STLR, ordered after every
+// earlier access); RELEASING before the first lock release (the Swap is
+// a full barrier). Recovery of a COMMITTING slot re-applies the redo
+// log, and of a RELEASING slot only releases: once a lock is released,
+// another commit may write its words, and re-applying would undo that.
+// Before this scheme each of those steps was a sync/atomic Store (an
+// XCHG on amd64); TestCrashAtEveryCommitPoint stops a commit at each
+// point between them and recovers it.
+
 import (
 	"cmp"
 	"errors"
