@@ -297,6 +297,13 @@ func (s *Store) openLockFile(o Options) (*os.File, error) {
 		return nil, s.fileError("open lock file", err)
 	}
 	if r := s.someRegionFile(); r != "" {
+		// A creator makes the lock file before any region file, so a
+		// region file seen after the lock file was missing is damage
+		// only if the lock file is still missing: else a creator made
+		// both since we looked, and its lock decides.
+		if f, err = os.OpenFile(path, flag, 0); err == nil {
+			return f, nil
+		}
 		return nil, damaged(s.name, "control file is missing but %s is there", r)
 	}
 	if f, err = os.OpenFile(path, flag|os.O_CREATE, o.Mode); err != nil {
