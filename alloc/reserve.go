@@ -160,6 +160,19 @@ func (a *Allocator) AskTrim() { a.g.trimAsked.Add(1) }
 // process that saw it change trims its idle heaps (Heap.Trim).
 func (a *Allocator) TrimAsked() uint32 { return a.g.trimAsked.Load() }
 
+// Current is how many current superblocks the heap holds (one at most per
+// size class): what a Trim with all hands back. Only the heap's goroutine
+// may call it.
+func (h *heap) Current() int {
+	n := 0
+	for c := 1; c <= NumClasses; c++ {
+		if h.cur[c].d != nil {
+			n++
+		}
+	}
+	return n
+}
+
 // Trim hands every wholly free current superblock of the heap back to the
 // pool and returns how many it gave back. With all, the heap's other
 // current superblocks go to the global heap too, where any heap can take

@@ -459,6 +459,39 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 	return time.Duration(utime+stime) * clockTick
 }
 
+// wakeups is how many times the threads of process pid have gone to
+// sleep so far (voluntary context switches, summed over its threads): a
+// process that sleeps in a wait adds one per wake-up, whatever woke it.
+func wakeups(t *testing.T, pid int) int64 {
+	t.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	require.NoError(t, err)
+	var n int64
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
+		if err != nil {
+			continue // the thread ended since the listing
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+				k, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				require.NoError(t, err)
+				n += k
+			}
+		}
+	}
+	return n
+}
+
+// wakes is wake1[i]-wake0[i] for each i.
+func wakes(wake0, wake1 []int64) []int64 {
+	d := make([]int64, len(wake0))
+	for i := range d {
+		d[i] = wake1[i] - wake0[i]
+	}
+	return d
+}
+
 // parkedInRetry reports whether a live process pid has a slot waiting in
 // Retry (WaitOn set, no snapshot published).
 func parkedInRetry(st *shmstore.Store, pid int) bool {
@@ -526,15 +559,18 @@ func TestQueueIdleConsumersSleep(t *testing.T) {
 	}
 	waitParked(t, st, cons...)
 
+	time.Sleep(300 * time.Millisecond) // the engines' tickers stop
 	cpu0 := make([]time.Duration, consumers)
+	wake0 := make([]int64, consumers)
 	for i, p := range cons {
-		cpu0[i] = cpuTime(t, p.Pid())
+		cpu0[i], wake0[i] = cpuTime(t, p.Pid()), wakeups(t, p.Pid())
 	}
 	start := time.Now()
 	time.Sleep(window)
 	cpu1 := make([]time.Duration, consumers)
+	wake1 := make([]int64, consumers)
 	for i, p := range cons {
-		cpu1[i] = cpuTime(t, p.Pid())
+		cpu1[i], wake1[i] = cpuTime(t, p.Pid()), wakeups(t, p.Pid())
 	}
 	idle := time.Since(start)
 	require.Zero(t, processed(t, st), "the Queue stayed empty")
@@ -547,11 +583,17 @@ func TestQueueIdleConsumersSleep(t *testing.T) {
 		worst = max(worst, frac)
 		fracs = append(fracs, fmt.Sprintf("%s: %v (%.2f%%)", p.Name(), used, 100*frac))
 	}
-	t.Logf("CPU used by each waiting consumer over %v idle: %s (worst %.2f%%)", idle.Round(time.Millisecond), strings.Join(fracs, ", "), 100*worst)
+	t.Logf("CPU used by each waiting consumer over %v idle: %s (worst %.2f%%); wake-ups: %v", idle.Round(time.Millisecond), strings.Join(fracs, ", "), 100*worst, wakes(wake0, wake1))
 	for i, p := range cons {
 		used := cpu1[i] - cpu0[i]
 		require.Less(t, float64(used), 0.05*float64(idle),
 			"%s (pid %d) used %v of CPU over %v while it waited on an empty Queue: it polls", p.Name(), p.Pid(), used, idle)
+	}
+	for i, p := range cons {
+		// A timer or ticker that runs while nothing happens shows here (a
+		// 5 ms ticker: some 200 a second) long before it shows as CPU.
+		require.Less(t, wake1[i]-wake0[i], int64(50),
+			"%s (pid %d) woke %d times over %v while it waited on an empty Queue", p.Name(), p.Pid(), wake1[i]-wake0[i], idle)
 	}
 	for _, p := range cons {
 		require.True(t, parkedInRetry(st, p.Pid()), "%s still waits in Retry", p.Name())

@@ -65,10 +65,27 @@ type Engine struct {
 	closed bool        // guarded by mu
 
 	// now is a coarse clock (unix nanos) for the slots' Started stamps,
-	// kept by a ticker while the engine is open: time.Now costs 75 ns on
-	// some machines, more than a whole read-only transaction should.
-	now      atomic.Int64
+	// kept by the ticker while transactions start: time.Now costs 75 ns
+	// on some machines, more than a whole read-only transaction should.
+	// Written by the ticker (each tick) and by the start that starts a
+	// ticker; read by every transaction start (coarseNow).
+	now atomic.Int64
+	// ticking is 1 while a ticker goroutine runs. Set 0->1 (CAS) by the
+	// start that finds it 0, or by a stopping ticker that finds used set
+	// again; set 0 by the ticker that stops. Read by starts that set used.
+	ticking atomic.Uint32
+	// used is set by a transaction start that finds it clear (so a start
+	// writes it at most once a tick) and cleared by the ticker at each
+	// tick: the ticker stops after idleTicks ticks without a start. A
+	// start stores used then loads ticking, a stopping ticker stores
+	// ticking then loads used (both sequentially consistent), so one of
+	// them sees the other: a start never finds a stopped clock that no
+	// ticker will move.
+	used     atomic.Uint32
 	stopTick chan struct{}
+	// trimAnswered is the last alloc.TrimAsked the ticker answered;
+	// guarded by mu.
+	trimAnswered uint32
 
 	// retireFailures counts commits whose retire ring could not take
 	// their batch (out of memory): their blocks stay allocated.
@@ -81,9 +98,7 @@ func New(st *shm.Store, a *alloc.Allocator, r *reclaim.Reclaimer) *Engine {
 	e := &Engine{st: st, a: a, r: r, park: ipc.New(st), g: (*global)(st.GlobalPart(shm.PartTxn)),
 		bySlot: map[int]*Tx{}, pool: newIdlePool(int(st.Header().SlotsPerProc))}
 	e.freed.L = &e.mu
-	e.now.Store(time.Now().UnixNano())
 	e.stopTick = make(chan struct{})
-	go e.tick()
 	if !st.ReadOnly() {
 		st.AddLayer(Rank, "txn", e)
 	}
@@ -93,36 +108,75 @@ func New(st *shm.Store, a *alloc.Allocator, r *reclaim.Reclaimer) *Engine {
 // tickPeriod is how often the engine's ticker runs.
 const tickPeriod = 5 * time.Millisecond
 
+// idleTicks is how many ticks without a transaction start the ticker runs
+// before it stops: an idle process (a consumer parked on an empty queue,
+// a REPL) takes no CPU and makes no system call.
+const idleTicks = 40
+
 // tick keeps now within a few milliseconds of the time, and answers
 // requests (from any process) that idle slots hand back what their heaps
 // hold (alloc's AskTrim): a transaction that found the store full is
-// waiting for it.
+// waiting for it. It runs while transactions start: after idleTicks
+// ticks without one it hands back what the idle slots' heaps hold, so
+// that no request can find anything here while it sleeps (no
+// transaction of this process runs to allocate), and stops.
 func (e *Engine) tick() {
 	t := time.NewTicker(tickPeriod)
 	defer t.Stop()
-	asked := uint32(0) // the requests answered so far
-	for {
+	for idle := 0; ; {
 		select {
 		case <-e.stopTick:
 			return
 		case now := <-t.C:
 			e.now.Store(now.UnixNano())
+			if e.used.Swap(0) != 0 {
+				idle = 0
+			} else {
+				idle++
+			}
+			stop := idle >= idleTicks
 			e.mu.Lock()
 			// Shared memory is read only while this process keeps idle
 			// slots: they are leased, so the store cannot be closed (shm
 			// refuses while slots are leased) and stays mapped.
 			if e.pool.count() > 0 && !e.closed {
-				if a := e.a.TrimAsked(); a != asked {
-					asked = a
+				if a := e.a.TrimAsked(); a != e.trimAnswered || stop {
+					e.trimAnswered = a
 					e.trimIdleLocked()
 				}
 			}
 			e.mu.Unlock()
+			if !stop {
+				continue
+			}
+			e.ticking.Store(0)
+			if e.used.Load() == 0 || !e.ticking.CompareAndSwap(0, 1) {
+				return // no start since, or one started the next ticker
+			}
+			idle = 0
 		}
 	}
 }
 
-func (e *Engine) coarseNow() int64 { return e.now.Load() }
+// coarseNow is the coarse clock, started if it is not running.
+func (e *Engine) coarseNow() int64 {
+	e.touch()
+	return e.now.Load()
+}
+
+// touch records that a transaction started or went idle, starting the
+// ticker if it does not run: a transaction that ran across a stop and
+// went idle after it makes the ticker run (and, when it stops again,
+// trim its heap) so that no AskTrim waits on it.
+func (e *Engine) touch() {
+	if e.used.Load() == 0 {
+		e.used.Store(1)
+		if e.ticking.Load() == 0 && e.ticking.CompareAndSwap(0, 1) {
+			e.now.Store(time.Now().UnixNano())
+			go e.tick()
+		}
+	}
+}
 
 // Store is the engine's store.
 func (e *Engine) Store() *shm.Store { return e.st }
@@ -230,6 +284,7 @@ func (e *Engine) getSlow(ctx context.Context) (*Tx, error) {
 // its slot goes back.
 func (e *Engine) put(tx *Tx) {
 	if e.pool.leave(tx) {
+		e.touch()
 		if e.pool.waiting.Load() > 0 {
 			e.mu.Lock()
 			e.freed.Signal()
