@@ -81,6 +81,9 @@ var (
 	ErrKeyNotFound = objects.ErrNotFound
 	// ErrOutOfRange: a List index outside the List.
 	ErrOutOfRange = objects.ErrOutOfRange
+	// ErrOverflow: a Counter add whose result does not fit in an int64
+	// (the Counter keeps its value).
+	ErrOverflow = objects.ErrOverflow
 	// ErrCorrupt: shared memory that does not hold what its layout says.
 	ErrCorrupt = objects.ErrCorrupt
 	// ErrCheck: Check found problems (the error lists them).

@@ -5,6 +5,7 @@ package shmstore_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -342,5 +343,44 @@ func TestCheckWhileBusy(t *testing.T) {
 	require.NoError(t, <-errs)
 	require.Empty(t, bad, "a check while busy")
 	require.NoError(t, layers.Of(st).Engine.Collect())
+	require.NoError(t, st.Check())
+}
+
+// TestCounterOverflow: an add whose result does not fit in an int64 fails
+// with ErrOverflow and leaves the Counter as it was: Add and Store.Add at
+// once, AddBlind at commit (it never read the value), and two blind adds
+// of one transaction that overflow between them.
+func TestCounterOverflow(t *testing.T) {
+	st := openTest(t)
+	_, err := st.Add("c", math.MaxInt64-1)
+	require.NoError(t, err)
+	_, err = st.Add("c", 2)
+	require.ErrorIs(t, err, shmstore.ErrOverflow)
+	err = st.Update(func(tx *shmstore.Tx) error {
+		c, err := tx.Root().Counter("c")
+		require.NoError(t, err)
+		_, err = c.Add(2)
+		return err
+	})
+	require.ErrorIs(t, err, shmstore.ErrOverflow)
+	err = st.Update(func(tx *shmstore.Tx) error {
+		c, err := tx.Root().Counter("c")
+		require.NoError(t, err)
+		return c.AddBlind(2)
+	})
+	require.ErrorIs(t, err, shmstore.ErrOverflow, "a blind add overflows at commit")
+	err = st.Update(func(tx *shmstore.Tx) error {
+		c, err := tx.Root().Counter("d")
+		require.NoError(t, err)
+		require.NoError(t, c.AddBlind(math.MinInt64))
+		return c.AddBlind(-1)
+	})
+	require.ErrorIs(t, err, shmstore.ErrOverflow)
+	n, err := st.GetInt("c")
+	require.NoError(t, err)
+	require.EqualValues(t, math.MaxInt64-1, n, "the Counter kept its value")
+	n, err = st.Add("c", 1)
+	require.NoError(t, err)
+	require.EqualValues(t, math.MaxInt64, n, "the largest int64 fits")
 	require.NoError(t, st.Check())
 }

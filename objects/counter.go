@@ -50,7 +50,7 @@ func (c *Counter) Handle() handle.Handle { return c.h }
 func (c *Counter) Value() Value { return Value{kind: KindCounter, h: c.h} }
 
 // Add adds n and returns the Counter's new value as this transaction
-// sees it (an ID sequence: bbolt's NextSequence, Redis INCR). It reads
+// sees it (ErrOverflow, and nothing added, if it does not fit in an int64) (an ID sequence: bbolt's NextSequence, Redis INCR). It reads
 // the Counter, so concurrent adders of it conflict; AddBlind does not.
 func (c *Counter) Add(n int64) (int64, error) {
 	if err := c.AddBlind(n); err != nil {
@@ -72,7 +72,9 @@ func (c *Counter) AddReporting(n int64, out *int64) error {
 }
 
 // AddBlind adds n at commit without reading the Counter: it never makes
-// the transaction conflict with other adds.
+// the transaction conflict with other adds. A sum beyond int64 fails with
+// ErrOverflow: here if this transaction's adds overflow, else at commit,
+// which then writes nothing.
 func (c *Counter) AddBlind(n int64) error {
 	tx := c.tx
 	if err := tx.write(); err != nil {
@@ -90,8 +92,18 @@ func (c *Counter) AddBlind(n int64) error {
 		tx.counters[c.h] = o
 		tx.ctrList = append(tx.ctrList, o)
 	}
-	o.delta += n
+	d, ok := addInt64(o.delta, n)
+	if !ok {
+		return fmt.Errorf("objects: counter %v: add %d to the %d this transaction added: %w", c.h, n, o.delta, ErrOverflow)
+	}
+	o.delta = d
 	return nil
+}
+
+// addInt64 is a+b, and whether it fits in an int64.
+func addInt64(a, b int64) (int64, bool) {
+	s := a + b
+	return s, (a^s)&(b^s) >= 0 // overflow: a and b of one sign, s of the other
 }
 
 // Get reads the Counter (its committed value plus this transaction's
@@ -108,7 +120,11 @@ func (c *Counter) Get() (int64, error) {
 		v := int64(hd.aux.Load())
 		if tx.t.ReadEnd(&hd.lock, a, w) {
 			if o, ok := tx.counters[c.h]; ok {
-				v += o.delta
+				s, fits := addInt64(v, o.delta)
+				if !fits {
+					return 0, fmt.Errorf("objects: counter %v: %d plus this transaction's %d: %w", c.h, v, o.delta, ErrOverflow)
+				}
+				v = s
 			}
 			return v, nil
 		}
@@ -117,14 +133,20 @@ func (c *Counter) Get() (int64, error) {
 
 func (o *counterOverlay) prepare(tx *Tx) error {
 	hd := hdrAt(o.c.p)
-	v := uint64(int64(hd.aux.Load()) + o.delta) // stable: the Counter is locked
+	old := int64(hd.aux.Load()) // stable: the Counter is locked
+	v, fits := addInt64(old, o.delta)
+	if !fits {
+		// A blind add never read the value: the commit finds the
+		// overflow, and fails with nothing written.
+		return fmt.Errorf("objects: counter %v: %d plus %d: %w", o.c.h, old, o.delta, ErrOverflow)
+	}
 	if o.report != nil {
-		*o.report = int64(v)
+		*o.report = v
 	}
 	if o.delta == 0 {
 		return nil
 	}
-	return tx.storeWord(tx.created[o.c.h], o.c.h, o.c.p, offAux, v)
+	return tx.storeWord(tx.created[o.c.h], o.c.h, o.c.p, offAux, uint64(v))
 }
 
 // IntOf is the integer a value holds: an Int's, or a Counter's current

@@ -25,6 +25,8 @@ var (
 	ErrCorrupt = errors.New("corrupt object")
 	// ErrOutOfRange: an index outside a List.
 	ErrOutOfRange = errors.New("index out of range")
+	// ErrOverflow: a Counter add whose result does not fit in an int64.
+	ErrOverflow = errors.New("integer overflow")
 )
 
 // Kind is the kind of a value.

@@ -106,7 +106,7 @@ enum {
     SHM_ERR_PERMISSION = -16, /* the store's files keep this process out */
     SHM_ERR_BAD_ARG    = -17, /* a bad handle, option or argument */
     SHM_ERR_IN_USE     = -18, /* remove: live processes are attached */
-    SHM_ERR_OVERFLOW   = -19, /* an integer beyond int64 (the caller's check; OverflowError) */
+    SHM_ERR_OVERFLOW   = -19, /* an integer beyond int64: a Counter add, or the caller's own check (OverflowError) */
     SHM_ERR_RETRY_NOTHING = -20, /* shm_tx_end: the body retried but its attempt read nothing,
                                     so no commit could ever wake it: the transaction is over */
     SHM_ERR_OTHER      = -100 /* anything else (the message says) */

@@ -42,7 +42,7 @@ const (
 	ErrPermission   int32 = -16  // SHM_ERR_PERMISSION
 	ErrBadArg       int32 = -17  // SHM_ERR_BAD_ARG
 	ErrInUse        int32 = -18  // SHM_ERR_IN_USE
-	ErrOverflow     int32 = -19  // SHM_ERR_OVERFLOW (the caller's own check; never returned here)
+	ErrOverflow     int32 = -19  // SHM_ERR_OVERFLOW (a Counter add beyond int64; also the caller's own check)
 	ErrRetryNothing int32 = -20  // SHM_ERR_RETRY_NOTHING
 	ErrOther        int32 = -100 // SHM_ERR_OTHER
 )
@@ -193,6 +193,7 @@ var sentinels = []struct {
 	{shmstore.ErrReadOnly, ErrReadOnly},
 	{shmstore.ErrKeyNotFound, ErrNotFound},
 	{shmstore.ErrOutOfRange, ErrRange},
+	{shmstore.ErrOverflow, ErrOverflow},
 	{shmstore.ErrTypeMismatch, ErrType},
 	{shmstore.ErrNotFound, ErrNoStore},
 	{shmstore.ErrNotStore, ErrNoStore},

@@ -163,6 +163,29 @@ def test_counter(store):
         c.add(2**63)
 
 
+def test_counter_overflow_keeps_the_value(store):
+    c = store.root.counter("big")
+    assert c.add(2**63 - 2) == 2**63 - 2
+    with pytest.raises(OverflowError):
+        c.add(2)
+    with pytest.raises(OverflowError):
+        c += 2
+    with pytest.raises(OverflowError):
+        c.add_blind(2)  # found at commit: it never read the value
+    store.begin()
+    big = store.root.counter("big")
+    big.add_blind(1)
+    big.add_blind(1)
+    with pytest.raises(OverflowError):
+        store.commit()  # the commit failed: nothing written, the transaction over
+    low = store.root.counter("low")
+    low.add(-(2**63))
+    with pytest.raises(OverflowError):
+        low -= 1
+    assert c.value == 2**63 - 2 and low.value == -(2**63)
+    assert c.add(1) == 2**63 - 1
+
+
 def test_queue_single_process(store):
     q = store.root.queue("q", maxsize=2)
     assert q.maxsize == 2 and q.empty() and not q.full()
