@@ -320,6 +320,11 @@ class Store(_c.StoreBase):
             return self.run(self.or_else, a, b)
         if cur is True:
             raise Error("or_else() in the middle of a single operation")
+        if cur.explicit():
+            # Its first alternative's retry runs the transaction again,
+            # skipping it: nothing runs one begun with begin() again.
+            raise Error("or_else() needs a transaction that can run again: call it in "
+                        "@store.transaction, store.run or attempts(), not in one begun with begin()")
         token, first = cur.or_else_begin()
         if first:
             try:
@@ -341,11 +346,22 @@ class Store(_c.StoreBase):
         """Begin a transaction in this thread by hand (for the REPL):
         every operation on this store's objects in this thread joins it
         until commit() or abort(). Nothing runs it again: a conflict raises
-        ConflictError (from the operation or from commit())."""
+        ConflictError (from the operation or from commit()). A wait
+        (retry(), a blocking queue get or put that finds the queue empty
+        or full) waits for a change to what the transaction read, then ends
+        it and raises ConflictError: begin() again, and the get finds its
+        item (queue.Empty or queue.Full at a timeout, RetryNothingError
+        at once if it read nothing). Until then, what the thread does on
+        the store raises TransactionClosedError, never runs outside the
+        transaction. or_else() needs a transaction that can run again."""
         loc = self._explicit_local()
-        if getattr(loc, "txn", None) is not None and loc.txn.active:
+        old = getattr(loc, "txn", None)
+        if old is not None and old.active:
             raise Error("a transaction begun with begin() runs in this thread: commit() or abort() it first")
-        txn = self._begin(readonly=readonly)
+        if old is not None and old.ended:
+            old._pop()  # over by a wait, which raised: begin() again is the way on
+        loc.txn = None
+        txn = self._begin(readonly=readonly, explicit=True)
         txn._push()
         loc.txn = txn
         return txn
@@ -354,19 +370,25 @@ class Store(_c.StoreBase):
         loc = self._explicit_local()
         txn = getattr(loc, "txn", None)
         loc.txn = None
+        if txn is not None and txn.ended:
+            txn._pop()
+            return txn, True
         if txn is None or not txn.active:
             raise TransactionClosedError("no transaction begun with begin() runs in this thread")
-        return txn
+        return txn, False
 
     def commit(self):
         """Commit the transaction begun with begin(). ConflictError if
-        another transaction changed what it read (nothing was written:
-        begin again)."""
-        txn = self._take_explicit()
-        try:
-            r = txn.end(0)
-        finally:
-            txn._pop()
+        another transaction changed what it read, or it waited (nothing
+        was written: begin again)."""
+        txn, ended = self._take_explicit()
+        if ended:
+            r = _c.SHM_AGAIN
+        else:
+            try:
+                r = txn.end(0)
+            finally:
+                txn._pop()
         if r == _c.SHM_AGAIN:
             txn.rollback()
             e = ConflictError("the transaction conflicted with another (or waited): "
@@ -376,7 +398,7 @@ class Store(_c.StoreBase):
 
     def abort(self):
         """Give up the transaction begun with begin(): nothing it wrote is kept."""
-        txn = self._take_explicit()
+        txn, _ = self._take_explicit()
         txn.rollback()
 
     # -- maintenance -----------------------------------------------------

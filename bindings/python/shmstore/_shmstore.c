@@ -276,17 +276,6 @@ static int nargs(const char *name, Py_ssize_t n, Py_ssize_t min, Py_ssize_t max)
  * slots of Python's tables take more than each needs). */
 #define UNUSED __attribute__((unused))
 
-/* tx_retry: the attempt of tx waits (shm_tx_retry; keeps the GIL: see
- * NOGIL): RetryError raised, for the body to end with. Returns NULL. */
-static PyObject *tx_retry(shm_tx tx)
-{
-    shm_error err;
-    int32_t rc;
-    ERR_INIT(err);
-    rc = L.shm_tx_retry(tx, &err);
-    return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
-}
-
 /* ------------------------------------------------------------------ */
 /* Transactions as C sees them: a thread-local stack.                  */
 
@@ -302,6 +291,8 @@ typedef struct txstate {
     double deadline;      /* CLOCK_MONOTONIC seconds of a queue timeout; 0: none */
     PyObject *pending;    /* proxies bound to objects this attempt made, or NULL */
     PyObject *owner;      /* the Txn object on the stack (strong), or NULL */
+    int explicit_;        /* begun with begin(): nothing runs its body again (explicit_wait) */
+    int ended;            /* explicit, and over by a wait: on the stack until commit(), abort(), begin() */
     int32_t end_rc;       /* a failed shm_tx_end's code and message (body failed) */
     shm_error end_err;
     struct txstate *prev; /* the next older one in this thread */
@@ -372,7 +363,7 @@ static txstate *ts_find(StoreObject *st)
 {
     txstate *ts;
     for (ts = tls_top; ts; ts = ts->prev)
-        if (ts->active && same_store(ts->store, st))
+        if ((ts->active || ts->ended) && same_store(ts->store, st))
             return ts;
     return NULL;
 }
@@ -558,6 +549,78 @@ static int ts_restart(txstate *ts)
     }
 }
 
+/* explicit_wait: a retry (retry(), a blocking queue operation that must
+ * wait) in a transaction begun with
+ * begin(), which nothing runs again: the wait ends it. It waits, in 100 ms
+ * slices with a check for signals between them, until a commit changes
+ * what the transaction read, then rolls back and raises ConflictError
+ * (begin() again: a blocking get now finds its item); at a queue timeout
+ * (ts->deadline, when timeout_exc is set) it rolls back and raises
+ * timeout_exc (queue.Empty, queue.Full); in a transaction that read
+ * nothing, RetryNothingError at once. The transaction is over in every
+ * case, and ended: it stays on the thread's stack, so that what the
+ * thread does next on the store fails (TransactionClosedError) instead of
+ * running outside it, until commit() (ConflictError), abort() or begin()
+ * takes it off. Returns NULL. */
+static PyObject *explicit_wait(txstate *ts, PyObject *timeout_exc)
+{
+    shm_error err;
+    int32_t rc = ts_end(ts, SHM_ERR_RETRY);
+    if (rc != SHM_AGAIN) {
+        raise_rc(rc < 0 ? rc : SHM_ERR_OTHER, &ts->end_err);
+        goto over;
+    }
+    for (;;) {
+        int64_t slice = 100;
+        if (timeout_exc && ts->deadline > 0) {
+            double left = ts->deadline - monotonic();
+            if (left <= 0) {
+                ts_rollback(ts);
+                PyErr_SetNone(timeout_exc);
+                goto over;
+            }
+            if (left * 1000 < slice)
+                slice = (int64_t)(left * 1000) + 1;
+        }
+        LIB(rc, L.shm_tx_restart(ts->tx, slice, &err));
+        if (rc == SHM_TIMEOUT) {
+            if (PyErr_CheckSignals() < 0) {
+                ts_rollback(ts);
+                goto over;
+            }
+            continue;
+        }
+        ts_rollback(ts);
+        if (rc == SHM_OK) {
+            err.code = SHM_ERR_CONFLICT;
+            snprintf(err.msg, sizeof err.msg, "%s",
+                     "what the transaction read changed while it waited (retry() or a blocking queue "
+                     "operation): nothing was written; begin() again");
+            rc = SHM_ERR_CONFLICT;
+        }
+        raise_rc(rc < 0 ? rc : SHM_ERR_OTHER, &err);
+        goto over;
+    }
+over:
+    ts_rollback(ts);
+    ts->ended = 1;
+    return NULL;
+}
+
+/* tx_retry: the attempt of ts waits (shm_tx_retry; keeps the GIL: see
+ * NOGIL): RetryError raised, for the body to end with; in a transaction
+ * begun with begin(), explicit_wait with timeout_exc. Returns NULL. */
+static PyObject *tx_retry(txstate *ts, PyObject *timeout_exc)
+{
+    shm_error err;
+    int32_t rc;
+    ERR_INIT(err);
+    rc = L.shm_tx_retry(ts->tx, &err);
+    if (rc == SHM_ERR_RETRY && ts->explicit_)
+        return explicit_wait(ts, timeout_exc);
+    return raise_rc(rc < 0 ? rc : SHM_ERR_RETRY, &err);
+}
+
 /* An operation: called with the transaction and the proxy's object. */
 typedef PyObject *(*opfunc)(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a, PyObject *b);
 
@@ -664,6 +727,10 @@ static PyObject *run_store(StoreObject *st, ProxyObject *p, opfunc f, PyObject *
     if (store_live(st) < 0)
         return NULL;
     cur = ts_find(st);
+    if (cur && cur->ended)
+        return PyErr_Format(TransactionClosedError,
+                            "the transaction begun with begin() ended when it waited (retry() or a blocking "
+                            "queue operation): nothing was written; begin() again (or abort())");
     if (cur)
         return run_in(cur, p, f, a, b);
     memset(&ts, 0, sizeof ts);
@@ -2726,6 +2793,8 @@ static PyObject *op_queue(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObjec
         Py_XDECREF(memo);
     } else
         LIB(rc, L.shm_queue_get(ts->tx, o, !block || t >= 0, &v, &err));
+    if (rc == SHM_ERR_RETRY && ts->explicit_)
+        return explicit_wait(ts, NULL);
     if (rc < 0)
         return raise_rc(rc, &err);
     if (rc == SHM_FALSE) {
@@ -2734,7 +2803,7 @@ static PyObject *op_queue(txstate *ts, ProxyObject *p UNUSED, shm_obj o, PyObjec
             if (ts->deadline == 0)
                 ts->deadline = now + t;
             if (now < ts->deadline)
-                return tx_retry(ts->tx);
+                return tx_retry(ts, val ? QueueFull : QueueEmpty);
         }
         PyErr_SetNone(val ? QueueFull : QueueEmpty);
         return NULL;
@@ -3013,7 +3082,6 @@ static PyTypeObject RecordBaseType = PROXY_TYPE("RecordBase", "shmstore.Object",
 typedef struct {
     PyObject_HEAD
     txstate ts;
-    int explicit_;
 } TxnObject;
 
 static PyTypeObject TxnType;
@@ -3081,6 +3149,7 @@ static PyObject *txn_raise_end(TxnObject *t, PyObject *u UNUSED)
 static PyObject *txn_rollback(TxnObject *t, PyObject *u UNUSED)
 {
     ts_rollback(&t->ts);
+    t->ts.ended = 0;
     ts_pop(&t->ts);
     Py_RETURN_NONE;
 }
@@ -3096,13 +3165,19 @@ static PyObject *txn_push(TxnObject *t, PyObject *u UNUSED)
 
 static PyObject *txn_pop(TxnObject *t, PyObject *u UNUSED)
 {
+    t->ts.ended = 0;
     ts_pop(&t->ts);
     Py_RETURN_NONE;
 }
 
 static PyObject *txn_retry(TxnObject *t, PyObject *u UNUSED)
 {
-    return txn_live(t) < 0 ? NULL : tx_retry(t->ts.tx);
+    return txn_live(t) < 0 ? NULL : tx_retry(&t->ts, NULL);
+}
+
+static PyObject *txn_explicit(TxnObject *t, PyObject *u UNUSED)
+{
+    return PyBool_FromLong(t->ts.explicit_);
 }
 
 static PyObject *txn_or_else_begin(TxnObject *t, PyObject *u UNUSED)
@@ -3138,6 +3213,11 @@ static PyObject *txn_get_active(TxnObject *t, void *c UNUSED)
     return PyBool_FromLong(t->ts.active);
 }
 
+static PyObject *txn_get_ended(TxnObject *t, void *c UNUSED)
+{
+    return PyBool_FromLong(t->ts.ended);
+}
+
 static PyObject *txn_get_readonly(TxnObject *t, void *c UNUSED)
 {
     return PyBool_FromLong(t->ts.readonly);
@@ -3167,12 +3247,14 @@ static PyMethodDef txn_methods[] = {
     {"_pop", (PyCFunction)txn_pop, METH_NOARGS, "no longer the thread's current transaction"},
     {"retry", (PyCFunction)txn_retry, METH_NOARGS, "retry(): raise RetryError after shm_tx_retry"},
     {"or_else_begin", (PyCFunction)txn_or_else_begin, METH_NOARGS, "-> (token, run_first)"},
+    {"explicit", (PyCFunction)txn_explicit, METH_NOARGS, "begun with begin(): nothing runs it again"},
     {"or_else_retried", (PyCFunction)txn_or_else_retried, METH_O, "raises RetryError"},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef txn_getset[] = {
     {"active", (getter)txn_get_active, NULL, "begun and not over", NULL},
+    {"ended", (getter)txn_get_ended, NULL, "begun with begin() and over by a wait, not yet committed or aborted", NULL},
     {"readonly", (getter)txn_get_readonly, NULL, "a read-only transaction", NULL},
     {"store", (getter)txn_get_store, NULL, "the Store", NULL},
     {"attempt", (getter)txn_get_attempt, NULL, "the attempt's serial number (0 when none runs)", NULL},
@@ -3206,10 +3288,10 @@ static void store_dealloc(StoreObject *st)
 
 static PyObject *store_begin(StoreObject *st, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"readonly", NULL};
-    int readonly = 0;
+    static char *kwlist[] = {"readonly", "explicit", NULL};
+    int readonly = 0, explicit_ = 0;
     TxnObject *t;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:_begin", kwlist, &readonly))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pp:_begin", kwlist, &readonly, &explicit_))
         return NULL;
     if (store_live(st) < 0)
         return NULL;
@@ -3217,7 +3299,7 @@ static PyObject *store_begin(StoreObject *st, PyObject *args, PyObject *kw)
     if (!t)
         return NULL;
     memset(&t->ts, 0, sizeof t->ts);
-    t->explicit_ = 0;
+    t->ts.explicit_ = explicit_;
     if (ts_begin(&t->ts, st, readonly) < 0) {
         Py_DECREF(t);
         return NULL;
@@ -3253,7 +3335,6 @@ static PyObject *store_run(StoreObject *st, PyObject *const *args, Py_ssize_t n)
         return NULL;
     }
     memset(&t->ts, 0, sizeof t->ts);
-    t->explicit_ = 0;
     t->ts.owner = (PyObject *)t; /* a reference while pushed (ts_push) */
     res = run_ts(&t->ts, st, NULL, op_call, args[0], ak, !readonly);
     Py_DECREF(ak);
@@ -3584,7 +3665,7 @@ static PyObject *mod_retry(PyObject *m UNUSED, PyObject *u UNUSED)
     if (!ts)
         return PyErr_Format(Error, "retry() outside a transaction (it waits for a change to what the "
                                    "transaction read)");
-    return tx_retry(ts->tx);
+    return tx_retry(ts, NULL);
 }
 
 static PyObject *mod_set_classes(PyObject *m UNUSED, PyObject *args)

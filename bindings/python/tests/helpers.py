@@ -224,6 +224,23 @@ def blocked_get_main(name, dir):
         raise
 
 
+def blocked_explicit_get_main(name, dir):
+    """python -c: block in queue.get in a transaction begun with begin()
+    until SIGINT; then the thread is free: abort() and a write work."""
+    st = shmstore.open(name, dir=dir, create=False)
+    q = st.root.queue("jobs")
+    st.begin()
+    st.root["x"] = "in the transaction"
+    print("ready", flush=True)
+    try:
+        q.get()
+    except KeyboardInterrupt:
+        st.abort()
+        st.root["after"] = "outside"
+        print("interrupted", flush=True)
+        raise
+
+
 def hold_slots(store, n):
     """n threads that each begin a transaction and hold it (taking every
     transaction slot of the process when n is 16); returns a function that

@@ -366,6 +366,81 @@ def test_explicit_begin_commit_abort(store):
         store.commit()
 
 
+def test_explicit_transaction_that_waits(store):
+    """A wait in a transaction begun with begin() (nothing can run it
+    again) waits for a change to what it read, then ends it: ConflictError,
+    nothing written; the thread's next operations on the store raise
+    TransactionClosedError instead of running outside it, until begin(),
+    commit() (ConflictError) or abort()."""
+    r = store.root
+    q = r.queue("q")
+    r["n"] = 0
+    store.begin()
+    r["n"] = 1
+    put = threading.Timer(0.2, lambda: q.put("job"))
+    put.start()
+    t0 = time.monotonic()
+    with pytest.raises(shmstore.ConflictError):
+        q.get()  # empty: waits for the put
+    put.join()
+    assert time.monotonic() - t0 >= 0.15, "it waited for the put"
+    with pytest.raises(shmstore.TransactionClosedError, match="ended when it waited"):
+        r["n"] = 2  # never a write outside the transaction
+    with pytest.raises(shmstore.TransactionClosedError):
+        q.qsize()
+    with pytest.raises(shmstore.ConflictError):
+        store.commit()
+    assert r["n"] == 0 and q.qsize() == 1
+    store.begin()
+    assert q.get() == "job"  # begin() again: the get finds its item
+    r["n"] = 3
+    store.commit()
+    assert r["n"] == 3 and q.qsize() == 0
+
+    # a timeout: queue.Empty, the transaction ended; begin() goes on
+    store.begin()
+    r["n"] = 4
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.1)
+    with pytest.raises(shmstore.TransactionClosedError):
+        r["n"]
+    store.begin()
+    assert r["n"] == 3
+    store.abort()
+
+    # a full bounded queue: put waits for room the same way
+    b = r.queue("b", maxsize=1)
+    b.put(1)
+    store.begin()
+    threading.Timer(0.1, b.get).start()
+    with pytest.raises(shmstore.ConflictError):
+        b.put(2)
+    store.abort()
+    assert b.qsize() == 0
+
+    # retry() with nothing read: RetryNothingError at once, ended too
+    store.begin()
+    with pytest.raises(shmstore.RetryNothingError):
+        shmstore.retry()
+    with pytest.raises(shmstore.TransactionClosedError):
+        r["n"] = 5
+    store.abort()
+    with pytest.raises(shmstore.TransactionClosedError):
+        store.abort()  # nothing left to abort
+
+    # retry() after a read waits for a change to it
+    store.begin()
+    r["n"]
+    threading.Timer(0.1, lambda: r.__setitem__("n", 6)).start()
+    with pytest.raises(shmstore.ConflictError):
+        shmstore.retry()
+    store.begin()
+    assert r["n"] == 6
+    with pytest.raises(shmstore.Error, match="or_else"):
+        store.or_else(lambda: 1, lambda: 2)
+    store.commit()
+
+
 def test_nested_transactions_join(store):
     r = store.root
     r["n"] = 0

@@ -109,6 +109,15 @@ def test_ctrl_c_ends_a_blocking_get(store):
     store.check()
 
 
+def test_ctrl_c_ends_a_blocking_get_in_an_explicit_transaction(store):
+    q = store.root.queue("jobs")
+    interrupt(store, "blocked_explicit_get_main")
+    assert "x" not in store.root and store.root["after"] == "outside"
+    q.put(1)
+    assert q.get(timeout=5) == 1
+    store.check()
+
+
 @pytest.mark.parametrize("main", ["blocked_begin_main", "blocked_op_main"])
 def test_ctrl_c_ends_a_wait_for_a_transaction_slot(store, main):
     interrupt(store, main)
