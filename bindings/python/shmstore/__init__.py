@@ -139,9 +139,14 @@ def _close_all():
 
 
 def _close_at_exit():
-    # atexit for the main program and spawn children; multiprocessing's
-    # own finalizers for fork and forkserver children, which leave
-    # through os._exit
+    # atexit for the main program and spawn children (which leave through
+    # sys.exit); multiprocessing's own finalizers for fork and forkserver
+    # children, which leave through os._exit after running them
+    # (util._exit_function, at the end of Process._bootstrap). A child
+    # clears the finalizers at the start of _bootstrap, after it unpickled
+    # the Process object: a store opened by unpickling a proxy among its
+    # arguments has lost its finalizer by the time the target runs, so an
+    # after-fork hook (run just after the clearing) registers it again.
     pid = _os.getpid()
     if pid in _exit_hooks:
         return
@@ -150,9 +155,15 @@ def _close_at_exit():
     atexit.register(_close_all)
     try:
         import multiprocessing.util as mpu
-        mpu.Finalize(None, _close_all, exitpriority=-100)
     except ImportError:
-        pass
+        return
+    _finalize_at_exit(_close_all)
+    mpu.register_after_fork(_close_all, _finalize_at_exit)
+
+
+def _finalize_at_exit(close_all):
+    import multiprocessing.util as mpu
+    mpu.Finalize(None, close_all, exitpriority=-100)
 
 
 def remove(name, *, dir=None, force=False):

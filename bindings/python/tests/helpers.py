@@ -334,3 +334,25 @@ def hold_transaction(d, ready):
     d["held"] = 1
     ready.set()
     time.sleep(3600)
+
+
+def store_procs(store):
+    """The process table of store as `shmctl procs --json` lists it:
+    [{"pid": ..., "state": "alive" | "dead" | "recovering", ...}]."""
+    where = store_args(store)
+    out = subprocess.run([shmctl(), "--dir", where["dir"], "procs", where["name"], "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["processes"]
+
+
+def open_and_write(name, dir, key):
+    """Opens the store by name and writes its pid under key; leaves it
+    open (closing it is left to the exit)."""
+    st = shmstore.open(name, dir=dir, create=False)
+    st.root[key] = os.getpid()
+
+
+def write_pid(d, key):
+    """d[key] = this process's pid (d a pickled Dict: the store is opened
+    while the arguments are unpickled)."""
+    d[key] = os.getpid()

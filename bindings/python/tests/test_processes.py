@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 
 import helpers
 import shmstore
@@ -118,6 +119,39 @@ def test_forkserver_children_can_use_the_store(store):
     p.join(60)
     assert p.exitcode == 0
     assert out.get(timeout=5) == "from parent"
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_children_close_their_stores_at_exit(store, method):
+    """A worker that leaves normally closes the stores it opened (by
+    unpickling a proxy among its arguments, by name in its target, in a
+    Pool): it departs, and leaves no dead entry in the process table.
+    Checked after each child: a process that opens the store later may
+    recover a dead entry by itself."""
+    ctx = mp.get_context(method)
+    r = store.root
+    where = helpers.store_args(store)
+
+    def only_this_process():
+        return [(p["pid"], p["state"]) for p in helpers.store_procs(store)] == [(os.getpid(), "alive")]
+
+    for target, args in ((helpers.write_pid, (r, "unpickled")),
+                         (helpers.open_and_write, (where["name"], where["dir"], "opened"))):
+        p = ctx.Process(target=target, args=args)
+        p.start()
+        p.join(60)
+        assert p.exitcode == 0
+        assert only_this_process(), (target.__name__, helpers.store_procs(store))
+    pool = ctx.Pool(2)
+    try:
+        pool.starmap(helpers.write_pid, [(r, f"pool{i}") for i in range(4)])
+        pool.close()  # the workers leave normally (terminate() would kill them)
+        pool.join()
+    finally:
+        pool.terminate()
+    assert only_this_process(), ("Pool", helpers.store_procs(store))
+    assert os.getpid() not in {r["unpickled"], r["opened"]} | {r[f"pool{i}"] for i in range(4)}
+    assert store.recover() == 0
 
 
 def test_fork_error_plain_fork(store):
