@@ -22,7 +22,8 @@ Counter, Queue (queue.Queue's methods) and records (subclasses of
 shmstore.Object). Storing a dict, list or tuple stores a shared copy;
 reading a container gives a live proxy, which stays usable across
 transactions and pickles (for multiprocessing with the 'spawn' or
-'forkserver' start method). to_python() copies a subtree out.
+'forkserver' start method). to_python() copies a subtree out, and so does
+copy.deepcopy(proxy); copy.copy(proxy) is the proxy itself (a handle).
 
 Transactions: outside of one every operation is its own small
 transaction. @store.transaction, store.view(fn), ``for attempt in
@@ -40,6 +41,7 @@ shmstore.ForkError. Use multiprocessing.get_context("spawn") or
 """
 
 import collections.abc as _abc
+import copy as _copy
 import dataclasses as _dataclasses
 import functools as _functools
 import os as _os
@@ -470,6 +472,36 @@ class _ProxyMixin:
         if st is None:
             raise TypeError(f"cannot pickle a {type(self).__name__} that is not in a store yet")
         return (_rebuild, (st.path, self._shm_id))
+
+    def __copy__(self):
+        """copy.copy(x) is x itself for an object in a store: a proxy is a
+        handle of the shared object, and a copy of the handle changes the
+        same object (x.copy() of a Dict or List is a plain shallow copy).
+        An object not stored yet is copied: a new unstored one, its state
+        copied shallowly."""
+        if self._shm_store is not None:
+            return self
+        new = self._shm_unbound_like(_copy.copy(self._shm_local))
+        d = getattr(self, "__dict__", None)
+        if d:
+            new.__dict__.update(d)
+        return new
+
+    def __deepcopy__(self, memo):
+        """copy.deepcopy(x) is x.to_python() for an object in a store: plain
+        Python values read in one transaction (Dicts as dicts, Counters as
+        ints, records as unstored instances), never the shared object. An
+        object not stored yet is copied: a new unstored one, its state
+        deep-copied."""
+        if self._shm_store is not None:
+            return self.to_python()
+        new = self._shm_unbound_like(None)
+        memo[id(self)] = new  # before the state: it may hold new again
+        new._shm_local = _copy.deepcopy(self._shm_local, memo)
+        d = getattr(self, "__dict__", None)
+        if d:
+            new.__dict__.update(_copy.deepcopy(d, memo))
+        return new
 
     def _atomic(self, fn, readonly=False):
         st = self._shm_store

@@ -4,6 +4,7 @@ from typing import Any, Callable, Generator, Iterator, Mapping, Optional, Sequen
 
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
+_P = TypeVar("_P", bound="_Proxy")
 
 Key = Union[str, bytes, int, bool, None]
 Scalar = Union[None, bool, int, float, str, bytes]
@@ -95,6 +96,10 @@ class _Proxy:
     _shm_id: Optional[int]
     _shm_store: Optional[Store]
     def to_python(self) -> Any: ...
+    def __copy__(self: _P) -> _P:
+        """The proxy itself (a handle of the shared object); an object not stored yet: a shallow copy."""
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        """to_python() (plain values, not the shared object); an object not stored yet: a deep copy."""
     def _shm_same(self, other: object) -> bool: ...
 
 class Dict(_Proxy, _abc.MutableMapping[Key, Any]):

@@ -1373,6 +1373,20 @@ static PyObject *proxy_same(ProxyObject *p, PyObject *o)
     return PyObject_RichCompare(p->store->path, q->store->path, Py_EQ);
 }
 
+/* proxy_unbound_like: a new unbound object of p's class and kind, holding
+ * local (None: nothing) as its own state: the copies copy.copy and
+ * copy.deepcopy make of an object not stored yet. Unbound even while a
+ * transaction runs, as to_python's records are. */
+static PyObject *proxy_unbound_like(ProxyObject *p, PyObject *local)
+{
+    PyObject *res = alloc_proxy((PyObject *)Py_TYPE(p), NULL, 0, p->kind);
+    if (res && local != Py_None) {
+        Py_INCREF(local);
+        ((ProxyObject *)res)->local = local;
+    }
+    return res;
+}
+
 /* ------------------------------------------------------------------ */
 /* Reading many: counts, values by index, keys.                         */
 
@@ -1641,6 +1655,8 @@ static PyMethodDef proxy_methods[] = {
      "dicts, Lists lists, Counters ints, Queues lists of their items (none taken), records unbound "
      "instances of their class. Aliasing and cycles are kept."},
     {"_shm_same", (PyCFunction)proxy_same, METH_O, "whether other is a proxy of the same shared object"},
+    {"_shm_unbound_like", (PyCFunction)proxy_unbound_like, METH_O,
+     "_shm_unbound_like(local): a new unbound object of this class holding local"},
     {NULL, NULL, 0, NULL},
 };
 

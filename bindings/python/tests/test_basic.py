@@ -1,4 +1,5 @@
 """Values, errors, containers, records and transactions in one process."""
+import copy
 import dataclasses
 import os
 import pickle
@@ -299,6 +300,57 @@ def test_records_of_unknown_classes(store):
         shmstore._record_classes["test.GeoPoint"] = Point
     back = store.root["copy"]
     assert type(back) is Point and (back.x, back.y) == (3, 4)
+
+
+def test_copy_is_the_handle_deepcopy_a_plain_copy(store):
+    r = store.root
+    r["d"] = {"a": [1, 2], "c": shmstore.Counter(3)}
+    r["l"] = [1, {"x": 1}]
+    r["q"] = shmstore.Queue(5)
+    r["q"].put("item")
+    r["bob"] = Account("bob", 10)
+    for key in ("d", "l", "q", "bob"):
+        proxy = r[key]
+        assert copy.copy(proxy) is proxy, key  # a handle: the same shared object
+        plain = copy.deepcopy(proxy)
+        assert not isinstance(plain, (shmstore.Dict, shmstore.List, shmstore.Queue)), key
+        assert getattr(plain, "_shm_store", None) is None, key  # not a proxy of the store
+    c = r["d"]["c"]
+    assert copy.copy(c) is c and copy.deepcopy(c) == 3 and type(copy.deepcopy(c)) is int
+    d = copy.deepcopy(r["d"])
+    assert type(d) is dict and d == {"a": [1, 2], "c": 3} == r["d"].to_python()
+    d["a"].append(3)  # the copy is the caller's own: the store keeps its value
+    assert r["d"]["a"] == [1, 2]
+    assert copy.deepcopy(r["q"]) == ["item"] and r["q"].qsize() == 1  # read, not taken
+    bob = copy.deepcopy(r["bob"])
+    assert type(bob) is Account and bob._shm_id is None and bob.balance == 10
+    bob.balance = 99
+    assert r["bob"].balance == 10
+    # inside a structure: each proxy copied out, one copy per proxy object
+    lst = r["l"]
+    nested = copy.deepcopy({"twice": [lst, lst]})
+    assert nested == {"twice": [[1, {"x": 1}]] * 2} and nested["twice"][0] is nested["twice"][1]
+    assert store.view(lambda: copy.deepcopy(r["d"])) == {"a": [1, 2], "c": 3}
+
+
+def test_copy_of_objects_not_stored_yet(store):
+    acct = Account("ann", 5)
+    for cp in (copy.copy(acct), copy.deepcopy(acct)):
+        assert type(cp) is Account and cp is not acct and cp._shm_store is None
+        assert (cp.owner, cp.balance, cp.inits) == ("ann", 5, 1)  # __init__ did not run again
+        cp.balance = 6
+        assert acct.balance == 5  # its own state
+    p = Point(1, 2, ["a"])
+    assert copy.copy(p).tags is p.tags  # shallow
+    deep = copy.deepcopy(p)
+    assert deep == p and deep.tags is not p.tags
+    for obj, value in ((shmstore.Counter(4), 4), (shmstore.Queue(7), 7)):
+        for cp in (copy.copy(obj), copy.deepcopy(obj)):
+            assert type(cp) is type(obj) and cp is not obj and cp._shm_store is None
+            assert cp._shm_local == value
+    store.root["copies"] = [copy.copy(shmstore.Counter(4)), copy.deepcopy(acct)]
+    assert store.root["copies"][0].value == 4 and store.root["copies"][1].owner == "ann"
+    assert acct._shm_store is None  # only its copy was stored
 
 
 def test_transaction_reruns_and_returns(store):
