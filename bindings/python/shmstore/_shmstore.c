@@ -1326,7 +1326,7 @@ static int proxy_set_local(ProxyObject *p, PyObject *v, void *c UNUSED)
 }
 
 static PyGetSetDef proxy_getset[] = {
-    {"_shm_id", (getter)proxy_get_id, NULL, "the container's id (shm_obj_id), None while unbound", NULL},
+    {"_shm_id", (getter)proxy_get_id, NULL, "the container's id (the C ABI's shm_obj_id()), None while unbound", NULL},
     {"_shm_store", (getter)proxy_get_store, NULL, "the Store, None while unbound", NULL},
     {"_shm_kind", (getter)proxy_get_kind, NULL, "the SHM_* kind", NULL},
     {"_shm_local", (getter)proxy_get_local, (setter)proxy_set_local, "an unbound object's own state", NULL},

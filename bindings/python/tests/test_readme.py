@@ -95,3 +95,24 @@ def test_readme_python_section_runs(runner, readme_dir):
     for name in names:
         with shmstore.open(name, dir=readme_dir, create=False) as st:
             st.check()
+
+
+def test_binding_readme_names_exist():
+    """bindings/python/README.md writes the C ABI's names as calls
+    (`shm_obj_id()`), each declared in bindings/capi/shmstore.h, so that
+    none reads as a Python attribute; the proxies' attributes it names
+    (`_shm_...`) exist."""
+    with open(os.path.join(ROOT, "bindings", "python", "README.md")) as f:
+        text = f.read()
+    with open(os.path.join(ROOT, "bindings", "capi", "shmstore.h")) as f:
+        header = f.read()
+    c_names = re.findall(r"`(shm_\w*)(\(\))?`", text)
+    assert c_names, "the README names no C function: this test checks nothing"
+    for name, call in c_names:
+        assert call, f"`{name}` reads as a Python attribute: write the C function as `{name}()`"
+        assert re.search(rf"\b{name}\(", header), f"`{name}()` is not declared in shmstore.h"
+    attrs = re.findall(r"`(_shm_\w+)`", text)
+    assert attrs
+    for name in attrs:
+        for cls in (shmstore.Dict, shmstore.List, shmstore.Counter, shmstore.Queue, shmstore.Object):
+            assert hasattr(cls, name), f"{cls.__name__} has no attribute {name}"
