@@ -107,10 +107,27 @@ _kept_lock = _threading.Lock()
 # Stores and transactions
 
 
+def _dir_arg(fn, dir):
+    """dir as the str the library takes: None, a str or an os.PathLike
+    (pathlib.Path) of a str; bytes are refused."""
+    if dir is None:
+        return None
+    try:
+        path = _os.fspath(dir)
+    except TypeError:
+        raise TypeError(f"{fn}(): dir must be a str or an os.PathLike such as pathlib.Path, "
+                        f"not {type(dir).__name__}") from None
+    if isinstance(path, bytes):
+        raise TypeError(f"{fn}(): dir must be a str or an os.PathLike of a str, not bytes: "
+                        f"pass os.fsdecode(dir)")
+    return path
+
+
 def open(name, *, dir=None, create=True, exclusive=False, region_size=0, max_size=0,
          mode=0o600, read_only=False):
-    """Open the store `name` (a directory under `dir`, default
-    $SHMSTORE_DIR or /dev/shm/shmstore), making it if create (the default)
+    """Open the store `name` (a directory under `dir`, a str or an
+    os.PathLike such as pathlib.Path; default $SHMSTORE_DIR or
+    /dev/shm/shmstore), making it if create (the default)
     and it is missing. exclusive=True fails with ExistsError if it exists;
     create=False fails with NoStoreError if it does not. region_size
     bounds the largest value (0: 64 MiB), max_size the store (0: 4 GiB);
@@ -119,7 +136,7 @@ def open(name, *, dir=None, create=True, exclusive=False, region_size=0, max_siz
     _load()
     flag = _c.SHM_OPEN_MUST_CREATE if exclusive else (
         _c.SHM_OPEN_CREATE if create else _c.SHM_OPEN_MUST_EXIST)
-    st = _c._open(Store, name, dir, flag, int(region_size), int(max_size), int(mode),
+    st = _c._open(Store, name, _dir_arg("open", dir), flag, int(region_size), int(max_size), int(mode),
                   bool(read_only))
     _stores[st.path] = st
     _close_at_exit()
@@ -169,10 +186,10 @@ def _finalize_at_exit(close_all):
 
 
 def remove(name, *, dir=None, force=False):
-    """Remove the store `name`: InUseError while live processes are
-    attached, unless force."""
+    """Remove the store `name` (under `dir`, as open() takes it):
+    InUseError while live processes are attached, unless force."""
     _load()
-    _c._remove(name, dir, bool(force))
+    _c._remove(name, _dir_arg("remove", dir), bool(force))
 
 
 class _Attempt:

@@ -1,5 +1,6 @@
 """Type stubs for shmstore (the public API; see the module's docstring)."""
 import collections.abc as _abc
+import os
 from typing import Any, Callable, Generator, Iterator, Mapping, Optional, Sequence, TypeVar, Union, overload
 
 _T = TypeVar("_T")
@@ -16,7 +17,7 @@ def library_path() -> str: ...
 def open(
     name: str,
     *,
-    dir: Optional[str] = ...,
+    dir: Optional[Union[str, os.PathLike[str]]] = ...,
     create: bool = ...,
     exclusive: bool = ...,
     region_size: int = ...,
@@ -24,7 +25,7 @@ def open(
     mode: int = ...,
     read_only: bool = ...,
 ) -> Store: ...
-def remove(name: str, *, dir: Optional[str] = ..., force: bool = ...) -> None: ...
+def remove(name: str, *, dir: Optional[Union[str, os.PathLike[str]]] = ..., force: bool = ...) -> None: ...
 def retry() -> None:
     """Raises RetryError: the transaction waits for a change to what it read, then runs again."""
 def in_transaction() -> bool: ...

@@ -2,6 +2,7 @@
 import copy
 import dataclasses
 import os
+import pathlib
 import pickle
 import queue
 import threading
@@ -617,6 +618,22 @@ def test_stale_and_closed(store, shm_dir):
         shmstore.open("no-such-store", dir=shm_dir, create=False)
     with pytest.raises(FileNotFoundError):
         shmstore.open("no-such-store", dir=shm_dir, create=False)
+
+
+def test_dir_takes_a_path_like(shm_dir):
+    base = pathlib.Path(shm_dir)
+    with shmstore.open("pathlike", dir=base) as st:
+        assert st.path == os.path.join(shm_dir, "pathlike")
+        st.root["x"] = 1
+    with shmstore.open("pathlike", dir=base, create=False) as st:
+        assert st.root["x"] == 1
+    shmstore.remove("pathlike", dir=base)
+    with pytest.raises(shmstore.NoStoreError):
+        shmstore.open("pathlike", dir=base, create=False)
+    for bad, fn in ((shm_dir.encode(), "open"), (shm_dir.encode(), "remove"), (3, "open")):
+        with pytest.raises(TypeError, match=rf"{fn}\(\): dir must be a str or an os.PathLike") as e:
+            getattr(shmstore, fn)("pathlike", dir=bad)
+        assert ("os.fsdecode" in str(e.value)) == isinstance(bad, bytes)
 
 
 def test_store_full(shm_dir):
