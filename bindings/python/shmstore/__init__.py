@@ -132,15 +132,40 @@ def open(name, *, dir=None, create=True, exclusive=False, region_size=0, max_siz
     create=False fails with NoStoreError if it does not. region_size
     bounds the largest value (0: 64 MiB), max_size the store (0: 4 GiB);
     mode is the files' permission bits. Returns a Store (a context manager
-    that closes it)."""
+    that closes it). A dir (or $SHMSTORE_DIR) that does not exist is not
+    made: BadArgumentError (only /dev/shm/shmstore is made when missing)."""
     _load()
     flag = _c.SHM_OPEN_MUST_CREATE if exclusive else (
         _c.SHM_OPEN_CREATE if create else _c.SHM_OPEN_MUST_EXIST)
-    st = _c._open(Store, name, _dir_arg("open", dir), flag, int(region_size), int(max_size), int(mode),
-                  bool(read_only))
+    path = _dir_arg("open", dir)
+    try:
+        st = _c._open(Store, name, path, flag, int(region_size), int(max_size), int(mode),
+                      bool(read_only))
+    except BadArgumentError as e:
+        missing = _missing_dir(path)
+        if missing is None:
+            raise
+        err = BadArgumentError(missing)
+        err.code = e.code
+        raise err from None  # the library's message names its Go option
     _stores[st.path] = st
     _close_at_exit()
     return st
+
+
+def _missing_dir(path):
+    """What to say when the directory open() was to use does not exist
+    (None when it does): dir, else $SHMSTORE_DIR."""
+    if path is None:
+        env = _os.environ.get("SHMSTORE_DIR")
+        if not env or _os.path.isdir(env):
+            return None
+        return (f"open(): the directory {env!r} does not exist ($SHMSTORE_DIR, used when open() "
+                f"is given no dir=): make it first (os.makedirs), or pass another dir=")
+    if _os.path.isdir(path):
+        return None
+    return (f"open(): the directory dir={path!r} does not exist: make it first "
+            f"(os.makedirs(dir)); open() makes only the store's own directory in it")
 
 
 _exit_hooks = []

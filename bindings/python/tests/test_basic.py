@@ -5,6 +5,8 @@ import os
 import pathlib
 import pickle
 import queue
+import subprocess
+import sys
 import threading
 import time
 
@@ -634,6 +636,28 @@ def test_dir_takes_a_path_like(shm_dir):
         with pytest.raises(TypeError, match=rf"{fn}\(\): dir must be a str or an os.PathLike") as e:
             getattr(shmstore, fn)("pathlike", dir=bad)
         assert ("os.fsdecode" in str(e.value)) == isinstance(bad, bytes)
+
+
+def test_missing_dir_is_named_as_python_passes_it(shm_dir):
+    missing = os.path.join(shm_dir, "no", "such")
+    with pytest.raises(shmstore.BadArgumentError) as e:
+        shmstore.open("x", dir=pathlib.Path(missing))
+    assert str(e.value) == (f"open(): the directory dir={missing!r} does not exist: make it first "
+                            f"(os.makedirs(dir)); open() makes only the store's own directory in it")
+    assert isinstance(e.value, ValueError) and e.value.code == shmstore._c.SHM_ERR_BAD_ARG
+    assert not os.path.exists(missing)
+    with pytest.raises(shmstore.NoStoreError):  # create=False: no store there, as before
+        shmstore.open("x", dir=missing, create=False)
+    # $SHMSTORE_DIR: the library reads the environment when it is loaded,
+    # so in a process of its own
+    code = ("import shmstore\n"
+            "try:\n    shmstore.open('x')\n"
+            "except shmstore.BadArgumentError as e:\n    print(e)\n")
+    env = dict(os.environ, SHMSTORE_DIR=missing, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout == (f"open(): the directory {missing!r} does not exist ($SHMSTORE_DIR, used when "
+                          f"open() is given no dir=): make it first (os.makedirs), or pass another dir=\n"), \
+        out.stdout + out.stderr
 
 
 def test_store_full(shm_dir):
