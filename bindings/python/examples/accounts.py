@@ -10,6 +10,7 @@ plain fork() of a process that opened a store cannot use it (ForkError).
 """
 import argparse
 import multiprocessing as mp
+import os
 import random
 import tempfile
 import time
@@ -66,11 +67,34 @@ def total(store, accounts):
     return store.view(lambda: sum(a.balance for a in accounts))
 
 
+def int_at_least(low):
+    """An argparse type: an int of at least low (argparse says which
+    argument is wrong, without a traceback)."""
+    def parse(text):
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {n}")
+        return n
+    return parse
+
+
+def existing_dir(text):
+    """An argparse type: a directory that exists (shmstore.open makes
+    only the store's own directory in it)."""
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"no such directory: {text} (make it first)")
+    return text
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--procs", type=int, default=4)
-    ap.add_argument("--transfers", type=int, default=2000, help="per process")
-    ap.add_argument("--dir", default=None, help="the stores' directory (default: a temporary one)")
+    ap.add_argument("--procs", type=int_at_least(1), default=4, help="worker processes (default 4)")
+    ap.add_argument("--transfers", type=int_at_least(0), default=2000, help="per process (default 2000)")
+    ap.add_argument("--dir", type=existing_dir, default=None,
+                    help="the stores' directory, which must exist (default: a temporary one)")
     args = ap.parse_args()
     # the stores' directory: --dir, or a temporary one, removed at the end
     # (also after an error or Ctrl-C)

@@ -30,15 +30,42 @@ def wait_for_accounts(store):
     return store.run(ready)
 
 
+def existing_dir(text):
+    """An argparse type: a directory that exists (shmstore.open makes
+    only the store's own directory in it)."""
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"no such directory: {text} (make it first)")
+    return text
+
+
+def positive_float(text):
+    """An argparse type: a number of seconds above 0."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return x
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("store", nargs="?", default="demo", help="the store's name (default demo)")
-    ap.add_argument("--dir", default=None, help="the stores' directory (default $SHMSTORE_DIR, else /dev/shm/shmstore)")
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds of transfers (default 5)")
+    ap.add_argument("--dir", type=existing_dir, default=None,
+                    help="the stores' directory (default $SHMSTORE_DIR, else /dev/shm/shmstore)")
+    ap.add_argument("--duration", type=positive_float, default=5.0, help="seconds of transfers (default 5)")
     args = ap.parse_args()
     me = f"python (pid {os.getpid()})"
 
-    with shmstore.open(args.store, dir=args.dir, create=False) as store:
+    try:
+        store = shmstore.open(args.store, dir=args.dir, create=False)
+    except shmstore.NoStoreError:
+        where = args.dir or os.environ.get("SHMSTORE_DIR") or "/dev/shm/shmstore"
+        dir_flag = f"--dir {args.dir} " if args.dir else ""
+        ap.error(f"no store {args.store!r} in {where}: make it first "
+                 f"(bin/shmctl {dir_flag}create {args.store}, as make demo does), or name another store")
+    with store:
         accounts = wait_for_accounts(store)
         keys = list(accounts.keys())
 

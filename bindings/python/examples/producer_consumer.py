@@ -7,6 +7,7 @@ so a job is never lost or done twice, even if a consumer dies.
 """
 import argparse
 import multiprocessing as mp
+import os
 import tempfile
 import time
 
@@ -35,11 +36,20 @@ def consumer(jobs, results, name):
         pass
 
 
+def existing_dir(text):
+    """An argparse type: a directory that exists (shmstore.open makes
+    only the store's own directory in it)."""
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"no such directory: {text} (make it first)")
+    return text
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=500)
     ap.add_argument("--consumers", type=int, default=3)
-    ap.add_argument("--dir", default=None)
+    ap.add_argument("--dir", type=existing_dir, default=None,
+                    help="the stores' directory, which must exist (default: a temporary one)")
     args = ap.parse_args()
     if args.jobs < 0 or args.consumers < 1:
         ap.error("--jobs must be 0 or more, --consumers 1 or more")

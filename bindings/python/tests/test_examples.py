@@ -27,6 +27,29 @@ def test_example_runs(script, args, says, shm_dir):
     assert p.stdout.rstrip().endswith("ok")
 
 
+@pytest.mark.parametrize("script,args,says", [
+    ("accounts.py", ["--procs", "0"], "argument --procs: must be at least 1, not 0"),
+    ("accounts.py", ["--procs", "two"], "argument --procs: 'two' is not a whole number"),
+    ("accounts.py", ["--transfers", "-1"], "argument --transfers: must be at least 0, not -1"),
+    ("accounts.py", ["--dir", "{missing}"], "argument --dir: no such directory: {missing} (make it first)"),
+    ("producer_consumer.py", ["--dir", "{missing}"], "argument --dir: no such directory: {missing}"),
+    ("producer_consumer.py", ["--consumers", "0"], "--consumers 1 or more"),
+    ("demo_bank.py", ["nosuch", "--dir", "{dir}"],
+     "no store 'nosuch' in {dir}: make it first (bin/shmctl --dir {dir} create nosuch, as make demo does)"),
+    ("demo_bank.py", ["demo", "--dir", "{missing}"], "argument --dir: no such directory: {missing}"),
+    ("demo_bank.py", ["demo", "--duration", "0"], "argument --duration: must be more than 0, not 0"),
+])
+def test_example_refuses_bad_arguments(script, args, says, shm_dir):
+    """A wrong argument is argparse's error (usage, the message, exit 2),
+    never a traceback; nothing runs."""
+    where = {"dir": shm_dir, "missing": os.path.join(shm_dir, "no", "such")}
+    p = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), *[a.format(**where) for a in args]],
+                       capture_output=True, text=True, env=ENV, timeout=60)
+    assert p.returncode == 2 and p.stdout == "", p.stdout + p.stderr
+    assert "Traceback" not in p.stderr and p.stderr.startswith("usage: "), p.stderr
+    assert f"{script}: error: " in p.stderr and says.format(**where) in p.stderr, p.stderr
+
+
 @pytest.mark.mixed
 def test_demo_bank_beside_shmctl_bank(store, procs):
     """make demo's Python process: it waits in Retry for the accounts that
