@@ -69,6 +69,7 @@ from ._shmstore import (  # noqa: F401  (re-exported)
     TooLargeError,
     TransactionClosedError,
     TypeMismatch,
+    UsageError,
     in_transaction,
     retry,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "StoreFullError", "TypeMismatch", "DamagedStoreError", "ClosedError", "ForkError",
     "TransactionClosedError", "ReadOnlyError", "TooLargeError", "NoStoreError", "ExistsError",
     "PermissionDenied", "InUseError", "BadArgumentError", "NotFoundError", "RetryNothingError",
+    "UsageError",
 ]
 
 LIBRARY_NAME = "libshmstore.so"
@@ -369,16 +371,17 @@ class Store(_c.StoreBase):
         """Call a(); if it waits (retry(), an empty queue's get), undo what
         it wrote and call b() instead; if b waits too, the transaction waits
         for a change to what either read. Returns what the one that ran
-        returned. Outside a transaction it runs in its own."""
+        returned. Outside a transaction it runs in its own; in one begun
+        with begin() (which nothing runs again) it raises UsageError."""
         cur = self._current()
         if cur is None:
             return self.run(self.or_else, a, b)
         if cur is True:
-            raise Error("or_else() in the middle of a single operation")
+            raise UsageError("or_else() in the middle of a single operation")
         if cur.explicit():
             # Its first alternative's retry runs the transaction again,
             # skipping it: nothing runs one begun with begin() again.
-            raise Error("or_else() needs a transaction that can run again: call it in "
+            raise UsageError("or_else() needs a transaction that can run again: call it in "
                         "@store.transaction, store.run or attempts(), not in one begun with begin()")
         token, first = cur.or_else_begin()
         if first:
@@ -408,11 +411,14 @@ class Store(_c.StoreBase):
         item (queue.Empty or queue.Full at a timeout, RetryNothingError
         at once if it read nothing). Until then, what the thread does on
         the store raises TransactionClosedError, never runs outside the
-        transaction. or_else() needs a transaction that can run again."""
+        transaction. or_else() needs a transaction that can run again.
+        begin() while a transaction begun with begin() runs in this thread
+        raises UsageError; commit() or abort() without one raises
+        TransactionClosedError (a UsageError)."""
         loc = self._explicit_local()
         old = getattr(loc, "txn", None)
         if old is not None and old.active:
-            raise Error("a transaction begun with begin() runs in this thread: commit() or abort() it first")
+            raise UsageError("a transaction begun with begin() runs in this thread: commit() or abort() it first")
         if old is not None and old.ended:
             old._pop()  # over by a wait, which raised: begin() again is the way on
         loc.txn = None
@@ -512,7 +518,8 @@ class _ProxyMixin:
     def __reduce__(self):
         st = self._shm_store
         if st is None:
-            raise TypeError(f"cannot pickle a {type(self).__name__} that is not in a store yet")
+            raise TypeError(f"cannot pickle this {type(self).__name__}: it is not in a store yet "
+                            f"(store it into a shared container first)")
         return (_rebuild, (st.path, self._shm_id))
 
     def __copy__(self):

@@ -79,7 +79,7 @@ static void atfork_child(void)
 /* ------------------------------------------------------------------ */
 /* Exceptions.                                                         */
 
-static PyObject *Error, *ConflictError, *StaleObjectError, *StoreFullError, *TypeMismatch,
+static PyObject *Error, *UsageError, *ConflictError, *StaleObjectError, *StoreFullError, *TypeMismatch,
     *DamagedStoreError, *ClosedError, *ForkError, *RetryError, *TransactionClosedError,
     *ReadOnlyError, *TooLargeError, *NoStoreError, *ExistsError, *PermissionDenied, *InUseError,
     *BadArgumentError, *NotFoundError, *RetryNothingError;
@@ -101,7 +101,7 @@ static PyObject *QueueEmpty, *QueueFull; /* queue.Empty, queue.Full */
 static int fork_check(void)
 {
     if (!lib_loaded) {
-        PyErr_SetString(Error, "libshmstore.so is not loaded: open a store with shmstore.open() first");
+        PyErr_SetString(UsageError, "libshmstore.so is not loaded: open a store with shmstore.open() first");
         return -1;
     }
     if (lib_forked) {
@@ -120,8 +120,9 @@ static int fork_check_pid(void)
 
 /* The exception of each result code: its class (made at import when
  * name is set, as shmstore.<name>, a subclass of Error and of base if
- * set; else a builtin), its doc, and the message of a failure whose
- * shm_error the library left empty. Others: Error, "shmstore error". */
+ * set, of UsageError alone if that is base; else a builtin), its doc, and
+ * the message of a failure whose shm_error the library left empty.
+ * Others: Error, "shmstore error". */
 static const struct {
     int32_t code;
     PyObject **cls;
@@ -142,8 +143,10 @@ static const struct {
      "The body asked to wait (shmstore.retry(), a blocking queue operation): the transaction loop "
      "waits for a change and runs it again.",
      "the transaction waits (retry)"},
-    {SHM_ERR_TX_CLOSED, &TransactionClosedError, "TransactionClosedError", NULL,
-     "A transaction used after it ended.", "transaction ended"},
+    {SHM_ERR_TX_CLOSED, &TransactionClosedError, "TransactionClosedError", &UsageError,
+     "A transaction used after it ended, or commit() or abort() with no transaction begun with begin() "
+     "(a UsageError).",
+     "transaction ended"},
     {SHM_ERR_STALE, &StaleObjectError, "StaleObjectError", NULL,
      "The shared object was deleted (unlinked from every container).", "the object was deleted"},
     {SHM_ERR_NO_MEMORY, &StoreFullError, "StoreFullError", &PyExc_MemoryError,
@@ -626,7 +629,7 @@ typedef PyObject *(*opfunc)(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a,
 
 static PyObject *unbound_error(ProxyObject *p)
 {
-    return PyErr_Format(Error,
+    return PyErr_Format(UsageError,
                         "this %s is not in a store yet: store it into a shared container first",
                         Py_TYPE(p)->tp_name);
 }
@@ -937,7 +940,7 @@ static int to_value(txstate *ts, PyObject *o, shm_value *v, PyObject **memo)
         return 0;
     }
     PyErr_Format(TypeMismatch,
-                 "cannot store a %.100s: values are None, bool, int, float, str, bytes, "
+                 "cannot store a value of type '%.100s': values are None, bool, int, float, str, bytes, "
                  "dict, list, tuple and shmstore objects",
                  Py_TYPE(o)->tp_name);
     return -1;
@@ -3679,8 +3682,8 @@ static PyObject *mod_retry(PyObject *m UNUSED, PyObject *u UNUSED)
     if (fork_check() < 0)
         return NULL;
     if (!ts)
-        return PyErr_Format(Error, "retry() outside a transaction (it waits for a change to what the "
-                                   "transaction read)");
+        return PyErr_Format(UsageError, "retry() outside a transaction (it waits for a change to what the "
+                                        "transaction read): call it in a transaction's body");
     return tx_retry(ts, NULL);
 }
 
@@ -3761,7 +3764,8 @@ static PyMethodDef module_methods[] = {
      "_remove(name, dir=None, force=False)"},
     {"retry", (PyCFunction)mod_retry, METH_NOARGS,
      "retry()\n--\n\nGive up this run of the transaction and wait until something it read changes, "
-     "then run it again (raises RetryError, which the transaction loop handles)."},
+     "then run it again (raises RetryError, which the transaction loop handles). Outside a transaction: "
+     "UsageError."},
     {"in_transaction", (PyCFunction)mod_in_transaction, METH_NOARGS,
      "in_transaction()\n--\n\nWhether this thread runs a transaction."},
     {"_set_classes", (PyCFunction)mod_set_classes, METH_VARARGS, "the Python proxy classes"},
@@ -3796,22 +3800,48 @@ static PyObject *new_exc(PyObject *m, const char *name, PyObject *bases, const c
     return e;
 }
 
-/* new_excs makes Error and the exceptions of the codes table. */
+/* set_code sets the class attribute code of the exception class cls (an
+ * instance raised for a failed call holds the call's own). */
+static int set_code(PyObject *cls, int32_t code)
+{
+    PyObject *c = PyLong_FromLong(code);
+    int r = c ? PyObject_SetAttrString(cls, "code", c) : -1;
+    Py_XDECREF(c);
+    return r;
+}
+
+/* new_excs makes Error, UsageError (also a RuntimeError: shmstore used in
+ * a way the state of the thread or of the object does not allow, no
+ * call of the library failed) and the exceptions of the codes table,
+ * each with its code; Error's and UsageError's is SHM_ERR_OTHER. */
 static int new_excs(PyObject *m)
 {
     size_t i;
-    if (!(Error = new_exc(m, "Error", NULL, "The base of shmstore's errors; .code is the ABI's result code.")))
+    PyObject *bases;
+    if (!(Error = new_exc(m, "Error", NULL, "The base of shmstore's errors; .code is the ABI's result code.")) ||
+        set_code(Error, SHM_ERR_OTHER) < 0)
+        return -1;
+    if (!(bases = PyTuple_Pack(2, Error, PyExc_RuntimeError)))
+        return -1;
+    UsageError = new_exc(m, "UsageError", bases,
+                         "shmstore used in a way the state does not allow: retry() outside a transaction, "
+                         "begin() while a transaction begun with begin() runs in the thread, an operation "
+                         "on an object not stored yet (also a RuntimeError).");
+    Py_DECREF(bases);
+    if (!UsageError)
         return -1;
     for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {
-        PyObject *bases;
         if (!codes[i].name)
             continue;
-        bases = codes[i].base ? PyTuple_Pack(2, Error, *codes[i].base) : (Py_INCREF(Error), Error);
+        if (codes[i].base == &UsageError)
+            bases = (Py_INCREF(UsageError), UsageError); /* already an Error */
+        else
+            bases = codes[i].base ? PyTuple_Pack(2, Error, *codes[i].base) : (Py_INCREF(Error), Error);
         if (!bases)
             return -1;
         *codes[i].cls = new_exc(m, codes[i].name, bases, codes[i].doc);
         Py_DECREF(bases);
-        if (!*codes[i].cls)
+        if (!*codes[i].cls || set_code(*codes[i].cls, codes[i].code) < 0)
             return -1;
     }
     return 0;

@@ -44,8 +44,12 @@ def test_errors_python_users_expect(store):
         r["missing"]
     with pytest.raises(KeyError):
         del r["missing"]
-    with pytest.raises(shmstore.TypeMismatch):
+    with pytest.raises(shmstore.TypeMismatch, match=r"^cannot store a value of type 'object': values are None"):
         r["x"] = object()
+    with pytest.raises(shmstore.TypeMismatch, match=r"^cannot store a value of type 'set'"):
+        r["x"] = {1}
+    with pytest.raises(TypeError, match=r"^cannot pickle this Counter: it is not in a store yet"):
+        pickle.dumps(shmstore.Counter(1))
     with pytest.raises(TypeError):  # TypeMismatch is a TypeError
         r[1.5] = 1
     assert 1.5 not in r
@@ -421,6 +425,32 @@ def test_explicit_begin_commit_abort(store):
         store.commit()
 
 
+def test_misuse_raises_usage_error(store):
+    """Misuse of state is a UsageError (a RuntimeError too), each saying
+    what to do; no call of the library failed."""
+    assert issubclass(shmstore.UsageError, shmstore.Error) and issubclass(shmstore.UsageError, RuntimeError)
+    assert issubclass(shmstore.TransactionClosedError, shmstore.UsageError)
+    with pytest.raises(shmstore.UsageError, match=r"retry\(\) outside a transaction .*call it in a transaction's body"):
+        shmstore.retry()
+    store.begin()
+    try:
+        with pytest.raises(shmstore.UsageError, match=r"runs in this thread: commit\(\) or abort\(\) it first") as e:
+            store.begin()
+        assert e.value.code == shmstore._c.SHM_ERR_OTHER
+        with pytest.raises(shmstore.UsageError, match=r"or_else\(\) needs a transaction that can run again"):
+            store.or_else(lambda: 1, lambda: 2)
+    finally:
+        store.abort()
+    with pytest.raises(RuntimeError, match="no transaction begun with begin"):  # TransactionClosedError
+        store.commit()
+    with pytest.raises(shmstore.UsageError, match="this Queue is not in a store yet: store it"):
+        shmstore.Queue(2).put(1)
+    # every class has its code: one raised by Python code too
+    assert shmstore.TransactionClosedError.code == shmstore._c.SHM_ERR_TX_CLOSED
+    assert shmstore.NotFoundError.code == shmstore._c.SHM_ERR_NOT_FOUND
+    assert shmstore.Error.code == shmstore.UsageError.code == shmstore._c.SHM_ERR_OTHER
+
+
 def test_explicit_transaction_that_waits(store):
     """A wait in a transaction begun with begin() (nothing can run it
     again) waits for a change to what it read, then ends it: ConflictError,
@@ -536,7 +566,7 @@ def test_retry_waits_for_a_change(store):
     assert wait() == "ready"
     assert time.monotonic() - t0 >= 0.15
     th.join()  # its commit wakes wait() before its call returns: the store must not close under it
-    with pytest.raises(shmstore.Error):
+    with pytest.raises(shmstore.UsageError):
         shmstore.retry()  # outside a transaction
 
     runs = []
