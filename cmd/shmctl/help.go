@@ -225,14 +225,20 @@ PATH, --key and --int-key name the Queue as for put (made if missing,
 as put makes it). take takes --count items (default 1), each in its own
 transaction, waiting while the Queue is empty (sleeping in Retry: no
 polling, nothing held), and prints each, once taken, as one line of
-compact JSON (the rules are get's, below; --json changes nothing). An
-item with no JSON form (NaN, say) is left in the Queue, and take fails.
+compact JSON by get's rules (below): Bytes are base64 Strings, which read
+like any String. With --json, Bytes are tagged instead, so that they
+read apart: b"hi" is {"$bytes":"aGk="} (the base64 of the Bytes), at any
+depth; a Dict whose only key is "$bytes" then has no JSON form. An item
+with no JSON form (NaN, say) is left in the Queue, and take fails.
+PATH must be a Queue (or missing): anything else is an error that says
+what PATH is, and takes nothing; put's likewise.
 --timeout bounds each wait: then take stops, exit 1 if fewer than
 --count items came. --count 0 takes until a wait of --timeout finds
 nothing, or until Ctrl-C, and then exits 0. An item is taken when its
 transaction commits and printed after: a take killed in between loses
 it (a program that takes and records in one transaction loses nothing).
   shmctl take NAME jobs --count 0 --timeout 1s | jq -r .file
+  shmctl take NAME blobs --json | jq -r '."$bytes" // empty' | base64 -d
 ` + jsonRulesHelp
 
 	lsHelp = `

@@ -293,11 +293,13 @@ func commandTable() []*command {
 			newOpts: func(g globalOptions) commandOptions { return &watchOptions{globalOptions: g} }},
 		{name: "put", args: "NAME PATH VALUE...", summary: "append each VALUE (JSON, or a String with --string) to the Queue at PATH, waiting while it is full",
 			details: putHelp,
-			newOpts: func(g globalOptions) commandOptions { return &putOptions{queueOptions: queueOptions{globalOptions: g}} }},
+			newOpts: func(g globalOptions) commandOptions {
+				return &putOptions{queueOptions: queueOptions{globalOptions: g, command: "put"}}
+			}},
 		{name: "take", args: "NAME PATH", summary: "take items from the Queue at PATH, waiting while it is empty, and print each as a line of JSON",
 			details: takeHelp,
 			newOpts: func(g globalOptions) commandOptions {
-				return &takeOptions{queueOptions: queueOptions{globalOptions: g}}
+				return &takeOptions{queueOptions: queueOptions{globalOptions: g, command: "take"}}
 			}},
 		{name: "txns", args: "NAME", summary: "list the transaction slots: owner, state, locks, waits, commits, aborts, retired memory",
 			details: txnsHelp,

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -39,6 +40,7 @@ var (
 type queueOptions struct {
 	globalOptions
 	keyFlags
+	command string // put or take, for errors
 	name    string
 	path    string
 	keys    []shmstore.Value
@@ -85,6 +87,12 @@ func (o *queueOptions) queue(tx *shmstore.Tx) (shmstore.Queue, error) {
 		return shmstore.Queue{}, err
 	}
 	q, err := d.Queue(o.keys[last], o.maxsize)
+	if errors.Is(err, shmstore.ErrTypeMismatch) {
+		if v, gerr := d.Get(o.keys[last]); gerr == nil {
+			return shmstore.Queue{}, fmt.Errorf("%q is %s, not a Queue: %s needs a Queue (it makes one where PATH is missing): %w",
+				pathString(o.keys), kindPhrase(v.Kind()), o.command, shmstore.ErrTypeMismatch)
+		}
+	}
 	if err != nil {
 		return shmstore.Queue{}, pathError(o.keys, err)
 	}
@@ -96,6 +104,18 @@ func (o *queueOptions) queue(tx *shmstore.Tx) (shmstore.Queue, error) {
 		return shmstore.Queue{}, fmt.Errorf("%w: %q %s, not --maxsize %d", errQueueBound, pathString(o.keys), bound, o.maxsize)
 	}
 	return q, nil
+}
+
+// kindPhrase names a kind with its article: an Int, a Dict, None (a
+// List here is one not made as a Queue, whose Value is of KindList too).
+func kindPhrase(k shmstore.Kind) string {
+	switch k {
+	case shmstore.KindNone:
+		return "None"
+	case shmstore.KindInt:
+		return "an Int"
+	}
+	return "a " + k.String()
 }
 
 // session opens the store and returns it with the context the command
@@ -259,7 +279,8 @@ func (o *takeOptions) Validate() error {
 
 // run takes --count items, each in its own transaction, waiting while
 // the Queue is empty, and prints each as one line of JSON once its
-// transaction has committed. An item that has no JSON form is not taken.
+// transaction has committed (with --json, Bytes tagged: tagBytes). An
+// item that has no JSON form is not taken.
 func (o *takeOptions) run(w io.Writer) error {
 	st, ctx, done, err := o.session()
 	if err != nil {
@@ -282,6 +303,11 @@ func (o *takeOptions) run(w io.Writer) error {
 			if err != nil {
 				return err
 			}
+			if o.JSON {
+				if t, err = tagBytes(t, at); err != nil {
+					return err
+				}
+			}
 			item, err = jsonTree(t, at)
 			return err
 		})
@@ -298,4 +324,43 @@ func (o *takeOptions) run(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// bytesTag is the key of the object that take --json writes for Bytes:
+// {"$bytes": "<base64>"}.
+const bytesTag = "$bytes"
+
+// tagBytes replaces each Bytes value of a tree with a Dict {"$bytes":
+// the Bytes}, which JSON writes as {"$bytes": "<base64>"}, so that Bytes
+// and Strings read apart. A Dict of the tree whose only key is "$bytes"
+// would read as Bytes: it has no such form (an error naming it). at is
+// the path of the tree, for errors.
+func tagBytes(t any, at string) (any, error) {
+	switch t := t.(type) {
+	case *dictNode:
+		if len(t.keys) == 1 && t.keys[0] == shmstore.String(bytesTag) {
+			return nil, fmt.Errorf("%s: a Dict whose only key is %q would read as tagged Bytes in take --json; take it without --json",
+				where(at), bytesTag)
+		}
+		n := &dictNode{keys: t.keys, vals: make([]any, len(t.vals))}
+		for i, k := range t.keys {
+			var err error
+			if n.vals[i], err = tagBytes(t.vals[i], at+"/"+jsonKey(k)); err != nil {
+				return nil, err
+			}
+		}
+		return n, nil
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			var err error
+			if out[i], err = tagBytes(x, at+"/"+strconv.Itoa(i)); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case []byte:
+		return &dictNode{keys: []shmstore.Value{shmstore.String(bytesTag)}, vals: []any{t}}, nil
+	}
+	return t, nil
 }

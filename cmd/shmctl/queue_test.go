@@ -148,7 +148,7 @@ true
 "x"
 "y y"
 `, out)
-	// --json changes nothing: the output is JSON already.
+	// --json changes nothing but Bytes: the output is JSON already.
 	require.Equal(t, "\"{\\\"not\\\": \\\"json\\\"}\"\n", mustRun(t, "--dir", dir, "take", "pt", "jobs", "--json"))
 	require.Equal(t, 0, queueLen(t, st, "jobs"))
 	requireCheckClean(t, dir, "pt")
@@ -172,13 +172,85 @@ func TestPutTakePaths(t *testing.T) {
 
 	require.NoError(t, st.Set("plain", map[string]any{"k": 1}))
 	requireOneLineError(t, shmctl(t, "--dir", dir, "put", "pp", "plain", "1"), 1,
-		`put: store "pp": put 0 of 1 values into "plain", then: "plain": `, "type mismatch")
+		`put: store "pp": put 0 of 1 values into "plain", then: "plain" is a Dict, not a Queue: put needs a Queue`,
+		"type mismatch")
 	requireOneLineError(t, shmctl(t, "--dir", dir, "take", "pp", "plain/k"), 1,
-		`take: store "pp": took 0 of 1 items from "plain/k", then: "plain/k": `, "type mismatch")
+		`take: store "pp": took 0 of 1 items from "plain/k", then: "plain/k" is an Int, not a Queue: take needs a Queue`,
+		"type mismatch")
 	exp, err := st.Export("plain")
 	require.NoError(t, err)
 	require.Equal(t, map[string]any{"k": int64(1)}, exp)
 	requireCheckClean(t, dir, "pp")
+}
+
+// TestPutTakeNotAQueue: put and take on a PATH that holds something
+// other than a Queue say what it holds, that they need a Queue, and
+// change nothing.
+func TestPutTakeNotAQueue(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "nq")
+	st := openAttached(t, dir, "nq")
+	require.NoError(t, st.Set("d", map[string]any{"k": 1}))
+	require.NoError(t, st.Set("l", []any{1}))
+	require.NoError(t, st.Set("s", "text"))
+	require.NoError(t, st.Set("i", 5))
+	require.NoError(t, st.Set("n", nil))
+	require.NoError(t, st.Update(func(tx *shmstore.Tx) error {
+		_, err := tx.Root().Counter("c")
+		return err
+	}))
+	for path, what := range map[string]string{"d": "a Dict", "l": "a List", "s": "a String", "i": "an Int",
+		"n": "None", "c": "a Counter"} {
+		for _, cmd := range []string{"put", "take"} {
+			args := []string{"--dir", dir, cmd, "nq", path}
+			if cmd == "put" {
+				args = append(args, "1")
+			}
+			r := shmctl(t, args...)
+			requireOneLineError(t, r, 1, fmt.Sprintf(`then: %q is %s, not a Queue: %s needs a Queue (it makes one where PATH is missing): type mismatch`,
+				path, what, cmd))
+			require.NotContains(t, r.stderr, "not List", "a Queue is a List inside: the message must not say so")
+			require.NotContains(t, r.stderr, "objects:", "no internal names")
+		}
+	}
+	exp, err := st.Export("d")
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"k": int64(1)}, exp)
+	requireCheckClean(t, dir, "nq")
+}
+
+// TestTakeBytes: take prints Bytes as get does, base64 Strings; with
+// --json they are tagged, {"$bytes": base64}, at any depth, so a String
+// that is base64 reads apart; an item with a Dict whose only key is
+// "$bytes" has no such form: take --json fails and leaves it.
+func TestTakeBytes(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "tb")
+	st := openAttached(t, dir, "tb")
+	put := func(vals ...any) {
+		for _, v := range vals {
+			require.NoError(t, st.Put(t.Context(), "q", v))
+		}
+	}
+	nested := map[string]any{"x": []any{[]byte{0, 0xff}, "AP8="}}
+	put([]byte("hello"), "aGVsbG8=", nested, []byte{})
+	require.Equal(t, "\"aGVsbG8=\"\n\"aGVsbG8=\"\n{\"x\":[\"AP8=\",\"AP8=\"]}\n\"\"\n",
+		mustRun(t, "--dir", dir, "take", "tb", "q", "--count", "4"))
+	put([]byte("hello"), "aGVsbG8=", nested, []byte{})
+	require.Equal(t, `{"$bytes":"aGVsbG8="}
+"aGVsbG8="
+{"x":[{"$bytes":"AP8="},"AP8="]}
+{"$bytes":""}
+`, mustRun(t, "--dir", dir, "take", "tb", "q", "--count", "4", "--json"))
+
+	put(map[string]any{"k": map[string]any{"$bytes": "aGk="}})
+	requireOneLineError(t, shmctl(t, "--dir", dir, "take", "tb", "q", "--json"), 1,
+		`took 0 of 1 items from "q", then: "q/k": a Dict whose only key is "$bytes" would read as tagged Bytes`)
+	require.Equal(t, 1, queueLen(t, st, "q")) // left in the Queue
+	require.Equal(t, "{\"k\":{\"$bytes\":\"aGk=\"}}\n", mustRun(t, "--dir", dir, "take", "tb", "q"))
+	requireCheckClean(t, dir, "tb")
 }
 
 // TestPutMaxsize: put makes a missing Queue with --maxsize's bound, waits
