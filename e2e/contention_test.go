@@ -218,7 +218,7 @@ func TestDeadHolder(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x686f6c64))
 	incarnation := 0
-	victim := startProc(t, dir, "holder-victim", 0, seed)
+	victim := startVictim(t, st, dir, seed)
 	kills := 0
 	var releases []time.Duration // per kill that left locks held: until the survivors recovered it
 	states := map[string]int{}
@@ -261,7 +261,7 @@ func TestDeadHolder(t *testing.T) {
 			}
 		}
 		incarnation++
-		victim = startProc(t, dir, "holder-victim", 0, seed, incarnationEnv+"="+strconv.Itoa(incarnation))
+		victim = startVictim(t, st, dir, seed, incarnationEnv+"="+strconv.Itoa(incarnation))
 	}
 	killed, err := victim.Kill()
 	require.NoError(t, err)
@@ -308,6 +308,27 @@ func TestDeadHolder(t *testing.T) {
 	// any process for seconds.
 	require.Less(t, longest, 30*time.Second, "no survivor waited without end (for a dead holder, or anything)")
 	require.NoError(t, st.Check())
+}
+
+// startVictim starts an incarnation of the victim and returns once it has
+// a transaction slot: the kills' random delays count from there, not from
+// its start (under the race detector a start alone can outlast them, and
+// then no kill would land in a transaction).
+func startVictim(t *testing.T, st *shmstore.Store, dir string, seed uint64, env ...string) *proctest.Proc {
+	t.Helper()
+	v := startProc(t, dir, "holder-victim", 0, seed, env...)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, s := range layers.Of(st).Engine.Slots() {
+			if s.PID == uint32(v.Pid()) {
+				return v
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the victim (pid %d) has no transaction slot 30 s after its start; stderr:\n%s", v.Pid(), v.Stderr())
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func median(ds []time.Duration) time.Duration {

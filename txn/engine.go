@@ -158,6 +158,13 @@ func (e *Engine) tick() {
 	}
 }
 
+// Ticking reports whether the engine's ticker runs: it does from a
+// transaction's start until idleTicks ticks without one, and hands back
+// what idle slots' heaps hold when it stops, a write to shared memory.
+// Tests that show that a command writes nothing wait until it is false in
+// the processes they run transactions in.
+func (e *Engine) Ticking() bool { return e.ticking.Load() != 0 }
+
 // coarseNow is the coarse clock, started if it is not running.
 func (e *Engine) coarseNow() int64 {
 	e.touch()

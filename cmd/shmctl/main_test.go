@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,7 +136,43 @@ func openAttached(t *testing.T, dir, name string) *shmstore.Store {
 	st, err := shmstore.Open(name, shmstore.Options{Dir: dir, Create: shmstore.MustExist})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
+	attachedMu.Lock()
+	attached[t] = append(attached[t], st)
+	attachedMu.Unlock()
+	t.Cleanup(func() {
+		attachedMu.Lock()
+		delete(attached, t)
+		attachedMu.Unlock()
+	})
 	return st
+}
+
+// attached holds the stores each test opened with openAttached, for
+// fingerprint to wait until they are idle.
+var (
+	attachedMu sync.Mutex
+	attached   = map[testing.TB][]*shmstore.Store{}
+)
+
+// settle waits (up to 10 s) until the engines of the stores t opened with
+// openAttached have stopped their tickers: 200 ms after a process's last
+// transaction, its ticker hands back what its idle slots' heaps hold (a
+// write to the store) and stops; after that the process writes nothing
+// until its next transaction.
+func settle(t testing.TB) {
+	t.Helper()
+	attachedMu.Lock()
+	sts := append([]*shmstore.Store(nil), attached[t]...)
+	attachedMu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, st := range sts {
+		for layers.Of(st).Engine.Ticking() {
+			if time.Now().After(deadline) {
+				t.Fatalf("the test's own store engine still ticks after 10 s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 }
 
 // startHolder starts a helper process attached to the store, holding
@@ -149,9 +186,11 @@ func startHolder(t *testing.T, dir, name string) *proctest.Proc {
 }
 
 // fingerprint hashes every file of a store with its size and mtime, to
-// show that a command wrote nothing.
+// show that a command wrote nothing (once this test's own attached stores
+// are idle: settle).
 func fingerprint(t *testing.T, dir string) map[string]string {
 	t.Helper()
+	settle(t)
 	fp := map[string]string{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
