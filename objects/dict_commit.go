@@ -82,7 +82,7 @@ func tableCap(keys uint64) uint64 {
 }
 
 func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
-	d := o.d
+	d := &o.d
 	st := stripeAt(d.p, s)
 	private := tx.created[d.h]
 	sizes := st.sizes.Load()

@@ -28,7 +28,10 @@ type pending struct {
 
 // dictOverlay is a transaction's buffered writes to one Dict.
 type dictOverlay struct {
-	d     *Dict
+	// d is a copy of the Dict written (its tx, handle and block), not a
+	// pointer to the caller's: so a Dict that a caller keeps on its stack
+	// (Tx.OpenDict) stays there when it is written.
+	d     Dict
 	pend  []pending
 	index map[string]int // keyID -> pend index, used once pend is long
 }
@@ -88,9 +91,9 @@ func (tx *Tx) dictOverlay(d *Dict, create bool) *dictOverlay {
 	var o *dictOverlay
 	if n := len(tx.freeDicts); n > 0 { // reuse an overlay (and its slices) of an earlier attempt
 		o, tx.freeDicts = tx.freeDicts[n-1], tx.freeDicts[:n-1]
-		o.d = d
+		o.d = *d
 	} else {
-		o = &dictOverlay{d: d}
+		o = &dictOverlay{d: *d}
 	}
 	tx.dictList = append(tx.dictList, o)
 	switch n := len(tx.dictList); {

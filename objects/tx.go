@@ -502,26 +502,50 @@ func (tx *Tx) Private(a txn.Addr) bool {
 // read in this transaction, so an unlink that commits meanwhile makes the
 // transaction conflict.
 func (tx *Tx) Open(id uint64) (Value, error) {
+	v, _, err := tx.open(id)
+	return v, err
+}
+
+// open is Open, with the container's block.
+func (tx *Tx) open(id uint64) (Value, unsafe.Pointer, error) {
 	h := handle.Handle(id)
 	p, err := tx.s.object(h, KindNone)
 	if err != nil {
-		return None, fmt.Errorf("objects: open %v: %w", h, err)
+		return None, nil, fmt.Errorf("objects: open %v: %w", h, err)
 	}
 	hd := hdrAt(p)
 	a := addr(h, offLock)
 	for {
 		w, err := tx.t.ReadBegin(&hd.lock, a)
 		if err != nil {
-			return None, err
+			return None, nil, err
 		}
 		rc := hd.rc.Load()
 		if tx.t.ReadEnd(&hd.lock, a, w) {
 			if rc == 0 && !tx.created[h] {
-				return None, fmt.Errorf("objects: open %v: unlinked: %w", h, handle.ErrStaleHandle)
+				return None, nil, fmt.Errorf("objects: open %v: unlinked: %w", h, handle.ErrStaleHandle)
 			}
-			return Value{kind: Kind(hd.kind), h: h}, nil
+			return Value{kind: Kind(hd.kind), h: h}, p, nil
 		}
 	}
+}
+
+// OpenDict is Open then DictOf, with one resolve of the handle, and the
+// Dict returned by value: a caller that keeps it in a variable and calls
+// its methods there allocates nothing for it (nothing of this package
+// keeps a *Dict: a Dict's writes keep a copy). It is for one operation on
+// a Dict named by its id, as the C ABI's one-shot calls make. The errors
+// are Open's, and DictOf's for a container of another kind; the Dict is
+// valid in this attempt only, as DictOf's.
+func (tx *Tx) OpenDict(id uint64) (Dict, error) {
+	v, p, err := tx.open(id)
+	if err != nil {
+		return Dict{}, err
+	}
+	if v.kind != KindDict {
+		return Dict{}, mismatch(v, KindDict)
+	}
+	return Dict{tx: tx, h: v.h, p: p}, nil
 }
 
 // OrElseBegin and OrElseRetried are OrElse's steps (txn.Tx.OrElseBegin),
