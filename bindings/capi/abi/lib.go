@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/objects"
 )
 
 // Lib is one instance of the library: its handle tables and the pid it
@@ -69,7 +70,11 @@ func (l *Lib) Counts() (stores, txs int) {
 
 // storeEntry is an open store.
 type storeEntry struct {
-	st       *shmstore.Store
+	st *shmstore.Store
+	// sp is st's object space, where the one-shot calls run (see
+	// oneShot); nil for a store opened read-only, where st refuses
+	// every transaction.
+	sp       *objects.Space
 	path     string // the store's directory, absolute
 	maxValue int64  // the largest value a caller may pass (the region size)
 	// refs counts the transactions and calls that use the store: Close

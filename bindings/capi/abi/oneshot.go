@@ -8,12 +8,13 @@ import (
 	"unsafe"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/objects"
 )
 
 // One-shot operations (shm_op_*): one operation in a transaction of its
-// own, run by one call, with the retry loop inside (Store.Update or View:
-// nothing of the caller's is called back, so nothing stops it from
-// running here). A caller outside a transaction makes one call where the
+// own, run by one call, with the retry loop inside (objects.Space.Run,
+// as under Store.Update or View: nothing of the caller's is called back,
+// so nothing stops it from running here). A caller outside a transaction makes one call where the
 // header's loop takes at least three (begin, the operation, end) and an
 // open of the container. The container is named by its id (shm_obj_id),
 // and so is a container value in or out: no transaction outlives the
@@ -25,13 +26,30 @@ import (
 // most timeoutMs milliseconds (see waitContext), then the call returns
 // Timeout.
 //
+// fn runs on the object space under the root package (objects.Tx), not
+// on a shmstore.Tx: a one-shot call hands nothing of its transaction out,
+// so it needs none of the root package's guards (the Tx, Dict and Value
+// wrappers that refuse use after the attempt), and those cost a new Tx
+// per run, a boxed key and value, a *Dict per open and a second resolve
+// of the container (Tx.Open then Tx.Dict): some 5 allocations of a get's
+// 6. The objects.Tx is the slot's own, reused by every transaction, and
+// fn keeps what it opens on its stack (objects.Tx.OpenDict), so a get or
+// set of a scalar allocates nothing. The errors are the same values and
+// messages: the root package passes those of package objects on as they
+// are.
+//
 // The context that bounds a wait costs more than a get (the engine's
 // watch on it; a timer of its own: some 1.4 us), so it is made only when
 // a wait can happen: when fn may retry, or when the transactions under
 // way through the store handle, this one with them, are more than the
 // process's slots.
-func (l *Lib) oneShot(h uint64, readOnly, retries bool, timeoutMs int64, e *Error, fn func(s *storeEntry, tx *shmstore.Tx) error) int32 {
+func (l *Lib) oneShot(h uint64, readOnly, retries bool, timeoutMs int64, e *Error, fn func(s *storeEntry, tx *objects.Tx) error) int32 {
 	return l.withStore(h, e, func(s *storeEntry) error {
+		if s.sp == nil {
+			// Opened read-only (for Stats and Check): the root package
+			// refuses every transaction, with its message.
+			return s.st.View(func(*shmstore.Tx) error { return nil })
+		}
 		n := s.running.Add(1)
 		defer s.running.Add(-1)
 		ctx := context.Background()
@@ -40,76 +58,79 @@ func (l *Lib) oneShot(h uint64, readOnly, retries bool, timeoutMs int64, e *Erro
 			ctx, done = l.waitContext(timeoutMs)
 			defer done()
 		}
-		body := func(tx *shmstore.Tx) error { return fn(s, tx) }
-		if readOnly {
-			return s.st.ViewContext(ctx, body)
-		}
-		return s.st.UpdateContext(ctx, body)
+		return s.sp.Run(ctx, readOnly, func(tx *objects.Tx) error { return fn(s, tx) })
 	})
 }
 
-// kindOf is the ABI kind of a value (KindQueue for a List made as a
-// Queue).
-func kindOf(tx *shmstore.Tx, v shmstore.Value) (int32, error) {
+// kindOf is the ABI kind of a value read in tx (KindQueue for a List
+// made as a Queue), as Tx.Open's callers see it (see objKind).
+func kindOf(tx *objects.Tx, v objects.Value) (int32, error) {
 	k := int32(v.Kind())
 	if k != KindList {
 		return k, nil
 	}
-	if _, err := tx.Queue(v); err == nil {
+	if _, err := tx.QueueOf(v); err == nil {
 		return KindQueue, nil
-	} else if !errors.Is(err, shmstore.ErrTypeMismatch) {
+	} else if !errors.Is(err, objects.ErrTypeMismatch) {
 		return 0, err
 	}
 	return KindList, nil
 }
 
-// inOnce converts a value passed to a one-shot call, as txEntry.in: a
-// container by its id in v.Obj.
-func inOnce(s *storeEntry, tx *shmstore.Tx, v *Value, what string) (any, error) {
-	x, container, err := scalarIn(v, what, s.maxValue)
+// inOnce converts a value passed to a one-shot call, as txEntry.in does
+// for the root package: a scalar into an objects.Value (view: a String
+// left in the caller's memory, see valueIn), a container by its id in
+// v.Obj, opened in tx.
+func inOnce(s *storeEntry, tx *objects.Tx, v *Value, what string, view bool) (objects.Value, error) {
+	x, container, err := valueIn(v, what, s.maxValue, view)
 	if !container || err != nil {
 		return x, err
 	}
 	c, err := tx.Open(v.Obj)
 	if err != nil {
-		return nil, err
+		return objects.None, err
 	}
 	k, err := kindOf(tx, c)
 	if err != nil {
-		return nil, err
+		return objects.None, err
 	}
 	if err := kindIs(what, v, k); err != nil {
-		return nil, err
+		return objects.None, err
 	}
 	return c, nil
 }
 
 // outBuf is where a one-shot call puts a value it passes out: the
-// caller's Value, written once the call succeeded (or returns Short), and
-// the caller's buffer for a String or Bytes.
+// caller's buffer for a String or Bytes, and the value of the last run,
+// which done writes into the caller's Value once the call succeeded (or
+// returns Short). The caller's Value is not kept here but passed to check
+// and done: escape analysis does not tell fields apart, and r points at
+// buf, so an out kept beside them would escape to the heap with buf
+// (an allocation per call for a Go caller's Value).
 type outBuf struct {
-	out *Value
 	buf unsafe.Pointer
 	cap int64
 	r   Value // the value of the last run
 }
 
-// done writes the last run's value into the caller's Value if rc says
-// so, and returns rc.
-func (o *outBuf) done(rc int32) int32 {
+// done writes the last run's value into out if rc says so, and returns
+// rc.
+func (o *outBuf) done(out *Value, rc int32) int32 {
 	if rc == OK || rc == Short {
-		*o.out = o.r
+		*out = o.r
 	}
 	return rc
 }
 
 // check checks the caller's pointers.
-func (o *outBuf) check() error {
+func (o *outBuf) check(out *Value) error {
 	switch {
-	case o.out == nil:
+	case out == nil:
 		return badArg("out is NULL")
 	case o.cap < 0 || o.cap > 0 && o.buf == nil:
-		return badArg("buf of capacity %d at %p", o.cap, o.buf)
+		// buf as a number (%#x prints what %p did): a pointer passed
+		// to fmt would make the caller's buf escape.
+		return badArg("buf of capacity %d at %#x", o.cap, uintptr(o.buf))
 	}
 	return nil
 }
@@ -121,9 +142,9 @@ func (o *outBuf) check() error {
 // be passed out. Short, with Kind and Len (the bytes needed, less the
 // NUL) kept, when the value does not fit or is such a container: the run
 // must then fail, so that nothing it did is kept.
-func (o *outBuf) put(tx *shmstore.Tx, v shmstore.Value, taken bool) error {
+func (o *outBuf) put(tx *objects.Tx, v objects.Value, taken bool) error {
 	var r Value
-	s, scalar := scalarOut(v, &r)
+	s, scalar := valueOut(v, &r)
 	switch {
 	case !scalar:
 		k, err := kindOf(tx, v)
@@ -135,7 +156,7 @@ func (o *outBuf) put(tx *shmstore.Tx, v shmstore.Value, taken bool) error {
 			o.r = r
 			return status(Short)
 		}
-		r.Obj = v.ID()
+		r.Obj = uint64(v.Handle())
 	case r.Kind == KindString || r.Kind == KindBytes:
 		r.Len = int64(len(s))
 		if r.Len >= o.cap {
@@ -153,16 +174,19 @@ func (o *outBuf) put(tx *shmstore.Tx, v shmstore.Value, taken bool) error {
 // OpDictGet is shm_op_dict_get: the value under key in the Dict id, read
 // in a read-only transaction of its own (ErrNotFound if absent).
 func (l *Lib) OpDictGet(h, id uint64, key *Value, timeoutMs int64, out *Value, buf unsafe.Pointer, capacity int64, e *Error) int32 {
-	o := &outBuf{out: out, buf: buf, cap: capacity}
-	return o.done(l.oneShot(h, true, false, timeoutMs, e, func(s *storeEntry, tx *shmstore.Tx) error {
-		if err := o.check(); err != nil {
+	o := outBuf{buf: buf, cap: capacity}
+	return o.done(out, l.oneShot(h, true, false, timeoutMs, e, func(s *storeEntry, tx *objects.Tx) error {
+		if err := o.check(out); err != nil {
 			return err
 		}
-		d, k, err := dictKey(s, tx, id, key)
+		// The key is only looked up, in this call (a read-only
+		// transaction remembers no key): it can stay in the caller's
+		// memory.
+		d, k, err := dictKey(s, tx, id, key, true)
 		if err != nil {
 			return err
 		}
-		v, err := d.Get(k)
+		v, err := d.GetKey(k)
 		if err != nil {
 			return err
 		}
@@ -170,20 +194,23 @@ func (l *Lib) OpDictGet(h, id uint64, key *Value, timeoutMs int64, out *Value, b
 	}))
 }
 
-// dictKey opens the Dict id and converts the key passed in.
-func dictKey(s *storeEntry, tx *shmstore.Tx, id uint64, key *Value) (shmstore.Dict, any, error) {
-	k, err := inOnce(s, tx, key, "key")
+// dictKey converts the key passed in (view: see valueIn), then opens the
+// Dict id (one resolve of its handle; the Dict on the caller's stack).
+// A key that cannot be one (a Float, a container) is refused by the
+// Dict's method, after the open, as the root package's Dict does.
+func dictKey(s *storeEntry, tx *objects.Tx, id uint64, key *Value, view bool) (objects.Dict, objects.Value, error) {
+	k, err := inOnce(s, tx, key, "key", view)
 	if err != nil {
-		return shmstore.Dict{}, nil, err
+		return objects.Dict{}, objects.None, err
 	}
-	d, err := openAs(tx, id, tx.Dict)
+	d, err := tx.OpenDict(id)
 	return d, k, err
 }
 
 // openAs opens the container id of a one-shot call's transaction with as
-// (Tx.Dict, Counter, Queue: ErrType for a container of another kind;
-// ErrStale if the id names nothing).
-func openAs[C any](tx *shmstore.Tx, id uint64, as func(shmstore.Value) (C, error)) (C, error) {
+// (objects.Tx.CounterOf, QueueOf: ErrType for a container of another
+// kind; ErrStale if the id names nothing).
+func openAs[C any](tx *objects.Tx, id uint64, as func(objects.Value) (C, error)) (C, error) {
 	v, err := tx.Open(id)
 	if err != nil {
 		var none C
@@ -195,36 +222,42 @@ func openAs[C any](tx *shmstore.Tx, id uint64, as func(shmstore.Value) (C, error
 // OpDictSet is shm_op_dict_set: key = val in the Dict id, in a
 // transaction of its own (a container val by its id).
 func (l *Lib) OpDictSet(h, id uint64, key, val *Value, timeoutMs int64, e *Error) int32 {
-	return l.oneShot(h, false, false, timeoutMs, e, func(s *storeEntry, tx *shmstore.Tx) error {
-		d, k, err := dictKey(s, tx, id, key)
+	return l.oneShot(h, false, false, timeoutMs, e, func(s *storeEntry, tx *objects.Tx) error {
+		// Key and value are copied into Go memory: the transaction
+		// keeps them until its commit writes them into the store, and
+		// a key's bytes must stay those its hash was taken of.
+		d, k, err := dictKey(s, tx, id, key, false)
 		if err != nil {
 			return err
 		}
-		v, err := inOnce(s, tx, val, "val")
+		v, err := inOnce(s, tx, val, "val", false)
 		if err != nil {
 			return err
 		}
-		return d.Set(k, v)
+		if v.Kind().IsContainer() {
+			return d.SetKey(k, v) // checks that v is a container of this store
+		}
+		return d.SetScalar(k, v) // nothing boxed
 	})
 }
 
 // OpDictDelete is shm_op_dict_delete: key removed from the Dict id, in a
 // transaction of its own (ErrNotFound if absent).
 func (l *Lib) OpDictDelete(h, id uint64, key *Value, timeoutMs int64, e *Error) int32 {
-	return l.oneShot(h, false, false, timeoutMs, e, func(s *storeEntry, tx *shmstore.Tx) error {
-		d, k, err := dictKey(s, tx, id, key)
+	return l.oneShot(h, false, false, timeoutMs, e, func(s *storeEntry, tx *objects.Tx) error {
+		d, k, err := dictKey(s, tx, id, key, false) // kept till commit: copied
 		if err != nil {
 			return err
 		}
-		return d.Delete(k)
+		return d.DeleteKey(k)
 	})
 }
 
 // OpCounterGet is shm_op_counter_get: the Counter id's value, read in a
 // read-only transaction of its own.
 func (l *Lib) OpCounterGet(h, id uint64, timeoutMs int64, out *int64, e *Error) int32 {
-	return l.oneShot(h, true, false, timeoutMs, e, func(_ *storeEntry, tx *shmstore.Tx) error {
-		c, err := openAs(tx, id, tx.Counter)
+	return l.oneShot(h, true, false, timeoutMs, e, func(_ *storeEntry, tx *objects.Tx) error {
+		c, err := openAs(tx, id, tx.CounterOf)
 		if err != nil {
 			return err
 		}
@@ -237,8 +270,8 @@ func (l *Lib) OpCounterGet(h, id uint64, timeoutMs int64, out *int64, e *Error) 
 // adds conflict and run again), or, with blind != 0, nothing is read
 // (an add that never conflicts) and out may be nil.
 func (l *Lib) OpCounterAdd(h, id uint64, n int64, blind int32, timeoutMs int64, out *int64, e *Error) int32 {
-	return l.oneShot(h, false, false, timeoutMs, e, func(_ *storeEntry, tx *shmstore.Tx) error {
-		c, err := openAs(tx, id, tx.Counter)
+	return l.oneShot(h, false, false, timeoutMs, e, func(_ *storeEntry, tx *objects.Tx) error {
+		c, err := openAs(tx, id, tx.CounterOf)
 		switch {
 		case err != nil:
 			return err
@@ -252,24 +285,28 @@ func (l *Lib) OpCounterAdd(h, id uint64, n int64, blind int32, timeoutMs int64, 
 // OpQueuePut is shm_op_queue_put: val put at the end of the Queue id in a
 // transaction of its own. While the Queue is full it waits for a get, at
 // most timeoutMs milliseconds (then Timeout; negative: without limit; 0:
-// it does not wait and returns False).
+// it does not wait and returns False). As shmstore.Queue.Put and TryPut.
 func (l *Lib) OpQueuePut(h, id uint64, val *Value, timeoutMs int64, e *Error) int32 {
-	return l.oneShot(h, false, timeoutMs != 0, timeoutMs, e, func(s *storeEntry, tx *shmstore.Tx) error {
-		v, err := inOnce(s, tx, val, "val")
+	return l.oneShot(h, false, timeoutMs != 0, timeoutMs, e, func(s *storeEntry, tx *objects.Tx) error {
+		v, err := inOnce(s, tx, val, "val", false)
 		if err != nil {
 			return err
 		}
-		q, err := openAs(tx, id, tx.Queue)
+		q, err := openAs(tx, id, tx.QueueOf)
 		if err != nil {
 			return err
 		}
-		if timeoutMs != 0 {
-			return q.Put(v)
+		if _, c := q.IsQueue(); c > 0 {
+			switch n, err := q.Len(); {
+			case err != nil:
+				return err
+			case n >= c && timeoutMs != 0:
+				return tx.Retry() // full: wait for a get
+			case n >= c:
+				return status(False)
+			}
 		}
-		if ok, err := q.TryPut(v); err != nil || ok {
-			return err
-		}
-		return status(False)
+		return q.Append(v)
 	})
 }
 
@@ -277,26 +314,27 @@ func (l *Lib) OpQueuePut(h, id uint64, val *Value, timeoutMs int64, e *Error) in
 // a transaction of its own. While the Queue is empty it waits for a put,
 // as OpQueuePut. A container item is not taken (it would be freed at
 // commit): Short, with out's Kind the container's; the caller takes it in
-// a transaction of its own, which can read it.
+// a transaction of its own, which can read it. As shmstore.Queue.Get and
+// TryGet.
 func (l *Lib) OpQueueGet(h, id uint64, timeoutMs int64, out *Value, buf unsafe.Pointer, capacity int64, e *Error) int32 {
-	o := &outBuf{out: out, buf: buf, cap: capacity}
-	return o.done(l.oneShot(h, false, timeoutMs != 0, timeoutMs, e, func(_ *storeEntry, tx *shmstore.Tx) error {
-		if err := o.check(); err != nil {
+	o := outBuf{buf: buf, cap: capacity}
+	return o.done(out, l.oneShot(h, false, timeoutMs != 0, timeoutMs, e, func(_ *storeEntry, tx *objects.Tx) error {
+		if err := o.check(out); err != nil {
 			return err
 		}
-		q, err := openAs(tx, id, tx.Queue)
+		q, err := openAs(tx, id, tx.QueueOf)
 		if err != nil {
 			return err
 		}
-		var v shmstore.Value
-		if timeoutMs != 0 {
-			v, err = q.Get()
-		} else {
-			var ok bool
-			if v, ok, err = q.TryGet(); err == nil && !ok {
-				err = status(False)
-			}
+		switch n, err := q.Len(); {
+		case err != nil:
+			return err
+		case n == 0 && timeoutMs != 0:
+			return tx.Retry() // empty: wait for a put
+		case n == 0:
+			return status(False)
 		}
+		v, err := q.PopFront()
 		if err != nil {
 			return err
 		}

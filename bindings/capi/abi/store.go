@@ -45,12 +45,16 @@ func (l *Lib) Open(name unsafe.Pointer, opts *Options, out *uint64, e *Error) in
 		if err != nil {
 			return err
 		}
-		sh := layers.Of(st).Shm
+		ly := layers.Of(st)
+		sh := ly.Shm
 		path, err := filepath.Abs(sh.Dir())
 		if err != nil {
 			path = sh.Dir()
 		}
 		s := &storeEntry{st: st, path: path, maxValue: int64(sh.RegionSize()), slots: int64(sh.Header().SlotsPerProc)}
+		if !o.ReadOnly {
+			s.sp = ly.Space
+		}
 		l.mu.Lock()
 		*out = l.stores.add(s)
 		l.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/objects"
 )
 
 // Value is shm_value, field for field (the shim converts pointers to it):
@@ -149,6 +150,44 @@ func scalarIn(v *Value, what string, limit int64) (x any, container bool, err er
 	return nil, false, badArg("%s: kind %d is not a kind of value", what, v.Kind)
 }
 
+// valueIn is scalarIn for the one-shot calls, which work on the object
+// space under the root package: a scalar as an objects.Value, or
+// container true. A Bytes is copied into Go memory, and so is a String
+// unless view: then it stays in the caller's memory, which is only good
+// while the call runs and the caller does not change it, so view is for
+// a key that is only looked up in the call (a read-only transaction's,
+// which keeps no key: see OpDictGet).
+func valueIn(v *Value, what string, limit int64, view bool) (x objects.Value, container bool, err error) {
+	if v == nil {
+		return objects.None, false, badArg("%s is NULL", what)
+	}
+	switch v.Kind {
+	case KindNone:
+		return objects.None, false, nil
+	case KindBool:
+		return objects.Bool(v.B != 0), false, nil
+	case KindInt:
+		return objects.Int(v.I), false, nil
+	case KindFloat:
+		return objects.Float(v.F), false, nil
+	case KindString, KindBytes:
+		b, err := bytesIn(v, limit)
+		if err != nil {
+			return objects.None, false, err
+		}
+		switch {
+		case v.Kind == KindBytes:
+			return objects.Bytes(b), false, nil // copies
+		case view:
+			return objects.String(unsafe.String(unsafe.SliceData(b), len(b))), false, nil
+		}
+		return objects.String(string(b)), false, nil // string() copies
+	case KindDict, KindList, KindRecord, KindCounter, KindQueue:
+		return objects.None, true, nil
+	}
+	return objects.None, false, badArg("%s: kind %d is not a kind of value", what, v.Kind)
+}
+
 // kindIs checks that a container passed in as v is of the kind v says
 // (a Queue passes for a List).
 func kindIs(what string, v *Value, kind int32) error {
@@ -176,6 +215,31 @@ func scalarOut(v shmstore.Value, r *Value) (s string, ok bool) {
 	case shmstore.KindString:
 		s, _ = v.AsString()
 	case shmstore.KindBytes:
+		b, _ := v.AsBytes()
+		s = string(b)
+	default:
+		return "", false
+	}
+	return s, true
+}
+
+// valueOut is scalarOut for a value read by a one-shot call (an
+// objects.Value).
+func valueOut(v objects.Value, r *Value) (s string, ok bool) {
+	*r = Value{Kind: int32(v.Kind())}
+	switch v.Kind() {
+	case objects.KindNone:
+	case objects.KindBool:
+		if b, _ := v.AsBool(); b {
+			r.B = 1
+		}
+	case objects.KindInt:
+		r.I, _ = v.AsInt()
+	case objects.KindFloat:
+		r.F, _ = v.AsFloat()
+	case objects.KindString:
+		s, _ = v.AsString()
+	case objects.KindBytes:
 		b, _ := v.AsBytes()
 		s = string(b)
 	default:
