@@ -357,3 +357,41 @@ func TestOpWaitForASlot(t *testing.T) {
 		t.Fatalf("k = %d, counter %d: a call that timed out did something", v.I, c)
 	}
 }
+
+// TestOpDictAllocs: a one-shot get or set of a scalar allocates nothing
+// on the Go heap (the point of running them on the object space: see
+// oneShot), but for a set's copy of its key (a key of one byte is
+// interned by Go, a longer one copied). Errors allocate (their messages).
+func TestOpDictAllocs(t *testing.T) {
+	if raceOn {
+		t.Skip("the race detector changes allocations")
+	}
+	en := newEnv(t)
+	l := en.l
+	d := en.ids()["d"]
+	b, n := buf(64)
+	long, short, val := str("key-0001"), str("k"), num(7)
+	var e abi.Error
+	en.ok(l.OpDictSet(en.st, d, long, val, -1, en.e()))
+	en.ok(l.OpDictSet(en.st, d, short, str("a string"), -1, en.e()))
+	for _, c := range []struct {
+		name string
+		max  float64
+		call func() int32
+	}{
+		{"get", 0, func() int32 {
+			var v abi.Value
+			return l.OpDictGet(en.st, d, long, 100, &v, b, n, &e)
+		}},
+		{"set", 0, func() int32 { return l.OpDictSet(en.st, d, short, val, 100, &e) }},
+		{"set of a long key", 1, func() int32 { return l.OpDictSet(en.st, d, long, val, 100, &e) }},
+	} {
+		var rc int32
+		if got := testing.AllocsPerRun(100, func() { rc = c.call() }); got > c.max {
+			t.Errorf("%s: %v allocations per call, want at most %v", c.name, got, c.max)
+		}
+		if rc != abi.OK {
+			t.Errorf("%s: %s (%s)", c.name, abi.CodeName(rc), e.Message())
+		}
+	}
+}
