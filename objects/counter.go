@@ -21,7 +21,7 @@ type Counter struct {
 }
 
 type counterOverlay struct {
-	c      *Counter
+	c      Counter // a copy: the caller's Counter may stay on its stack (Tx.OpenCounter)
 	delta  int64
 	report *int64 // where prepare writes the value it commits (AddReporting), or nil
 }
@@ -88,7 +88,12 @@ func (c *Counter) AddBlind(n int64) error {
 		if tx.counters == nil {
 			tx.counters = map[handle.Handle]*counterOverlay{}
 		}
-		o = &counterOverlay{c: c}
+		if n := len(tx.freeCtrs); n > 0 { // an overlay of an earlier attempt
+			o, tx.freeCtrs = tx.freeCtrs[n-1], tx.freeCtrs[:n-1]
+			o.c = *c
+		} else {
+			o = &counterOverlay{c: *c}
+		}
 		tx.counters[c.h] = o
 		tx.ctrList = append(tx.ctrList, o)
 	}

@@ -51,8 +51,9 @@ type Tx struct {
 	cache     [readCacheSize]readCache // the attempt's last committed lookups
 	cacheNext int
 
-	freeDicts []*dictOverlay // overlays of earlier attempts, for reuse
-	scratch   []*pending     // Prepare's sort buffer
+	freeDicts []*dictOverlay    // overlays of earlier attempts, for reuse
+	freeCtrs  []*counterOverlay // the same for Counters
+	scratch   []*pending        // Prepare's sort buffer
 }
 
 func (tx *Tx) reset() {
@@ -90,6 +91,12 @@ func (tx *Tx) reset() {
 	clear(tx.recList)
 	tx.recList = tx.recList[:0]
 	clearMap(tx.counters)
+	for _, o := range tx.ctrList {
+		*o = counterOverlay{}
+		if len(tx.freeCtrs) < 16 {
+			tx.freeCtrs = append(tx.freeCtrs, o)
+		}
+	}
 	clear(tx.ctrList)
 	tx.ctrList = tx.ctrList[:0]
 	clearMap(tx.rc)
@@ -528,6 +535,19 @@ func (tx *Tx) open(id uint64) (Value, unsafe.Pointer, error) {
 			return Value{kind: Kind(hd.kind), h: h}, p, nil
 		}
 	}
+}
+
+// OpenCounter is Open then CounterOf, with one resolve of the handle and
+// the Counter returned by value, as OpenDict.
+func (tx *Tx) OpenCounter(id uint64) (Counter, error) {
+	v, p, err := tx.open(id)
+	if err != nil {
+		return Counter{}, err
+	}
+	if v.kind != KindCounter {
+		return Counter{}, mismatch(v, KindCounter)
+	}
+	return Counter{tx: tx, h: v.h, p: p}, nil
 }
 
 // OpenDict is Open then DictOf, with one resolve of the handle, and the
