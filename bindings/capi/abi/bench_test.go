@@ -82,3 +82,31 @@ func BenchmarkDictSet(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCounter: one-shot counter calls outside any transaction (the
+// Counter named by its id): a get, an add that reads the new value, a
+// blind add.
+func BenchmarkCounter(b *testing.B) {
+	en := benchEnv(b)
+	l := en.l
+	c := en.ids()["c"]
+	var e abi.Error
+	var n int64
+	for _, bc := range []struct {
+		name string
+		call func() int32
+	}{
+		{"get", func() int32 { return l.OpCounterGet(en.st, c, 100, &n, &e) }},
+		{"add", func() int32 { return l.OpCounterAdd(en.st, c, 1, 0, 100, &n, &e) }},
+		{"blind", func() int32 { return l.OpCounterAdd(en.st, c, 1, 1, 100, nil, &e) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if rc := bc.call(); rc != abi.OK {
+					b.Fatal(abi.CodeName(rc), e.Message())
+				}
+			}
+		})
+	}
+}

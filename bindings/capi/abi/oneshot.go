@@ -208,8 +208,8 @@ func dictKey(s *storeEntry, tx *objects.Tx, id uint64, key *Value, view bool) (o
 }
 
 // openAs opens the container id of a one-shot call's transaction with as
-// (objects.Tx.CounterOf, QueueOf: ErrType for a container of another
-// kind; ErrStale if the id names nothing).
+// (objects.Tx.QueueOf: ErrType for a container of another kind; ErrStale
+// if the id names nothing).
 func openAs[C any](tx *objects.Tx, id uint64, as func(objects.Value) (C, error)) (C, error) {
 	v, err := tx.Open(id)
 	if err != nil {
@@ -257,7 +257,7 @@ func (l *Lib) OpDictDelete(h, id uint64, key *Value, timeoutMs int64, e *Error) 
 // read-only transaction of its own.
 func (l *Lib) OpCounterGet(h, id uint64, timeoutMs int64, out *int64, e *Error) int32 {
 	return l.oneShot(h, true, false, timeoutMs, e, func(_ *storeEntry, tx *objects.Tx) error {
-		c, err := openAs(tx, id, tx.CounterOf)
+		c, err := tx.OpenCounter(id) // one resolve; c on the stack
 		if err != nil {
 			return err
 		}
@@ -271,7 +271,7 @@ func (l *Lib) OpCounterGet(h, id uint64, timeoutMs int64, out *int64, e *Error) 
 // (an add that never conflicts) and out may be nil.
 func (l *Lib) OpCounterAdd(h, id uint64, n int64, blind int32, timeoutMs int64, out *int64, e *Error) int32 {
 	return l.oneShot(h, false, false, timeoutMs, e, func(_ *storeEntry, tx *objects.Tx) error {
-		c, err := openAs(tx, id, tx.CounterOf)
+		c, err := tx.OpenCounter(id) // one resolve; c on the stack
 		switch {
 		case err != nil:
 			return err

@@ -358,20 +358,23 @@ func TestOpWaitForASlot(t *testing.T) {
 	}
 }
 
-// TestOpDictAllocs: a one-shot get or set of a scalar allocates nothing
-// on the Go heap (the point of running them on the object space: see
-// oneShot), but for a set's copy of its key (a key of one byte is
-// interned by Go, a longer one copied). Errors allocate (their messages).
-func TestOpDictAllocs(t *testing.T) {
+// TestOpAllocs: a one-shot get or set of a scalar, and a counter get or
+// add, allocate nothing on the Go heap (the point of running them on the
+// object space: see oneShot), but for a set's copy of its key (a key of
+// one byte is interned by Go, a longer one copied). Errors allocate
+// (their messages).
+func TestOpAllocs(t *testing.T) {
 	if raceOn {
 		t.Skip("the race detector changes allocations")
 	}
 	en := newEnv(t)
 	l := en.l
-	d := en.ids()["d"]
+	ids := en.ids()
+	d, ctr := ids["d"], ids["c"]
 	b, n := buf(64)
 	long, short, val := str("key-0001"), str("k"), num(7)
 	var e abi.Error
+	var x int64
 	en.ok(l.OpDictSet(en.st, d, long, val, -1, en.e()))
 	en.ok(l.OpDictSet(en.st, d, short, str("a string"), -1, en.e()))
 	for _, c := range []struct {
@@ -385,6 +388,9 @@ func TestOpDictAllocs(t *testing.T) {
 		}},
 		{"set", 0, func() int32 { return l.OpDictSet(en.st, d, short, val, 100, &e) }},
 		{"set of a long key", 1, func() int32 { return l.OpDictSet(en.st, d, long, val, 100, &e) }},
+		{"counter get", 0, func() int32 { return l.OpCounterGet(en.st, ctr, 100, &x, &e) }},
+		{"counter add", 0, func() int32 { return l.OpCounterAdd(en.st, ctr, 1, 0, 100, &x, &e) }},
+		{"blind counter add", 0, func() int32 { return l.OpCounterAdd(en.st, ctr, 1, 1, 100, nil, &e) }},
 	} {
 		var rc int32
 		if got := testing.AllocsPerRun(100, func() { rc = c.call() }); got > c.max {
