@@ -23,9 +23,14 @@
 //     transaction's Buffer (C memory in the C library), containers out are
 //     registered as object handles of the attempt;
 //   - the one-shot operations (oneshot.go): one operation in a transaction
-//     of its own (Store.Update or View, the retry loop inside the call),
-//     on a container named by its id; values out go into the caller's
-//     buffer, containers in and out by their ids.
+//     of its own (the retry loop inside the call), on a container named by
+//     its id; values out go into the caller's buffer, containers in and
+//     out by their ids. They run on the object space under the root
+//     package (objects.Space.Run, from internal/layers), not through
+//     Store.Update and View: nothing of their transaction is handed out,
+//     so the root package's per-run Tx, boxed keys and values and
+//     two-step opens buy nothing there, and a get or set of a scalar, a
+//     counter get or add, allocates nothing.
 //
 // What the root package does not give, and how this package does without
 // (until it does):
@@ -43,11 +48,11 @@
 //   - a Queue is told from a List by Tx.Queue failing with
 //     ErrTypeMismatch;
 //   - a container is opened by its id in two steps, Tx.Open then Tx.Dict
-//     (Counter, Queue): two resolves of its handle and three allocations,
-//     the largest cost of a one-shot call after the transaction itself
-//     (a get: some 530 ns without cgo, where Store.GetInt by path costs
-//     150);
-//   - the Tx a one-shot call's function gets is a new one per run
-//     (Store.Update and View; the root's own single operations reuse
-//     one per slot).
+//     (Counter, Queue): two resolves of its handle and allocations; the
+//     one-shot operations open Dicts and Counters at the objects level
+//     instead (objects.Tx.OpenDict, OpenCounter: one resolve, none),
+//     Queues still in two steps;
+//   - the Tx a function of Store.Update or View gets is a new one per run
+//     (the root's own single operations reuse one per slot): the one-shot
+//     operations use the slot's objects.Tx.
 package abi
