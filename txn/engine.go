@@ -64,23 +64,22 @@ type Engine struct {
 	leases int         // guarded by mu: slots leased, and being leased
 	closed bool        // guarded by mu
 
-	// now is a coarse clock (unix nanos) for the slots' Started stamps,
-	// kept by the ticker while transactions start: time.Now costs 75 ns
-	// on some machines, more than a whole read-only transaction should.
-	// Written by the ticker (each tick) and by the start that starts a
-	// ticker; read by every transaction start (coarseNow).
+	// now is a coarse clock (unix nanos) for the slots' Started stamps:
+	// time.Now costs 75 ns on some machines, more than a whole read-only
+	// transaction should. While transactions start often, a ticker keeps
+	// it (each tick); while they start seldom, each start reads the time
+	// itself and stores it here (coarseNow), so an idle process, or one
+	// that starts a transaction only now and then (a Python consumer's
+	// 100 ms wait slices), runs no ticker. Read by every start.
 	now atomic.Int64
-	// ticking is 1 while a ticker goroutine runs. Set 0->1 (CAS) by the
-	// start that finds it 0, or by a stopping ticker that finds used set
-	// again; set 0 by the ticker that stops. Read by starts that set used.
+	// ticking is 1 while a ticker goroutine runs: set 0->1 (CAS) by a
+	// start that comes within tickPeriod of the one before, set 0 by the
+	// ticker when it stops. Read by starts and by transactions going idle
+	// (put), which hand back their heap themselves while it is 0.
 	ticking atomic.Uint32
-	// used is set by a transaction start that finds it clear (so a start
-	// writes it at most once a tick) and cleared by the ticker at each
-	// tick: the ticker stops after idleTicks ticks without a start. A
-	// start stores used then loads ticking, a stopping ticker stores
-	// ticking then loads used (both sequentially consistent), so one of
-	// them sees the other: a start never finds a stopped clock that no
-	// ticker will move.
+	// used is set by a start that finds it clear while the ticker runs
+	// (so a start writes it at most once a tick) and cleared by the ticker
+	// at each tick, which so counts the ticks with a start (see idleTicks).
 	used     atomic.Uint32
 	stopTick chan struct{}
 	// trimAnswered is the last alloc.TrimAsked the ticker answered;
@@ -108,81 +107,91 @@ func New(st *shm.Store, a *alloc.Allocator, r *reclaim.Reclaimer) *Engine {
 // tickPeriod is how often the engine's ticker runs.
 const tickPeriod = 5 * time.Millisecond
 
-// idleTicks is how many ticks without a transaction start the ticker runs
-// before it stops: an idle process (a consumer parked on an empty queue,
-// a REPL) takes no CPU and makes no system call.
-const idleTicks = 40
+// The ticker counts, in windows of idleTicks ticks, the ticks in which a
+// transaction started, and stops after a window with fewer than
+// minBusyTicks: a process that starts transactions only now and then (a
+// REPL; a Python consumer parked on an empty queue, whose wait restarts
+// every 100 ms to check for Ctrl-C) takes no CPU and makes no system call
+// for a clock it does not need (each of its starts reads the time).
+const (
+	idleTicks    = 40
+	minBusyTicks = 4
+)
 
 // tick keeps now within a few milliseconds of the time, and answers
 // requests (from any process) that idle slots hand back what their heaps
 // hold (alloc's AskTrim): a transaction that found the store full is
-// waiting for it. It runs while transactions start: after idleTicks
-// ticks without one it hands back what the idle slots' heaps hold, so
-// that no request can find anything here while it sleeps (no
-// transaction of this process runs to allocate), and stops.
+// waiting for it. It runs while transactions start often: after a window
+// of idleTicks ticks with fewer than minBusyTicks starts it stops, then hands back what the idle slots'
+// heaps hold, so that no request can find anything here while it does
+// not run. A transaction that goes idle later sees it stopped and hands
+// back its own (put): put leaves the slot in the pool and then loads
+// ticking, the ticker stores ticking and then trims the pool (both
+// sequentially consistent), so one of them trims each slot.
 func (e *Engine) tick() {
 	t := time.NewTicker(tickPeriod)
 	defer t.Stop()
-	for idle := 0; ; {
+	for n, busy := 0, 0; ; {
 		select {
 		case <-e.stopTick:
 			return
 		case now := <-t.C:
 			e.now.Store(now.UnixNano())
 			if e.used.Swap(0) != 0 {
-				idle = 0
-			} else {
-				idle++
+				busy++
 			}
-			stop := idle >= idleTicks
-			e.mu.Lock()
-			// Shared memory is read only while this process keeps idle
-			// slots: they are leased, so the store cannot be closed (shm
-			// refuses while slots are leased) and stays mapped.
-			if e.pool.count() > 0 && !e.closed {
-				if a := e.a.TrimAsked(); a != e.trimAnswered || stop {
-					e.trimAnswered = a
-					e.trimIdleLocked()
+			if n++; n == idleTicks {
+				if busy < minBusyTicks {
+					e.ticking.Store(0)
+					e.trimIdleIfOpen(true)
+					return
 				}
+				n, busy = 0, 0
 			}
-			e.mu.Unlock()
-			if !stop {
-				continue
-			}
-			e.ticking.Store(0)
-			if e.used.Load() == 0 || !e.ticking.CompareAndSwap(0, 1) {
-				return // no start since, or one started the next ticker
-			}
-			idle = 0
+			e.trimIdleIfOpen(false)
 		}
 	}
 }
 
-// Ticking reports whether the engine's ticker runs: it does from a
-// transaction's start until idleTicks ticks without one, and hands back
-// what idle slots' heaps hold when it stops, a write to shared memory.
-// Tests that show that a command writes nothing wait until it is false in
-// the processes they run transactions in.
+// trimIdleIfOpen hands back what the idle slots' heaps hold, if some
+// process asked (alloc's AskTrim) since the last time, or always with
+// all, unless the engine is closed. Shared memory is read only while this
+// process keeps idle slots: they are leased, so the store cannot be
+// closed (shm refuses while slots are leased) and stays mapped.
+func (e *Engine) trimIdleIfOpen(all bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.pool.count() > 0 && !e.closed {
+		if a := e.a.TrimAsked(); a != e.trimAnswered || all {
+			e.trimAnswered = a
+			e.trimIdleLocked()
+		}
+	}
+}
+
+// Ticking reports whether the engine's ticker runs: it does while
+// transactions start often, and hands back what idle slots' heaps hold
+// when it stops, a write to shared memory. Tests that show that a command
+// writes nothing wait until it is false in the processes they run
+// transactions in.
 func (e *Engine) Ticking() bool { return e.ticking.Load() != 0 }
 
-// coarseNow is the coarse clock, started if it is not running.
+// coarseNow is the coarse clock for a transaction's start: the ticker's
+// while it runs; else the time, read here, and a start within tickPeriod
+// of the one before starts the ticker.
 func (e *Engine) coarseNow() int64 {
-	e.touch()
-	return e.now.Load()
-}
-
-// touch records that a transaction started or went idle, starting the
-// ticker if it does not run: a transaction that ran across a stop and
-// went idle after it makes the ticker run (and, when it stops again,
-// trim its heap) so that no AskTrim waits on it.
-func (e *Engine) touch() {
-	if e.used.Load() == 0 {
-		e.used.Store(1)
-		if e.ticking.Load() == 0 && e.ticking.CompareAndSwap(0, 1) {
-			e.now.Store(time.Now().UnixNano())
-			go e.tick()
+	if e.ticking.Load() != 0 {
+		if e.used.Load() == 0 {
+			e.used.Store(1)
 		}
+		return e.now.Load()
 	}
+	now := time.Now().UnixNano()
+	if last := e.now.Swap(now); now-last < int64(tickPeriod) && e.ticking.CompareAndSwap(0, 1) {
+		e.used.Store(1)
+		go e.tick()
+	}
+	return now
 }
 
 // Store is the engine's store.
@@ -291,7 +300,11 @@ func (e *Engine) getSlow(ctx context.Context) (*Tx, error) {
 // its slot goes back.
 func (e *Engine) put(tx *Tx) {
 	if e.pool.leave(tx) {
-		e.touch()
+		if e.ticking.Load() == 0 {
+			// No ticker answers AskTrim for this slot while it is idle:
+			// it hands back what its heap holds now (see tick).
+			e.trimIdleIfOpen(true)
+		}
 		if e.pool.waiting.Load() > 0 {
 			e.mu.Lock()
 			e.freed.Signal()

@@ -28,8 +28,9 @@ package txn
 //     slots this process keeps idle, and, by a request in shared memory
 //     (alloc's AskTrim), those other processes keep idle (their engines'
 //     tickers answer within a few milliseconds; an engine whose ticker
-//     stopped, idle, handed back what its idle slots held when it
-//     stopped, and a slot that goes idle later restarts it). The slots here also give
+//     stopped (it runs only while transactions start often) handed back
+//     what its idle slots held when it stopped, and a slot that goes
+//     idle while it does not run hands back its own). The slots here also give
 //     up their redo-log chunks.
 //  3. If that gave something back, run again at once. Else sleep a
 //     little (two ticks of the engines' tickers, doubling to 50 ms) and

@@ -100,6 +100,44 @@ def interrupt(store, main):
     assert p.returncode != 0 and elapsed < 5, (elapsed, err)  # generous: CI machines are shared
 
 
+def _wakeups(pid):
+    """Voluntary context switches of every thread of pid so far."""
+    n = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        n += int(line.split()[1])
+        except FileNotFoundError:
+            pass  # the thread ended since the listing
+    return n
+
+
+def test_a_blocking_get_sleeps(store):
+    """A process blocked in get on an empty queue wakes to check for
+    Ctrl-C every 100 ms, and the Go runtime's monitor a few dozen times
+    after each: some 600 wake-ups a second in all. The engine's 5 ms
+    ticker, which these restarts kept running, added 800 more."""
+    store.root.queue("jobs")
+    args = helpers.store_args(store)
+    code = "import helpers, sys; helpers.blocked_get_main(sys.argv[1], sys.argv[2])"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    p = subprocess.Popen([sys.executable, "-c", code, args["name"], args["dir"]],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(1)  # waiting, and any ticker stopped
+        w0 = _wakeups(p.pid)
+        time.sleep(2)
+        woke = (_wakeups(p.pid) - w0) / 2
+    finally:
+        p.kill()
+        p.wait()
+    print(f"a blocked get woke {woke:.0f} times a second")
+    assert woke < 1000, woke
+
+
 def test_ctrl_c_ends_a_blocking_get(store):
     q = store.root.queue("jobs")
     interrupt(store, "blocked_get_main")
