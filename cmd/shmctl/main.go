@@ -57,7 +57,8 @@ func main() {
 // run executes one command line (without the program name), writing
 // results to stdout and the error, if any, as one line to stderr. It
 // returns the exit status: 0 on success, 1 on a runtime error, 2 on a
-// usage error. Tests call it in-process.
+// usage error, 130 for a wait (put, take) ended by Ctrl-C or SIGTERM.
+// Tests call it in-process.
 func run(args []string, stdout, stderr io.Writer) (code int) {
 	// A fault in mapped memory (a store file truncated under us) becomes a
 	// panic, and every panic becomes one line and exit status 1.
@@ -82,6 +83,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		msg = strings.TrimPrefix(cmd.CommandPath(), root.Name()+" ") + ": " + msg
 	}
 	fmt.Fprintf(stderr, "shmctl: %s\n", oneLine(msg))
+	if errors.Is(err, errInterrupted) {
+		return 130 // as a shell reports a command ended by SIGINT
+	}
 	if re := (*runError)(nil); errors.As(err, &re) {
 		return 1
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -388,7 +389,7 @@ func TestQueueExactlyOnce(t *testing.T) {
 }
 
 // TestTakeProcessInterrupted: Ctrl-C ends a take that waits: --count 0
-// exits 0 with what it took, a --count not reached exits 1; a take
+// exits 0 with what it took, a --count not reached exits 130; a take
 // SIGKILLed while it waits loses nothing.
 func TestTakeProcessInterrupted(t *testing.T) {
 	t.Parallel()
@@ -407,7 +408,9 @@ func TestTakeProcessInterrupted(t *testing.T) {
 	require.NoError(t, open.Wait(), open.Stderr())
 	require.Equal(t, "1\n", open.Stdout())
 	require.NoError(t, counted.Signal(syscall.SIGINT))
-	require.Error(t, counted.Wait())
+	var exit *exec.ExitError
+	require.ErrorAs(t, counted.Wait(), &exit)
+	require.Equal(t, 130, exit.ExitCode(), "interrupted before --count: 130, as a shell reports SIGINT")
 	require.Equal(t, "shmctl: take: store \"ti\": took 0 of 2 items from \"q\", then: interrupted\n", counted.Stderr())
 	killedNow, err := killed.Kill()
 	require.NoError(t, err)
