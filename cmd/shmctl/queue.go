@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -303,12 +302,7 @@ func (o *takeOptions) run(w io.Writer) error {
 			if err != nil {
 				return err
 			}
-			if o.JSON {
-				if t, err = tagBytes(t, at); err != nil {
-					return err
-				}
-			}
-			item, err = jsonTree(t, at)
+			item, err = jsonTreeOf(t, at, o.JSON)
 			return err
 		})
 		switch {
@@ -324,43 +318,4 @@ func (o *takeOptions) run(w io.Writer) error {
 		}
 	}
 	return nil
-}
-
-// bytesTag is the key of the object that take --json writes for Bytes:
-// {"$bytes": "<base64>"}.
-const bytesTag = "$bytes"
-
-// tagBytes replaces each Bytes value of a tree with a Dict {"$bytes":
-// the Bytes}, which JSON writes as {"$bytes": "<base64>"}, so that Bytes
-// and Strings read apart. A Dict of the tree whose only key is "$bytes"
-// would read as Bytes: it has no such form (an error naming it). at is
-// the path of the tree, for errors.
-func tagBytes(t any, at string) (any, error) {
-	switch t := t.(type) {
-	case *dictNode:
-		if len(t.keys) == 1 && t.keys[0] == shmstore.String(bytesTag) {
-			return nil, fmt.Errorf("%s: a Dict whose only key is %q would read as tagged Bytes in take --json; take it without --json",
-				where(at), bytesTag)
-		}
-		n := &dictNode{keys: t.keys, vals: make([]any, len(t.vals))}
-		for i, k := range t.keys {
-			var err error
-			if n.vals[i], err = tagBytes(t.vals[i], at+"/"+jsonKey(k)); err != nil {
-				return nil, err
-			}
-		}
-		return n, nil
-	case []any:
-		out := make([]any, len(t))
-		for i, x := range t {
-			var err error
-			if out[i], err = tagBytes(x, at+"/"+strconv.Itoa(i)); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
-	case []byte:
-		return &dictNode{keys: []shmstore.Value{shmstore.String(bytesTag)}, vals: []any{t}}, nil
-	}
-	return t, nil
 }

@@ -280,9 +280,23 @@ func (f jsonFloat) MarshalJSON() ([]byte, error) {
 
 // jsonTree turns a tree into values encoding/json writes by the rules
 // above. at is the path so far, for errors.
-func jsonTree(t any, at string) (any, error) {
+func jsonTree(t any, at string) (any, error) { return jsonTreeOf(t, at, false) }
+
+// bytesTag is the key of the object that take --json writes for Bytes:
+// {"$bytes": "<base64>"}.
+const bytesTag = "$bytes"
+
+// jsonTreeOf is jsonTree; with tagged, each Bytes value becomes
+// {"$bytes": "<base64>"}, so that Bytes and Strings read apart (take
+// --json). A Dict whose only key is "$bytes" would then read as Bytes: it
+// has no such form (an error naming it).
+func jsonTreeOf(t any, at string, tagged bool) (any, error) {
 	switch t := t.(type) {
 	case *dictNode:
+		if tagged && len(t.keys) == 1 && t.keys[0] == shmstore.String(bytesTag) {
+			return nil, fmt.Errorf("%s: a Dict whose only key is %q would read as tagged Bytes in take --json; take it without --json",
+				where(at), bytesTag)
+		}
 		m := make(map[string]any, len(t.keys))
 		first := make(map[string]shmstore.Value, len(t.keys))
 		for i, k := range t.keys {
@@ -292,7 +306,7 @@ func jsonTree(t any, at string) (any, error) {
 					where(at), o, o.Kind(), k, k.Kind(), jk)
 			}
 			first[jk] = k
-			v, err := jsonTree(t.vals[i], at+"/"+jk)
+			v, err := jsonTreeOf(t.vals[i], at+"/"+jk, tagged)
 			if err != nil {
 				return nil, err
 			}
@@ -303,7 +317,7 @@ func jsonTree(t any, at string) (any, error) {
 		out := make([]any, len(t))
 		for i, x := range t {
 			var err error
-			if out[i], err = jsonTree(x, at+"/"+strconv.Itoa(i)); err != nil {
+			if out[i], err = jsonTreeOf(x, at+"/"+strconv.Itoa(i), tagged); err != nil {
 				return nil, err
 			}
 		}
@@ -313,6 +327,10 @@ func jsonTree(t any, at string) (any, error) {
 			return nil, fmt.Errorf("%s: float %v has no JSON form; use --format msgpack", where(at), t)
 		}
 		return jsonFloat(t), nil
+	case []byte:
+		if tagged {
+			return map[string]any{bytesTag: t}, nil // encoding/json writes []byte as base64
+		}
 	}
 	return t, nil
 }
