@@ -50,8 +50,9 @@ func (c *Counter) Handle() handle.Handle { return c.h }
 func (c *Counter) Value() Value { return Value{kind: KindCounter, h: c.h} }
 
 // Add adds n and returns the Counter's new value as this transaction
-// sees it (ErrOverflow, and nothing added, if it does not fit in an int64) (an ID sequence: bbolt's NextSequence, Redis INCR). It reads
-// the Counter, so concurrent adders of it conflict; AddBlind does not.
+// sees it (an ID sequence: bbolt's NextSequence, Redis INCR); ErrOverflow,
+// and nothing added, if the value does not fit in an int64. It reads the
+// Counter, so concurrent adders of it conflict; AddBlind does not.
 func (c *Counter) Add(n int64) (int64, error) {
 	if err := c.AddBlind(n); err != nil {
 		return 0, err

@@ -537,17 +537,24 @@ func (tx *Tx) open(id uint64) (Value, unsafe.Pointer, error) {
 	}
 }
 
+// openKind is open for a container that must be of kind k (mismatch's
+// error if not): its handle and block.
+func (tx *Tx) openKind(id uint64, k Kind) (handle.Handle, unsafe.Pointer, error) {
+	v, p, err := tx.open(id)
+	if err == nil && v.kind != k {
+		err = mismatch(v, k)
+	}
+	return v.h, p, err
+}
+
 // OpenCounter is Open then CounterOf, with one resolve of the handle and
 // the Counter returned by value, as OpenDict.
 func (tx *Tx) OpenCounter(id uint64) (Counter, error) {
-	v, p, err := tx.open(id)
+	h, p, err := tx.openKind(id, KindCounter)
 	if err != nil {
 		return Counter{}, err
 	}
-	if v.kind != KindCounter {
-		return Counter{}, mismatch(v, KindCounter)
-	}
-	return Counter{tx: tx, h: v.h, p: p}, nil
+	return Counter{tx: tx, h: h, p: p}, nil
 }
 
 // OpenDict is Open then DictOf, with one resolve of the handle, and the
@@ -558,14 +565,11 @@ func (tx *Tx) OpenCounter(id uint64) (Counter, error) {
 // are Open's, and DictOf's for a container of another kind; the Dict is
 // valid in this attempt only, as DictOf's.
 func (tx *Tx) OpenDict(id uint64) (Dict, error) {
-	v, p, err := tx.open(id)
+	h, p, err := tx.openKind(id, KindDict)
 	if err != nil {
 		return Dict{}, err
 	}
-	if v.kind != KindDict {
-		return Dict{}, mismatch(v, KindDict)
-	}
-	return Dict{tx: tx, h: v.h, p: p}, nil
+	return Dict{tx: tx, h: h, p: p}, nil
 }
 
 // OrElseBegin and OrElseRetried are OrElse's steps (txn.Tx.OrElseBegin),

@@ -122,9 +122,9 @@ const (
 // requests (from any process) that idle slots hand back what their heaps
 // hold (alloc's AskTrim): a transaction that found the store full is
 // waiting for it. It runs while transactions start often: after a window
-// of idleTicks ticks with fewer than minBusyTicks starts it stops, then hands back what the idle slots'
-// heaps hold, so that no request can find anything here while it does
-// not run. A transaction that goes idle later sees it stopped and hands
+// of idleTicks ticks with fewer than minBusyTicks starts it stops, then
+// hands back what the idle slots' heaps hold, so that no request can find
+// anything here while it does not run. A transaction that goes idle later sees it stopped and hands
 // back its own (put): put leaves the slot in the pool and then loads
 // ticking, the ticker stores ticking and then trims the pool (both
 // sequentially consistent), so one of them trims each slot.
