@@ -109,12 +109,11 @@ func (q Queue) Len() (int, error) {
 // TryGet removes and returns the first item, or reports false when the
 // Queue is empty.
 func (q Queue) TryGet() (Value, bool, error) {
-	n, err := q.Len()
-	if err != nil || n == 0 {
+	if err := q.live("Queue"); err != nil {
 		return None, false, err
 	}
-	v, err := q.l.PopFront()
-	return q.val(v), err == nil, err
+	v, ok, err := q.l.TryGet()
+	return q.val(v), ok, err
 }
 
 // Get removes and returns the first item. While the Queue is empty it
@@ -137,13 +136,7 @@ func (q Queue) TryPut(val any) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if c := q.Cap(); c > 0 {
-		n, err := q.l.Len()
-		if err != nil || n >= c {
-			return false, err
-		}
-	}
-	return true, q.l.Append(v)
+	return q.l.TryPut(v)
 }
 
 // Put adds val at the end. While the Queue is full it returns an error

@@ -4,8 +4,9 @@ package objects
 
 // A Queue is a List whose header says so: flagQueue in its flags and its
 // bound in n (0: unbounded), both immutable after creation. It is stored,
-// reference counted, finalized, checked and exported as a List; only the
-// layer above gives it blocking ends (Retry while empty or full).
+// reference counted, finalized, checked and exported as a List. TryGet
+// and TryPut are its ends; the layers above make them block (Retry while
+// empty or full): the root package's Queue and the C ABI's one-shots.
 
 import "fmt"
 
@@ -62,4 +63,27 @@ func (tx *Tx) QueueOf(v Value) (*List, error) {
 		return nil, fmt.Errorf("objects: %v is a List, not a Queue: %w", v.h, ErrTypeMismatch)
 	}
 	return l, nil
+}
+
+// TryGet removes and returns the first item of the Queue, or reports
+// false when it is empty (the caller Retries to wait for a put).
+func (l *List) TryGet() (Value, bool, error) {
+	n, err := l.Len()
+	if err != nil || n == 0 {
+		return None, false, err
+	}
+	v, err := l.PopFront()
+	return v, err == nil, err
+}
+
+// TryPut adds val at the end of the Queue (as Append), or reports false
+// when it holds its bound already (the caller Retries to wait for a get).
+func (l *List) TryPut(val any) (bool, error) {
+	if _, c := l.IsQueue(); c > 0 {
+		n, err := l.Len()
+		if err != nil || n >= c {
+			return false, err
+		}
+	}
+	return true, l.Append(val)
 }

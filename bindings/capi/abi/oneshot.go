@@ -296,17 +296,13 @@ func (l *Lib) OpQueuePut(h, id uint64, val *Value, timeoutMs int64, e *Error) in
 		if err != nil {
 			return err
 		}
-		if _, c := q.IsQueue(); c > 0 {
-			switch n, err := q.Len(); {
-			case err != nil:
-				return err
-			case n >= c && timeoutMs != 0:
-				return tx.Retry() // full: wait for a get
-			case n >= c:
-				return status(False)
-			}
+		switch ok, err := q.TryPut(v); {
+		case err != nil || ok:
+			return err
+		case timeoutMs != 0:
+			return tx.Retry() // full: wait for a get
 		}
-		return q.Append(v)
+		return status(False)
 	})
 }
 
@@ -326,17 +322,14 @@ func (l *Lib) OpQueueGet(h, id uint64, timeoutMs int64, out *Value, buf unsafe.P
 		if err != nil {
 			return err
 		}
-		switch n, err := q.Len(); {
+		v, ok, err := q.TryGet()
+		switch {
 		case err != nil:
 			return err
-		case n == 0 && timeoutMs != 0:
+		case !ok && timeoutMs != 0:
 			return tx.Retry() // empty: wait for a put
-		case n == 0:
+		case !ok:
 			return status(False)
-		}
-		v, err := q.PopFront()
-		if err != nil {
-			return err
 		}
 		return o.put(tx, v, true)
 	}))
