@@ -559,7 +559,7 @@ func TestQueueIdleConsumersSleep(t *testing.T) {
 	}
 	waitParked(t, st, cons...)
 
-	time.Sleep(300 * time.Millisecond) // the engines' tickers stop
+	time.Sleep(500 * time.Millisecond) // the engines' tickers stop (a window of 40 ticks after the one with the last starts)
 	cpu0 := make([]time.Duration, consumers)
 	wake0 := make([]int64, consumers)
 	for i, p := range cons {
