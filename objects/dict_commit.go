@@ -184,6 +184,9 @@ func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
 			return err
 		}
 	}
+	if count|used<<32 == sizes {
+		return nil // values overwritten in place: the counts stand (one store fewer to log and apply)
+	}
 	return tx.storeWord(private, d.h, d.p, uintptr(stripeOffset+s*stripeSize+offSizes), count|used<<32)
 }
 
@@ -248,7 +251,11 @@ func (tx *Tx) newEntry(p *pending) (handle.Handle, error) {
 // overwrite stores a new value into an existing entry; the old value's
 // blob (if any) is retired.
 func (tx *Tx) overwrite(e handle.Handle, v Value) error {
-	ep, n, err := tx.s.block(e)
+	// e was found by a read the lock on its stripe now holds still (or
+	// by this commit's probe under it): it is live, so the readers'
+	// resolution (bounds only) is enough, and cheaper than Resolve's
+	// allocator lookup.
+	ep, n, err := tx.s.peek(e)
 	if err != nil || n < entryHeader {
 		return fmt.Errorf("objects: overwrite entry %v: %v: %w", e, err, ErrCorrupt)
 	}

@@ -58,7 +58,7 @@ type Tx struct {
 
 func (tx *Tx) reset() {
 	if tx.cacheNext > 0 {
-		clear(tx.cache[:])
+		clear(tx.cache[:min(tx.cacheNext, readCacheSize)]) // only what was used: the whole is ~1 KiB
 		tx.cacheNext = 0
 	}
 	if !tx.writer && len(tx.created) == 0 {

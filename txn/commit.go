@@ -253,7 +253,9 @@ func (tx *Tx) commit() error {
 	sp := tx.sp
 	tx.committing = true
 	defer func() { tx.committing = false }()
-	slices.SortFunc(tx.locks, func(a, b lockReq) int { return cmp.Compare(a.addr, b.addr) })
+	if len(tx.locks) > 1 {
+		slices.SortFunc(tx.locks, func(a, b lockReq) int { return cmp.Compare(a.addr, b.addr) })
+	}
 	// The count is zeroed before the slot turns ACTIVE (it is stale while
 	// IDLE): recovery must never walk an earlier transaction's entries.
 	release.Store32(&sp.NLocks, 0)
