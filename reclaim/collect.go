@@ -127,11 +127,12 @@ func (r *Reclaimer) collectOwn(slot int, h alloc.Heap) (int, error) {
 	limit := r.MinActive()
 	freed, bad := 0, 0
 	var soft error
+	t := tree{r: r, h: h} // one for all the batches: its buffers serve each in turn
 	for _, e := range snap[:k] {
 		if e.epoch > limit {
 			break
 		}
-		t := tree{r: r, h: h}
+		t.reset()
 		complete, err := t.free(e.batch)
 		bad += t.bad
 		if isHard(err) {
@@ -213,6 +214,7 @@ type tree struct {
 	freedRoot bool
 	stack     []frame
 	path      map[handle.Handle]bool // batches on the stack, once it is deep
+	spare     [][]Entry              // entry buffers of popped frames, for the next pushes
 }
 
 type frame struct {
@@ -282,11 +284,25 @@ func (t *tree) free(root handle.Handle) (complete bool, err error) {
 	return complete, soft
 }
 
+// reset readies t for another root, keeping its buffers.
+func (t *tree) reset() {
+	t.bad, t.freedRoot = 0, false
+	clear(t.stack)
+	t.stack, t.path = t.stack[:0], nil
+}
+
 // push reads a batch and puts it on the stack; it reports false (and
 // pushes nothing) when the batch was freed already or is not a batch.
 func (t *tree) push(hd handle.Handle) bool {
-	es, err := t.r.readBatch(hd)
+	var buf []Entry
+	if n := len(t.spare); n > 0 {
+		buf, t.spare = t.spare[n-1], t.spare[:n-1]
+	}
+	es, err := t.r.readBatchInto(hd, buf)
 	if err != nil {
+		if buf != nil {
+			t.spare = append(t.spare, buf)
+		}
 		if !errors.Is(err, handle.ErrStaleHandle) {
 			t.bad++ // a bad handle, or a block that is not a batch: never freed
 		}
@@ -307,6 +323,7 @@ func (t *tree) push(hd handle.Handle) bool {
 func (t *tree) pop() {
 	f := t.stack[len(t.stack)-1]
 	t.stack = t.stack[:len(t.stack)-1]
+	t.spare = append(t.spare, f.entries[:0])
 	if t.path != nil {
 		delete(t.path, f.hd)
 	}

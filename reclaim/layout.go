@@ -1,6 +1,7 @@
 package reclaim
 
 import (
+	"slices"
 	"fmt"
 	"hash/fnv"
 	"sync/atomic"
@@ -232,11 +233,16 @@ func (r *Reclaimer) batchHeaderOf(hd handle.Handle) ([]byte, int, error) {
 // maybe while it was being read) and with ErrBadBatch when the block is
 // not a batch.
 func (r *Reclaimer) readBatch(hd handle.Handle) ([]Entry, error) {
+	return r.readBatchInto(hd, nil)
+}
+
+// readBatchInto is readBatch that fills buf (grown if need be).
+func (r *Reclaimer) readBatchInto(hd handle.Handle, buf []Entry) ([]Entry, error) {
 	b, n, err := r.batchHeaderOf(hd)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Entry, n)
+	out := slices.Grow(buf[:0], n)[:n]
 	for i := range out {
 		off := batchHeader + i*batchEntrySize
 		out[i] = Entry{H: handle.Handle(atomic.LoadUint64(word(b, off))), Kind: uint8(atomic.LoadUint64(word(b, off+8)))}
