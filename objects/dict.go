@@ -34,7 +34,23 @@ func (tx *Tx) dictAt(h handle.Handle) (*Dict, error) {
 	if err != nil {
 		return nil, tx.doom(fmt.Errorf("objects: dict %v: %w", h, err))
 	}
-	return &Dict{tx: tx, h: h, p: p}, nil
+	d := tx.newDict()
+	*d = Dict{tx: tx, h: h, p: p}
+	return d, nil
+}
+
+// maxDictSlab is how many resolved Dicts a transaction keeps for its next
+// attempts.
+const maxDictSlab = 64
+
+// newDict is a Dict of tx's slab, for this attempt.
+func (tx *Tx) newDict() *Dict {
+	if tx.dictUsed == len(tx.dictSlab) {
+		tx.dictSlab = append(tx.dictSlab, new(Dict))
+	}
+	d := tx.dictSlab[tx.dictUsed]
+	tx.dictUsed++
+	return d
 }
 
 // Handle is the Dict's handle.

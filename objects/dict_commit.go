@@ -87,7 +87,9 @@ func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
 	private := tx.created[d.h]
 	sizes := st.sizes.Load()
 	count, used := sizes&0xffffffff, sizes>>32
-	old := tableView{h: handle.Handle(st.table.Load()), capa: st.cap.Load()}
+	// The slots this stripe's commit logs go in the transaction's buffer
+	// (given back at the end): a commit allocates nothing for them.
+	old := tableView{h: handle.Handle(st.table.Load()), capa: st.cap.Load(), over: tx.slotBuf[:0]}
 	if old.h != handle.Null {
 		var err error
 		if old.p, err = tx.s.table(old.h, old.capa); err != nil {
@@ -101,6 +103,11 @@ func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
 		}
 	}
 	t := old
+	defer func() {
+		if cap(t.over) > cap(tx.slotBuf) {
+			tx.slotBuf = t.over[:0]
+		}
+	}()
 	if old.h == handle.Null || (used+sets)*4 > old.capa*3 {
 		var err error
 		if t, err = tx.rehash(old, tableCap(count+sets)); err != nil {

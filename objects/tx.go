@@ -54,12 +54,27 @@ type Tx struct {
 	freeDicts []*dictOverlay    // overlays of earlier attempts, for reuse
 	freeCtrs  []*counterOverlay // the same for Counters
 	scratch   []*pending        // Prepare's sort buffer
+	slotBuf   []slotStore       // a stripe's logged table slots, at Prepare (tableView.over)
+
+	// dictSlab holds the Dicts this attempt resolved (dictAt), the first
+	// dictUsed of them, and keeps them for the next attempts: a Dict is
+	// good only in its attempt (the layers that hand one out, the root
+	// package and the C ABI, refuse it afterwards), so resolving one
+	// allocates nothing once the slab has grown.
+	dictSlab []*Dict
+	dictUsed int
 }
 
 func (tx *Tx) reset() {
 	if tx.cacheNext > 0 {
 		clear(tx.cache[:min(tx.cacheNext, readCacheSize)]) // only what was used: the whole is ~1 KiB
 		tx.cacheNext = 0
+	}
+	if tx.dictUsed > 0 {
+		if tx.dictUsed > maxDictSlab {
+			tx.dictSlab = nil // a big attempt's: not kept for every small one after
+		}
+		tx.dictUsed = 0
 	}
 	if !tx.writer && len(tx.created) == 0 {
 		return // a read-only attempt buffered nothing
@@ -147,8 +162,8 @@ func (tx *Tx) Root() *Dict {
 		// a damaged store, which every operation on d reports.
 		return &Dict{tx: tx, h: tx.s.root, err: tx.doom(err)}
 	}
-	tx.root = d // kept across transactions: the root never moves
-	return d
+	tx.root = &Dict{tx: tx, h: d.h, p: d.p} // kept across transactions (the root never moves): not of the slab
+	return tx.root
 }
 
 // write registers the transaction as a writer on its first write.
@@ -252,7 +267,9 @@ func (tx *Tx) NewDict() (*Dict, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Dict{tx: tx, h: h, p: p}, nil
+	d := tx.newDict()
+	*d = Dict{tx: tx, h: h, p: p}
+	return d, nil
 }
 
 // Prepare turns the transaction's overlays into word stores (txn.Writer):
