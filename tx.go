@@ -376,7 +376,7 @@ func (s *Store) SetInt(path string, n int64) error {
 		if err != nil {
 			return err
 		}
-		return d.SetInt(k, n)
+		return d.d.SetScalar(objects.String(k), objects.Int(n)) // a Value key: no conversion
 	})
 }
 

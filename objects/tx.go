@@ -96,9 +96,10 @@ func (tx *Tx) reset() {
 			tx.freeDicts = append(tx.freeDicts, o)
 		}
 	}
-	clear(tx.dictList)
+	// Neither dictList nor scratch is cleared: what they point at (the
+	// overlays, their pending entries) was emptied above, and their
+	// backing arrays are reused; clearing them cost a Set ~5%.
 	tx.dictList = tx.dictList[:0]
-	clear(tx.scratch)
 	clearMap(tx.lists)
 	clear(tx.listList)
 	tx.listList = tx.listList[:0]

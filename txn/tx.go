@@ -397,14 +397,11 @@ func (tx *Tx) reset() {
 		}
 		tx.locks = tx.locks[:0]
 	}
-	if len(tx.writers) > 0 {
-		clear(tx.writers)
-		tx.writers = tx.writers[:0]
-	}
-	if len(tx.stores) > 0 {
-		clear(tx.stores)
-		tx.stores = tx.stores[:0]
-	}
+	// Truncated, not cleared: the stores point into the mapped regions
+	// (not Go's heap), and the writers are the layer above's state of
+	// this same transaction, which lives as long as it does.
+	tx.writers = tx.writers[:0]
+	tx.stores = tx.stores[:0]
 	tx.nstores = 0
 	tx.retire = tx.retire[:0]
 }
