@@ -1,9 +1,9 @@
 package reclaim
 
 import (
-	"slices"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sync/atomic"
 	"unsafe"
 
