@@ -66,8 +66,8 @@ func (s *Space) account() Accounting {
 			rcs[h] = hdrAt(p).rc.Load()
 			into[h] = true
 			err = s.ownedBy(h, p, mode, func(c Value) {
-				ac.Refs[c.h]++
-				stack = append(stack, c.h)
+				ac.Refs[c.hd()]++
+				stack = append(stack, c.hd())
 			}, func(b handle.Handle) { into[b] = true })
 			if err != nil {
 				report("object %v: %v", h, err)

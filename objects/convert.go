@@ -1028,7 +1028,7 @@ func (tx *Tx) export(v Value, depth int) (any, error) {
 	}
 	switch v.kind {
 	case KindDict:
-		d, err := tx.dictAt(v.h)
+		d, err := tx.dictAt(v.hd())
 		if err != nil {
 			return nil, err
 		}
@@ -1073,7 +1073,7 @@ func (tx *Tx) export(v Value, depth int) (any, error) {
 		}
 		return m, nil
 	case KindList:
-		l, err := tx.listAt(v.h)
+		l, err := tx.listAt(v.hd())
 		if err != nil {
 			return nil, err
 		}
@@ -1089,7 +1089,7 @@ func (tx *Tx) export(v Value, depth int) (any, error) {
 		}
 		return out, nil
 	case KindRecord:
-		r, err := tx.recordAt(v.h)
+		r, err := tx.recordAt(v.hd())
 		if err != nil {
 			return nil, err
 		}
@@ -1105,7 +1105,7 @@ func (tx *Tx) export(v Value, depth int) (any, error) {
 		}
 		return m, nil
 	case KindCounter:
-		c, err := tx.counterAt(v.h)
+		c, err := tx.counterAt(v.hd())
 		if err != nil {
 			return nil, err
 		}

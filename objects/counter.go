@@ -47,7 +47,7 @@ func (tx *Tx) NewCounter() (*Counter, error) {
 func (c *Counter) Handle() handle.Handle { return c.h }
 
 // Value is the Counter as a value.
-func (c *Counter) Value() Value { return Value{kind: KindCounter, h: c.h} }
+func (c *Counter) Value() Value { return Value{kind: KindCounter, n: uint64(c.h)} }
 
 // Add adds n and returns the Counter's new value as this transaction
 // sees it (an ID sequence: bbolt's NextSequence, Redis INCR); ErrOverflow,
@@ -161,7 +161,7 @@ func (tx *Tx) IntOf(v Value) (int64, error) {
 	if v.kind != KindCounter {
 		return v.AsInt()
 	}
-	c, err := tx.counterAt(v.h)
+	c, err := tx.counterAt(v.hd())
 	if err != nil {
 		return 0, err
 	}
@@ -181,5 +181,5 @@ func (d *Dict) Counter(key any) (*Counter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.tx.counterAt(v.h)
+	return d.tx.counterAt(v.hd())
 }

@@ -57,7 +57,7 @@ func (tx *Tx) newDict() *Dict {
 func (d *Dict) Handle() handle.Handle { return d.h }
 
 // Value is the Dict as a value (to store it in another container).
-func (d *Dict) Value() Value { return Value{kind: KindDict, h: d.h} }
+func (d *Dict) Value() Value { return Value{kind: KindDict, n: uint64(d.h)} }
 
 func stripeOf(hash uint64) int { return int(hash % Stripes) }
 
@@ -401,7 +401,7 @@ func (d *Dict) Dict(key any) (*Dict, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.tx.dictAt(v.h)
+	return d.tx.dictAt(v.hd())
 }
 
 // GetDict returns the Dict under key (ErrNotFound, ErrTypeMismatch).
@@ -413,5 +413,5 @@ func (d *Dict) GetDict(key any) (*Dict, error) {
 	if v.kind != KindDict {
 		return nil, mismatch(v, KindDict)
 	}
-	return d.tx.dictAt(v.h)
+	return d.tx.dictAt(v.hd())
 }

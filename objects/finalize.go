@@ -116,7 +116,7 @@ func (s *Space) childCells(obj handle.Handle, p unsafe.Pointer, limit int, f fun
 		if !Kind(kind).IsContainer() {
 			return nil
 		}
-		c.v = Value{kind: Kind(kind), h: handle.Handle(w)}
+		c.v = Value{kind: Kind(kind), n: w}
 		f(c)
 		if n++; n >= limit {
 			return errStop
@@ -190,7 +190,7 @@ func (s *Space) ownedBy(obj handle.Handle, p unsafe.Pointer, mode resolveMode, c
 		case k == KindString || k == KindBytes:
 			block(handle.Handle(w))
 		case k.IsContainer():
-			child(Value{kind: k, h: handle.Handle(w)})
+			child(Value{kind: k, n: w})
 		}
 	}
 	switch Kind(hdrAt(p).kind) {

@@ -21,7 +21,7 @@ func retiredChild(t *testing.T, s *Space, key string, build func(tx *Tx) (Value,
 		if err != nil {
 			return err
 		}
-		h = v.h
+		h = v.hd()
 		return tx.Root().Set(key, v)
 	}))
 	require.NoError(t, s.Update(func(tx *Tx) error { return tx.Root().Delete(key) }))

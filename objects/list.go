@@ -57,7 +57,7 @@ func (tx *Tx) NewList() (*List, error) {
 func (l *List) Handle() handle.Handle { return l.h }
 
 // Value is the List as a value.
-func (l *List) Value() Value { return Value{kind: KindList, h: l.h} }
+func (l *List) Value() Value { return Value{kind: KindList, n: uint64(l.h)} }
 
 // readCommitted reads the committed List consistently: its length, and
 // the items from..to (to <= length) when to > from.
@@ -440,7 +440,7 @@ func (d *Dict) List(key any) (*List, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.tx.listAt(v.h)
+	return d.tx.listAt(v.hd())
 }
 
 // GetList returns the List under key (ErrNotFound, ErrTypeMismatch).
@@ -452,7 +452,7 @@ func (d *Dict) GetList(key any) (*List, error) {
 	if v.kind != KindList {
 		return nil, mismatch(v, KindList)
 	}
-	return d.tx.listAt(v.h)
+	return d.tx.listAt(v.hd())
 }
 
 // prepare writes the overlay: in place when the ring has room and only

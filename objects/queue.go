@@ -60,7 +60,7 @@ func (tx *Tx) QueueOf(v Value) (*List, error) {
 		return nil, err
 	}
 	if ok, _ := l.IsQueue(); !ok {
-		return nil, fmt.Errorf("objects: %v is a List, not a Queue: %w", v.h, ErrTypeMismatch)
+		return nil, fmt.Errorf("objects: %v is a List, not a Queue: %w", v.hd(), ErrTypeMismatch)
 	}
 	return l, nil
 }

@@ -105,7 +105,7 @@ func (s *Space) schema(h handle.Handle, p unsafe.Pointer) (string, []string, err
 func (r *Record) Handle() handle.Handle { return r.h }
 
 // Value is the Record as a value.
-func (r *Record) Value() Value { return Value{kind: KindRecord, h: r.h} }
+func (r *Record) Value() Value { return Value{kind: KindRecord, n: uint64(r.h)} }
 
 // Class is the Record's class name.
 func (r *Record) Class() string { return r.class }
@@ -219,5 +219,5 @@ func (d *Dict) GetRecord(key any) (*Record, error) {
 	if v.kind != KindRecord {
 		return nil, mismatch(v, KindRecord)
 	}
-	return d.tx.recordAt(v.h)
+	return d.tx.recordAt(v.hd())
 }

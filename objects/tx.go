@@ -206,12 +206,12 @@ func (tx *Tx) refSwap(old Value, drop bool, v Value, add bool) error {
 	var po, pv unsafe.Pointer
 	var err error
 	if drop && old.kind.IsContainer() {
-		if po, err = tx.s.object(old.h, old.kind); err != nil {
+		if po, err = tx.s.object(old.hd(), old.kind); err != nil {
 			return err
 		}
 	}
 	if add && v.kind.IsContainer() {
-		if pv, err = tx.s.object(v.h, v.kind); err != nil {
+		if pv, err = tx.s.object(v.hd(), v.kind); err != nil {
 			return err
 		}
 	}
@@ -219,10 +219,10 @@ func (tx *Tx) refSwap(old Value, drop bool, v Value, add bool) error {
 		return fmt.Errorf("objects: %w", txn.ErrReadOnly)
 	}
 	if po != nil {
-		tx.recordRef(old.h, po, -1)
+		tx.recordRef(old.hd(), po, -1)
 	}
 	if pv != nil {
-		tx.recordRef(v.h, pv, +1)
+		tx.recordRef(v.hd(), pv, +1)
 	}
 	return nil
 }
@@ -230,14 +230,13 @@ func (tx *Tx) refSwap(old Value, drop bool, v Value, add bool) error {
 // recordRef records a reference-count change of the container at h.
 func (tx *Tx) recordRef(h handle.Handle, p unsafe.Pointer, delta int64) {
 	_ = tx.lockObject(h, p, true) // fails only read-only or committing, checked by the callers
-	v := Value{h: h}
 	if tx.rc == nil {
 		tx.rc = map[handle.Handle]int64{}
 	}
-	if _, ok := tx.rc[v.h]; !ok {
-		tx.rcList = append(tx.rcList, v.h)
+	if _, ok := tx.rc[h]; !ok {
+		tx.rcList = append(tx.rcList, h)
 	}
-	tx.rc[v.h] += delta
+	tx.rc[h] += delta
 }
 
 // newObject allocates a container for this transaction.
@@ -370,7 +369,7 @@ func (tx *Tx) encode(v Value) (uint64, uint64, error) {
 		return uint64(v.kind), uint64(h), nil
 	}
 	if v.kind.IsContainer() {
-		return uint64(v.kind), uint64(v.h), nil
+		return uint64(v.kind), uint64(v.hd()), nil
 	}
 	return uint64(v.kind), v.n, nil
 }
@@ -407,9 +406,9 @@ func (s *Space) decode(kind, w uint64) (Value, error) {
 	k := Kind(kind)
 	switch {
 	case k == KindString || k == KindBytes:
-		return Value{kind: k, h: handle.Handle(w)}, nil
+		return Value{kind: k, n: w}, nil
 	case k.IsContainer():
-		return Value{kind: k, h: handle.Handle(w)}, nil
+		return Value{kind: k, n: w}, nil
 	case k <= KindFloat:
 		return Value{kind: k, n: w}, nil
 	}
@@ -421,14 +420,14 @@ func (s *Space) decode(kind, w uint64) (Value, error) {
 // for this transaction) and is resolved strictly, so its length is
 // bounded by its block.
 func (s *Space) fill(v *Value) error {
-	if (v.kind != KindString && v.kind != KindBytes) || v.h == handle.Null {
+	if (v.kind != KindString && v.kind != KindBytes) || v.hd() == handle.Null {
 		return nil
 	}
-	str, err := s.readBlob(v.h)
+	str, err := s.readBlob(v.hd())
 	if err != nil {
 		return err
 	}
-	v.s, v.h = str, handle.Null
+	v.s, v.n = str, 0 // read: no blob left to read
 	return nil
 }
 
@@ -455,7 +454,7 @@ func (tx *Tx) valueOf(x any) (Value, error) {
 	}
 	if v, err := ScalarOf(x); err == nil {
 		if v.kind.IsContainer() {
-			if _, err := tx.s.object(v.h, v.kind); err != nil {
+			if _, err := tx.s.object(v.hd(), v.kind); err != nil {
 				return None, err
 			}
 		}
@@ -470,7 +469,7 @@ func (tx *Tx) DictOf(v Value) (*Dict, error) {
 	if v.kind != KindDict {
 		return nil, mismatch(v, KindDict)
 	}
-	return tx.dictAt(v.h)
+	return tx.dictAt(v.hd())
 }
 
 // ListOf opens a List value in this transaction.
@@ -478,7 +477,7 @@ func (tx *Tx) ListOf(v Value) (*List, error) {
 	if v.kind != KindList {
 		return nil, mismatch(v, KindList)
 	}
-	return tx.listAt(v.h)
+	return tx.listAt(v.hd())
 }
 
 // RecordOf opens a Record value in this transaction.
@@ -486,7 +485,7 @@ func (tx *Tx) RecordOf(v Value) (*Record, error) {
 	if v.kind != KindRecord {
 		return nil, mismatch(v, KindRecord)
 	}
-	return tx.recordAt(v.h)
+	return tx.recordAt(v.hd())
 }
 
 // CounterOf opens a Counter value in this transaction.
@@ -494,7 +493,7 @@ func (tx *Tx) CounterOf(v Value) (*Counter, error) {
 	if v.kind != KindCounter {
 		return nil, mismatch(v, KindCounter)
 	}
-	return tx.counterAt(v.h)
+	return tx.counterAt(v.hd())
 }
 
 // Retry gives up the attempt until something it read changes (see
@@ -550,7 +549,7 @@ func (tx *Tx) open(id uint64) (Value, unsafe.Pointer, error) {
 			if rc == 0 && !tx.created[h] {
 				return None, nil, fmt.Errorf("objects: open %v: unlinked: %w", h, handle.ErrStaleHandle)
 			}
-			return Value{kind: Kind(hd.kind), h: h}, p, nil
+			return Value{kind: Kind(hd.kind), n: uint64(h)}, p, nil
 		}
 	}
 }
@@ -562,7 +561,7 @@ func (tx *Tx) openKind(id uint64, k Kind) (handle.Handle, unsafe.Pointer, error)
 	if err == nil && v.kind != k {
 		err = mismatch(v, k)
 	}
-	return v.h, p, err
+	return v.hd(), p, err
 }
 
 // OpenCounter is Open then CounterOf, with one resolve of the handle and

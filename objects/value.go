@@ -63,11 +63,25 @@ func (k Kind) IsContainer() bool { return k >= KindDict && k < numKinds }
 
 // Value is one value as a Go program sees it: a scalar copied out of
 // shared memory, or a container's handle. Values are immutable.
+//
+// A Value is 32 bytes in three fields, so that the compiler keeps it in
+// registers (a larger struct goes through memory at every call and
+// return, which cost a read ~10%): the handle of a container, or of a
+// String's or Bytes' blob not read yet, shares the word n.
 type Value struct {
 	kind Kind
-	n    uint64        // Bool (0/1), Int, Float bits
-	s    string        // String and Bytes content
-	h    handle.Handle // container
+	n    uint64 // Bool (0/1), Int, Float bits; a container's handle; an unread blob's handle
+	s    string // String and Bytes content
+}
+
+// hd is the handle a container Value names, or the blob a String or
+// Bytes Value has not read yet (Null once read); Null for other scalars.
+func (v Value) hd() handle.Handle {
+	switch {
+	case v.kind.IsContainer(), v.kind == KindString, v.kind == KindBytes:
+		return handle.Handle(v.n)
+	}
+	return handle.Null
 }
 
 // None is the None value (the zero Value).
@@ -97,7 +111,7 @@ func Bytes(b []byte) Value { return Value{kind: KindBytes, s: string(b)} }
 func (v Value) Kind() Kind { return v.kind }
 
 // Handle is a container value's handle (Null for scalars).
-func (v Value) Handle() handle.Handle { return v.h }
+func (v Value) Handle() handle.Handle { return v.hd() }
 
 func mismatch(v Value, want Kind) error {
 	return fmt.Errorf("value is %v, not %v: %w", v.kind, want, ErrTypeMismatch)
@@ -164,7 +178,7 @@ func (v Value) Scalar() any {
 	case KindBytes:
 		return []byte(v.s)
 	}
-	return v.h
+	return v.hd()
 }
 
 // String formats the value for people.
@@ -178,7 +192,7 @@ func (v Value) String() string {
 		return "None"
 	}
 	if v.kind.IsContainer() {
-		return fmt.Sprintf("%v(%v)", v.kind, v.h)
+		return fmt.Sprintf("%v(%v)", v.kind, v.hd())
 	}
 	return fmt.Sprint(v.Scalar())
 }
