@@ -53,6 +53,9 @@ func (d Dict) key(key any) (objects.Value, error) {
 	if err := d.live("Dict"); err != nil {
 		return objects.None, err
 	}
+	if s, ok := key.(string); ok && len(s) <= objects.MaxKeyLen {
+		return objects.String(s), nil // the common key, checked in place (KeyOf's return costs a transfer ~10%)
+	}
 	if v, ok := key.(Value); ok {
 		return objects.KeyOf(v.v) // a container is refused: never a key
 	}
