@@ -127,7 +127,18 @@ func (r *Reclaimer) collectOwn(slot int, h alloc.Heap) (int, error) {
 	limit := r.MinActive()
 	freed, bad := 0, 0
 	var soft error
-	t := tree{r: r, h: h} // one for all the batches: its buffers serve each in turn
+	// One tree for all the batches, its buffers kept from earlier
+	// collections: its buffers serve each batch in turn.
+	t, _ := r.trees.Get().(*tree)
+	if t == nil {
+		t = &tree{}
+	}
+	t.r, t.h = r, h
+	defer func() {
+		t.reset()
+		t.r, t.h = nil, alloc.Heap{}
+		r.trees.Put(t)
+	}()
 	for _, e := range snap[:k] {
 		if e.epoch > limit {
 			break

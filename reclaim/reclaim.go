@@ -167,6 +167,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"sync/atomic"
 
 	"github.com/shmstore/shmstore/internal/release"
@@ -238,6 +239,10 @@ type Reclaimer struct {
 	// a full ring, or calls Collect, then merges or returns instead of
 	// collecting the ring again from inside its own collection.
 	collecting []atomic.Bool
+	// trees keeps the walks' buffers (*tree) between collections, so
+	// that a collection allocates nothing once they have grown; any
+	// goroutine takes one for a collectOwn and puts it back after.
+	trees sync.Pool
 }
 
 var _ shm.Layer = (*Reclaimer)(nil)
