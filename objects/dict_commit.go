@@ -53,6 +53,9 @@ func (t *tableView) set(tx *Tx, i, v uint64) error {
 		return nil
 	}
 	t.over = append(t.over, slotStore{i, v})
+	if cap(t.over) > cap(tx.slotBuf) {
+		tx.slotBuf = t.over[:0] // grown: kept for the next stripes and commits
+	}
 	if t.overIdx == nil && len(t.over) > 16 {
 		t.overIdx = make(map[uint64]int, 64)
 		for k, o := range t.over {
@@ -103,11 +106,6 @@ func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
 		}
 	}
 	t := old
-	defer func() {
-		if cap(t.over) > cap(tx.slotBuf) {
-			tx.slotBuf = t.over[:0]
-		}
-	}()
 	if old.h == handle.Null || (used+sets)*4 > old.capa*3 {
 		var err error
 		if t, err = tx.rehash(old, tableCap(count+sets)); err != nil {
