@@ -12,9 +12,10 @@ import (
 
 // TestSingleOpsAllocateNothing: a Get or a Set of a scalar at a path of
 // the root, a Delete, and an Update that reads and writes keys of a
-// nested Dict allocate nothing on the Go heap once warm, but for the
-// *Tx each Update hands its function (a new one per attempt, so that one
-// kept past its transaction can never pass for a later one's).
+// nested Dict allocate nothing on the Go heap once warm. (The *Tx each
+// Update hands its function is new each time, so that one kept past its
+// transaction can never pass for a later one's; they are cut from a slab
+// of 64: under one allocation per call on average.)
 func TestSingleOpsAllocateNothing(t *testing.T) {
 	if raceOn {
 		t.Skip("the race detector changes allocations")
@@ -35,7 +36,7 @@ func TestSingleOpsAllocateNothing(t *testing.T) {
 				err = st.SetInt("k", 3)
 			}
 		}},
-		{"Update of a nested Dict", 1, func() {
+		{"Update of a nested Dict", 0, func() {
 			err = st.Update(func(tx *shmstore.Tx) error {
 				d, err := tx.Root().GetDict("d")
 				if err != nil {

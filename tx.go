@@ -22,18 +22,45 @@ type Tx struct {
 
 // newTx is the Tx handed to a user's function for an attempt of t: a new
 // one each time, so that a Tx kept past its function can never pass for
-// a later transaction's.
-func newTx(t *objects.Tx) *Tx { return &Tx{txRef: txRef{t: t, gen: t.Gen()}} }
+// a later transaction's. They are cut from a slab of the slot's (each
+// element handed out once, never again), so that an Update allocates
+// one slab per txSlab attempts instead of one Tx per attempt.
+func newTx(t *objects.Tx) *Tx {
+	o := outerOf(t)
+	if len(o.slab) == 0 {
+		o.slab = make([]Tx, txSlab)
+	}
+	tx := &o.slab[0]
+	o.slab = o.slab[1:]
+	tx.txRef = txRef{t: t, gen: t.Gen()}
+	return tx
+}
+
+// txSlab is how many users' Txs one allocation makes.
+const txSlab = 64
+
+// outer is what this package keeps per slot, in objects.Tx.Outer (used
+// by one goroutine at a time, like the slot): the Tx of its own single
+// operations and the rest of the slab users' Txs are cut from.
+type outer struct {
+	op   Tx
+	slab []Tx
+}
+
+func outerOf(t *objects.Tx) *outer {
+	o, _ := t.Outer.(*outer)
+	if o == nil {
+		o = &outer{op: Tx{txRef: txRef{t: t}}}
+		t.Outer = o
+	}
+	return o
+}
 
 // opTx is the Tx of this package's own single operations (Get, Set...),
-// which never hand it out: one per slot, kept in t.Outer, so that they
-// allocate nothing for it.
+// which never hand it out: one per slot, so that they allocate nothing
+// for it.
 func opTx(t *objects.Tx) *Tx {
-	tx, _ := t.Outer.(*Tx)
-	if tx == nil {
-		tx = &Tx{txRef: txRef{t: t}}
-		t.Outer = tx
-	}
+	tx := &outerOf(t).op
 	tx.gen = t.Gen()
 	return tx
 }
