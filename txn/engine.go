@@ -89,7 +89,33 @@ type Engine struct {
 	// retireFailures counts commits whose retire ring could not take
 	// their batch (out of memory): their blocks stay allocated.
 	retireFailures atomic.Uint64
+
+	// peeks counts this process's optimistic reads in progress
+	// (BeginPeek, EndPeek), which hold no slot: each reader adds 1 and
+	// then loads pool.closed, Close stores pool.closed and then loads
+	// peeks (all sequentially consistent), so either the reader sees
+	// the engine closing and reads nothing, or Close sees the reader and
+	// refuses, as it does for a running transaction: the regions stay
+	// mapped under every optimistic read.
+	peeks atomic.Int64
 }
+
+// BeginPeek admits an optimistic read: a read of shared memory outside
+// any transaction, which takes no slot and publishes no snapshot (the
+// objects layer's, validated by lock words alone). It reports false once
+// the engine is closing or closed: then nothing may be read. Each true
+// is followed by one EndPeek.
+func (e *Engine) BeginPeek() bool {
+	e.peeks.Add(1)
+	if e.pool.closed.Load() {
+		e.peeks.Add(-1)
+		return false
+	}
+	return true
+}
+
+// EndPeek ends an optimistic read BeginPeek admitted.
+func (e *Engine) EndPeek() { e.peeks.Add(-1) }
 
 // New binds a transaction engine to a store whose allocator and reclaimer
 // are a and r, and registers txn's recovery with the store.
@@ -340,14 +366,14 @@ func (e *Engine) Close() error {
 	e.mu.Lock()
 	e.pool.closed.Store(true) // before the drain: see idlePool
 	idle := e.pool.drain()
-	if busy := e.leases - len(idle); busy > 0 && !e.closed {
+	if busy := e.leases - len(idle) + int(e.peeks.Load()); busy > 0 && !e.closed {
 		e.pool.closed.Store(false)
 		for _, tx := range idle {
 			e.pool.leave(tx)
 		}
 		e.freed.Broadcast()
 		e.mu.Unlock()
-		return fmt.Errorf("txn: close store %q: %d transactions running: %w", e.st.Name(), busy, shm.ErrInUse)
+		return fmt.Errorf("txn: close store %q: %d transactions or reads running: %w", e.st.Name(), busy, shm.ErrInUse)
 	}
 	if !e.closed {
 		close(e.stopTick)

@@ -67,6 +67,21 @@ func lockOf(w uint64, slot int) uint64 { return lockedWord(versionOf(w), slot) |
 // waiters bit, which only says that someone sleeps, does not count.
 func sameWord(a, b uint64) bool { return a&^waitersBit == b&^waitersBit }
 
+// PeekWord loads lw for an optimistic read (see Engine.BeginPeek): the
+// word to check with Unchanged once the fields it guards are read, and
+// whether it is unlocked (what a locked word guards is not read so).
+func PeekWord(lw *LockWord) (uint64, bool) {
+	w := lw.Load()
+	return w, !isLocked(w)
+}
+
+// Unchanged reports whether lw still holds w: nothing it guards changed
+// since PeekWord returned w (no commit took it in between: versions only
+// grow, and a lock held is seen as a change). A reference-count-only
+// commit releases its word unchanged, but changes nothing else it
+// guards.
+func Unchanged(lw *LockWord, w uint64) bool { return sameWord(lw.Load(), w) }
+
 // Addr is the store-wide address of an 8-byte word: a handle without its
 // generation (region:16 | granule:32), the same in every process. Lock
 // words are parked on, logged and sorted by Addr.

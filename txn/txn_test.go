@@ -433,3 +433,18 @@ func TestTokenOfADeadHolderIsCleared(t *testing.T) {
 type writerFunc func(tx *Tx) error
 
 func (f writerFunc) Prepare(tx *Tx) error { return f(tx) }
+
+// TestCloseRefusesWhilePeeking: an optimistic read admitted by BeginPeek
+// keeps the engine from closing (the regions stay mapped under it) until
+// EndPeek; once closed, BeginPeek admits none.
+func TestCloseRefusesWhilePeeking(t *testing.T) {
+	ev := newEnv(t, false)
+	require.True(t, ev.e.BeginPeek())
+	require.ErrorIs(t, ev.e.Close(), shm.ErrInUse)
+	require.True(t, ev.e.BeginPeek(), "a refused Close leaves the engine open")
+	ev.e.EndPeek()
+	ev.e.EndPeek()
+	require.NoError(t, ev.e.Close())
+	require.False(t, ev.e.BeginPeek())
+	require.NoError(t, ev.st.Close())
+}
