@@ -19,7 +19,8 @@ type Space struct {
 	e     *txn.Engine
 	a     *alloc.Allocator
 	root  handle.Handle
-	rsize uint64 // region size
+	rootP unsafe.Pointer // the root Dict's block in this process (it never moves nor goes away)
+	rsize uint64         // region size
 }
 
 // Open binds the object space of e's store, creating the root Dict if the
@@ -31,7 +32,7 @@ func Open(e *txn.Engine) (*Space, error) {
 	}
 	rw := e.RootWord()
 	if h := handle.Handle(rw.Load()); h != handle.Null {
-		s.root = h
+		s.bindRoot(h)
 		return s, nil
 	}
 	if e.Store().ReadOnly() {
@@ -54,8 +55,18 @@ func Open(e *txn.Engine) (*Space, error) {
 	if err != nil {
 		return nil, fmt.Errorf("objects: create the root: %w", err)
 	}
-	s.root = handle.Handle(rw.Load())
+	s.bindRoot(handle.Handle(rw.Load()))
 	return s, nil
+}
+
+// bindRoot sets the root Dict's handle, and its block for optimistic
+// reads (none if it does not resolve: a damaged store, which every
+// transaction then reports).
+func (s *Space) bindRoot(h handle.Handle) {
+	s.root = h
+	if p, err := s.object(h, KindDict); err == nil {
+		s.rootP = p
+	}
 }
 
 // MaxValue is the largest String or Bytes value the store holds: its
