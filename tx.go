@@ -349,7 +349,17 @@ func walk(tx *Tx, path string, create bool) (Dict, string, error) {
 // under key accounts of the root) in its own small transaction. A
 // container comes back as a Value that is only good for its Kind (its
 // transaction has ended); Export copies a subtree out.
+//
+// A scalar is read without a transaction when nothing on its path is
+// being committed: an optimistic read that checks the stripes' lock
+// words before and after (objects.Space.PeekPath), takes no slot and
+// writes no shared memory. The answer is the one a transaction gives.
 func (s *Store) Get(path string) (Value, error) {
+	if s.sp != nil && !s.readOnly {
+		if ov, ok := s.sp.PeekPath(path); ok {
+			return Value{v: ov}, nil // a scalar: no attempt to stamp
+		}
+	}
 	var v Value
 	err := s.view(func(tx *Tx) error {
 		d, k, err := walk(tx, path, false)
@@ -365,6 +375,13 @@ func (s *Store) Get(path string) (Value, error) {
 
 // GetInt reads the Int (or the Counter) at path.
 func (s *Store) GetInt(path string) (int64, error) {
+	if s.sp != nil && !s.readOnly {
+		if v, ok := s.sp.PeekPath(path); ok {
+			if n, err := v.AsInt(); err == nil {
+				return n, nil
+			} // another kind: the transaction below says so
+		}
+	}
 	var n int64
 	err := s.view(func(tx *Tx) error {
 		d, k, err := walk(tx, path, false)

@@ -93,6 +93,16 @@ package reclaim
 // is two CompareAndSwaps on this process's memory. Nothing a reader does
 // writes a line another process reads on its own hot path.
 //
+// A single read outside a transaction (objects' PeekPath, behind the
+// root package's Get) does not even that: it publishes no epoch and
+// takes no slot, so the claim above does not cover it, and a collector
+// may free a block it is reading. It keeps only what the lock words on
+// its path vouch for, unchanged from before its first load to after its
+// last: nothing they guard was unlinked meanwhile, so nothing it kept
+// was retired, let alone freed. What it read of a freed block (its
+// window failed) is thrown away; every handle is bounds-checked, so such
+// a read stays in mapped memory. objects/peek.go has the argument.
+//
 // Why readers need no lock, and why the scan may read stale words: a word
 // read stale is either a transaction's rv that has since exited (the scan
 // is conservative: the entry waits for the next Collect), or 0 where a
