@@ -187,30 +187,31 @@ func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
 	}
 	o := tx.dictOverlay(d, true)
 	hash := Hash(k)
-	var old Value
-	var had, existed bool
-	var at found
-	if p, ok := o.find(k); ok {
-		old, had, existed = p.val, !p.del, p.existed
-	} else {
-		f, ok := tx.recall(d.h, k)
-		if !ok {
-			if err := d.lookupCommitted(k, hash, &f); err != nil {
-				return false, err
-			}
+	pend, inOverlay := o.find(k)
+	var f found
+	if inOverlay {
+		f.val, f.ok = pend.val, !pend.del
+	} else if !tx.recall(d.h, k, &f) {
+		if err := d.lookupCommitted(k, hash, &f); err != nil {
+			return false, err
 		}
-		old, had, existed, at = f.val, f.ok, f.ok, f
 	}
+	had := f.ok
 	if del && !had {
 		return false, nil
 	}
-	if err := tx.refSwap(old, had, v, !del); err != nil {
+	if err := tx.refSwap(f.val, had, v, !del); err != nil {
 		return false, err
 	}
-	if p, ok := o.find(k); ok {
-		p.val, p.del = v, del
+	if inOverlay {
+		pend.val, pend.del = v, del
 	} else {
-		o.add(pending{key: k, hash: hash, val: v, del: del, existed: existed, ent: at.ent, slot: at.slot})
+		// Filled in place: a pending entry is ~100 bytes, copied twice
+		// if built first.
+		o.pend = append(o.pend, pending{})
+		p := &o.pend[len(o.pend)-1]
+		p.key, p.hash, p.val, p.del, p.existed, p.ent, p.slot = k, hash, v, del, f.ok, f.ent, f.slot
+		o.indexLast()
 	}
 	s := stripeOf(hash)
 	if !tx.created[d.h] {

@@ -54,8 +54,9 @@ func (o *dictOverlay) find(k Value) (*pending, bool) {
 	return nil, false
 }
 
-func (o *dictOverlay) add(p pending) {
-	o.pend = append(o.pend, p)
+// indexLast indexes the pending entry appended last, once there are
+// many.
+func (o *dictOverlay) indexLast() {
 	switch n := len(o.pend); {
 	case n == indexFrom:
 		if o.index == nil {
@@ -65,7 +66,7 @@ func (o *dictOverlay) add(p pending) {
 			o.index[keyID(o.pend[i].key)] = i
 		}
 	case n > indexFrom:
-		o.index[keyID(p.key)] = n - 1
+		o.index[keyID(o.pend[n-1].key)] = n - 1
 	}
 }
 

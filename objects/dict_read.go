@@ -172,13 +172,15 @@ func (tx *Tx) remember(d handle.Handle, k Value, f found) {
 	tx.cacheNext++
 }
 
-func (tx *Tx) recall(d handle.Handle, k Value) (found, bool) {
+// recall fills *f with the cached lookup of k in d, if there is one.
+func (tx *Tx) recall(d handle.Handle, k Value, f *found) bool {
 	for i := range min(tx.cacheNext, readCacheSize) {
 		if c := &tx.cache[i]; c.d == d && c.k == k {
-			return c.f, true
+			*f = c.f
+			return true
 		}
 	}
-	return found{}, false
+	return false
 }
 
 // readStripe reads every committed key and value of stripe s.
