@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/shm/shmtest"
 )
 
 // kept is everything one transaction handed out, kept past its end.
@@ -252,4 +253,32 @@ func TestOpenByID(t *testing.T) {
 		require.Error(t, err, "id %#x", bad)
 		require.True(t, errors.Is(err, shmstore.ErrStaleHandle) || errors.Is(err, shmstore.ErrBadHandle), "id %#x: %v", bad, err)
 	}
+}
+
+// TestKeptDictValueNamesItsDict: a Dict kept past its transaction, whose
+// slot's next transactions resolve other Dicts, still gives its own
+// Value (whose use another attempt refuses), never another Dict's.
+func TestKeptDictValueNamesItsDict(t *testing.T) {
+	st, err := shmstore.Open("t", shmstore.Options{Dir: shmtest.Dir(t), SlotsPerProc: 1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	var a shmstore.Dict
+	var idA uint64
+	require.NoError(t, st.Update(func(tx *shmstore.Tx) error {
+		var err error
+		a, err = tx.Root().Dict("a")
+		idA = a.Value().ID()
+		return err
+	}))
+	require.NoError(t, st.Update(func(tx *shmstore.Tx) error {
+		for _, k := range []string{"b", "c"} {
+			if _, err := tx.Root().Dict(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	require.Equal(t, idA, a.Value().ID())
+	err = st.Update(func(tx *shmstore.Tx) error { return tx.Root().Set("alias", a.Value()) })
+	require.ErrorIs(t, err, shmstore.ErrTxClosed)
 }

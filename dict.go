@@ -3,6 +3,7 @@
 package shmstore
 
 import (
+	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/objects"
 )
 
@@ -17,14 +18,15 @@ import (
 // usable.
 type Dict struct {
 	txRef
-	d *objects.Dict
+	d *objects.Dict // good only while the attempt runs: the next reuses it
+	h handle.Handle // the Dict's own, for Value (which checks nothing)
 }
 
 func (r txRef) dict(d *objects.Dict, err error) (Dict, error) {
 	if err != nil {
 		return Dict{}, err
 	}
-	return Dict{txRef: r.ref(), d: d}, nil
+	return Dict{txRef: r.ref(), d: d, h: d.Handle()}, nil
 }
 
 // Value is the Dict as a Value (to store it in another container too:
@@ -33,7 +35,10 @@ func (d Dict) Value() Value {
 	if d.d == nil {
 		return None
 	}
-	return d.val(d.d.Value()) // stamped with d's attempt: refused in another
+	// From d's own handle, never through d.d, which a later attempt of
+	// the slot reuses for another Dict; stamped with d's attempt, so
+	// that another attempt refuses it.
+	return d.val(objects.DictValue(d.h))
 }
 
 // Lookup returns the value under key and whether there is one.

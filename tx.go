@@ -183,7 +183,8 @@ func (tx *Tx) Root() Dict {
 	if tx.live("Tx") != nil {
 		return Dict{txRef: tx.ref()} // d == nil: every method says ErrTxClosed
 	}
-	return Dict{txRef: tx.ref(), d: tx.t.Root()}
+	r := tx.t.Root()
+	return Dict{txRef: tx.ref(), d: r, h: r.Handle()}
 }
 
 // NewDict makes an empty Dict. It lives only if the transaction links it

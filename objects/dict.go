@@ -57,7 +57,11 @@ func (tx *Tx) newDict() *Dict {
 func (d *Dict) Handle() handle.Handle { return d.h }
 
 // Value is the Dict as a value (to store it in another container).
-func (d *Dict) Value() Value { return Value{kind: KindDict, n: uint64(d.h)} }
+func (d *Dict) Value() Value { return DictValue(d.h) }
+
+// DictValue is the Value of the Dict at h (for a layer above that keeps
+// the handle of a Dict it handed out).
+func DictValue(h handle.Handle) Value { return Value{kind: KindDict, n: uint64(h)} }
 
 func stripeOf(hash uint64) int { return int(hash % Stripes) }
 
