@@ -35,7 +35,9 @@ package objects
 //
 // PeekPath gives up (ok false) rather than wait or retry: on a locked
 // or changed word, on a missing key (whose error the transaction words),
-// on a container or a Counter, on anything damaged. The caller then runs
+// on a container or a Counter, on anything damaged (a Dict on the path
+// is resolved strictly, through the allocator, as a transaction resolves
+// it). The caller then runs
 // the same read in a transaction, which waits, recovers a dead holder
 // and reports errors. So an optimistic read changes no answer, only what
 // the common one costs: no slot taken from the pool, no snapshot
@@ -97,8 +99,11 @@ func (s *Space) PeekPath(path string) (v Value, ok bool) {
 		if f.val.kind != KindDict {
 			return None, false
 		}
-		p, size, err := s.peek(f.val.hd())
-		if err != nil || size < dictSize || Kind(hdrAt(p).kind) != KindDict {
+		// Resolved strictly, as a transaction does (dictAt): on a
+		// damaged store (a Dict freed while still linked) the
+		// transaction reports it, so this must not read it.
+		p, err := s.object(f.val.hd(), KindDict)
+		if err != nil {
 			return None, false
 		}
 		dp, path = p, rest
