@@ -96,9 +96,15 @@ func (tx *Tx) reset() {
 			tx.freeDicts = append(tx.freeDicts, o)
 		}
 	}
-	// Neither dictList nor scratch is cleared: what they point at (the
-	// overlays, their pending entries) was emptied above, and their
-	// backing arrays are reused; clearing them cost a Set ~5%.
+	// dictList and scratch point at the overlays and their pending
+	// entries, emptied above. With at most 16 overlays what they pin is
+	// bounded (and mostly kept for reuse in freeDicts anyway), and
+	// clearing the lists cost a Set ~5%; beyond that they are cleared,
+	// so that the overlays not kept, and their arrays, can be collected.
+	if len(tx.dictList) > 16 {
+		clear(tx.dictList)
+		clear(tx.scratch)
+	}
 	tx.dictList = tx.dictList[:0]
 	clearMap(tx.lists)
 	clear(tx.listList)
