@@ -372,6 +372,57 @@ func (a *Allocator) Resolve(hd handle.Handle) ([]byte, error) {
 	return unsafe.Slice((*byte)(b.ptr), b.size), nil
 }
 
+// A Pin tells a reader that holds no lease and publishes no epoch (an
+// optimistic read: objects.Space.PeekDict) whether the block it resolved
+// was freed while it read. Only the reader's goroutine uses it; it
+// writes nothing.
+type Pin struct {
+	// sp is the block's state word (in its superblock's state array, or
+	// the descriptor's large word). Written by Alloc, Free and recovery
+	// (CAS), each of which moves it on: a free changes it before the
+	// block can be handed out again. Read here.
+	sp    *uint32
+	state uint32 // sp's value when resolved: allocated, the handle's generation
+	// kc is the superblock's kind and class word, in the region's
+	// metadata (never block bytes). Written when a superblock is taken
+	// for a class or a large block and when it is given back; read here,
+	// so that sp is known to still be a state word (a superblock reused
+	// for another class has block bytes where its state array was).
+	kc  *atomic.Uint32
+	kcv uint32 // kind and class (not the fullness bin) when resolved
+}
+
+// kcKindClass masks the kind and class of a descriptor's kc word.
+const kcKindClass = 0xffff
+
+// ResolvePinned is Resolve for an optimistic reader: the block hd names,
+// validated as Resolve validates it, and a Pin whose Held says afterwards
+// whether the block stayed allocated meanwhile. A reader that reads the
+// block, then (after a load fence on arm64) finds Held true, read it
+// before any free of it: what it read was the block's. The same rules as
+// Resolve's hold for when it may run.
+func (a *Allocator) ResolvePinned(hd handle.Handle) ([]byte, Pin, error) {
+	if err := a.st.Guard(); err != nil {
+		return nil, Pin{}, err
+	}
+	b, f := a.find(hd)
+	if f != faultNone {
+		return nil, Pin{}, a.faultErr(hd, f, b)
+	}
+	p := Pin{sp: b.sp, state: b.state, kc: &b.d.kc, kcv: b.d.kc.Load() & kcKindClass}
+	return unsafe.Slice((*byte)(b.ptr), b.size), p, nil
+}
+
+// Held reports whether the block p was resolved for is still allocated
+// with the same generation: its state word unchanged, in a superblock
+// still of the same kind and class. A superblock given back and taken
+// again for the same class starts its blocks' counts above every count
+// used before (genFloor), so an unchanged word is not an old value come
+// back.
+func (p Pin) Held() bool {
+	return p.sp != nil && atomic.LoadUint32(p.sp) == p.state && p.kc.Load()&kcKindClass == p.kcv
+}
+
 // blockRef is what find found.
 type blockRef struct {
 	d     *desc

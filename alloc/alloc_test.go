@@ -385,3 +385,36 @@ func TestRandomizedSingleProcess(t *testing.T) {
 	require.Zero(t, a.Stats().UsedBytes)
 	requireClean(t, st, a)
 }
+
+// TestPinHeldUntilFree: a block resolved pinned stays held until it is
+// freed (by its heap or remotely, small or large), and a block handed
+// out again does not pass for the one pinned.
+func TestPinHeldUntilFree(t *testing.T) {
+	_, a := openTest(t, testDir(t), shm.Options{})
+	h := lease(t, a)
+	for _, n := range []int{24, 2000, MaxSmall + 1} {
+		for _, remote := range []bool{false, true} {
+			hd, _, err := h.Alloc(n)
+			require.NoError(t, err)
+			b, pin, err := a.ResolvePinned(hd)
+			require.NoError(t, err)
+			require.GreaterOrEqual(t, len(b), n)
+			require.True(t, pin.Held(), "size %d", n)
+			h.ForgetLog()
+			if remote {
+				require.NoError(t, a.FreeAny(hd))
+			} else {
+				require.NoError(t, h.Free(hd))
+			}
+			require.False(t, pin.Held(), "size %d, remote %v: held after the free", n, remote)
+			again, _, err := h.Alloc(n)
+			require.NoError(t, err)
+			require.False(t, pin.Held(), "size %d, remote %v: held by the next allocation (%v after %v)", n, remote, again, hd)
+			require.NoError(t, h.Free(again))
+			h.ForgetLog()
+		}
+	}
+	_, pin, err := a.ResolvePinned(handle.Null)
+	require.ErrorIs(t, err, handle.ErrBadHandle)
+	require.False(t, pin.Held(), "the zero Pin is held by nothing")
+}
