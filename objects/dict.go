@@ -110,10 +110,13 @@ func (d *Dict) Get(key any) (Value, error) {
 	}
 	v, ok, err := d.lookup(k)
 	if err == nil && !ok {
-		err = fmt.Errorf("objects: key %v: %w", k, ErrNotFound)
+		err = errNoKey(k)
 	}
 	return v, err
 }
+
+// errNoKey is the error of a read of the key k that its Dict has not.
+func errNoKey(k Value) error { return fmt.Errorf("objects: key %v: %w", k, ErrNotFound) }
 
 // GetKey is Get for a key that is a Value already (no conversion, and no
 // allocation for the key).
@@ -123,7 +126,7 @@ func (d *Dict) GetKey(k Value) (Value, error) {
 	}
 	v, ok, err := d.lookup(k)
 	if err == nil && !ok {
-		err = fmt.Errorf("objects: key %v: %w", k, ErrNotFound)
+		err = errNoKey(k)
 	}
 	return v, err
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore/alloc"
-	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/reclaim"
 	"github.com/shmstore/shmstore/shm"
 	"github.com/shmstore/shmstore/shm/shmtest"
@@ -401,34 +400,4 @@ func TestManyDictsInOneAttempt(t *testing.T) {
 		}))
 	}
 	checkClean(t, s)
-}
-
-// TestPeekPathRefusesAFreedDict: on a damaged store, a Dict freed while
-// still linked, PeekPath gives up (a transaction reports the damage)
-// instead of reading the freed block; before the damage it reads.
-func TestPeekPathRefusesAFreedDict(t *testing.T) {
-	s := newSpace(t)
-	var h handle.Handle
-	require.NoError(t, s.Run(context.Background(), false, func(tx *Tx) error {
-		d, err := tx.Root().Dict("d")
-		if err != nil {
-			return err
-		}
-		h = d.Handle()
-		return d.SetScalar(String("x"), Int(5))
-	}))
-	v, ok := s.PeekPath("d/x")
-	require.True(t, ok)
-	require.Equal(t, Int(5), v)
-	require.NoError(t, s.a.FreeAny(h))
-	_, ok = s.PeekPath("d/x")
-	require.False(t, ok, "read a freed Dict")
-	require.Error(t, s.Run(context.Background(), true, func(tx *Tx) error {
-		d, err := tx.Root().GetDict("d")
-		if err != nil {
-			return err
-		}
-		_, err = d.GetInt("x")
-		return err
-	}))
 }

@@ -43,13 +43,26 @@ package objects
 // the common one costs: no slot taken from the pool, no snapshot
 // published, nothing written to shared memory at all.
 //
+// PeekDict reads a key of a Dict named by its handle (the C library's
+// one-shot get), not reached from the root: no parent's lock word
+// vouches for the Dict itself, so the allocator does. Its block is
+// resolved pinned, and after the stripe's window closes the block must
+// still be allocated with the handle's generation: a free moves the
+// block's state word on before the block can be reused, so the Dict was
+// freed, if at all, after everything read (see PeekDict). It must also
+// still be linked (reference count above 0, read in a window on the
+// header's lock, as a transaction's Open reads it): an unlinked one is
+// left to the transaction, which reports it stale.
+//
 // The key bytes are compared with plain loads, the words with atomic
 // ones; on amd64 loads are not reordered with each other, on arm64 a
 // load barrier (loadFence) keeps them all before the second loads.
 
 import (
 	"strings"
+	"unsafe"
 
+	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/txn"
 )
 
@@ -79,48 +92,140 @@ func (s *Space) PeekPath(path string) (v Value, ok bool) {
 		if key == "" || len(key) > MaxKeyLen || n == peekDepth {
 			return None, false
 		}
-		k := String(key)
-		hash := Hash(k)
-		st := stripeAt(dp, stripeOf(hash))
-		w, unlocked := txn.PeekWord(&st.lock)
-		if !unlocked {
-			return None, false
+		var found bool
+		if v, found, ok = s.peekKey(dp, String(key), &wins[n]); !ok || !found {
+			return None, false // a missing key's error is the transaction's
 		}
-		wins[n] = peekWindow{&st.lock, w}
 		n++
-		var f found
-		if err := s.probe(st, k, hash, true, &f); err != nil || !f.ok {
-			return None, false
-		}
 		if !more {
-			v = f.val
 			break
 		}
-		if f.val.kind != KindDict {
+		if v.kind != KindDict {
 			return None, false
 		}
 		// Resolved strictly, as a transaction does (dictAt): on a
 		// damaged store (a Dict freed while still linked) the
 		// transaction reports it, so this must not read it.
-		p, err := s.object(f.val.hd(), KindDict)
+		p, err := s.object(v.hd(), KindDict)
 		if err != nil {
 			return None, false
 		}
 		dp, path = p, rest
 	}
-	switch {
-	case v.kind.IsContainer():
+	if !s.peekValue(&v) {
 		return None, false
-	case v.kind == KindString || v.kind == KindBytes:
-		if s.fill(&v) != nil {
-			return None, false
-		}
 	}
 	loadFence()
-	for _, win := range wins[:n] {
-		if !txn.Unchanged(win.lw, win.w) {
-			return None, false
+	return v, unchangedAll(wins[:n])
+}
+
+// PeekDict reads the scalar under key in the Dict h without a
+// transaction, as PeekPath does for a path. The Dict is named by its
+// handle, not reached through a link that a window watches, so what
+// keeps it from being freed and reused under the read is the allocator:
+// its block is resolved pinned (alloc.ResolvePinned), and the read is
+// kept only if, after the stripe's window closed, the block is still
+// allocated with the handle's generation. A Dict freed meanwhile (its
+// last link removed, its epoch passed) fails that check, or, if the
+// memory was taken again, its stripe's lock word too. A Dict unlinked
+// but not yet freed (reference count 0) is left to the transaction,
+// which reports it stale; the count is read in a window on the header's
+// lock, as the transaction's Open reads it. An unlink that commits after
+// that load does not undo the read, as it does not undo an Open: it
+// changes nothing the read saw (the Dict's entries stay as they are
+// until it is freed, which the pin catches), so the read is serialized
+// before it.
+//
+// ok false: the caller reads in a transaction, which answers (so also
+// for a key that is no key, or a handle that names no Dict: their
+// errors come from there). ok true: v is the value, or err is the
+// ErrNotFound a transaction's GetKey gives for a key the Dict has not.
+func (s *Space) PeekDict(h handle.Handle, key Value) (v Value, ok bool, err error) {
+	if checkKey(key) != nil || !s.e.BeginPeek() {
+		return None, false, nil
+	}
+	defer s.e.EndPeek()
+	b, pin, err := s.a.ResolvePinned(h)
+	if err != nil || len(b) < dictSize {
+		return None, false, nil
+	}
+	dp := unsafe.Pointer(&b[0])
+	hd := hdrAt(dp)
+	if Kind(hd.kind) != KindDict {
+		return None, false, nil
+	}
+	// Linked, as a transaction's Open checks: the reference count read
+	// in a window on the header's lock. An unlinked Dict (not yet
+	// freed) is the transaction's ErrStaleHandle.
+	var wins [2]peekWindow
+	w, unlocked := txn.PeekWord(&hd.lock)
+	if !unlocked || hd.rc.Load() == 0 {
+		return None, false, nil
+	}
+	wins[0] = peekWindow{&hd.lock, w}
+	v, found, ok := s.peekKey(dp, key, &wins[1])
+	if !ok || found && !s.peekValue(&v) {
+		return None, false, nil
+	}
+	if peekDictRead != nil {
+		peekDictRead(h)
+	}
+	loadFence()
+	if !unchangedAll(wins[:]) || !pin.Held() {
+		return None, false, nil
+	}
+	if !found {
+		return None, true, errNoKey(key)
+	}
+	return v, true, nil
+}
+
+// peekKey probes key in the Dict at dp, opening the window of its stripe
+// in win: the value if found; ok false if the stripe is locked or its
+// table unreadable.
+func (s *Space) peekKey(dp unsafe.Pointer, key Value, win *peekWindow) (v Value, present, ok bool) {
+	hash := Hash(key)
+	st := stripeAt(dp, stripeOf(hash))
+	w, unlocked := txn.PeekWord(&st.lock)
+	if !unlocked {
+		return None, false, false
+	}
+	*win = peekWindow{&st.lock, w}
+	var f found
+	if err := s.probe(st, key, hash, true, &f); err != nil {
+		return None, false, false
+	}
+	return f.val, f.ok, true
+}
+
+// peekDictRead, set by tests only, runs in PeekDict between the read and
+// the checks that keep it: what it does there overlaps the read.
+var peekDictRead func(h handle.Handle)
+
+// peekValue makes v, read in a window, what the read returns: a String
+// or Bytes copied out of its blob; false for a container (or a Counter),
+// which a transaction opens, and for a kind that is none (damage, or a
+// torn read), which a transaction reports.
+func (s *Space) peekValue(v *Value) bool {
+	switch {
+	case v.kind >= KindDict:
+		return false
+	case v.kind == KindString || v.kind == KindBytes:
+		return s.fill(v) == nil
+	}
+	return true
+}
+
+// unchanged closes the window: true if the lock word still holds what it
+// held when the window opened.
+func (w peekWindow) unchanged() bool { return txn.Unchanged(w.lw, w.w) }
+
+// unchangedAll closes every window.
+func unchangedAll(wins []peekWindow) bool {
+	for _, w := range wins {
+		if !w.unchanged() {
+			return false
 		}
 	}
-	return v, true
+	return true
 }

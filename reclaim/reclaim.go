@@ -101,7 +101,12 @@ package reclaim
 // last: nothing they guard was unlinked meanwhile, so nothing it kept
 // was retired, let alone freed. What it read of a freed block (its
 // window failed) is thrown away; every handle is bounds-checked, so such
-// a read stays in mapped memory. objects/peek.go has the argument.
+// a read stays in mapped memory. A single read of a Dict named by its
+// handle (PeekDict, behind the C library's one-shot get) has no link
+// above the Dict for a lock word to vouch for: the allocator does
+// (alloc.ResolvePinned), and the read is kept only if the Dict's block
+// is still allocated with the same generation after it, so it was freed
+// after everything read. objects/peek.go has the argument.
 //
 // Why readers need no lock, and why the scan may read stale words: a word
 // read stale is either a transaction's rv that has since exited (the scan

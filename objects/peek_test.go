@@ -1,0 +1,300 @@
+//go:build linux && (amd64 || arm64)
+
+package objects
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/shmstore/shmstore/handle"
+)
+
+// newPeekDict makes the Dict "d" of the root with the entries kv and
+// returns its handle.
+func newPeekDict(t *testing.T, s *Space, kv map[Value]Value) handle.Handle {
+	t.Helper()
+	var h handle.Handle
+	require.NoError(t, s.Run(context.Background(), false, func(tx *Tx) error {
+		d, err := tx.Root().Dict("d")
+		if err != nil {
+			return err
+		}
+		h = d.Handle()
+		for k, v := range kv {
+			if err := d.SetKey(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	return h
+}
+
+func TestPeekDictReadsByHandle(t *testing.T) {
+	s := newSpace(t)
+	long := strings.Repeat("long ", 100)
+	h := newPeekDict(t, s, map[Value]Value{
+		String("i"): Int(5), String("s"): String("short"), String("l"): String(long),
+		Int(7): Bool(true), Bytes([]byte{0, 1}): Float(2.5), None: Bytes([]byte("b")),
+	})
+	var list handle.Handle
+	require.NoError(t, s.Run(context.Background(), false, func(tx *Tx) error {
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		if _, err := d.Dict("nested"); err != nil {
+			return err
+		}
+		l, err := tx.Root().List("list")
+		list = l.Handle()
+		return err
+	}))
+	for k, want := range map[Value]Value{
+		String("i"): Int(5), String("s"): String("short"), String("l"): String(long),
+		Int(7): Bool(true), Bytes([]byte{0, 1}): Float(2.5), None: Bytes([]byte("b")),
+	} {
+		v, ok, err := s.PeekDict(h, k)
+		require.True(t, ok, "key %v", k)
+		require.NoError(t, err)
+		require.Equal(t, want, v, "key %v", k)
+	}
+	// A missing key: the error a transaction gives.
+	_, ok, err := s.PeekDict(h, String("missing"))
+	require.True(t, ok)
+	require.ErrorIs(t, err, ErrNotFound)
+	require.EqualError(t, err, `objects: key "missing": not found`)
+	// What it cannot answer, the transaction does: a container, a key
+	// that is no key, a handle that is no Dict's.
+	for _, c := range []struct {
+		h handle.Handle
+		k Value
+	}{
+		{h, String("nested")}, {h, Float(1)},
+		{h, String(strings.Repeat("k", MaxKeyLen+1))}, {list, String("i")},
+		{handle.Null, String("i")}, {h + 2, String("i")},
+	} {
+		_, ok, err := s.PeekDict(c.h, c.k)
+		require.False(t, ok, "PeekDict(%v, %v)", c.h, c.k)
+		require.NoError(t, err)
+	}
+}
+
+// TestPeekDictRefusesAReadOverlappingAFree frees the Dict while a read
+// of it is between its loads and its checks: the read must not be kept.
+// The stripe's lock word is untouched by a free, so only the allocator's
+// pin tells (removing pin.Held() from PeekDict fails this test).
+func TestPeekDictRefusesAReadOverlappingAFree(t *testing.T) {
+	s := newSpace(t)
+	h := newPeekDict(t, s, map[Value]Value{String("x"): Int(5)})
+	ran := 0
+	peekDictRead = func(hd handle.Handle) {
+		ran++
+		require.NoError(t, s.a.FreeAny(hd))
+	}
+	t.Cleanup(func() { peekDictRead = nil })
+	_, ok, _ := s.PeekDict(h, String("x"))
+	require.Equal(t, 1, ran)
+	require.False(t, ok, "kept a read of a Dict freed under it")
+}
+
+// TestPeekDictRefusesAReadOverlappingAWrite commits a write of the key
+// read while the read is between its loads and its checks.
+func TestPeekDictRefusesAReadOverlappingAWrite(t *testing.T) {
+	s := newSpace(t)
+	h := newPeekDict(t, s, map[Value]Value{String("x"): Int(5)})
+	peekDictRead = func(handle.Handle) {
+		require.NoError(t, s.Run(context.Background(), false, func(tx *Tx) error {
+			d, err := tx.Root().GetDict("d")
+			if err != nil {
+				return err
+			}
+			return d.SetScalar(String("x"), Int(6))
+		}))
+	}
+	_, ok, _ := s.PeekDict(h, String("x"))
+	peekDictRead = nil
+	require.False(t, ok, "kept a read that a commit overlapped")
+	v, ok, err := s.PeekDict(h, String("x"))
+	require.True(t, ok)
+	require.NoError(t, err)
+	require.Equal(t, Int(6), v)
+}
+
+// TestPeekDictIsConsistentUnderWrites reads Dicts by handle while a
+// writer replaces them (each replaced Dict is unlinked, freed and its
+// blocks reused by the next) and changes the kind of a value in place.
+// Every Dict has a tag that never changes: a read kept must give the tag
+// of the Dict its handle named, and a value that was written.
+func TestPeekDictIsConsistentUnderWrites(t *testing.T) {
+	s := newSpace(t)
+	var cur atomic.Uint64 // the handle of the Dict "d" the writer made last
+	cur.Store(uint64(newPeekDict(t, s, map[Value]Value{String("tag"): String("t0"), String("m"): Int(0)})))
+	tags := sync.Map{} // handle -> its tag (a handle is unique: generations)
+	tags.Store(handle.Handle(cur.Load()), "t0")
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var fail atomic.Pointer[error]
+	report := func(err error) { fail.CompareAndSwap(nil, &err) }
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 1; fail.Load() == nil; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			made, madeTag := handle.Null, ""
+			err := s.Run(context.Background(), false, func(tx *Tx) error {
+				made = handle.Null
+				if i%4 != 0 {
+					d, err := tx.Root().GetDict("d")
+					if err != nil {
+						return err
+					}
+					if i%2 == 1 {
+						return d.SetScalar(String("m"), String(strings.Repeat("m", i%200)))
+					}
+					return d.SetScalar(String("m"), Int(int64(i)))
+				}
+				d, err := tx.NewDict()
+				if err != nil {
+					return err
+				}
+				tag := fmt.Sprintf("t%d", i)
+				if err := d.SetScalar(String("tag"), String(tag)); err != nil {
+					return err
+				}
+				if err := d.SetScalar(String("m"), Int(0)); err != nil {
+					return err
+				}
+				made, madeTag = d.Handle(), tag
+				return tx.Root().SetKey(String("d"), d.Value())
+			})
+			if err != nil {
+				report(err)
+			}
+			if made != handle.Null {
+				// Published once committed: a Dict is read by its
+				// handle only once it is linked (as a caller gets one).
+				tags.Store(made, madeTag)
+				cur.Store(uint64(made))
+			}
+		}
+	}()
+	kept := atomic.Int64{}
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for fail.Load() == nil {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				h := handle.Handle(cur.Load())
+				want, _ := tags.Load(h)
+				if v, ok, err := s.PeekDict(h, String("tag")); ok {
+					kept.Add(1)
+					if err != nil {
+						report(fmt.Errorf("Dict %v: %w", h, err))
+					}
+					if got, _ := v.AsString(); got != want {
+						report(fmt.Errorf("Dict %v: tag %q, want %q", h, got, want))
+					}
+				}
+				if v, ok, err := s.PeekDict(h, String("m")); ok && err == nil {
+					m, _ := v.AsString()
+					if v.Kind() == KindString && strings.Trim(m, "m") != "" || v.Kind() != KindString && v.Kind() != KindInt {
+						report(fmt.Errorf("Dict %v: m = %v, not a written value", h, v))
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	if err := fail.Load(); err != nil {
+		t.Fatal(*err)
+	}
+	require.NotZero(t, kept.Load(), "no read was kept")
+}
+
+// TestPeekDictLeavesAnUnlinkedDictToTheTransaction: a Dict unlinked but
+// not yet freed (a transaction that could see it still runs) is stale to
+// a transaction's Open, so the peek must not answer for it (removing the
+// reference-count check from PeekDict fails this test).
+func TestPeekDictLeavesAnUnlinkedDictToTheTransaction(t *testing.T) {
+	s := newSpace(t)
+	unlink := func() {
+		require.NoError(t, s.Run(context.Background(), false, func(tx *Tx) error {
+			return tx.Root().DeleteKey(String("d"))
+		}))
+	}
+	// A reader that started before the unlinks holds their frees back.
+	hold := make(chan struct{})
+	held := make(chan struct{})
+	done := make(chan error, 1)
+	h := newPeekDict(t, s, map[Value]Value{String("x"): Int(5)})
+	go func() {
+		done <- s.Run(context.Background(), true, func(tx *Tx) error {
+			close(held)
+			<-hold
+			return nil
+		})
+	}()
+	<-held
+	t.Cleanup(func() { close(hold); require.NoError(t, <-done) })
+
+	unlink()
+	_, ok, err := s.PeekDict(h, String("x"))
+	require.NoError(t, err)
+	require.False(t, ok, "answered for an unlinked Dict")
+
+	// An unlink that commits after the count was read does not undo the
+	// read, as it does not undo a transaction's Open: the read is
+	// serialized before it (the unlink changed nothing the read saw).
+	h = newPeekDict(t, s, map[Value]Value{String("x"): Int(5)})
+	peekDictRead = func(handle.Handle) { unlink() }
+	t.Cleanup(func() { peekDictRead = nil })
+	v, ok, err := s.PeekDict(h, String("x"))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, Int(5), v)
+	peekDictRead = nil
+	_, ok, _ = s.PeekDict(h, String("x"))
+	require.False(t, ok, "answered for an unlinked Dict")
+}
+
+// TestPeekPathRefusesAFreedDict: on a damaged store, a Dict freed while
+// still linked, PeekPath gives up (a transaction reports the damage)
+// instead of reading the freed block; before the damage it reads.
+func TestPeekPathRefusesAFreedDict(t *testing.T) {
+	s := newSpace(t)
+	h := newPeekDict(t, s, map[Value]Value{String("x"): Int(5)})
+	v, ok := s.PeekPath("d/x")
+	require.True(t, ok)
+	require.Equal(t, Int(5), v)
+	require.NoError(t, s.a.FreeAny(h))
+	_, ok = s.PeekPath("d/x")
+	require.False(t, ok, "read a freed Dict")
+	require.Error(t, s.Run(context.Background(), true, func(tx *Tx) error {
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		_, err = d.GetInt("x")
+		return err
+	}))
+}
