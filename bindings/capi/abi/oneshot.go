@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/shmstore/shmstore"
+	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/objects"
 )
 
@@ -45,21 +46,26 @@ import (
 // process's slots.
 func (l *Lib) oneShot(h uint64, readOnly, retries bool, timeoutMs int64, e *Error, fn func(s *storeEntry, tx *objects.Tx) error) int32 {
 	return l.withStore(h, e, func(s *storeEntry) error {
-		if s.sp == nil {
-			// Opened read-only (for Stats and Check): the root package
-			// refuses every transaction, with its message.
-			return s.st.View(func(*shmstore.Tx) error { return nil })
-		}
-		n := s.running.Add(1)
-		defer s.running.Add(-1)
-		ctx := context.Background()
-		if timeoutMs >= 0 && (retries || n > s.slots) {
-			var done func()
-			ctx, done = l.waitContext(timeoutMs)
-			defer done()
-		}
-		return s.sp.Run(ctx, readOnly, func(tx *objects.Tx) error { return fn(s, tx) })
+		return l.runOnce(s, readOnly, retries, timeoutMs, fn)
 	})
+}
+
+// runOnce is oneShot's transaction, on a store already held.
+func (l *Lib) runOnce(s *storeEntry, readOnly, retries bool, timeoutMs int64, fn func(s *storeEntry, tx *objects.Tx) error) error {
+	if s.sp == nil {
+		// Opened read-only (for Stats and Check): the root package
+		// refuses every transaction, with its message.
+		return s.st.View(func(*shmstore.Tx) error { return nil })
+	}
+	n := s.running.Add(1)
+	defer s.running.Add(-1)
+	ctx := context.Background()
+	if timeoutMs >= 0 && (retries || n > s.slots) {
+		var done func()
+		ctx, done = l.waitContext(timeoutMs)
+		defer done()
+	}
+	return s.sp.Run(ctx, readOnly, func(tx *objects.Tx) error { return fn(s, tx) })
 }
 
 // kindOf is the ABI kind of a value read in tx (KindQueue for a List
@@ -144,19 +150,34 @@ func (o *outBuf) check(out *Value) error {
 // must then fail, so that nothing it did is kept.
 func (o *outBuf) put(tx *objects.Tx, v objects.Value, taken bool) error {
 	var r Value
-	s, scalar := valueOut(v, &r)
+	if s, scalar := valueOut(v, &r); scalar {
+		return o.putOut(r, s)
+	}
+	k, err := kindOf(tx, v)
+	if err != nil {
+		return err
+	}
+	r.Kind = k
+	if taken {
+		o.r = r
+		return status(Short)
+	}
+	r.Obj = uint64(v.Handle())
+	o.r = r
+	return nil
+}
+
+// putScalar is put of a scalar v read optimistically.
+func (o *outBuf) putScalar(v objects.Value) error {
+	var r Value
+	s, _ := valueOut(v, &r)
+	return o.putOut(r, s)
+}
+
+// putOut keeps the scalar r (valueOut's), with s, its String or Bytes,
+// copied into the buffer.
+func (o *outBuf) putOut(r Value, s string) error {
 	switch {
-	case !scalar:
-		k, err := kindOf(tx, v)
-		if err != nil {
-			return err
-		}
-		r.Kind = k
-		if taken {
-			o.r = r
-			return status(Short)
-		}
-		r.Obj = uint64(v.Handle())
 	case r.Kind == KindString || r.Kind == KindBytes:
 		r.Len = int64(len(s))
 		if r.Len >= o.cap {
@@ -173,24 +194,42 @@ func (o *outBuf) put(tx *objects.Tx, v objects.Value, taken bool) error {
 
 // OpDictGet is shm_op_dict_get: the value under key in the Dict id, read
 // in a read-only transaction of its own (ErrNotFound if absent).
+//
+// A scalar, or the absence of the key, is read optimistically first
+// (objects.Space.PeekDict: no transaction slot, nothing written to
+// shared memory); what that read cannot answer (a container, a stripe
+// being written, a bad argument) goes to the transaction, which answers
+// it.
 func (l *Lib) OpDictGet(h, id uint64, key *Value, timeoutMs int64, out *Value, buf unsafe.Pointer, capacity int64, e *Error) int32 {
 	o := outBuf{buf: buf, cap: capacity}
-	return o.done(out, l.oneShot(h, true, false, timeoutMs, e, func(s *storeEntry, tx *objects.Tx) error {
+	return o.done(out, l.withStore(h, e, func(s *storeEntry) error {
 		if err := o.check(out); err != nil {
 			return err
 		}
-		// The key is only looked up, in this call (a read-only
-		// transaction remembers no key): it can stay in the caller's
-		// memory.
-		d, k, err := dictKey(s, tx, id, key, true)
-		if err != nil {
-			return err
+		if s.sp != nil {
+			// The key is only looked up, in this call: it can stay
+			// in the caller's memory (view).
+			if k, container, err := valueIn(key, "key", s.maxValue, true); err == nil && !container {
+				if v, ok, err := s.sp.PeekDict(handle.Handle(id), k); ok {
+					if err != nil {
+						return err // the key is missing
+					}
+					return o.putScalar(v)
+				}
+			}
 		}
-		v, err := d.GetKey(k)
-		if err != nil {
-			return err
-		}
-		return o.put(tx, v, false)
+		return l.runOnce(s, true, false, timeoutMs, func(s *storeEntry, tx *objects.Tx) error {
+			// As above: a read-only transaction remembers no key.
+			d, k, err := dictKey(s, tx, id, key, true)
+			if err != nil {
+				return err
+			}
+			v, err := d.GetKey(k)
+			if err != nil {
+				return err
+			}
+			return o.put(tx, v, false)
+		})
 	}))
 }
 

@@ -306,7 +306,8 @@ func TestOpCallsCheckTheStore(t *testing.T) {
 
 // TestOpWaitForASlot: with every slot of the process in use, a one-shot
 // call waits for one at most its timeout (then Timeout, nothing done), or
-// without limit until one is free.
+// without limit until one is free. A get of a scalar, or of a missing
+// key, needs no slot (it reads optimistically) and answers at once.
 func TestOpWaitForASlot(t *testing.T) {
 	en := newEnv(t)
 	l := en.l
@@ -315,12 +316,18 @@ func TestOpWaitForASlot(t *testing.T) {
 	b, n := buf(64)
 	var v abi.Value
 	var c int64
+	en.ok(l.OpDictSet(en.st, d, str("s"), str("scalar"), 0, en.e()))
 	held := make([]uint64, shmstore.DefaultSlotsPerProc)
 	for i := range held {
 		en.ok(l.TxBegin(en.st, 0, &held[i], en.e()))
 	}
+	en.ok(l.OpDictGet(en.st, d, str("s"), 0, &v, b, n, en.e()))
+	if got := unsafe.String((*byte)(v.Str), v.Len); v.Kind != abi.KindString || got != "scalar" {
+		t.Fatalf("get of a scalar with every slot in use: kind %d %q", v.Kind, got)
+	}
+	en.is(l.OpDictGet(en.st, d, str("k"), 0, &v, b, n, en.e()), abi.ErrNotFound)
 	for name, call := range map[string]func() int32{
-		"get":         func() int32 { return l.OpDictGet(en.st, d, str("k"), 20, &v, b, n, en.e()) },
+		"get":         func() int32 { return l.OpDictGet(en.st, d, str("list"), 20, &v, b, n, en.e()) },
 		"set":         func() int32 { return l.OpDictSet(en.st, d, str("k"), num(1), 20, en.e()) },
 		"delete":      func() int32 { return l.OpDictDelete(en.st, d, str("k"), 20, en.e()) },
 		"counter get": func() int32 { return l.OpCounterGet(en.st, ids["c"], 20, &c, en.e()) },
