@@ -350,8 +350,15 @@ func TestTxOneThreadAtATime(t *testing.T) {
 	en.is(l.TxEnd(tx, abi.ErrRetry, en.e()), abi.Again)
 	done := make(chan int32)
 	go func() {
-		var e abi.Error
-		done <- l.TxRestart(tx, -1, &e) // waits without limit
+		// Waits without limit. A call that meets the loop below inside
+		// the transaction is refused (another thread uses it): again.
+		for {
+			var e abi.Error
+			if rc := l.TxRestart(tx, -1, &e); rc != abi.ErrBadArg {
+				done <- rc
+				return
+			}
+		}
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
