@@ -45,14 +45,12 @@ package objects
 //
 // PeekDict reads a key of a Dict named by its handle (the C library's
 // one-shot get), not reached from the root: no parent's lock word
-// vouches for the Dict itself, so the allocator does. Its block is
-// resolved pinned, and after the stripe's window closes the block must
-// still be allocated with the handle's generation: a free moves the
-// block's state word on before the block can be reused, so the Dict was
-// freed, if at all, after everything read (see PeekDict). It must also
-// still be linked (reference count above 0, read in a window on the
-// header's lock, as a transaction's Open reads it): an unlinked one is
-// left to the transaction, which reports it stale.
+// vouches for the Dict itself. After the stripe's window closes, its
+// reference count must still be above 0 (what an unchanged window
+// links is freed only by the Dict's finalizer, after an unlink stored
+// the 0, which is final), and its block, resolved pinned, still
+// allocated with the handle's generation (so the count read was the
+// Dict's). See PeekDict.
 //
 // The key bytes are compared with plain loads, the words with atomic
 // ones; on amd64 loads are not reordered with each other, on arm64 a
@@ -121,20 +119,32 @@ func (s *Space) PeekPath(path string) (v Value, ok bool) {
 
 // PeekDict reads the scalar under key in the Dict h without a
 // transaction, as PeekPath does for a path. The Dict is named by its
-// handle, not reached through a link that a window watches, so what
-// keeps it from being freed and reused under the read is the allocator:
-// its block is resolved pinned (alloc.ResolvePinned), and the read is
-// kept only if, after the stripe's window closed, the block is still
-// allocated with the handle's generation. A Dict freed meanwhile (its
-// last link removed, its epoch passed) fails that check, or, if the
-// memory was taken again, its stripe's lock word too. A Dict unlinked
-// but not yet freed (reference count 0) is left to the transaction,
-// which reports it stale; the count is read in a window on the header's
-// lock, as the transaction's Open reads it. An unlink that commits after
-// that load does not undo the read, as it does not undo an Open: it
-// changes nothing the read saw (the Dict's entries stay as they are
-// until it is freed, which the pin catches), so the read is serialized
-// before it.
+// handle, not reached through a link that a window watches, so two
+// checks after the stripe's window closed vouch for what the read went
+// through:
+//
+//   - the Dict is still linked: its reference count, loaded again, is
+//     above 0. What the read went through (the stripe's table, the
+//     entry, the value's blob) is freed either after a commit to that
+//     stripe, which the window sees, or by the Dict's finalizer, which
+//     runs after the commit that stored the Dict's count 0; and a count
+//     of 0 is final (nothing links an unlinked object again). So a count
+//     above 0 loaded after the read means the finalizer had not run when
+//     it was read: its frees (and whatever reused the blocks) come after
+//     the store of the 0, which this load would have seen.
+//     An unlinked Dict, or one an uncommitted transaction made (its
+//     count is 0 until that commits), is left to the transaction, which
+//     reports it stale.
+//   - the count loaded was the Dict's: its block, resolved pinned
+//     (alloc.ResolvePinned), is still allocated with the handle's
+//     generation after that load (Pin.Held). A free moves the block's
+//     state word on before the block can be reused.
+//
+// The stripe held what was read at its window's second load, and the
+// Dict was linked then (the count was above 0 later): that instant is
+// the read's linearization point. Changes to the count alone release
+// the header's lock word unchanged, so the count is checked by value,
+// not through that word.
 //
 // ok false: the caller reads in a transaction, which answers (so also
 // for a key that is no key, or a handle that names no Dict: their
@@ -151,19 +161,14 @@ func (s *Space) PeekDict(h handle.Handle, key Value) (v Value, ok bool, err erro
 	}
 	dp := unsafe.Pointer(&b[0])
 	hd := hdrAt(dp)
-	if Kind(hd.kind) != KindDict {
-		return None, false, nil
+	if Kind(hd.kind) != KindDict || hd.rc.Load() == 0 {
+		return None, false, nil // the count's 0 is final: the transaction's error
 	}
-	// Linked, as a transaction's Open checks: the reference count read
-	// in a window on the header's lock. An unlinked Dict (not yet
-	// freed) is the transaction's ErrStaleHandle.
-	var wins [2]peekWindow
-	w, unlocked := txn.PeekWord(&hd.lock)
-	if !unlocked || hd.rc.Load() == 0 {
-		return None, false, nil
+	if peekDictLinked != nil {
+		peekDictLinked(h)
 	}
-	wins[0] = peekWindow{&hd.lock, w}
-	v, found, ok := s.peekKey(dp, key, &wins[1])
+	var win peekWindow
+	v, found, ok := s.peekKey(dp, key, &win)
 	if !ok || found && !s.peekValue(&v) {
 		return None, false, nil
 	}
@@ -171,7 +176,10 @@ func (s *Space) PeekDict(h handle.Handle, key Value) (v Value, ok bool, err erro
 		peekDictRead(h)
 	}
 	loadFence()
-	if !unchangedAll(wins[:]) || !pin.Held() {
+	// In this order: the window, then the count, then the pin (see
+	// above). The count's load is atomic: on arm64 it is ordered before
+	// the pin's loads.
+	if !win.unchanged() || hd.rc.Load() == 0 || !pin.Held() {
 		return None, false, nil
 	}
 	if !found {
@@ -198,9 +206,10 @@ func (s *Space) peekKey(dp unsafe.Pointer, key Value, win *peekWindow) (v Value,
 	return f.val, f.ok, true
 }
 
-// peekDictRead, set by tests only, runs in PeekDict between the read and
-// the checks that keep it: what it does there overlaps the read.
-var peekDictRead func(h handle.Handle)
+// peekDictLinked and peekDictRead, set by tests only, run in PeekDict
+// after its first check of the reference count, and between the read and
+// the checks that keep it: what they do there overlaps the read.
+var peekDictLinked, peekDictRead func(h handle.Handle)
 
 // peekValue makes v, read in a window, what the read returns: a String
 // or Bytes copied out of its blob; false for a container (or a Counter),

@@ -103,10 +103,13 @@ package reclaim
 // window failed) is thrown away; every handle is bounds-checked, so such
 // a read stays in mapped memory. A single read of a Dict named by its
 // handle (PeekDict, behind the C library's one-shot get) has no link
-// above the Dict for a lock word to vouch for: the allocator does
-// (alloc.ResolvePinned), and the read is kept only if the Dict's block
-// is still allocated with the same generation after it, so it was freed
-// after everything read. objects/peek.go has the argument.
+// above the Dict for a lock word to vouch for. It is kept only if,
+// after it, the Dict's reference count is still above 0 (what an
+// unchanged stripe links is retired only with the Dict, by the commit
+// that stores its 0, which is final) and the Dict's block still
+// allocated with the same generation
+// (alloc.ResolvePinned: the count read was the Dict's). objects/peek.go
+// has the argument.
 //
 // Why readers need no lock, and why the scan may read stale words: a word
 // read stale is either a transaction's rv that has since exited (the scan
