@@ -409,7 +409,7 @@ func (a *Allocator) ResolvePinned(hd handle.Handle) ([]byte, Pin, error) {
 	if f != faultNone {
 		return nil, Pin{}, a.faultErr(hd, f, b)
 	}
-	p := Pin{sp: b.sp, state: b.state, kc: &b.d.kc, kcv: b.d.kc.Load() & kcKindClass}
+	p := Pin{sp: b.sp, state: b.state, kc: &b.d.kc, kcv: b.kc & kcKindClass}
 	return unsafe.Slice((*byte)(b.ptr), b.size), p, nil
 }
 
@@ -418,9 +418,13 @@ func (a *Allocator) ResolvePinned(hd handle.Handle) ([]byte, Pin, error) {
 // still of the same kind and class. A superblock given back and taken
 // again for the same class starts its blocks' counts above every count
 // used before (genFloor), so an unchanged word is not an old value come
-// back.
+// back. The kind and class are loaded before and after the state word
+// (as find checked them before loading it): a state word read while the
+// superblock was another class's (user bytes, which may equal anything)
+// is caught by one of the two.
 func (p Pin) Held() bool {
-	return p.sp != nil && atomic.LoadUint32(p.sp) == p.state && p.kc.Load()&kcKindClass == p.kcv
+	return p.sp != nil && p.kc.Load()&kcKindClass == p.kcv &&
+		atomic.LoadUint32(p.sp) == p.state && p.kc.Load()&kcKindClass == p.kcv
 }
 
 // blockRef is what find found.
@@ -429,6 +433,7 @@ type blockRef struct {
 	sp    *uint32 // state word (large: &d.large)
 	ptr   unsafe.Pointer
 	state uint32 // state when validated
+	kc    uint32 // the kind/class word (of the head) that find checked
 	size  uint32
 	index uint32
 	class uint32
@@ -500,7 +505,7 @@ func (a *Allocator) find(hd handle.Handle) (b blockRef, f fault) {
 			return b, faultInsideLarge
 		}
 	}
-	b.d = d
+	b.d, b.kc = d, kc
 	switch kc & 0xff {
 	case kindSmall:
 		c := kc >> 8 & 0xff

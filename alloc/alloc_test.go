@@ -3,6 +3,7 @@ package alloc
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
@@ -417,4 +418,25 @@ func TestPinHeldUntilFree(t *testing.T) {
 	_, pin, err := a.ResolvePinned(handle.Null)
 	require.ErrorIs(t, err, handle.ErrBadHandle)
 	require.False(t, pin.Held(), "the zero Pin is held by nothing")
+}
+
+// TestPinNotHeldAfterRecycle: the superblock of a pinned block goes
+// back to the pool (its descriptor no longer says this class), and the
+// word where the block's state was holds, by whatever wrote it next, the
+// very value the pin saw. Only the kind/class check tells (removing it
+// from Held fails this test).
+func TestPinNotHeldAfterRecycle(t *testing.T) {
+	_, a := openTest(t, testDir(t), shm.Options{})
+	h := lease(t, a)
+	hd, _, err := h.Alloc(24)
+	require.NoError(t, err)
+	_, pin, err := a.ResolvePinned(hd)
+	require.NoError(t, err)
+	require.True(t, pin.Held())
+	require.NoError(t, h.Free(hd))
+	h.ForgetLog()
+	require.Equal(t, 1, h.trim()) // the superblock, wholly free, goes back to the pool
+	was := atomic.SwapUint32(pin.sp, pin.state)
+	t.Cleanup(func() { atomic.StoreUint32(pin.sp, was) })
+	require.False(t, pin.Held(), "held by a superblock given back to the pool")
 }
