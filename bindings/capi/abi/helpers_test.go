@@ -122,6 +122,17 @@ func (en *env) open(name string, create int32) uint64 {
 	return h
 }
 
+// openReadOnly opens the existing store name read-only (for Stats and
+// Check: every transaction on it is refused).
+func (en *env) openReadOnly(name string) uint64 {
+	en.t.Helper()
+	o := en.opts(abi.OpenMustExist)
+	o.ReadOnly = 1
+	var h uint64
+	en.ok(en.l.Open(cs(name), o, &h, en.e()))
+	return h
+}
+
 // lastErr is the Error of the last call made with en.e().
 var lastErr abi.Error
 

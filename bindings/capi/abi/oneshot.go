@@ -203,12 +203,10 @@ func (o *outBuf) putOut(r Value, s string) error {
 func (l *Lib) OpDictGet(h, id uint64, key *Value, timeoutMs int64, out *Value, buf unsafe.Pointer, capacity int64, e *Error) int32 {
 	o := outBuf{buf: buf, cap: capacity}
 	return o.done(out, l.withStore(h, e, func(s *storeEntry) error {
-		if err := o.check(out); err != nil {
-			return err
-		}
-		if s.sp != nil {
+		if s.sp != nil && o.check(out) == nil {
 			// The key is only looked up, in this call: it can stay
-			// in the caller's memory (view).
+			// in the caller's memory (view). Every error, a read-only
+			// store's first, comes from the transaction's path.
 			if k, container, err := valueIn(key, "key", s.maxValue, true); err == nil && !container {
 				if v, ok, err := s.sp.PeekDict(handle.Handle(id), k); ok {
 					if err != nil {
@@ -219,6 +217,9 @@ func (l *Lib) OpDictGet(h, id uint64, key *Value, timeoutMs int64, out *Value, b
 			}
 		}
 		return l.runOnce(s, true, false, timeoutMs, func(s *storeEntry, tx *objects.Tx) error {
+			if err := o.check(out); err != nil {
+				return err
+			}
 			// As above: a read-only transaction remembers no key.
 			d, k, err := dictKey(s, tx, id, key, true)
 			if err != nil {

@@ -285,6 +285,7 @@ func TestOpCallsCheckTheStore(t *testing.T) {
 	}
 	closed := en.open("t", abi.OpenMustExist)
 	en.ok(l.Close(closed, en.e()))
+	ro := en.openReadOnly("t")
 	tx := en.begin(0)
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {
@@ -295,6 +296,7 @@ func TestOpCallsCheckTheStore(t *testing.T) {
 			en.is(call(0), abi.ErrBadArg)
 			en.is(call(tx), abi.ErrBadArg) // a transaction handle
 			en.is(call(closed), abi.ErrClosed)
+			en.is(call(ro), abi.ErrReadOnly) // opened for Stats and Check
 			l.SetPid(1)
 			en.is(call(en.st), abi.ErrForked)
 			l.SetPid(pid)
@@ -302,6 +304,9 @@ func TestOpCallsCheckTheStore(t *testing.T) {
 	}
 	en.t = t
 	en.ok(l.TxRollback(tx))
+	// A store opened read-only says so before it looks at the arguments,
+	// as a transaction on it does.
+	en.is(l.OpDictGet(ro, ids["d"], str("k"), -1, nil, b, n, en.e()), abi.ErrReadOnly)
 }
 
 // TestOpWaitForASlot: with every slot of the process in use, a one-shot
