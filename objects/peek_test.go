@@ -44,7 +44,7 @@ func TestPeekDictReadsByHandle(t *testing.T) {
 		String("i"): Int(5), String("s"): String("short"), String("l"): String(long),
 		Int(7): Bool(true), Bytes([]byte{0, 1}): Float(2.5), None: Bytes([]byte("b")),
 	})
-	var list handle.Handle
+	var list, rec handle.Handle
 	require.NoError(t, s.Run(context.Background(), false, func(tx *Tx) error {
 		d, err := tx.Root().GetDict("d")
 		if err != nil {
@@ -54,8 +54,21 @@ func TestPeekDictReadsByHandle(t *testing.T) {
 			return err
 		}
 		l, err := tx.Root().List("list")
+		if err != nil {
+			return err
+		}
 		list = l.Handle()
-		return err
+		// A Record at least as large as a Dict: only the kind tells.
+		fields := make([]string, dictSize/cellSize+8)
+		for i := range fields {
+			fields[i] = fmt.Sprint("f", i)
+		}
+		r, err := tx.NewRecord("big", fields)
+		if err != nil {
+			return err
+		}
+		rec = r.Handle()
+		return tx.Root().SetKey(String("rec"), r.Value())
 	}))
 	for k, want := range map[Value]Value{
 		String("i"): Int(5), String("s"): String("short"), String("l"): String(long),
@@ -78,7 +91,7 @@ func TestPeekDictReadsByHandle(t *testing.T) {
 		k Value
 	}{
 		{h, String("nested")}, {h, Float(1)},
-		{h, String(strings.Repeat("k", MaxKeyLen+1))}, {list, String("i")},
+		{h, String(strings.Repeat("k", MaxKeyLen+1))}, {list, String("i")}, {rec, String("i")},
 		{handle.Null, String("i")}, {h + 2, String("i")},
 	} {
 		_, ok, err := s.PeekDict(c.h, c.k)
