@@ -68,26 +68,40 @@ package txn
 // version past its snapshot moves the clock) would take it off the
 // commit, but not off the operation: a process that sets its own keys
 // reads, at its next transaction, the version its last commit wrote,
-// which is past the clock, and so writes the clock there instead. And
-// GV5 gives several commits one version, which forbids the shortcut
-// above (no validation when wv = rv+1) and every reader's use of "rv >=
-// wv means after the commit" that reclaim relies on. Ranges of versions
-// reserved per process would break the snapshot: a commit stamped from
-// an old range looks older than readers that started before it. So the
-// clock stays one word, incremented once per commit. It is what bounds
-// disjoint scaling. Measured when a Set cost ~800 ns, two processes
-// setting their own keys scaled 1.56x with their keys in separate Dicts
-// (the clock the only line both write) against 1.25x in one Dict (the
-// stripes' lock words shared too). Now that a Set costs ~450 ns in the
-// same benchmark, the shared lines' fixed cost weighs more: two processes
-// reach 0.93-1.16x of one in one Dict, 0.96-1.27x in separate Dicts
-// (3 to 7 noisy runs), and a CPU profile of the
-// two-process run (perf, cpu-clock) puts 61% of commit's own time on the
-// clock's LOCK XADD and 21% on the stripe lock's CMPXCHG. Taking the
-// clock off the commit means another scheme for snapshots and for
-// reclaim's "rv >= wv" (Silo-style epochs, with commit-time validation
-// of every read instead of TL2's per-read version check): a different
-// transaction protocol, not a change to this one.
+// which is past the clock, and so writes the clock there instead. A
+// variant that writes the clock on neither side was built and measured:
+// wv = max(clock+1, each written word's version+1), loaded (not added)
+// once every lock is held; a read past the snapshot is accepted by
+// validating the reads so far, with rv left alone, and the clock moved
+// only by a commit that retires memory (reclaim waits for snapshots to
+// reach its wv) or by a reader after four such reads. It is sound (a
+// snapshot that reaches wv still began after the commit held its locks)
+// but it was not faster: every commit validates (ties of wv forbid the
+// wv = rv+1 shortcut) and every Set of a key its process wrote last
+// validates at the read too. Alternating runs: one process, Set 937 ->
+// 993 ns and transfer 1578 -> 1643 ns (medians of 5, on the slower host
+// below); two processes on disjoint keys, 1.11 -> 1.21 M ops/s (medians
+// of 7 and 3, within the noise of single runs: 1.08-1.27 against
+// 1.16-1.25). The clock's Add is one line among the dozens a commit
+// touches; a CPU profile of a Set is flat (commit's own code, the Add
+// included, 7.5%). Ranges of versions reserved per process would break
+// the snapshot: a commit stamped from an old range looks older than
+// readers that started before it. So the clock stays one word,
+// incremented once per commit.
+//
+// Disjoint scaling, then, is bounded by the lines two processes both
+// write: the clock and, in one Dict, the stripes' lock words. What that
+// costs depends on the host. On the 2-core AMD EPYC VM of earlier
+// rounds, two processes setting their own keys reached 0.93-1.16x of one
+// in one Dict and 0.96-1.27x in separate Dicts, and a CPU profile of the
+// two-process run (perf, cpu-clock) put 61% of commit's own time on the
+// clock's LOCK XADD and 21% on the stripe lock's CMPXCHG; on another
+// host of the same kind (slower: its RWMutex map Get takes 35 ns, not
+// 17-23) the same benchmark gives 1.62-1.95x (median of 7: 1.77x).
+// Taking the clock off the commit entirely means another scheme for
+// snapshots and for reclaim's "rv >= wv" (Silo-style epochs, with
+// commit-time validation of every read instead of TL2's per-read version
+// check): a different transaction protocol, not a change to this one.
 
 import (
 	"cmp"
