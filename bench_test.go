@@ -294,7 +294,7 @@ func benchDictBytes(b *testing.B, dir, name string) (used, reserved float64, too
 		b.Fatal(err)
 	}
 	benchCollect(b, st)
-	s0 := st.Stats()
+	s0 := mustStats(b, st)
 	start := time.Now()
 	keys := make([]string, bpeBatch)
 	for base := 0; base < bpeEntries; base += bpeBatch {
@@ -319,7 +319,7 @@ func benchDictBytes(b *testing.B, dir, name string) (used, reserved float64, too
 	}
 	took = time.Since(start)
 	benchCollect(b, st)
-	s1 := st.Stats()
+	s1 := mustStats(b, st)
 	var n int
 	if err := st.View(func(tx *shmstore.Tx) error {
 		d, err := tx.Root().GetDict("big")

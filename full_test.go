@@ -162,7 +162,7 @@ func settle(t *testing.T, st **shmstore.Store, dir string) uint64 {
 	*st, err = shmstore.Open("full", fullOptions(dir))
 	require.NoError(t, err)
 	require.NoError(t, (*st).Check())
-	return (*st).Stats().UsedBytes
+	return mustStats(t, *st).UsedBytes
 }
 
 // Deleting always works: a store filled to ErrOutOfMemory with values of
@@ -209,7 +209,7 @@ func TestDeleteAtEveryFillLevel(t *testing.T) {
 				keys := fill(t, st, mix.sizes)
 				n := len(keys)
 				require.Positive(t, n)
-				full := st.Stats()
+				full := mustStats(t, st)
 				plugs := plug(t, st)
 				t.Logf("%d keys; used %d of %d bytes; then %d blocks to plug every gap", n, full.UsedBytes, full.MaxBytes, len(plugs))
 				if whole {

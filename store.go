@@ -83,8 +83,9 @@ func (s *Store) Close() error {
 	return s.st.Close()
 }
 
-// Dir is the store's directory: with the name, what another process
-// needs to open the same store.
+// Dir is the store's own directory, which holds its files: Options.Dir
+// joined with the name. Another process opens the same store by the name
+// with Options.Dir set to filepath.Dir of it.
 func (s *Store) Dir() string { return s.st.Dir() }
 
 // Name is the store's name.
@@ -103,14 +104,29 @@ type Stats struct {
 	LargeBytes    uint64 // their bytes together
 }
 
-// Stats describes how much of the store is in use.
-func (s *Store) Stats() Stats {
+// Stats describes how much of the store is in use. After Close it fails
+// with ErrClosed (and a Close while it runs fails with ErrInUse).
+func (s *Store) Stats() (Stats, error) {
+	if err := s.beginRead("stats"); err != nil {
+		return Stats{}, err
+	}
+	defer s.e.EndPeek()
 	a := s.a.Stats()
 	return Stats{
 		Regions: a.Regions, RegionBytes: a.RegionBytes, MaxBytes: uint64(s.st.MaxRegions()) * uint64(s.st.RegionSize()),
 		ReservedBytes: a.ReservedBytes, UsedBytes: a.UsedBytes, FreeBytes: a.FreeBytes,
 		LargeBlocks: a.LargeBlocks, LargeBytes: a.LargeBytes,
+	}, nil
+}
+
+// beginRead admits a read of the store's memory outside a transaction
+// (what is mapped stays mapped until EndPeek: Close refuses meanwhile),
+// or says the store is closed.
+func (s *Store) beginRead(what string) error {
+	if !s.e.BeginPeek() {
+		return fmt.Errorf("shmstore: %s of store %q: %w", what, s.Name(), ErrClosed)
 	}
+	return nil
 }
 
 // MaxValueSize is the largest String or Bytes value the store holds: a
@@ -135,18 +151,23 @@ func (s *Store) Recover() (int, error) { return s.st.RecoverDead() }
 // not match) is reported only if three more walks over some 30 ms find it
 // too. A process stalled longer than that in the middle of a commit can
 // still make a live store report a false leak; on a quiet store (every
-// multi-process test ends with one) the answer is exact.
-func (s *Store) Problems() []string {
+// multi-process test ends with one) the answer is exact. After Close it
+// fails with ErrClosed.
+func (s *Store) Problems() ([]string, error) {
+	if err := s.beginRead("check"); err != nil {
+		return nil, err
+	}
+	defer s.e.EndPeek()
 	p := append(s.st.Check(), s.a.CheckUnleased()...)
 	if s.sp == nil || len(p) > 0 {
 		// A damaged store (a region cut short, broken metadata) is not
 		// walked by handle: that could fault.
-		return p
+		return p, nil
 	}
 	var first []string
 	missing := s.unaccounted(&first)
 	if len(missing) == 0 && len(first) == 0 {
-		return p
+		return p, nil
 	}
 	// Walk again, a few times over some milliseconds: a block or a problem
 	// counts only if every walk found it. (On a busy store a block can be
@@ -170,7 +191,7 @@ func (s *Store) Problems() []string {
 	for h := range missing {
 		p = append(p, fmt.Sprintf("block %v is allocated but neither reachable, retired nor logged (leaked)", h))
 	}
-	return p
+	return p, nil
 }
 
 // unaccounted walks everything once and returns the allocated blocks no
@@ -191,9 +212,12 @@ func (s *Store) unaccounted(p *[]string) map[handle.Handle]bool {
 }
 
 // Check is Problems as an error: nil when the store is consistent, else an
-// error wrapping ErrCheck that lists every problem.
+// error wrapping ErrCheck that lists every problem (or Problems' error).
 func (s *Store) Check() error {
-	p := s.Problems()
+	p, err := s.Problems()
+	if err != nil {
+		return err
+	}
 	if len(p) == 0 {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/shmstore/shmstore/internal/layers"
@@ -136,8 +137,50 @@ func TestReadOnlyOpenIsForInspection(t *testing.T) {
 	require.NoError(t, err)
 	defer ro.Close()
 	require.NoError(t, ro.Check())
-	require.NotZero(t, ro.Stats().UsedBytes)
+	require.NotZero(t, mustStats(t, ro).UsedBytes)
 	_, err = ro.Get("a")
 	require.ErrorIs(t, err, shmstore.ErrReadOnly)
 	require.Contains(t, err.Error(), "Options.ReadOnly")
+}
+
+// mustStats is st.Stats, failing the test on an error.
+func mustStats(tb testing.TB, st *shmstore.Store) shmstore.Stats {
+	tb.Helper()
+	s, err := st.Stats()
+	require.NoError(tb, err)
+	return s
+}
+
+// TestStoreMethodsAfterClose: every method of a closed Store that reads
+// the store fails with ErrClosed; none faults (the regions are unmapped)
+// or answers as if the store were empty.
+func TestStoreMethodsAfterClose(t *testing.T) {
+	dir := shmtest.Dir(t)
+	st, err := shmstore.Open("t", shmstore.Options{Dir: dir})
+	require.NoError(t, err)
+	require.NoError(t, st.SetInt("n", 1))
+	require.NoError(t, st.Close())
+	closed := func(what string, err error) {
+		t.Helper()
+		require.ErrorIs(t, err, shmstore.ErrClosed, what)
+	}
+	_, err = st.Stats()
+	closed("Stats", err)
+	_, err = st.Problems()
+	closed("Problems", err)
+	closed("Check", st.Check())
+	_, err = st.Recover()
+	closed("Recover", err)
+	_, err = st.Get("n")
+	closed("Get", err)
+	closed("Set", st.SetInt("n", 2))
+	closed("Update", st.Update(func(*shmstore.Tx) error { return nil }))
+	closed("View", st.View(func(*shmstore.Tx) error { return nil }))
+	_, err = st.Export("")
+	closed("Export", err)
+	_, err = st.Begin(false)
+	closed("Begin", err)
+	closed("Close", st.Close())
+	require.Equal(t, "t", st.Name())
+	require.Equal(t, filepath.Join(dir, "t"), st.Dir())
 }

@@ -215,7 +215,7 @@ func TestUnlinkedMemoryIsFreed(t *testing.T) {
 			require.NoError(t, layers.Of(st).Engine.Collect())
 		}
 		require.NoError(t, st.Check())
-		used := st.Stats().UsedBytes
+		used := mustStats(t, st).UsedBytes
 		if round == 0 {
 			base = used // the slot keeps its redo-log chunk (64 KiB) from the big commit
 			continue
@@ -333,7 +333,9 @@ func TestCheckWhileBusy(t *testing.T) {
 	checks := 0
 	var bad []string
 	for checks < 30 && bad == nil {
-		if p := st.Problems(); len(p) > 0 {
+		p, err := st.Problems()
+		require.NoError(t, err)
+		if len(p) > 0 {
 			bad = p
 		}
 		checks++

@@ -113,6 +113,14 @@ func storeOptions(dir string, create shmstore.CreateMode) shmstore.Options {
 	return shmstore.Options{Dir: dir, RegionSize: 16 << 20, MaxSize: 512 << 20, Create: create}
 }
 
+// mustStats is st.Stats, failing the test on an error.
+func mustStats(tb testing.TB, st *shmstore.Store) shmstore.Stats {
+	tb.Helper()
+	s, err := st.Stats()
+	require.NoError(tb, err)
+	return s
+}
+
 // newStore makes a store in a fresh directory (removed with the test) and
 // opens it in the test process.
 func newStore(t *testing.T) (string, *shmstore.Store) {
@@ -181,7 +189,7 @@ func driveReclamation(t *testing.T, st *shmstore.Store) (used uint64, held int) 
 			break
 		}
 	}
-	return st.Stats().UsedBytes, held
+	return mustStats(t, st).UsedBytes, held
 }
 
 // requireQuiet checks that, once the dead are recovered, no slot is

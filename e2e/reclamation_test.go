@@ -94,7 +94,11 @@ func reclaimWorker(st *shmstore.Store, w roleEnvironment) (any, error) {
 		return nil, err
 	}
 	res.Insert = time.Since(t)
-	res.PeakUsed = st.Stats().UsedBytes
+	stats, err := st.Stats()
+	if err != nil {
+		return nil, err
+	}
+	res.PeakUsed = stats.UsedBytes
 	t = time.Now()
 	if err := run(true); err != nil {
 		return nil, err
@@ -154,9 +158,9 @@ func TestReclamation(t *testing.T) {
 			}
 			return err
 		}))
-		before := st.Stats().UsedBytes
+		before := mustStats(t, st).UsedBytes
 		used, held := driveReclamation(t, st)
-		s := st.Stats()
+		s := mustStats(t, st)
 		t.Logf("round %d: workers %v (insert %v, delete %v), peak %d bytes used; when they exited %d; after driving reclamation %d (baseline %d, %+d), %d retired entries held, %d regions",
 			round, workers.Round(time.Millisecond), ins, del, peak, before, used, used0, int64(used)-int64(used0), held, s.Regions)
 		require.Zero(t, held, "round %d: retired memory held back on a quiet store", round)
@@ -198,7 +202,7 @@ func TestReclamationPooledSlot(t *testing.T) {
 		}
 		return nil
 	}))
-	usedBig := st.Stats().UsedBytes
+	usedBig := mustStats(t, st).UsedBytes
 
 	inView, endView, viewDone := make(chan struct{}), make(chan struct{}), make(chan error)
 	go func() {

@@ -117,7 +117,11 @@ func refillWorker(st *shmstore.Store, w roleEnvironment) (any, error) {
 		if err := refillDelete(st, w.Worker, n, round%2 == 1); err != nil {
 			return nil, fmt.Errorf("round %d: %w", round, err)
 		}
-		if err := report(refillReport{Phase: "emptied", Used: st.Stats().UsedBytes}); err != nil {
+		stats, err := st.Stats()
+		if err != nil {
+			return nil, err
+		}
+		if err := report(refillReport{Phase: "emptied", Used: stats.UsedBytes}); err != nil {
 			return nil, err
 		}
 		if err := wait(); err != nil {
@@ -181,15 +185,15 @@ func TestRefillAfterDeleteAll(t *testing.T) {
 		require.Positive(t, r.Keys)
 		keys[i] = r.Keys
 	}
-	baseline := st.Stats().UsedBytes
-	t.Logf("filled: %v keys of %d bytes; used %d bytes of %d", keys, refillValue, baseline, st.Stats().MaxBytes)
+	baseline := mustStats(t, st).UsedBytes
+	t.Logf("filled: %v keys of %d bytes; used %d bytes of %d", keys, refillValue, baseline, mustStats(t, st).MaxBytes)
 	for round := 1; round <= refillRounds; round++ {
 		goAll()
 		var used []uint64
 		for _, r := range reports("emptied") {
 			used = append(used, r.Used)
 		}
-		emptied := st.Stats().UsedBytes
+		emptied := mustStats(t, st).UsedBytes
 		goAll()
 		var written []int
 		var failed []string

@@ -61,7 +61,12 @@ func (o *checkOptions) run(w io.Writer) error {
 		_ = st.Close()
 		return fmt.Errorf("store %q: recover dead processes: %w", o.name, err)
 	}
-	rep := checkReport{Name: o.name, Problems: st.Problems(), LiveProcs: []int{}}
+	problems, err := st.Problems()
+	if err != nil {
+		_ = st.Close()
+		return err
+	}
+	rep := checkReport{Name: o.name, Problems: problems, LiveProcs: []int{}}
 	rep.Recovered = int(layers.Of(st).Shm.Header().Recovered.Load() - before)
 	if rep.Problems == nil {
 		rep.Problems = []string{}

@@ -631,7 +631,11 @@ func (d *driver) finish() {
 		d.t.Fatal(err)
 	}
 	defer st.Close()
-	for _, p := range st.Problems() {
+	problems, err := st.Problems()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	for _, p := range problems {
 		if !strings.HasSuffix(p, "(leaked)") {
 			d.t.Fatalf("check: %s", p)
 		}

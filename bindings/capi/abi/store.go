@@ -138,7 +138,10 @@ func (l *Lib) StoreStats(h uint64, used, maxBytes *int64, e *Error) int32 {
 		if used == nil || maxBytes == nil {
 			return badArg("used_bytes or max_bytes is NULL")
 		}
-		st := s.st.Stats()
+		st, err := s.st.Stats()
+		if err != nil {
+			return err
+		}
 		*used, *maxBytes = int64(st.UsedBytes), int64(st.MaxBytes)
 		return nil
 	})
