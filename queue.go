@@ -166,11 +166,15 @@ func (s *Store) Put(ctx context.Context, path string, val any) error {
 	})
 }
 
-// Take removes and returns the first item of the Queue at path (made if
-// missing) in its own small transaction, waiting while it is empty, until
-// ctx ends.
-func (s *Store) Take(ctx context.Context, path string) (Value, error) {
-	var v Value
+// Take removes the first item of the Queue at path (made if missing) in
+// its own small transaction, waiting while it is empty, until ctx ends,
+// and returns a copy of it as Export gives one: a scalar as its Go value
+// (int64, float64, string, []byte, bool or nil), a container as Go maps,
+// slices and values. (The item itself is unlinked when the transaction
+// commits: a Value naming it would name nothing.) To act on an item in
+// the store before it goes, take it with Queue.Get in an Update.
+func (s *Store) Take(ctx context.Context, path string) (any, error) {
+	var out any
 	err := s.updateContext(ctx, func(tx *Tx) error {
 		d, k, err := walk(tx, path, true)
 		if err != nil {
@@ -180,8 +184,15 @@ func (s *Store) Take(ctx context.Context, path string) (Value, error) {
 		if err != nil {
 			return err
 		}
-		v, err = q.Get()
+		v, err := q.Get()
+		if err != nil {
+			return err
+		}
+		out, err = tx.Export(v)
 		return err
 	})
-	return v, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -447,8 +447,8 @@ func (w *coordWorker) pingPongQueue(cmd coordCmd) (coordResult, error) {
 			if err != nil {
 				return err
 			}
-			if got, err := v.AsInt(); err != nil || got != int64(i) {
-				return fmt.Errorf("took %v, want %d (%v)", v, i, err)
+			if v != int64(i) {
+				return fmt.Errorf("took %v, want %d", v, i)
 			}
 			return nil
 		},
@@ -459,7 +459,7 @@ func (w *coordWorker) pingPongQueue(cmd coordCmd) (coordResult, error) {
 				if err != nil {
 					return err
 				}
-				if n, _ := v.AsInt(); n == -1 {
+				if v == int64(-1) {
 					return nil
 				}
 				if err := w.st.Put(ctx, "q2", v); err != nil {

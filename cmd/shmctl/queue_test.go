@@ -312,7 +312,7 @@ func TestTakeNoJSONForm(t *testing.T) {
 	require.Equal(t, 1, queueLen(t, st, "q"))
 	v, err := st.Take(t.Context(), "q")
 	require.NoError(t, err)
-	require.True(t, math.IsNaN(v.Scalar().(float64)))
+	require.True(t, math.IsNaN(v.(float64)))
 }
 
 // TestTakeWaitsForPut: takes wait in Retry on an empty Queue, and each
