@@ -40,8 +40,9 @@ var (
 	// names the file. It also matches ErrLayout. Remove with force deletes
 	// such a store.
 	ErrDamaged = shm.ErrDamaged
-	// ErrNotStore: Remove was asked to delete a directory that is not a
-	// store's (foreign files in it, or none of a store's).
+	// ErrNotStore: a directory is not a store's (foreign files in it, or
+	// none of a store's): Remove never deletes it, and Open never creates
+	// a store in it.
 	ErrNotStore = shm.ErrNotStore
 
 	// ErrStaleHandle: an object that no longer exists.

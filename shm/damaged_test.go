@@ -244,3 +244,40 @@ func TestCreatorDiedBeforePublishing(t *testing.T) {
 	s2 := openT(t, "half", Options{Dir: dir, Create: MustExist})
 	require.Equal(t, s.Header().Created, s2.Header().Created)
 }
+
+// TestCreateRefusesForeignDirectory: a store is created only in a
+// directory of its own. A directory of other files that has the store's
+// name, or a file, is refused with ErrNotStore and left as it was (a new
+// user's trial made a store beside a photo, which Remove then refused to
+// delete); an Options.Dir that is a file is a bad option. An empty
+// directory is taken.
+func TestCreateRefusesForeignDirectory(t *testing.T) {
+	dir := testDir(t)
+	photos := filepath.Join(dir, "photos")
+	require.NoError(t, os.Mkdir(photos, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(photos, "cat.jpg"), []byte("x"), 0o600))
+	_, err := Open("photos", Options{Dir: dir})
+	require.ErrorIs(t, err, ErrNotStore)
+	require.Contains(t, err.Error(), `holds "cat.jpg", which no store has`)
+	ents, err := os.ReadDir(photos)
+	require.NoError(t, err)
+	require.Len(t, ents, 1, "wrote into a foreign directory")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "plain"), []byte("x"), 0o600))
+	for _, c := range []CreateMode{CreateIfMissing, MustExist} {
+		_, err = Open("plain", Options{Dir: dir, Create: c})
+		require.ErrorIs(t, err, ErrNotStore, "mode %v", c)
+	}
+
+	for _, c := range []CreateMode{CreateIfMissing, MustExist} {
+		_, err = Open("x", Options{Dir: filepath.Join(dir, "plain"), Create: c})
+		require.ErrorIs(t, err, ErrBadOption, "mode %v", c)
+		require.Contains(t, err.Error(), "is a file, not a directory")
+	}
+
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "empty"), 0o700))
+	st, err := Open("empty", Options{Dir: dir})
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	require.NoError(t, Remove("empty", Options{Dir: dir}, false))
+}

@@ -57,7 +57,7 @@ func (damagedError) Error() string { return "the store is damaged" }
 // build cannot use.
 func (damagedError) Is(target error) bool { return target == ErrLayout }
 
-// ErrNotStore: Remove was asked to delete a directory that is not a store's
-// (it holds no control, lock or region file, or files no store has). It is
-// never removed, even with force.
+// ErrNotStore: a directory is not a store's (it holds no control, lock or
+// region file, or files no store has): Remove never deletes it, even with
+// force, and Open never creates a store in it.
 var ErrNotStore = errors.New("not a store")

@@ -306,10 +306,31 @@ func (s *Store) openLockFile(o Options) (*os.File, error) {
 		}
 		return nil, damaged(s.name, "control file is missing but %s is there", r)
 	}
+	if err := s.checkNewStoreDir(); err != nil {
+		return nil, err
+	}
 	if f, err = os.OpenFile(path, flag|os.O_CREATE, o.Mode); err != nil {
 		return nil, s.fileError("open lock file", err)
 	}
 	return f, nil
+}
+
+// checkNewStoreDir makes sure a store is created only in a directory of
+// its own: one that holds nothing but what a creator that died may have
+// left (control.new), not a directory of other files that happens to
+// have the store's name (Remove would refuse it afterwards).
+func (s *Store) checkNewStoreDir() error {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return s.fileError("read store directory", err)
+	}
+	for _, e := range ents {
+		if !isStoreFile(e) {
+			return fmt.Errorf("shm: create %q: %s holds %q, which no store has: %w; choose another name or directory",
+				s.name, s.dir, e.Name(), ErrNotStore)
+		}
+	}
+	return nil
 }
 
 func (s *Store) controlExists() bool {
@@ -338,6 +359,12 @@ func (s *Store) openLocked(o Options) error {
 
 func (s *Store) makeDirs(o Options) error {
 	base := o.BaseDir()
+	if fi, err := os.Stat(base); err == nil && !fi.IsDir() {
+		return fmt.Errorf("shm: directory %s (Options.Dir or $SHMSTORE_DIR) is a file, not a directory: %w", base, ErrBadOption)
+	}
+	if fi, err := os.Stat(s.dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("shm: store %q: %s is a file, not a store: %w", s.name, s.dir, ErrNotStore)
+	}
 	if o.Create == MustExist {
 		if _, err := os.Stat(filepath.Join(s.dir, controlName)); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
