@@ -129,6 +129,10 @@ func (s *Store) beginRead(what string) error {
 	return nil
 }
 
+// MaxKeyLen is the longest String or Bytes key a Dict takes (64 KiB); a
+// longer one fails with ErrTooLarge.
+const MaxKeyLen = objects.MaxKeyLen
+
 // MaxValueSize is the largest String or Bytes value the store holds: a
 // value takes one block, and a block at most a region less the region's
 // metadata. A larger value fails with ErrTooLarge. The region size is

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/shmstore/shmstore/internal/layers"
@@ -183,4 +184,22 @@ func TestStoreMethodsAfterClose(t *testing.T) {
 	closed("Close", st.Close())
 	require.Equal(t, "t", st.Name())
 	require.Equal(t, filepath.Join(dir, "t"), st.Dir())
+}
+
+// TestKeyTooLong: a key longer than MaxKeyLen is too large (ErrTooLarge),
+// not of the wrong type, wherever it is given; one of MaxKeyLen bytes is
+// taken.
+func TestKeyTooLong(t *testing.T) {
+	st := openTest(t)
+	long := strings.Repeat("k", shmstore.MaxKeyLen+1)
+	err := st.SetInt(long, 1)
+	require.ErrorIs(t, err, shmstore.ErrTooLarge)
+	require.NotErrorIs(t, err, shmstore.ErrTypeMismatch)
+	require.ErrorIs(t, st.Update(func(tx *shmstore.Tx) error { return tx.Root().Set([]byte(long), 1) }), shmstore.ErrTooLarge)
+	_, err = st.Get(long)
+	require.ErrorIs(t, err, shmstore.ErrTooLarge)
+	require.NoError(t, st.SetInt(long[1:], 1))
+	n, err := st.GetInt(long[1:])
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
 }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/shmstore/shmstore/txn"
 )
 
 // store sets x under key in the root in its own transaction.
@@ -490,7 +492,6 @@ func TestUnstorableValuesAreRefused(t *testing.T) {
 		{map[[2]int]string{{1, 2}: "x"}, "objects: map key of type [2]int cannot be a Dict key"},
 		{map[*int]string{new(int): "x"}, "objects: map key of type *int cannot be a Dict key"},
 		{map[any]int{int(1): 1, int64(1): 2}, "would both be the Dict key 1"},
-		{map[string]int{strings.Repeat("k", MaxKeyLen+1): 1}, "objects: map key: key of 65537 bytes"},
 		{map[string]any{"k": Float(1)}, ""},                               // a Float Value is a fine value...
 		{map[any]any{Float(1): 1}, "objects: map key: key of kind Float"}, // ...but not a key
 		{&atomic.Int64{}, "objects: atomic.Int64 cannot be stored: it has only unexported fields"},
@@ -508,6 +509,11 @@ func TestUnstorableValuesAreRefused(t *testing.T) {
 		require.Contains(t, err.Error(), tc.want)
 		require.True(t, strings.HasSuffix(err.Error(), ": type mismatch"), err.Error())
 	}
+	// A key too long is too large, not of the wrong type.
+	err := store(s, "x", map[string]int{strings.Repeat("k", MaxKeyLen+1): 1})
+	require.ErrorIs(t, err, txn.ErrTooLarge)
+	require.NotErrorIs(t, err, ErrTypeMismatch)
+	require.Contains(t, err.Error(), "objects: map key: key of 65537 bytes: at most 65536")
 	require.Contains(t, store(s, "x", l).Error(), "*objects.loop contains itself (a cycle)")
 	checkClean(t, s)
 }

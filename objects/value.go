@@ -11,6 +11,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/shmstore/shmstore/handle"
+	"github.com/shmstore/shmstore/txn"
 )
 
 // Sentinel errors.
@@ -253,8 +254,8 @@ func ScalarOf(x any) (Value, error) {
 const MaxKeyLen = 64 << 10
 
 // KeyOf converts a Go value into a Dict key: String, Bytes, Int, Bool or
-// None (Float and containers are refused with ErrTypeMismatch, as are
-// keys longer than MaxKeyLen).
+// None (Float and containers are refused with ErrTypeMismatch, keys
+// longer than MaxKeyLen with txn.ErrTooLarge).
 func KeyOf(x any) (Value, error) {
 	if s, ok := x.(string); ok { // the common key, without the type switch
 		v := String(s)
@@ -272,7 +273,7 @@ func checkKey(v Value) error {
 		return fmt.Errorf("key of kind %v: want String, Bytes, Int, Bool or None: %w", v.kind, ErrTypeMismatch)
 	}
 	if len(v.s) > MaxKeyLen {
-		return fmt.Errorf("key of %d bytes: at most %d: %w", len(v.s), MaxKeyLen, ErrTypeMismatch)
+		return fmt.Errorf("key of %d bytes: at most %d: %w", len(v.s), MaxKeyLen, txn.ErrTooLarge)
 	}
 	return nil
 }
