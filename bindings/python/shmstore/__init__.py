@@ -773,9 +773,10 @@ class List(_c.ListBase, _ProxyMixin, _abc.MutableSequence):
 
 class Counter(_c.CounterBase, _ProxyMixin):
     """A shared int64 counter. Counter(n) makes one (in the running
-    transaction, or kept here until stored into a container). add(n)
-    returns the new value; ``c += n`` adds without reading (never
-    conflicts); c.value and int(c) read it."""
+    transaction, or kept here until stored into a container: until then
+    its operations raise UsageError). add(n) returns the new value;
+    ``c += n`` adds without reading (never conflicts); c.value and int(c)
+    read it."""
 
     __slots__ = ()
 
@@ -793,6 +794,8 @@ class Counter(_c.CounterBase, _ProxyMixin):
     __hash__ = _c.Proxy.__hash__
 
     def __repr__(self):
+        if self._shm_store is None:
+            return f"<shmstore.Counter not stored yet: {self._shm_local}>"
         try:
             return f"shmstore.Counter({self.value})"
         except Error as e:
@@ -803,11 +806,11 @@ class Queue(_c.QueueBase, _ProxyMixin):
     """A shared FIFO with queue.Queue's methods: put/get (block, timeout;
     queue.Full / queue.Empty), put_nowait/get_nowait, qsize, empty, full,
     maxsize. Queue(maxsize) makes one (in the running transaction, or kept
-    here until stored). A blocking get waits without polling and holds
-    nothing (the transaction retries); inside a transaction the whole
-    transaction waits, so a get and what is done with the item commit
-    together (no item is lost if the process dies). task_done/join are
-    not supported."""
+    here until stored: until then its operations raise UsageError). A
+    blocking get waits without polling and holds nothing (the transaction
+    retries); inside a transaction the whole transaction waits, so a get
+    and what is done with the item commit together (no item is lost if the
+    process dies). task_done/join are not supported."""
 
     __slots__ = ()
 
@@ -827,6 +830,8 @@ class Queue(_c.QueueBase, _ProxyMixin):
         return m > 0 and self.qsize() >= m
 
     def __repr__(self):
+        if self._shm_store is None:
+            return f"<shmstore.Queue not stored yet: maxsize={self._shm_local}>"
         try:
             return f"<shmstore.Queue {self._shm_id} qsize={self.qsize()} maxsize={self.maxsize}>"
         except Error as e:

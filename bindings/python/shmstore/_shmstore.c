@@ -630,7 +630,8 @@ typedef PyObject *(*opfunc)(txstate *ts, ProxyObject *p, shm_obj o, PyObject *a,
 static PyObject *unbound_error(ProxyObject *p)
 {
     return PyErr_Format(UsageError,
-                        "this %s is not in a store yet: store it into a shared container first",
+                        "this %s is not stored yet: assign it into a stored Dict, List or record first "
+                        "(d[key] = obj, lst.append(obj), rec.field = obj), then use it",
                         Py_TYPE(p)->tp_name);
 }
 
@@ -1640,12 +1641,8 @@ static PyObject *op_to_python(txstate *ts, ProxyObject *p, shm_obj o, PyObject *
 
 static PyObject *proxy_to_python(ProxyObject *p, PyObject *unused UNUSED)
 {
-    if (!p->store) {
-        /* an unbound object: itself (records), its count, [] */
-        if (p->kind == SHM_COUNTER)
-            return p->local ? (Py_INCREF(p->local), p->local) : PyLong_FromLong(0);
-        if (p->kind == SHM_QUEUE)
-            return PyList_New(0);
+    if (!p->store && p->kind == SHM_RECORD) {
+        /* an unbound record: itself (a Counter or Queue: UsageError, from run) */
         Py_INCREF(p);
         return (PyObject *)p;
     }
@@ -2647,20 +2644,12 @@ static PyObject *counter_new(PyTypeObject *t, PyObject *args, PyObject *kw)
     return proxy_new(t, SHM_COUNTER, PyLong_FromLongLong(n0));
 }
 
-static PyObject *counter_local(ProxyObject *p)
-{
-    if (p->local) {
-        Py_INCREF(p->local);
-        return p->local;
-    }
-    return PyLong_FromLong(0);
-}
-
+/* Every operation on a Counter or Queue not stored yet raises UsageError
+ * (unbound_error, from run): its local count or bound is only what it is
+ * stored with. */
 static PyObject *counter_value(ProxyObject *p, void *c UNUSED)
 {
     PyObject *res;
-    if (!p->store)
-        return counter_local(p);
     switch (op1_counter(p, NULL, 0, &res)) {
     case 1: return res;
     case -1: return NULL;
@@ -2679,41 +2668,17 @@ static PyObject *counter_add_in(ProxyObject *p, PyObject *n, int blind)
     return run(p, op_counter_add, n, blind ? Py_True : Py_False, 1);
 }
 
-static PyObject *counter_add_local(ProxyObject *p, PyObject *n)
-{
-    PyObject *cur = counter_local(p), *sum;
-    if (!cur)
-        return NULL;
-    sum = PyNumber_Add(cur, n);
-    Py_DECREF(cur);
-    if (!sum)
-        return NULL;
-    Py_INCREF(sum);
-    Py_XSETREF(p->local, sum);
-    return sum;
-}
-
 static PyObject *counter_add(ProxyObject *p, PyObject *n)
 {
     if (!PyLong_Check(n))
         return PyErr_Format(PyExc_TypeError, "Counter.add takes an int, not %.100s", Py_TYPE(n)->tp_name);
-    if (!p->store)
-        return counter_add_local(p, n);
     return counter_add_in(p, n, 0);
 }
 
 static PyObject *counter_add_blind(ProxyObject *p, PyObject *n)
 {
-    PyObject *r;
     if (!PyLong_Check(n))
         return PyErr_Format(PyExc_TypeError, "Counter.add_blind takes an int, not %.100s", Py_TYPE(n)->tp_name);
-    if (!p->store) {
-        r = counter_add_local(p, n);
-        if (!r)
-            return NULL;
-        Py_DECREF(r);
-        Py_RETURN_NONE;
-    }
     return counter_add_in(p, n, 1);
 }
 
@@ -2722,7 +2687,7 @@ static PyObject *counter_iadd(ProxyObject *p, PyObject *n)
     PyObject *r;
     if (!PyLong_Check(n) || PyBool_Check(n))
         Py_RETURN_NOTIMPLEMENTED;
-    r = p->store ? counter_add_in(p, n, 1) : counter_add_local(p, n);
+    r = counter_add_in(p, n, 1);
     if (!r)
         return NULL;
     Py_DECREF(r);
@@ -2893,15 +2858,11 @@ static PyObject *queue_get(ProxyObject *p, PyObject *args, PyObject *kw)
 
 static PyObject *queue_qsize(ProxyObject *p, PyObject *u UNUSED)
 {
-    if (!p->store)
-        return PyLong_FromLong(0);
     return run(p, op_queue_len, Py_False, NULL, 0);
 }
 
 static PyObject *queue_maxsize(ProxyObject *p, void *c UNUSED)
 {
-    if (!p->store)
-        return p->local ? (Py_INCREF(p->local), p->local) : PyLong_FromLong(0);
     return run(p, op_queue_len, Py_True, NULL, 0);
 }
 

@@ -443,12 +443,49 @@ def test_misuse_raises_usage_error(store):
         store.abort()
     with pytest.raises(RuntimeError, match="no transaction begun with begin"):  # TransactionClosedError
         store.commit()
-    with pytest.raises(shmstore.UsageError, match="this Queue is not in a store yet: store it"):
+    with pytest.raises(shmstore.UsageError, match="this Queue is not stored yet: assign it into a stored Dict"):
         shmstore.Queue(2).put(1)
     # every class has its code: one raised by Python code too
     assert shmstore.TransactionClosedError.code == shmstore._c.SHM_ERR_TX_CLOSED
     assert shmstore.NotFoundError.code == shmstore._c.SHM_ERR_NOT_FOUND
     assert shmstore.Error.code == shmstore.UsageError.code == shmstore._c.SHM_ERR_OTHER
+
+
+def test_counter_and_queue_not_stored_yet_raise_usage_error(store):
+    """Every operation on a Counter or Queue not stored yet raises
+    UsageError saying how to store it (a Counter used to count in the
+    proxy, a Queue's qsize said 0); copying one and storing it still work."""
+    c, q = shmstore.Counter(3), shmstore.Queue(2)
+
+    def iadd():
+        x = c
+        x += 1
+
+    def isub():
+        x = c
+        x -= 1
+
+    for name, op in (("Counter", lambda: c.add(1)), ("Counter", lambda: c.add_blind(1)),
+                     ("Counter", iadd), ("Counter", isub), ("Counter", lambda: c.value),
+                     ("Counter", lambda: int(c)), ("Counter", lambda: [0][c]),
+                     ("Counter", lambda: c == 3), ("Counter", c.to_python),
+                     ("Queue", lambda: q.put(1)), ("Queue", lambda: q.put_nowait(1)),
+                     ("Queue", lambda: q.get()), ("Queue", q.get_nowait), ("Queue", q.qsize),
+                     ("Queue", q.empty), ("Queue", q.full), ("Queue", lambda: q.maxsize),
+                     ("Queue", q.to_python)):
+        with pytest.raises(shmstore.UsageError,
+                           match=rf"^this {name} is not stored yet: assign it into a stored Dict, "
+                                 rf"List or record first"):
+            op()
+    assert c._shm_local == 3 and q._shm_local == 2  # nothing changed
+    assert "not stored yet" in repr(c) and "not stored yet" in repr(q)
+    assert copy.copy(c)._shm_local == 3 and copy.deepcopy(q)._shm_local == 2
+    store.root["c"] = c
+    store.root.list("l").append(q)
+    assert c.add(1) == 4 and store.root["c"].value == 4
+    c += 1
+    q.put("x")
+    assert int(c) == 5 and q.qsize() == 1 and q.maxsize == 2 and store.root["l"][0].get() == "x"
 
 
 def test_explicit_transaction_that_waits(store):
