@@ -291,6 +291,8 @@ class Store(_c.StoreBase):
         return f"<shmstore.Store {self.name!r} at {self.path!r}{state}>"
 
     def __enter__(self):
+        if self.closed:
+            raise ClosedError("the store is closed")  # as the store's operations say
         return self
 
     def __exit__(self, *exc):

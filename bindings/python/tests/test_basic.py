@@ -689,6 +689,17 @@ def test_stale_and_closed(store, shm_dir):
         shmstore.open("no-such-store", dir=shm_dir, create=False)
 
 
+def test_with_on_a_closed_store_raises_closed_error(store):
+    store.close()
+    with pytest.raises(shmstore.ClosedError, match="^the store is closed$"):
+        store.root
+    ran = []
+    with pytest.raises(shmstore.ClosedError, match="^the store is closed$") as e:
+        with store:
+            ran.append(1)
+    assert not ran and store.closed and e.value.code == shmstore._c.SHM_ERR_CLOSED
+
+
 def test_dir_takes_a_path_like(shm_dir):
     base = pathlib.Path(shm_dir)
     with shmstore.open("pathlike", dir=base) as st:
