@@ -93,7 +93,8 @@ func (d Dict) GetInt(key any) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return d.t.IntOf(v)
+	n, err := d.t.IntOf(v)
+	return n, objects.AtKey(k, err)
 }
 
 // GetFloat returns the Float (or Int) under key.

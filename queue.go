@@ -60,7 +60,8 @@ func (d Dict) GetQueue(key any) (Queue, error) {
 	if err != nil {
 		return Queue{}, err
 	}
-	return d.queue(d.t.QueueOf(v.v))
+	l, err := d.t.QueueOf(v.v)
+	return d.queue(l, objects.AtKey(key, err))
 }
 
 // NewQueue makes an empty Queue holding at most capacity items (0:

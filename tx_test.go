@@ -386,3 +386,45 @@ func TestCounterOverflow(t *testing.T) {
 	require.EqualValues(t, math.MaxInt64, n, "the largest int64 fits")
 	require.NoError(t, st.Check())
 }
+
+// TestErrorsNameTheKey: an error about the value under a key names the
+// key, and a List index out of range is reported as given (a new user's
+// trial met "value is String, not Dict" with no key, a Queue named by its
+// handle, and "list index -94" for a Get(-100)).
+func TestErrorsNameTheKey(t *testing.T) {
+	st := openTest(t)
+	require.NoError(t, st.Set("s", "str"))
+	require.NoError(t, st.Set("l", []int{1, 2, 3, 4, 5, 6}))
+	require.NoError(t, st.View(func(tx *shmstore.Tx) error {
+		r := tx.Root()
+		for _, c := range []struct {
+			err  error
+			want string
+		}{
+			{second(r.GetDict("s")), `objects: key "s": value is String, not Dict`},
+			{second(r.GetList("s")), `objects: key "s": value is String, not List`},
+			{second(r.GetRecord("s")), `objects: key "s": value is String, not Record`},
+			{second(r.GetQueue("l")), `objects: key "l": value is a List, not a Queue`},
+			{second(r.GetInt("s")), `objects: key "s": value is String, not Int`},
+			{second(r.GetString("l")), `objects: key "l": value is List, not String`},
+			{second(r.GetBool("s")), `objects: key "s": value is String, not Bool`},
+		} {
+			require.ErrorIs(t, c.err, shmstore.ErrTypeMismatch)
+			require.Equal(t, c.want+": type mismatch", c.err.Error())
+		}
+		l, err := r.GetList("l")
+		require.NoError(t, err)
+		_, err = l.Get(-100)
+		require.ErrorIs(t, err, shmstore.ErrOutOfRange)
+		require.Equal(t, "objects: list index -100 of 6: index out of range", err.Error())
+		return nil
+	}))
+	require.NoError(t, st.Update(func(tx *shmstore.Tx) error {
+		_, err := tx.Root().Queue("l", 0)
+		require.EqualError(t, err, `objects: key "l": value is a List, not a Queue: type mismatch`)
+		return nil
+	}))
+}
+
+// second is the error of a call that returns a value and an error.
+func second[T any](_ T, err error) error { return err }

@@ -100,7 +100,7 @@ func (c *Counter) AddBlind(n int64) error {
 	}
 	d, ok := addInt64(o.delta, n)
 	if !ok {
-		return fmt.Errorf("objects: counter %v: add %d to the %d this transaction added: %w", c.h, n, o.delta, ErrOverflow)
+		return fmt.Errorf("objects: counter: add %d to the %d this transaction added: %w", n, o.delta, ErrOverflow)
 	}
 	o.delta = d
 	return nil
@@ -128,7 +128,7 @@ func (c *Counter) Get() (int64, error) {
 			if o, ok := tx.counters[c.h]; ok {
 				s, fits := addInt64(v, o.delta)
 				if !fits {
-					return 0, fmt.Errorf("objects: counter %v: %d plus this transaction's %d: %w", c.h, v, o.delta, ErrOverflow)
+					return 0, fmt.Errorf("objects: counter: %d plus this transaction's %d: %w", v, o.delta, ErrOverflow)
 				}
 				v = s
 			}
@@ -144,7 +144,7 @@ func (o *counterOverlay) prepare(tx *Tx) error {
 	if !fits {
 		// A blind add never read the value: the commit finds the
 		// overflow, and fails with nothing written.
-		return fmt.Errorf("objects: counter %v: %d plus %d: %w", o.c.h, old, o.delta, ErrOverflow)
+		return fmt.Errorf("objects: counter: %d plus %d: %w", old, o.delta, ErrOverflow)
 	}
 	if o.report != nil {
 		*o.report = v

@@ -118,6 +118,19 @@ func (d *Dict) Get(key any) (Value, error) {
 // errNoKey is the error of a read of the key k that its Dict has not.
 func errNoKey(k Value) error { return fmt.Errorf("objects: key %v: %w", k, ErrNotFound) }
 
+// AtKey names the key under which a value was found in err, an error of
+// what was done with the value (one of another kind than asked for).
+func AtKey(key any, err error) error {
+	if err == nil {
+		return nil
+	}
+	k, kerr := KeyOf(key)
+	if kerr != nil {
+		return err
+	}
+	return fmt.Errorf("objects: key %v: %w", k, err)
+}
+
 // GetKey is Get for a key that is a Value already (no conversion, and no
 // allocation for the key).
 func (d *Dict) GetKey(k Value) (Value, error) {
@@ -143,7 +156,8 @@ func (d *Dict) GetInt(key any) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return d.tx.IntOf(v)
+	x, err := d.tx.IntOf(v)
+	return x, AtKey(key, err)
 }
 
 // GetFloat returns the Float (or Int) under key.
@@ -152,7 +166,8 @@ func (d *Dict) GetFloat(key any) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return v.AsFloat()
+	x, err := v.AsFloat()
+	return x, AtKey(key, err)
 }
 
 // GetString returns the String under key.
@@ -161,7 +176,8 @@ func (d *Dict) GetString(key any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return v.AsString()
+	x, err := v.AsString()
+	return x, AtKey(key, err)
 }
 
 // GetBytes returns the Bytes under key.
@@ -170,7 +186,8 @@ func (d *Dict) GetBytes(key any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return v.AsBytes()
+	x, err := v.AsBytes()
+	return x, AtKey(key, err)
 }
 
 // GetBool returns the Bool under key.
@@ -179,7 +196,8 @@ func (d *Dict) GetBool(key any) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return v.AsBool()
+	x, err := v.AsBool()
+	return x, AtKey(key, err)
 }
 
 // put buffers key := v (or a delete) and reports whether the key was
@@ -419,7 +437,7 @@ func (d *Dict) GetDict(key any) (*Dict, error) {
 		return nil, err
 	}
 	if v.kind != KindDict {
-		return nil, mismatch(v, KindDict)
+		return nil, AtKey(key, mismatch(v, KindDict))
 	}
 	return d.tx.dictAt(v.hd())
 }

@@ -193,13 +193,14 @@ func (l *List) at(o *listOverlay, i uint64) (Value, error) {
 }
 
 func index(i, n int) (uint64, error) {
-	if i < 0 {
-		i += n
+	j := i
+	if j < 0 {
+		j += n
 	}
-	if i < 0 || i >= n {
+	if j < 0 || j >= n {
 		return 0, fmt.Errorf("objects: list index %d of %d: %w", i, n, ErrOutOfRange)
 	}
-	return uint64(i), nil
+	return uint64(j), nil
 }
 
 // Get returns item i (negative i counts from the end).
@@ -450,7 +451,7 @@ func (d *Dict) GetList(key any) (*List, error) {
 		return nil, err
 	}
 	if v.kind != KindList {
-		return nil, mismatch(v, KindList)
+		return nil, AtKey(key, mismatch(v, KindList))
 	}
 	return d.tx.listAt(v.hd())
 }

@@ -50,7 +50,8 @@ func (d *Dict) Queue(key any, capacity int) (*List, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.tx.QueueOf(v)
+	l, err := d.tx.QueueOf(v)
+	return l, AtKey(key, err)
 }
 
 // QueueOf opens a Queue value.
@@ -60,7 +61,7 @@ func (tx *Tx) QueueOf(v Value) (*List, error) {
 		return nil, err
 	}
 	if ok, _ := l.IsQueue(); !ok {
-		return nil, fmt.Errorf("objects: %v is a List, not a Queue: %w", v.hd(), ErrTypeMismatch)
+		return nil, fmt.Errorf("value is a List, not a Queue: %w", ErrTypeMismatch)
 	}
 	return l, nil
 }

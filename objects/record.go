@@ -217,7 +217,7 @@ func (d *Dict) GetRecord(key any) (*Record, error) {
 		return nil, err
 	}
 	if v.kind != KindRecord {
-		return nil, mismatch(v, KindRecord)
+		return nil, AtKey(key, mismatch(v, KindRecord))
 	}
 	return d.tx.recordAt(v.hd())
 }
