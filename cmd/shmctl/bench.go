@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/shmstore/shmstore"
 	"github.com/shmstore/shmstore/handle"
 	"github.com/shmstore/shmstore/internal/churn"
 	"github.com/shmstore/shmstore/internal/layers"
@@ -44,7 +45,7 @@ func (o *benchOptions) addFlags(fs *pflag.FlagSet) {
 	o.addFleetFlags(fs)
 	fs.IntVar(&o.ops, "ops", o.ops, "stop each worker after `N` allocations (0: only --duration)")
 	fs.Var(&o.minSize, "min-size", "smallest request `SIZE`, at least 16")
-	fs.Var(&o.maxSize, "max-size", "largest request `SIZE`; sizes are log-uniform in between")
+	fs.Var(&o.maxSize, "max-size", "largest request `SIZE`, at most the largest block of the store (a region less its metadata, as for create --region-size); sizes are log-uniform in between")
 	fs.IntVar(&o.mailbox, "mailbox", o.mailbox, "`N` cells in the shared mailbox that blocks are swapped through")
 	fs.BoolVar(&o.keep, "keep", false, "leave the mailbox and the blocks in it allocated, for a look with info (linked from no object: check reports them as leaked, and they stay until the store is removed)")
 }
@@ -121,6 +122,9 @@ func (o *benchOptions) run(w io.Writer) error {
 	if err := o.fitProcTable(st, o.name, "bench"); err != nil {
 		return err
 	}
+	if err := o.fitMaxBlock(st); err != nil {
+		return err
+	}
 	// From the mailbox's making to its draining, Ctrl-C and SIGTERM only
 	// stop the workers (the fleet sends them SIGTERM): bench itself goes
 	// on to recover them and give the mailbox's blocks back (a bench
@@ -185,6 +189,20 @@ func (o *benchOptions) run(w io.Writer) error {
 	}
 	rep.Total.RemoteFreeFraction = fraction(rep.Total.RemoteFrees, rep.Total.Frees)
 	return o.emit(w, &rep)
+}
+
+// fitMaxBlock refuses, before any worker starts, a --max-size larger
+// than the largest block the store allocates (a region less its
+// metadata, fixed by create --region-size): every worker would fail on
+// its first such request.
+func (o *benchOptions) fitMaxBlock(st *shmstore.Store) error {
+	limit := byteSize(layers.Of(st).Alloc.MaxBlock())
+	if o.maxSize <= limit {
+		return nil
+	}
+	return usagef("--max-size %s: store %q allocates at most %s in one block (its regions of %s less their metadata); "+
+		"give --max-size %s or less, or bench a store made with a larger --region-size (shmctl create)",
+		o.maxSize.String(), o.name, limit.String(), formatSize(layers.Of(st).Shm.RegionSize()), limit.String())
 }
 
 // fraction is a/b, 0 when b is 0.

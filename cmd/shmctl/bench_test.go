@@ -164,3 +164,30 @@ func TestBenchKeep(t *testing.T) {
 	out := mustRun(t, "--dir", dir, "bench", "bk", "--procs", "1", "--ops", "10", "--mailbox", "8")
 	require.Contains(t, out, "mailbox drained")
 }
+
+// TestBenchRefusesMaxSizeBeyondABlock: a --max-size larger than the
+// largest block the store allocates (a region less its metadata: 960KiB
+// in 1MiB regions) is refused before any worker starts, exit 2, in one
+// line that names the flag and the limit (every worker used to start and
+// fail on its first such request, exit 1). The limit itself is allowed.
+func TestBenchRefusesMaxSizeBeyondABlock(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "bm") // 1MiB regions
+	// 983041 is one byte beyond the limit, 960KiB (983040 bytes).
+	for _, size := range []string{"1GiB", "983041"} {
+		r := shmctl(t, "--dir", dir, "bench", "bm", "--max-size", size, "--procs", "2", "--duration", "5s")
+		requireOneLineError(t, r, 2, "bench: --max-size ", `store "bm" allocates at most 960KiB in one block`,
+			"regions of 1 MiB")
+		require.NotContains(t, r.stderr, "worker")
+	}
+	// --min-size alone beyond the default --max-size is the order check's.
+	requireOneLineError(t, shmctl(t, "--dir", dir, "bench", "bm", "--min-size", "1MiB"), 2,
+		"bench: max size 4096 is below the min size 1048576")
+	// Exactly the largest block: every request takes a whole region.
+	var rep benchReport
+	runJSON(t, &rep, "--dir", dir, "bench", "bm", "--procs", "1", "--ops", "20", "--mailbox", "4",
+		"--min-size", "960KiB", "--max-size", "960KiB")
+	require.Equal(t, uint64(20), rep.Total.Allocs)
+	require.Equal(t, "store \"bm\": ok\n", mustRun(t, "--dir", dir, "check", "bm"))
+}
