@@ -37,9 +37,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -108,6 +110,38 @@ func (e *usageError) Error() string { return e.msg }
 // usagef makes a usageError.
 func usagef(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+// flagError is the usage error for what pflag refused while parsing the
+// flags of any command (cobra hands every command's to the root's flag
+// error function). pflag's own values of numbers, durations and bools
+// report strconv's or time's message ("strconv.ParseInt: parsing "abc":
+// invalid syntax"); that one is replaced by what the flag wants. Values
+// of shmctl's own types (sizes, modes, --int-key) say so themselves.
+func flagError(err error) error {
+	ive := (*pflag.InvalidValueError)(nil)
+	if !errors.As(err, &ive) {
+		return &usageError{err.Error()}
+	}
+	f := ive.GetFlag()
+	ne := (*strconv.NumError)(nil)
+	isNum := errors.As(ive, &ne)
+	want := ""
+	switch typ := f.Value.Type(); {
+	case isNum && (typ == "int" || typ == "int64") && errors.Is(ne, strconv.ErrRange):
+		want = fmt.Sprintf("want an integer from %d to %d", math.MinInt64, math.MaxInt64)
+	case isNum && (typ == "int" || typ == "int64"):
+		want = "want an integer"
+	case isNum && typ == "uint64":
+		want = fmt.Sprintf("want an integer from 0 to %d", uint64(math.MaxUint64))
+	case isNum && typ == "bool":
+		want = "want true or false"
+	case typ == "duration":
+		want = "want a duration with a unit, such as 500ms, 5s or 1m"
+	default:
+		return &usageError{err.Error()}
+	}
+	return usagef("invalid argument %q for \"--%s\" flag: %s", ive.GetValue(), f.Name, want)
 }
 
 // runError is a failure of a command at run time: exit status 1. Every
@@ -357,7 +391,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	g.addGlobalFlags(root.PersistentFlags())
 	_ = root.MarkPersistentFlagDirname("dir")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return flagError(err) })
 	root.SetHelpFunc(func(cmd *cobra.Command, _ []string) { writeHelp(cmd.OutOrStdout(), cmd) })
 	for _, c := range commandTable() {
 		root.AddCommand(c.cobraCommand(g))

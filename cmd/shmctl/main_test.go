@@ -21,6 +21,7 @@ import (
 	"github.com/shmstore/shmstore/shm/shmtest"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
 	"github.com/shmstore/shmstore"
@@ -386,4 +387,69 @@ func TestCompletion(t *testing.T) {
 	require.Empty(t, complete("--dir", dir, "get", "alpha", ""))
 	require.Contains(t, complete("--dir", dir, "dump", "alpha", "--f"), "--format")
 	require.NotContains(t, complete(""), churnCommand)
+}
+
+// TestBadFlagValues: a value that a flag of a number, a duration, a size,
+// a mode or a bool cannot take is a usage error (exit 2) of one line that
+// names the flag and the value and says what it wants, for every such
+// flag of every command (hidden ones too), not strconv's or time's
+// message ("strconv.ParseInt: parsing "abc": invalid syntax").
+func TestBadFlagValues(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	root := newRootCommand(io.Discard, io.Discard)
+	var cmds []*cobra.Command
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		cmds = append(cmds, c)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	tried := map[string]bool{}
+	for _, c := range cmds {
+		path := strings.Fields(c.CommandPath())[1:]
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			var bad []string
+			switch f.Value.Type() {
+			case "int", "int64":
+				bad = []string{"abc", "1.5", "99999999999999999999"}
+			case "uint64":
+				bad = []string{"abc", "-1"}
+			case "duration":
+				bad = []string{"abc", "5"} // 5: no unit
+			case "size", "mode":
+				bad = []string{"abc"}
+			case "bool":
+				bad = []string{"maybe"}
+			case "string":
+				return
+			default:
+				t.Errorf("%s --%s: a flag of type %s that this test does not know", c.CommandPath(), f.Name, f.Value.Type())
+				return
+			}
+			tried[f.Value.Type()] = true
+			for _, v := range bad {
+				args := append(append([]string{"--dir", dir}, path...), "--"+f.Name+"="+v)
+				r := shmctl(t, args...)
+				requireOneLineError(t, r, 2, `"`+v+`"`, `"--`+f.Name+`"`, "want")
+				for _, raw := range []string{"strconv", "parsing", "time:", "invalid syntax"} {
+					require.NotContains(t, r.stderr, raw, args)
+				}
+			}
+		})
+	}
+	require.Equal(t, map[string]bool{"int": true, "int64": true, "uint64": true, "duration": true, "size": true,
+		"mode": true, "bool": true}, tried)
+	for args, want := range map[string]string{
+		"bench s --procs abc":                  `bench: invalid argument "abc" for "--procs" flag: want an integer`,
+		"bench s --procs 99999999999999999999": `want an integer from -9223372036854775808 to 9223372036854775807`,
+		"bench s --seed -1":                    `bench: invalid argument "-1" for "--seed" flag: want an integer from 0 to 18446744073709551615`,
+		"take s q --timeout 5":                 `take: invalid argument "5" for "--timeout" flag: want a duration with a unit, such as 500ms, 5s or 1m`,
+		"get s a --int-key abc":                `get: invalid argument "abc" for "--int-key" flag: want an integer from -9223372036854775808 to 9223372036854775807`,
+		"ls --json=maybe":                      `ls: invalid argument "maybe" for "--json" flag: want true or false`,
+	} {
+		requireOneLineError(t, shmctl(t, append([]string{"--dir", dir}, strings.Fields(args)...)...), 2, want)
+	}
 }
