@@ -69,7 +69,7 @@ Flags and arguments go in any order; after "--" everything is an argument.
 Sizes take binary units: 4096, 512KiB, 64MiB (or 64M), 1GiB (or 1G).
 Exit status: 0 success, 1 runtime error or problems found, 2 usage error,
 130 a wait (put, take) ended by Ctrl-C or SIGTERM.
-shmctl alone prints this list (exit 0), as does 'shmctl help'.
+'shmctl help' prints this list; shmctl alone prints it to stderr (exit 2).
 Run 'shmctl help COMMAND' or 'shmctl COMMAND --help' for a command's flags.
 `)
 }

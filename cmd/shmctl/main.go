@@ -10,7 +10,8 @@
 // that holds stores; default $SHMSTORE_DIR, else /dev/shm/shmstore) and
 // --json (machine-readable output with stable snake_case field names).
 // Flags go anywhere on the line, before or after the command name and its
-// arguments; "--" ends them. shmctl alone lists the commands (exit 0).
+// arguments; "--" ends them. shmctl help lists the commands (exit 0);
+// shmctl alone, a mistake, lists them on stderr (exit 2).
 // cobra dispatches, parses the flags (pflag) and calls writeHelp for
 // 'shmctl help COMMAND' and 'shmctl COMMAND --help'; 'shmctl completion
 // SHELL' prints a completion script (commands, flags, store names).
@@ -84,6 +85,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	if cmd != nil && cmd != root {
 		msg = strings.TrimPrefix(cmd.CommandPath(), root.Name()+" ") + ": " + msg
 	}
+	if errors.Is(err, errNoCommand) {
+		return 2 // the list of commands is on stderr already
+	}
 	fmt.Fprintf(stderr, "shmctl: %s\n", oneLine(msg))
 	if errors.Is(err, errInterrupted) {
 		return 130 // as a shell reports a command ended by SIGINT
@@ -100,6 +104,11 @@ func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\r", "")
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }
+
+// errNoCommand is the usage error of a command line without a command,
+// for which the root wrote the list of commands to stderr: run adds no
+// line of its own.
+var errNoCommand = errors.New("no command")
 
 // usageError is a mistake in the command line: exit status 2.
 type usageError struct{ msg string }
@@ -372,7 +381,9 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "shmctl",
 		Short: "create, inspect, check, remove and benchmark shmstore stores, and read and write what they hold",
-		// No command: the list of commands, as 'shmctl help' (exit 0).
+		// No command: the list of commands, as 'shmctl help' prints it,
+		// but on stderr, and exit status 2 (a mistake in the command
+		// line; --help and help are asked for, exit 0).
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return unknownCommand(cmd, args[0])
@@ -380,8 +391,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			writeHelp(cmd.OutOrStdout(), cmd)
-			return nil
+			writeHelp(cmd.ErrOrStderr(), cmd)
+			return errNoCommand
 		},
 		SilenceErrors:     true,
 		SilenceUsage:      true,

@@ -291,8 +291,16 @@ func TestUsageErrors(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	t.Parallel()
-	// shmctl alone lists the commands, as help does (exit 0).
-	require.Equal(t, mustRun(t, "help"), mustRun(t))
+	// shmctl alone, or with global flags only, is a mistake: the list of
+	// commands goes to stderr, exit 2, and nothing else is said (help,
+	// --help and -h print it to stdout, exit 0).
+	for _, args := range [][]string{{}, {"--json"}, {"--dir", t.TempDir()}} {
+		r := shmctl(t, args...)
+		require.Equal(t, 2, r.code, args)
+		require.Empty(t, r.stdout, args)
+		require.Equal(t, mustRun(t, "help"), r.stderr, args)
+	}
+	require.Contains(t, mustRun(t, "help"), "shmctl alone prints it to stderr (exit 2)")
 	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}} {
 		out := mustRun(t, args...)
 		for _, c := range []string{"create", "ls", "info", "check", "rm", "get NAME PATH", "dump", "load NAME FILE",
