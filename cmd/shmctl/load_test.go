@@ -212,3 +212,25 @@ func TestLoadBadJSONLines(t *testing.T) {
 	f := writeFile(t, "deep.json", []byte(`{"a": `+strings.Repeat("[", 9999)+strings.Repeat("]", 9999)+"}"))
 	mustRun(t, "--dir", dir, "load", "lj", f)
 }
+
+// TestLoadIntoMissingStore: load writes into an existing store and makes
+// none; a missing one is a runtime error that says how to make it, with
+// the --dir given (README's 'load other demo.json' used to end in a bare
+// 'no store "other"'). Not parallel: it sets $SHMSTORE_DIR.
+func TestLoadIntoMissingStore(t *testing.T) {
+	dir := testDir(t)
+	f := writeFile(t, "d.json", []byte(`{"a": 1}`))
+	requireOneLineError(t, shmctl(t, "--dir", dir, "load", "other", f), 1,
+		`load: no store "other" in `+dir+"; load writes into an existing store: make it first with 'shmctl --dir "+dir+" create other'")
+	t.Setenv("SHMSTORE_DIR", dir) // the directory from the environment: the hint needs no --dir
+	requireOneLineError(t, shmctl(t, "load", "other", f), 1,
+		`load: no store "other" in `+dir+"; load writes into an existing store: make it first with 'shmctl create other'")
+	names, err := shmstore.ListStores(shmstore.Options{Dir: dir})
+	require.NoError(t, err)
+	require.Empty(t, names, "load made no store")
+
+	mustRun(t, "create", "other", "--region-size", "1MiB", "--max-size", "16MiB")
+	require.Contains(t, mustRun(t, "load", "other", f), `loaded 1 keys from `+f+` into the root of store "other"`)
+	require.Equal(t, "1\n", mustRun(t, "get", "other", "a"))
+	require.Contains(t, mustRun(t, "help", "load"), "The store must exist: load makes none (shmctl create NAME does).")
+}

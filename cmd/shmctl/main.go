@@ -281,12 +281,27 @@ func (g *globalOptions) storeError(name string, err error) error {
 	switch {
 	case errors.Is(err, shmstore.ErrNotFound):
 		if _, serr := os.Stat(filepath.Join(g.baseDir(), name, "control")); serr != nil {
-			return fmt.Errorf("no store %q in %s", name, g.baseDir())
+			return &noStoreError{name: name, dir: g.baseDir()}
 		}
 	case errors.Is(err, shmstore.ErrExists):
 		return fmt.Errorf("store %q already exists in %s", name, g.baseDir())
 	}
 	return err
+}
+
+// noStoreError is storeError's error for a store that does not exist.
+type noStoreError struct{ name, dir string }
+
+// Error says which store is missing from which directory.
+func (e *noStoreError) Error() string { return fmt.Sprintf("no store %q in %s", e.name, e.dir) }
+
+// createCommand is the command line that creates store name in the
+// directory these options select (--dir, if that is how it was chosen).
+func (g *globalOptions) createCommand(name string) string {
+	if g.dirFrom() == "--dir" {
+		return fmt.Sprintf("shmctl --dir %s create %s", g.baseDir(), name)
+	}
+	return "shmctl create " + name
 }
 
 // commandOptions is what each command's options struct provides, in the
