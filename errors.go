@@ -82,6 +82,9 @@ var (
 	ErrKeyNotFound = objects.ErrNotFound
 	// ErrOutOfRange: a List index outside the List.
 	ErrOutOfRange = objects.ErrOutOfRange
+	// ErrBadArgument: an argument outside what a call takes (a negative
+	// Queue capacity, a nil function).
+	ErrBadArgument = objects.ErrBadArgument
 	// ErrOverflow: a Counter add whose result does not fit in an int64
 	// (the Counter keeps its value).
 	ErrOverflow = objects.ErrOverflow

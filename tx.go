@@ -70,6 +70,9 @@ func opTx(t *objects.Tx) *Tx {
 // makes the Tx fn gets (newTx for a user's function, opTx for this
 // package's own operations).
 func (s *Store) run(ctx context.Context, readOnly bool, wrap func(*objects.Tx) *Tx, fn func(tx *Tx) error) error {
+	if fn == nil {
+		return fmt.Errorf("shmstore: a transaction of a nil function: %w", ErrBadArgument)
+	}
 	if s.sp == nil || s.readOnly {
 		return errNoSpace
 	}
@@ -157,6 +160,9 @@ func (tx *Tx) Retry() error {
 func (tx *Tx) OrElse(a, b func(tx *Tx) error) error {
 	if err := tx.live("Tx"); err != nil {
 		return err
+	}
+	if a == nil || b == nil {
+		return fmt.Errorf("shmstore: OrElse of a nil function: %w", ErrBadArgument)
 	}
 	return tx.t.OrElse(func() error { return a(tx) }, func() error { return b(tx) })
 }
@@ -302,8 +308,11 @@ func (tx *Tx) Decode(v Value, out any) error {
 	return tx.t.Decode(ov, out)
 }
 
-// SplitPath splits a path such as "accounts/alice" into its String keys;
-// "" and "/" are the root (no keys). An empty key ("a//b") is refused.
+// SplitPath splits a path such as "accounts/alice" into its String keys.
+// A '/' at either end is ignored, so "" and "/" are the root (no keys):
+// Export, Decode and Watch take it, operations on the value under a key (Get,
+// Set, Delete, Add, Put, Take) refuse it. An empty key inside ("a//b")
+// is refused.
 func SplitPath(path string) ([]string, error) {
 	path = strings.Trim(path, "/")
 	if path == "" {
@@ -330,7 +339,7 @@ func walk(tx *Tx, path string, create bool) (Dict, string, error) {
 		return Dict{}, "", err
 	}
 	if len(keys) == 0 {
-		return Dict{}, "", fmt.Errorf("shmstore: empty path: %w", ErrTypeMismatch)
+		return Dict{}, "", fmt.Errorf("shmstore: path %q names the root Dict, which is under no key: give a key (Export and Watch of \"\" read the whole store): %w", path, ErrTypeMismatch)
 	}
 	d := tx.Root()
 	for _, k := range keys[:len(keys)-1] {

@@ -3,6 +3,7 @@
 package shmstore_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -428,3 +429,38 @@ func TestErrorsNameTheKey(t *testing.T) {
 
 // second is the error of a call that returns a value and an error.
 func second[T any](_ T, err error) error { return err }
+
+// TestBadArguments: a nil function, a negative Queue capacity and a
+// path that names no key are refused with an error, never a panic (a new
+// user's trial: Update(nil) panicked).
+func TestBadArguments(t *testing.T) {
+	st := openTest(t)
+	ctx := context.Background()
+	require.ErrorIs(t, st.Update(nil), shmstore.ErrBadArgument)
+	require.ErrorIs(t, st.View(nil), shmstore.ErrBadArgument)
+	require.ErrorIs(t, st.UpdateContext(ctx, nil), shmstore.ErrBadArgument)
+	require.ErrorIs(t, st.ViewContext(ctx, nil), shmstore.ErrBadArgument)
+	yields := 0
+	for _, err := range st.WatchFunc(ctx, nil) {
+		require.ErrorIs(t, err, shmstore.ErrBadArgument)
+		yields++
+	}
+	require.Equal(t, 1, yields)
+	require.NoError(t, st.Update(func(tx *shmstore.Tx) error {
+		require.ErrorIs(t, tx.OrElse(nil, func(*shmstore.Tx) error { return nil }), shmstore.ErrBadArgument)
+		_, err := tx.Root().Queue("q", -1)
+		require.ErrorIs(t, err, shmstore.ErrBadArgument)
+		_, err = tx.NewQueue(-1)
+		require.ErrorIs(t, err, shmstore.ErrBadArgument)
+		return nil
+	}))
+	for _, p := range []string{"", "/"} {
+		_, err := st.Get(p)
+		require.ErrorIs(t, err, shmstore.ErrTypeMismatch)
+		require.ErrorContains(t, err, "names the root Dict, which is under no key")
+		require.ErrorIs(t, st.SetInt(p, 1), shmstore.ErrTypeMismatch)
+	}
+	all, err := st.Export("")
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{}, all)
+}

@@ -53,6 +53,10 @@ func (s *Store) Watch(ctx context.Context, path string) iter.Seq2[any, error] {
 // as any transaction's function.
 func (s *Store) WatchFunc(ctx context.Context, read func(tx *Tx) (any, error)) iter.Seq2[any, error] {
 	return func(yield func(any, error) bool) {
+		if read == nil {
+			yield(nil, fmt.Errorf("shmstore: WatchFunc of a nil function: %w", ErrBadArgument))
+			return
+		}
 		var last any
 		var lastErr error
 		for first := true; ; first = false {

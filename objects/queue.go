@@ -17,7 +17,7 @@ const flagQueue = 1
 // unbounded), alive once linked.
 func (tx *Tx) NewQueue(capacity int) (*List, error) {
 	if capacity < 0 || capacity > 1<<31 {
-		return nil, fmt.Errorf("objects: queue capacity %d: want 0 (unbounded) to 2^31: %w", capacity, ErrTypeMismatch)
+		return nil, fmt.Errorf("objects: queue capacity %d: want 0 (unbounded) to 2^31: %w", capacity, ErrBadArgument)
 	}
 	l, err := tx.NewList()
 	if err != nil {

@@ -28,6 +28,9 @@ var (
 	ErrOutOfRange = errors.New("index out of range")
 	// ErrOverflow: a Counter add whose result does not fit in an int64.
 	ErrOverflow = errors.New("integer overflow")
+	// ErrBadArgument: an argument outside what a call takes (a negative
+	// Queue capacity, a nil function).
+	ErrBadArgument = errors.New("bad argument")
 )
 
 // Kind is the kind of a value.

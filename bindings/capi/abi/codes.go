@@ -203,6 +203,7 @@ var sentinels = []struct {
 	{shmstore.ErrCorrupt, ErrDamaged},
 	{shmstore.ErrPermission, ErrPermission},
 	{shmstore.ErrBadOption, ErrBadArg},
+	{shmstore.ErrBadArgument, ErrBadArg},
 	{shmstore.ErrInUse, ErrInUse},
 	{context.DeadlineExceeded, Timeout},
 	{context.Canceled, Timeout}, // a wait's slice ended (slices.go)
