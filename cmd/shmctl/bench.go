@@ -46,7 +46,7 @@ func (o *benchOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.ops, "ops", o.ops, "stop each worker after `N` allocations (0: only --duration)")
 	fs.Var(&o.minSize, "min-size", "smallest request `SIZE`, at least 16")
 	fs.Var(&o.maxSize, "max-size", "largest request `SIZE`, at most the largest block of the store (a region less its metadata, as for create --region-size); sizes are log-uniform in between")
-	fs.IntVar(&o.mailbox, "mailbox", o.mailbox, "`N` cells in the shared mailbox that blocks are swapped through")
+	fs.IntVar(&o.mailbox, "mailbox", o.mailbox, "`N` cells in the shared mailbox that blocks are swapped through, one block of 8 bytes a cell and 8 more: at most the largest block of the store, as for --max-size")
 	fs.BoolVar(&o.keep, "keep", false, "leave the mailbox and the blocks in it allocated, for a look with info (linked from no object: check reports them as leaked, and they stay until the store is removed)")
 }
 
@@ -122,7 +122,7 @@ func (o *benchOptions) run(w io.Writer) error {
 	if err := o.fitProcTable(st, o.name, "bench"); err != nil {
 		return err
 	}
-	if err := o.fitMaxBlock(st); err != nil {
+	if err := o.fitBlocks(st); err != nil {
 		return err
 	}
 	// From the mailbox's making to its draining, Ctrl-C and SIGTERM only
@@ -191,19 +191,43 @@ func (o *benchOptions) run(w io.Writer) error {
 	return o.emit(w, &rep)
 }
 
-// fitMaxBlock refuses, before any worker starts, a --max-size larger
-// than the largest block the store allocates (a region less its
-// metadata, fixed by create --region-size): every worker would fail on
-// its first such request.
-func (o *benchOptions) fitMaxBlock(st *shmstore.Store) error {
+// fitBlocks refuses, before any worker starts, a --max-size or a
+// --mailbox whose block is larger than the largest block the store
+// allocates (a region less its metadata, fixed by create --region-size):
+// every worker would fail on its first such request, and the mailbox
+// would not be made.
+func (o *benchOptions) fitBlocks(st *shmstore.Store) error {
 	limit := byteSize(layers.Of(st).Alloc.MaxBlock())
-	if o.maxSize <= limit {
-		return nil
+	if o.maxSize > limit {
+		return o.blockTooLarge(st, "--max-size", o.maxSize.String(), "", limit.String())
 	}
-	return usagef("--max-size %s: store %q allocates at most %s in one block (its regions of %s less their metadata); "+
-		"give --max-size %s or less, or bench a store made with a larger --region-size (shmctl create)",
-		o.maxSize.String(), o.name, limit.String(), formatSize(layers.Of(st).Shm.RegionSize()), limit.String())
+	if need := mailboxBytes(o.mailbox); need > limit {
+		return o.blockTooLarge(st, "--mailbox", strconv.Itoa(o.mailbox),
+			fmt.Sprintf("a mailbox of %d cells is one block of %d bytes (8 a cell and 8 more), and ", o.mailbox, need),
+			strconv.Itoa(mailboxCells(limit)))
+	}
+	return nil
 }
+
+// blockTooLarge is fitBlocks' usage error for flag, given value, whose
+// block (as why says, if the flag is not the block's size itself) is
+// larger than the largest block of the store; most is the largest value
+// of the flag that fits.
+func (o *benchOptions) blockTooLarge(st *shmstore.Store, flag, value, why, most string) error {
+	l := layers.Of(st)
+	limit := byteSize(l.Alloc.MaxBlock())
+	return usagef("%s %s: %sstore %q allocates at most %s in one block (its regions of %s less their metadata); "+
+		"give %s %s or less, or bench a store made with a larger --region-size (shmctl create)",
+		flag, value, why, o.name, limit.String(), formatSize(l.Shm.RegionSize()), flag, most)
+}
+
+// mailboxBytes is the size of the block of a mailbox of n cells, as
+// churn.NewMailbox allocates it: the count, then a handle a cell.
+func mailboxBytes(n int) byteSize { return 8 + 8*byteSize(n) }
+
+// mailboxCells is the most cells a mailbox in a block of limit bytes has
+// (the inverse of mailboxBytes).
+func mailboxCells(limit byteSize) int { return int((limit - 8) / 8) }
 
 // fraction is a/b, 0 when b is 0.
 func fraction(a, b uint64) float64 {

@@ -191,3 +191,31 @@ func TestBenchRefusesMaxSizeBeyondABlock(t *testing.T) {
 	require.Equal(t, uint64(20), rep.Total.Allocs)
 	require.Equal(t, "store \"bm\": ok\n", mustRun(t, "--dir", dir, "check", "bm"))
 }
+
+// TestBenchRefusesMailboxBeyondABlock: the mailbox is one block of 8
+// bytes a cell and 8 more, so a --mailbox whose block is larger than the
+// largest the store allocates (960KiB in 1MiB regions: 122879 cells) is
+// refused before any worker starts, exit 2, in one line that gives the
+// largest --mailbox the store allows (it used to fail at run time, exit
+// 1, with the allocator's "allocation larger than a region"). The
+// largest itself runs, and the refused runs leave nothing allocated.
+func TestBenchRefusesMailboxBeyondABlock(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	createStore(t, dir, "bmb") // 1MiB regions
+	for _, n := range []string{"122880", "1048576"} {
+		r := shmctl(t, "--dir", dir, "bench", "bmb", "--mailbox", n, "--procs", "2", "--duration", "5s")
+		requireOneLineError(t, r, 2, "bench: --mailbox "+n+": ", `store "bmb" allocates at most 960KiB in one block`,
+			"regions of 1 MiB", "give --mailbox 122879 or less")
+		require.NotContains(t, r.stderr, "allocation larger than a region")
+		require.NotContains(t, r.stderr, "worker")
+	}
+	// --max-size beyond a block is still said first, as before.
+	requireOneLineError(t, shmctl(t, "--dir", dir, "bench", "bmb", "--mailbox", "122880", "--max-size", "1GiB"), 2,
+		"bench: --max-size 1GiB: ", "give --max-size 960KiB or less")
+	var rep benchReport
+	runJSON(t, &rep, "--dir", dir, "bench", "bmb", "--procs", "1", "--ops", "20", "--mailbox", "122879")
+	require.Equal(t, 122879, rep.Mailbox)
+	require.Equal(t, uint64(20), rep.Total.Allocs)
+	require.Equal(t, "store \"bmb\": ok\n", mustRun(t, "--dir", dir, "check", "bmb"))
+}
