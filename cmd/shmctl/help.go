@@ -182,7 +182,6 @@ object). Like get, it attaches and changes no data.
 ` + jsonRulesHelp
 
 	loadHelp = `
-The store must exist: load makes none (shmctl create NAME does).
 FILE (- for standard input) holds one object. Each of its top-level keys
 is set, replacing what was there, in the root Dict, or in the Dict at
 --path (made if missing), all in one transaction: all of them or, on an

@@ -86,11 +86,6 @@ func (o *loadOptions) run(w io.Writer) error {
 	}
 
 	st, err := o.openExisting(o.name)
-	if nse := (*noStoreError)(nil); errors.As(err, &nse) {
-		// load makes no store: create's flags (region size, max size,
-		// mode, process table) choose how one is made.
-		return fmt.Errorf("%w; load writes into an existing store: make it first with '%s'", err, o.createCommand(o.name))
-	}
 	if err != nil {
 		return err
 	}

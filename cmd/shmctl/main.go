@@ -25,10 +25,12 @@
 // writes. get and dump attach, because a transaction needs a slot, and
 // read in one View; load writes in one Update (values.go says how values
 // map to JSON and msgpack); put and take use a Queue, one transaction per
-// value or item (queue.go). check attaches, recovers dead processes, then
-// reports every problem it finds and exits 1 if there is any. Errors are
-// one line on stderr, prefixed "shmctl: ": exit status 2 for a mistake in
-// the command line, 1 for a failure at run time.
+// value or item (queue.go). Only create makes a store: the commands that
+// write into one (load, put, take, bench, bank) need it to exist, and a
+// missing one's error says how to make it. check attaches, recovers dead
+// processes, then reports every problem it finds and exits 1 if there is
+// any. Errors are one line on stderr, prefixed "shmctl: ": exit status 2
+// for a mistake in the command line, 1 for a failure at run time.
 package main
 
 import (
@@ -289,7 +291,8 @@ func (g *globalOptions) storeError(name string, err error) error {
 	return err
 }
 
-// noStoreError is storeError's error for a store that does not exist.
+// noStoreError is storeError's error for a store that does not exist (a
+// command that writes adds how to make it: missingStoreHint).
 type noStoreError struct{ name, dir string }
 
 // Error says which store is missing from which directory.
@@ -302,6 +305,17 @@ func (g *globalOptions) createCommand(name string) string {
 		return fmt.Sprintf("shmctl --dir %s create %s", g.baseDir(), name)
 	}
 	return "shmctl create " + name
+}
+
+// missingStoreHint adds to a noStoreError from command, which writes into
+// an existing store and makes none, how to make the store; other errors
+// are returned as they are.
+func (g *globalOptions) missingStoreHint(command string, err error) error {
+	nse := (*noStoreError)(nil)
+	if !errors.As(err, &nse) {
+		return err
+	}
+	return fmt.Errorf("%w; %s writes into an existing store: make it first with '%s'", err, command, g.createCommand(nse.name))
 }
 
 // commandOptions is what each command's options struct provides, in the
@@ -326,6 +340,11 @@ type command struct {
 	summary string
 	details string // more for 'shmctl help COMMAND', wrapped, or ""
 	hidden  bool   // internal: not listed by help
+	// writes: the command writes into an existing store and makes none
+	// (create's flags choose how one is made, and a mistyped NAME should
+	// not make a store). Its help says the store must exist, and a
+	// missing one's error says how to make it (see missingStoreHint).
+	writes  bool
 	newOpts func(g globalOptions) commandOptions
 }
 
@@ -348,18 +367,18 @@ func commandTable() []*command {
 		{name: "dump", args: "NAME", summary: "write the whole store (the root Dict) as JSON or msgpack", details: dumpHelp,
 			newOpts: func(g globalOptions) commandOptions { return &dumpOptions{globalOptions: g} }},
 		{name: "load", args: "NAME FILE", summary: "set each top-level key of a JSON or msgpack object in FILE, in one transaction",
-			details: loadHelp,
+			details: loadHelp, writes: true,
 			newOpts: func(g globalOptions) commandOptions { return &loadOptions{globalOptions: g} }},
 		{name: "watch", args: "NAME PATH", summary: "print the value at PATH now and after each commit that changes it, until interrupted",
 			details: watchHelp,
 			newOpts: func(g globalOptions) commandOptions { return &watchOptions{globalOptions: g} }},
 		{name: "put", args: "NAME PATH VALUE...", summary: "append each VALUE (JSON, or a String with --string) to the Queue at PATH, waiting while it is full",
-			details: putHelp,
+			details: putHelp, writes: true,
 			newOpts: func(g globalOptions) commandOptions {
 				return &putOptions{queueOptions: queueOptions{globalOptions: g, command: "put"}}
 			}},
 		{name: "take", args: "NAME PATH", summary: "take items from the Queue at PATH, waiting while it is empty, and print each as a line of JSON",
-			details: takeHelp,
+			details: takeHelp, writes: true,
 			newOpts: func(g globalOptions) commandOptions {
 				return &takeOptions{queueOptions: queueOptions{globalOptions: g, command: "take"}}
 			}},
@@ -369,10 +388,10 @@ func commandTable() []*command {
 		{name: "procs", args: "NAME", summary: "list the attached processes: pid, alive, dead or recovering, slots",
 			details: procsHelp,
 			newOpts: func(g globalOptions) commandOptions { return &procsOptions{nameOnly{globalOptions: g}} }},
-		{name: "bench", args: "NAME", summary: "run the allocator churn workload in worker processes",
+		{name: "bench", args: "NAME", summary: "run the allocator churn workload in worker processes", writes: true,
 			newOpts: func(g globalOptions) commandOptions { return newBenchOptions(g) }},
 		{name: "bank", args: "NAME", summary: "move money between accounts from worker processes, checking that the total never changes",
-			details: bankHelp,
+			details: bankHelp, writes: true,
 			newOpts: func(g globalOptions) commandOptions { return newBankOptions(g) }},
 		{name: churnCommand, args: "NAME", summary: "one bench worker (internal)", hidden: true,
 			newOpts: func(g globalOptions) commandOptions { return &churnOptions{globalOptions: g} }},
@@ -442,10 +461,14 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 // when the command runs.
 func (c *command) cobraCommand(g *globalOptions) *cobra.Command {
 	opts := c.newOpts(globalOptions{})
+	long := c.details
+	if c.writes {
+		long = fmt.Sprintf("\nThe store must exist: %s makes none (shmctl create NAME does).%s", c.name, c.details)
+	}
 	cmd := &cobra.Command{
 		Use:    strings.TrimSpace(c.name + " " + c.args),
 		Short:  c.summary,
-		Long:   c.details,
+		Long:   long,
 		Hidden: c.hidden,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			*opts.global() = *g
@@ -456,6 +479,9 @@ func (c *command) cobraCommand(g *globalOptions) *cobra.Command {
 				return &usageError{err.Error()}
 			}
 			err := opts.run(cmd.OutOrStdout())
+			if c.writes {
+				err = g.missingStoreHint(c.name, err)
+			}
 			if ue := (*usageError)(nil); err == nil || errors.As(err, &ue) {
 				return err
 			}

@@ -461,3 +461,42 @@ func TestBadFlagValues(t *testing.T) {
 		requireOneLineError(t, shmctl(t, append([]string{"--dir", dir}, strings.Fields(args)...)...), 2, want)
 	}
 }
+
+// TestWritingIntoMissingStore: every command that writes into a store
+// (load, put, take, bench, bank) makes none, and a missing one is a
+// runtime error that says how to make it, with the --dir given (put,
+// take, bench and bank used to end in a bare 'no store "X" in DIR', as
+// load did); their help says the store must exist. Inspection keeps the
+// bare message. Not parallel: it sets $SHMSTORE_DIR.
+func TestWritingIntoMissingStore(t *testing.T) {
+	dir := testDir(t)
+	f := writeFile(t, "d.json", []byte(`{"a": 1}`))
+	writers := map[string][]string{
+		"load":  {"load", "nosuch", f},
+		"put":   {"put", "nosuch", "q", "1"},
+		"take":  {"take", "nosuch", "q", "--timeout", "1s"},
+		"bench": {"bench", "nosuch", "--procs", "1", "--duration", "1s"},
+		"bank":  {"bank", "nosuch", "--procs", "1", "--duration", "1s"},
+	}
+	for name, args := range writers {
+		requireOneLineError(t, shmctl(t, append([]string{"--dir", dir}, args...)...), 1,
+			"shmctl: "+name+`: no store "nosuch" in `+dir+"; "+name+
+				" writes into an existing store: make it first with 'shmctl --dir "+dir+" create nosuch'\n")
+		require.Contains(t, mustRun(t, "help", name), "The store must exist: "+name+" makes none (shmctl create NAME does).")
+	}
+	for _, args := range [][]string{{"info", "nosuch"}, {"check", "nosuch"}, {"get", "nosuch", "a"},
+		{"dump", "nosuch"}, {"watch", "nosuch", "a", "--count", "1"}, {"txns", "nosuch"}, {"procs", "nosuch"}} {
+		requireOneLineError(t, shmctl(t, append([]string{"--dir", dir}, args...)...), 1,
+			"shmctl: "+args[0]+`: no store "nosuch" in `+dir+"\n")
+		require.NotContains(t, mustRun(t, "help", args[0]), "The store must exist")
+	}
+	t.Setenv("SHMSTORE_DIR", dir) // the directory from the environment: the hint needs no --dir
+	for name, args := range writers {
+		requireOneLineError(t, shmctl(t, args...), 1,
+			"shmctl: "+name+`: no store "nosuch" in `+dir+"; "+name+
+				" writes into an existing store: make it first with 'shmctl create nosuch'\n")
+	}
+	names, err := shmstore.ListStores(shmstore.Options{Dir: dir})
+	require.NoError(t, err)
+	require.Empty(t, names, "no command made a store")
+}
