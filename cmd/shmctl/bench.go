@@ -201,10 +201,10 @@ func (o *benchOptions) fitBlocks(st *shmstore.Store) error {
 	if o.maxSize > limit {
 		return o.blockTooLarge(st, "--max-size", o.maxSize.String(), "", limit.String())
 	}
-	if need := mailboxBytes(o.mailbox); need > limit {
+	if need := byteSize(churn.MailboxBytes(o.mailbox)); need > limit {
 		return o.blockTooLarge(st, "--mailbox", strconv.Itoa(o.mailbox),
 			fmt.Sprintf("a mailbox of %d cells is one block of %d bytes (8 a cell and 8 more), and ", o.mailbox, need),
-			strconv.Itoa(mailboxCells(limit)))
+			strconv.Itoa(churn.MailboxCells(int(limit))))
 	}
 	return nil
 }
@@ -220,14 +220,6 @@ func (o *benchOptions) blockTooLarge(st *shmstore.Store, flag, value, why, most 
 		"give %s %s or less, or bench a store made with a larger --region-size (shmctl create)",
 		flag, value, why, o.name, limit.String(), formatSize(l.Shm.RegionSize()), flag, most)
 }
-
-// mailboxBytes is the size of the block of a mailbox of n cells, as
-// churn.NewMailbox allocates it: the count, then a handle a cell.
-func mailboxBytes(n int) byteSize { return 8 + 8*byteSize(n) }
-
-// mailboxCells is the most cells a mailbox in a block of limit bytes has
-// (the inverse of mailboxBytes).
-func mailboxCells(limit byteSize) int { return int((limit - 8) / 8) }
 
 // fraction is a/b, 0 when b is 0.
 func fraction(a, b uint64) float64 {

@@ -62,11 +62,19 @@ type Stats struct {
 // ErrCorrupt: a block's tag was not what its allocator wrote.
 var ErrCorrupt = errors.New("block content corrupted")
 
+// MailboxBytes is the size of the block of a mailbox of n cells: 8 bytes
+// a cell and 8 for the count.
+func MailboxBytes(n int) int { return 8 + 8*n }
+
+// MailboxCells is the most cells a mailbox in a block of limit bytes has
+// (the inverse of MailboxBytes).
+func MailboxCells(limit int) int { return (limit - 8) / 8 }
+
 // NewMailbox allocates a mailbox of n cells (all empty) and hands it over
 // (it stays allocated until DrainMailbox frees it).
 func NewMailbox(h alloc.Heap, n int) (handle.Handle, error) {
 	mark := h.LogLen()
-	hd, b, err := h.Alloc(8 + 8*n)
+	hd, b, err := h.Alloc(MailboxBytes(n))
 	if err != nil {
 		return handle.Null, err
 	}
