@@ -417,7 +417,14 @@ func (s *Store) Set(path string, val any) error {
 		if err != nil {
 			return err
 		}
-		return d.Set(k, val)
+		x, err := d.arg(val)
+		if err != nil {
+			return err
+		}
+		if v, err := objects.ScalarOf(x); err == nil {
+			return d.d.SetLast(objects.String(k), v) // nothing after it
+		}
+		return d.d.SetKey(objects.String(k), x)
 	})
 }
 
@@ -430,7 +437,7 @@ func (s *Store) SetInt(path string, n int64) error {
 		if err != nil {
 			return err
 		}
-		return d.d.SetScalar(objects.String(k), objects.Int(n)) // a Value key: no conversion
+		return d.d.SetLast(objects.String(k), objects.Int(n)) // a Value key: no conversion; nothing after it
 	})
 }
 

@@ -247,6 +247,66 @@ func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
 	return had, nil
 }
 
+// directSet is a Set that SetLast made without an overlay: the key
+// exists in the committed Dict (its entry found by the read the stripe's
+// lock validates at commit) with a scalar value, and Prepare overwrites
+// the entry's value, as a Set's overlay would.
+type directSet struct {
+	d    Dict // a copy: the caller's may be reused
+	k, v Value
+	ent  handle.Handle
+}
+
+// SetLast is SetScalar as the last operation of the transaction's
+// function, which is the root package's single-operation Set: when
+// nothing else of the attempt has written, the key exists with a scalar
+// value and v is a scalar, it keeps no write overlay (no pending entry,
+// nothing to sort, find or clear again) but the entry itself, which the
+// commit overwrites. Anything the attempt does with a Dict afterwards
+// first turns it into an ordinary overlay write (undirect), so a later
+// operation still sees it; only the speed depends on being last.
+func (d *Dict) SetLast(k, v Value) error {
+	tx := d.tx
+	if v.kind.IsContainer() {
+		return d.SetKey(k, v)
+	}
+	if d.err != nil || tx.writer || tx.created[d.h] || checkKey(k) != nil {
+		return d.SetScalar(k, v)
+	}
+	hash := Hash(k)
+	var f found
+	if !tx.recall(d.h, k, &f) {
+		if err := d.lookupCommitted(k, hash, &f); err != nil {
+			return err
+		}
+	}
+	if !f.ok || f.val.kind.IsContainer() {
+		tx.remember(d.h, k, f)   // not looked up again
+		return d.SetScalar(k, v) // a new key, or a reference to drop: the overlay's work
+	}
+	if err := tx.write(); err != nil {
+		return err
+	}
+	tx.direct = append(tx.direct, directSet{d: *d, k: k, v: v, ent: f.ent})
+	s := stripeOf(hash)
+	return tx.t.Lock(&stripeAt(d.p, s).lock, d.stripeAddr(s), false)
+}
+
+// undirect turns the attempt's SetLast writes into overlay writes, before
+// anything reads or writes a Dict through the overlays.
+func (tx *Tx) undirect() {
+	ds := tx.direct
+	tx.direct = nil // put below goes through dictOverlay again
+	for i := range ds {
+		d := ds[i].d
+		if _, err := d.put(ds[i].k, ds[i].v, false); err != nil {
+			tx.t.Doom(err) // the attempt fails (and runs again on a conflict)
+		}
+	}
+	clear(ds)
+	tx.direct = ds[:0] // kept for the next attempts
+}
+
 // Set stores val under key. val may be a Value, a container of this
 // transaction (stored by reference: one object under two keys is one
 // object), a Go scalar, or a Go map, slice or struct (converted into new

@@ -75,6 +75,9 @@ func (o *dictOverlay) indexLast() {
 const overlayIndexFrom = 16
 
 func (tx *Tx) dictOverlay(d *Dict, create bool) *dictOverlay {
+	if len(tx.direct) > 0 {
+		tx.undirect()
+	}
 	if len(tx.dictList) >= overlayIndexFrom {
 		if o, ok := tx.dicts[d.h]; ok {
 			return o

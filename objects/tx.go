@@ -46,6 +46,7 @@ type Tx struct {
 	rcList   []handle.Handle
 	created  map[handle.Handle]bool // containers this attempt allocated
 	clears   []cellRef              // cells a finalizer's step overwrites with None
+	direct   []directSet            // Sets made without an overlay (Dict.SetLast)
 	root     *Dict                  // the root, resolved once (it never moves)
 
 	cache     [readCacheSize]readCache // the attempt's last committed lookups
@@ -80,6 +81,10 @@ func (tx *Tx) reset() {
 		return // a read-only attempt buffered nothing
 	}
 	tx.writer = false
+	if len(tx.direct) > 0 {
+		clear(tx.direct) // their Values may hold strings
+		tx.direct = tx.direct[:0]
+	}
 	if len(tx.dictList) >= overlayIndexFrom {
 		tx.dicts = nil
 	}
@@ -282,6 +287,11 @@ func (tx *Tx) NewDict() (*Dict, error) {
 // Dicts, Lists, Records, Counters, then reference counts. It runs with
 // every lock held.
 func (tx *Tx) Prepare(t *txn.Tx) error {
+	for i := range tx.direct {
+		if err := tx.overwrite(tx.direct[i].ent, tx.direct[i].v); err != nil {
+			return err
+		}
+	}
 	for _, o := range tx.dictList {
 		if err := o.prepare(tx); err != nil {
 			return err

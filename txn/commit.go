@@ -51,17 +51,19 @@ package txn
 // A Set of a scalar under an existing key (an Update that writes one
 // entry of one stripe) executes, in shared memory, these fully fenced
 // operations and no others: the stripe lock's CompareAndSwap, the
-// clock's Add, one applied store (two when the value's kind changes:
-// the entry's meta word too), and the lock's release Swap. Everything
-// else it writes is its own slot's (release stores, see above), and the
+// clock's Add, one applied store (two when the value's kind changes: the
+// entry's meta word too), and the lock's release Swap. Everything else
+// it writes is its own slot's (release stores, see above), and the
 // stripe's count word is not logged at all when it stands (an existing
 // key overwritten). A blind write, one that skips the read of the old
 // entry, would save the lookup but not a fence: the entry must be found
 // under the lock anyway, and an old value that is a container or a blob
 // needs its reference dropped or its block retired, which only the read
-// tells. The Set allocates nothing on the Go heap (the root package's
-// TestSingleOpsAllocateNothing checks), nor in the store for a key it
-// overwrites.
+// tells. What the layer above does before the commit is its own: a
+// single-operation Set keeps no write overlay (objects' Dict.SetLast),
+// only the entry it found. The Set allocates nothing on the Go heap (the
+// root package's TestSingleOpsAllocateNothing checks), nor in the store
+// for a key it overwrites.
 //
 // The clock's Add is the one line every commit of every process writes.
 // TL2's GV5 (wv = clock+1 without writing it; a reader that meets a

@@ -274,10 +274,10 @@ func (l *Lib) OpDictSet(h, id uint64, key, val *Value, timeoutMs int64, e *Error
 		if err != nil {
 			return err
 		}
-		if v.Kind().IsContainer() {
-			return d.SetKey(k, v) // checks that v is a container of this store
-		}
-		return d.SetScalar(k, v) // nothing boxed
+		// The one-shot's only write: an existing scalar is overwritten
+		// without an overlay; a container (checked to be of this store)
+		// or a new key goes through SetKey's or SetScalar's.
+		return d.SetLast(k, v)
 	})
 }
 

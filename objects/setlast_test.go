@@ -1,0 +1,276 @@
+//go:build linux && (amd64 || arm64)
+
+package objects
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// getKey reads key of the Dict "d" in its own transaction.
+func getKey(t *testing.T, s *Space, k Value) (Value, error) {
+	t.Helper()
+	var v Value
+	err := s.View(func(tx *Tx) error {
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		v, err = d.GetKey(k)
+		return err
+	})
+	return v, err
+}
+
+// setLast runs SetLast(k, v) on the Dict "d", then after (if not nil) in
+// the same attempt, and reports whether the write went without an
+// overlay (direct).
+func setLast(t *testing.T, s *Space, k, v Value, after func(d *Dict) error) (direct bool) {
+	t.Helper()
+	require.NoError(t, s.Update(func(tx *Tx) error {
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		if err := d.SetLast(k, v); err != nil {
+			return err
+		}
+		direct = len(tx.direct) == 1 && len(tx.dictList) == 0
+		if after != nil {
+			return after(d)
+		}
+		return nil
+	}))
+	return direct
+}
+
+// TestSetLastOverwritesInPlace: SetLast of a scalar over an existing
+// scalar keeps no overlay, and commits the new value; over a String's
+// blob it retires the blob. A new key, an old container value, a
+// container, or a second write go through the overlay, with the same
+// results.
+func TestSetLastOverwritesInPlace(t *testing.T) {
+	s := newSpace(t)
+	long := strings.Repeat("x", 300) // a blob of its own
+	newPeekDict(t, s, map[Value]Value{String("n"): Int(1), String("s"): String(long)})
+	for _, c := range []struct {
+		k, v   Value
+		direct bool
+	}{
+		{String("n"), Int(2), true},
+		{String("n"), String(long + "y"), true}, // a kind change: the meta word too
+		{String("s"), Int(3), true},             // the old blob retired
+		{String("s"), Float(1.5), true},
+		{String("new"), Int(4), false}, // a new key: the overlay's work
+	} {
+		require.Equal(t, c.direct, setLast(t, s, c.k, c.v, nil), "SetLast(%v, %v)", c.k, c.v)
+		v, err := getKey(t, s, c.k)
+		require.NoError(t, err)
+		require.Equal(t, c.v, v)
+		checkClean(t, s)
+	}
+	// A key that holds a container: its reference is dropped, so the
+	// overlay does it.
+	require.NoError(t, s.Update(func(tx *Tx) error {
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		_, err = d.Dict("child")
+		return err
+	}))
+	require.False(t, setLast(t, s, String("child"), Int(5), nil))
+	// A container value: SetKey's work (it takes a reference).
+	require.NoError(t, s.Update(func(tx *Tx) error {
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		c, err := d.Dict("c2")
+		if err != nil {
+			return err
+		}
+		if err := d.SetLast(String("n"), c.Value()); err != nil {
+			return err
+		}
+		require.Empty(t, tx.direct)
+		return nil
+	}))
+	v, err := getKey(t, s, String("child"))
+	require.NoError(t, err)
+	require.Equal(t, Int(5), v)
+	v, err = getKey(t, s, String("n"))
+	require.NoError(t, err)
+	require.Equal(t, KindDict, v.Kind())
+	require.NoError(t, s.e.Collect())
+	checkClean(t, s)
+}
+
+// TestSetLastThenMore: whatever the attempt does with a Dict after a
+// direct SetLast sees it (it becomes an overlay write first): a read of
+// the key, the Dict's length and range, a second write of the key, its
+// delete.
+func TestSetLastThenMore(t *testing.T) {
+	s := newSpace(t)
+	newPeekDict(t, s, map[Value]Value{String("n"): Int(1), String("m"): Int(1)})
+	setLast(t, s, String("n"), Int(2), func(d *Dict) error {
+		v, err := d.GetKey(String("n"))
+		require.NoError(t, err)
+		require.Equal(t, Int(2), v, "a read after SetLast in the same attempt")
+		return nil
+	})
+	setLast(t, s, String("n"), Int(3), func(d *Dict) error {
+		seen := map[Value]Value{}
+		require.NoError(t, d.Range(func(k, v Value) bool { seen[k] = v; return true }))
+		require.Equal(t, map[Value]Value{String("n"): Int(3), String("m"): Int(1)}, seen)
+		return nil
+	})
+	setLast(t, s, String("n"), Int(4), func(d *Dict) error { return d.SetLast(String("n"), Int(5)) })
+	v, err := getKey(t, s, String("n"))
+	require.NoError(t, err)
+	require.Equal(t, Int(5), v, "the second write wins")
+	setLast(t, s, String("n"), Int(6), func(d *Dict) error { return d.Delete(String("n")) })
+	_, err = getKey(t, s, String("n"))
+	require.ErrorIs(t, err, ErrNotFound)
+	setLast(t, s, String("m"), Int(7), func(d *Dict) error {
+		n, err := d.Len()
+		require.Equal(t, 1, n)
+		return err
+	})
+	require.NoError(t, s.e.Collect())
+	checkClean(t, s)
+}
+
+// TestSetLastAbortedKeepsNothing: an attempt whose function fails after a
+// direct SetLast writes nothing, and the next attempt starts without it.
+func TestSetLastAbortedKeepsNothing(t *testing.T) {
+	s := newSpace(t)
+	newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
+	err := s.Run(context.Background(), false, func(tx *Tx) error {
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		if err := d.SetLast(String("n"), Int(2)); err != nil {
+			return err
+		}
+		return ErrCorrupt // any error of the function
+	})
+	require.ErrorIs(t, err, ErrCorrupt)
+	v, err := getKey(t, s, String("n"))
+	require.NoError(t, err)
+	require.Equal(t, Int(1), v)
+	setLast(t, s, String("n"), Int(3), func(d *Dict) error {
+		return d.SetKey(String("m"), Int(1)) // a write after it: the overlay holds both
+	})
+	v, err = getKey(t, s, String("n"))
+	require.NoError(t, err)
+	require.Equal(t, Int(3), v)
+}
+
+// TestSetLastAfterAWrite: a SetLast after another write of the attempt is
+// an ordinary overlay write, so the last write wins (a direct one would
+// be overwritten at commit by the overlay's older value).
+func TestSetLastAfterAWrite(t *testing.T) {
+	s := newSpace(t)
+	newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
+	require.NoError(t, s.Update(func(tx *Tx) error {
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		if err := d.SetKey(String("n"), Int(10)); err != nil {
+			return err
+		}
+		return d.SetLast(String("n"), Int(11))
+	}))
+	v, err := getKey(t, s, String("n"))
+	require.NoError(t, err)
+	require.Equal(t, Int(11), v)
+}
+
+// TestSetLastLocksItsStripe: a direct SetLast commits under its stripe's
+// lock and moves its version, so a transaction that read the key before
+// that commit and writes after it conflicts and runs again (without the
+// lock its validation would pass, and its write would rest on a value
+// that no longer was).
+func TestSetLastLocksItsStripe(t *testing.T) {
+	s := newSpace(t)
+	newPeekDict(t, s, map[Value]Value{String("n"): Int(1), String("copy"): Int(0)})
+	attempts := 0
+	require.NoError(t, s.Update(func(tx *Tx) error {
+		attempts++
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		n, err := d.GetInt(String("n"))
+		if err != nil {
+			return err
+		}
+		if attempts == 1 {
+			done := make(chan error)
+			go func() {
+				done <- s.Update(func(tx *Tx) error {
+					d, err := tx.Root().GetDict("d")
+					if err != nil {
+						return err
+					}
+					if err := d.SetLast(String("n"), Int(2)); err != nil {
+						return err
+					}
+					if len(tx.direct) != 1 {
+						return fmt.Errorf("not direct: %w", ErrCorrupt)
+					}
+					return nil
+				})
+			}()
+			require.NoError(t, <-done)
+		}
+		return d.SetKey(String("copy"), Int(n))
+	}))
+	require.Equal(t, 2, attempts)
+	v, err := getKey(t, s, String("copy"))
+	require.NoError(t, err)
+	require.Equal(t, Int(2), v)
+}
+
+// TestSetLastTwiceLeaksNothing: two SetLasts of one key in an attempt
+// (a String's blob, then an Int) leave no block behind: the second is an
+// overlay write, which drops the first's blob before the commit makes it
+// (two direct overwrites would each read the committed value, and the
+// first's new blob would stay allocated, linked from nowhere).
+func TestSetLastTwiceLeaksNothing(t *testing.T) {
+	s := newSpace(t)
+	newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
+	long := String(strings.Repeat("x", 300))
+	var base uint64
+	for round := range 3 {
+		require.NoError(t, s.Update(func(tx *Tx) error {
+			d, err := tx.Root().GetDict("d")
+			if err != nil {
+				return err
+			}
+			if err := d.SetLast(String("n"), long); err != nil {
+				return err
+			}
+			return d.SetLast(String("n"), Int(2))
+		}))
+		for range 3 {
+			require.NoError(t, s.e.Collect())
+		}
+		used := s.a.Stats().UsedBytes
+		if round == 0 {
+			base = used
+			continue
+		}
+		require.Equal(t, base, used, "round %d: bytes in use grew", round)
+	}
+	v, err := getKey(t, s, String("n"))
+	require.NoError(t, err)
+	require.Equal(t, Int(2), v)
+}
