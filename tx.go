@@ -4,6 +4,7 @@ package shmstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -403,9 +404,18 @@ func (s *Store) GetInt(path string) (int64, error) {
 			return err
 		}
 		n, err = tx.t.IntOf(v)
-		return err
+		return atPath(path, err)
 	})
 	return n, err
+}
+
+// atPath names the path at which a value was found in err, an error of
+// what was done with the value (one of another kind than asked for).
+func atPath(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("shmstore: path %q: %w", path, err)
 }
 
 // Set stores val at path in its own small transaction, making missing
@@ -469,6 +479,9 @@ func (s *Store) Add(path string, n int64) (int64, error) {
 		}
 		return c.c.AddReporting(n, &out)
 	})
+	if errors.Is(err, ErrOverflow) { // found here or at commit
+		err = atPath(path, err)
+	}
 	return out, err
 }
 
@@ -482,7 +495,7 @@ func (s *Store) Export(path string) (any, error) {
 			return err
 		}
 		out, err = tx.Export(v)
-		return err
+		return atPath(path, err)
 	})
 	return out, err
 }
@@ -495,7 +508,7 @@ func (s *Store) Decode(path string, out any) error {
 		if err != nil {
 			return err
 		}
-		return tx.Decode(v, out)
+		return atPath(path, tx.Decode(v, out))
 	})
 }
 

@@ -421,6 +421,28 @@ func TestErrorsNameTheKey(t *testing.T) {
 		return nil
 	}))
 	require.NoError(t, st.Update(func(tx *shmstore.Tx) error {
+		l, err := tx.Root().GetList("l")
+		require.NoError(t, err)
+		err = l.Insert(-100, 1)
+		require.ErrorIs(t, err, shmstore.ErrOutOfRange)
+		require.Equal(t, "objects: insert at -100 of 6: index out of range", err.Error())
+		return nil
+	}))
+	// The single operations name the path.
+	require.NoError(t, st.Set("a/b", "str"))
+	_, err := st.GetInt("a/b")
+	require.ErrorIs(t, err, shmstore.ErrTypeMismatch)
+	require.ErrorContains(t, err, `path "a/b": value is String, not Int`)
+	var n int
+	err = st.Decode("a/b", &n)
+	require.ErrorIs(t, err, shmstore.ErrTypeMismatch)
+	require.ErrorContains(t, err, `path "a/b": `)
+	_, err = st.Add("a/c", math.MaxInt64)
+	require.NoError(t, err)
+	_, err = st.Add("a/c", 1)
+	require.ErrorIs(t, err, shmstore.ErrOverflow)
+	require.ErrorContains(t, err, `path "a/c": `)
+	require.NoError(t, st.Update(func(tx *shmstore.Tx) error {
 		_, err := tx.Root().Queue("l", 0)
 		require.EqualError(t, err, `objects: key "l": value is a List, not a Queue: type mismatch`)
 		return nil
@@ -463,4 +485,21 @@ func TestBadArguments(t *testing.T) {
 	all, err := st.Export("")
 	require.NoError(t, err)
 	require.Equal(t, map[string]any{}, all)
+}
+
+// TestLinkAcrossStores: a container of one store set into another is
+// refused as such (it said "another transaction: transaction ended",
+// which sent a new user looking for the wrong mistake).
+func TestLinkAcrossStores(t *testing.T) {
+	a, b := openTest(t), openTest(t)
+	require.NoError(t, a.Update(func(ta *shmstore.Tx) error {
+		d, err := ta.Root().Dict("x")
+		if err != nil {
+			return err
+		}
+		err = b.Update(func(tb *shmstore.Tx) error { return tb.Root().Set("y", d) })
+		require.ErrorIs(t, err, shmstore.ErrTypeMismatch)
+		require.ErrorContains(t, err, "a Dict of another store")
+		return nil
+	}))
 }

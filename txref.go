@@ -76,6 +76,11 @@ func (r txRef) same(o txRef, what string) error {
 	if err := o.live(what); err != nil {
 		return err
 	}
+	if o.t.Space() != r.t.Space() {
+		// Containers are linked, never copied, and a link names a
+		// block of one store: copy through Export and Set instead.
+		return fmt.Errorf("shmstore: a %s of another store: link it in its own store, or copy it (Export, then Set): %w", what, ErrTypeMismatch)
+	}
 	if o.t != r.t {
 		return fmt.Errorf("shmstore: a %s of another transaction: %w", what, ErrTxClosed)
 	}

@@ -392,11 +392,12 @@ func (l *List) Insert(i int, val any) error {
 		return err
 	}
 	n := int(o.length())
+	given := i
 	if i < 0 {
 		i += n
 	}
 	if i < 0 || i > n {
-		return fmt.Errorf("objects: insert at %d of %d: %w", i, n, ErrOutOfRange)
+		return fmt.Errorf("objects: insert at %d of %d: %w", given, n, ErrOutOfRange)
 	}
 	if err := l.materialize(o); err != nil {
 		return err

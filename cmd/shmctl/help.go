@@ -177,7 +177,8 @@ The root Dict and everything under it, read in one transaction (one
 consistent snapshot), encoded whole, then written to standard output or
 to FILE. msgpack keeps what JSON cannot: Bytes (as bin) and keys of every
 kind; it is not written to a terminal (give --out). shmctl load reads a
-dump back. With --out, dump says what it wrote (with --json, as an
+dump back, as data: Counters, Records and Queues come back as Ints,
+Dicts and Lists. With --out, dump says what it wrote (with --json, as an
 object). Like get, it attaches and changes no data.
 ` + jsonRulesHelp
 
@@ -190,9 +191,10 @@ error, none. Objects become Dicts, arrays Lists. A JSON number without
 as 1e20 or as a string), any other a Float. A key that is twice in one
 object is refused, with its line (JSON decoders disagree on which one
 wins). A file of the other format than --format says is said to be so.
-A dump loads back as it was, except: Counters become Ints and Records
-Dicts; from JSON, Bytes become Strings (their base64) and non-String
-keys String keys.
+A dump loads back as it was, except: Counters become Ints, Records
+Dicts (their class name lost) and Queues Lists (their bound lost); from
+JSON, Bytes become Strings (their base64) and non-String keys String
+keys.
 `
 
 	watchHelp = `
@@ -257,10 +259,12 @@ version of the last commit). Columns:
   PROC, PID        the owner's process-table entry and pid (- for none)
   ALIVE            whether the owner is alive (a dead one awaits recovery)
   LEASED           whether a goroutine of the owner holds the slot now
-  STATE            idle; active (running or taking its locks); committing
-                   (redo record complete: applied even if the owner dies);
+  STATE            the commit's step: idle (no commit under way, also while
+                   a transaction's function runs: RV and AGE say that one
+                   runs); active (taking its locks); committing (redo
+                   record complete: applied even if the owner dies);
                    releasing (applied, unlocking)
-  RV               the running transaction's snapshot version
+  RV               the running transaction's snapshot version (- for none)
   AGE, ATTEMPTS    since the running transaction's first attempt; attempts
                    so far (a conflict runs it again)
   LOCKS            lock words held by the commit under way
