@@ -226,8 +226,11 @@ func (a *Allocator) checkBinsLocked(c int, inBins map[sbID]bool, report func(str
 				break
 			}
 			d, base, err := a.descOf(id)
-			if err != nil || !a.st.RegionFileOK(id.region()) {
-				report("class %d bin %d: superblock %#x: unreachable (%v)", c, bin, uint32(id), err)
+			if err == nil && !a.st.RegionFileOK(id.region()) {
+				err = fmt.Errorf("region %d's file is missing or cut short", id.region())
+			}
+			if err != nil {
+				report("class %d bin %d: superblock %#x: unreachable: %v", c, bin, uint32(id), err)
 				break
 			}
 			if inBins[id] {

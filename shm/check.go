@@ -16,6 +16,10 @@ import (
 func (s *Store) Check() []string {
 	var probs []string
 	report := func(format string, args ...any) { probs = append(probs, fmt.Sprintf(format, args...)) }
+	if _, err := os.Stat(filepath.Join(s.dir, controlName)); err != nil && os.IsNotExist(err) {
+		// Every file below is gone too: say why once.
+		return []string{fmt.Sprintf("the store's files are gone (%s was removed, shmctl rm --force?) while this process was attached: what it writes now is lost when it closes", s.dir)}
+	}
 	for _, i := range s.DeadProcs() {
 		e := s.Proc(i)
 		report("process %d (pid %d) is dead and not recovered", i, e.PID.Load())

@@ -281,3 +281,17 @@ func TestCreateRefusesForeignDirectory(t *testing.T) {
 	require.NoError(t, st.Close())
 	require.NoError(t, Remove("empty", Options{Dir: dir}, false))
 }
+
+// TestCheckAfterForcedRemove: a process still attached to a store that
+// was removed under it (rm --force) is told so by Check, in one sentence,
+// instead of a list of missing regions (a new user's trial).
+func TestCheckAfterForcedRemove(t *testing.T) {
+	dir := testDir(t)
+	st, err := Open("gone", Options{Dir: dir})
+	require.NoError(t, err)
+	require.NoError(t, Remove("gone", Options{Dir: dir}, true))
+	probs := st.Check()
+	require.Len(t, probs, 1)
+	require.Contains(t, probs[0], "the store's files are gone")
+	require.NoError(t, st.Close())
+}
