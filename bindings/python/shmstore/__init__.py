@@ -890,6 +890,9 @@ def _install_fields(cls):
     dc = getattr(cls, "__dataclass_fields__", None)
     for name in fields:
         cur = cls.__dict__.get(name, _MISSING)
+        if cur is _MISSING:  # a base record class's field keeps its default here
+            cur = next((k.__dict__[name] for k in cls.__mro__[1:]
+                        if isinstance(k.__dict__.get(name), _Field)), _MISSING)
         if isinstance(cur, _Field):
             default = cur.default
         elif dc is not None and name in dc:
@@ -932,7 +935,15 @@ class Object(_c.RecordBase, _ProxyMixin):
     runs once, when the instance is made; records read from the store come
     back as instances of their class (by name: the class's __qualname__,
     or `class Account(shmstore.Object, name="bank.Account")`) without
-    running __init__. Fields start as None (or the class default)."""
+    running __init__. Fields start as None (or the class default).
+
+    A class that defines no __init__ takes its fields as arguments, as a
+    dataclass does: ``Account("ann", 5)`` or ``Account(owner="ann",
+    balance=5)`` (positional in the order the annotations declare them,
+    base classes' first; keywords by name). A field not given keeps its
+    class default, or None if it has none (no TypeError, unlike a
+    dataclass). Too many positional arguments, an unknown keyword or a
+    field given twice raise TypeError."""
 
     _shm_class_ = "shmstore.Object"
     _shm_fields_ = ()
@@ -950,6 +961,33 @@ class Object(_c.RecordBase, _ProxyMixin):
         for name, default in cls._shm_defaults_:
             self._shm_set(name, default)
         return self
+
+    def __init__(self, *args, **kwargs):
+        """Set the fields from the arguments, as a dataclass's __init__
+        does (a class's own __init__ replaces this one): positional ones in
+        field order, keywords by name; a field not given keeps its default
+        (set by __new__), or None."""
+        if not args and not kwargs:
+            return
+        cls = type(self)
+        fields = cls._shm_fields_
+        given = {}
+        if len(args) > len(fields):
+            if not fields:
+                raise TypeError(f"{cls.__qualname__}() takes no arguments (it declares no fields)")
+            raise TypeError(f"{cls.__qualname__}() takes at most {len(fields)} positional "
+                            f"argument{'s' if len(fields) != 1 else ''} ({', '.join(fields)}) "
+                            f"but {len(args)} were given")
+        given.update(zip(fields, args))
+        for name, value in kwargs.items():
+            if name not in cls._shm_fieldset_:
+                raise TypeError(f"{cls.__qualname__}() got an unexpected keyword argument {name!r} "
+                                f"(its fields: {', '.join(fields) or 'none'})")
+            if name in given:
+                raise TypeError(f"{cls.__qualname__}() got multiple values for argument {name!r}")
+            given[name] = value
+        for name, value in given.items():
+            setattr(self, name, value)
 
     def __getattr__(self, name):
         if name.startswith("_"):

@@ -162,4 +162,9 @@ class Queue(_Proxy):
 
 class Object(_Proxy):
     def __init_subclass__(cls, /, name: Optional[str] = ..., **kwargs: Any) -> None: ...
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The fields, as a dataclass takes them (in a class without its own
+        __init__): positional in field order, keywords by name; a field not
+        given keeps its default, or None. TypeError for too many positional
+        arguments, an unknown keyword or a field given twice."""
     def __getattr__(self, name: str) -> Any: ...

@@ -286,6 +286,65 @@ def test_records(store):
     assert pickle.loads(pickle.dumps(alice))._shm_same(alice)
 
 
+def test_records_without_init_take_fields_as_arguments(store):
+    class Acct(shmstore.Object, name="test.ArgsAcct"):
+        owner: str
+        balance: int = 0
+
+    class Savings(Acct, name="test.ArgsSavings"):
+        rate: float = 0.5
+
+    a = Acct("ann", 1)
+    assert (a.owner, a.balance) == ("ann", 1)
+    a = Acct(owner="ann", balance=3)
+    assert (a.owner, a.balance) == ("ann", 3)
+    a = Acct("ann", balance=4)
+    assert (a.owner, a.balance) == ("ann", 4)
+    a = Acct("ann")
+    assert (a.owner, a.balance) == ("ann", 0)  # not given: the class default
+    a = Acct()
+    assert (a.owner, a.balance) == (None, 0)  # no default: None, as documented
+    s = Savings("bo", 2, 0.25)  # the base's fields first
+    assert (s.owner, s.balance, s.rate) == ("bo", 2, 0.25)
+    assert (Savings(rate=1.0).owner, Savings(rate=1.0).rate) == (None, 1.0)
+
+    with pytest.raises(TypeError, match=r"Acct\(\) takes at most 2 positional arguments .* but 4 were given"):
+        Acct(1, 2, 3, 4)
+    with pytest.raises(TypeError, match=r"Acct\(\) got an unexpected keyword argument 'nofield'"):
+        Acct(nofield=1)
+    with pytest.raises(TypeError, match=r"Acct\(\) got multiple values for argument 'owner'"):
+        Acct("ann", owner="bob")
+    with pytest.raises(TypeError, match=r"Object\(\) takes no arguments"):
+        shmstore.Object(1)
+
+    r = store.root
+    r["out"] = Acct("ann", 3)  # made outside a transaction, stored with its fields
+    r["out2"] = Savings(owner="cy", rate=2.0)
+
+    @store.transaction
+    def make():
+        r["in"] = Acct(owner="bo", balance=7)  # made in the transaction
+
+    make()
+    out, out2, inside = r["out"], r["out2"], r["in"]
+    assert type(out) is Acct and (out.owner, out.balance) == ("ann", 3)
+    assert type(out2) is Savings and (out2.owner, out2.balance, out2.rate) == ("cy", 0, 2.0)
+    assert (inside.owner, inside.balance) == ("bo", 7)
+    # read back, copied out and unpickled with their fields (test_records: no __init__ runs)
+    cp = out.to_python()
+    assert type(cp) is Acct and (cp.owner, cp.balance) == ("ann", 3)
+    back = pickle.loads(pickle.dumps(out))
+    assert back._shm_same(out) and (back.owner, back.balance) == ("ann", 3)
+
+    @store.transaction
+    def bad():
+        r["bad"] = Acct(nofield=1)
+
+    with pytest.raises(TypeError, match="nofield"):
+        bad()
+    assert "bad" not in r  # the transaction ended: nothing written
+
+
 def test_records_of_unknown_classes(store):
     class Point(shmstore.Object, name="test.GeoPoint"):
         x: int
