@@ -135,7 +135,17 @@ def open(name, *, dir=None, create=True, exclusive=False, region_size=0, max_siz
     bounds the largest value (0: 64 MiB), max_size the store (0: 4 GiB);
     mode is the files' permission bits. Returns a Store (a context manager
     that closes it). A dir (or $SHMSTORE_DIR) that does not exist is not
-    made: BadArgumentError (only /dev/shm/shmstore is made when missing)."""
+    made: BadArgumentError (only /dev/shm/shmstore is made when missing).
+
+    read_only=True maps an existing store for inspection, without
+    attaching to it (it never writes; a missing store raises NoStoreError
+    whatever create says; exclusive=True with it is a BadArgumentError):
+    store.check() (which then does not recover first) and store.stats()
+    work, while store.root, transactions (and so every read and write)
+    and recover() raise ReadOnlyError."""
+    if read_only and exclusive:
+        raise BadArgumentError("open(): exclusive=True makes a new store, read_only=True opens an "
+                               "existing one: pass one of them")
     _load()
     flag = _c.SHM_OPEN_MUST_CREATE if exclusive else (
         _c.SHM_OPEN_CREATE if create else _c.SHM_OPEN_MUST_EXIST)
@@ -150,7 +160,11 @@ def open(name, *, dir=None, create=True, exclusive=False, region_size=0, max_siz
         err = BadArgumentError(missing)
         err.code = e.code
         raise err from None  # the library's message names its Go option
-    _stores[st.path] = st
+    if not st.read_only:
+        # for unpickling proxies, which need a store that runs
+        # transactions; a read-only one is not attached, so not closed at
+        # exit either (nothing to depart from)
+        _stores[st.path] = st
     _close_at_exit()
     return st
 
@@ -287,7 +301,7 @@ class Store(_c.StoreBase):
     __slots__ = ("_explicit",)
 
     def __repr__(self):
-        state = " closed" if self.closed else ""
+        state = " closed" if self.closed else " read-only" if self.read_only else ""
         return f"<shmstore.Store {self.name!r} at {self.path!r}{state}>"
 
     def __enter__(self):
@@ -469,8 +483,9 @@ class Store(_c.StoreBase):
     def check(self, recover=True):
         """Check the store's consistency (after recover(), unless
         recover=False, as shmctl check does); raises shmstore.Error
-        listing the problems."""
-        if recover:
+        listing the problems. A store opened with read_only=True is checked
+        without recovering (it cannot: it is not attached)."""
+        if recover and not self.read_only:
             self.recover()
         super().check()
 

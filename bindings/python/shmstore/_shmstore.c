@@ -154,7 +154,9 @@ static const struct {
     {SHM_ERR_TOO_LARGE, &TooLargeError, "TooLargeError", NULL, "A value or a transaction too large: split it.",
      "value or transaction too large"},
     {SHM_ERR_READ_ONLY, &ReadOnlyError, "ReadOnlyError", NULL,
-     "A write in a read-only transaction (store.view) or store.", "write in a read-only transaction"},
+     "A write in a read-only transaction (store.view), or a transaction or recover() on a store "
+     "opened with read_only=True.",
+     "write in a read-only transaction"},
     {SHM_ERR_NO_STORE, &NoStoreError, "NoStoreError", &PyExc_FileNotFoundError,
      "No store by that name (open with create=False).", "no such store"},
     {SHM_ERR_EXISTS, &ExistsError, "ExistsError", &PyExc_FileExistsError,
@@ -344,7 +346,8 @@ struct StoreObject {
     PyObject_HEAD
     shm_store h;
     int closed;
-    uint64_t root_id;
+    int read_only;    /* opened with read_only=True: check() and stats() only */
+    uint64_t root_id; /* 0 until known (never, read-only: that takes a transaction) */
     PyObject *path; /* str: the store's directory (shm_store_path) */
     PyObject *name;
     PyObject *weakrefs;
@@ -389,6 +392,24 @@ static int store_live(StoreObject *st)
         return -1;
     }
     return 0;
+}
+
+/* read_only_error raises ReadOnlyError (its code set, as raise_rc does)
+ * for what, which a store opened with read_only=True cannot do: the
+ * library maps such a store for inspection and attaches no process, so
+ * it has no transaction slot (and cannot recover). Returns -1. */
+static int read_only_error(StoreObject *st, const char *what)
+{
+    shm_error err;
+    const char *name = st->name ? PyUnicode_AsUTF8(st->name) : "?";
+    if (!name)
+        return -1;
+    err.code = SHM_ERR_READ_ONLY;
+    snprintf(err.msg, sizeof err.msg,
+             "%s: store '%s' was opened with read_only=True, which allows only check() and stats(): "
+             "open it without read_only for that",
+             what, name);
+    return fail_rc(SHM_ERR_READ_ONLY, &err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -442,6 +463,8 @@ static int ts_begin(txstate *ts, StoreObject *st, int readonly)
     shm_error err;
     shm_tx tx = 0;
     int32_t rc;
+    if (st->read_only)
+        return read_only_error(st, "a transaction (store.root, and every read and write, needs one)");
     for (;;) {
         LIB(rc, L.shm_tx_begin_timeout(st->h, readonly ? 1 : 0, 100, &tx, &err));
         if (rc != SHM_TIMEOUT)
@@ -3372,6 +3395,10 @@ static PyObject *store_recover(StoreObject *st, PyObject *u UNUSED)
     int64_t n = 0;
     if (store_live(st) < 0)
         return NULL;
+    if (st->read_only) {
+        read_only_error(st, "recover()");
+        return NULL;
+    }
     LIB(rc, L.shm_recover(st->h, &n, &err));
     if (rc < 0)
         return raise_rc(rc, &err);
@@ -3449,6 +3476,11 @@ static PyObject *store_get_closed(StoreObject *st, void *c UNUSED)
     return PyBool_FromLong(st->closed);
 }
 
+static PyObject *store_get_read_only(StoreObject *st, void *c UNUSED)
+{
+    return PyBool_FromLong(st->read_only);
+}
+
 static PyMethodDef store_methods[] = {
     {"_begin", (PyCFunction)(void (*)(void))store_begin, METH_VARARGS | METH_KEYWORDS,
      "_begin(readonly=False) -> Txn (not yet current in the thread)"},
@@ -3475,6 +3507,8 @@ static PyGetSetDef store_getset[] = {
     {"path", (getter)store_get_path, NULL, "the store's directory (its identity across processes)", NULL},
     {"name", (getter)store_get_name, NULL, "the store's name", NULL},
     {"closed", (getter)store_get_closed, NULL, "whether close() was called", NULL},
+    {"read_only", (getter)store_get_read_only, NULL,
+     "whether the store was opened with read_only=True (check() and stats() only)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -3588,6 +3622,7 @@ static PyObject *mod_open(PyObject *m UNUSED, PyObject *args, PyObject *kw)
         return NULL;
     }
     st->h = h;
+    st->read_only = read_only;
     ERR_INIT(err);
     rc = L.shm_store_path(h, pathbuf, sizeof pathbuf, &err); /* keeps the GIL: see NOGIL */
     if (rc < 0) {
@@ -3599,8 +3634,10 @@ static PyObject *mod_open(PyObject *m UNUSED, PyObject *args, PyObject *kw)
         Py_DECREF(st);
         return NULL;
     }
-    /* the root's id, so that store.root is a proxy like any other */
-    {
+    /* the root's id, so that store.root is a proxy like any other; not
+     * read-only, where it would take a transaction (store.root raises
+     * ReadOnlyError then, as every transaction does) */
+    if (!read_only) {
         PyObject *root = run_store(st, NULL, op_root, NULL, NULL, 0);
         if (!root) {
             Py_DECREF(st);

@@ -460,6 +460,32 @@ def test_view_is_read_only(store):
         store.view(lambda: store.root.__setitem__("x", 2))
 
 
+def test_open_read_only(store):
+    store.root["x"] = 1
+    name, d = store.name, os.path.dirname(store.path)
+    for kw in ({}, {"create": False}):
+        with shmstore.open(name, dir=d, read_only=True, **kw) as ro:
+            assert ro.read_only and not store.read_only and "read-only" in repr(ro)
+            ro.check()  # without recovering: a read-only store is not attached
+            ro.check(recover=False)
+            assert ro.stats()["used_bytes"] > 0
+            for op in (lambda: ro.root, lambda: ro.view(lambda: None), lambda: ro.run(lambda: None),
+                       lambda: next(ro.attempts()), ro.begin, ro.recover, lambda: ro.get("x")):
+                with pytest.raises(shmstore.ReadOnlyError, match="opened with read_only=True") as e:
+                    op()
+                assert e.value.code == shmstore.ReadOnlyError.code
+            # a proxy unpickled meanwhile binds to the store that runs transactions
+            assert pickle.loads(pickle.dumps(store.root))._shm_store is store
+        assert ro.closed
+    with pytest.raises(shmstore.BadArgumentError, match="exclusive"):
+        shmstore.open(name, dir=d, read_only=True, exclusive=True)
+    with pytest.raises(shmstore.NoStoreError):
+        shmstore.open(name + "-missing", dir=d, read_only=True)  # never made
+    assert not os.path.exists(os.path.join(d, name + "-missing"))
+    store.root["x"] = 2  # the store itself is as usable as before
+    assert store.root["x"] == 2
+
+
 def test_explicit_begin_commit_abort(store):
     r = store.root
     r["n"] = 0
