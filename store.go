@@ -141,8 +141,16 @@ const MaxKeyLen = objects.MaxKeyLen
 func (s *Store) MaxValueSize() int { return objects.MaxValueOf(s.a) }
 
 // Recover repairs what dead processes left behind and returns how many it
-// recovered.
-func (s *Store) Recover() (int, error) { return s.st.RecoverDead() }
+// recovered. A store opened read-only cannot (ErrReadOnly).
+func (s *Store) Recover() (int, error) {
+	if err := s.st.Guard(); err != nil {
+		return 0, err // closed, or forked
+	}
+	if s.readOnly {
+		return 0, fmt.Errorf("shmstore: recover %q: the store was opened read-only (Options.ReadOnly): %w", s.Name(), ErrReadOnly)
+	}
+	return s.st.RecoverDead()
+}
 
 // Problems walks the store's tables, the allocator's metadata and the
 // object space, and lists every problem found: see shm.Store.Check,

@@ -142,6 +142,8 @@ func TestReadOnlyOpenIsForInspection(t *testing.T) {
 	_, err = ro.Get("a")
 	require.ErrorIs(t, err, shmstore.ErrReadOnly)
 	require.Contains(t, err.Error(), "Options.ReadOnly")
+	_, err = ro.Recover() // was ErrBadOption, which the C ABI called a bad argument
+	require.ErrorIs(t, err, shmstore.ErrReadOnly)
 }
 
 // mustStats is st.Stats, failing the test on an error.
