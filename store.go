@@ -123,7 +123,7 @@ func (s *Store) Stats() (Stats, error) {
 // (what is mapped stays mapped until EndPeek: Close refuses meanwhile),
 // or says the store is closed.
 func (s *Store) beginRead(what string) error {
-	if !s.e.BeginPeek() {
+	if !s.e.BeginPeekWait() {
 		return fmt.Errorf("shmstore: %s of store %q: %w", what, s.Name(), ErrClosed)
 	}
 	return nil

@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/shmstore/shmstore/internal/layers"
 	"github.com/shmstore/shmstore/shm/shmtest"
@@ -204,4 +206,40 @@ func TestKeyTooLong(t *testing.T) {
 	n, err := st.GetInt(long[1:])
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
+}
+
+// TestStatsWhileACloseIsRefused: a Close that finds a transaction running
+// is refused and the store stays open, so Stats in that moment must not
+// say closed (found by review: Stats read the closing flag that the
+// refused Close was about to take back).
+func TestStatsWhileACloseIsRefused(t *testing.T) {
+	st := openTest(t)
+	hold, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- st.Update(func(*shmstore.Tx) error { close(hold); <-release; return nil })
+	}()
+	<-hold
+	var stop atomic.Bool
+	closer := make(chan error, 1)
+	go func() {
+		for !stop.Load() {
+			if err := st.Close(); !errors.Is(err, shmstore.ErrInUse) {
+				closer <- fmt.Errorf("Close while a transaction runs: %v", err)
+				return
+			}
+		}
+		closer <- nil
+	}()
+	var bad error
+	for end := time.Now().Add(500 * time.Millisecond); bad == nil && time.Now().Before(end); {
+		if _, err := st.Stats(); err != nil {
+			bad = err
+		}
+	}
+	stop.Store(true)
+	require.NoError(t, <-closer)
+	close(release)
+	require.NoError(t, <-done)
+	require.NoError(t, bad, "Stats on an open store")
 }

@@ -117,6 +117,22 @@ func (e *Engine) BeginPeek() bool {
 // EndPeek ends an optimistic read BeginPeek admitted.
 func (e *Engine) EndPeek() { e.peeks.Add(-1) }
 
+// BeginPeekWait is BeginPeek for a read that has no transaction to fall
+// back on (Stats, Check): a refusal while a Close is only trying (it
+// finds transactions running, gives up, and the engine stays open) waits
+// for that Close to decide, then tries again. False means closed.
+func (e *Engine) BeginPeekWait() bool {
+	for !e.BeginPeek() {
+		e.mu.Lock() // a Close holds it from its closed flag's store to its decision
+		closed := e.closed
+		e.mu.Unlock()
+		if closed {
+			return false
+		}
+	}
+	return true
+}
+
 // New binds a transaction engine to a store whose allocator and reclaimer
 // are a and r, and registers txn's recovery with the store.
 func New(st *shm.Store, a *alloc.Allocator, r *reclaim.Reclaimer) *Engine {
