@@ -274,3 +274,144 @@ func TestSetLastTwiceLeaksNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, Int(2), v)
 }
+
+// TestSetLastOfAnExistingContainer: SetLast of a container the attempt
+// only read (nothing written before) takes a reference, as SetKey does
+// (found by review: no test reached this check, and a direct write would
+// link the container without counting it).
+func TestSetLastOfAnExistingContainer(t *testing.T) {
+	s := newSpace(t)
+	newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
+	require.NoError(t, s.Update(func(tx *Tx) error {
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		_, err = d.Dict("child")
+		return err
+	}))
+	require.NoError(t, s.Update(func(tx *Tx) error {
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		c, err := d.GetDict(String("child"))
+		if err != nil {
+			return err
+		}
+		require.False(t, tx.writer, "nothing written before")
+		if err := d.SetLast(String("n"), c.Value()); err != nil {
+			return err
+		}
+		require.Empty(t, tx.direct)
+		return nil
+	}))
+	checkClean(t, s)
+	require.NoError(t, s.Update(func(tx *Tx) error {
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		return d.Delete(String("child"))
+	}))
+	require.NoError(t, s.e.Collect())
+	checkClean(t, s)
+	v, err := getKey(t, s, String("n"))
+	require.NoError(t, err)
+	require.Equal(t, KindDict, v.Kind(), "still linked under n")
+}
+
+// TestSetLastBlobsLeakNothing: direct overwrites between Strings of their
+// own blocks and Ints, each way, leave the bytes in use level once
+// collected: the old blob is retired, the new one linked.
+func TestSetLastBlobsLeakNothing(t *testing.T) {
+	s := newSpace(t)
+	newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
+	blob := func(i int) Value { return String(strings.Repeat(string(rune('a'+i%26)), 300)) }
+	var base uint64
+	for round := range 4 {
+		for i, v := range []Value{blob(round), Int(2), blob(round + 1), blob(round + 2), Int(3)} {
+			require.True(t, setLast(t, s, String("n"), v, nil), "round %d step %d: direct", round, i)
+			got, err := getKey(t, s, String("n"))
+			require.NoError(t, err)
+			require.Equal(t, v, got)
+		}
+		for range 3 {
+			require.NoError(t, s.e.Collect())
+		}
+		used := s.a.Stats().UsedBytes
+		if round == 0 {
+			base = used
+			continue
+		}
+		require.Equal(t, base, used, "round %d: bytes in use grew", round)
+	}
+}
+
+// TestSetLastAfterAStripeChange: a commit to the same stripe between
+// SetLast's read and its commit (a delete of another key, a blob
+// overwrite, a table that grows) makes the SetLast conflict and run
+// again, and it ends with its value and nothing leaked.
+func TestSetLastAfterAStripeChange(t *testing.T) {
+	stripe := stripeOf(Hash(String("n")))
+	var same []Value // keys in n's stripe
+	for i := 0; len(same) < 2100; i++ {
+		if k := String(fmt.Sprintf("k%d", i)); stripeOf(Hash(k)) == stripe {
+			same = append(same, k)
+		}
+	}
+	for _, c := range []struct {
+		name   string
+		change func(d *Dict) error
+	}{
+		{"delete", func(d *Dict) error { return d.Delete(same[0]) }},
+		{"blob", func(d *Dict) error { return d.SetKey(same[1], String(strings.Repeat("z", 300))) }},
+		{"grow", func(d *Dict) error {
+			for _, k := range same[100:] {
+				if err := d.SetKey(k, Int(1)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSpace(t)
+			newPeekDict(t, s, map[Value]Value{String("n"): String(strings.Repeat("y", 300)), same[0]: Int(0), same[1]: String(strings.Repeat("x", 300))})
+			attempts := 0
+			require.NoError(t, s.Update(func(tx *Tx) error {
+				attempts++
+				d, err := tx.Root().GetDict("d")
+				if err != nil {
+					return err
+				}
+				if err := d.SetLast(String("n"), Int(7)); err != nil {
+					return err
+				}
+				if attempts == 1 {
+					require.Len(t, tx.direct, 1)
+					done := make(chan error)
+					go func() {
+						done <- s.Update(func(tx *Tx) error {
+							d, err := tx.Root().GetDict("d")
+							if err != nil {
+								return err
+							}
+							return c.change(d)
+						})
+					}()
+					require.NoError(t, <-done)
+				}
+				return nil
+			}))
+			require.Equal(t, 2, attempts)
+			v, err := getKey(t, s, String("n"))
+			require.NoError(t, err)
+			require.Equal(t, Int(7), v)
+			for range 3 {
+				require.NoError(t, s.e.Collect())
+			}
+			checkClean(t, s)
+		})
+	}
+}
