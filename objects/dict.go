@@ -238,21 +238,30 @@ func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
 		p.key, p.hash, p.val, p.del, p.existed, p.ent, p.slot = k, hash, v, del, f.ok, f.ent, f.slot
 		o.indexLast()
 	}
-	s := stripeOf(hash)
 	if !tx.created[d.h] {
-		if err := tx.t.Lock(&stripeAt(d.p, s).lock, d.stripeAddr(s), false); err != nil {
+		if err := d.lockStripe(hash); err != nil {
 			return false, err
 		}
 	}
 	return had, nil
 }
 
-// directSet is a Set that SetLast made without an overlay: the key
-// exists in the committed Dict (its entry found by the read the stripe's
-// lock validates at commit) with a scalar value, and Prepare overwrites
-// the entry's value, as a Set's overlay would.
+// lockStripe asks for the lock of the stripe of hash at commit (what a
+// write of a key there needs).
+func (d *Dict) lockStripe(hash uint64) error {
+	s := stripeOf(hash)
+	return d.tx.t.Lock(&stripeAt(d.p, s).lock, d.stripeAddr(s), false)
+}
+
+// directSet is the Set that SetLast made without an overlay (at most one
+// an attempt: it is made only when nothing was written before): the key
+// k exists in the committed Dict h (block p) with a scalar value, its
+// entry ent found by the read the stripe's lock validates at commit, and
+// Prepare overwrites the entry's value with v, as a Set's overlay would.
+// ent is Null when there is none.
 type directSet struct {
-	d    Dict // a copy: the caller's may be reused
+	h    handle.Handle
+	p    unsafe.Pointer
 	k, v Value
 	ent  handle.Handle
 }
@@ -287,24 +296,19 @@ func (d *Dict) SetLast(k, v Value) error {
 	if err := tx.write(); err != nil {
 		return err
 	}
-	tx.direct = append(tx.direct, directSet{d: *d, k: k, v: v, ent: f.ent})
-	s := stripeOf(hash)
-	return tx.t.Lock(&stripeAt(d.p, s).lock, d.stripeAddr(s), false)
+	tx.direct = directSet{h: d.h, p: d.p, k: k, v: v, ent: f.ent}
+	return d.lockStripe(hash)
 }
 
-// undirect turns the attempt's SetLast writes into overlay writes, before
-// anything reads or writes a Dict through the overlays.
+// undirect turns the attempt's SetLast write into an overlay write,
+// before anything reads or writes a Dict through the overlays.
 func (tx *Tx) undirect() {
 	ds := tx.direct
-	tx.direct = nil // put below goes through dictOverlay again
-	for i := range ds {
-		d := ds[i].d
-		if _, err := d.put(ds[i].k, ds[i].v, false); err != nil {
-			tx.t.Doom(err) // the attempt fails (and runs again on a conflict)
-		}
+	tx.direct = directSet{} // put below goes through dictOverlay again
+	d := Dict{tx: tx, h: ds.h, p: ds.p}
+	if _, err := d.put(ds.k, ds.v, false); err != nil {
+		tx.t.Doom(err) // the attempt fails (and runs again on a conflict)
 	}
-	clear(ds)
-	tx.direct = ds[:0] // kept for the next attempts
 }
 
 // Set stores val under key. val may be a Value, a container of this
@@ -463,7 +467,7 @@ func (d *Dict) container(key any, k Kind, create func() (Value, error)) (Value, 
 	}
 	if ok {
 		if v.kind != k {
-			return None, fmt.Errorf("objects: key %v: %w", kv, mismatch(v, k))
+			return None, AtKey(kv, mismatch(v, k))
 		}
 		return v, nil
 	}

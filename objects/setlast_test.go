@@ -9,21 +9,53 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/shmstore/shmstore/handle"
 )
+
+// inD runs fn on the Dict "d" in a transaction of its own.
+func inD(s *Space, readOnly bool, fn func(tx *Tx, d *Dict) error) error {
+	return s.Run(context.Background(), readOnly, func(tx *Tx) error {
+		d, err := tx.Root().GetDict("d")
+		if err != nil {
+			return err
+		}
+		return fn(tx, d)
+	})
+}
+
+// isDirect reports whether the attempt holds a direct write and no
+// overlay.
+func isDirect(tx *Tx) bool { return tx.direct.ent != handle.Null && len(tx.dictList) == 0 }
 
 // getKey reads key of the Dict "d" in its own transaction.
 func getKey(t *testing.T, s *Space, k Value) (Value, error) {
 	t.Helper()
 	var v Value
-	err := s.View(func(tx *Tx) error {
-		d, err := tx.Root().GetDict("d")
-		if err != nil {
-			return err
-		}
+	err := inD(s, true, func(_ *Tx, d *Dict) error {
+		var err error
 		v, err = d.GetKey(k)
 		return err
 	})
 	return v, err
+}
+
+// requireLevel runs round 4 times, collecting after each, and requires
+// the bytes in use after the first to stay what they were.
+func requireLevel(t *testing.T, s *Space, round func(i int)) {
+	t.Helper()
+	var base uint64
+	for i := range 4 {
+		round(i)
+		for range 3 {
+			require.NoError(t, s.e.Collect())
+		}
+		if used := s.a.Stats().UsedBytes; i == 0 {
+			base = used
+		} else {
+			require.Equal(t, base, used, "round %d: bytes in use grew", i)
+		}
+	}
 }
 
 // setLast runs SetLast(k, v) on the Dict "d", then after (if not nil) in
@@ -31,15 +63,11 @@ func getKey(t *testing.T, s *Space, k Value) (Value, error) {
 // overlay (direct).
 func setLast(t *testing.T, s *Space, k, v Value, after func(d *Dict) error) (direct bool) {
 	t.Helper()
-	require.NoError(t, s.Update(func(tx *Tx) error {
-		d, err := tx.Root().GetDict("d")
-		if err != nil {
-			return err
-		}
+	require.NoError(t, inD(s, false, func(tx *Tx, d *Dict) error {
 		if err := d.SetLast(k, v); err != nil {
 			return err
 		}
-		direct = len(tx.direct) == 1 && len(tx.dictList) == 0
+		direct = isDirect(tx)
 		if after != nil {
 			return after(d)
 		}
@@ -75,21 +103,13 @@ func TestSetLastOverwritesInPlace(t *testing.T) {
 	}
 	// A key that holds a container: its reference is dropped, so the
 	// overlay does it.
-	require.NoError(t, s.Update(func(tx *Tx) error {
-		d, err := tx.Root().GetDict("d")
-		if err != nil {
-			return err
-		}
-		_, err = d.Dict("child")
+	require.NoError(t, inD(s, false, func(_ *Tx, d *Dict) error {
+		_, err := d.Dict("child")
 		return err
 	}))
 	require.False(t, setLast(t, s, String("child"), Int(5), nil))
 	// A container value: SetKey's work (it takes a reference).
-	require.NoError(t, s.Update(func(tx *Tx) error {
-		d, err := tx.Root().GetDict("d")
-		if err != nil {
-			return err
-		}
+	require.NoError(t, inD(s, false, func(tx *Tx, d *Dict) error {
 		c, err := d.Dict("c2")
 		if err != nil {
 			return err
@@ -97,7 +117,7 @@ func TestSetLastOverwritesInPlace(t *testing.T) {
 		if err := d.SetLast(String("n"), c.Value()); err != nil {
 			return err
 		}
-		require.Empty(t, tx.direct)
+		require.False(t, isDirect(tx))
 		return nil
 	}))
 	v, err := getKey(t, s, String("child"))
@@ -112,8 +132,7 @@ func TestSetLastOverwritesInPlace(t *testing.T) {
 
 // TestSetLastThenMore: whatever the attempt does with a Dict after a
 // direct SetLast sees it (it becomes an overlay write first): a read of
-// the key, the Dict's length and range, a second write of the key, its
-// delete.
+// the key, the Dict's range, a second write of the key, its delete.
 func TestSetLastThenMore(t *testing.T) {
 	s := newSpace(t)
 	newPeekDict(t, s, map[Value]Value{String("n"): Int(1), String("m"): Int(1)})
@@ -136,11 +155,6 @@ func TestSetLastThenMore(t *testing.T) {
 	setLast(t, s, String("n"), Int(6), func(d *Dict) error { return d.Delete(String("n")) })
 	_, err = getKey(t, s, String("n"))
 	require.ErrorIs(t, err, ErrNotFound)
-	setLast(t, s, String("m"), Int(7), func(d *Dict) error {
-		n, err := d.Len()
-		require.Equal(t, 1, n)
-		return err
-	})
 	require.NoError(t, s.e.Collect())
 	checkClean(t, s)
 }
@@ -150,11 +164,7 @@ func TestSetLastThenMore(t *testing.T) {
 func TestSetLastAbortedKeepsNothing(t *testing.T) {
 	s := newSpace(t)
 	newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
-	err := s.Run(context.Background(), false, func(tx *Tx) error {
-		d, err := tx.Root().GetDict("d")
-		if err != nil {
-			return err
-		}
+	err := inD(s, false, func(_ *Tx, d *Dict) error {
 		if err := d.SetLast(String("n"), Int(2)); err != nil {
 			return err
 		}
@@ -178,11 +188,7 @@ func TestSetLastAbortedKeepsNothing(t *testing.T) {
 func TestSetLastAfterAWrite(t *testing.T) {
 	s := newSpace(t)
 	newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
-	require.NoError(t, s.Update(func(tx *Tx) error {
-		d, err := tx.Root().GetDict("d")
-		if err != nil {
-			return err
-		}
+	require.NoError(t, inD(s, false, func(_ *Tx, d *Dict) error {
 		if err := d.SetKey(String("n"), Int(10)); err != nil {
 			return err
 		}
@@ -202,12 +208,8 @@ func TestSetLastLocksItsStripe(t *testing.T) {
 	s := newSpace(t)
 	newPeekDict(t, s, map[Value]Value{String("n"): Int(1), String("copy"): Int(0)})
 	attempts := 0
-	require.NoError(t, s.Update(func(tx *Tx) error {
+	require.NoError(t, inD(s, false, func(_ *Tx, d *Dict) error {
 		attempts++
-		d, err := tx.Root().GetDict("d")
-		if err != nil {
-			return err
-		}
 		n, err := d.GetInt(String("n"))
 		if err != nil {
 			return err
@@ -215,15 +217,11 @@ func TestSetLastLocksItsStripe(t *testing.T) {
 		if attempts == 1 {
 			done := make(chan error)
 			go func() {
-				done <- s.Update(func(tx *Tx) error {
-					d, err := tx.Root().GetDict("d")
-					if err != nil {
-						return err
-					}
+				done <- inD(s, false, func(tx *Tx, d *Dict) error {
 					if err := d.SetLast(String("n"), Int(2)); err != nil {
 						return err
 					}
-					if len(tx.direct) != 1 {
+					if !isDirect(tx) {
 						return fmt.Errorf("not direct: %w", ErrCorrupt)
 					}
 					return nil
@@ -248,28 +246,14 @@ func TestSetLastTwiceLeaksNothing(t *testing.T) {
 	s := newSpace(t)
 	newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
 	long := String(strings.Repeat("x", 300))
-	var base uint64
-	for round := range 3 {
-		require.NoError(t, s.Update(func(tx *Tx) error {
-			d, err := tx.Root().GetDict("d")
-			if err != nil {
-				return err
-			}
+	requireLevel(t, s, func(int) {
+		require.NoError(t, inD(s, false, func(_ *Tx, d *Dict) error {
 			if err := d.SetLast(String("n"), long); err != nil {
 				return err
 			}
 			return d.SetLast(String("n"), Int(2))
 		}))
-		for range 3 {
-			require.NoError(t, s.e.Collect())
-		}
-		used := s.a.Stats().UsedBytes
-		if round == 0 {
-			base = used
-			continue
-		}
-		require.Equal(t, base, used, "round %d: bytes in use grew", round)
-	}
+	})
 	v, err := getKey(t, s, String("n"))
 	require.NoError(t, err)
 	require.Equal(t, Int(2), v)
@@ -282,19 +266,11 @@ func TestSetLastTwiceLeaksNothing(t *testing.T) {
 func TestSetLastOfAnExistingContainer(t *testing.T) {
 	s := newSpace(t)
 	newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
-	require.NoError(t, s.Update(func(tx *Tx) error {
-		d, err := tx.Root().GetDict("d")
-		if err != nil {
-			return err
-		}
-		_, err = d.Dict("child")
+	require.NoError(t, inD(s, false, func(_ *Tx, d *Dict) error {
+		_, err := d.Dict("child")
 		return err
 	}))
-	require.NoError(t, s.Update(func(tx *Tx) error {
-		d, err := tx.Root().GetDict("d")
-		if err != nil {
-			return err
-		}
+	require.NoError(t, inD(s, false, func(tx *Tx, d *Dict) error {
 		c, err := d.GetDict(String("child"))
 		if err != nil {
 			return err
@@ -303,17 +279,11 @@ func TestSetLastOfAnExistingContainer(t *testing.T) {
 		if err := d.SetLast(String("n"), c.Value()); err != nil {
 			return err
 		}
-		require.Empty(t, tx.direct)
+		require.False(t, isDirect(tx))
 		return nil
 	}))
 	checkClean(t, s)
-	require.NoError(t, s.Update(func(tx *Tx) error {
-		d, err := tx.Root().GetDict("d")
-		if err != nil {
-			return err
-		}
-		return d.Delete(String("child"))
-	}))
+	require.NoError(t, inD(s, false, func(_ *Tx, d *Dict) error { return d.Delete(String("child")) }))
 	require.NoError(t, s.e.Collect())
 	checkClean(t, s)
 	v, err := getKey(t, s, String("n"))
@@ -328,24 +298,14 @@ func TestSetLastBlobsLeakNothing(t *testing.T) {
 	s := newSpace(t)
 	newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
 	blob := func(i int) Value { return String(strings.Repeat(string(rune('a'+i%26)), 300)) }
-	var base uint64
-	for round := range 4 {
+	requireLevel(t, s, func(round int) {
 		for i, v := range []Value{blob(round), Int(2), blob(round + 1), blob(round + 2), Int(3)} {
 			require.True(t, setLast(t, s, String("n"), v, nil), "round %d step %d: direct", round, i)
 			got, err := getKey(t, s, String("n"))
 			require.NoError(t, err)
 			require.Equal(t, v, got)
 		}
-		for range 3 {
-			require.NoError(t, s.e.Collect())
-		}
-		used := s.a.Stats().UsedBytes
-		if round == 0 {
-			base = used
-			continue
-		}
-		require.Equal(t, base, used, "round %d: bytes in use grew", round)
-	}
+	})
 }
 
 // TestSetLastAfterAStripeChange: a commit to the same stripe between
@@ -379,26 +339,16 @@ func TestSetLastAfterAStripeChange(t *testing.T) {
 			s := newSpace(t)
 			newPeekDict(t, s, map[Value]Value{String("n"): String(strings.Repeat("y", 300)), same[0]: Int(0), same[1]: String(strings.Repeat("x", 300))})
 			attempts := 0
-			require.NoError(t, s.Update(func(tx *Tx) error {
+			require.NoError(t, inD(s, false, func(tx *Tx, d *Dict) error {
 				attempts++
-				d, err := tx.Root().GetDict("d")
-				if err != nil {
-					return err
-				}
 				if err := d.SetLast(String("n"), Int(7)); err != nil {
 					return err
 				}
 				if attempts == 1 {
-					require.Len(t, tx.direct, 1)
+					require.True(t, isDirect(tx))
 					done := make(chan error)
 					go func() {
-						done <- s.Update(func(tx *Tx) error {
-							d, err := tx.Root().GetDict("d")
-							if err != nil {
-								return err
-							}
-							return c.change(d)
-						})
+						done <- inD(s, false, func(_ *Tx, d *Dict) error { return c.change(d) })
 					}()
 					require.NoError(t, <-done)
 				}

@@ -46,7 +46,7 @@ type Tx struct {
 	rcList   []handle.Handle
 	created  map[handle.Handle]bool // containers this attempt allocated
 	clears   []cellRef              // cells a finalizer's step overwrites with None
-	direct   []directSet            // Sets made without an overlay (Dict.SetLast)
+	direct   directSet              // the Set made without an overlay (Dict.SetLast), if any
 	root     *Dict                  // the root, resolved once (it never moves)
 
 	cache     [readCacheSize]readCache // the attempt's last committed lookups
@@ -81,10 +81,7 @@ func (tx *Tx) reset() {
 		return // a read-only attempt buffered nothing
 	}
 	tx.writer = false
-	if len(tx.direct) > 0 {
-		clear(tx.direct) // their Values may hold strings
-		tx.direct = tx.direct[:0]
-	}
+	tx.direct = directSet{}
 	if len(tx.dictList) >= overlayIndexFrom {
 		tx.dicts = nil
 	}
@@ -287,8 +284,8 @@ func (tx *Tx) NewDict() (*Dict, error) {
 // Dicts, Lists, Records, Counters, then reference counts. It runs with
 // every lock held.
 func (tx *Tx) Prepare(t *txn.Tx) error {
-	for i := range tx.direct {
-		if err := tx.overwrite(tx.direct[i].ent, tx.direct[i].v); err != nil {
+	if tx.direct.ent != handle.Null {
+		if err := tx.overwrite(tx.direct.ent, tx.direct.v); err != nil {
 			return err
 		}
 	}
