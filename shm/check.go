@@ -3,7 +3,9 @@
 package shm
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +18,7 @@ import (
 func (s *Store) Check() []string {
 	var probs []string
 	report := func(format string, args ...any) { probs = append(probs, fmt.Sprintf(format, args...)) }
-	if _, err := os.Stat(filepath.Join(s.dir, controlName)); err != nil && os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(s.dir, controlName)); errors.Is(err, fs.ErrNotExist) {
 		// Every file below is gone too: say why once.
 		return []string{fmt.Sprintf("the store's files are gone (%s was removed, shmctl rm --force?) while this process was attached: what it writes now is lost when it closes", s.dir)}
 	}

@@ -306,31 +306,16 @@ func (s *Store) openLockFile(o Options) (*os.File, error) {
 		}
 		return nil, damaged(s.name, "control file is missing but %s is there", r)
 	}
-	if err := s.checkNewStoreDir(); err != nil {
+	// Only in a directory of its own: one that holds nothing but what a
+	// creator that died may have left (control.new), not a directory of
+	// other files that has the store's name (Remove would refuse it).
+	if _, err := s.storeFiles("create", "choose another name or directory"); err != nil {
 		return nil, err
 	}
 	if f, err = os.OpenFile(path, flag|os.O_CREATE, o.Mode); err != nil {
 		return nil, s.fileError("open lock file", err)
 	}
 	return f, nil
-}
-
-// checkNewStoreDir makes sure a store is created only in a directory of
-// its own: one that holds nothing but what a creator that died may have
-// left (control.new), not a directory of other files that happens to
-// have the store's name (Remove would refuse it afterwards).
-func (s *Store) checkNewStoreDir() error {
-	ents, err := os.ReadDir(s.dir)
-	if err != nil {
-		return s.fileError("read store directory", err)
-	}
-	for _, e := range ents {
-		if !isStoreFile(e) {
-			return fmt.Errorf("shm: create %q: %s holds %q, which no store has: %w; choose another name or directory",
-				s.name, s.dir, e.Name(), ErrNotStore)
-		}
-	}
-	return nil
 }
 
 func (s *Store) controlExists() bool {
@@ -829,21 +814,30 @@ func (s *Store) checkStoreDir() error {
 	case !fi.IsDir():
 		return fmt.Errorf("shm: remove %q: %s is not a directory: %w; not removed", s.name, s.dir, ErrNotStore)
 	}
+	n, err := s.storeFiles("remove", "not removed")
+	if err == nil && n == 0 {
+		err = fmt.Errorf("shm: remove %q: %s holds no control, lock or region file: %w; not removed",
+			s.name, s.dir, ErrNotStore)
+	}
+	return err
+}
+
+// storeFiles counts the entries of the store's directory, and fails with
+// ErrNotStore (the operation op refused, what then said) at the first
+// that no store has: Remove deletes, and Open creates in, only a
+// directory that holds nothing else.
+func (s *Store) storeFiles(op, then string) (int, error) {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
-		return s.fileError("read store directory", err)
+		return 0, s.fileError("read store directory", err)
 	}
 	for _, e := range ents {
 		if !isStoreFile(e) {
-			return fmt.Errorf("shm: remove %q: %s holds %q, which no store has: %w; not removed",
-				s.name, s.dir, e.Name(), ErrNotStore)
+			return 0, fmt.Errorf("shm: %s %q: %s holds %q, which no store has: %w; %s",
+				op, s.name, s.dir, e.Name(), ErrNotStore, then)
 		}
 	}
-	if len(ents) == 0 {
-		return fmt.Errorf("shm: remove %q: %s holds no control, lock or region file: %w; not removed",
-			s.name, s.dir, ErrNotStore)
-	}
-	return nil
+	return len(ents), nil
 }
 
 // isStoreFile reports whether e is one of the files a store directory
