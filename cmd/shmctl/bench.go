@@ -199,10 +199,10 @@ func (o *benchOptions) run(w io.Writer) error {
 func (o *benchOptions) fitBlocks(st *shmstore.Store) error {
 	limit := byteSize(layers.Of(st).Alloc.MaxBlock())
 	if o.maxSize > limit {
-		return o.blockTooLarge(st, "--max-size", o.maxSize.String(), "", limit.String())
+		return o.blockTooLarge(st, limit, "--max-size", o.maxSize.String(), "", limit.String())
 	}
 	if need := byteSize(churn.MailboxBytes(o.mailbox)); need > limit {
-		return o.blockTooLarge(st, "--mailbox", strconv.Itoa(o.mailbox),
+		return o.blockTooLarge(st, limit, "--mailbox", strconv.Itoa(o.mailbox),
 			fmt.Sprintf("a mailbox of %d cells is one block of %d bytes (8 a cell and 8 more), and ", o.mailbox, need),
 			strconv.Itoa(churn.MailboxCells(int(limit))))
 	}
@@ -211,14 +211,12 @@ func (o *benchOptions) fitBlocks(st *shmstore.Store) error {
 
 // blockTooLarge is fitBlocks' usage error for flag, given value, whose
 // block (as why says, if the flag is not the block's size itself) is
-// larger than the largest block of the store; most is the largest value
-// of the flag that fits.
-func (o *benchOptions) blockTooLarge(st *shmstore.Store, flag, value, why, most string) error {
-	l := layers.Of(st)
-	limit := byteSize(l.Alloc.MaxBlock())
+// larger than limit, the largest block of the store; most is the largest
+// value of the flag that fits.
+func (o *benchOptions) blockTooLarge(st *shmstore.Store, limit byteSize, flag, value, why, most string) error {
 	return usagef("%s %s: %sstore %q allocates at most %s in one block (its regions of %s less their metadata); "+
 		"give %s %s or less, or bench a store made with a larger --region-size (shmctl create)",
-		flag, value, why, o.name, limit.String(), formatSize(l.Shm.RegionSize()), flag, most)
+		flag, value, why, o.name, limit.String(), formatSize(layers.Of(st).Shm.RegionSize()), flag, most)
 }
 
 // fraction is a/b, 0 when b is 0.

@@ -165,57 +165,45 @@ func TestBenchKeep(t *testing.T) {
 	require.Contains(t, out, "mailbox drained")
 }
 
-// TestBenchRefusesMaxSizeBeyondABlock: a --max-size larger than the
-// largest block the store allocates (a region less its metadata: 960KiB
-// in 1MiB regions) is refused before any worker starts, exit 2, in one
-// line that names the flag and the limit (every worker used to start and
-// fail on its first such request, exit 1). The limit itself is allowed.
-func TestBenchRefusesMaxSizeBeyondABlock(t *testing.T) {
+// TestBenchRefusesBlocksBeyondTheLargest: a --max-size, or a --mailbox
+// (one block of 8 bytes a cell and 8 more), larger than the largest block
+// the store allocates (a region less its metadata: 960KiB, or 122879
+// mailbox cells, in 1MiB regions) is refused before any worker starts,
+// exit 2, in one line that names the flag, the limit and the largest
+// value allowed (every worker used to start and fail on its first such
+// request, or the mailbox failed with the allocator's "allocation larger
+// than a region", exit 1). The largest values themselves run, and leave
+// the store clean.
+func TestBenchRefusesBlocksBeyondTheLargest(t *testing.T) {
 	t.Parallel()
 	dir := testDir(t)
 	createStore(t, dir, "bm") // 1MiB regions
-	// 983041 is one byte beyond the limit, 960KiB (983040 bytes).
-	for _, size := range []string{"1GiB", "983041"} {
-		r := shmctl(t, "--dir", dir, "bench", "bm", "--max-size", size, "--procs", "2", "--duration", "5s")
-		requireOneLineError(t, r, 2, "bench: --max-size ", `store "bm" allocates at most 960KiB in one block`,
-			"regions of 1 MiB")
+	for _, c := range []struct{ flag, value, most string }{
+		{"--max-size", "1GiB", "960KiB"},
+		{"--max-size", "983041", "960KiB"}, // one byte beyond 960KiB (983040 bytes)
+		{"--mailbox", "122880", "122879"},
+		{"--mailbox", "1048576", "122879"},
+	} {
+		r := shmctl(t, "--dir", dir, "bench", "bm", c.flag, c.value, "--procs", "2", "--duration", "5s")
+		requireOneLineError(t, r, 2, "bench: "+c.flag+" "+c.value+": ", `store "bm" allocates at most 960KiB in one block`,
+			"regions of 1 MiB", "give "+c.flag+" "+c.most+" or less")
+		require.NotContains(t, r.stderr, "allocation larger than a region")
 		require.NotContains(t, r.stderr, "worker")
 	}
+	// Both too large: --max-size is said first.
+	requireOneLineError(t, shmctl(t, "--dir", dir, "bench", "bm", "--mailbox", "122880", "--max-size", "1GiB"), 2,
+		"bench: --max-size 1GiB: ", "give --max-size 960KiB or less")
 	// --min-size alone beyond the default --max-size is the order check's.
 	requireOneLineError(t, shmctl(t, "--dir", dir, "bench", "bm", "--min-size", "1MiB"), 2,
 		"bench: max size 4096 is below the min size 1048576")
-	// Exactly the largest block: every request takes a whole region.
+	// Exactly the largest: every request takes a whole region; the
+	// largest mailbox is made and drained.
 	var rep benchReport
 	runJSON(t, &rep, "--dir", dir, "bench", "bm", "--procs", "1", "--ops", "20", "--mailbox", "4",
 		"--min-size", "960KiB", "--max-size", "960KiB")
 	require.Equal(t, uint64(20), rep.Total.Allocs)
-	require.Equal(t, "store \"bm\": ok\n", mustRun(t, "--dir", dir, "check", "bm"))
-}
-
-// TestBenchRefusesMailboxBeyondABlock: the mailbox is one block of 8
-// bytes a cell and 8 more, so a --mailbox whose block is larger than the
-// largest the store allocates (960KiB in 1MiB regions: 122879 cells) is
-// refused before any worker starts, exit 2, in one line that gives the
-// largest --mailbox the store allows (it used to fail at run time, exit
-// 1, with the allocator's "allocation larger than a region"). The
-// largest itself runs, and the refused runs leave nothing allocated.
-func TestBenchRefusesMailboxBeyondABlock(t *testing.T) {
-	t.Parallel()
-	dir := testDir(t)
-	createStore(t, dir, "bmb") // 1MiB regions
-	for _, n := range []string{"122880", "1048576"} {
-		r := shmctl(t, "--dir", dir, "bench", "bmb", "--mailbox", n, "--procs", "2", "--duration", "5s")
-		requireOneLineError(t, r, 2, "bench: --mailbox "+n+": ", `store "bmb" allocates at most 960KiB in one block`,
-			"regions of 1 MiB", "give --mailbox 122879 or less")
-		require.NotContains(t, r.stderr, "allocation larger than a region")
-		require.NotContains(t, r.stderr, "worker")
-	}
-	// --max-size beyond a block is still said first, as before.
-	requireOneLineError(t, shmctl(t, "--dir", dir, "bench", "bmb", "--mailbox", "122880", "--max-size", "1GiB"), 2,
-		"bench: --max-size 1GiB: ", "give --max-size 960KiB or less")
-	var rep benchReport
-	runJSON(t, &rep, "--dir", dir, "bench", "bmb", "--procs", "1", "--ops", "20", "--mailbox", "122879")
+	runJSON(t, &rep, "--dir", dir, "bench", "bm", "--procs", "1", "--ops", "20", "--mailbox", "122879")
 	require.Equal(t, 122879, rep.Mailbox)
 	require.Equal(t, uint64(20), rep.Total.Allocs)
-	require.Equal(t, "store \"bmb\": ok\n", mustRun(t, "--dir", dir, "check", "bmb"))
+	require.Equal(t, "store \"bm\": ok\n", mustRun(t, "--dir", dir, "check", "bm"))
 }
