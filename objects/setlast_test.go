@@ -40,6 +40,14 @@ func getKey(t *testing.T, s *Space, k Value) (Value, error) {
 	return v, err
 }
 
+// requireKey requires key of the Dict "d" to hold want.
+func requireKey(t *testing.T, s *Space, k, want Value, msg ...any) {
+	t.Helper()
+	v, err := getKey(t, s, k)
+	require.NoError(t, err)
+	require.Equal(t, want, v, msg...)
+}
+
 // requireLevel runs round 4 times, collecting after each, and requires
 // the bytes in use after the first to stay what they were.
 func requireLevel(t *testing.T, s *Space, round func(i int)) {
@@ -96,9 +104,7 @@ func TestSetLastOverwritesInPlace(t *testing.T) {
 		{String("new"), Int(4), false}, // a new key: the overlay's work
 	} {
 		require.Equal(t, c.direct, setLast(t, s, c.k, c.v, nil), "SetLast(%v, %v)", c.k, c.v)
-		v, err := getKey(t, s, c.k)
-		require.NoError(t, err)
-		require.Equal(t, c.v, v)
+		requireKey(t, s, c.k, c.v)
 		checkClean(t, s)
 	}
 	// A key that holds a container: its reference is dropped, so the
@@ -120,10 +126,8 @@ func TestSetLastOverwritesInPlace(t *testing.T) {
 		require.False(t, isDirect(tx))
 		return nil
 	}))
-	v, err := getKey(t, s, String("child"))
-	require.NoError(t, err)
-	require.Equal(t, Int(5), v)
-	v, err = getKey(t, s, String("n"))
+	requireKey(t, s, String("child"), Int(5))
+	v, err := getKey(t, s, String("n"))
 	require.NoError(t, err)
 	require.Equal(t, KindDict, v.Kind())
 	require.NoError(t, s.e.Collect())
@@ -149,11 +153,9 @@ func TestSetLastThenMore(t *testing.T) {
 		return nil
 	})
 	setLast(t, s, String("n"), Int(4), func(d *Dict) error { return d.SetLast(String("n"), Int(5)) })
-	v, err := getKey(t, s, String("n"))
-	require.NoError(t, err)
-	require.Equal(t, Int(5), v, "the second write wins")
+	requireKey(t, s, String("n"), Int(5), "the second write wins")
 	setLast(t, s, String("n"), Int(6), func(d *Dict) error { return d.Delete(String("n")) })
-	_, err = getKey(t, s, String("n"))
+	_, err := getKey(t, s, String("n"))
 	require.ErrorIs(t, err, ErrNotFound)
 	require.NoError(t, s.e.Collect())
 	checkClean(t, s)
@@ -171,15 +173,11 @@ func TestSetLastAbortedKeepsNothing(t *testing.T) {
 		return ErrCorrupt // any error of the function
 	})
 	require.ErrorIs(t, err, ErrCorrupt)
-	v, err := getKey(t, s, String("n"))
-	require.NoError(t, err)
-	require.Equal(t, Int(1), v)
+	requireKey(t, s, String("n"), Int(1))
 	setLast(t, s, String("n"), Int(3), func(d *Dict) error {
 		return d.SetKey(String("m"), Int(1)) // a write after it: the overlay holds both
 	})
-	v, err = getKey(t, s, String("n"))
-	require.NoError(t, err)
-	require.Equal(t, Int(3), v)
+	requireKey(t, s, String("n"), Int(3))
 }
 
 // TestSetLastAfterAWrite: a SetLast after another write of the attempt is
@@ -194,9 +192,7 @@ func TestSetLastAfterAWrite(t *testing.T) {
 		}
 		return d.SetLast(String("n"), Int(11))
 	}))
-	v, err := getKey(t, s, String("n"))
-	require.NoError(t, err)
-	require.Equal(t, Int(11), v)
+	requireKey(t, s, String("n"), Int(11))
 }
 
 // TestSetLastLocksItsStripe: a direct SetLast commits under its stripe's
@@ -232,9 +228,7 @@ func TestSetLastLocksItsStripe(t *testing.T) {
 		return d.SetKey(String("copy"), Int(n))
 	}))
 	require.Equal(t, 2, attempts)
-	v, err := getKey(t, s, String("copy"))
-	require.NoError(t, err)
-	require.Equal(t, Int(2), v)
+	requireKey(t, s, String("copy"), Int(2))
 }
 
 // TestSetLastTwiceLeaksNothing: two SetLasts of one key in an attempt
@@ -254,9 +248,7 @@ func TestSetLastTwiceLeaksNothing(t *testing.T) {
 			return d.SetLast(String("n"), Int(2))
 		}))
 	})
-	v, err := getKey(t, s, String("n"))
-	require.NoError(t, err)
-	require.Equal(t, Int(2), v)
+	requireKey(t, s, String("n"), Int(2))
 }
 
 // TestSetLastOfAnExistingContainer: SetLast of a container the attempt
@@ -301,9 +293,7 @@ func TestSetLastBlobsLeakNothing(t *testing.T) {
 	requireLevel(t, s, func(round int) {
 		for i, v := range []Value{blob(round), Int(2), blob(round + 1), blob(round + 2), Int(3)} {
 			require.True(t, setLast(t, s, String("n"), v, nil), "round %d step %d: direct", round, i)
-			got, err := getKey(t, s, String("n"))
-			require.NoError(t, err)
-			require.Equal(t, v, got)
+			requireKey(t, s, String("n"), v)
 		}
 	})
 }
@@ -355,9 +345,7 @@ func TestSetLastAfterAStripeChange(t *testing.T) {
 				return nil
 			}))
 			require.Equal(t, 2, attempts)
-			v, err := getKey(t, s, String("n"))
-			require.NoError(t, err)
-			require.Equal(t, Int(7), v)
+			requireKey(t, s, String("n"), Int(7))
 			for range 3 {
 				require.NoError(t, s.e.Collect())
 			}
