@@ -82,6 +82,9 @@ func (tx *Tx) reset() {
 	}
 	tx.writer = false
 	tx.direct = directSet{}
+	if !tx.buffered() {
+		return // an attempt whose one write was SetLast's: 6% of a Set
+	}
 	if len(tx.dictList) >= overlayIndexFrom {
 		tx.dicts = nil
 	}
@@ -128,6 +131,14 @@ func (tx *Tx) reset() {
 	clearMap(tx.created)
 	clear(tx.clears)
 	tx.clears = tx.clears[:0]
+}
+
+// buffered reports whether the attempt keeps a write beyond SetLast's
+// direct one: an overlay, a reference-count change, a created container
+// or a finalizer's clear. Each map of Tx gains a key only with an
+// element of its list (created's go to rcList too), so the lists tell.
+func (tx *Tx) buffered() bool {
+	return len(tx.dictList)|len(tx.listList)|len(tx.recList)|len(tx.ctrList)|len(tx.rcList)|len(tx.clears) != 0
 }
 
 // clearMap empties m; an empty map is left alone (clearing one costs in
@@ -287,6 +298,9 @@ func (tx *Tx) Prepare(t *txn.Tx) error {
 	if tx.direct.ent != handle.Null {
 		if err := tx.overwrite(tx.direct.ent, tx.direct.v); err != nil {
 			return err
+		}
+		if !tx.buffered() {
+			return nil // a Set's one write
 		}
 	}
 	for _, o := range tx.dictList {
