@@ -458,7 +458,7 @@ func (s *Store) Delete(path string) error {
 		if err != nil {
 			return err
 		}
-		return d.Delete(k)
+		return d.d.DeleteLast(objects.String(k)) // nothing after it
 	})
 }
 

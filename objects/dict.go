@@ -253,34 +253,61 @@ func (d *Dict) lockStripe(hash uint64) error {
 	return d.tx.t.Lock(&stripeAt(d.p, s).lock, d.stripeAddr(s), false)
 }
 
-// directSet is the Set that SetLast made without an overlay (at most one
-// an attempt: it is made only when nothing was written before): the key
-// k exists in the committed Dict h (block p) with a scalar value, its
-// entry ent found by the read the stripe's lock validates at commit, and
-// Prepare overwrites the entry's value with v, as a Set's overlay would.
-// ent is Null when there is none.
+// directSet is the write that SetLast or DeleteLast made without an
+// overlay (at most one an attempt: it is made only when nothing was
+// written before) to the committed Dict h (block p), with no reference
+// to count: a scalar set over a scalar or over no key, or the delete of
+// a key that holds a scalar. pend is the write as an overlay would hold
+// it, with where the read that the stripe's lock validates at commit
+// found the key. h is Null when there is none.
 type directSet struct {
 	h    handle.Handle
 	p    unsafe.Pointer
-	k, v Value
-	ent  handle.Handle
+	pend pending
+}
+
+// prepare turns the direct write into stores at commit (Tx.Prepare): an
+// existing key's value is overwritten in place, as a Set's overlay
+// would; a new key or a delete goes through the stripe's commit as a
+// one-write overlay (a table to grow, shrink or drop, counts to store).
+func (ds *directSet) prepare(tx *Tx) error {
+	p := &ds.pend
+	if p.existed && !p.del {
+		return tx.overwrite(p.ent, p.val)
+	}
+	o := dictOverlay{d: Dict{tx: tx, h: ds.h, p: ds.p}}
+	pend := [1]*pending{p}
+	return o.prepareStripe(tx, stripeOf(p.hash), pend[:])
 }
 
 // SetLast is SetScalar as the last operation of the transaction's
 // function, which is the root package's single-operation Set: when
-// nothing else of the attempt has written, the key exists with a scalar
-// value and v is a scalar, it keeps no write overlay (no pending entry,
-// nothing to sort, find or clear again) but the entry itself, which the
-// commit overwrites. Anything the attempt does with a Dict afterwards
-// first turns it into an ordinary overlay write (undirect), so a later
-// operation still sees it; only the speed depends on being last.
+// nothing else of the attempt has written, the key holds a scalar or is
+// absent, and v is a scalar, it keeps no write overlay (no pending entry
+// in a list, nothing to sort, find or clear again) but the one write,
+// which the commit makes (directSet.prepare). Anything the attempt does
+// with a Dict afterwards first turns it into an ordinary overlay write
+// (undirect), so a later operation still sees it; only the speed depends
+// on being last.
 func (d *Dict) SetLast(k, v Value) error {
-	tx := d.tx
 	if v.kind.IsContainer() {
 		return d.SetKey(k, v)
 	}
+	return d.last(k, v, false)
+}
+
+// DeleteLast is DeleteKey as the last operation of the transaction's
+// function (the root package's single-operation Delete), without an
+// overlay as SetLast is, when the key holds a scalar.
+func (d *Dict) DeleteLast(k Value) error {
+	return d.last(k, None, true)
+}
+
+// last is SetLast (del false) or DeleteLast (del true) of a scalar v.
+func (d *Dict) last(k, v Value, del bool) error {
+	tx := d.tx
 	if d.err != nil || tx.writer || tx.created[d.h] || checkKey(k) != nil {
-		return d.SetScalar(k, v)
+		return d.overlaid(k, v, del)
 	}
 	hash := Hash(k)
 	var f found
@@ -289,24 +316,32 @@ func (d *Dict) SetLast(k, v Value) error {
 			return err
 		}
 	}
-	if !f.ok || f.val.kind.IsContainer() {
-		tx.remember(d.h, k, f)   // not looked up again
-		return d.SetScalar(k, v) // a new key, or a reference to drop: the overlay's work
+	if f.ok && f.val.kind.IsContainer() || del && !f.ok {
+		tx.remember(d.h, k, f)       // not looked up again
+		return d.overlaid(k, v, del) // a reference to drop, or no key to delete: the overlay's work, or error
 	}
 	if err := tx.write(); err != nil {
 		return err
 	}
-	tx.direct = directSet{h: d.h, p: d.p, k: k, v: v, ent: f.ent}
+	tx.direct = directSet{h: d.h, p: d.p, pend: pending{key: k, hash: hash, val: v, del: del, existed: f.ok, ent: f.ent, slot: f.slot}}
 	return d.lockStripe(hash)
 }
 
-// undirect turns the attempt's SetLast write into an overlay write,
+// overlaid is last's write through the overlay.
+func (d *Dict) overlaid(k, v Value, del bool) error {
+	if del {
+		return d.DeleteKey(k)
+	}
+	return d.SetScalar(k, v)
+}
+
+// undirect turns the attempt's direct write into an overlay write,
 // before anything reads or writes a Dict through the overlays.
 func (tx *Tx) undirect() {
 	ds := tx.direct
 	tx.direct = directSet{} // put below goes through dictOverlay again
 	d := Dict{tx: tx, h: ds.h, p: ds.p}
-	if _, err := d.put(ds.k, ds.v, false); err != nil {
+	if _, err := d.put(ds.pend.key, ds.pend.val, ds.pend.del); err != nil {
 		tx.t.Doom(err) // the attempt fails (and runs again on a conflict)
 	}
 }

@@ -75,7 +75,7 @@ func (o *dictOverlay) indexLast() {
 const overlayIndexFrom = 16
 
 func (tx *Tx) dictOverlay(d *Dict, create bool) *dictOverlay {
-	if tx.direct.ent != handle.Null {
+	if tx.direct.h != handle.Null {
 		tx.undirect()
 	}
 	if len(tx.dictList) >= overlayIndexFrom {

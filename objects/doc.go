@@ -19,13 +19,16 @@
 //
 // A transaction (Tx) reads through txn's versioned reads and buffers its
 // writes in overlays (reads see their own writes), which Prepare turns
-// into word stores at commit. One write skips the overlay: Dict.SetLast,
-// the last operation of a single-operation Set (the root package's and the
-// C ABI's), which, when nothing else was written and the key holds a
-// scalar, keeps only the entry it found, overwritten at commit under the
-// stripe's lock (about a quarter of a Set's time was the overlay's: its
-// pending entry, index, sort and clearing). Any later use of a Dict in the
-// attempt turns it into an overlay write first. Reference counts count
+// into word stores at commit. One write skips the overlay: Dict.SetLast
+// or DeleteLast, the last operation of a single-operation Set or Delete
+// (the root package's and the C ABI's), which, when nothing else was
+// written and no reference is to be counted (a scalar over a scalar or
+// over no key, the delete of a scalar), keeps only that write: an
+// existing entry is overwritten at commit under the stripe's lock, a new
+// key or a delete goes through the stripe's commit as a one-write
+// overlay would (about a quarter of a Set's time was the overlay's: its
+// pending entry, index, sort and clearing). Any later use of a Dict in
+// the attempt turns it into an overlay write first. Reference counts count
 // references from containers (and the root); they change only at commit,
 // under reference-count-only locks. A count that reaches zero retires the
 // object; its finalizer, run by reclaim once no transaction can see it,

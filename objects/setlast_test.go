@@ -26,7 +26,7 @@ func inD(s *Space, readOnly bool, fn func(tx *Tx, d *Dict) error) error {
 
 // isDirect reports whether the attempt holds a direct write and no
 // overlay.
-func isDirect(tx *Tx) bool { return tx.direct.ent != handle.Null && len(tx.dictList) == 0 }
+func isDirect(tx *Tx) bool { return tx.direct.h != handle.Null && len(tx.dictList) == 0 }
 
 // getKey reads key of the Dict "d" in its own transaction.
 func getKey(t *testing.T, s *Space, k Value) (Value, error) {
@@ -85,8 +85,8 @@ func setLast(t *testing.T, s *Space, k, v Value, after func(d *Dict) error) (dir
 }
 
 // TestSetLastOverwritesInPlace: SetLast of a scalar over an existing
-// scalar keeps no overlay, and commits the new value; over a String's
-// blob it retires the blob. A new key, an old container value, a
+// scalar, or of a new key, keeps no overlay, and commits the new value;
+// over a String's blob it retires the blob. An old container value, a
 // container, or a second write go through the overlay, with the same
 // results.
 func TestSetLastOverwritesInPlace(t *testing.T) {
@@ -101,7 +101,8 @@ func TestSetLastOverwritesInPlace(t *testing.T) {
 		{String("n"), String(long + "y"), true}, // a kind change: the meta word too
 		{String("s"), Int(3), true},             // the old blob retired
 		{String("s"), Float(1.5), true},
-		{String("new"), Int(4), false}, // a new key: the overlay's work
+		{String("new"), Int(4), true},              // a new key: a one-write stripe commit
+		{String("new2"), String(long + "z"), true}, // with a blob of its own
 	} {
 		require.Equal(t, c.direct, setLast(t, s, c.k, c.v, nil), "SetLast(%v, %v)", c.k, c.v)
 		requireKey(t, s, c.k, c.v)
@@ -298,10 +299,11 @@ func TestSetLastBlobsLeakNothing(t *testing.T) {
 	})
 }
 
-// TestSetLastAfterAStripeChange: a commit to the same stripe between
-// SetLast's read and its commit (a delete of another key, a blob
-// overwrite, a table that grows) makes the SetLast conflict and run
-// again, and it ends with its value and nothing leaked.
+// TestSetLastAfterAStripeChange: a commit to the same stripe between a
+// direct write's read and its commit (a delete of another key, a blob
+// overwrite, a table that grows) makes the direct write conflict and run
+// again, and it ends with its value and nothing leaked; so for each
+// direct write: SetLast over a value, SetLast of a new key, DeleteLast.
 func TestSetLastAfterAStripeChange(t *testing.T) {
 	stripe := stripeOf(Hash(String("n")))
 	var same []Value // keys in n's stripe
@@ -310,7 +312,8 @@ func TestSetLastAfterAStripeChange(t *testing.T) {
 			same = append(same, k)
 		}
 	}
-	for _, c := range []struct {
+	fresh := same[2] // in no Dict before the write
+	changes := []struct {
 		name   string
 		change func(d *Dict) error
 	}{
@@ -324,32 +327,178 @@ func TestSetLastAfterAStripeChange(t *testing.T) {
 			}
 			return nil
 		}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			s := newSpace(t)
-			newPeekDict(t, s, map[Value]Value{String("n"): String(strings.Repeat("y", 300)), same[0]: Int(0), same[1]: String(strings.Repeat("x", 300))})
-			attempts := 0
-			require.NoError(t, inD(s, false, func(tx *Tx, d *Dict) error {
-				attempts++
-				if err := d.SetLast(String("n"), Int(7)); err != nil {
-					return err
-				}
-				if attempts == 1 {
-					require.True(t, isDirect(tx))
-					done := make(chan error)
-					go func() {
-						done <- inD(s, false, func(_ *Tx, d *Dict) error { return c.change(d) })
-					}()
-					require.NoError(t, <-done)
-				}
-				return nil
-			}))
-			require.Equal(t, 2, attempts)
-			requireKey(t, s, String("n"), Int(7))
-			for range 3 {
-				require.NoError(t, s.e.Collect())
-			}
-			checkClean(t, s)
-		})
 	}
+	writes := []struct {
+		name  string
+		write func(d *Dict) error
+		check func(t *testing.T, s *Space)
+	}{
+		{"set", func(d *Dict) error { return d.SetLast(String("n"), Int(7)) },
+			func(t *testing.T, s *Space) { requireKey(t, s, String("n"), Int(7)) }},
+		{"insert", func(d *Dict) error { return d.SetLast(fresh, Int(8)) },
+			func(t *testing.T, s *Space) { requireKey(t, s, fresh, Int(8)) }},
+		{"deleteLast", func(d *Dict) error { return d.DeleteLast(String("n")) },
+			func(t *testing.T, s *Space) {
+				_, err := getKey(t, s, String("n"))
+				require.ErrorIs(t, err, ErrNotFound)
+			}},
+	}
+	for _, w := range writes {
+		for _, c := range changes {
+			t.Run(w.name+"/"+c.name, func(t *testing.T) {
+				s := newSpace(t)
+				newPeekDict(t, s, map[Value]Value{String("n"): String(strings.Repeat("y", 300)), same[0]: Int(0), same[1]: String(strings.Repeat("x", 300))})
+				attempts := 0
+				require.NoError(t, inD(s, false, func(tx *Tx, d *Dict) error {
+					attempts++
+					if err := w.write(d); err != nil {
+						return err
+					}
+					if attempts == 1 {
+						require.True(t, isDirect(tx))
+						done := make(chan error)
+						go func() {
+							done <- inD(s, false, func(_ *Tx, d *Dict) error { return c.change(d) })
+						}()
+						require.NoError(t, <-done)
+					}
+					return nil
+				}))
+				require.Equal(t, 2, attempts)
+				w.check(t, s)
+				for range 3 {
+					require.NoError(t, s.e.Collect())
+				}
+				checkClean(t, s)
+			})
+		}
+	}
+}
+
+// deleteLast runs DeleteLast(k) on the Dict "d", then after (if not nil)
+// in the same attempt, and reports whether the delete went without an
+// overlay (direct) and its error.
+func deleteLast(s *Space, k Value, after func(d *Dict) error) (direct bool, err error) {
+	err = inD(s, false, func(tx *Tx, d *Dict) error {
+		if err := d.DeleteLast(k); err != nil {
+			return err
+		}
+		direct = isDirect(tx)
+		if after != nil {
+			return after(d)
+		}
+		return nil
+	})
+	return direct, err
+}
+
+// TestDeleteLast: DeleteLast of a key that holds a scalar (a String's
+// blob too) keeps no overlay and removes the key; of a missing key it
+// fails with ErrNotFound; of a key that holds a container it goes
+// through the overlay, which drops the reference (the child is freed).
+func TestDeleteLast(t *testing.T) {
+	s := newSpace(t)
+	long := String(strings.Repeat("x", 300))
+	newPeekDict(t, s, map[Value]Value{String("n"): Int(1), String("s"): long, String("m"): Int(2)})
+	for _, k := range []Value{String("n"), String("s")} {
+		direct, err := deleteLast(s, k, nil)
+		require.NoError(t, err)
+		require.True(t, direct, "DeleteLast(%v)", k)
+		_, err = getKey(t, s, k)
+		require.ErrorIs(t, err, ErrNotFound, "deleted %v", k)
+	}
+	requireKey(t, s, String("m"), Int(2), "the other key stays")
+	_, err := deleteLast(s, String("n"), nil)
+	require.ErrorIs(t, err, ErrNotFound, "a key deleted already")
+	require.NoError(t, inD(s, false, func(_ *Tx, d *Dict) error {
+		_, err := d.Dict("child")
+		return err
+	}))
+	direct, err := deleteLast(s, String("child"), nil)
+	require.NoError(t, err)
+	require.False(t, direct, "a container's reference: the overlay's")
+	for range 3 {
+		require.NoError(t, s.e.Collect())
+	}
+	checkClean(t, s)
+	require.NoError(t, inD(s, true, func(_ *Tx, d *Dict) error {
+		n, err := d.Len()
+		require.Equal(t, 1, n)
+		return err
+	}))
+}
+
+// TestDeleteLastThenMore: whatever the attempt does with a Dict after a
+// direct DeleteLast, or a direct SetLast of a new key, sees it: a read,
+// the length, the range, a write of the key again.
+func TestDeleteLastThenMore(t *testing.T) {
+	s := newSpace(t)
+	newPeekDict(t, s, map[Value]Value{String("n"): Int(1), String("m"): Int(1)})
+	lenIs := func(d *Dict, want int) {
+		n, err := d.Len()
+		require.NoError(t, err)
+		require.Equal(t, want, n)
+	}
+	_, err := deleteLast(s, String("n"), func(d *Dict) error {
+		has, err := d.Has(String("n"))
+		require.NoError(t, err)
+		require.False(t, has, "a read after DeleteLast in the same attempt")
+		lenIs(d, 1)
+		return nil
+	})
+	require.NoError(t, err)
+	setLast(t, s, String("n"), Int(2), func(d *Dict) error {
+		v, err := d.GetKey(String("n"))
+		require.NoError(t, err)
+		require.Equal(t, Int(2), v, "a read after SetLast of a new key")
+		lenIs(d, 2)
+		return nil
+	})
+	_, err = deleteLast(s, String("n"), func(d *Dict) error {
+		seen := map[Value]Value{}
+		require.NoError(t, d.Range(func(k, v Value) bool { seen[k] = v; return true }))
+		require.Equal(t, map[Value]Value{String("m"): Int(1)}, seen)
+		return d.SetKey(String("n"), Int(3))
+	})
+	require.NoError(t, err)
+	requireKey(t, s, String("n"), Int(3), "set again after the delete")
+	require.NoError(t, s.e.Collect())
+	checkClean(t, s)
+}
+
+// TestDirectInsertsAndDeletesLeakNothing: keys of one stripe inserted
+// by SetLast and removed by DeleteLast, one a transaction, grow the
+// stripe's table, shrink it and drop it through the direct path (the
+// one-write stripe commit), and leave the bytes in use level: every
+// entry, blob and replaced table is retired.
+func TestDirectInsertsAndDeletesLeakNothing(t *testing.T) {
+	s := newSpace(t)
+	dp, err := s.object(newPeekDict(t, s, map[Value]Value{String("n"): Int(1)}), KindDict)
+	require.NoError(t, err)
+	stripe := stripeOf(Hash(String("x")))
+	var same []Value // keys of one stripe
+	for i := 0; len(same) < 40; i++ {
+		if k := String(fmt.Sprintf("k%d", i)); stripeOf(Hash(k)) == stripe {
+			same = append(same, k)
+		}
+	}
+	blob := String(strings.Repeat("b", 300))
+	requireLevel(t, s, func(round int) {
+		for i, k := range same {
+			v := Int(int64(i))
+			if i%3 == 0 {
+				v = blob
+			}
+			require.True(t, setLast(t, s, k, v, nil), "round %d: insert %d direct", round, i)
+		}
+		st := stripeAt(dp, stripe)
+		require.Greater(t, st.cap.Load(), uint64(minTableCap), "round %d: the table grew", round)
+		for i, k := range same {
+			direct, err := deleteLast(s, k, nil)
+			require.NoError(t, err)
+			require.True(t, direct, "round %d: delete %d direct", round, i)
+		}
+		require.Equal(t, uint64(0), st.table.Load(), "round %d: the empty table is dropped", round)
+	})
+	checkClean(t, s)
 }

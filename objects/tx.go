@@ -46,7 +46,7 @@ type Tx struct {
 	rcList   []handle.Handle
 	created  map[handle.Handle]bool // containers this attempt allocated
 	clears   []cellRef              // cells a finalizer's step overwrites with None
-	direct   directSet              // the Set made without an overlay (Dict.SetLast), if any
+	direct   directSet              // the write made without an overlay (Dict.SetLast, DeleteLast), if any
 	root     *Dict                  // the root, resolved once (it never moves)
 
 	cache     [readCacheSize]readCache // the attempt's last committed lookups
@@ -83,7 +83,7 @@ func (tx *Tx) reset() {
 	tx.writer = false
 	tx.direct = directSet{}
 	if !tx.buffered() {
-		return // an attempt whose one write was SetLast's: 6% of a Set
+		return // an attempt whose one write was direct: 6% of a Set
 	}
 	if len(tx.dictList) >= overlayIndexFrom {
 		tx.dicts = nil
@@ -133,10 +133,11 @@ func (tx *Tx) reset() {
 	tx.clears = tx.clears[:0]
 }
 
-// buffered reports whether the attempt keeps a write beyond SetLast's
-// direct one: an overlay, a reference-count change, a created container
-// or a finalizer's clear. Each map of Tx gains a key only with an
-// element of its list (created's go to rcList too), so the lists tell.
+// buffered reports whether the attempt keeps a write beyond its direct
+// one (SetLast's, DeleteLast's): an overlay, a reference-count change, a
+// created container or a finalizer's clear. Each map of Tx gains a key
+// only with an element of its list (created's go to rcList too), so the
+// lists tell.
 func (tx *Tx) buffered() bool {
 	return len(tx.dictList)|len(tx.listList)|len(tx.recList)|len(tx.ctrList)|len(tx.rcList)|len(tx.clears) != 0
 }
@@ -295,12 +296,12 @@ func (tx *Tx) NewDict() (*Dict, error) {
 // Dicts, Lists, Records, Counters, then reference counts. It runs with
 // every lock held.
 func (tx *Tx) Prepare(t *txn.Tx) error {
-	if tx.direct.ent != handle.Null {
-		if err := tx.overwrite(tx.direct.ent, tx.direct.v); err != nil {
+	if tx.direct.h != handle.Null {
+		if err := tx.direct.prepare(tx); err != nil {
 			return err
 		}
 		if !tx.buffered() {
-			return nil // a Set's one write
+			return nil // a Set's or Delete's one write
 		}
 	}
 	for _, o := range tx.dictList {

@@ -60,8 +60,8 @@ package txn
 // under the lock anyway, and an old value that is a container or a blob
 // needs its reference dropped or its block retired, which only the read
 // tells. What the layer above does before the commit is its own: a
-// single-operation Set keeps no write overlay (objects' Dict.SetLast),
-// only the entry it found. The Set allocates nothing on the Go heap (the
+// single-operation Set or Delete keeps no write overlay (objects'
+// Dict.SetLast, DeleteLast), only the one write. The Set allocates nothing on the Go heap (the
 // root package's TestSingleOpsAllocateNothing checks), nor in the store
 // for a key it overwrites.
 //

@@ -274,9 +274,10 @@ func (l *Lib) OpDictSet(h, id uint64, key, val *Value, timeoutMs int64, e *Error
 		if err != nil {
 			return err
 		}
-		// The one-shot's only write: an existing scalar is overwritten
-		// without an overlay; a container (checked to be of this store)
-		// or a new key goes through SetKey's or SetScalar's.
+		// The one-shot's only write: a scalar over a scalar or a new key
+		// is made without an overlay; a container (checked to be of this
+		// store), or a scalar over one, goes through SetKey's or
+		// SetScalar's.
 		return d.SetLast(k, v)
 	})
 }
@@ -289,7 +290,7 @@ func (l *Lib) OpDictDelete(h, id uint64, key *Value, timeoutMs int64, e *Error) 
 		if err != nil {
 			return err
 		}
-		return d.DeleteKey(k)
+		return d.DeleteLast(k) // the one write: without an overlay if k holds a scalar
 	})
 }
 
