@@ -85,6 +85,18 @@ func tableCap(keys uint64) uint64 {
 }
 
 func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
+	if overwritesOnly(pend) {
+		// Values changed in place, each entry found by the validated read:
+		// the table, its size and the counts stand, so none is read (a
+		// table that a failed shrink left sparse is shrunk by the next
+		// commit that adds or deletes a key here).
+		for _, p := range pend {
+			if err := tx.overwrite(p.ent, p.val); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	d := &o.d
 	st := stripeAt(d.p, s)
 	private := tx.created[d.h]
@@ -193,6 +205,17 @@ func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
 		return nil // values overwritten in place: the counts stand (one store fewer to log and apply)
 	}
 	return tx.storeWord(private, d.h, d.p, uintptr(stripeOffset+s*stripeSize+offSizes), count|used<<32)
+}
+
+// overwritesOnly reports whether every write of pend sets a key the
+// committed Dict has (ent, found by the validated read, is not Null).
+func overwritesOnly(pend []*pending) bool {
+	for _, p := range pend {
+		if p.del || p.ent == handle.Null {
+			return false
+		}
+	}
+	return true
 }
 
 // rehash copies the live entries of t into a new private table of capa
