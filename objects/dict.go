@@ -336,14 +336,17 @@ func (d *Dict) overlaid(k, v Value, del bool) error {
 }
 
 // undirect turns the attempt's direct write into an overlay write,
-// before anything reads or writes a Dict through the overlays.
+// before anything reads or writes a Dict through the overlays. The write
+// is moved as it is: its read is in the read set, its lock asked for and
+// no reference is to be counted, so nothing is read again (which could
+// fail, and leave a read after it without the attempt's own write).
 func (tx *Tx) undirect() {
 	ds := tx.direct
-	tx.direct = directSet{} // put below goes through dictOverlay again
-	d := Dict{tx: tx, h: ds.h, p: ds.p}
-	if _, err := d.put(ds.pend.key, ds.pend.val, ds.pend.del); err != nil {
-		tx.t.Doom(err) // the attempt fails (and runs again on a conflict)
-	}
+	tx.direct = directSet{} // dictOverlay below does not come back here
+	// Nothing else was written (last's condition), so the overlay is new.
+	o := tx.dictOverlay(&Dict{tx: tx, h: ds.h, p: ds.p}, true)
+	o.pend = append(o.pend, ds.pend)
+	o.indexLast()
 }
 
 // Set stores val under key. val may be a Value, a container of this

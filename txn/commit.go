@@ -61,9 +61,10 @@ package txn
 // needs its reference dropped or its block retired, which only the read
 // tells. What the layer above does before the commit is its own: a
 // single-operation Set or Delete keeps no write overlay (objects'
-// Dict.SetLast, DeleteLast), only the one write. The Set allocates nothing on the Go heap (the
-// root package's TestSingleOpsAllocateNothing checks), nor in the store
-// for a key it overwrites.
+// Dict.SetLast, DeleteLast), only the one write. The Set allocates
+// nothing on the Go heap (the root package's
+// TestSingleOpsAllocateNothing checks), nor in the store for a key it
+// overwrites.
 //
 // The clock's Add is the one line every commit of every process writes.
 // TL2's GV5 (wv = clock+1 without writing it; a reader that meets a
