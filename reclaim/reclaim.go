@@ -316,11 +316,15 @@ func (r *Reclaimer) part(i int) *slotPart {
 	return (*slotPart)(r.st.SlotPart(i, shm.PartReclaim))
 }
 
-func (r *Reclaimer) validSlot(i int) bool { return i >= 0 && i < r.st.NumSlots() }
+// validSlot reports whether i names a slot (collecting has one element
+// a slot: the count, fixed when the store was made, is not loaded from
+// the header again).
+func (r *Reclaimer) validSlot(i int) bool { return uint(i) < uint(len(r.collecting)) }
 
 // usable reports whether slot i can be touched at all: the store is open,
-// not forked, and i names a slot.
-func (r *Reclaimer) usable(i int) bool { return r.st.Guard() == nil && r.validSlot(i) }
+// not forked, and i names a slot: three loads, no call (Enter and Exit
+// run it on every transaction).
+func (r *Reclaimer) usable(i int) bool { return r.st.Live() && r.validSlot(i) }
 
 // Enter publishes that the transaction in slot starts reading at rv, with
 // a sequentially consistent store, before it reads any shared object (the

@@ -30,20 +30,20 @@ func forkChildGuard(g *byte) (pid int, errno unix.Errno) {
 func TestForkGuard(t *testing.T) {
 	s := openT(t, "fork", smallOpts(testDir(t)))
 	require.NoError(t, s.Guard())
-	require.Equal(t, byte(1), s.forkGuard[0])
-	pid, errno := forkChildGuard(&s.forkGuard[0])
+	require.Equal(t, byte(1), *s.forkGuard)
+	pid, errno := forkChildGuard(s.forkGuard)
 	require.Zero(t, errno)
 	var ws unix.WaitStatus
 	_, err := unix.Wait4(pid, &ws, 0, nil)
 	require.NoError(t, err)
 	require.True(t, ws.Exited())
 	require.Equal(t, 0, ws.ExitStatus(), "the child's guard byte is wiped")
-	require.Equal(t, byte(1), s.forkGuard[0], "the parent's is not")
+	require.Equal(t, byte(1), *s.forkGuard, "the parent's is not")
 	require.NoError(t, s.Guard())
 	// What the child would have been told, shown through the parent's page.
-	s.forkGuard[0] = 0
+	*s.forkGuard = 0
 	require.ErrorIs(t, s.Guard(), ErrForked)
 	_, err = s.Lease()
 	require.ErrorIs(t, err, ErrForked)
-	s.forkGuard[0] = 1
+	*s.forkGuard = 1
 }
