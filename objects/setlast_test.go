@@ -749,3 +749,44 @@ func TestDirectAgainstOverlay(t *testing.T) {
 	}
 	checkClean(t, s)
 }
+
+// TestRetiredIsFreedBesideALaterSnapshot: memory a commit retires (a
+// deleted key's entry and blob) is freed by a collection while a
+// transaction that began after that commit is still running: the commit
+// moved the clock to its version, so that snapshot is at least as new
+// (without the move, a snapshot begun after a commit could still be
+// older than its version, and hold its memory back as long as it runs).
+func TestRetiredIsFreedBesideALaterSnapshot(t *testing.T) {
+	s := newSpace(t)
+	newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
+	for range 3 {
+		require.NoError(t, s.e.Collect())
+	}
+	base := s.a.Stats().UsedBytes
+	require.NoError(t, inD(s, false, func(_ *Tx, d *Dict) error {
+		return d.SetKey(String("big"), String(strings.Repeat("x", 3000)))
+	}))
+	require.Greater(t, s.a.Stats().UsedBytes, base)
+	_, err := deleteLast(s, String("big"), nil)
+	require.NoError(t, err)
+	inside, release, done := make(chan struct{}), make(chan struct{}), make(chan error)
+	go func() {
+		done <- inD(s, true, func(_ *Tx, d *Dict) error {
+			select {
+			case <-inside:
+			default:
+				close(inside)
+			}
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	for range 3 {
+		require.NoError(t, s.e.Collect())
+	}
+	used := s.a.Stats().UsedBytes
+	close(release)
+	require.NoError(t, <-done)
+	require.Equal(t, base, used, "freed while the later snapshot ran")
+}

@@ -47,10 +47,12 @@ package reclaim
 //     buffer past T's first load, and the proof would fail.
 //  2. M_i read rv+1, T active at rv. We free only if rv >= R, and R is
 //     the committer's wv: a transaction whose rv >= wv read the clock
-//     after the commit took its version, and txn guarantees that
+//     after the commit held all its locks (txn moves the clock to wv
+//     before it retires, and the clock was below wv when the commit
+//     loaded it, locks held: txn's commit essay), and txn guarantees that
 //     such a transaction never loads a word the commit overwrote, as it
-//     was before the commit (TL2: it either waits for the commit's locks
-//     or sees their new versions and values). So T cannot load the old
+//     was before the commit (it either waits for the commit's locks or
+//     sees their new versions and values). So T cannot load the old
 //     handle either. If T exits and the slot enters again after M_i, that
 //     is case 1 for the new transaction.
 //

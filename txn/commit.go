@@ -25,9 +25,11 @@ package txn
 //     ACTIVE and every lock is logged (NLocks): recovery releases the
 //     logged words this slot holds, and a lock it does not know of would
 //     stay held forever.
-//   - the version clock's Add: wv must be unique and later than every
-//     version a validating reader could have seen; validation's loads
-//     come after it.
+//   - the version clock's load, once every lock is held (seq-cst): wv
+//     must be past every snapshot that began before the commit held its
+//     locks (see "The version clock" below); validation's loads come
+//     after it. A commit that retires memory also moves the clock to wv
+//     (a CAS) before it publishes the batch.
 //   - each applied store (sync/atomic, seq-cst): a concurrent reader
 //     reads the word between two loads of its lock word.
 //   - each lock release (Swap): it publishes the new values and version,
@@ -46,65 +48,79 @@ package txn
 // XCHG on amd64); TestCrashAtEveryCommitPoint stops a commit at each
 // point between them and recovers it.
 
-// # What a single-key Set costs, and why the clock stays one word
+// # What a single-key Set costs
 //
 // A Set of a scalar under an existing key (an Update that writes one
 // entry of one stripe) executes, in shared memory, these fully fenced
-// operations and no others: the stripe lock's CompareAndSwap, the
-// clock's Add, one applied store (two when the value's kind changes: the
-// entry's meta word too), and the lock's release Swap. Everything else
-// it writes is its own slot's (release stores, see above), and the
-// stripe's count word is not logged at all when it stands (an existing
-// key overwritten). A blind write, one that skips the read of the old
-// entry, would save the lookup but not a fence: the entry must be found
-// under the lock anyway, and an old value that is a container or a blob
-// needs its reference dropped or its block retired, which only the read
-// tells. What the layer above does before the commit is its own: a
-// single-operation Set or Delete keeps no write overlay (objects'
-// Dict.SetLast, DeleteLast), only the one write. The Set allocates
-// nothing on the Go heap (the root package's
+// operations and no others: the stripe lock's CompareAndSwap, one
+// applied store (two when the value's kind changes: the entry's meta
+// word too), and the lock's release Swap; the clock is only loaded.
+// Everything else it writes is its own slot's (release stores, see
+// above), and the stripe's count word is not logged at all when it
+// stands (an existing key overwritten). A blind write, one that skips
+// the read of the old entry, would save the lookup but not a fence: the
+// entry must be found under the lock anyway, and an old value that is a
+// container or a blob needs its reference dropped or its block retired,
+// which only the read tells. What the layer above does before the commit
+// is its own: a single-operation Set or Delete keeps no write overlay
+// (objects' Dict.SetLast, DeleteLast), only the one write. The Set
+// allocates nothing on the Go heap (the root package's
 // TestSingleOpsAllocateNothing checks), nor in the store for a key it
 // overwrites.
 //
-// The clock's Add is the one line every commit of every process writes.
-// TL2's GV5 (wv = clock+1 without writing it; a reader that meets a
-// version past its snapshot moves the clock) would take it off the
-// commit, but not off the operation: a process that sets its own keys
-// reads, at its next transaction, the version its last commit wrote,
-// which is past the clock, and so writes the clock there instead. A
-// variant that writes the clock on neither side was built and measured:
-// wv = max(clock+1, each written word's version+1), loaded (not added)
-// once every lock is held; a read past the snapshot is accepted by
-// validating the reads so far, with rv left alone, and the clock moved
-// only by a commit that retires memory (reclaim waits for snapshots to
-// reach its wv) or by a reader after four such reads. It is sound (a
-// snapshot that reaches wv still began after the commit held its locks)
-// but it was not faster: every commit validates (ties of wv forbid the
-// wv = rv+1 shortcut) and every Set of a key its process wrote last
-// validates at the read too. Alternating runs: one process, Set 937 ->
-// 993 ns and transfer 1578 -> 1643 ns (medians of 5, on the slower host
-// below); two processes on disjoint keys, 1.11 -> 1.21 M ops/s (medians
-// of 7 and 3, within the noise of single runs: 1.08-1.27 against
-// 1.16-1.25). The clock's Add is one line among the dozens a commit
-// touches; a CPU profile of a Set is flat (commit's own code, the Add
-// included, 7.5%). Ranges of versions reserved per process would break
-// the snapshot: a commit stamped from an old range looks older than
-// readers that started before it. So the clock stays one word,
-// incremented once per commit.
+// # The version clock
 //
-// Disjoint scaling, then, is bounded by the lines two processes both
-// write: the clock and, in one Dict, the stripes' lock words. What that
-// costs depends on the host. On the 2-core AMD EPYC VM of earlier
-// rounds, two processes setting their own keys reached 0.93-1.16x of one
-// in one Dict and 0.96-1.27x in separate Dicts, and a CPU profile of the
-// two-process run (perf, cpu-clock) put 61% of commit's own time on the
-// clock's LOCK XADD and 21% on the stripe lock's CMPXCHG; on another
-// host of the same kind (slower: its RWMutex map Get takes 35 ns, not
-// 17-23) the same benchmark gives 1.62-1.95x (median of 7: 1.77x).
-// Taking the clock off the commit entirely means another scheme for
-// snapshots and for reclaim's "rv >= wv" (Silo-style epochs, with
-// commit-time validation of every read instead of TL2's per-read version
-// check): a different transaction protocol, not a change to this one.
+// TL2 stamps each commit with wv = the clock's Add(1): one line that
+// every commit of every process writes, so two processes that set
+// disjoint keys still pass that line between their cores on every
+// commit. Here the clock is written only when it must be (TL2's GV5,
+// with the reader's side changed as below):
+//
+//   - wv = max(clock + 1, each written word's version + 1), the clock
+//     loaded once every lock is held. Each word's version still grows at
+//     every commit that writes it (readers and optimistic reads compare
+//     lock words, so an unchanged word must mean an unchanged value),
+//     but two commits may share a wv, so the commit always validates its
+//     reads (TL2 skips that when wv = rv + 1, which ties would make
+//     unsound).
+//   - Why a reader stays consistent: a commit W loaded the clock, below
+//     its wv, while it held all its locks. A transaction whose rv >= wv
+//     loaded the clock after the clock reached wv, which is after W's
+//     load, so after W held every lock: each word W writes is, when the
+//     transaction reads it, either locked (it waits) or W's. So a word of
+//     version <= rv is read as TL2 reads it. A word past rv (written by
+//     a commit that did not move the clock) is accepted only after every
+//     read so far is validated again (extend in read.go): the reads are
+//     then a snapshot of that validation's moment, and rv moves to the
+//     clock if the clock has reached the word's version.
+//   - Who moves the clock: a commit that retires memory, to its wv,
+//     before it publishes the batch (reclaim frees a batch only when
+//     every running snapshot is at least its wv, so new snapshots must
+//     reach it: reclaim's case 2 holds by the argument above), and its
+//     recovery likewise; and a reader that has accepted
+//     freshBeforeAdvance words past rv in one attempt (each costs a
+//     validation of the whole read set, so a reader of many freshly
+//     written words pays a bounded number of them).
+//
+// What it buys and costs, measured with alternating runs of both
+// builds on the 2-core VM of the README's second table: two processes
+// setting disjoint keys of one Dict went from 1.38-1.45 to 1.50-1.53 M
+// ops/s, and four from 1.36-1.38 to 1.44-1.45 M; the ratio to one
+// process from 1.54-1.65x to 1.76-1.80x, and with each process in a
+// Dict of its own (nothing written in common but the clock, before)
+// from 1.74-1.77x to 1.93-1.96x, the 2x of separate stores. One process
+// pays for the validations: 884-900k -> 850-855k ops/s, a Set 576 ->
+// 612-631 ns, a transfer 1423-1447 -> 1501-1578 ns. An earlier round
+// measured the same scheme as no faster: the commit then cost a third
+// more, and the clock's share of it was too small to see. A multi-process
+// store is for several processes, so the clock gives way.
+//
+// What two processes on disjoint keys still both write is, in one Dict,
+// the stripes' lock words (64 stripes of 32 bytes: every stripe's line
+// is written by both as keys hash over them); in Dicts of their own,
+// nothing on the path of a Set. Ranges of versions reserved per process
+// would not do instead: a commit stamped from an old range would look
+// older than snapshots that began before it.
 
 import (
 	"cmp"
@@ -349,11 +365,20 @@ func (tx *Tx) commit() error {
 			}
 		}
 	}
-	tx.wv = tx.e.g.Clock.Add(1)
-	if tx.wv > MaxVersion {
+	// The write version: past the clock, loaded now that every lock is
+	// held, and past each written word's version (see "The version
+	// clock"). The clock is not written.
+	wv := tx.e.g.Clock.Load() + 1
+	for i := range tx.locks {
+		if l := &tx.locks[i]; !l.rcOnly && l.old >= wv {
+			wv = l.old + 1
+		}
+	}
+	tx.wv = wv
+	if wv > MaxVersion {
 		return fmt.Errorf("txn: version clock exhausted: version %w", ErrTooLarge)
 	}
-	if tx.wv != tx.rv+1 && !tx.validate() {
+	if !tx.validate() {
 		return fmt.Errorf("txn: commit validation: %w", ErrConflict)
 	}
 	for _, w := range tx.writers {
@@ -367,6 +392,11 @@ func (tx *Tx) commit() error {
 		if batch, err = tx.retireBatch(); err != nil {
 			return fmt.Errorf("txn: retire %d blocks: %w", len(tx.retire), err)
 		}
+	}
+	if batch != handle.Null {
+		// Reclaim frees the batch once every running snapshot is at
+		// least wv: new ones must reach it.
+		tx.e.advanceClock(tx.wv)
 	}
 	release.Store64(&sp.Batch, uint64(batch))
 	release.Store32(&sp.NStores, uint32(tx.nstores))

@@ -11,17 +11,21 @@
 //  3. reads (ReadBegin/ReadEnd, called by objects): the versioned lock word
 //     of what is read is loaded before and after; a locked word is waited
 //     for (spin, then park on ipc's bucket, with liveness checks that
-//     recover a dead holder); a word newer than rv extends the snapshot if
-//     every earlier read still holds, else the attempt aborts. Reads are
-//     recorded; nothing is locked.
+//     recover a dead holder); a word newer than rv is accepted if every
+//     earlier read still holds (the snapshot moves to the clock if the
+//     clock has reached the word's version), else the attempt aborts.
+//     Reads are recorded; nothing is locked.
 //  4. writes are buffered by the layer above (objects' overlays, a Writer),
 //     which names the lock words it needs (Lock).
 //  5. commit: lock the words in address order (waiting as in 3: a waiter
-//     holds only lower addresses, so no cycle); wv = clock+1; validate the
-//     reads (skipped when nothing committed since rv); the Writers turn
+//     holds only lower addresses, so no cycle); wv = the larger of the
+//     clock+1 (loaded, not written) and each locked word's version+1;
+//     validate the reads; the Writers turn
 //     their overlays into word stores in the redo log (Prepare), allocating
 //     privately; room in the retire ring is made (reclaim.Reserve); the
-//     slot turns COMMITTING (the commit point); the stores are applied,
+//     clock is moved to wv if memory is retired (see commit.go's "The
+//     version clock"); the slot turns COMMITTING (the commit point); the
+//     stores are applied,
 //     the unlinked blocks retired with wv, the slot turns RELEASING, the
 //     allocations are handed over, the locks released (new version, or
 //     the old one for reference-count-only locks), the slot turns IDLE.

@@ -245,8 +245,22 @@ func (e *Engine) Allocator() *alloc.Allocator { return e.a }
 // Reclaimer is the engine's reclaimer.
 func (e *Engine) Reclaimer() *reclaim.Reclaimer { return e.r }
 
-// Clock is the global version clock's current value.
+// Clock is the global version clock's current value: every snapshot
+// starts there. Commit versions may run ahead of it (see txn's commit
+// essay).
 func (e *Engine) Clock() uint64 { return e.g.Clock.Load() }
+
+// advanceClock moves the clock to v unless it is there already. Any
+// value is safe: a commit that loads the clock after the move stamps
+// past v, and one that loaded it before held all its locks when it did.
+func (e *Engine) advanceClock(v uint64) {
+	for {
+		c := e.g.Clock.Load()
+		if c >= v || e.g.Clock.CompareAndSwap(c, v) {
+			return
+		}
+	}
+}
 
 // RootWord is the word that holds the root object's handle: set once,
 // with CAS from 0, by whoever creates the root.

@@ -40,12 +40,14 @@ func (tx *Tx) ReadBegin(lw *LockWord, addr Addr) (uint64, error) {
 			tx.e.waitUnlock(lw, addr, w, tx.sp)
 			continue
 		}
-		if versionOf(w) > tx.rv {
-			if err := tx.extend(); err != nil {
+		if v := versionOf(w); v > tx.rv {
+			if err := tx.extend(v); err != nil {
 				tx.conflictAt(lw, addr, w)
 				return 0, tx.Doom(err)
 			}
-			continue
+			// w was loaded before the validation: ReadEnd, which finds
+			// it unchanged after the fields are read, vouches that it
+			// held then too.
 		}
 		return w, nil
 	}
@@ -63,14 +65,31 @@ func (tx *Tx) ReadEnd(lw *LockWord, addr Addr, w uint64) bool {
 	return true
 }
 
-// extend moves the snapshot to the clock's present value if every read so
-// far still holds.
-func (tx *Tx) extend() error {
+// freshBeforeAdvance is how many words past the clock an attempt accepts
+// by validating its reads before it moves the clock to the newest of
+// them: each such read validates the whole read set again, so a reader of
+// many freshly written words pays once, not quadratically.
+const freshBeforeAdvance = 4
+
+// extend lets the attempt read a word of version v, past its snapshot, if
+// every read so far still holds (see "The version clock" in commit.go).
+// If the clock has reached v the snapshot moves to the clock (TinySTM's
+// extension); if not (the commit that wrote v stamped it past the clock
+// without moving it), the word is accepted by the validation alone, and
+// rv stays: the reads are then a snapshot of the validation's moment.
+func (tx *Tx) extend(v uint64) error {
+	if tx.fresh >= freshBeforeAdvance {
+		tx.e.advanceClock(v)
+	}
 	now := tx.e.g.Clock.Load()
 	if !tx.validate() {
 		return fmt.Errorf("txn: snapshot extension: %w", ErrConflict)
 	}
-	tx.rv = now
+	if now >= v {
+		tx.rv = now
+	} else {
+		tx.fresh++
+	}
 	return nil
 }
 

@@ -43,8 +43,9 @@ type Tx struct {
 	sp   *slotPart
 
 	readOnly bool
-	rv       uint64
+	rv       uint64 // the snapshot: the clock's value at begin or at the last extension
 	wv       uint64
+	fresh    int // reads this attempt accepted by validation past rv (read.go)
 	reads    []readEntry
 	locks    []lockReq
 	lockIdx  map[Addr]int
@@ -320,6 +321,7 @@ func (tx *Tx) begin(attempt uint32) {
 	tx.doomed = nil
 	tx.retrying, tx.branchRetry, tx.orElseN = false, 0, 0
 	tx.rv = tx.e.g.Clock.Load()
+	tx.fresh = 0
 	if attempt == 1 || !tx.readOnly {
 		tx.e.r.Enter(tx.slot, tx.rv)
 	}

@@ -253,8 +253,9 @@ first create, and until then ls lists nothing.
 
 	txnsHelp = `
 Every slot that has an owner or holds retired memory, read without locks
-(a snapshot that may be mid-change), and the global version clock (the
-version of the last commit). Columns:
+(a snapshot that may be mid-change), and the global version clock (where
+every snapshot starts; commits stamp versions past it, and move it only
+when they retire memory). Columns:
   SLOT             the slot's index
   PROC, PID        the owner's process-table entry and pid (- for none)
   ALIVE            whether the owner is alive (a dead one awaits recovery)

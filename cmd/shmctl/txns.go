@@ -18,7 +18,8 @@ type txnsOptions struct{ nameOnly }
 // txnsReport is what txns prints with --json.
 type txnsReport struct {
 	Name string `json:"name"`
-	// Clock is the global version clock: the version of the last commit.
+	// Clock is the global version clock: where every snapshot starts
+	// (commits stamp versions past it; those that retire memory move it).
 	Clock uint64     `json:"clock"`
 	Slots []txnsSlot `json:"slots"`
 }
