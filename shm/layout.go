@@ -13,7 +13,9 @@ import (
 const Magic uint64 = 0x31_45_52_4f_54_53_4d_48 // "HMSTORE1" little-endian
 
 // LayoutVersion changes whenever a shared struct changes meaning.
-const LayoutVersion uint32 = 1
+// 2: commit versions may run ahead of the clock (txn's "The version
+// clock"); a build of version 1 would wait forever on such a word.
+const LayoutVersion uint32 = 2
 
 // CacheLine is the unit that shared fields written by different processes
 // are kept apart by.

@@ -93,14 +93,24 @@ package txn
 //     read so far is validated again (extend in read.go): the reads are
 //     then a snapshot of that validation's moment, and rv moves to the
 //     clock if the clock has reached the word's version.
-//   - Who moves the clock: a commit that retires memory, to its wv,
-//     before it publishes the batch (reclaim frees a batch only when
-//     every running snapshot is at least its wv, so new snapshots must
-//     reach it: reclaim's case 2 holds by the argument above), and its
-//     recovery likewise; and a reader that has accepted
-//     freshBeforeAdvance words past rv in one attempt (each costs a
-//     validation of the whole read set, so a reader of many freshly
-//     written words pays a bounded number of them).
+//   - Who moves the clock (a CAS, never backwards; any value is safe,
+//     since a commit that loads the clock afterwards stamps past it):
+//     a commit that retires memory, to its wv, before it publishes the
+//     batch (reclaim frees a batch only when every running snapshot is
+//     at least its wv, so new snapshots must reach it: reclaim's case 2
+//     holds by the argument above; the move precedes the commit point,
+//     so recovery has nothing to add); a commit whose wv would be more
+//     than maxDrift past the clock, to wv, before any word gets it, so
+//     that no version is ever more than maxDrift past the clock; and a
+//     reader that has accepted freshBeforeAdvance words past rv in one
+//     attempt, to the clock + maxDrift, past every version there is, so
+//     that the rest of its reads need no validation (each acceptance
+//     costs a validation of the whole read set: without the bound, a
+//     reader of words whose versions rise in the order it reads them
+//     would validate at each, TestReaderOfManyFreshWordsValidatesAFewTimes).
+//   - Stores written this way must not be opened by a build that expects
+//     every version to be at most the clock (it would wait for the clock
+//     forever): shm's LayoutVersion is 2 since.
 //
 // What it buys and costs, measured with alternating runs of both
 // builds on the 2-core VM of the README's second table: two processes
@@ -367,8 +377,10 @@ func (tx *Tx) commit() error {
 	}
 	// The write version: past the clock, loaded now that every lock is
 	// held, and past each written word's version (see "The version
-	// clock"). The clock is not written.
-	wv := tx.e.g.Clock.Load() + 1
+	// clock"). The clock is written only to keep every version within
+	// maxDrift of it.
+	clock := tx.e.g.Clock.Load()
+	wv := clock + 1
 	for i := range tx.locks {
 		if l := &tx.locks[i]; !l.rcOnly && l.old >= wv {
 			wv = l.old + 1
@@ -377,6 +389,9 @@ func (tx *Tx) commit() error {
 	tx.wv = wv
 	if wv > MaxVersion {
 		return fmt.Errorf("txn: version clock exhausted: version %w", ErrTooLarge)
+	}
+	if wv > clock+maxDrift {
+		tx.e.advanceClock(wv) // before any word gets wv: see maxDrift
 	}
 	if !tx.validate() {
 		return fmt.Errorf("txn: commit validation: %w", ErrConflict)

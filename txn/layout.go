@@ -194,7 +194,8 @@ const (
 // global is txn's part of the control segment (shm.PartTxn).
 //
 //	+---------------------------+ 0
-//	| Clock      (atomic u64)   |  every committer Adds; every transaction loads
+//	| Clock      (atomic u64)   |  every transaction and commit loads; moved
+//	|                           |  (CAS) by commits that retire or drift
 //	+---------------------------+ 64
 //	| Root       (atomic u64)   |  handle of the root Dict; CAS from 0 once
 //	+---------------------------+ 128
@@ -202,8 +203,9 @@ const (
 //	|                           |  for none (fair.go)
 //	+---------------------------+ 192
 //
-// The clock sits alone on its line: it is the one word every commit
-// writes.
+// The clock sits alone on its line: every transaction loads it, and the
+// commits and readers that move it (commit.go's "The version clock")
+// would otherwise disturb the root's and the privileged slot's readers.
 type global struct {
 	Clock atomic.Uint64
 	_     [shm.CacheLine - 8]byte

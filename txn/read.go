@@ -66,10 +66,21 @@ func (tx *Tx) ReadEnd(lw *LockWord, addr Addr, w uint64) bool {
 }
 
 // freshBeforeAdvance is how many words past the clock an attempt accepts
-// by validating its reads before it moves the clock to the newest of
-// them: each such read validates the whole read set again, so a reader of
-// many freshly written words pays once, not quadratically.
+// by validating its reads before it moves the clock past every version
+// (to the clock + maxDrift): each such read validates the whole read set
+// again, so a reader of many words written past the clock validates a
+// few times, then reads them as TL2 does. An attempt that reads one or
+// two such words (a Set of a key its process wrote last) writes nothing.
 const freshBeforeAdvance = 4
+
+// maxDrift bounds how far a version may run ahead of the clock: a commit
+// whose wv would be more than maxDrift past the clock it loaded moves
+// the clock to wv before it releases a word with it, so every word's
+// version is at most the clock + maxDrift. A commit writes the clock
+// then only after a word was written maxDrift times since the clock
+// last moved; a reader that moves it by maxDrift costs that much of the
+// version space (MaxVersion), no more.
+const maxDrift = 16
 
 // extend lets the attempt read a word of version v, past its snapshot, if
 // every read so far still holds (see "The version clock" in commit.go).
@@ -79,7 +90,7 @@ const freshBeforeAdvance = 4
 // rv stays: the reads are then a snapshot of the validation's moment.
 func (tx *Tx) extend(v uint64) error {
 	if tx.fresh >= freshBeforeAdvance {
-		tx.e.advanceClock(v)
+		tx.e.advanceClock(max(v, tx.e.g.Clock.Load()+maxDrift)) // past every version (maxDrift)
 	}
 	now := tx.e.g.Clock.Load()
 	if !tx.validate() {
@@ -96,6 +107,7 @@ func (tx *Tx) extend(v uint64) error {
 // validate reports whether every recorded read still holds: the word is
 // unchanged, or locked by this transaction with the version it had.
 func (tx *Tx) validate() bool {
+	tx.validations++
 	for _, r := range tx.reads {
 		cur := r.lw.Load()
 		if sameWord(cur, r.w) {

@@ -244,7 +244,6 @@ func (e *Engine) recoverSlot(s int) error {
 			atomic.StoreUint64((*uint64)(p), v)
 		}
 		if b := handle.Handle(sp.Batch.Load()); b != handle.Null {
-			e.advanceClock(wv) // as the commit would have: see commit
 			if err := e.r.RetireFor(s, alloc.Heap{}, b, wv); err != nil {
 				e.retireFailures.Add(1) // kept allocated: a leak, never a double free
 			}

@@ -46,14 +46,17 @@ type Tx struct {
 	rv       uint64 // the snapshot: the clock's value at begin or at the last extension
 	wv       uint64
 	fresh    int // reads this attempt accepted by validation past rv (read.go)
-	reads    []readEntry
-	locks    []lockReq
-	lockIdx  map[Addr]int
-	writers  []Writer
-	stores   []*uint64 // where each logged store goes, in log order
-	nstores  int
-	retire   []reclaim.Entry
-	chunk    [maxChunks]unsafe.Pointer // where the slot's log chunks are mapped here
+	// validations counts the attempt's validations of its read set (for
+	// the tests that bound them).
+	validations int
+	reads       []readEntry
+	locks       []lockReq
+	lockIdx     map[Addr]int
+	writers     []Writer
+	stores      []*uint64 // where each logged store goes, in log order
+	nstores     int
+	retire      []reclaim.Entry
+	chunk       [maxChunks]unsafe.Pointer // where the slot's log chunks are mapped here
 
 	// Blocking (retry.go). retrying: the function called Retry this
 	// attempt. orElseN numbers this attempt's OrElse calls; branchRetry
@@ -321,7 +324,7 @@ func (tx *Tx) begin(attempt uint32) {
 	tx.doomed = nil
 	tx.retrying, tx.branchRetry, tx.orElseN = false, 0, 0
 	tx.rv = tx.e.g.Clock.Load()
-	tx.fresh = 0
+	tx.fresh, tx.validations = 0, 0
 	if attempt == 1 || !tx.readOnly {
 		tx.e.r.Enter(tx.slot, tx.rv)
 	}
