@@ -152,9 +152,13 @@ func (s *Space) block(h handle.Handle) (unsafe.Pointer, int, error) {
 // consistent read only meets live blocks (reclaim keeps what its snapshot
 // can reach). Check and the finalizers resolve strictly (block).
 func (s *Space) peek(h handle.Handle) (unsafe.Pointer, int, error) {
-	base, err := s.e.Store().Region(h.Region())
-	if err != nil {
-		return nil, 0, err
+	st := s.e.Store()
+	base := st.MappedRegion(h.Region()) // inlined: a region mapped here already, the common case
+	if base == nil {
+		var err error
+		if base, err = st.Region(h.Region()); err != nil {
+			return nil, 0, err
+		}
 	}
 	off := h.Offset()
 	if h.IsNull() || off >= s.rsize {
