@@ -266,18 +266,14 @@ type directSet struct {
 	pend pending
 }
 
-// prepare turns the direct write into stores at commit (Tx.Prepare): an
-// existing key's value is overwritten in place, as a Set's overlay
-// would; a new key or a delete goes through the stripe's commit as a
-// one-write overlay (a table to grow, shrink or drop, counts to store).
+// prepare turns the direct write into stores at commit (Tx.Prepare), as
+// the stripe's commit does an overlay's writes: an existing key's value
+// overwritten in place, or a new key or a delete (a table to grow,
+// shrink or drop, counts to store).
 func (ds *directSet) prepare(tx *Tx) error {
-	p := &ds.pend
-	if p.existed && !p.del {
-		return tx.overwrite(p.ent, p.val)
-	}
-	o := dictOverlay{d: Dict{tx: tx, h: ds.h, p: ds.p}}
-	pend := [1]*pending{p}
-	return o.prepareStripe(tx, stripeOf(p.hash), pend[:])
+	d := Dict{tx: tx, h: ds.h, p: ds.p}
+	pend := [1]*pending{&ds.pend}
+	return d.prepareStripe(tx, stripeOf(ds.pend.hash), pend[:])
 }
 
 // SetLast is SetScalar as the last operation of the transaction's
@@ -306,7 +302,9 @@ func (d *Dict) DeleteLast(k Value) error {
 // last is SetLast (del false) or DeleteLast (del true) of a scalar v.
 func (d *Dict) last(k, v Value, del bool) error {
 	tx := d.tx
-	if d.err != nil || tx.writer || tx.created[d.h] || checkKey(k) != nil {
+	// A Dict this attempt made is written too (tx.writer): its writes go
+	// to its overlay, never direct.
+	if d.err != nil || tx.writer || checkKey(k) != nil {
 		return d.overlaid(k, v, del)
 	}
 	hash := Hash(k)

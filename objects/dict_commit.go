@@ -37,7 +37,7 @@ func (o *dictOverlay) prepare(tx *Tx) error {
 		for j < len(ps) && stripeOf(ps[j].hash) == stripeOf(ps[i].hash) {
 			j++
 		}
-		if err := o.prepareStripe(tx, stripeOf(ps[i].hash), ps[i:j]); err != nil {
+		if err := o.d.prepareStripe(tx, stripeOf(ps[i].hash), ps[i:j]); err != nil {
 			return err
 		}
 		i = j
@@ -84,7 +84,9 @@ func tableCap(keys uint64) uint64 {
 	return c
 }
 
-func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
+// prepareStripe turns the writes pend of stripe s of the Dict d into
+// stores (an overlay's, or a direct write's alone).
+func (d *Dict) prepareStripe(tx *Tx, s int, pend []*pending) error {
 	if overwritesOnly(pend) {
 		// Values changed in place, each entry found by the validated read:
 		// the table, its size and the counts stand, so none is read (a
@@ -97,7 +99,6 @@ func (o *dictOverlay) prepareStripe(tx *Tx, s int, pend []*pending) error {
 		}
 		return nil
 	}
-	d := &o.d
 	st := stripeAt(d.p, s)
 	private := tx.created[d.h]
 	sizes := st.sizes.Load()
