@@ -199,42 +199,6 @@ func TestSetLastAfterAWrite(t *testing.T) {
 	requireKey(t, s, String("n"), Int(11))
 }
 
-// TestSetLastLocksItsStripe: a direct SetLast commits under its stripe's
-// lock and moves its version, so a transaction that read the key before
-// that commit and writes after it conflicts and runs again (without the
-// lock its validation would pass, and its write would rest on a value
-// that no longer was).
-func TestSetLastLocksItsStripe(t *testing.T) {
-	s := newSpace(t)
-	newPeekDict(t, s, map[Value]Value{String("n"): Int(1), String("copy"): Int(0)})
-	attempts := 0
-	require.NoError(t, inD(s, false, func(_ *Tx, d *Dict) error {
-		attempts++
-		n, err := d.GetInt(String("n"))
-		if err != nil {
-			return err
-		}
-		if attempts == 1 {
-			done := make(chan error)
-			go func() {
-				done <- inD(s, false, func(tx *Tx, d *Dict) error {
-					if err := d.SetLast(String("n"), Int(2)); err != nil {
-						return err
-					}
-					if !isDirect(tx) {
-						return fmt.Errorf("not direct: %w", ErrCorrupt)
-					}
-					return nil
-				})
-			}()
-			require.NoError(t, <-done)
-		}
-		return d.SetKey(String("copy"), Int(n))
-	}))
-	require.Equal(t, 2, attempts)
-	requireKey(t, s, String("copy"), Int(2))
-}
-
 // TestSetLastTwiceLeaksNothing: two SetLasts of one key in an attempt
 // (a String's blob, then an Int) leave no block behind: the second is an
 // overlay write, which drops the first's blob before the commit makes it
@@ -302,20 +266,49 @@ func TestSetLastBlobsLeakNothing(t *testing.T) {
 	})
 }
 
+// sameStripe returns n keys ("<prefix>0", "<prefix>1"...) of the
+// stripe of k.
+func sameStripe(k Value, prefix string, n int) []Value {
+	var same []Value
+	for i := 0; len(same) < n; i++ {
+		if c := String(fmt.Sprintf("%s%d", prefix, i)); stripeOf(Hash(c)) == stripeOf(Hash(k)) {
+			same = append(same, c)
+		}
+	}
+	return same
+}
+
+// freshKey is a key of the stripe of "n" that no test Dict holds before
+// a write of it.
+var freshKey = sameStripe(String("n"), "fresh", 1)[0]
+
+// directWrites are the three kinds of direct write on the Dict "d"
+// (which holds "n" and not freshKey), each with the check that it
+// committed.
+var directWrites = []struct {
+	name  string
+	key   Value
+	write func(d *Dict) error
+	check func(t *testing.T, s *Space)
+}{
+	{"set", String("n"), func(d *Dict) error { return d.SetLast(String("n"), Int(7)) },
+		func(t *testing.T, s *Space) { requireKey(t, s, String("n"), Int(7)) }},
+	{"insert", freshKey, func(d *Dict) error { return d.SetLast(freshKey, Int(8)) },
+		func(t *testing.T, s *Space) { requireKey(t, s, freshKey, Int(8)) }},
+	{"delete", String("n"), func(d *Dict) error { return d.DeleteLast(String("n")) },
+		func(t *testing.T, s *Space) {
+			_, err := getKey(t, s, String("n"))
+			require.ErrorIs(t, err, ErrNotFound)
+		}},
+}
+
 // TestSetLastAfterAStripeChange: a commit to the same stripe between a
 // direct write's read and its commit (a delete of another key, a blob
 // overwrite, a table that grows) makes the direct write conflict and run
 // again, and it ends with its value and nothing leaked; so for each
 // direct write: SetLast over a value, SetLast of a new key, DeleteLast.
 func TestSetLastAfterAStripeChange(t *testing.T) {
-	stripe := stripeOf(Hash(String("n")))
-	var same []Value // keys in n's stripe
-	for i := 0; len(same) < 2100; i++ {
-		if k := String(fmt.Sprintf("k%d", i)); stripeOf(Hash(k)) == stripe {
-			same = append(same, k)
-		}
-	}
-	fresh := same[2] // in no Dict before the write
+	same := sameStripe(String("n"), "k", 2100) // the stripe of n and freshKey
 	changes := []struct {
 		name   string
 		change func(d *Dict) error
@@ -331,22 +324,7 @@ func TestSetLastAfterAStripeChange(t *testing.T) {
 			return nil
 		}},
 	}
-	writes := []struct {
-		name  string
-		write func(d *Dict) error
-		check func(t *testing.T, s *Space)
-	}{
-		{"set", func(d *Dict) error { return d.SetLast(String("n"), Int(7)) },
-			func(t *testing.T, s *Space) { requireKey(t, s, String("n"), Int(7)) }},
-		{"insert", func(d *Dict) error { return d.SetLast(fresh, Int(8)) },
-			func(t *testing.T, s *Space) { requireKey(t, s, fresh, Int(8)) }},
-		{"deleteLast", func(d *Dict) error { return d.DeleteLast(String("n")) },
-			func(t *testing.T, s *Space) {
-				_, err := getKey(t, s, String("n"))
-				require.ErrorIs(t, err, ErrNotFound)
-			}},
-	}
-	for _, w := range writes {
+	for _, w := range directWrites {
 		for _, c := range changes {
 			t.Run(w.name+"/"+c.name, func(t *testing.T) {
 				s := newSpace(t)
@@ -479,12 +457,7 @@ func TestDirectInsertsAndDeletesLeakNothing(t *testing.T) {
 	dp, err := s.object(newPeekDict(t, s, map[Value]Value{String("n"): Int(1)}), KindDict)
 	require.NoError(t, err)
 	stripe := stripeOf(Hash(String("x")))
-	var same []Value // keys of one stripe
-	for i := 0; len(same) < 40; i++ {
-		if k := String(fmt.Sprintf("k%d", i)); stripeOf(Hash(k)) == stripe {
-			same = append(same, k)
-		}
-	}
+	same := sameStripe(String("x"), "k", 40)
 	blob := String(strings.Repeat("b", 300))
 	requireLevel(t, s, func(round int) {
 		for i, k := range same {
@@ -515,21 +488,7 @@ func TestDirectInsertsAndDeletesLeakNothing(t *testing.T) {
 // append), commit together: Prepare goes on past the direct write when
 // anything else is buffered.
 func TestDirectWriteBesideOtherWrites(t *testing.T) {
-	for _, c := range []struct {
-		name  string
-		write func(d *Dict) error
-		check func(t *testing.T, s *Space)
-	}{
-		{"set", func(d *Dict) error { return d.SetLast(String("n"), Int(7)) },
-			func(t *testing.T, s *Space) { requireKey(t, s, String("n"), Int(7)) }},
-		{"insert", func(d *Dict) error { return d.SetLast(String("fresh"), Int(8)) },
-			func(t *testing.T, s *Space) { requireKey(t, s, String("fresh"), Int(8)) }},
-		{"delete", func(d *Dict) error { return d.DeleteLast(String("n")) },
-			func(t *testing.T, s *Space) {
-				_, err := getKey(t, s, String("n"))
-				require.ErrorIs(t, err, ErrNotFound)
-			}},
-	} {
+	for _, c := range directWrites {
 		t.Run(c.name, func(t *testing.T) {
 			s := newSpace(t)
 			newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
@@ -587,33 +546,31 @@ func TestDirectWriteBesideOtherWrites(t *testing.T) {
 	}
 }
 
-// TestDirectInsertAndDeleteMoveTheStripe: a direct insert or delete
-// commits under its stripe's lock and moves its version, so a
-// transaction that read the key's absence or presence (and the Dict's
-// length) before that commit, and writes after it, runs again on what
-// the commit left.
-func TestDirectInsertAndDeleteMoveTheStripe(t *testing.T) {
-	for _, c := range []struct {
-		name  string
-		key   Value
-		write func(d *Dict) error
-		want  bool // key present after write
-	}{
-		{"insert", String("fresh"), func(d *Dict) error { return d.SetLast(String("fresh"), Int(1)) }, true},
-		{"delete", String("n"), func(d *Dict) error { return d.DeleteLast(String("n")) }, false},
-	} {
+// TestDirectWritesLockTheirStripe: a direct write commits under its
+// stripe's lock and moves its version, so a transaction that read the
+// key (its value, or its absence) before that commit and writes after
+// it conflicts and runs again on what the commit left (without the lock
+// its validation would pass, and its write would rest on a value that
+// no longer was).
+func TestDirectWritesLockTheirStripe(t *testing.T) {
+	state := func(d *Dict, k Value) (Value, error) {
+		v, ok, err := d.LookupKey(k)
+		return String(fmt.Sprint(v, ok)), err
+	}
+	for _, c := range directWrites {
 		t.Run(c.name, func(t *testing.T) {
 			s := newSpace(t)
 			newPeekDict(t, s, map[Value]Value{String("n"): Int(1)})
+			var before Value
 			attempts := 0
 			require.NoError(t, inD(s, false, func(_ *Tx, d *Dict) error {
 				attempts++
-				has, err := d.Has(c.key)
+				seen, err := state(d, c.key)
 				if err != nil {
 					return err
 				}
 				if attempts == 1 {
-					require.Equal(t, !c.want, has)
+					before = seen
 					done := make(chan error)
 					go func() {
 						done <- inD(s, false, func(tx *Tx, d *Dict) error {
@@ -628,10 +585,17 @@ func TestDirectInsertAndDeleteMoveTheStripe(t *testing.T) {
 					}()
 					require.NoError(t, <-done)
 				}
-				return d.SetKey(String("copy"), Bool(has))
+				return d.SetKey(String("copy"), seen)
 			}))
 			require.Equal(t, 2, attempts)
-			requireKey(t, s, String("copy"), Bool(c.want))
+			var after Value
+			require.NoError(t, inD(s, true, func(_ *Tx, d *Dict) error {
+				var err error
+				after, err = state(d, c.key)
+				return err
+			}))
+			require.NotEqual(t, before, after)
+			requireKey(t, s, String("copy"), after)
 		})
 	}
 }
