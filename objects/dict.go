@@ -19,8 +19,9 @@ import (
 )
 
 // Dict is a shared hash table, as seen by one transaction. Keys are
-// String, Bytes, Int, Bool or None; writers of keys in different stripes
-// never conflict.
+// String, Bytes, Int, Bool or None; writers of different keys conflict
+// only when one of them inserts or deletes a key of the other's stripe
+// (one of 64): overwrites of existing keys never do.
 type Dict struct {
 	tx  *Tx
 	h   handle.Handle
@@ -234,22 +235,33 @@ func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
 		// Filled in place: a pending entry is ~100 bytes, copied twice
 		// if built first.
 		o.pend = append(o.pend, pending{})
-		p := &o.pend[len(o.pend)-1]
-		p.key, p.hash, p.val, p.del, p.existed, p.ent, p.slot = k, hash, v, del, f.ok, f.ent, f.slot
+		pend = &o.pend[len(o.pend)-1]
+		pend.key, pend.hash, pend.val, pend.del, pend.existed, pend.ent, pend.slot = k, hash, v, del, f.ok, f.ent, f.slot
 		o.indexLast()
 	}
 	if !tx.created[d.h] {
-		if err := d.lockStripe(hash); err != nil {
+		if err := d.lockFor(pend); err != nil {
 			return false, err
 		}
 	}
 	return had, nil
 }
 
-// lockStripe asks for the lock of the stripe of hash at commit (what a
-// write of a key there needs).
-func (d *Dict) lockStripe(hash uint64) error {
-	s := stripeOf(hash)
+// lockFor asks for the lock that the write p needs at commit (see the
+// entry layout in layout.go): an overwrite of a key the committed Dict
+// has takes the key's entry's lock, so that writers of different keys of
+// one stripe do not conflict; an insert or a delete takes the stripe's.
+// A key written twice by an attempt (a delete, then a set) may take both:
+// each write takes what its own change needs.
+func (d *Dict) lockFor(p *pending) error {
+	if p.existed && !p.del {
+		ep, _, err := d.tx.s.peek(p.ent) // found by the read: an entry
+		if err != nil {
+			return d.tx.doom(fmt.Errorf("objects: dict %v: entry %v: %w", d.h, p.ent, err))
+		}
+		return d.tx.t.Lock(entryLock(ep), addr(p.ent, offEntryLock), false)
+	}
+	s := stripeOf(p.hash)
 	return d.tx.t.Lock(&stripeAt(d.p, s).lock, d.stripeAddr(s), false)
 }
 
@@ -258,8 +270,8 @@ func (d *Dict) lockStripe(hash uint64) error {
 // written before) to the committed Dict h (block p), with no reference
 // to count: a scalar set over a scalar or over no key, or the delete of
 // a key that holds a scalar. pend is the write as an overlay would hold
-// it, with where the read that the stripe's lock validates at commit
-// found the key. h is Null when there is none.
+// it, with where the read (which txn validates at commit) found the key.
+// h is Null when there is none.
 type directSet struct {
 	h    handle.Handle
 	p    unsafe.Pointer
@@ -322,7 +334,7 @@ func (d *Dict) last(k, v Value, del bool) error {
 		return err
 	}
 	tx.direct = directSet{h: d.h, p: d.p, pend: pending{key: k, hash: hash, val: v, del: del, existed: f.ok, ent: f.ent, slot: f.slot}}
-	return d.lockStripe(hash)
+	return d.lockFor(&tx.direct.pend)
 }
 
 // overlaid is last's write through the overlay.

@@ -88,7 +88,8 @@ func tableCap(keys uint64) uint64 {
 // stores (an overlay's, or a direct write's alone).
 func (d *Dict) prepareStripe(tx *Tx, s int, pend []*pending) error {
 	if overwritesOnly(pend) {
-		// Values changed in place, each entry found by the validated read:
+		// Values changed in place, each entry found by the validated read
+		// and locked by its write (the stripe is not locked, only read):
 		// the table, its size and the counts stand, so none is read (a
 		// table that a failed shrink left sparse is shrunk by the next
 		// commit that adds or deletes a key here).
@@ -131,13 +132,14 @@ func (d *Dict) prepareStripe(tx *Tx, s int, pend []*pending) error {
 		var err error
 		if p.ent != handle.Null && t.h == old.h {
 			f = found{ok: true, ent: p.ent, slot: p.slot} // found by the validated read: no probe
-		} else if err = probeTable(tx.s, &t, p.key, p.hash, false, &f); err != nil {
+		} else if err = probeTable(tx.s, &t, p.key, p.hash, &f); err != nil {
 			return err
 		}
 		if f.ok && !p.del {
 			// An existing key: its entry's value changes in place (under
-			// the stripe's lock, through the redo log). Readers see the
-			// stripe's version move and read again.
+			// the entry's lock, which the write took: lockFor; through the
+			// redo log). Readers see the entry's version move and read
+			// again.
 			if err := tx.overwrite(f.ent, p.val); err != nil {
 				return err
 			}
@@ -273,17 +275,18 @@ func (tx *Tx) newEntry(p *pending) (handle.Handle, error) {
 	*word(ep, 0) = p.hash
 	*word(ep, 8) = vk | uint64(p.key.kind)<<8 | uint64(len(kb))<<32
 	*word(ep, offEntryVal) = vw
+	*word(ep, offEntryLock) = 0 // version 0, unlocked: nobody reads it before the commit links it
 	copy(b[entryHeader:], kb)
 	return h, nil
 }
 
-// overwrite stores a new value into an existing entry; the old value's
-// blob (if any) is retired.
+// overwrite stores a new value into an existing entry, whose lock the
+// write took (lockFor); the old value's blob (if any) is retired.
 func (tx *Tx) overwrite(e handle.Handle, v Value) error {
-	// e was found by a read the lock on its stripe now holds still (or
-	// by this commit's probe under it): it is live, so the readers'
-	// resolution (bounds only) is enough, and cheaper than Resolve's
-	// allocator lookup.
+	// e was found by a read that txn validates at commit, with the entry
+	// locked (or by this commit's probe under the stripe's lock): it is
+	// live, so the readers' resolution (bounds only) is enough, and
+	// cheaper than Resolve's allocator lookup.
 	ep, n, err := tx.s.peek(e)
 	if err != nil || n < entryHeader {
 		return fmt.Errorf("objects: overwrite entry %v: %v: %w", e, err, ErrCorrupt)

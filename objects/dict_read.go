@@ -4,7 +4,8 @@ package objects
 
 // This file owns reads of a committed Dict, inside txn's read window
 // (ReadBegin/ReadEnd on a stripe's lock word): a key's lookup
-// (lookupCommitted, probe, probeTable, entryMatch), a whole stripe
+// (lookupCommitted, probe, probeTable, entryMatch) and an entry's value
+// (readEntry, in the entry's own window), a whole stripe
 // (readStripe, eachEntry), the bounds every table and entry walk checks
 // (table, checkTable, entryKeyBytes), the table as readers and the
 // committer probe it (tableView, get), and the attempt's cache of
@@ -28,7 +29,7 @@ type found struct {
 }
 
 // lookupCommitted finds k in the committed Dict (as of the snapshot),
-// recording the stripe in the read set.
+// recording the stripe, and the entry found, in the read set.
 // f is filled in place (found is big enough for copies to show).
 func (d *Dict) lookupCommitted(k Value, hash uint64, f *found) error {
 	s := stripeOf(hash)
@@ -39,12 +40,38 @@ func (d *Dict) lookupCommitted(k Value, hash uint64, f *found) error {
 		if err != nil {
 			return err
 		}
-		ferr := d.tx.s.probe(st, k, hash, true, f)
+		ferr := d.tx.s.probe(st, k, hash, f)
 		if d.tx.t.ReadEnd(&st.lock, a, w) {
 			if ferr == nil && f.ok {
-				ferr = d.tx.s.fill(&f.val)
+				ferr = d.readEntry(f.ent, &f.val)
 			}
 			return d.tx.doom(ferr) // found in a consistent read: not the caller's doing
+		}
+	}
+}
+
+// readEntry reads the value of entry e in the entry's own read window:
+// the value changes under the entry's lock word, not the stripe's. e was
+// found by a stripe read that ReadEnd vouched for, so it is an entry
+// (linked then, and kept by reclaim while the attempt runs); if a delete
+// unlinked it since, the stripe, in the read set, no longer validates.
+func (d *Dict) readEntry(e handle.Handle, v *Value) error {
+	p, _, err := d.tx.s.peek(e)
+	if err != nil {
+		return err
+	}
+	lw, a := entryLock(p), addr(e, offEntryLock)
+	for {
+		w, err := d.tx.t.ReadBegin(lw, a)
+		if err != nil {
+			return err
+		}
+		kind, raw := load(p, 8)&0xff, load(p, offEntryVal)
+		if d.tx.t.ReadEnd(lw, a, w) {
+			if *v, err = d.tx.s.decode(kind, raw); err == nil {
+				err = d.tx.s.fill(v)
+			}
+			return err
 		}
 	}
 }
@@ -53,7 +80,7 @@ func (d *Dict) lookupCommitted(k Value, hash uint64, f *found) error {
 // would go). Reads may be torn unless the stripe is locked or the caller
 // validates afterwards; probe never follows more than cap slots and
 // resolves every handle.
-func (s *Space) probe(st *stripe, k Value, hash uint64, decode bool, f *found) error {
+func (s *Space) probe(st *stripe, k Value, hash uint64, f *found) error {
 	t := tableView{h: handle.Handle(st.table.Load()), capa: st.cap.Load()}
 	if t.h == handle.Null {
 		*f = found{slot: ^uint64(0)}
@@ -63,7 +90,7 @@ func (s *Space) probe(st *stripe, k Value, hash uint64, decode bool, f *found) e
 	if t.p, err = s.table(t.h, t.capa); err != nil {
 		return err
 	}
-	return probeTable(s, &t, k, hash, decode, f)
+	return probeTable(s, &t, k, hash, f)
 }
 
 // table resolves a table block that should hold capa slots.
@@ -84,9 +111,8 @@ func checkTable(h handle.Handle, capa uint64, n int) error {
 	return nil
 }
 
-// entryMatch reports whether entry e holds key k (and, with decode, puts
-// its value in *v).
-func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64, decode bool, v *Value) (bool, error) {
+// entryMatch reports whether entry e holds key k.
+func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64) (bool, error) {
 	p, n, err := s.peek(e)
 	if err != nil {
 		return false, err
@@ -114,11 +140,7 @@ func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64, decode bool, v
 			return false, nil
 		}
 	}
-	if !decode {
-		return true, nil
-	}
-	*v, err = s.decode(load(p, 8)&0xff, load(p, offEntryVal))
-	return true, err
+	return true, nil
 }
 
 // entryKeyBytes checks an entry block's key (of n bytes at most) and
@@ -183,7 +205,8 @@ func (tx *Tx) recall(d handle.Handle, k Value, f *found) bool {
 	return false
 }
 
-// readStripe reads every committed key and value of stripe s.
+// readStripe reads every committed key and value of stripe s: the keys
+// and entries in the stripe's window, then each value in its entry's.
 func (d *Dict) readStripe(s int, keys []Value, items []found) ([]Value, []found, error) {
 	st := stripeAt(d.p, s)
 	a := d.stripeAddr(s)
@@ -198,18 +221,13 @@ func (d *Dict) readStripe(s int, keys []Value, items []found) ([]Value, []found,
 			if err != nil {
 				return err
 			}
-			meta := load(p, 8)
-			v, err := d.tx.s.decode(meta&0xff, load(p, offEntryVal))
-			if err != nil {
-				return err
-			}
 			keys = append(keys, k)
-			items = append(items, found{ok: true, val: v, ent: e})
+			items = append(items, found{ok: true, ent: e})
 			return nil
 		})
 		if d.tx.t.ReadEnd(&st.lock, a, w) {
 			for i := 0; ferr == nil && i < len(items); i++ {
-				ferr = d.tx.s.fill(&items[i].val)
+				ferr = d.readEntry(items[i].ent, &items[i].val)
 			}
 			return keys, items, d.tx.doom(ferr)
 		}
@@ -301,7 +319,7 @@ func (t *tableView) get(i uint64) uint64 {
 }
 
 // probeTable looks k up in table t.
-func probeTable(s *Space, t *tableView, k Value, hash uint64, decode bool, f *found) error {
+func probeTable(s *Space, t *tableView, k Value, hash uint64, f *found) error {
 	free := ^uint64(0)
 	i := (hash / Stripes) & (t.capa - 1)
 	for range t.capa {
@@ -317,7 +335,7 @@ func probeTable(s *Space, t *tableView, k Value, hash uint64, decode bool, f *fo
 			if free == ^uint64(0) {
 				free = i
 			}
-		} else if ok, err := s.entryMatch(handle.Handle(e), k, hash, decode, &f.val); err != nil {
+		} else if ok, err := s.entryMatch(handle.Handle(e), k, hash); err != nil {
 			return err
 		} else if ok {
 			f.ok, f.ent, f.slot = true, handle.Handle(e), i

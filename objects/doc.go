@@ -5,9 +5,13 @@
 //     Bytes in an immutable blob owned by the one cell that holds it;
 //     containers by handle.
 //   - Dict: 64 lock stripes, each with its own open-addressing table of
-//     entries, so writers of different stripes never conflict and a stripe
-//     grows or shrinks on its own. An entry's key never changes; a Set of
-//     an existing key stores the value in place, a Delete retires it.
+//     entries, so inserts and deletes in different stripes never conflict
+//     and a stripe grows or shrinks on its own. An entry's key never
+//     changes; a Set of an existing key stores the value in place under
+//     the entry's own lock word (so overwrites of different keys never
+//     conflict, and write no line in common), a Delete retires it. A read
+//     of a key checks both words: the stripe's for which entry holds it,
+//     the entry's for its value.
 //   - List: a ring of cells; a transaction buffers pops and pushes at both
 //     ends and sets by index (O(1) each), and rewrites the ring only to
 //     grow or shrink it, or for an insert or delete in the middle.
@@ -24,7 +28,7 @@
 // (the root package's and the C ABI's), which, when nothing else was
 // written and no reference is to be counted (a scalar over a scalar or
 // over no key, the delete of a scalar), keeps only that write: an
-// existing entry is overwritten at commit under the stripe's lock, a new
+// existing entry is overwritten at commit under the entry's lock, a new
 // key or a delete goes through the stripe's commit as a one-write
 // overlay would (about a quarter of a Set's time was the overlay's: its
 // pending entry, index, sort and clearing). Any later use of a Dict in

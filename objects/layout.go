@@ -51,8 +51,9 @@ const (
 	offAux  = 24
 )
 
-// Stripes is the number of lock stripes of a Dict: writers of keys in
-// different stripes never conflict.
+// Stripes is the number of lock stripes of a Dict: inserts and deletes of
+// keys in different stripes never conflict (overwrites of different keys
+// never do: see the entry's lock below).
 const Stripes = 64
 
 // stripe is one lock stripe of a Dict, with its own open-addressing
@@ -60,7 +61,8 @@ const Stripes = 64
 // grows, and is locked, on its own.
 //
 //	+-----------------------------+ 0
-//	| lock   versioned lock       |  guards the fields below and the table
+//	| lock   versioned lock       |  guards the fields below, the table and
+//	|                             |  which entries it links (not their values)
 //	| table  handle               |  block of cap entry handles (0: empty,
 //	|                             |  1: deleted), or Null before the first key
 //	| count u32 | used u32        |  live keys | live + deleted slots
@@ -85,24 +87,39 @@ const (
 )
 
 // Entries of a Dict are blocks whose key never changes: a Set of a new key
-// links a new entry, a Set of an existing key stores the new value into
-// the entry in place (guarded by the stripe's lock, like the table), a
-// Delete unlinks the entry and retires it, so a reader that found an
-// entry through the table may read it until its transaction ends (reclaim
-// keeps it); what it read counts only if the stripe's version held.
+// links a new entry (under the stripe's lock), a Set of an existing key
+// stores the new value into the entry in place under the entry's own lock
+// word, a Delete unlinks the entry (under the stripe's lock) and retires
+// it, so a reader that found an entry through the table may read it until
+// its transaction ends (reclaim keeps it).
+//
+// Two lock words vouch for a read of a key: the stripe's, for the table
+// (which entry holds the key, or that none does), and the entry's, for
+// its value. A reader checks both; a writer takes the one whose part it
+// changes: an overwrite the entry's alone, so writers of different keys
+// of one stripe neither conflict nor write a line in common (the entry's
+// lock and value are the entry's own). A delete takes the stripe's: the
+// entry's value does not change, and a concurrent overwriter of it, which
+// read the table, fails its validation on the stripe (or the delete on the
+// entry, which it read too).
 //
 //	+-----------------------------+ 0
-//	| hash   u64                  |
-//	| vkind u8 | kkind u8 | _ u16 |
+//	| hash   u64                  |  immutable
+//	| vkind u8 | kkind u8 | _ u16 |  vkind: under lock; the rest immutable
 //	| klen u32                    |
-//	| val    u64                  |  inline scalar, String/Bytes block
-//	|                             |  handle, or container handle
+//	| val    u64                  |  under lock: inline scalar, String/Bytes
+//	|                             |  block handle, or container handle
+//	| lock   versioned lock       |  txn.LockWord (0 when the entry is made)
 //	| key    klen bytes           |  String/Bytes key; Int/Bool: 8 bytes
 //	+-----------------------------+
 const (
-	entryHeader = 24
-	offEntryVal = 16
+	entryHeader  = 32
+	offEntryVal  = 16
+	offEntryLock = 24
 )
+
+// entryLock is the lock word of the entry block at p.
+func entryLock(p unsafe.Pointer) *txn.LockWord { return (*txn.LockWord)(unsafe.Add(p, offEntryLock)) }
 
 // A String or Bytes value lives in a block of its own (immutable; owned
 // by the one cell that holds it):

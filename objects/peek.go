@@ -6,32 +6,36 @@ package objects
 //
 // A read of one scalar at a path of Dicts (the root package's Get,
 // GetInt...) needs no snapshot, no slot and no epoch: it is a seqlock
-// read of the stripes on the path. For each key, PeekPath loads the
-// stripe's lock word (an unlocked one), probes the stripe's table and
-// reads the entry, exactly as a transaction's read does; once every key
-// is read, it loads each of those lock words again and keeps what it
-// read only if none changed.
+// read of the lock words on the path. For each key, PeekPath loads the
+// stripe's lock word (an unlocked one), probes the stripe's table, loads
+// the lock word of the entry it found (an unlocked one) and reads the
+// entry's value, exactly as a transaction's read does; once every key is
+// read, it loads each of those lock words again and keeps what it read
+// only if none changed.
 //
 // Why that is consistent. A commit that changes what a stripe guards
-// (its table, an entry's value) holds the stripe's lock meanwhile and
-// releases it with a larger version, so a word loaded equal before and
-// after a read means that no such commit overlapped it. Every window
-// [first load, second load] contains the instant of the first second
-// load, since all the first loads come before all the second ones: at
-// that instant, every stripe on the path held what was read. That is
-// the read's linearization point.
+// (its table: which entry holds a key) holds the stripe's lock
+// meanwhile, and one that changes an entry's value holds the entry's;
+// each releases its word with a larger version, so a word loaded equal
+// before and after a read means that no such commit overlapped it. Every
+// window [first load, second load] contains the instant of the first
+// second load, since all the first loads come before all the second
+// ones: at that instant, every stripe and entry on the path held what
+// was read. That is the read's linearization point.
 //
 // Why nothing read was freed, without an epoch. reclaim frees only what
 // a commit unlinked (and retired). While a stripe's word is unchanged,
-// nothing it links was unlinked: the table it names, the entries in it,
-// the blob of a String value, and the Dict a value names (its reference
-// count is at least the one link) are all live through the window, and
-// the next Dict's stripes are read only through that link. A read whose
-// window fails may have followed a block freed meanwhile, and read
-// garbage: every handle is resolved with bounds checks (peek), every
-// length bounded, so it reads mapped memory only, and what it read is
-// thrown away. The regions stay mapped: txn's BeginPeek makes Close
-// refuse while an optimistic read runs.
+// nothing it links was unlinked: the table it names and the entries in
+// it are live through the window; while an entry's word is unchanged, so
+// are the blob of its String value and the Dict its value names (whose
+// reference count is at least the one link), and the next Dict's
+// stripes are read only through that link. An entry's word is loaded
+// inside its stripe's window, so it is an entry's while that window
+// holds. A read whose window fails may have followed a block freed
+// meanwhile, and read garbage: every handle is resolved with bounds
+// checks (peek), every length bounded, so it reads mapped memory only,
+// and what it read is thrown away. The regions stay mapped: txn's
+// BeginPeek makes Close refuse while an optimistic read runs.
 //
 // PeekPath gives up (ok false) rather than wait or retry: on a locked
 // or changed word, on a missing key (whose error the transaction words),
@@ -45,7 +49,7 @@ package objects
 //
 // PeekDict reads a key of a Dict named by its handle (the C library's
 // one-shot get), not reached from the root: no parent's lock word
-// vouches for the Dict itself. After the stripe's window closes, its
+// vouches for the Dict itself. After the key's windows close, its
 // reference count must still be above 0 (what an unchanged window
 // links is freed only by the Dict's finalizer, after an unlink stored
 // the 0, which is final), and its block, resolved pinned, still
@@ -67,6 +71,9 @@ import (
 // peekDepth is the most keys a path PeekPath reads may have.
 const peekDepth = 8
 
+// A key's read opens two windows: its stripe's and its entry's.
+const windowsPerKey = 2
+
 type peekWindow struct {
 	lw *txn.LockWord
 	w  uint64
@@ -82,8 +89,8 @@ func (s *Space) PeekPath(path string) (v Value, ok bool) {
 		return None, false
 	}
 	defer s.e.EndPeek()
-	var wins [peekDepth]peekWindow
-	n := 0
+	var wins [peekDepth * windowsPerKey]peekWindow
+	n := 0 // keys read
 	dp := s.rootP
 	for {
 		// strings.Cut's split, through IndexByte (Cut goes through Index,
@@ -96,7 +103,7 @@ func (s *Space) PeekPath(path string) (v Value, ok bool) {
 			return None, false
 		}
 		var found bool
-		if v, found, ok = s.peekKey(dp, String(key), &wins[n]); !ok || !found {
+		if v, found, ok = s.peekKey(dp, String(key), (*[windowsPerKey]peekWindow)(wins[n*windowsPerKey:])); !ok || !found {
 			return None, false // a missing key's error is the transaction's
 		}
 		n++
@@ -115,11 +122,14 @@ func (s *Space) PeekPath(path string) (v Value, ok bool) {
 		}
 		dp, path = p, rest
 	}
+	if peekPathRead != nil {
+		peekPathRead()
+	}
 	if !s.peekValue(&v) {
 		return None, false
 	}
 	loadFence()
-	return v, unchangedAll(wins[:n])
+	return v, unchangedAll(wins[:n*windowsPerKey])
 }
 
 // PeekDict reads the scalar under key in the Dict h without a
@@ -172,8 +182,8 @@ func (s *Space) PeekDict(h handle.Handle, key Value) (v Value, ok bool, err erro
 	if peekDictLinked != nil {
 		peekDictLinked(h)
 	}
-	var win peekWindow
-	v, found, ok := s.peekKey(dp, key, &win)
+	var wins [windowsPerKey]peekWindow
+	v, found, ok := s.peekKey(dp, key, &wins)
 	if !ok || found && !s.peekValue(&v) {
 		return None, false, nil
 	}
@@ -184,7 +194,7 @@ func (s *Space) PeekDict(h handle.Handle, key Value) (v Value, ok bool, err erro
 	// In this order: the window, then the count, then the pin (see
 	// above). The count's load is atomic: on arm64 it is ordered before
 	// the pin's loads.
-	if !win.unchanged() || hd.rc.Load() == 0 || !pin.Held() {
+	if !unchangedAll(wins[:]) || hd.rc.Load() == 0 || !pin.Held() {
 		return None, false, nil
 	}
 	if !found {
@@ -194,27 +204,48 @@ func (s *Space) PeekDict(h handle.Handle, key Value) (v Value, ok bool, err erro
 }
 
 // peekKey probes key in the Dict at dp, opening the window of its stripe
-// in win: the value if found; ok false if the stripe is locked or its
-// table unreadable.
-func (s *Space) peekKey(dp unsafe.Pointer, key Value, win *peekWindow) (v Value, present, ok bool) {
+// in wins[0] and, if the key is there, of its entry in wins[1] (a window
+// that stays unchanged otherwise): the value if found; ok false if a word
+// is locked or the table unreadable.
+func (s *Space) peekKey(dp unsafe.Pointer, key Value, wins *[windowsPerKey]peekWindow) (v Value, present, ok bool) {
 	hash := Hash(key)
 	st := stripeAt(dp, stripeOf(hash))
 	w, unlocked := txn.PeekWord(&st.lock)
 	if !unlocked {
 		return None, false, false
 	}
-	*win = peekWindow{&st.lock, w}
+	wins[0] = peekWindow{&st.lock, w}
 	var f found
-	if err := s.probe(st, key, hash, true, &f); err != nil {
+	if err := s.probe(st, key, hash, &f); err != nil {
 		return None, false, false
 	}
-	return f.val, f.ok, true
+	if !f.ok {
+		wins[1] = wins[0]
+		return None, false, true
+	}
+	ep, _, err := s.peek(f.ent)
+	if err != nil {
+		return None, false, false
+	}
+	lw := entryLock(ep)
+	if w, unlocked = txn.PeekWord(lw); !unlocked {
+		return None, false, false
+	}
+	wins[1] = peekWindow{lw, w} // an atomic load: the value's loads come after it
+	if v, err = s.decode(load(ep, 8)&0xff, load(ep, offEntryVal)); err != nil {
+		return None, false, false
+	}
+	return v, true, true
 }
 
 // peekDictLinked and peekDictRead, set by tests only, run in PeekDict
 // after its first check of the reference count, and between the read and
 // the checks that keep it: what they do there overlaps the read.
-var peekDictLinked, peekDictRead func(h handle.Handle)
+// peekPathRead runs in PeekPath between the keys' reads and the checks.
+var (
+	peekDictLinked, peekDictRead func(h handle.Handle)
+	peekPathRead                 func()
+)
 
 // peekValue makes v, read in a window, what the read returns: a String
 // or Bytes copied out of its blob; false for a container (or a Counter),

@@ -141,6 +141,54 @@ func TestPeekDictRefusesAReadOverlappingAWrite(t *testing.T) {
 	require.Equal(t, Int(6), v)
 }
 
+// TestPeekPathRefusesAReadOverlappingAWrite commits, while a read of
+// "d/x" is between its loads and its checks, an overwrite of x's value,
+// or of the root's entry "d" with another Dict: either changes only an
+// entry's lock word, not a stripe's, and the read must not be kept.
+func TestPeekPathRefusesAReadOverlappingAWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write func(tx *Tx) error
+		want  Value
+	}{
+		{"x", func(tx *Tx) error {
+			d, err := tx.Root().GetDict("d")
+			if err != nil {
+				return err
+			}
+			return d.SetScalar(String("x"), Int(6))
+		}, Int(6)},
+		{"d", func(tx *Tx) error {
+			d, err := tx.NewDict()
+			if err == nil {
+				err = d.SetScalar(String("x"), Int(7))
+			}
+			if err == nil {
+				err = tx.Root().SetKey(String("d"), d.Value())
+			}
+			return err
+		}, Int(7)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSpace(t)
+			newPeekDict(t, s, map[Value]Value{String("x"): Int(5)})
+			ran := 0
+			peekPathRead = func() {
+				ran++
+				require.NoError(t, s.Run(context.Background(), false, tc.write))
+			}
+			t.Cleanup(func() { peekPathRead = nil })
+			_, ok := s.PeekPath("d/x")
+			peekPathRead = nil
+			require.Equal(t, 1, ran)
+			require.False(t, ok, "kept a read that a commit overlapped")
+			v, ok := s.PeekPath("d/x")
+			require.True(t, ok)
+			require.Equal(t, tc.want, v)
+		})
+	}
+}
+
 // TestPeekDictIsConsistentUnderWrites reads Dicts by handle while a
 // writer replaces them (each replaced Dict is unlinked, freed and its
 // blocks reused by the next) and changes the kind of a value in place.

@@ -99,15 +99,16 @@ package reclaim
 // root package's Get) does not even that: it publishes no epoch and
 // takes no slot, so the claim above does not cover it, and a collector
 // may free a block it is reading. It keeps only what the lock words on
-// its path vouch for, unchanged from before its first load to after its
-// last: nothing they guard was unlinked meanwhile, so nothing it kept
-// was retired, let alone freed. What it read of a freed block (its
+// its path vouch for (each key's stripe, for the entry it found, and the
+// entry's, for its value), unchanged from before its first load to after
+// its last: nothing they guard was unlinked meanwhile, so nothing it
+// kept was retired, let alone freed. What it read of a freed block (its
 // window failed) is thrown away; every handle is bounds-checked, so such
 // a read stays in mapped memory. A single read of a Dict named by its
 // handle (PeekDict, behind the C library's one-shot get) has no link
 // above the Dict for a lock word to vouch for. It is kept only if,
 // after it, the Dict's reference count is still above 0 (what an
-// unchanged stripe links is retired only with the Dict, by the commit
+// unchanged stripe or entry links is retired only with the Dict, by the commit
 // that stores its 0, which is final) and the Dict's block still
 // allocated with the same generation
 // (alloc.ResolvePinned: the count read was the Dict's). objects/peek.go

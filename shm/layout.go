@@ -15,7 +15,10 @@ const Magic uint64 = 0x31_45_52_4f_54_53_4d_48 // "HMSTORE1" little-endian
 // LayoutVersion changes whenever a shared struct changes meaning.
 // 2: commit versions may run ahead of the clock (txn's "The version
 // clock"); a build of version 1 would wait forever on such a word.
-const LayoutVersion uint32 = 2
+// 3: a Dict entry has a lock word of its own, which an overwrite of its
+// value takes instead of the stripe's (objects' entry layout); a build of
+// version 2 would neither take nor check it.
+const LayoutVersion uint32 = 3
 
 // CacheLine is the unit that shared fields written by different processes
 // are kept apart by.

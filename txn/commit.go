@@ -52,7 +52,7 @@ package txn
 //
 // A Set of a scalar under an existing key (an Update that writes one
 // entry of one stripe) executes, in shared memory, these fully fenced
-// operations and no others: the stripe lock's CompareAndSwap, one
+// operations and no others: the entry lock's CompareAndSwap, one
 // applied store (two when the value's kind changes: the entry's meta
 // word too), and the lock's release Swap; the clock is only loaded.
 // Everything else it writes is its own slot's (release stores, see
@@ -125,12 +125,16 @@ package txn
 // more, and the clock's share of it was too small to see. A multi-process
 // store is for several processes, so the clock gives way.
 //
-// What two processes on disjoint keys still both write is, in one Dict,
-// the stripes' lock words (64 stripes of 32 bytes: every stripe's line
-// is written by both as keys hash over them); in Dicts of their own,
-// nothing on the path of a Set. Ranges of versions reserved per process
-// would not do instead: a commit stamped from an old range would look
-// older than snapshots that began before it.
+// What two processes overwriting disjoint keys write in common on a
+// Set's path is nothing, in one Dict or in two: a Set of an existing key
+// locks and writes that key's entry alone (objects' entry lock), reads
+// the stripe's lock word only, and the clock only loads. (Before entries
+// had lock words of their own, both wrote the stripes' lock words: 64
+// stripes of 32 bytes, every stripe's line written by both as keys hash
+// over them.) Inserts and deletes still lock their stripe. Ranges of
+// versions reserved per process would not do instead of the clock: a
+// commit stamped from an old range would look older than snapshots that
+// began before it.
 
 import (
 	"cmp"
