@@ -240,7 +240,7 @@ func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
 		o.indexLast()
 	}
 	if !tx.created[d.h] {
-		if err := d.lockFor(pend); err != nil {
+		if err := d.lockFor(pend, f.ep); err != nil {
 			return false, err
 		}
 	}
@@ -252,12 +252,15 @@ func (d *Dict) put(k Value, v Value, del bool) (bool, error) {
 // has takes the key's entry's lock, so that writers of different keys of
 // one stripe do not conflict; an insert or a delete takes the stripe's.
 // A key written twice by an attempt (a delete, then a set) may take both:
-// each write takes what its own change needs.
-func (d *Dict) lockFor(p *pending) error {
+// each write takes what its own change needs. ep is p.ent's block when
+// the caller has it from the read (nil: resolved here).
+func (d *Dict) lockFor(p *pending, ep unsafe.Pointer) error {
 	if p.existed && !p.del {
-		ep, _, err := d.tx.s.peek(p.ent) // found by the read: an entry
-		if err != nil {
-			return d.tx.doom(fmt.Errorf("objects: dict %v: entry %v: %w", d.h, p.ent, err))
+		if ep == nil {
+			var err error
+			if ep, _, err = d.tx.s.peek(p.ent); err != nil { // found by the read: an entry
+				return d.tx.doom(fmt.Errorf("objects: dict %v: entry %v: %w", d.h, p.ent, err))
+			}
 		}
 		return d.tx.t.Lock(entryLock(ep), addr(p.ent, offEntryLock), false)
 	}
@@ -334,7 +337,7 @@ func (d *Dict) last(k, v Value, del bool) error {
 		return err
 	}
 	tx.direct = directSet{h: d.h, p: d.p, pend: pending{key: k, hash: hash, val: v, del: del, existed: f.ok, ent: f.ent, slot: f.slot}}
-	return d.lockFor(&tx.direct.pend)
+	return d.lockFor(&tx.direct.pend, f.ep)
 }
 
 // overlaid is last's write through the overlay.

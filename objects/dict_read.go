@@ -25,6 +25,7 @@ type found struct {
 	ok   bool
 	val  Value
 	ent  handle.Handle
+	ep   unsafe.Pointer // ent's block, as the read resolved it
 	slot uint64
 }
 
@@ -43,23 +44,20 @@ func (d *Dict) lookupCommitted(k Value, hash uint64, f *found) error {
 		ferr := d.tx.s.probe(st, k, hash, f)
 		if d.tx.t.ReadEnd(&st.lock, a, w) {
 			if ferr == nil && f.ok {
-				ferr = d.readEntry(f.ent, &f.val)
+				ferr = d.readEntry(f.ent, f.ep, &f.val)
 			}
 			return d.tx.doom(ferr) // found in a consistent read: not the caller's doing
 		}
 	}
 }
 
-// readEntry reads the value of entry e in the entry's own read window:
-// the value changes under the entry's lock word, not the stripe's. e was
-// found by a stripe read that ReadEnd vouched for, so it is an entry
-// (linked then, and kept by reclaim while the attempt runs); if a delete
-// unlinked it since, the stripe, in the read set, no longer validates.
-func (d *Dict) readEntry(e handle.Handle, v *Value) error {
-	p, _, err := d.tx.s.peek(e)
-	if err != nil {
-		return err
-	}
+// readEntry reads the value of entry e (block p) in the entry's own read
+// window: the value changes under the entry's lock word, not the
+// stripe's. e was found by a stripe read that ReadEnd vouched for, so it
+// is an entry (linked then, and kept by reclaim while the attempt runs);
+// if a delete unlinked it since, the stripe, in the read set, no longer
+// validates.
+func (d *Dict) readEntry(e handle.Handle, p unsafe.Pointer, v *Value) error {
 	lw, a := entryLock(p), addr(e, offEntryLock)
 	for {
 		w, err := d.tx.t.ReadBegin(lw, a)
@@ -111,36 +109,36 @@ func checkTable(h handle.Handle, capa uint64, n int) error {
 	return nil
 }
 
-// entryMatch reports whether entry e holds key k.
-func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64) (bool, error) {
+// entryMatch reports whether entry e (block p) holds key k.
+func (s *Space) entryMatch(e handle.Handle, k Value, hash uint64) (unsafe.Pointer, bool, error) {
 	p, n, err := s.peek(e)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	if n < entryHeader {
-		return false, fmt.Errorf("objects: entry %v of %d bytes: %w", e, n, ErrCorrupt)
+		return nil, false, fmt.Errorf("objects: entry %v of %d bytes: %w", e, n, ErrCorrupt)
 	}
 	if load(p, 0) != hash {
-		return false, nil
+		return p, false, nil
 	}
 	kk, kb, err := entryKeyBytes(p, n)
 	if err != nil {
-		return false, fmt.Errorf("objects: entry %v: %w", e, err)
+		return nil, false, fmt.Errorf("objects: entry %v: %w", e, err)
 	}
 	if kk != k.kind {
-		return false, nil
+		return p, false, nil
 	}
 	switch kk {
 	case KindString, KindBytes:
 		if string(kb) != k.s { // compared in place: no copy
-			return false, nil
+			return p, false, nil
 		}
 	case KindInt, KindBool:
 		if binary.LittleEndian.Uint64(kb) != k.n {
-			return false, nil
+			return p, false, nil
 		}
 	}
-	return true, nil
+	return p, true, nil
 }
 
 // entryKeyBytes checks an entry block's key (of n bytes at most) and
@@ -222,12 +220,12 @@ func (d *Dict) readStripe(s int, keys []Value, items []found) ([]Value, []found,
 				return err
 			}
 			keys = append(keys, k)
-			items = append(items, found{ok: true, ent: e})
+			items = append(items, found{ok: true, ent: e, ep: p})
 			return nil
 		})
 		if d.tx.t.ReadEnd(&st.lock, a, w) {
 			for i := 0; ferr == nil && i < len(items); i++ {
-				ferr = d.readEntry(items[i].ent, &items[i].val)
+				ferr = d.readEntry(items[i].ent, items[i].ep, &items[i].val)
 			}
 			return keys, items, d.tx.doom(ferr)
 		}
@@ -335,10 +333,10 @@ func probeTable(s *Space, t *tableView, k Value, hash uint64, f *found) error {
 			if free == ^uint64(0) {
 				free = i
 			}
-		} else if ok, err := s.entryMatch(handle.Handle(e), k, hash); err != nil {
+		} else if p, ok, err := s.entryMatch(handle.Handle(e), k, hash); err != nil {
 			return err
 		} else if ok {
-			f.ok, f.ent, f.slot = true, handle.Handle(e), i
+			f.ok, f.ent, f.ep, f.slot = true, handle.Handle(e), p, i
 			return nil
 		}
 		i = (i + 1) & (t.capa - 1)

@@ -223,16 +223,13 @@ func (s *Space) peekKey(dp unsafe.Pointer, key Value, wins *[windowsPerKey]peekW
 		wins[1] = wins[0]
 		return None, false, true
 	}
-	ep, _, err := s.peek(f.ent)
-	if err != nil {
-		return None, false, false
-	}
-	lw := entryLock(ep)
+	lw := entryLock(f.ep) // resolved, bounds checked, by the probe
 	if w, unlocked = txn.PeekWord(lw); !unlocked {
 		return None, false, false
 	}
 	wins[1] = peekWindow{lw, w} // an atomic load: the value's loads come after it
-	if v, err = s.decode(load(ep, 8)&0xff, load(ep, offEntryVal)); err != nil {
+	v, err := s.decode(load(f.ep, 8)&0xff, load(f.ep, offEntryVal))
+	if err != nil {
 		return None, false, false
 	}
 	return v, true, true
