@@ -256,9 +256,10 @@ const benchPhase = time.Second
 // Target: x-scaling (2 processes over 1) >= 1.7. On a 2-core machine four
 // processes share two cores: x-scaling-4 shows what oversubscription
 // costs, not more parallelism. x-scaling-own is two processes again, each
-// on the same keys in a Dict of its own ("setown"): then the only written
-// line they share is the version clock, so its gap to x-scaling is what
-// sharing the Dict's stripe lock words costs.
+// on the same keys in a Dict of its own ("setown"): its gap to x-scaling
+// is what sharing one Dict costs (an overwrite locks its entry and only
+// reads the stripe's lock word, so what remains is read traffic and the
+// lines two neighbouring entries share; it was the stripes' lock words).
 func BenchmarkScaling(b *testing.B) {
 	dir := shmtest.Dir(b)
 	st := openBench(b, dir, "scale")

@@ -2,8 +2,9 @@
 
 package objects
 
-// This file owns a Dict's part of a commit: at Prepare, under the stripe
-// locks txn holds, an overlay becomes word stores, stripe by stripe
+// This file owns a Dict's part of a commit: at Prepare, under the locks
+// txn holds (the stripe's for an insert or a delete, the entry's for an
+// overwrite: lockFor), an overlay becomes word stores, stripe by stripe
 // (prepare, prepareStripe): new entries (newEntry), values overwritten in
 // place (overwrite), unlinked entries retired with their values' blobs
 // (retireEntry), tables grown, shrunk or dropped (newTable, tableCap,
@@ -23,8 +24,8 @@ import (
 	"github.com/shmstore/shmstore/reclaim"
 )
 
-// prepare turns the overlay into stores, stripe by stripe (txn holds
-// every written stripe's lock).
+// prepare turns the overlay into stores, stripe by stripe (txn holds the
+// lock each write asked for: lockFor).
 func (o *dictOverlay) prepare(tx *Tx) error {
 	ps := tx.scratch[:0]
 	for i := range o.pend {

@@ -29,9 +29,11 @@ package objects
 // it are live through the window; while an entry's word is unchanged, so
 // are the blob of its String value and the Dict its value names (whose
 // reference count is at least the one link), and the next Dict's
-// stripes are read only through that link. An entry's word is loaded
-// inside its stripe's window, so it is an entry's while that window
-// holds. A read whose window fails may have followed a block freed
+// stripes are read only through that link. An entry's word is loaded,
+// both times, inside its stripe's window (the windows close in the
+// reverse of the order they opened: unchangedAll), so it is that entry's
+// word at both loads: a block freed and made again in between could hold
+// an equal word (a new entry's is 0). A read whose window fails may have followed a block freed
 // meanwhile, and read garbage: every handle is resolved with bounds
 // checks (peek), every length bounded, so it reads mapped memory only,
 // and what it read is thrown away. The regions stay mapped: txn's
@@ -238,10 +240,11 @@ func (s *Space) peekKey(dp unsafe.Pointer, key Value, wins *[windowsPerKey]peekW
 // peekDictLinked and peekDictRead, set by tests only, run in PeekDict
 // after its first check of the reference count, and between the read and
 // the checks that keep it: what they do there overlaps the read.
-// peekPathRead runs in PeekPath between the keys' reads and the checks.
+// peekPathRead runs in PeekPath between the keys' reads and the checks;
+// peekClose before each window's close.
 var (
 	peekDictLinked, peekDictRead func(h handle.Handle)
-	peekPathRead                 func()
+	peekPathRead, peekClose      func()
 )
 
 // peekValue makes v, read in a window, what the read returns: a String
@@ -262,10 +265,20 @@ func (s *Space) peekValue(v *Value) bool {
 // held when the window opened.
 func (w peekWindow) unchanged() bool { return txn.Unchanged(w.lw, w.w) }
 
-// unchangedAll closes every window.
+// unchangedAll closes every window, the last opened first: each window
+// is then closed inside the one it was opened in (an entry's inside its
+// stripe's, a Dict's stripe inside the entry that links the Dict), and
+// an inner window's block is still what it was when its word is loaded
+// again. Closed the other way, a stripe's window could close, the entry
+// be deleted, freed and made again in the same block with the same word
+// (a new entry's is 0), and the entry's window then close "unchanged"
+// over an overwrite it read torn.
 func unchangedAll(wins []peekWindow) bool {
-	for _, w := range wins {
-		if !w.unchanged() {
+	for i := len(wins) - 1; i >= 0; i-- {
+		if peekClose != nil {
+			peekClose()
+		}
+		if !wins[i].unchanged() {
 			return false
 		}
 	}

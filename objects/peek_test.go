@@ -397,3 +397,39 @@ func TestPeekDictRefusesChildrenFreedByFinalizer(t *testing.T) {
 	require.True(t, ran)
 	require.False(t, ok, "kept a read of freed memory: %v, %v", v, err)
 }
+
+// TestPeekWindowsCloseInnermostFirst: the key read is overwritten inside
+// the entry's window; then, between two window closes, it is deleted,
+// its entry freed and the block made into a new entry (whose lock word,
+// 0, equals the first one's). Were the stripe's window closed first, the
+// entry's would then close "unchanged" over the overwrite, which the read
+// may have seen torn; unchangedAll closes the entry's first and refuses.
+// (Found by review.)
+func TestPeekWindowsCloseInnermostFirst(t *testing.T) {
+	s := newSpace(t)
+	run := func(fn func(tx *Tx) error) { require.NoError(t, s.Run(context.Background(), false, fn)) }
+	run(func(tx *Tx) error { return tx.Root().SetScalar(String("x0"), Int(5)) })
+	var wins [windowsPerKey]peekWindow
+	v, found, ok := s.peekKey(s.rootP, String("x0"), &wins)
+	require.True(t, ok && found)
+	require.Equal(t, Int(5), v)
+	require.Zero(t, wins[1].w, "a new entry's word")
+	run(func(tx *Tx) error { return tx.Root().SetScalar(String("x0"), Int(6)) }) // inside the entry's window
+	closes, reused := 0, false
+	peekClose = func() {
+		if closes++; closes != 2 {
+			return
+		}
+		run(func(tx *Tx) error { return tx.Root().DeleteKey(String("x0")) })
+		for range 3 {
+			require.NoError(t, s.e.Collect())
+		}
+		for i := 1; i < 2000 && !reused; i++ {
+			run(func(tx *Tx) error { return tx.Root().SetScalar(String(fmt.Sprintf("y%d", i)), Int(int64(i))) })
+			reused = wins[1].unchanged()
+		}
+		require.True(t, reused, "the entry's block was not made again with its first word")
+	}
+	t.Cleanup(func() { peekClose = nil })
+	require.False(t, unchangedAll(wins[:]), "the windows closed unchanged over an overwrite")
+}
