@@ -4,6 +4,7 @@ package shmstore_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -138,4 +139,25 @@ func TestExplicitEndTwice(t *testing.T) {
 	require.ErrorIs(t, tx.End(nil), shmstore.ErrTxClosed)
 	tx.Rollback()
 	require.NoError(t, st.Close())
+}
+
+// TestRestartAfterAConflictIgnoresAnEndedContext: a restart after a
+// conflict waits at most for a commit under way, not for a change, so a
+// context that ended already (the C ABI's shortest timeout is 1 ms, which
+// a loaded machine can spend before the call) does not refuse it; after
+// a Retry it does (above).
+func TestRestartAfterAConflictIgnoresAnEndedContext(t *testing.T) {
+	st := openTest(t)
+	tx, err := st.Begin(false)
+	require.NoError(t, err)
+	err = tx.End(fmt.Errorf("body: %w", shmstore.ErrConflict))
+	require.True(t, shmstore.Again(err), "%v", err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, tx.Restart(ctx))
+	require.NoError(t, tx.Root().SetInt("k", 1))
+	require.NoError(t, tx.Commit())
+	n, err := st.GetInt("k")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
 }

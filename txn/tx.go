@@ -280,18 +280,21 @@ func (tx *Tx) endAttempt(fnErr error) error {
 
 // Restart waits for what the last attempt's end asked for (the word a
 // conflict was found on to be unlocked, a change to what a Retry read)
-// and begins the next attempt. When ctx ends first it returns ctx.Err()
-// and the transaction may still be restarted (or abandoned).
+// and begins the next attempt. When ctx ends before a Retry's change it
+// returns ctx.Err() and the transaction may still be restarted (or
+// abandoned). A restart after a conflict does not look at ctx: its wait
+// is for a commit under way, bounded, so a short timeout (the C ABI's
+// 0 ms is 1 ms) that ends before the call is not a reason to refuse it.
 func (tx *Tx) Restart(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	switch tx.next {
 	case nextNone:
 		return fmt.Errorf("txn: restart of a transaction that is over: %w", ErrDone)
 	case nextAfterLock:
 		tx.waitConflict()
 	case nextAfterRetry:
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if err := tx.waitRetry(ctx); err != nil {
 			return err
 		}
