@@ -141,23 +141,44 @@ func TestExplicitEndTwice(t *testing.T) {
 	require.NoError(t, st.Close())
 }
 
-// TestRestartAfterAConflictIgnoresAnEndedContext: a restart after a
-// conflict waits at most for a commit under way, not for a change, so a
-// context that ended already (the C ABI's shortest timeout is 1 ms, which
-// a loaded machine can spend before the call) does not refuse it; after
-// a Retry it does (above).
-func TestRestartAfterAConflictIgnoresAnEndedContext(t *testing.T) {
+// TestRestartIgnoresAnEndedContextWithNothingToWaitFor: a restart after
+// a conflict waits at most for a commit under way, and one after a Retry
+// whose change was made already waits for nothing, so a context that
+// ended already (the C ABI's shortest timeout is 1 ms, which a loaded
+// machine can spend before the call) refuses neither; a Retry with no
+// change yet is refused (TestExplicitRetryAndRollback).
+func TestRestartIgnoresAnEndedContextWithNothingToWaitFor(t *testing.T) {
 	st := openTest(t)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+
 	tx, err := st.Begin(false)
 	require.NoError(t, err)
 	err = tx.End(fmt.Errorf("body: %w", shmstore.ErrConflict))
 	require.True(t, shmstore.Again(err), "%v", err)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	require.NoError(t, tx.Restart(ctx))
+	require.NoError(t, tx.Restart(ended), "after a conflict")
 	require.NoError(t, tx.Root().SetInt("k", 1))
 	require.NoError(t, tx.Commit())
 	n, err := st.GetInt("k")
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
+
+	tx, err = st.Begin(false)
+	require.NoError(t, err)
+	q, err := tx.Root().Queue("q", 0)
+	require.NoError(t, err)
+	_, err = q.Get()
+	require.ErrorIs(t, err, shmstore.ErrRetry)
+	err = tx.End(err)
+	require.True(t, shmstore.Again(err), "%v", err)
+	require.NoError(t, st.Put(context.Background(), "q", "job")) // the change, before the restart
+	require.NoError(t, tx.Restart(ended), "after a Retry whose change was made")
+	q, err = tx.Root().Queue("q", 0)
+	require.NoError(t, err)
+	v, err := q.Get()
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit())
+	s, err := v.AsString()
+	require.NoError(t, err)
+	require.Equal(t, "job", s)
 }

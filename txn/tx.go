@@ -280,11 +280,12 @@ func (tx *Tx) endAttempt(fnErr error) error {
 
 // Restart waits for what the last attempt's end asked for (the word a
 // conflict was found on to be unlocked, a change to what a Retry read)
-// and begins the next attempt. When ctx ends before a Retry's change it
-// returns ctx.Err() and the transaction may still be restarted (or
-// abandoned). A restart after a conflict does not look at ctx: its wait
-// is for a commit under way, bounded, so a short timeout (the C ABI's
-// 0 ms is 1 ms) that ends before the call is not a reason to refuse it.
+// and begins the next attempt. ctx bounds the wait for a Retry's change
+// (waitRetry): when it ends before the change, Restart returns ctx.Err()
+// and the transaction may still be restarted (or abandoned). A change
+// already made, or a conflict's wait (for a commit under way, bounded),
+// is not refused for a ctx that ended: a short timeout (the C ABI's 0 ms
+// is 1 ms) may end before the call.
 func (tx *Tx) Restart(ctx context.Context) error {
 	switch tx.next {
 	case nextNone:
@@ -292,9 +293,6 @@ func (tx *Tx) Restart(ctx context.Context) error {
 	case nextAfterLock:
 		tx.waitConflict()
 	case nextAfterRetry:
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		if err := tx.waitRetry(ctx); err != nil {
 			return err
 		}
