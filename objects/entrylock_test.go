@@ -62,7 +62,6 @@ func TestEntryLocks(t *testing.T) {
 					require.NoError(t, <-done)
 				}
 				return d.SetKey(b, seen(v, ok)) // the commit must rest on a as read
-
 			}))
 			require.Equal(t, tc.attempts, attempts)
 			tc.check(t, s)
@@ -75,4 +74,42 @@ func TestEntryLocks(t *testing.T) {
 			checkClean(t, s)
 		})
 	}
+}
+
+// TestRangeReadsEachEntry: a transaction sums a Dict by Range and stores
+// the sum; between its Range and its commit another commits an overwrite
+// of one value, which changes only that entry's lock word (no stripe's).
+// The sum must run again and hold the new value: Range reads each value
+// in its entry's window, which puts the entry in the read set.
+func TestRangeReadsEachEntry(t *testing.T) {
+	s := newSpace(t)
+	kv := map[Value]Value{}
+	for i := range 100 {
+		kv[String(fmt.Sprintf("k%d", i))] = Int(1)
+	}
+	newPeekDict(t, s, kv)
+	attempts := 0
+	require.NoError(t, inD(s, false, func(_ *Tx, d *Dict) error {
+		attempts++
+		sum := int64(0)
+		err := d.Range(func(k, v Value) bool {
+			if n, err := v.AsInt(); err == nil && k != String("sum") {
+				sum += n
+			}
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		if attempts == 1 {
+			done := make(chan error)
+			go func() {
+				done <- inD(s, false, func(_ *Tx, d *Dict) error { return d.SetKey(String("k7"), Int(5)) })
+			}()
+			require.NoError(t, <-done)
+		}
+		return d.SetKey(String("sum"), Int(sum))
+	}))
+	require.Equal(t, 2, attempts)
+	requireKey(t, s, String("sum"), Int(104))
 }
