@@ -9,9 +9,9 @@
 //     and a stripe grows or shrinks on its own. An entry's key never
 //     changes; a Set of an existing key stores the value in place under
 //     the entry's own lock word (so overwrites of different keys never
-//     conflict, nor write a lock word in common), a Delete retires it. A read
-//     of a key checks both words: the stripe's for which entry holds it,
-//     the entry's for its value.
+//     conflict, nor write a lock word in common), a Delete retires it. A
+//     read of a key checks both words: the stripe's for which entry holds
+//     it, the entry's for its value.
 //   - List: a ring of cells; a transaction buffers pops and pushes at both
 //     ends and sets by index (O(1) each), and rewrites the ring only to
 //     grow or shrink it, or for an insert or delete in the middle.

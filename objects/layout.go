@@ -96,12 +96,13 @@ const (
 // Two lock words vouch for a read of a key: the stripe's, for the table
 // (which entry holds the key, or that none does), and the entry's, for
 // its value. A reader checks both; a writer takes the one whose part it
-// changes: an overwrite the entry's alone, so writers of different keys
-// of one stripe neither conflict nor write a line in common (the entry's
-// lock and value are the entry's own). A delete takes the stripe's: the
-// entry's value does not change, and a concurrent overwriter of it, which
-// read the table, fails its validation on the stripe (or the delete on the
-// entry, which it read too).
+// changes: an overwrite the entry's alone, so overwriters of different
+// keys of one stripe neither conflict nor write a lock word in common
+// (two entries packed next to each other may still share a cache line:
+// see "The version clock" in txn/commit.go). A delete takes the
+// stripe's: the entry's value does not change, and a concurrent
+// overwriter of it, which read the table, fails its validation on the
+// stripe (or the delete on the entry, which it read too).
 //
 //	+-----------------------------+ 0
 //	| hash   u64                  |  immutable

@@ -33,11 +33,12 @@ package objects
 // both times, inside its stripe's window (the windows close in the
 // reverse of the order they opened: unchangedAll), so it is that entry's
 // word at both loads: a block freed and made again in between could hold
-// an equal word (a new entry's is 0). A read whose window fails may have followed a block freed
-// meanwhile, and read garbage: every handle is resolved with bounds
-// checks (peek), every length bounded, so it reads mapped memory only,
-// and what it read is thrown away. The regions stay mapped: txn's
-// BeginPeek makes Close refuse while an optimistic read runs.
+// an equal word (a new entry's is 0). A read whose window fails may have
+// followed a block freed meanwhile, and read garbage: every handle is
+// resolved with bounds checks (peek), every length bounded, so it reads
+// mapped memory only, and what it read is thrown away. The regions stay
+// mapped: txn's BeginPeek makes Close refuse while an optimistic read
+// runs.
 //
 // PeekPath gives up (ok false) rather than wait or retry: on a locked
 // or changed word, on a missing key (whose error the transaction words),

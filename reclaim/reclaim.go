@@ -108,8 +108,8 @@ package reclaim
 // handle (PeekDict, behind the C library's one-shot get) has no link
 // above the Dict for a lock word to vouch for. It is kept only if,
 // after it, the Dict's reference count is still above 0 (what an
-// unchanged stripe or entry links is retired only with the Dict, by the commit
-// that stores its 0, which is final) and the Dict's block still
+// unchanged stripe or entry links is retired only with the Dict, by the
+// commit that stores its 0, which is final) and the Dict's block still
 // allocated with the same generation
 // (alloc.ResolvePinned: the count read was the Dict's). objects/peek.go
 // has the argument.
