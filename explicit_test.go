@@ -89,14 +89,7 @@ func TestExplicitRetryAndRollback(t *testing.T) {
 
 	// A Restart that its context ends can be rolled back, leaving nothing
 	// held: Close then succeeds.
-	tx, err := st.Begin(false)
-	require.NoError(t, err)
-	q, err := tx.Root().Queue("q", 0)
-	require.NoError(t, err)
-	_, err = q.Get()
-	require.ErrorIs(t, err, shmstore.ErrRetry)
-	err = tx.End(err)
-	require.True(t, shmstore.Again(err), "%v", err)
+	tx := retrying(t, st)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	require.ErrorIs(t, tx.Restart(ctx), context.DeadlineExceeded)
@@ -163,17 +156,10 @@ func TestRestartIgnoresAnEndedContextWithNothingToWaitFor(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
 
-	tx, err = st.Begin(false)
-	require.NoError(t, err)
-	q, err := tx.Root().Queue("q", 0)
-	require.NoError(t, err)
-	_, err = q.Get()
-	require.ErrorIs(t, err, shmstore.ErrRetry)
-	err = tx.End(err)
-	require.True(t, shmstore.Again(err), "%v", err)
+	tx = retrying(t, st)
 	require.NoError(t, st.Put(context.Background(), "q", "job")) // the change, before the restart
 	require.NoError(t, tx.Restart(ended), "after a Retry whose change was made")
-	q, err = tx.Root().Queue("q", 0)
+	q, err := tx.Root().Queue("q", 0)
 	require.NoError(t, err)
 	v, err := q.Get()
 	require.NoError(t, err)
@@ -181,4 +167,19 @@ func TestRestartIgnoresAnEndedContextWithNothingToWaitFor(t *testing.T) {
 	s, err := v.AsString()
 	require.NoError(t, err)
 	require.Equal(t, "job", s)
+}
+
+// retrying begins an explicit transaction whose attempt takes from the
+// empty Queue "q" and ends in Retry: it waits for a Restart.
+func retrying(t *testing.T, st *shmstore.Store) *shmstore.Tx {
+	t.Helper()
+	tx, err := st.Begin(false)
+	require.NoError(t, err)
+	q, err := tx.Root().Queue("q", 0)
+	require.NoError(t, err)
+	_, err = q.Get()
+	require.ErrorIs(t, err, shmstore.ErrRetry)
+	err = tx.End(err)
+	require.True(t, shmstore.Again(err), "%v", err)
+	return tx
 }
